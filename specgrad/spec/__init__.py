@@ -1,0 +1,32 @@
+"""The spec pipeline: load (YAML with locations) -> compose (overrides) -> validate (schema + semantics)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from specgrad.spec.errors import Diagnostic, Location, SpecError
+
+
+@dataclass
+class Spec:
+    """A resolved, validated spec: its values with their locations, and the compiled model."""
+    doc: object            # specgrad.spec.load.Document
+    model: object          # specgrad.graph.build.Model
+    warnings: list[Diagnostic]
+
+    @property
+    def data(self) -> dict:
+        return self.doc.data
+
+
+def load_spec(path, overrides=()) -> Spec:
+    """Load, compose and validate the spec at ``path``; raises SpecError listing every problem."""
+    from specgrad.spec.compose import apply_overrides
+    from specgrad.spec.load import load_file
+    from specgrad.spec.validate import validate
+
+    doc = apply_overrides(load_file(path), overrides)
+    diagnostics, model = validate(doc)
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if errors:
+        raise SpecError(diagnostics)
+    return Spec(doc, model, diagnostics)

@@ -1,0 +1,115 @@
+"""The op registry: one entry per primitive, holding its forward, shape rule and VJPs side by side.
+
+An op's forward is a numpy function of arrays and keyword attributes. Its shape rule maps input shapes
+(tuples of ints and symbolic dims such as ``"B"``, the batch) to the output shape, so that shapes are known
+before any data exists. Its VJPs, one per input, build *graph nodes*: they take the output cotangent ``g``,
+the op's output node ``out`` and its input nodes, and return the cotangent for that input expressed with
+registered ops (node arithmetic reads like the math). Broadcasting is undone once, by the engine, so a VJP
+may return a cotangent of the broadcast shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+Dim = "int | str"
+Shape = tuple
+
+
+class ShapeError(ValueError):
+    """Inputs whose shapes (or attributes) an op cannot accept; the message names them."""
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    forward: Callable                      # (*arrays, **attrs) -> ndarray
+    infer_shape: Callable                  # (*shapes, **attrs) -> shape
+    vjps: tuple | None                     # one builder per input; None entry: not differentiable there
+    infer_dtype: Callable | None = None    # (*dtypes, **attrs) -> dtype; default: numpy promotion
+    doc: str = ""
+    attrs: tuple = ()                      # names of the attributes the op takes
+    arity: int | None = None               # fixed number of inputs, None if variadic
+    fd_domain: str = "real"                # where finite differences are meaningful: real | positive
+    internal: bool = False                 # emitted by the engine, not written in specs
+
+    def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
+        return self.forward(*args, **kwargs)
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
+             attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
+             internal: bool = False) -> Callable:
+    """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc."""
+    def deco(forward: Callable) -> Callable:
+        if name in REGISTRY:
+            raise ValueError(f"op {name!r} registered twice")
+        REGISTRY[name] = Op(name, forward, shape, tuple(vjp) if vjp is not None else None, dtype,
+                            (forward.__doc__ or "").strip(), tuple(attrs), arity, fd_domain, internal)
+        return forward
+    return deco
+
+
+def get_op(name: str) -> Op:
+    return REGISTRY[name]
+
+
+# ------------------------------------------------------------------------------------------ shape rules
+def fmt_shape(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    """numpy broadcasting over shapes that may hold symbolic dims (a symbol only matches itself or 1)."""
+    nd = max(len(s) for s in shapes)
+    padded = [(1,) * (nd - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for dims in zip(*padded):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise ShapeError("cannot broadcast shapes " + " and ".join(fmt_shape(s) for s in shapes))
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def same_shape(x: Shape, **_) -> Shape:
+    return tuple(x)
+
+
+def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
+    """Axis attribute (None, int or list) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"axis {a} is out of range for a value of rank {ndim}")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"repeated axis in {list(axes)}")
+    return tuple(sorted(out))
+
+
+def reduced_shape(x: Shape, axis=None, keepdims: bool = False) -> Shape:
+    axes = normalize_axes(axis, len(x))
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(x))
+    return tuple(d for i, d in enumerate(x) if i not in axes)
+
+
+def result_dtype(*dtypes, **_):
+    """numpy promotion; ``None`` marks a Python scalar constant, which adopts its partner's dtype."""
+    real = [d for d in dtypes if d is not None]
+    return np.result_type(*real) if real else np.dtype(np.float64)
+
+
+def float_dtype(*dtypes, **_):
+    """Promotion, with integers promoted to float64 (exp, log, division...)."""
+    d = result_dtype(*dtypes)
+    return d if np.issubdtype(d, np.floating) else np.dtype(np.float64)

@@ -1,0 +1,529 @@
+"""Crash-safe, pickle-free checkpoints.
+
+Layout under a checkpoint root::
+
+    root/step-00000500/arrays.npz     # .npy members in an uncompressed zip (np.savez format)
+    root/step-00000500/state.json     # everything that is not an array, RNG state included
+    root/step-00000500/manifest.json  # {"format": 1, "step": 500, "files": {name: sha256}}
+    root/latest                       # "step-00000500\\n": the newest complete checkpoint
+
+Why it is built this way:
+
+* No pickle anywhere, so loading a checkpoint can never execute code: arrays are read with
+  ``allow_pickle=False`` and object arrays are refused; everything else is JSON.
+* A checkpoint is assembled in ``root/.tmp-<name>-<pid>``, every file and the folder are fsynced,
+  the manifest is written last and the folder is renamed into place.  A folder named
+  ``step-*`` with a manifest is therefore complete; anything else is debris from a killed
+  writer, ignored by readers and swept by the next save.
+* The manifest's sha256 sums are checked on load, so a damaged file is reported by name instead
+  of producing garbage weights, and :func:`latest_checkpoint` falls back to an older good
+  checkpoint (with a warning) rather than letting training silently restart from step 0.
+* Every failure surfaces as :class:`CheckpointError` naming the folder, the file and the problem,
+  so callers need exactly one ``except``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "FORMAT_VERSION",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "prune_checkpoints",
+    "save_checkpoint",
+]
+
+FORMAT_VERSION = 1
+ARRAYS_FILE = "arrays.npz"
+STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"
+LATEST_FILE = "latest"
+
+_STEP_DIR = re.compile(r"step-(\d{8,})")
+# Debris of a killed (or failed) writer: ".tmp-step-00000500-1234", ".old-step-00000500-1234".
+_DEBRIS_DIR = re.compile(r"\.(?:tmp|old)-step-\d{8,}-(\d+)")
+_DEBRIS_LATEST = re.compile(r"\.latest-(\d+)\.tmp")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CHUNK = 1 << 20
+# Fixed zip timestamp so that identical inputs give byte-identical archives.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be written or loaded; the message names the file and the problem."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: its folder, step, arrays (keys may contain '/') and JSON state."""
+
+    path: Path
+    step: int
+    arrays: dict[str, np.ndarray]
+    state: dict
+
+
+def _dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def _step_of(name: str) -> int | None:
+    """Step encoded in a canonical checkpoint folder name, else None (so 'step-1' is not one)."""
+    match = _STEP_DIR.fullmatch(name)
+    if match is None:
+        return None
+    step = int(match.group(1))
+    return step if _dir_name(step) == name else None
+
+
+# --------------------------------------------------------------------------- durability helpers
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a directory's entries (new/renamed files); a no-op where the OS cannot do it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):  # e.g. platforms without directory fds
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems refuse fsync on directories; real I/O errors still propagate.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether another live process could still be writing debris tagged with ``pid``."""
+    if pid == os.getpid():
+        return False  # our own leftovers: this process is not writing them any more
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists but not ours / cannot tell: leave it alone
+    except OSError:
+        return True
+    return True
+
+
+def _remove_tree_quietly(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _sweep_debris(root: Path) -> None:
+    """Delete temp folders/files left by writers that died mid-save (best effort)."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        match = _DEBRIS_DIR.fullmatch(entry.name) or _DEBRIS_LATEST.fullmatch(entry.name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            _remove_tree_quietly(path)
+        else:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+# --------------------------------------------------------------------------- save
+
+
+def _check_inputs(where: Path, arrays: dict, state: dict) -> tuple[dict[str, np.ndarray], bytes]:
+    """Validate before touching the disk so a bad call leaves nothing behind."""
+    if not isinstance(arrays, dict):
+        raise CheckpointError(f"checkpoint {where}: arrays must be a dict, got {type(arrays).__name__}")
+    clean: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        if not isinstance(key, str) or not key or "\x00" in key:
+            raise CheckpointError(f"checkpoint {where}: {ARRAYS_FILE}: invalid array key {key!r}")
+        if not isinstance(value, (np.ndarray, np.generic)):
+            raise CheckpointError(
+                f"checkpoint {where}: {ARRAYS_FILE}: {key!r} is {type(value).__name__}, not a numpy array"
+            )
+        array = np.asarray(value)
+        if array.dtype.hasobject:
+            raise CheckpointError(
+                f"checkpoint {where}: {ARRAYS_FILE}: {key!r} is an object array (would need pickle)"
+            )
+        clean[key] = array
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {where}: {STATE_FILE}: state must be a dict, got {type(state).__name__}")
+    try:
+        # NaN/inf are allowed (a diverged loss must not make saving fail); Python's json reads them back.
+        state_text = json.dumps(state, indent=2, sort_keys=True)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"checkpoint {where}: {STATE_FILE}: state is not JSON-serialisable ({exc})") from exc
+    return clean, (state_text + "\n").encode("utf-8")
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays exactly as ``np.savez`` lays them out (uncompressed zip of ``<key>.npy``).
+
+    Written by hand rather than via ``np.savez(**arrays)`` because keys such as ``"file"``
+    collide with ``np.savez``'s own parameters.
+    """
+    with open(path, "wb") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for key, array in arrays.items():
+                info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_DATE)
+                info.compress_type = zipfile.ZIP_STORED
+                with zf.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; an existing ``final`` is moved aside first and restored on failure."""
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    aside = final.with_name(f".old-{final.name}-{os.getpid()}")
+    _remove_tree_quietly(aside)
+    os.replace(final, aside)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        try:
+            os.replace(aside, final)  # put the previous good checkpoint back
+        except OSError:
+            pass
+        raise
+    _fsync_dir(final.parent)
+    _remove_tree_quietly(aside)
+
+
+def _write_latest(root: Path, name: str) -> None:
+    tmp = root / f".latest-{os.getpid()}.tmp"
+    try:
+        _write_durably(tmp, (name + "\n").encode("ascii"))
+        os.replace(tmp, root / LATEST_FILE)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    _fsync_dir(root)
+
+
+def save_checkpoint(root: Path, step: int, arrays: dict[str, np.ndarray], state: dict) -> Path:
+    """Atomically write checkpoint ``step`` under ``root`` and point ``root/latest`` at it.
+
+    Returns the final folder.  On any failure raises :class:`CheckpointError`; previously completed
+    checkpoints (including an older one of the same step) are left intact and loadable.
+    """
+    root = Path(root)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise CheckpointError(f"checkpoint root {root}: step must be a non-negative int, got {step!r}")
+    step = int(step)
+    name = _dir_name(step)
+    final = root / name
+    clean, state_bytes = _check_inputs(final, arrays, state)
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    stage = "create folder"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _sweep_debris(root)
+        _remove_tree_quietly(tmp)
+        tmp.mkdir()
+        stage = f"write {ARRAYS_FILE}"
+        _write_npz(tmp / ARRAYS_FILE, clean)
+        stage = f"write {STATE_FILE}"
+        _write_durably(tmp / STATE_FILE, state_bytes)
+        stage = f"write {MANIFEST_FILE}"
+        _fsync_dir(tmp)
+        manifest = {
+            "format": FORMAT_VERSION,
+            "step": step,
+            "files": {fname: _sha256_of(tmp / fname) for fname in (ARRAYS_FILE, STATE_FILE)},
+        }
+        # The manifest goes last: its presence is what marks the folder complete.
+        _write_durably(tmp / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        _fsync_dir(tmp)
+        stage = "move into place"
+        _move_into_place(tmp, final)
+        _fsync_dir(root)
+        stage = f"update {root / LATEST_FILE}"
+        _write_latest(root, name)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {final}: cannot {stage}: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # e.g. numpy refusing an exotic dtype
+        raise CheckpointError(f"checkpoint {final}: cannot {stage}: {exc}") from exc
+    finally:
+        _remove_tree_quietly(tmp)  # no-op after a successful rename
+    return final
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _fail(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path}: {problem}")
+
+
+def _read_manifest(path: Path) -> tuple[int, dict[str, str]]:
+    manifest_path = path / MANIFEST_FILE
+    try:
+        raw = manifest_path.read_bytes()
+    except FileNotFoundError:
+        raise _fail(path, f"{MANIFEST_FILE}: missing (incomplete or damaged checkpoint)") from None
+    except OSError as exc:
+        raise _fail(path, f"{MANIFEST_FILE}: unreadable ({exc})") from exc
+    try:
+        manifest = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise _fail(path, f"{MANIFEST_FILE}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise _fail(path, f"{MANIFEST_FILE}: not a JSON object")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise _fail(path, f"{MANIFEST_FILE}: unsupported format {manifest.get('format')!r}")
+    step = manifest.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise _fail(path, f"{MANIFEST_FILE}: bad step {step!r}")
+    named_step = _step_of(path.name)
+    if named_step is not None and named_step != step:
+        raise _fail(path, f"{MANIFEST_FILE}: step {step} does not match folder name")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise _fail(path, f"{MANIFEST_FILE}: 'files' is not an object")
+    for fname, digest in files.items():
+        if fname in ("", ".", "..") or Path(fname).name != fname or "\\" in fname:
+            raise _fail(path, f"{MANIFEST_FILE}: unsafe file name {fname!r}")
+        if not isinstance(digest, str) or _SHA256_HEX.fullmatch(digest) is None:
+            raise _fail(path, f"{MANIFEST_FILE}: bad sha256 for {fname}")
+    for required in (ARRAYS_FILE, STATE_FILE):
+        if required not in files:
+            raise _fail(path, f"{MANIFEST_FILE}: does not list {required}")
+    return step, files
+
+
+def _verify_files(path: Path, files: dict[str, str]) -> None:
+    for fname, expected in files.items():
+        try:
+            actual = _sha256_of(path / fname)
+        except FileNotFoundError:
+            raise _fail(path, f"{fname}: missing") from None
+        except OSError as exc:
+            raise _fail(path, f"{fname}: unreadable ({exc})") from exc
+        if actual != expected:
+            raise _fail(path, f"{fname}: sha256 mismatch (file damaged)")
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """Read one ``.npy`` member, checking its header before numpy allocates anything."""
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version in ((1, 0), (2, 0)):
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _fortran, dtype = read_header(member)
+            if dtype.hasobject:
+                raise _fail(path, f"{ARRAYS_FILE}: {info.filename!r} is an object array (pickle refused)")
+            expected = math.prod(shape) * dtype.itemsize
+            if info.file_size - member.tell() != expected:
+                raise _fail(path, f"{ARRAYS_FILE}: {info.filename!r}: data size does not match its header")
+        # Re-read from the start: read_array parses the header itself.
+        member.seek(0)
+        try:
+            return np.lib.format.read_array(member, allow_pickle=False)
+        except ValueError as exc:
+            if "pickle" in str(exc) or "Object arrays" in str(exc):
+                raise _fail(path, f"{ARRAYS_FILE}: {info.filename!r} is an object array (pickle refused)") from exc
+            raise
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Parse ``arrays.npz`` (the format ``np.savez`` writes), never unpickling.
+
+    Members are read by their exact names with ``np.lib.format.read_array(allow_pickle=False)``
+    (what ``np.load`` uses) because ``NpzFile`` lookup is ambiguous for keys such as ``"a"`` and
+    ``"a.npy"``.  Any parser exception is turned into :class:`CheckpointError`: the contract is
+    that a damaged file never leaks another exception type.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path / ARRAYS_FILE) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy") or info.is_dir():
+                    raise _fail(path, f"{ARRAYS_FILE}: unexpected member {info.filename!r}")
+                key = info.filename[: -len(".npy")]
+                if key in arrays:
+                    raise _fail(path, f"{ARRAYS_FILE}: duplicate member {info.filename!r}")
+                array = _read_member(path, zf, info)
+                if array.dtype.hasobject:
+                    raise _fail(path, f"{ARRAYS_FILE}: {info.filename!r} is an object array (pickle refused)")
+                arrays[key] = array
+    except CheckpointError:
+        raise
+    except Exception as exc:  # zipfile/numpy raise many types on garbage; report them all the same way
+        raise _fail(path, f"{ARRAYS_FILE}: not a readable npz archive ({type(exc).__name__}: {exc})") from exc
+    return arrays
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        state = json.loads((path / STATE_FILE).read_bytes())
+    except OSError as exc:
+        raise _fail(path, f"{STATE_FILE}: unreadable ({exc})") from exc
+    except (ValueError, RecursionError) as exc:
+        raise _fail(path, f"{STATE_FILE}: not valid JSON ({exc})") from exc
+    if not isinstance(state, dict):
+        raise _fail(path, f"{STATE_FILE}: not a JSON object")
+    return state
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Load and verify one checkpoint folder; any problem raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise _fail(path, "not a checkpoint folder (missing or not a directory)")
+    step, files = _read_manifest(path)
+    _verify_files(path, files)
+    arrays = _read_arrays(path)
+    state = _read_state(path)
+    return Checkpoint(path=path, step=step, arrays=arrays, state=state)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoint folders (canonical name + manifest present), ascending by step.
+
+    Completeness is cheap to check here; integrity is verified by :func:`load_checkpoint`.
+    """
+    root = Path(root)
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return []
+    found: list[tuple[int, Path]] = []
+    for entry in entries:
+        step = _step_of(entry.name)
+        if step is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        path = Path(entry.path)
+        if (path / MANIFEST_FILE).is_file():
+            found.append((step, path))
+    return [path for _, path in sorted(found)]
+
+
+def _read_latest_name(root: Path) -> tuple[str | None, str | None]:
+    """The folder name in ``root/latest`` and, if the file is present but unusable, why."""
+    try:
+        text = (root / LATEST_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable ({exc})"
+    name = text.strip()
+    if _step_of(name) is None:
+        return None, f"does not name a checkpoint folder ({name[:80]!r})"
+    return name, None
+
+
+def _default_warn(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn) -> Checkpoint | None:
+    """Load the newest good checkpoint under ``root``, or None if there are none at all.
+
+    Tries the folder named by ``root/latest`` first, then every other complete folder newest
+    first; each failure is passed to ``warn`` naming the folder and the problem.  If checkpoints
+    exist but none loads, raises :class:`CheckpointError` rather than letting a run restart from 0.
+    """
+    root = Path(root)
+    complete = list_checkpoints(root)
+    candidates = list(reversed(complete))
+    latest_name, latest_problem = _read_latest_name(root)
+    if latest_name is not None:
+        named = root / latest_name
+        if named.is_dir():
+            # Even without a manifest it goes first: its load error is what the user must see.
+            candidates = [named] + [p for p in candidates if p.name != latest_name]
+        else:
+            latest_problem = f"names {latest_name}, which does not exist"
+    if not candidates:
+        return None
+    if latest_problem is not None:
+        warn(f"checkpoint {root / LATEST_FILE}: {latest_problem}; using {candidates[0]}")
+    problems: list[str] = []
+    for index, path in enumerate(candidates):
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            if index + 1 < len(candidates):
+                warn(f"{exc}; falling back to {candidates[index + 1]}")
+    raise CheckpointError(f"no loadable checkpoint in {root}:\n  " + "\n  ".join(problems))
+
+
+def prune_checkpoints(root: Path, keep: Iterable[Path]) -> None:
+    """Delete complete checkpoints not in ``keep``; the one ``root/latest`` names is always kept.
+
+    Each victim is renamed aside before deletion so a half-deleted folder can never look like a
+    (damaged) checkpoint.
+    """
+    root = Path(root)
+    keep_set = {Path(p).resolve() for p in keep}
+    latest_name, _ = _read_latest_name(root)
+    for path in list_checkpoints(root):
+        if path.resolve() in keep_set or path.name == latest_name:
+            continue
+        aside = root / f".old-{path.name}-{os.getpid()}"
+        try:
+            _remove_tree_quietly(aside)
+            os.replace(path, aside)
+            shutil.rmtree(aside)
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {path}: cannot delete: {exc}") from exc
+    try:
+        _fsync_dir(root)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint root {root}: cannot sync after pruning: {exc}") from exc

@@ -1,0 +1,63 @@
+"""The run directory's files (contract): spec.yaml, metrics.jsonl, summary.json."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+
+def spec_hash(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_spec(run_dir: Path, data: dict, version: str) -> None:
+    header = f"# resolved spec, written by specgrad {version}; train it again with: specgrad train {run_dir / 'spec.yaml'}\n"
+    _write_atomic(run_dir / "spec.yaml", header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+class MetricsLog:
+    """Appends one JSON object per logged step; on resume, drops the lines past the checkpoint's step so the
+    log reads exactly as if the run had never stopped."""
+
+    def __init__(self, path: Path, resume_step: int | None = None):
+        self.path = path
+        if resume_step is not None and path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and _step_of(line) is not None and _step_of(line) <= resume_step]
+            _write_atomic(path, "".join(line + "\n" for line in kept))
+        elif resume_step is None and path.exists():
+            path.unlink()
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+
+    def flush(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _step_of(line: str):
+    try:
+        return json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return None

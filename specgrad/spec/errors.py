@@ -1,0 +1,161 @@
+"""Located diagnostics for spec problems.
+
+Every problem a user can cause in a spec is reported as a :class:`Diagnostic`
+that points at ``file:line:col``, so an editor, a terminal and a CI annotation
+can all jump to the offending text.  :class:`SpecError` carries one or more of
+them; :func:`format_diagnostics` renders them for humans (``text``), tools
+(``json``) and GitHub Actions (``github``).
+
+This module is imported by nearly everything in :mod:`specgrad.spec`, so it
+keeps its imports to the standard library and loads the heavier ones lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "Location",
+    "Diagnostic",
+    "SpecError",
+    "format_diagnostics",
+    "did_you_mean",
+    "FORMATS",
+    "SEVERITIES",
+]
+
+SEVERITIES = ("error", "warning")
+FORMATS = ("text", "json", "github")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A point in a spec file; ``line`` and ``col`` are 1-based like editors show them."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem (or warning) with the place in the spec that caused it."""
+
+    message: str
+    location: Location | None = None
+    severity: str = "error"
+
+    def __post_init__(self) -> None:
+        # Catch typos such as "Error" early: the github format turns the
+        # severity into a workflow command name, which must be exact.
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+    def __str__(self) -> str:
+        if self.location is None:
+            return f"{self.severity}: {self.message}"
+        return f"{self.location}: {self.severity}: {self.message}"
+
+
+def _sort_key(diag: Diagnostic) -> tuple:
+    # Diagnostics without a location concern the spec as a whole; list them first.
+    loc = diag.location
+    if loc is None:
+        return (0, "", 0, 0)
+    return (1, loc.file, loc.line, loc.col)
+
+
+class SpecError(Exception):
+    """One or more located problems in a spec.  ``str()`` is the text format.
+
+    ``diagnostics`` is sorted by (file, line, col) so the output reads in the
+    order of the file no matter in which order checks ran.
+    """
+
+    diagnostics: list[Diagnostic]
+
+    def __init__(self, diagnostics: Diagnostic | Iterable[Diagnostic]) -> None:
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        diags = sorted(diagnostics, key=_sort_key)  # sorted() is stable
+        if not diags:
+            raise ValueError("SpecError needs at least one diagnostic")
+        self.diagnostics = diags
+        # Passing the list as the only arg keeps the exception picklable
+        # (e.g. across multiprocessing), since pickle calls cls(*args).
+        super().__init__(diags)
+
+    @classmethod
+    def at(cls, location: Location | None, message: str) -> SpecError:
+        """Shorthand for an error with a single diagnostic."""
+        return cls(Diagnostic(message, location))
+
+    def __str__(self) -> str:
+        return format_diagnostics(self.diagnostics, "text")
+
+
+def _github_data(value: str) -> str:
+    """Escape a workflow-command message (GitHub's ``escapeData``)."""
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github_property(value: str) -> str:
+    """Escape a workflow-command property value (GitHub's ``escapeProperty``)."""
+    return _github_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def _format_one(diag: Diagnostic, fmt: str) -> str:
+    loc = diag.location
+    if fmt == "text":
+        return str(diag)
+    if fmt == "json":
+        import json  # lazily: only machine output needs it
+
+        return json.dumps(
+            {
+                "file": loc.file if loc else None,
+                "line": loc.line if loc else None,
+                "col": loc.col if loc else None,
+                "severity": diag.severity,
+                "message": diag.message,
+            },
+            ensure_ascii=False,
+        )
+    # github
+    if loc is None:
+        return f"::{diag.severity}::{_github_data(diag.message)}"
+    return (
+        f"::{diag.severity} file={_github_property(loc.file)},"
+        f"line={loc.line},col={loc.col}::{_github_data(diag.message)}"
+    )
+
+
+def format_diagnostics(diags: Iterable[Diagnostic], fmt: str) -> str:
+    """Render diagnostics, one per line, without a trailing newline.
+
+    ``text``:   ``file:line:col: error: message``
+    ``json``:   one JSON object per line with keys file, line, col, severity,
+                message (file/line/col are null without a location)
+    ``github``: ``::error file=F,line=L,col=C::message`` workflow commands, so
+                problems show up as annotations on the pull request.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown diagnostics format {fmt!r}; expected one of {', '.join(FORMATS)}"
+                         f"{did_you_mean(fmt, FORMATS)}")
+    return "\n".join(_format_one(d, fmt) for d in diags)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``"; did you mean 'lr'?"`` for the closest choice, or ``""``.
+
+    Meant to be appended to any message that names an unknown word, so every
+    such message suggests a fix in the same way.
+    """
+    import difflib  # lazily: only needed once something is already wrong
+
+    matches = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {matches[0]!r}?" if matches else ""

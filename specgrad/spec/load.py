@@ -182,8 +182,9 @@ def _make_loader_class() -> type:
     """Pick libyaml's event parser when available (about 8x faster), else pure Python.
 
     Both feed the same pure-Python ``Composer`` and ``Resolver`` that
-    ``SafeLoader`` uses, so the node tree -- and therefore what is accepted
-    and how scalars are typed -- is the same either way.
+    ``SafeLoader`` uses, so tags, typing and limits are the same either way.
+    Like ``yaml.CSafeLoader``, libyaml's scanner words syntax errors
+    differently and tolerates a few malformed inputs PyYAML refuses.
     """
     try:
         from yaml._yaml import CParser
@@ -254,13 +255,14 @@ def _yaml_error(e: yaml.YAMLError, text: str, file: str) -> SpecError:
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
         where = _loc(file, mark) if mark is not None else Location(file, 1, 1)
-        message = e.problem or e.context or "malformed YAML"
-        if e.context and e.problem:
-            ctx = e.context
-            if e.context_mark is not None and e.context_mark is not mark:
-                ctx += f" at {_loc(file, e.context_mark)}"
-            message += f" ({ctx})"
-        return SpecError.at(where, f"invalid YAML: {message}")
+        parts = []
+        if e.context:
+            # e.g. "while scanning a simple key at f:3:1: could not find expected ':'"
+            context_at = _loc(file, e.context_mark) if e.context_mark is not None else None
+            parts.append(e.context if context_at in (None, where) else f"{e.context} at {context_at}")
+        if e.problem:
+            parts.append(e.problem)
+        return SpecError.at(where, "invalid YAML: " + (": ".join(parts) or "malformed input"))
     if isinstance(e, yaml.reader.ReaderError):
         # Only reachable if libyaml rejects a character PyYAML's regex allows;
         # libyaml reports a byte offset into the UTF-8 encoding.

@@ -2,6 +2,7 @@
 (names, ops, shapes through the whole model) by building the model. Every problem in one pass."""
 from __future__ import annotations
 
+import difflib
 from functools import lru_cache
 
 from specgrad.spec.errors import Diagnostic, SpecError, did_you_mean
@@ -49,10 +50,7 @@ def schema_diagnostics(doc: Document) -> list[Diagnostic]:
     for top in validator().iter_errors(doc.data):
         for e in _leaf_errors(top):
             out.extend(_translate(e, doc))
-    # "unknown key 'lr_rate'; did you mean 'lr'?" already explains why 'lr' is missing
-    suggested = {d.message.split("did you mean ")[1] for d in out if "did you mean" in d.message}
-    return [d for d in out if not (d.message.startswith("missing key ")
-                                   and d.message.split()[2] in suggested)]
+    return out
 
 
 def _translate(e, doc: Document) -> list[Diagnostic]:
@@ -63,9 +61,12 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
         known = list(e.schema.get("properties", {}))
         return [Diagnostic(f"unknown key '{k}' in {name}{did_you_mean(k, known)}", doc.key_loc(path + (k,)))
                 for k in inst if k not in known]
-    if kind == "required":
+    if kind == "required" and isinstance(inst, dict):
+        # a misspelt key ("lr_rate") is reported as unknown with a suggestion; do not also call 'lr' missing
+        unknown = [k for k in inst if k not in e.schema.get("properties", {})]
+        meant = {m for k in unknown for m in difflib.get_close_matches(k, value, n=1, cutoff=0.6)}
         return [Diagnostic(f"missing key '{k}' in {name}", doc.key_loc(path))
-                for k in value if isinstance(inst, dict) and k not in inst]
+                for k in value if k not in inst and k not in meant]
     if kind == "type":
         types = [value] if isinstance(value, str) else value
         want = " or ".join(JSON_TYPES.get(t, t) for t in types)

@@ -1,0 +1,77 @@
+"""The CLI as a user runs it: exit codes, located errors, no tracebacks, run directory contents."""
+import json
+
+from conftest import MODELS, run_cli
+
+BAD = """\
+specgrad: 1
+name: bad
+data: {source: synthetic, function: sin(3*x), n: 20}
+model:
+  inputs: {x: []}
+  params: {k: {shape: [6]}}
+  nodes:
+    - y_hat: {op: matmull, args: [phi, k]}
+  output: y_hat
+loss: sse
+optimizer: {type: sgd, lr_rate: 1.0e-3}
+train: {steps: many}
+"""
+
+
+def test_validate_reports_each_error_located(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(BAD)
+    result = run_cli("validate", spec)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{spec}:8:19: error: unknown op 'matmull'; did you mean 'matmul'?",
+        f"{spec}:11:25: error: unknown key 'lr_rate' in optimizer; did you mean 'lr'?",
+        f"{spec}:12:18: error: train.steps must be an integer, got 'many'",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_github_and_json_formats(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(BAD)
+    gh = run_cli("validate", spec, "--format", "github")
+    assert gh.stdout.splitlines()[0] == f"::error file={spec},line=8,col=19::unknown op 'matmull'; did you mean 'matmul'?"
+    js = run_cli("validate", spec, "--format", "json")
+    first = json.loads(js.stdout.splitlines()[0])
+    assert (first["line"], first["col"], first["severity"]) == (8, 19, "error")
+
+
+def test_validate_models_folder_passes():
+    result = run_cli("validate", MODELS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_usage_error_exits_2():
+    assert run_cli("train").returncode == 2
+    assert run_cli("validate", "--format", "xml", "x.yaml").returncode == 2
+
+
+def test_missing_file_is_a_located_error(tmp_path):
+    result = run_cli("train", tmp_path / "nope.yaml")
+    assert result.returncode == 1
+    assert str(tmp_path / "nope.yaml") in result.stderr and "Traceback" not in result.stderr
+
+
+def test_set_override_is_located_at_the_flag(tmp_path):
+    result = run_cli("train", MODELS / "poly.yaml", "--set", "optimizer.lr=-1", "--run-dir", tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "--set optimizer.lr=-1:1:14: error: optimizer.lr must be > 0, got -1"
+
+
+def test_train_writes_the_run_directory(tmp_path):
+    run = tmp_path / "run"
+    result = run_cli("train", MODELS / "poly.yaml", "--set", "train.steps=300", "--run-dir", run)
+    assert result.returncode == 0, result.stderr
+    assert "completed: 300 steps" in result.stdout
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "metrics.jsonl", "spec.yaml", "summary.json"]
+    assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step")] == ["step-00000300"]
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 300 and {"step", "epoch", "loss", "lr", "grad_norm"} <= set(lines[-1])
+    # the resolved spec trains again as it is
+    assert run_cli("validate", run / "spec.yaml").returncode == 0

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from specgrad.components import NON_NEGATIVE, Registry
+from specgrad.components import FRACTION, NON_NEGATIVE, Registry
 
-SOURCES = Registry("data source", tag="source")
+SPLIT = {"type": "object", "additionalProperties": False, "properties": {"val": FRACTION, "test": FRACTION},
+         "description": "fractions of the rows held out for validation and test (seeded)"}
+SOURCES = Registry("data source", tag="source", common={
+    "seed": {"type": "integer", "minimum": 0, "description": "seed of the data (default: the spec's seed)"},
+    "split": SPLIT,
+})
+SPLIT_STREAM = 3
 
 
 def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
@@ -27,7 +33,6 @@ def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
           "properties": {"low": {"type": "number"}, "high": {"type": "number"}}},
     "n": {"type": "integer", "minimum": 1},
     "noise": NON_NEGATIVE,
-    "seed": {"type": "integer", "minimum": 0},
 }, required=["function", "n"])
 def synthetic(function, n, x=None, noise=0.0, seed=0):
     """y = function(x) + noise * N(0, 1) at x ~ U(low, high): draws x, then the noise, from default_rng(seed)"""
@@ -41,4 +46,21 @@ def synthetic(function, n, x=None, noise=0.0, seed=0):
 
 
 def load_data(settings: dict, seed: int) -> dict[str, np.ndarray]:
-    return SOURCES.create({"seed": seed, **settings})
+    """All rows of the source, as named arrays."""
+    seed = settings.get("seed", seed)
+    return SOURCES.create(settings, seed=seed)
+
+
+def load_splits(settings: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """``{"train": fields, "val": fields, "test": fields}``; val and test only when ``split`` asks for them.
+    Rows are assigned by a permutation drawn from the data seed, so the split is reproducible."""
+    fields = load_data(settings, seed)
+    split = settings.get("split") or {}
+    if not split:
+        return {"train": fields}
+    n = len(next(iter(fields.values())))
+    order = np.random.default_rng(np.random.SeedSequence(settings.get("seed", seed), spawn_key=(SPLIT_STREAM,))).permutation(n)
+    n_val, n_test = int(round(split.get("val", 0) * n)), int(round(split.get("test", 0) * n))
+    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    return {name: {k: v[np.sort(idx)] for k, v in fields.items()} for name, idx in parts.items()
+            if name == "train" or len(idx)}

@@ -29,6 +29,7 @@ class Model:
     params: dict[str, Node]
     inits: dict[str, dict]           # param name -> initializer settings
     prediction: Node
+    target: str                      # the data field the loss compares the prediction with
     loss: Node
     grads: list[Node]                # same order as params
     warnings: list[Diagnostic]
@@ -113,7 +114,7 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
     if errors:
         raise SpecError(errors + warnings)
     grads = gradients(loss, list(graph.params.values()))
-    return Model(graph, dict(graph.inputs), dict(graph.params), inits, prediction, loss, grads, warnings)
+    return Model(graph, dict(graph.inputs), dict(graph.params), inits, prediction, target_name, loss, grads, warnings)
 
 
 class _Skip(Exception):

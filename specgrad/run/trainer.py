@@ -15,8 +15,9 @@ import numpy as np
 
 from specgrad import __version__
 from specgrad.components import normalize
-from specgrad.data.sources import load_data
+from specgrad.data.sources import load_splits
 from specgrad.graph.build import init_params
+from specgrad.metrics import evaluate
 from specgrad.optim.clip import clip_global_norm, global_norm
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import SCHEDULES
@@ -88,7 +89,8 @@ class Trainer:
         cfg = spec.data
         self.seed = cfg.get("seed", 0)
         self.train_cfg = cfg["train"]
-        self.data = self._load_data()
+        self.splits = self._load_splits()
+        self.data = self.splits["train"]
         self.n = len(next(iter(self.data.values())))
         bs = self.train_cfg.get("batch_size", "full")
         self.batch_size = self.n if bs == "full" else min(int(bs), self.n)
@@ -103,14 +105,17 @@ class Trainer:
         self.schedule = SCHEDULES.create(normalize(cfg.get("schedule", "constant")), base_lr=opt_cfg["lr"],
                                          total_steps=self.total_steps)
         self.plan = self.model.plan([self.model.loss, *self.model.grads])
-        self.loss_plan = self.model.plan([self.model.loss])
         self.hash = spec_hash(cfg)
         self.order = np.arange(self.n)
 
     # ------------------------------------------------------------------ data
-    def _load_data(self) -> dict[str, np.ndarray]:
+    def _load_splits(self) -> dict[str, dict[str, np.ndarray]]:
+        splits = load_splits(self.spec.data["data"], self.seed)
+        return {name: self._check_fields(raw) for name, raw in splits.items()}
+
+    def _check_fields(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The fields the model reads, in its input order and dtype; located errors for missing or misshapen ones."""
         doc = self.spec.doc
-        raw = load_data(self.spec.data["data"], self.seed)
         fields = {}
         errors = []
         for name, node in self.model.inputs.items():
@@ -216,12 +221,15 @@ class Trainer:
         log.close()
         if status != "diverged":
             self._save(step)
-        (final_loss,) = self.loss_plan(*self.data.values(), *params)
+        metrics = self.spec.data.get("metrics", [])
+        results = {name: evaluate(self.model, self.params, fields, metrics) for name, fields in self.splits.items()}
         summary = {
             "status": status, "steps": step, "epochs": step / self.steps_per_epoch, "seconds": round(seconds, 6),
             "steps_per_s": round((step - start) / seconds, 1) if seconds > 0 else None,
-            "train": {"loss": float(final_loss)}, "val": {}, "spec_hash": self.hash,
+            "train": results["train"], "val": results.get("val", {}), "spec_hash": self.hash,
         }
+        if "test" in results:
+            summary["test"] = results["test"]
         if status == "interrupted":
             summary["signal"] = int(stop.signum or signal.SIGINT)
         write_summary(self.run_dir, summary)

@@ -144,8 +144,8 @@ def format_diagnostics(diags: Iterable[Diagnostic], fmt: str) -> str:
                 problems show up as annotations on the pull request.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown diagnostics format {fmt!r}; expected one of {', '.join(FORMATS)}"
-                         f"{did_you_mean(fmt, FORMATS)}")
+        raise ValueError(f"unknown diagnostics format {fmt!r}; expected one of "
+                         f"{', '.join(FORMATS)}{did_you_mean(fmt, FORMATS)}")
     return "\n".join(_format_one(d, fmt) for d in diags)
 
 

@@ -259,7 +259,10 @@ def _yaml_error(e: yaml.YAMLError, text: str, file: str) -> SpecError:
         if e.context:
             # e.g. "while scanning a simple key at f:3:1: could not find expected ':'"
             context_at = _loc(file, e.context_mark) if e.context_mark is not None else None
-            parts.append(e.context if context_at in (None, where) else f"{e.context} at {context_at}")
+            if context_at in (None, where):
+                parts.append(e.context)
+            else:
+                parts.append(f"{e.context} at {context_at}")
         if e.problem:
             parts.append(e.problem)
         return SpecError.at(where, "invalid YAML: " + (": ".join(parts) or "malformed input"))
@@ -310,6 +313,9 @@ _KINDS = {
     _TAG + "null": "null",
     _TAG + "timestamp": "a timestamp",
 }
+
+
+_Entry = tuple  # (key, key location, value node or _Alias) of one mapping entry
 
 
 class _Builder:
@@ -387,14 +393,14 @@ class _Builder:
             result[key] = self._value(value, path + (key,), depth + 1)
         return result
 
-    def _entries(self, node: MappingNode) -> list[tuple[str, Location, Node | _Alias]]:
+    def _entries(self, node: MappingNode) -> list[_Entry]:
         """(key, key location, value node) for a mapping, merge keys expanded.
 
         Follows SafeConstructor.flatten_mapping: merged entries first, then the
         mapping's own; for ``<<: [*a, *b]`` the entries of *a* win over *b*'s.
         """
-        merged: list[tuple[str, Location, Node | _Alias]] = []
-        own: list[tuple[str, Location, Node | _Alias]] = []
+        merged: list[_Entry] = []
+        own: list[_Entry] = []
         seen: dict[str, Location] = {}
         for key_node, value_node in node.value:
             key_target = _deref(key_node)
@@ -410,17 +416,17 @@ class _Builder:
             own.append((key, key_where, value_node))
         return merged + own
 
-    def _merge(self, value_node: Node | _Alias) -> list[tuple[str, Location, Node | _Alias]]:
+    def _merge(self, value_node: Node | _Alias) -> list[_Entry]:
         """Entries contributed by one ``<<:`` value (a mapping or a list of mappings)."""
         where = _loc(self.file, value_node.start_mark)
         target = _deref(value_node)
-        if isinstance(target, SequenceNode) and target.tag == _SEQ:
+        if isinstance(target, SequenceNode):
             sources = [(_deref(item), _loc(self.file, item.start_mark)) for item in target.value]
         else:
             sources = [(target, where)]
         parts = []
         for source, source_where in sources:
-            if not (isinstance(source, MappingNode) and source.tag == _MAP):
+            if not isinstance(source, MappingNode):
                 raise SpecError.at(source_where,
                                    "the merge key '<<' needs a mapping or a list of mappings, "
                                    f"got {_describe(source)}")

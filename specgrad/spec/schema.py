@@ -15,6 +15,7 @@ def build_schema() -> dict:
     from specgrad.graph.formula import public_ops
     from specgrad.init import INITIALIZERS
     from specgrad.losses import LOSSES
+    from specgrad.metrics import METRICS
     from specgrad.ops.registry import REGISTRY
     from specgrad.optim.optimizers import OPTIMIZERS
     from specgrad.optim.schedules import SCHEDULES
@@ -91,5 +92,7 @@ def build_schema() -> dict:
             "optimizer": OPTIMIZERS.schema(shorthand=False),
             "schedule": SCHEDULES.schema(),
             "train": train,
+            "metrics": {"type": "array", "items": METRICS.schema(),
+                        "description": "computed on each split at the end of the run (summary.json)"},
         },
     }

@@ -26,8 +26,8 @@ def test_validate_reports_each_error_located(tmp_path):
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         f"{spec}:8:19: error: unknown op 'matmull'; did you mean 'matmul'?",
-        f"{spec}:11:25: error: unknown key 'lr_rate' in optimizer; did you mean 'lr'?",
-        f"{spec}:12:18: error: train.steps must be an integer, got 'many'",
+        f"{spec}:11:24: error: unknown key 'lr_rate' in optimizer; did you mean 'lr'?",
+        f"{spec}:12:16: error: train.steps must be an integer, got 'many'",
     ]
     assert "Traceback" not in result.stderr
 

@@ -385,7 +385,9 @@ def test_merge_key_bomb_is_refused_quickly():
     assert diag.message == "spec too large: more than 100000 values (alias expansion?)"
 
 
-def test_many_values_without_aliases_under_the_limit_load():
+def test_many_values_without_aliases_under_the_limit_load(backend):
+    if backend != "default":
+        pytest.skip("counting is backend-independent; parsing 200k values in pure Python is slow")
     text = "xs: [" + ", ".join(["1"] * 99_990) + "]\n"
     assert len(load_string(text).data["xs"]) == 99_990
     too_many = "xs: [" + ", ".join(["1"] * 100_000) + "]\n"
@@ -515,10 +517,10 @@ def _timed(fn) -> float:
 def test_import_is_light(backend):
     if backend != "default":
         pytest.skip("one run is enough")
-    code = "import sys, specgrad.spec.load; print('jsonschema' in sys.modules, 'numpy' in sys.modules)"
+    code = "import sys, specgrad.spec.load; print('jsonschema' in sys.modules)"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False"]
 
 
 # --- property tests ---------------------------------------------------------------

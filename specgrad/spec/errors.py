@@ -20,6 +20,7 @@ __all__ = [
     "Diagnostic",
     "SpecError",
     "format_diagnostics",
+    "closest",
     "did_you_mean",
     "FORMATS",
     "SEVERITIES",
@@ -149,13 +150,24 @@ def format_diagnostics(diags: Iterable[Diagnostic], fmt: str) -> str:
     return "\n".join(_format_one(d, fmt) for d in diags)
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice the user most likely meant by ``word``, if any is close enough."""
+    import difflib  # lazily: only needed once something is already wrong
+
+    choices = [str(c) for c in choices]
+    matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if matches:
+        return matches[0]
+    # a known word with something tacked on ("lr_rate" for "lr", "batch" for "batch_size")
+    affixed = [c for c in choices if min(len(c), len(word)) >= 2 and (word.startswith(c) or c.startswith(word))]
+    return min(affixed, key=lambda c: abs(len(c) - len(word)), default=None)
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'lr'?"`` for the closest choice, or ``""``.
 
     Meant to be appended to any message that names an unknown word, so every
     such message suggests a fix in the same way.
     """
-    import difflib  # lazily: only needed once something is already wrong
-
-    matches = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean {matches[0]!r}?" if matches else ""
+    match = closest(word, choices)
+    return f"; did you mean {match!r}?" if match else ""

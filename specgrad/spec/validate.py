@@ -2,10 +2,9 @@
 (names, ops, shapes through the whole model) by building the model. Every problem in one pass."""
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 
-from specgrad.spec.errors import Diagnostic, SpecError, did_you_mean
+from specgrad.spec.errors import Diagnostic, SpecError, closest, did_you_mean
 from specgrad.spec.load import Document
 from specgrad.spec.schema import FORMAT_VERSION, build_schema
 
@@ -64,7 +63,7 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     if kind == "required" and isinstance(inst, dict):
         # a misspelt key ("lr_rate") is reported as unknown with a suggestion; do not also call 'lr' missing
         unknown = [k for k in inst if k not in e.schema.get("properties", {})]
-        meant = {m for k in unknown for m in difflib.get_close_matches(k, value, n=1, cutoff=0.6)}
+        meant = {closest(k, value) for k in unknown}
         return [Diagnostic(f"missing key '{k}' in {name}", doc.key_loc(path))
                 for k in value if k not in inst and k not in meant]
     if kind == "type":

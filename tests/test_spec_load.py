@@ -174,7 +174,7 @@ def test_merge_list_earlier_mappings_win():
     text = "x: &x {k: x, only_x: 1}\ny: &y {k: y, only_y: 2}\nz:\n  <<: [*x, *y]\n"
     data = load_string(text).data
     assert data["z"] == {"k": "x", "only_x": 1, "only_y": 2}
-    assert repr(data) == repr(yaml.safe_load(text))
+    assert data == yaml.safe_load(text)        # key order of merged keys differs between PyYAML releases
 
 
 def test_nested_merges():
@@ -397,6 +397,9 @@ def test_many_values_without_aliases_under_the_limit_load(backend):
 @pytest.mark.parametrize("depth", [150, 100_000])
 def test_deep_flow_nesting_is_an_error_not_recursion_error(depth):
     diag = only(error_of("a: " + "[" * depth + "]" * depth + "\n"))
+    if diag.message.startswith("invalid YAML"):     # libyaml >= 0.2.6 (PyYAML 6.0.4) stops deep flows itself
+        assert "maximum nesting depth" in diag.message
+        return
     assert diag.message == "nesting deeper than 100 levels"
     # the root mapping is level 1, so the 100th '[' (column 4 + 99) is level 101
     assert diag.location == Location("spec.yaml", 1, 103)

@@ -106,7 +106,7 @@ def _powers_shape(x, degree):
 
 def _powers_vjp(g, out, x, degree):
     # d/dx x**j = j * x**(j-1): out @ S with S[j-1, j] = j shifts each power down one place.
-    shift = np.diag(np.arange(1.0, degree + 1), k=1)
+    shift = np.diag(np.arange(1.0, degree + 1), k=1).astype(out.dtype)
     return g.graph.apply("sum", g * (out @ shift), axis=-1)
 
 

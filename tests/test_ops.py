@@ -246,3 +246,14 @@ def test_dropout_backward_uses_the_forward_mask():
     (gx,) = gradients(g.apply("sum", out), [p])
     value, grad = Plan([out, gx], [p, key])(x, np.int64(3))
     np.testing.assert_array_equal(grad, (value != 0) * 2.0)
+
+
+# ------------------------------------------------------------------------------------------ docs/ops.md
+def test_docs_reference_every_op_as_the_registry_defines_it():
+    from conftest import ROOT
+    from specgrad.ops.reference import SHAPE_RULES, render, signature
+    assert set(SHAPE_RULES) == set(REGISTRY), "every op needs a shape-rule line in specgrad/ops/reference.py"
+    text = (ROOT / "docs" / "ops.md").read_text()
+    assert render() in text, "regenerate with: python -m specgrad.ops.reference docs/ops.md"
+    for op in REGISTRY.values():
+        assert f"`{signature(op)}`" in text

@@ -257,3 +257,55 @@ def test_docs_reference_every_op_as_the_registry_defines_it():
     assert render() in text, "regenerate with: python -m specgrad.ops.reference docs/ops.md"
     for op in REGISTRY.values():
         assert f"`{signature(op)}`" in text
+
+
+@pytest.mark.parametrize("op,shapes,attrs,message", [
+    ("take", [(5, 3), (2,)], {}, "take's indices must be integers"),
+    ("one_hot", [(4,)], {"depth": 3}, "one_hot's labels must be integers"),
+    ("softmax_cross_entropy", [(4, 3), (4,)], {}, "softmax_cross_entropy's labels must be integers"),
+    ("dropout", [(4, 3), ()], {"rate": 0.5}, "dropout's key must be integers"),
+])
+def test_labels_indices_and_keys_must_be_integers(op, shapes, attrs, message):
+    g = Graph()
+    with pytest.raises(ShapeError, match=message):
+        g.apply(op, *[g.input(f"x{i}", s) for i, s in enumerate(shapes)], **attrs)
+
+
+# ------------------------------------------------------------------- layers need only these primitives
+def test_attention_layernorm_and_lstm_blocks_compose_from_ops_with_a_symbolic_batch():
+    """A multi-head self-attention with a residual and layer norm, then one LSTM step, on x [B, T, D]:
+    shapes infer with B, and the compiled gradient of every parameter matches central differences."""
+    T, D, H = 3, 4, 2
+    g = Graph()
+    x = g.input("x", ("B", T, D))
+    P = {name: g.param(name, shape) for name, shape in
+         [("Wq", (D, D)), ("Wk", (D, D)), ("Wv", (D, D)), ("gain", (D,)), ("Wl", (2 * D, 4 * D)), ("bl", (4 * D,))]}
+    a = g.apply
+
+    def heads(t):                                        # [B, T, D] -> [B, H, T, D/H]
+        return a("transpose", a("reshape", t, shape=["B", T, H, D // H]), axes=[0, 2, 1, 3])
+    q, k, v = heads(x @ P["Wq"]), heads(x @ P["Wk"]), heads(x @ P["Wv"])
+    att = a("softmax", q @ a("transpose", k) / np.sqrt(D // H)) @ v
+    h = x + a("reshape", a("transpose", att, axes=[0, 2, 1, 3]), shape=[-1, T, D])
+    h = (h - a("mean", h, axis=-1, keepdims=True)) / a("sqrt", a("var", h, axis=-1, keepdims=True) + 1e-5) * P["gain"]
+    assert h.shape == ("B", T, D)
+    c = a("squeeze", a("slice", h, axis=1, start=0, stop=1), axis=1)
+    gates = a("concat", a("squeeze", a("slice", h, axis=1, start=-1), axis=1), c, axis=-1) @ P["Wl"] + P["bl"]
+    i, f, o, u = (a("slice", gates, axis=-1, start=j * D, stop=(j + 1) * D) for j in range(4))
+    c = a("sigmoid", f) * c + a("sigmoid", i) * a("tanh", u)
+    out = a("sigmoid", o) * a("tanh", c)
+    assert out.shape == ("B", D)
+    loss = a("sum", a("square", out))
+    params = list(P.values())
+    grads = gradients(loss, params)
+
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((5, T, D))
+    pv = [rng.standard_normal(p.shape) * 0.5 for p in params]
+    got = Plan(grads, [x, *params])(xv, *pv)
+    loss_at = Plan([loss], [x, *params])
+    for k_, (p, grad) in enumerate(zip(pv, got)):
+        d = rng.standard_normal(p.shape)
+        shifted = lambda s: float(loss_at(xv, *pv[:k_], p + s * 1e-6 * d, *pv[k_ + 1:])[0])
+        numeric = (shifted(1) - shifted(-1)) / 2e-6
+        assert np.sum(grad * d) == pytest.approx(numeric, rel=1e-6), params[k_].name

@@ -8,7 +8,7 @@ three ops close under differentiation.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from specgrad.ops.registry import ShapeError, float_dtype, fmt_shape, normalize_axes, register
+from specgrad.ops.registry import ShapeError, float_dtype, fmt_shape, normalize_axes, register, require_integer
 
 
 def _apply(name, *args, **attrs):
@@ -60,7 +60,12 @@ def _sce_vjp(g, out, logits, labels):
     return (probs - target) * (g / _apply("count", logits, axis=_batch_axes(logits)))
 
 
-@register("softmax_cross_entropy", shape=_sce_shape, dtype=lambda logits, labels: float_dtype(logits),
+def _sce_dtype(logits, labels):
+    require_integer(labels, "softmax_cross_entropy's labels")
+    return float_dtype(logits)
+
+
+@register("softmax_cross_entropy", shape=_sce_shape, dtype=_sce_dtype,
           arity=2, vjp=(_sce_vjp, None))
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of -log softmax(logits)[label]: logits [..., classes], integer labels [...]"""
@@ -261,7 +266,12 @@ def _dropout_shape(x, key, rate, salt=0):
     return tuple(x)
 
 
-@register("dropout", shape=_dropout_shape, attrs=("rate", "salt"), arity=2, dtype=lambda x, key, **_: x,
+def _dropout_dtype(x, key, **_):
+    require_integer(key, "dropout's key")
+    return x
+
+
+@register("dropout", shape=_dropout_shape, attrs=("rate", "salt"), arity=2, dtype=_dropout_dtype,
           vjp=(lambda g, out, x, key, rate, salt=0: _apply("dropout", g, key, rate=rate, salt=salt), None))
 def dropout(x, key, rate, salt=0):
     """inverted dropout: each entry zeroed with probability ``rate``, the rest scaled by 1 / (1 - rate).

@@ -140,3 +140,9 @@ def float_dtype(*dtypes, **_):
     """Promotion, with integers promoted to float64 (exp, log, division...)."""
     d = result_dtype(*dtypes)
     return d if np.issubdtype(d, np.floating) else np.dtype(np.float64)
+
+
+def require_integer(dtype, what: str) -> None:
+    """Dtype rules of ops whose input holds labels, indices or a random key."""
+    if dtype is not None and np.dtype(dtype).kind not in "iub":
+        raise ShapeError(f"{what} must be integers, got {np.dtype(dtype)}")

@@ -5,7 +5,7 @@ Shapes may hold the symbolic batch dimension (a string such as ``"B"``); a shape
 """
 import numpy as np
 
-from specgrad.ops.registry import PerInput, ShapeError, fmt_shape, normalize_axes, register
+from specgrad.ops.registry import PerInput, ShapeError, fmt_shape, normalize_axes, register, require_integer
 
 
 def _apply(name, *args, **attrs):
@@ -149,7 +149,12 @@ def _take_shape(x, indices, axis=0):
     return tuple(x[:axis]) + tuple(indices) + tuple(x[axis + 1:])
 
 
-@register("take", shape=_take_shape, attrs=("axis",), arity=2, dtype=lambda x, i, **_: x,
+def _take_dtype(x, indices, **_):
+    require_integer(indices, "take's indices")
+    return x
+
+
+@register("take", shape=_take_shape, attrs=("axis",), arity=2, dtype=_take_dtype,
           vjp=(lambda g, out, x, indices, axis=0: _apply("take_grad", g, indices, x, axis=axis), None))
 def take(x, indices, axis=0):
     """x's entries at integer ``indices`` along ``axis`` (default 0): embedding lookup, gather.
@@ -182,8 +187,12 @@ def _one_hot_shape(labels, depth, dtype="float64"):
     return tuple(labels) + (depth,)
 
 
-@register("one_hot", shape=_one_hot_shape, attrs=("depth", "dtype"), arity=1, vjp=(None,),
-          dtype=lambda labels, depth, dtype="float64": np.dtype(dtype))
+def _one_hot_dtype(labels, depth, dtype="float64"):
+    require_integer(labels, "one_hot's labels")
+    return np.dtype(dtype)
+
+
+@register("one_hot", shape=_one_hot_shape, attrs=("depth", "dtype"), arity=1, vjp=(None,), dtype=_one_hot_dtype)
 def one_hot(labels, depth, dtype="float64"):
     """1 at position labels[...] of a new last axis of size ``depth``, 0 elsewhere (labels: integers)"""
     return np.equal(np.asarray(labels)[..., None], np.arange(depth)).astype(dtype)

@@ -1,7 +1,6 @@
 """``specgrad gradcheck``: finite differences against the compiled model's gradient, per parameter."""
 import dataclasses
 
-import numpy as np
 import pytest
 
 from conftest import MODELS, run_cli

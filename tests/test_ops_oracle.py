@@ -9,7 +9,6 @@ from hypothesis import given, settings, strategies as st
 from specgrad.graph.autodiff import gradients
 from specgrad.graph.ir import Graph
 from specgrad.graph.plan import Plan
-from specgrad.ops import REGISTRY
 
 # Each step of a random graph is written once against a namespace F of primitives, then run twice: with F
 # building specgrad graph nodes, and with F calling autograd.numpy (the math written out independently).
@@ -184,7 +183,8 @@ def test_every_public_op_of_these_families_is_exercised_by_the_random_graphs():
 
 
 # --------------------------------------------------------------------------------- float32 vs float64
-FLOAT32_RTOL = 1e-6     # docs/ops.md: |f32 - f64| <= FLOAT32_RTOL * max(1, max |f64|) per output (measured worst: 2.0e-7)
+# docs/ops.md: |f32 - f64| <= FLOAT32_RTOL * max(1, max |f64|), per output (measured worst: 2.0e-7)
+FLOAT32_RTOL = 1e-6
 
 
 def _value_and_vjp(name, inputs, values, attrs, cotangent_seed, dtype):

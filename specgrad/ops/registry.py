@@ -86,6 +86,13 @@ def get_op(name: str) -> Op:
     return REGISTRY[name]
 
 
+def emit(name: str, *args, **attrs):
+    """``name(*args, **attrs)`` appended to the graph of the first node among ``args``: how a VJP calls an op
+    that has no operator of its own (``emit("cos", x)``)."""
+    graph = next(a for a in args if hasattr(a, "graph")).graph
+    return graph.apply(name, *args, **attrs)
+
+
 # ------------------------------------------------------------------------------------------ shape rules
 def fmt_shape(shape: Shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"

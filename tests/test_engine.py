@@ -170,6 +170,21 @@ def test_shape_and_dtype_rules_match_the_forward(name, inputs, attrs):
         assert np.result_type(value) == out.dtype, f"{name}: rule says {out.dtype}, forward gives {value.dtype}"
 
 
+@pytest.mark.parametrize("name,inputs,attrs", ALL_CASES)
+def test_out_buffers_and_views_are_declared(name, inputs, attrs):
+    """The plan relies on these flags: ``writes_out`` ops fill the buffer they are given, and only ``view``
+    ops return memory shared with an input."""
+    op = REGISTRY[name]
+    values = _values(name, inputs, np.random.default_rng(0))
+    result = op.forward(*values, **attrs)
+    if any(isinstance(v, np.ndarray) and np.shares_memory(result, v) for v in values):
+        assert op.view, f"{name} returns a view of an input but is not declared view=True"
+    if op.writes_out:
+        buffer = np.full(np.shape(result), np.nan, np.result_type(result))
+        assert op.forward(*values, **attrs, out=buffer) is buffer
+        np.testing.assert_array_equal(buffer, result)
+
+
 def test_stop_gradient_passes_values_and_blocks_gradients():
     g = Graph()
     x = g.param("x", (3,))

@@ -15,9 +15,9 @@ def binary(name, vjp, dtype=None, fd_domain="real", internal=False):
                     internal=internal)
 
 
-def unary(name, vjp, dtype=float_dtype, fd_domain="real", attrs=(), internal=False):
+def unary(name, vjp, dtype=float_dtype, fd_domain="real", attrs=(), internal=False, view=False):
     return register(name, shape=same_shape, vjp=vjp, dtype=dtype, arity=1, fd_domain=fd_domain, attrs=attrs,
-                    internal=internal)
+                    internal=internal, view=view)
 
 
 # ------------------------------------------------------------------------------------------ arithmetic
@@ -249,7 +249,7 @@ def silu(x):
 
 
 # ---------------------------------------------------------------------------------------- gradient flow
-@unary("stop_gradient", dtype=None,
+@unary("stop_gradient", dtype=None, view=True,
        vjp=(lambda g, out, x: emit("broadcast_like", 0.0, x),))
 def stop_gradient(x):
     """x itself, but no gradient flows back through it (its VJP is zero)"""

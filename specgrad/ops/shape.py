@@ -47,7 +47,7 @@ def _reshape_shape(x, shape):
     return tuple(shape)
 
 
-@register("reshape", shape=_reshape_shape, attrs=("shape",), arity=1,
+@register("reshape", shape=_reshape_shape, attrs=("shape",), view=True, arity=1,
           vjp=(lambda g, out, x, shape: emit("reshape", g, shape=list(x.shape)),))
 def reshape(x, shape):
     """the same elements in a new shape; one size may be -1 (inferred) or the batch dimension B"""
@@ -62,7 +62,7 @@ def _flatten_shape(x, axis=1):
     return tuple(x[:axis]) + ((tail[0] if _symbols(tail) else _numeric_size(tail)),)
 
 
-@register("flatten", shape=_flatten_shape, attrs=("axis",), arity=1,
+@register("flatten", shape=_flatten_shape, attrs=("axis",), view=True, arity=1,
           vjp=(lambda g, out, x, axis=1: emit("reshape", g, shape=list(x.shape)),))
 def flatten(x, axis=1):
     """merge the axes from ``axis`` on (default 1) into one: [B, C, H, W] -> [B, C*H*W]"""
@@ -84,7 +84,7 @@ def _broadcast_to_shape(x, shape):
     return shape
 
 
-@register("broadcast_to", shape=_broadcast_to_shape, attrs=("shape",), arity=1,
+@register("broadcast_to", shape=_broadcast_to_shape, attrs=("shape",), view=True, arity=1,
           vjp=(lambda g, out, x, shape: g,))           # the engine sums g back to x's shape
 def broadcast_to(x, shape):
     """x repeated along new leading axes and size-1 axes to ``shape`` (a read-only view)"""
@@ -115,7 +115,7 @@ def _slice_shape(x, axis, start=None, stop=None, step=None):
     return tuple(x[:axis]) + (size,) + tuple(x[axis + 1:])
 
 
-@register("slice", shape=_slice_shape, attrs=("axis", "start", "stop", "step"), arity=1,
+@register("slice", shape=_slice_shape, attrs=("axis", "start", "stop", "step"), view=True, arity=1,
           vjp=(lambda g, out, x, **where: emit("slice_grad", g, x, **where),))
 def slice_(x, axis, start=None, stop=None, step=None):
     """x[start:stop:step] along one axis (Python slice rules; a view)"""

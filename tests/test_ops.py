@@ -309,3 +309,11 @@ def test_attention_layernorm_and_lstm_blocks_compose_from_ops_with_a_symbolic_ba
         shifted = lambda s: float(loss_at(xv, *pv[:k_], p + s * 1e-6 * d, *pv[k_ + 1:])[0])
         numeric = (shifted(1) - shifted(-1)) / 2e-6
         assert np.sum(grad * d) == pytest.approx(numeric, rel=1e-6), params[k_].name
+
+
+def test_what_each_backward_pass_keeps_is_read_off_the_built_vjps():
+    from specgrad.ops.reference import _example
+    keeps = {name: _example(REGISTRY[name])[1] for name in ("add", "exp", "relu", "tanh", "max_pool2d", "dropout",
+                                                             "matmul", "reshape", "count")}
+    assert keeps == {"add": "nothing", "exp": "out", "relu": "x", "tanh": "out", "max_pool2d": "x",
+                     "dropout": "key", "matmul": "x, y", "reshape": "nothing", "count": "—"}

@@ -202,7 +202,8 @@ def _value_and_vjp(name, inputs, values, attrs, cotangent_seed, dtype):
 
 
 def _float32_cases():
-    from test_engine import CASES, _values
+    from specgrad.ops.examples import CASES
+    from test_engine import _values
     rng = np.random.default_rng(0)
     return [(n, inputs, _values(n, inputs, rng), a) for n, cases in CASES.items() for inputs, a in cases]
 

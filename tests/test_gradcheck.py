@@ -57,6 +57,13 @@ def test_a_wrong_gradient_fails_the_check(tmp_path, monkeypatch):
     assert checks["v"] < 1e-8                                  # v's gradient does not pass through tanh's VJP
 
 
+def test_a_float32_spec_is_checked_in_float64(tmp_path):
+    spec = tmp_path / "mlp.yaml"
+    spec.write_text(MLP + "dtype: float32\n")
+    result = run_cli("gradcheck", spec, "--tolerance", "1e-7")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_command_exits_1_above_tolerance_and_on_a_bad_spec(tmp_path):
     result = run_cli("gradcheck", MODELS / "poly.yaml", "--tolerance", "1e-14")
     assert result.returncode == 1 and "FAILED" in result.stdout

@@ -8,59 +8,98 @@ from specgrad.graph.gradcheck import directional_check
 from specgrad.graph.ir import Graph
 from specgrad.graph.plan import Plan
 from specgrad.ops import REGISTRY
+from specgrad.ops.examples import BY_DEFINITION, CASES, NOT_DIFFERENTIABLE
 
-# op -> list of (input shapes, attrs). Broadcasting and size-1 axes included wherever the op allows them.
-CASES = {
-    "add": [([(3, 4), (4,)], {}), ([(2, 1, 3), (1, 4, 1)], {}), ([(), (3,)], {})],
-    "sub": [([(3, 4), (3, 1)], {}), ([(5,), ()], {})],
-    "mul": [([(3, 4), (4,)], {}), ([(2, 1), (1, 3)], {})],
-    "div": [([(3, 4), (1, 4)], {}), ([(3,), ()], {})],
-    "pow": [([(3, 4), (4,)], {}), ([(2, 3), ()], {})],
-    "neg": [([(3, 2)], {})],
-    "exp": [([(3, 2)], {})],
-    "log": [([(3, 2)], {})],
-    "square": [([(4,)], {})],
-    "sin": [([(3, 2)], {})],
-    "cos": [([(3, 2)], {})],
-    "tanh": [([(3, 2)], {})],
-    "sum": [([(3, 4)], {}), ([(3, 4, 2)], {"axis": 1}), ([(3, 4)], {"axis": [0, 1], "keepdims": True}),
-            ([(3, 1)], {"axis": -1})],
-    "mean": [([(3, 4)], {}), ([(3, 4, 2)], {"axis": [0, 2]}), ([(3, 4)], {"axis": 0, "keepdims": True})],
-    "matmul": [([(3, 4), (4, 5)], {}), ([(4,), (4, 5)], {}), ([(3, 4), (4,)], {}), ([(4,), (4,)], {}),
-               ([(2, 3, 4), (4, 5)], {}), ([(2, 3, 4), (1, 4, 5)], {}), ([(4,), (2, 4, 5)], {}),
-               ([(2, 3, 4), (4,)], {})],
-    "transpose": [([(3, 4)], {}), ([(2, 3, 4)], {"axes": [2, 0, 1]})],
-    "expand_dims": [([(3, 4)], {"axis": 1}), ([(3,)], {"axis": [0, -1]})],
-    "squeeze": [([(3, 1, 4)], {"axis": 1}), ([(1, 3, 1)], {"axis": [0, 2]})],
-    "powers": [([(5,)], {"degree": 3}), ([(2, 3)], {"degree": 0})],
-    "sum_to": [([(3, 4)], {"shape": (4,)}), ([(2, 3, 4)], {"shape": (3, 1)})],
-    "broadcast_like": [([(4,), (3, 4)], {}), ([(3, 1), (3, 5)], {})],
-}
-NOT_DIFFERENTIABLE = {"count"}     # ops whose output does not depend smoothly on their input's values
+
+def _vjps(op, n_inputs):
+    return [op.vjps[k] if op.vjps and k < len(op.vjps) else None for k in range(n_inputs)]
 
 
 def test_every_registered_op_is_checked():
-    assert set(CASES) | NOT_DIFFERENTIABLE == set(REGISTRY)
+    assert set(CASES) | set(NOT_DIFFERENTIABLE) | set(BY_DEFINITION) == set(REGISTRY)
+    assert len(CASES) + len(NOT_DIFFERENTIABLE) + len(BY_DEFINITION) == len(REGISTRY)
     for name in NOT_DIFFERENTIABLE:
         assert all(v is None for v in REGISTRY[name].vjps)
 
 
-def _values(name, shapes, rng):
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_constant_inputs_are_exactly_the_non_differentiable_ones(name):
+    """An input given as an array in CASES is integer-valued or read only for its shape; its VJP is None."""
+    for inputs, _ in CASES[name]:
+        vjps = _vjps(REGISTRY[name], len(inputs))
+        for spec, vjp in zip(inputs, vjps):
+            assert isinstance(spec, np.ndarray) == (vjp is None) or name == "where" and spec is inputs[0]
+
+
+def _values(name, inputs, rng):
     op = REGISTRY[name]
-    vals = [rng.standard_normal(s) for s in shapes]
+    vals = [rng.standard_normal(s) if isinstance(s, tuple) else s for s in inputs]
     if op.fd_domain == "positive":
-        vals = [np.abs(v) + 0.5 for v in vals]
+        vals = [np.abs(v) + 0.5 if isinstance(s, tuple) else v for v, s in zip(vals, inputs)]
     return vals
 
 
-@pytest.mark.parametrize("name,shapes,attrs", [(n, s, a) for n, cases in CASES.items() for s, a in cases])
-def test_op_gradient_matches_finite_differences(name, shapes, attrs):
+def _build(name, inputs, values, attrs):
+    """(differentiated values, build(params) -> node) with constants bound in place."""
+    diff = [v for v, s in zip(values, inputs) if isinstance(s, tuple)]
+
+    def build(params):
+        it = iter(params)
+        graph = params[0].graph
+        return graph.apply(name, *[next(it) if isinstance(s, tuple) else graph.const(v)
+                                   for v, s in zip(values, inputs)], **attrs)
+    return diff, build
+
+
+ALL_CASES = [(n, inputs, a) for n, cases in CASES.items() for inputs, a in cases]
+
+
+@pytest.mark.parametrize("name,inputs,attrs", ALL_CASES)
+def test_op_gradient_matches_finite_differences(name, inputs, attrs):
     rng = np.random.default_rng(0)
-    values = _values(name, shapes, rng)
-    diff = len(values) if name != "broadcast_like" else 1     # broadcast_like reads only its 2nd input's shape
-    build = lambda ps: ps[0].graph.apply(name, *ps[:diff], *[ps[0].graph.const(v) for v in values[diff:]], **attrs)
-    err = directional_check(build, values[:diff], rng)
-    assert err < 1e-7, f"{name}{shapes}{attrs}: relative error {err:.2e}"
+    diff, build = _build(name, inputs, _values(name, inputs, rng), attrs)
+    for trial in range(2):          # two random directions, two random output weightings
+        err = directional_check(build, diff, rng)
+        assert err < 1e-7, f"{name}{inputs}{attrs}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("name,inputs,attrs", ALL_CASES)
+def test_shape_and_dtype_rules_match_the_forward(name, inputs, attrs):
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        values = [v.astype(dtype) if isinstance(s, tuple) else v
+                  for v, s in zip(_values(name, inputs, rng), inputs)]
+        g = Graph(dtype)
+        nodes = [g.input(f"x{i}", v.shape, v.dtype) for i, v in enumerate(values)]
+        out = g.apply(name, *nodes, **attrs)
+        (value,) = Plan([out], nodes)(*values)
+        assert np.shape(value) == out.shape, name
+        assert np.result_type(value) == out.dtype, f"{name}: rule says {out.dtype}, forward gives {value.dtype}"
+
+
+@pytest.mark.parametrize("name,inputs,attrs", ALL_CASES)
+def test_out_buffers_and_views_are_declared(name, inputs, attrs):
+    """The plan relies on these flags: ``writes_out`` ops fill the buffer they are given, and only ``view``
+    ops return memory shared with an input."""
+    op = REGISTRY[name]
+    values = _values(name, inputs, np.random.default_rng(0))
+    result = op.forward(*values, **attrs)
+    if any(isinstance(v, np.ndarray) and np.shares_memory(result, v) for v in values):
+        assert op.view, f"{name} returns a view of an input but is not declared view=True"
+    if op.writes_out:
+        buffer = np.full(np.shape(result), np.nan, np.result_type(result))
+        assert op.forward(*values, **attrs, out=buffer) is buffer
+        np.testing.assert_array_equal(buffer, result)
+
+
+def test_stop_gradient_passes_values_and_blocks_gradients():
+    g = Graph()
+    x = g.param("x", (3,))
+    loss = g.apply("sum", g.apply("stop_gradient", x) * x)      # d/dx = stop_gradient(x) = x, not 2x
+    (gx,) = gradients(loss, [x])
+    xv = np.array([1.0, -2.0, 3.0])
+    value, grad = Plan([loss, gx], [x])(xv)
+    assert value == 14.0 and np.array_equal(grad, xv)
 
 
 def test_op_forward_matches_numpy():

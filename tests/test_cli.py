@@ -61,7 +61,8 @@ def test_missing_file_is_a_located_error(tmp_path):
 def test_set_override_is_located_at_the_flag(tmp_path):
     result = run_cli("train", MODELS / "poly.yaml", "--set", "optimizer.lr=-1", "--run-dir", tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == "--set optimizer.lr=-1:1:14: error: optimizer.lr must be > 0, got -1"
+    assert result.stderr.strip() == ("--set optimizer.lr=-1:1:14: error: optimizer.lr must be > 0, got -1 "
+                                     f"(overrides {MODELS / 'poly.yaml'}:29:28)")
 
 
 def test_train_writes_the_run_directory(tmp_path):

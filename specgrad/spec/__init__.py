@@ -1,4 +1,5 @@
-"""The spec pipeline: load (YAML with locations) -> compose (overrides) -> validate (schema + semantics)."""
+"""The spec pipeline: load (YAML with locations) -> compose (extends, include, --set, ${...}) -> validate
+(schema + semantics)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,11 +21,10 @@ class Spec:
 
 def load_spec(path, overrides=()) -> Spec:
     """Load, compose and validate the spec at ``path``; raises SpecError listing every problem."""
-    from specgrad.spec.compose import apply_overrides
-    from specgrad.spec.load import load_file
+    from specgrad.spec.compose import compose
     from specgrad.spec.validate import validate
 
-    doc = apply_overrides(load_file(path), overrides)
+    doc = compose(path, overrides)
     diagnostics, model = validate(doc)
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from specgrad.spec.errors import Diagnostic, SpecError, closest, did_you_mean
+from specgrad.spec.errors import Diagnostic, Location, SpecError, closest, did_you_mean
 from specgrad.spec.load import Document
-from specgrad.spec.schema import FORMAT_VERSION, build_schema
+from specgrad.spec.schema import build_schema
 
 JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
               "number": "a number", "boolean": "true or false", "null": "null"}
@@ -42,14 +42,6 @@ def _leaf_errors(error):
         yield from _leaf_errors(best_match(error.context))
     else:
         yield error
-
-
-def schema_diagnostics(doc: Document) -> list[Diagnostic]:
-    out = []
-    for top in validator().iter_errors(doc.data):
-        for e in _leaf_errors(top):
-            out.extend(_translate(e, doc))
-    return out
 
 
 def _translate(e, doc: Document) -> list[Diagnostic]:
@@ -89,39 +81,101 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     return [Diagnostic(f"{name}: {e.message}", doc.loc(path))]
 
 
-def check_version(doc: Document) -> None:
-    data = doc.data
-    version = data.get("specgrad") if isinstance(data, dict) else None
-    if version is not None and version != FORMAT_VERSION:
-        raise SpecError.at(doc.loc(("specgrad",)),
-                           f"unsupported spec format version {describe(version)}; this specgrad reads version "
-                           f"{FORMAT_VERSION}")
+def broken_sections(diags: list[Diagnostic], doc: Document, schema_errors) -> set[str]:
+    """Top-level sections with a schema error (or missing), whose semantic checks would only repeat it."""
+    out = set()
+    for e in schema_errors:
+        path = tuple(e.absolute_path)
+        if path:
+            out.add(path[0])
+        elif e.validator == "required":
+            out.update(k for k in e.validator_value if k not in doc.data)
+    return out
 
 
-def semantic_checks(doc: Document):
-    """Rules the schema cannot express; returns (diagnostics, model or None)."""
+def semantic_checks(doc: Document, broken: set[str] = frozenset()):
+    """Rules the schema cannot express, on every section the schema passed; returns (diagnostics, model)."""
     from specgrad.graph.build import build_model
     data = doc.data
-    errors = []
-    train = data["train"]
-    if ("steps" in train) == ("epochs" in train):
-        errors.append(Diagnostic("train needs exactly one of 'steps' and 'epochs'", doc.key_loc(("train",))))
+    diags = []
+    if "train" not in broken:
+        train = data["train"]
+        if ("steps" in train) == ("epochs" in train):
+            diags.append(Diagnostic("train needs exactly one of 'steps' and 'epochs'", doc.key_loc(("train",))))
+    if not broken & {"data", "loss", "model"}:
+        diags += data_field_checks(doc)
+    if broken & {"model", "dtype"}:
+        return diags, None
+    usable = data
+    if "loss" in broken:
+        # Build the model against a stand-in loss so its own errors still show; the loss's problems are
+        # already reported, and with a stand-in no warning about it would be true.
+        usable = {**data, "loss": "sse"}
     try:
-        model = build_model(data, doc.loc, lambda path, col: _column(doc, path, col))
+        model = build_model(usable, doc.loc, lambda path, col: _column(doc, path, col))
     except SpecError as err:
-        return errors + err.diagnostics, None
-    return errors + model.warnings, model
+        return diags + [d for d in err.diagnostics if d.severity == "error" or usable is data], None
+    if usable is not data:
+        return diags, None
+    return diags + model.warnings, model
+
+
+def data_field_checks(doc: Document) -> list[Diagnostic]:
+    """The fields the model and the loss read exist in the data, with the dtype the loss needs.
+
+    Data sources may declare the fields they make (``fields={"x": "float", ...}``, or a function of their
+    settings) and losses the dtype of their target (``target={"dtype": "int"}`` for class labels); a check
+    runs only where both sides declared it.
+    """
+    from specgrad.components import normalize
+    from specgrad.data.sources import SOURCES
+    from specgrad.losses import LOSSES
+
+    data = doc.data
+    source = SOURCES[data["data"]["source"]]
+    fields = source.meta.get("fields")
+    if fields is None:
+        return []
+    if callable(fields):
+        fields = fields(data["data"])
+    out = []
+    have = ", ".join(sorted(fields))
+    for name in data["model"]["inputs"]:
+        if name not in fields:
+            out.append(Diagnostic(f"data source '{source.name}' has no field '{name}' (it has {have})"
+                                  f"{did_you_mean(name, fields)}", doc.key_loc(("model", "inputs", name))))
+    loss = normalize(data["loss"])
+    target = loss.get("target", "y")
+    if target not in fields:
+        out.append(Diagnostic(f"the loss target '{target}' is not a field of data source '{source.name}' "
+                              f"(it has {have}){did_you_mean(target, fields)}", doc.loc(("loss",))))
+        return out
+    wanted = LOSSES[loss["type"]].meta.get("target", {}).get("dtype")
+    if wanted is not None and fields[target] != wanted:
+        kinds = {"int": "integer class labels", "float": "real values"}
+        out.append(Diagnostic(f"loss '{loss['type']}' needs {kinds.get(wanted, wanted)} as its target, but "
+                              f"field '{target}' of data source '{source.name}' holds "
+                              f"{kinds.get(fields[target], fields[target])}", doc.loc(("loss",))))
+    return out
 
 
 def _column(doc: Document, path, col):
     loc = doc.loc(path)
-    return type(loc)(loc.file, loc.line, loc.col + col)
+    return Location(loc.file, loc.line, loc.col + col, loc.history)
 
 
 def validate(doc: Document):
-    """All diagnostics for a loaded spec, and the compiled model when there were no errors."""
+    """Every diagnostic for a composed spec, in one pass, sorted by location; and the compiled model when
+    there was no error. Semantic checks run on each section the schema passed, so one run shows all."""
+    from specgrad.spec.compose import check_version
     check_version(doc)
-    diags = schema_diagnostics(doc)
-    if diags:
-        return diags, None
-    return semantic_checks(doc)
+    errors = list(validator().iter_errors(doc.data))
+    diags = [d for top in errors for e in _leaf_errors(top) for d in _translate(e, doc)]
+    more, model = semantic_checks(doc, broken_sections(diags, doc, errors))
+    diags = sorted(diags + more, key=_order)
+    return diags, (model if not any(d.severity == "error" for d in diags) else None)
+
+
+def _order(d: Diagnostic):
+    loc = d.location
+    return (0, "", 0, 0) if loc is None else (1, loc.file, loc.line, loc.col)

@@ -118,7 +118,9 @@ class _Composer:
         self.errors: list[Diagnostic] = []
         self.values = 0          # values read across all files: a diamond of includes cannot explode
 
-    def file(self, name: str, stack: tuple = (), site: Location | None = None) -> Value | None:
+    def file(self, name: str, stack: tuple = (), site: Location | None = None, key: str = EXTENDS) -> Value | None:
+        """The file ``name`` with its own extends and includes merged in. A spec's top level extends; a
+        fragment's top level, being included, may include in turn."""
         real = os.path.realpath(name)
         if real in stack:
             chain = " -> ".join(os.path.basename(p) for p in (*stack[stack.index(real):], real))
@@ -134,7 +136,7 @@ class _Composer:
             raise SpecError.at(site or doc.loc(), f"spec too large: more than {MAX_VALUES} values after "
                                                   "extends and include")
         stack = (*stack, real)
-        root = self._includes(tree(doc), name, stack, top=True)
+        root = self._includes(tree(doc), name, stack, top=key == EXTENDS)
         bases = root.value.pop(EXTENDS, None)
         if bases is None:
             return root
@@ -150,7 +152,7 @@ class _Composer:
         out = None
         for item in items:
             path = os.path.normpath(os.path.join(os.path.dirname(naming_file), item.value))
-            part = self.file(path, stack, item.loc)
+            part = self.file(path, stack, item.loc, key)
             if part is not None:
                 out = part if out is None else merge(out, part)
         return out

@@ -98,8 +98,8 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset()):
     from specgrad.graph.build import build_model
     data = doc.data
     diags = []
-    if "train" not in broken:
-        train = data["train"]
+    train = data.get("train")
+    if isinstance(train, dict):
         if ("steps" in train) == ("epochs" in train):
             diags.append(Diagnostic("train needs exactly one of 'steps' and 'epochs'", doc.key_loc(("train",))))
     if not broken & {"data", "loss", "model"}:

@@ -78,14 +78,6 @@ def _get(data, path: tuple):
     return data
 
 
-def size(node: Value) -> int:
-    if isinstance(node.value, dict):
-        return 1 + sum(size(v) for v in node.value.values())
-    if isinstance(node.value, list):
-        return 1 + sum(size(v) for v in node.value)
-    return 1
-
-
 def merge(base: Value | None, over: Value) -> Value | None:
     """``over`` merged onto ``base`` (RFC 7386); None when ``over`` is null, which removes the key."""
     if over.value is None:
@@ -116,12 +108,30 @@ class _Composer:
 
     def __init__(self):
         self.errors: list[Diagnostic] = []
-        self.values = 0          # values read across all files: a diamond of includes cannot explode
+        self.files: dict[tuple, Value] = {}         # (real path, key) -> composed file, read once
+        self.sizes: dict[int, tuple] = {}           # id -> (value, size once expanded), see ``size``
+
+    def size(self, node: Value) -> int:
+        """How many values ``node`` holds once written out. Composed trees share subtrees (a fragment
+        included twice is one object), so this counts a diamond of includes without expanding it."""
+        known = self.sizes.get(id(node))
+        if known is None:
+            children = node.value.values() if isinstance(node.value, dict) else \
+                node.value if isinstance(node.value, list) else ()
+            known = self.sizes[id(node)] = (node, 1 + sum(self.size(c) for c in children))
+        return known[1]
+
+    def _limit(self, node: Value, site: Location) -> Value:
+        if self.size(node) > MAX_VALUES:
+            raise SpecError.at(site, f"spec too large: more than {MAX_VALUES} values after extends and include")
+        return node
 
     def file(self, name: str, stack: tuple = (), site: Location | None = None, key: str = EXTENDS) -> Value | None:
         """The file ``name`` with its own extends and includes merged in. A spec's top level extends; a
         fragment's top level, being included, may include in turn."""
         real = os.path.realpath(name)
+        if (real, key) in self.files:
+            return self.files[real, key]
         if real in stack:
             chain = " -> ".join(os.path.basename(p) for p in (*stack[stack.index(real):], real))
             self.errors.append(Diagnostic(f"'{name}' extends or includes itself: {chain}", site))
@@ -131,17 +141,14 @@ class _Composer:
             return None
         doc = load_file(name)
         check_version(doc)
-        self.values += len(doc.locations)
-        if self.values > MAX_VALUES:
-            raise SpecError.at(site or doc.loc(), f"spec too large: more than {MAX_VALUES} values after "
-                                                  "extends and include")
         stack = (*stack, real)
         root = self._includes(tree(doc), name, stack, top=key == EXTENDS)
-        bases = root.value.pop(EXTENDS, None)
-        if bases is None:
-            return root
-        base = self._merged(bases, name, stack, EXTENDS)
-        return merge(base, root) if base is not None else root
+        bases = root.value.pop(EXTENDS, None) if key == EXTENDS else None
+        if bases is not None:
+            base = self._merged(bases, name, stack, EXTENDS)
+            root = self._limit(merge(base, root), bases.loc) if base is not None else root
+        self.files[real, key] = root
+        return root
 
     def _merged(self, names: Value, naming_file: str, stack: tuple, key: str) -> Value | None:
         """The files named by an ``extends`` or ``include`` value, merged in order."""
@@ -169,7 +176,7 @@ class _Composer:
         if top or INCLUDE not in node.value:
             return here
         fragment = self._merged(node.value[INCLUDE], naming_file, stack, INCLUDE)
-        return merge(fragment, here) if fragment is not None else here
+        return self._limit(merge(fragment, here), node.value[INCLUDE].loc) if fragment is not None else here
 
 
 def check_version(doc: Document) -> None:

@@ -328,6 +328,7 @@ class _Builder:
         self._count = 0  # values built plus merge entries processed
         self._active: set[int] = set()  # ids of collections being built: finds cycles
         self._alias: Location | None = None  # outermost alias being expanded
+        self._sizes: dict[int, int] = {}  # id of node -> size with aliases expanded
 
     def build(self, root: MappingNode) -> dict:
         return self._value(root, (), 1)
@@ -339,6 +340,9 @@ class _Builder:
             outermost = self._alias is None
             if outermost:
                 self._alias = where
+                # Refuse a bomb before building it: what one alias would add is known from its target.
+                if self._count + self._expanded_size(node.target) > MAX_VALUES:
+                    self._tick(where, MAX_VALUES)
             try:
                 return self._node(node.target, path, depth, where)
             finally:
@@ -362,6 +366,19 @@ class _Builder:
             return self._mapping(node, path, depth)
         finally:
             self._active.discard(id(node))
+
+    def _expanded_size(self, node: Node) -> int:
+        """Values ``node`` holds with every alias in it expanded (merge keys counted as written), from
+        memoized sizes of the anchored nodes, so measuring a bomb costs no more than its text."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        self._sizes[id(node)] = 0               # an alias cycle counts nothing; building reports it
+        children = [value for _, value in node.value] if isinstance(node, MappingNode) else \
+            node.value if isinstance(node, SequenceNode) else []
+        size = 1 + sum(self._expanded_size(_deref(c)) for c in children)
+        self._sizes[id(node)] = size
+        return size
 
     def _tick(self, where: Location, n: int = 1) -> None:
         self._count += n

@@ -331,7 +331,23 @@ class _Builder:
         self._sizes: dict[int, int] = {}  # id of node -> size with aliases expanded
 
     def build(self, root: MappingNode) -> dict:
+        # Refuse a bomb before building any of it: its size is known from memoized sizes of its parts.
+        if self._expanded_size(root) > MAX_VALUES:
+            raise SpecError.at(self._crossing(root, 0, None), _TOO_LARGE)
         return self._value(root, (), 1)
+
+    def _crossing(self, node: Node, count: int, alias: Location | None) -> Location:
+        """Where building in document order would pass the limit: the outermost alias being expanded."""
+        count += 1
+        for child in _children(node):
+            target = _deref(child)
+            size = self._expanded_size(target)
+            if count + size > MAX_VALUES:
+                if alias is None and isinstance(child, _Alias):
+                    alias = _loc(self.file, child.start_mark)
+                return self._crossing(target, count, alias)
+            count += size
+        return alias or _loc(self.file, node.start_mark)
 
     def _value(self, node: Node | _Alias, path: tuple, depth: int) -> object:
         where = _loc(self.file, node.start_mark)
@@ -340,9 +356,6 @@ class _Builder:
             outermost = self._alias is None
             if outermost:
                 self._alias = where
-                # Refuse a bomb before building it: what one alias would add is known from its target.
-                if self._count + self._expanded_size(node.target) > MAX_VALUES:
-                    self._tick(where, MAX_VALUES)
             try:
                 return self._node(node.target, path, depth, where)
             finally:
@@ -374,17 +387,14 @@ class _Builder:
         if known is not None:
             return known
         self._sizes[id(node)] = 0               # an alias cycle counts nothing; building reports it
-        children = [value for _, value in node.value] if isinstance(node, MappingNode) else \
-            node.value if isinstance(node, SequenceNode) else []
-        size = 1 + sum(self._expanded_size(_deref(c)) for c in children)
+        size = 1 + sum(self._expanded_size(_deref(c)) for c in _children(node))
         self._sizes[id(node)] = size
         return size
 
     def _tick(self, where: Location, n: int = 1) -> None:
         self._count += n
         if self._count > MAX_VALUES:
-            raise SpecError.at(self._alias or where,
-                               f"spec too large: more than {MAX_VALUES} values (alias expansion?)")
+            raise SpecError.at(self._alias or where, _TOO_LARGE)
 
     def _scalar(self, node: ScalarNode) -> object:
         construct = _SCALARS.get(node.tag)
@@ -471,6 +481,16 @@ class _Builder:
 
 
 # --- small helpers ----------------------------------------------------------
+
+_TOO_LARGE = f"spec too large: more than {MAX_VALUES} values (alias expansion?)"
+
+
+def _children(node: Node) -> list:
+    """The value nodes (or aliases) directly inside a collection node."""
+    if isinstance(node, MappingNode):
+        return [value for _, value in node.value]
+    return node.value if isinstance(node, SequenceNode) else []
+
 
 
 def _deref(node: Node | _Alias) -> Node:

@@ -75,3 +75,21 @@ def test_valid_spec_with_a_warning_is_valid(tmp_path):
     ok, diags = check_spec(spec)
     assert ok and [d.severity for d in diags] == ["warning"]
     assert load_spec(spec).model is not None
+
+
+def test_a_loss_that_is_not_a_scalar_is_an_error(monkeypatch, tmp_path):
+    from specgrad.components import Component
+    from specgrad.losses import LOSSES
+    from specgrad.spec import validate
+
+    def squared_errors():
+        return lambda pred, target: pred.graph.apply("square", pred - target)
+    monkeypatch.setitem(LOSSES.entries, "squared_errors", Component("squared_errors", squared_errors, {}, (), ""))
+    validate.validator.cache_clear()
+    try:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text((ROOT / "models" / "poly.yaml").read_text().replace("loss: sse", "loss: squared_errors"))
+        assert [str(d) for d in check_spec(spec)[1]] == [
+            f"{spec}:27:7: error: the loss must be a scalar, got shape [B]"]
+    finally:
+        validate.validator.cache_clear()

@@ -76,6 +76,12 @@ def apply_call(graph: Graph, name: str, args: list, attrs: dict, col: int = 0, l
         if attr in attrs:
             raise FormulaError(f"{name} got argument '{attr}' twice", col)
         attrs[attr] = value
+    if len(inputs) < n_inputs:
+        raise FormulaError(f"{name} takes {n_inputs} input(s), got {len(inputs)}", col)
+    for attr in attrs:
+        if attr not in op.attrs:
+            takes = f" (it takes {', '.join(op.attrs)})" if op.attrs else ""
+            raise FormulaError(f"{name} takes no argument '{attr}'{_suggest(attr, op.attrs) or takes}", col)
     try:
         return graph.apply(name, *inputs, **attrs)
     except ShapeError as e:

@@ -49,11 +49,12 @@ def mutated_data(draw):
     return data
 
 
-def text_mutation(text: str, draw) -> str:
+def text_mutation(text: str, draw) -> str | bytes:
     kind = draw(st.sampled_from(["bytes", "nest", "alias", "extends", "none"]))
-    if kind == "bytes":
-        at = draw(st.integers(0, len(text)))
-        return text[:at] + draw(st.binary(max_size=8)).decode("latin-1") + text[at:]
+    if kind == "bytes":                                      # raw bytes: control characters, bad UTF-8
+        raw = text.encode()
+        at = draw(st.integers(0, len(raw)))
+        return raw[:at] + draw(st.binary(min_size=1, max_size=8)) + raw[at:]
     if kind == "nest":
         depth = draw(st.integers(50, 400))
         return text + "deep: " + "[" * depth + "]" * depth + "\n"
@@ -64,9 +65,9 @@ def text_mutation(text: str, draw) -> str:
     return text
 
 
-def check_one(folder, text: str):
+def check_one(folder, text: str | bytes):
     spec = folder / "self.yaml"
-    spec.write_text(text, encoding="utf-8", errors="surrogateescape")
+    spec.write_bytes(text if isinstance(text, bytes) else text.encode())
     (folder / "poly.yaml").write_text((MODELS / "poly.yaml").read_text())
     tracemalloc.start()
     start = time.perf_counter()

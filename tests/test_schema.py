@@ -101,3 +101,10 @@ def test_editor_schema_still_catches_mistakes():
     assert _editor_errors({"extends": 3}) == ["extends"]
     # without extends, a spec must be complete
     assert set(_editor_errors({"specgrad": 1, "name": "x"})) == {""}
+
+
+def test_every_example_spec_names_the_schema_for_editors():
+    for path in MODELS.rglob("*.yaml"):
+        first = path.read_text().splitlines()[0]
+        relative = "../" * (len(path.relative_to(ROOT).parts) - 1) + "schemas/specgrad.schema.json"
+        assert first == f"# yaml-language-server: $schema={relative}", path

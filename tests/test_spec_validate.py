@@ -3,7 +3,6 @@
 tests/data/bad_specs/NAME.yaml holds a broken spec and NAME.expected the exact output of
 `specgrad validate NAME.yaml` (run from that folder). Files starting with _ are bases and fragments.
 """
-from pathlib import Path
 
 import pytest
 

@@ -77,7 +77,7 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
         return [Diagnostic(f"{describe(inst)} is not a valid name here (letters, digits and _; not starting "
                            f"with a digit)", where)]
     if kind in ("minProperties", "maxProperties") and path[:2] == ("model", "nodes"):
-        return [Diagnostic(f"each entry of model.nodes must be one 'name: definition' pair", doc.loc(path))]
+        return [Diagnostic("each entry of model.nodes must be one 'name: definition' pair", doc.loc(path))]
     return [Diagnostic(f"{name}: {e.message}", doc.loc(path))]
 
 

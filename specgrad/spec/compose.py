@@ -23,10 +23,9 @@ import os
 import re
 from dataclasses import dataclass, replace
 
-import yaml
 
 from specgrad.spec.errors import Diagnostic, Location, SpecError, did_you_mean
-from specgrad.spec.load import MAX_VALUES, Document, load_file
+from specgrad.spec.load import MAX_VALUES, Document, load_file, load_string
 from specgrad.spec.schema import FORMAT_VERSION
 
 EXTENDS, INCLUDE = "extends", "include"
@@ -197,6 +196,8 @@ def parse_path(text: str) -> tuple:
 
 
 def parse_override(text: str) -> tuple[tuple, object, Location]:
+    """``KEY=VALUE`` -> (path, value, location of the value). The value is read by the spec loader, so it
+    is typed and limited exactly like a value in a file (``2024-01-01`` stays a string)."""
     loc = Location(f"--set {text}", 1, 1)
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
@@ -204,12 +205,19 @@ def parse_override(text: str) -> tuple[tuple, object, Location]:
     path = parse_path(key)
     if any(p == "" for p in path):
         raise SpecError.at(loc, f"empty name in key path '{key}'")
-    value_loc = Location(loc.file, 1, len(key) + 2)
+    value_col = len(key) + 2
+    if not raw.strip():
+        return path, "", Location(loc.file, 1, value_col)
+    prefix = "value: "
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise SpecError.at(value_loc, f"cannot parse value: {getattr(e, 'problem', None) or e}") from None
-    return path, value, value_loc
+        doc = load_string(prefix + raw, loc.file)
+    except SpecError as e:
+        raise SpecError([Diagnostic(f"cannot parse value: {d.message}",
+                                    Location(loc.file, 1, value_col + max(d.location.col - 1 - len(prefix), 0)))
+                         for d in e.diagnostics]) from None
+    if list(doc.data) != ["value"]:
+        raise SpecError.at(Location(loc.file, 1, value_col), "cannot parse value: expected one value")
+    return path, doc.data["value"], Location(loc.file, 1, value_col)
 
 
 def _located(value, loc: Location) -> Value:

@@ -61,7 +61,10 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     if kind == "type":
         types = [value] if isinstance(value, str) else value
         want = " or ".join(JSON_TYPES.get(t, t) for t in types)
-        return [Diagnostic(f"{name} must be {want}, got {describe(inst)}", doc.loc(path))]
+        hint = ""
+        if isinstance(inst, str) and {"number", "integer"} & set(types) and _number_text(inst):
+            hint = " (YAML reads a number without a dot before the exponent as text: write 1.0e-3, not 1e-3)"
+        return [Diagnostic(f"{name} must be {want}, got {describe(inst)}{hint}", doc.loc(path))]
     if kind == "enum":
         title = e.schema.get("title")
         if title and isinstance(inst, str):
@@ -79,6 +82,14 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     if kind in ("minProperties", "maxProperties") and path[:2] == ("model", "nodes"):
         return [Diagnostic("each entry of model.nodes must be one 'name: definition' pair", doc.loc(path))]
     return [Diagnostic(f"{name}: {e.message}", doc.loc(path))]
+
+
+def _number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return "e" in text.lower()
 
 
 def broken_sections(diags: list[Diagnostic], doc: Document, schema_errors) -> set[str]:

@@ -182,3 +182,12 @@ def test_unknown_format_version_is_a_clear_error(tmp_path):
     child = write(tmp_path, "child.yaml", "extends: old.yaml\n")
     assert messages(child) == [f"{tmp_path / 'old.yaml'}:1:11: error: unsupported spec format version '1.0'; "
                                "this specgrad reads version 1"]
+
+
+def test_set_values_are_typed_like_file_values(tmp_path):
+    spec = write(tmp_path, "spec.yaml", BASE)
+    data = compose(spec, ["vars.day=2024-01-01", "vars.n=0x10", "vars.list=[1, {a: b}]"]).data["vars"]
+    assert data == {"day": "2024-01-01", "n": 16, "list": [1, {"a": "b"}]}
+    assert messages(spec, ["vars.x=!!python/name:os.system"]) == [
+        "--set vars.x=!!python/name:os.system:1:8: error: cannot parse value: tag '!!python/name:os.system' is "
+        "not allowed in a spec (only strings, numbers, booleans, null, lists and mappings)"]

@@ -92,41 +92,58 @@ def _number_text(text: str) -> bool:
     return "e" in text.lower()
 
 
-def broken_sections(diags: list[Diagnostic], doc: Document, schema_errors) -> set[str]:
-    """Top-level sections with a schema error (or missing), whose semantic checks would only repeat it."""
-    out = set()
+def broken_sections(doc: Document, schema_errors) -> tuple[set[str], set[int]]:
+    """Top-level sections with a schema error (or missing), whose semantic checks would only repeat it;
+    and the entries of model.nodes whose definition alone is broken, which the model can be built without."""
+    sections, nodes = set(), set()
     for e in schema_errors:
         path = tuple(e.absolute_path)
-        if path:
-            out.add(path[0])
+        if path[:2] == ("model", "nodes") and len(path) >= 4 and _named_entry(doc.data["model"]["nodes"][path[2]]):
+            nodes.add(path[2])
+        elif path:
+            sections.add(path[0])
         elif e.validator == "required":
-            out.update(k for k in e.validator_value if k not in doc.data)
-    return out
+            sections.update(k for k in e.validator_value if k not in doc.data)
+    return sections, nodes
 
 
-def semantic_checks(doc: Document, broken: set[str] = frozenset()):
-    """Rules the schema cannot express, on every section the schema passed; returns (diagnostics, model)."""
+def _named_entry(entry) -> bool:
+    return isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry)), str)
+
+
+def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes: set[int] = frozenset()):
+    """Rules the schema cannot express, on every section the schema passed; returns (diagnostics, model).
+
+    Nodes whose definition failed the schema are built as a formula that cannot parse: the build then
+    skips every node using them, as it does for any broken node, and its message about them (at the
+    node's own place) is dropped, since the schema's messages already say what is wrong."""
     from specgrad.graph.build import build_model
     data = doc.data
     diags = []
     train = data.get("train")
-    if isinstance(train, dict):
-        if ("steps" in train) == ("epochs" in train):
-            diags.append(Diagnostic("train needs exactly one of 'steps' and 'epochs'", doc.key_loc(("train",))))
+    if isinstance(train, dict) and ("steps" in train) == ("epochs" in train):
+        diags.append(Diagnostic("train needs exactly one of 'steps' and 'epochs'", doc.key_loc(("train",))))
     if not broken & {"data", "loss", "model"}:
         diags += data_field_checks(doc)
     if broken & {"model", "dtype"}:
         return diags, None
-    usable = data
-    if "loss" in broken:
-        # Build the model against a stand-in loss so its own errors still show; the loss's problems are
-        # already reported, and with a stand-in no warning about it would be true.
-        usable = {**data, "loss": "sse"}
+    silenced = set()
+    if broken_nodes or "loss" in broken:
+        # A stand-in loss lets the model's own errors show; what the build says about the stand-in (at the
+        # loss's place, or warnings about parameters not reaching it) would not be true.
+        nodes = [dict.fromkeys(entry, "") if i in broken_nodes else entry
+                 for i, entry in enumerate(data["model"]["nodes"])]
+        data = {**data, "model": {**data["model"], "nodes": nodes}}
+        silenced = {doc.loc(("model", "nodes", i, *entry)) for i, entry in enumerate(nodes) if i in broken_nodes}
+        if "loss" in broken:
+            data["loss"] = "sse"
+            silenced.add(doc.loc(("loss",)))
     try:
-        model = build_model(usable, doc.loc, lambda path, col: _column(doc, path, col))
+        model = build_model(data, doc.loc, lambda path, col: _column(doc, path, col))
     except SpecError as err:
-        return diags + [d for d in err.diagnostics if d.severity == "error" or usable is data], None
-    if usable is not data:
+        return diags + [d for d in err.diagnostics if d.location not in silenced
+                        and (d.severity == "error" or data is doc.data)], None
+    if data is not doc.data:
         return diags, None
     return diags + model.warnings, model
 
@@ -182,7 +199,7 @@ def validate(doc: Document):
     check_version(doc)
     errors = list(validator().iter_errors(doc.data))
     diags = [d for top in errors for e in _leaf_errors(top) for d in _translate(e, doc)]
-    more, model = semantic_checks(doc, broken_sections(diags, doc, errors))
+    more, model = semantic_checks(doc, *broken_sections(doc, errors))
     diags = sorted(diags + more, key=_order)
     return diags, (model if not any(d.severity == "error" for d in diags) else None)
 

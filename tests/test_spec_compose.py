@@ -191,3 +191,9 @@ def test_set_values_are_typed_like_file_values(tmp_path):
     assert messages(spec, ["vars.x=!!python/name:os.system"]) == [
         "--set vars.x=!!python/name:os.system:1:8: error: cannot parse value: tag '!!python/name:os.system' is "
         "not allowed in a spec (only strings, numbers, booleans, null, lists and mappings)"]
+
+
+def test_include_at_the_top_of_a_spec_points_to_extends(tmp_path):
+    spec = write(tmp_path, "spec.yaml", "include: base.yaml\n")
+    assert messages(spec) == [f"{spec}:1:1: error: the top level of a spec takes its bases with 'extends'; "
+                              "'include' is for the mappings inside it"]

@@ -142,6 +142,9 @@ class _Composer:
         check_version(doc)
         stack = (*stack, real)
         root = self._includes(tree(doc), name, stack, top=key == EXTENDS)
+        if key == EXTENDS and INCLUDE in root.value:
+            self.errors.append(Diagnostic("the top level of a spec takes its bases with 'extends'; 'include' is "
+                                          "for the mappings inside it", root.value[INCLUDE].key_loc))
         bases = root.value.pop(EXTENDS, None) if key == EXTENDS else None
         if bases is not None:
             base = self._merged(bases, name, stack, EXTENDS)

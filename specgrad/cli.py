@@ -29,43 +29,50 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _spec_files(paths: List[str]) -> List[Path]:
-    """Files as given, folders searched for *.yaml / *.yml, globs expanded."""
-    import glob
-    out = []
-    for p in paths:
-        matches = [Path(m) for m in sorted(glob.glob(p))] if glob.has_magic(p) else [Path(p)]
-        for m in matches:
-            out.extend(sorted(f for f in m.rglob("*") if f.suffix in (".yaml", ".yml")) if m.is_dir() else [m])
-    return out
-
-
 @app.command()
 def validate(
-    paths: List[str] = typer.Argument(..., help="Spec files, folders (searched for *.yaml) or globs."),
+    paths: List[str] = typer.Argument(..., help="Spec files, folders (searched for *.yaml; names starting with _ "
+                                      "are fragments and skipped) or globs."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     format: Format = typer.Option(Format.text, "--format", help="text, json (one object per line) or github."),
 ):
     """Check specs without training: schema, names, ops and shapes. Every error, with file:line:col."""
-    from specgrad.spec import SpecError, load_spec
-    from specgrad.spec.errors import Diagnostic, Location, format_diagnostics
+    from specgrad.spec import check_spec, find_spec_files
+    from specgrad.spec.errors import format_diagnostics
 
-    files = _spec_files(paths)
-    if not files:
-        _err("error: no spec files found in " + " ".join(paths))
-        raise typer.Exit(1)
+    files, unmatched = find_spec_files(paths)
+    if unmatched:
+        _err("error: no spec files found in " + " ".join(unmatched))
+        raise typer.Exit(2)
     failed = 0
     for f in files:
-        try:
-            diags = load_spec(f, set_).warnings
-        except SpecError as e:
-            diags = e.diagnostics
-            failed += 1
+        ok, diags = check_spec(f, set_)
+        failed += not ok
         if diags:
             typer.echo(format_diagnostics(diags, format.value))
     if format == Format.text:
         _err(f"{len(files) - failed} of {len(files)} spec(s) valid")
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def config(
+    spec: Path = typer.Argument(..., help="The spec file."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    explain: bool = typer.Option(False, "--explain", help="End each line with the file:line:col its value "
+                                 "comes from, and what it overrides."),
+):
+    """Print the resolved spec: extends and includes merged, --set applied, ${...} references resolved."""
+    from specgrad.spec import SpecError
+    from specgrad.spec.compose import compose
+    from specgrad.spec.render import resolved_yaml
+
+    try:
+        doc = compose(spec, set_)
+    except SpecError as e:
+        _err(str(e))
+        raise typer.Exit(1)
+    typer.echo(resolved_yaml(doc, explain), nl=False)
 
 
 @app.command()
@@ -113,9 +120,9 @@ def train(
 
 @app.command()
 def schema():
-    """Print the JSON Schema of spec files (draft 2020-12)."""
-    from specgrad.spec.schema import build_schema
-    typer.echo(json.dumps(build_schema(), indent=2))
+    """Print the JSON Schema of spec files as written (draft 2020-12), for editors and other validators."""
+    from specgrad.spec.schema import editor_schema
+    typer.echo(json.dumps(editor_schema(), indent=2))
 
 
 class _Progress:

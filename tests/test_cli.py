@@ -61,7 +61,8 @@ def test_missing_file_is_a_located_error(tmp_path):
 def test_set_override_is_located_at_the_flag(tmp_path):
     result = run_cli("train", MODELS / "poly.yaml", "--set", "optimizer.lr=-1", "--run-dir", tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == "--set optimizer.lr=-1:1:14: error: optimizer.lr must be > 0, got -1"
+    assert result.stderr.strip() == ("--set optimizer.lr=-1:1:14: error: optimizer.lr must be > 0, got -1 "
+                                     f"(overrides {MODELS / 'poly.yaml'}:29:28)")
 
 
 def test_train_writes_the_run_directory(tmp_path):
@@ -75,3 +76,41 @@ def test_train_writes_the_run_directory(tmp_path):
     assert lines[-1]["step"] == 300 and {"step", "epoch", "loss", "lr", "grad_norm"} <= set(lines[-1])
     # the resolved spec trains again as it is
     assert run_cli("validate", run / "spec.yaml").returncode == 0
+
+
+def test_validate_folder_skips_fragments_and_accepts_globs(tmp_path):
+    (tmp_path / "_base.yaml").write_text((MODELS / "poly.yaml").read_text())
+    (tmp_path / "_parts").mkdir()
+    (tmp_path / "_parts" / "opt.yaml").write_text("type: sgd\nlr: 0.1\n")   # a fragment: invalid on its own
+    (tmp_path / "exp.yaml").write_text("extends: _base.yaml\noptimizer: {include: _parts/opt.yaml}\n")
+    result = run_cli("validate", tmp_path)
+    assert (result.returncode, result.stderr.strip()) == (0, "1 of 1 spec(s) valid")
+    result = run_cli("validate", f"{tmp_path}/*.yaml", MODELS / "poly.yaml")
+    assert (result.returncode, result.stderr.strip()) == (0, "3 of 3 spec(s) valid")   # a glob names fragments too
+    assert run_cli("validate", tmp_path / "_parts" / "opt.yaml").returncode == 1
+
+
+def test_validate_exit_codes(tmp_path):
+    assert run_cli("validate", f"{tmp_path}/*.yaml").returncode == 2        # nothing matched: usage error
+    assert run_cli("validate", tmp_path).returncode == 2                    # an empty folder
+    assert run_cli("validate", tmp_path / "missing.yaml").returncode == 1   # a named file that is not there
+    assert run_cli("validate", MODELS, "--set", "optimizer.lr=2").returncode == 0
+    assert run_cli("validate", MODELS, "--set", "optimizer.lr=-2").returncode == 1
+
+
+def test_github_format_carries_the_provenance(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {MODELS / 'poly.yaml'}\noptimizer: {{lr: -1}}\n")
+    gh = run_cli("validate", child, "--format", "github")
+    assert gh.stdout.strip() == (f"::error file={child},line=2,col=17::optimizer.lr must be > 0, got -1 "
+                                 f"(overrides {MODELS / 'poly.yaml'}:29:28)")
+    js = json.loads(run_cli("validate", child, "--format", "json").stdout)
+    assert (js["file"], js["line"], js["col"]) == (str(child), 2, 17) and "overrides" in js["message"]
+
+
+def test_pre_commit_hook_runs_validate():
+    import yaml
+    (hook,) = yaml.safe_load((MODELS.parent / ".pre-commit-hooks.yaml").read_text())
+    assert hook["entry"] == "specgrad validate" and hook["language"] == "python"
+    import re
+    assert re.search(hook["exclude"], "models/_base.yaml") and not re.search(hook["exclude"], "models/poly.yaml")

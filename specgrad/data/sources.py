@@ -1,4 +1,6 @@
-"""Data sources: each turns its spec settings and a seed into named arrays with one row per sample."""
+"""Data sources: each turns its spec settings and a seed into named arrays with one row per sample.
+A source declares the fields it makes and their dtype kind (``fields=``: a dict, or a function of its
+settings), so `validate` can check the model's inputs and the loss target before any data is read."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +35,7 @@ def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
           "properties": {"low": {"type": "number"}, "high": {"type": "number"}}},
     "n": {"type": "integer", "minimum": 1},
     "noise": NON_NEGATIVE,
-}, required=["function", "n"])
+}, required=["function", "n"], fields={"x": "float", "y": "float"})
 def synthetic(function, n, x=None, noise=0.0, seed=0):
     """y = function(x) + noise * N(0, 1) at x ~ U(low, high): draws x, then the noise, from default_rng(seed)"""
     bounds = x or {"low": -1.0, "high": 1.0}

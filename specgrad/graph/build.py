@@ -12,7 +12,7 @@ import numpy as np
 
 from specgrad.components import normalize
 from specgrad.graph.autodiff import gradients
-from specgrad.graph.formula import FormulaError, apply_call, build_formula
+from specgrad.graph.formula import FormulaError, Scope, apply_call, build_formula, undefined
 from specgrad.graph.ir import Graph, Node, ancestors
 from specgrad.graph.plan import Plan
 from specgrad.losses import LOSSES
@@ -48,7 +48,7 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
     errors: list[Diagnostic] = []
     graph = Graph(spec.get("dtype", "float64"))
     m = spec["model"]
-    scope: dict[str, Node] = {}
+    scope = Scope(later={name: where(("model", "nodes", i, name)) for i, entry in enumerate(m["nodes"]) for name in entry})
     broken: set[str] = set()          # names whose definition failed; uses of them are not re-reported
 
     for name, shape in m["inputs"].items():
@@ -133,12 +133,12 @@ def _build_node(graph: Graph, body, scope, broken) -> Node:
             if a in broken:
                 raise _Skip
             if a not in scope:
-                raise FormulaError(f"undefined name '{a}'{_dym(a, scope)}")
+                raise undefined(a, scope)
             args.append(scope[a])
         else:
             args.append(a)
     attrs = {k: v for k, v in body.items() if k not in ("op", "args")}
-    return apply_call(graph, body["op"], args, attrs)
+    return apply_call(graph, body["op"], args, attrs, labels={n.id: k for k, n in scope.items()})
 
 
 def _names_in(text: str) -> set[str]:

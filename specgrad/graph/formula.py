@@ -7,7 +7,7 @@ import ast
 import difflib
 
 from specgrad.graph.ir import Graph, Node
-from specgrad.ops.registry import REGISTRY, ShapeError
+from specgrad.ops.registry import REGISTRY, ShapeError, fmt_shape
 
 BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
 UNARY = {ast.USub: "neg"}
@@ -19,6 +19,23 @@ class FormulaError(ValueError):
     def __init__(self, message: str, col: int = 0):
         super().__init__(message)
         self.col = col
+
+
+class Scope(dict):
+    """The names defined so far (name -> Node), and ``later``: name -> location of those defined further down,
+    so that using one reads as what it is, an ordering mistake or a cycle, not a typo."""
+
+    def __init__(self, later=None):
+        super().__init__()
+        self.later = dict(later or {})
+
+
+def undefined(name: str, scope: dict, col: int = 0) -> FormulaError:
+    later = getattr(scope, "later", {})
+    if name in later:
+        return FormulaError(f"'{name}' is used before its definition at {later[name]}; nodes are computed in "
+                            "the order they are listed, so they cannot form a cycle", col)
+    return FormulaError(f"undefined name '{name}'{_suggest(name, scope)}", col)
 
 
 def public_ops() -> list[str]:
@@ -42,9 +59,10 @@ def _constant(node: ast.AST):
     raise FormulaError("expected a constant here", getattr(node, "col_offset", 0))
 
 
-def apply_call(graph: Graph, name: str, args: list, attrs: dict, col: int = 0) -> Node:
+def apply_call(graph: Graph, name: str, args: list, attrs: dict, col: int = 0, labels: dict | None = None) -> Node:
     """``name(*args, **attrs)`` on nodes, where positional arguments past the op's inputs fill its attributes
-    in order (``powers(x, 5)`` is ``powers(x, degree=5)``). Shared by formulas and the mapping form."""
+    in order (``powers(x, 5)`` is ``powers(x, degree=5)``). Shared by formulas and the mapping form.
+    ``labels`` (node id -> how the spec writes it) lets a shape error say where each input came from."""
     op = REGISTRY.get(name)
     if op is None or op.internal:
         raise FormulaError(f"unknown op '{name}'{_suggest(name, public_ops())}", col)
@@ -58,10 +76,28 @@ def apply_call(graph: Graph, name: str, args: list, attrs: dict, col: int = 0) -
         if attr in attrs:
             raise FormulaError(f"{name} got argument '{attr}' twice", col)
         attrs[attr] = value
+    if len(inputs) < n_inputs:
+        raise FormulaError(f"{name} takes {n_inputs} input(s), got {len(inputs)}", col)
+    for attr in attrs:
+        if attr not in op.attrs:
+            takes = f" (it takes {', '.join(op.attrs)})" if op.attrs else ""
+            raise FormulaError(f"{name} takes no argument '{attr}'{_suggest(attr, op.attrs) or takes}", col)
     try:
         return graph.apply(name, *inputs, **attrs)
     except ShapeError as e:
-        raise FormulaError(str(e), col) from None
+        raise FormulaError(f"{e}{_origins(inputs, labels or {})}", col) from None
+
+
+def _origins(inputs: list, labels: dict) -> str:
+    """`` ('h' is [B, 3], from spec.yaml:12:7; 'w' is [4, 8], from spec.yaml:9:5)``: each input's shape and
+    the spec line that made it."""
+    parts = []
+    for node in inputs:
+        if not isinstance(node, Node) or node.op == "const":
+            continue
+        label = labels.get(node.id) or node.name or node.op
+        parts.append(f"'{label}' is {fmt_shape(node.shape)}" + (f", from {node.loc}" if node.loc else ""))
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def build_formula(text: str, graph: Graph, scope: dict[str, Node]) -> Node:
@@ -71,22 +107,30 @@ def build_formula(text: str, graph: Graph, scope: dict[str, Node]) -> Node:
     except SyntaxError as e:
         raise FormulaError(f"invalid formula: {e.msg}", max((e.offset or 1) - 1, 0)) from None
     lead = len(text) - len(text.lstrip())
+    source = text.strip()
+    labels = {n.id: name for name, n in scope.items()}
 
     def visit(node: ast.AST):
+        out = _visit(node)
+        if isinstance(out, Node) and out.id not in labels:
+            labels[out.id] = ast.get_source_segment(source, node)
+        return out
+
+    def _visit(node: ast.AST):
         col = lead + getattr(node, "col_offset", 0)
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
             return node.value
         if isinstance(node, ast.Name):
             if node.id not in scope:
-                raise FormulaError(f"undefined name '{node.id}'{_suggest(node.id, scope)}", col)
+                raise undefined(node.id, scope, col)
             return scope[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in BINARY:
-            return apply_call(graph, BINARY[type(node.op)], [visit(node.left), visit(node.right)], {}, col)
+            return apply_call(graph, BINARY[type(node.op)], [visit(node.left), visit(node.right)], {}, col, labels)
         if isinstance(node, ast.UnaryOp) and type(node.op) in UNARY:
             operand = visit(node.operand)
             if not isinstance(operand, Node):          # fold -3 into a constant
                 return -operand
-            return apply_call(graph, UNARY[type(node.op)], [operand], {}, col)
+            return apply_call(graph, UNARY[type(node.op)], [operand], {}, col, labels)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
             return visit(node.operand)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -98,7 +142,7 @@ def build_formula(text: str, graph: Graph, scope: dict[str, Node]) -> Node:
                 if kw.arg is None:
                     raise FormulaError("'**' is not allowed in formulas", col)
                 attrs[kw.arg] = _constant(kw.value)
-            return apply_call(graph, node.func.id, values, attrs, col)
+            return apply_call(graph, node.func.id, values, attrs, col, labels)
         raise FormulaError(f"'{ast.unparse(node)}' is not allowed in a formula "
                            "(use numbers, names, + - * / ** @ and op calls)", col)
 

@@ -32,14 +32,28 @@ FORMATS = ("text", "json", "github")
 
 @dataclass(frozen=True)
 class Location:
-    """A point in a spec file; ``line`` and ``col`` are 1-based like editors show them."""
+    """A point in a spec file; ``line`` and ``col`` are 1-based like editors show them.
+
+    ``history`` is the value's provenance before it landed here, e.g.
+    ``("overrides base.yaml:12:5",)``: composition (extends, include, ``--set``,
+    ``${...}``) records it, and every message about the value repeats it.
+    """
 
     file: str
     line: int
     col: int
+    history: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
+
+    def point(self) -> str:
+        """``file:line:col`` with the provenance, as a message names another place."""
+        return f"{self}" + (f" ({', '.join(self.history)})" if self.history else "")
+
+    def noted(self, note: str) -> Location:
+        """This place with one more line of provenance."""
+        return Location(self.file, self.line, self.col, (*self.history, note))
 
 
 @dataclass(frozen=True)
@@ -56,10 +70,17 @@ class Diagnostic:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
 
+    @property
+    def text(self) -> str:
+        """The message with the value's provenance, if it has one."""
+        if self.location is None or not self.location.history:
+            return self.message
+        return f"{self.message} ({', '.join(self.location.history)})"
+
     def __str__(self) -> str:
         if self.location is None:
-            return f"{self.severity}: {self.message}"
-        return f"{self.location}: {self.severity}: {self.message}"
+            return f"{self.severity}: {self.text}"
+        return f"{self.location}: {self.severity}: {self.text}"
 
 
 def _sort_key(diag: Diagnostic) -> tuple:
@@ -122,16 +143,16 @@ def _format_one(diag: Diagnostic, fmt: str) -> str:
                 "line": loc.line if loc else None,
                 "col": loc.col if loc else None,
                 "severity": diag.severity,
-                "message": diag.message,
+                "message": diag.text,
             },
             ensure_ascii=False,
         )
     # github
     if loc is None:
-        return f"::{diag.severity}::{_github_data(diag.message)}"
+        return f"::{diag.severity}::{_github_data(diag.text)}"
     return (
         f"::{diag.severity} file={_github_property(loc.file)},"
-        f"line={loc.line},col={loc.col}::{_github_data(diag.message)}"
+        f"line={loc.line},col={loc.col}::{_github_data(diag.text)}"
     )
 
 

@@ -328,9 +328,26 @@ class _Builder:
         self._count = 0  # values built plus merge entries processed
         self._active: set[int] = set()  # ids of collections being built: finds cycles
         self._alias: Location | None = None  # outermost alias being expanded
+        self._sizes: dict[int, int] = {}  # id of node -> size with aliases expanded
 
     def build(self, root: MappingNode) -> dict:
+        # Refuse a bomb before building any of it: its size is known from memoized sizes of its parts.
+        if self._expanded_size(root) > MAX_VALUES:
+            raise SpecError.at(self._crossing(root, 0, None), _TOO_LARGE)
         return self._value(root, (), 1)
+
+    def _crossing(self, node: Node, count: int, alias: Location | None) -> Location:
+        """Where building in document order would pass the limit: the outermost alias being expanded."""
+        count += 1
+        for child in _children(node):
+            target = _deref(child)
+            size = self._expanded_size(target)
+            if count + size > MAX_VALUES:
+                if alias is None and isinstance(child, _Alias):
+                    alias = _loc(self.file, child.start_mark)
+                return self._crossing(target, count, alias)
+            count += size
+        return alias or _loc(self.file, node.start_mark)
 
     def _value(self, node: Node | _Alias, path: tuple, depth: int) -> object:
         where = _loc(self.file, node.start_mark)
@@ -363,11 +380,21 @@ class _Builder:
         finally:
             self._active.discard(id(node))
 
+    def _expanded_size(self, node: Node) -> int:
+        """Values ``node`` holds with every alias in it expanded (merge keys counted as written), from
+        memoized sizes of the anchored nodes, so measuring a bomb costs no more than its text."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        self._sizes[id(node)] = 0               # an alias cycle counts nothing; building reports it
+        size = 1 + sum(self._expanded_size(_deref(c)) for c in _children(node))
+        self._sizes[id(node)] = size
+        return size
+
     def _tick(self, where: Location, n: int = 1) -> None:
         self._count += n
         if self._count > MAX_VALUES:
-            raise SpecError.at(self._alias or where,
-                               f"spec too large: more than {MAX_VALUES} values (alias expansion?)")
+            raise SpecError.at(self._alias or where, _TOO_LARGE)
 
     def _scalar(self, node: ScalarNode) -> object:
         construct = _SCALARS.get(node.tag)
@@ -454,6 +481,16 @@ class _Builder:
 
 
 # --- small helpers ----------------------------------------------------------
+
+_TOO_LARGE = f"spec too large: more than {MAX_VALUES} values (alias expansion?)"
+
+
+def _children(node: Node) -> list:
+    """The value nodes (or aliases) directly inside a collection node."""
+    if isinstance(node, MappingNode):
+        return [value for _, value in node.value]
+    return node.value if isinstance(node, SequenceNode) else []
+
 
 
 def _deref(node: Node | _Alias) -> Node:

@@ -1,7 +1,11 @@
 """The JSON Schema (draft 2020-12) of spec format v1, generated from the registries so that exactly the
 registered ops, losses, optimizers, schedules, initializers and data sources are accepted.
-``schemas/specgrad.schema.json`` is this function's output, kept in the repository for editors and
-checked by a test."""
+
+Two forms of one schema: :func:`build_schema` is the resolved spec's (what `validate` checks after
+composition), :func:`editor_schema` the same rules for files as written -- with ``extends``, ``include``,
+``${...}`` references and ``null`` removals -- so an editor's YAML language server or any JSON Schema
+validator checks and completes them. ``schemas/specgrad.schema.json`` is the editor form, kept in the
+repository and checked by a test."""
 from __future__ import annotations
 
 from specgrad.components import NAME, POSITIVE
@@ -94,5 +98,58 @@ def build_schema() -> dict:
             "train": train,
             "metrics": {"type": "array", "items": METRICS.schema(),
                         "description": "computed on each split at the end of the run (summary.json)"},
+            "vars": {"type": "object", "description": "free values for ${vars.NAME} references; not read otherwise"},
         },
     }
+
+
+FILES = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+         "description": "a YAML file, or a list of them, relative to this file"}
+REFERENCE = {"type": "string", "pattern": "\\$\\{[^{}]*\\}",
+             "description": "${path.to.value}: another value of the spec"}
+
+
+def editor_schema() -> dict:
+    """:func:`build_schema` for files as written. A file with ``extends`` states only what differs from its
+    bases; one without must have every top-level section. Inside sections no key is required, since a
+    section's keys may come from a base or an ``include`` (``specgrad validate`` checks the composed spec
+    for them). Wherever a value goes, a ``${...}`` reference or a ``null`` (which removes a key a base set)
+    is accepted."""
+    strict = build_schema()
+    schema = _as_written(strict)
+    del schema["properties"]["include"]
+    schema["properties"] = {"extends": {"$ref": "#/$defs/files",
+                                        "description": "base spec(s) this one changes; merged in order"},
+                            **schema["properties"]}
+    schema["if"] = {"required": ["extends"]}
+    schema["else"] = {"required": strict["required"]}
+    schema["$defs"] = {"reference": REFERENCE, "files": FILES}
+    return schema
+
+
+def _as_written(schema: dict) -> dict:
+    """Every value position of ``schema`` also accepting a reference or null, every closed mapping an
+    ``include``, no key required. Conditions (``if``, ``propertyNames``) test values rather than being
+    values and are left alone, except that a condition on a tag (``type: sgd``) holds only where the tag
+    is written, which a partial mapping need not do."""
+    out = {k: v for k, v in schema.items() if k != "required"}
+    if "properties" in out or "additionalProperties" in out:
+        out["properties"] = {"include": {"$ref": "#/$defs/files"},
+                             **{k: _written_value(v) for k, v in out.get("properties", {}).items()}}
+    for key in ("additionalProperties", "items"):
+        if isinstance(out.get(key), dict):
+            out[key] = _written_value(out[key])
+    for key in ("then", "else"):
+        if isinstance(out.get(key), dict):
+            out[key] = _as_written(out[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in out:
+            out[key] = [_as_written(s) for s in out[key]]
+    tag = out.get("if", {}).get("properties")
+    if tag and all("const" in v for v in tag.values()):
+        out["if"] = {**out["if"], "required": sorted(tag)}
+    return out
+
+
+def _written_value(schema: dict) -> dict:
+    return {"anyOf": [{"$ref": "#/$defs/reference"}, {"type": "null"}, _as_written(schema)]}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from specgrad.spec.errors import Diagnostic, SpecError, closest, did_you_mean
+from specgrad.spec.errors import Diagnostic, Location, SpecError, closest, did_you_mean
 from specgrad.spec.load import Document
-from specgrad.spec.schema import FORMAT_VERSION, build_schema
+from specgrad.spec.schema import build_schema
 
 JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
               "number": "a number", "boolean": "true or false", "null": "null"}
@@ -44,14 +44,6 @@ def _leaf_errors(error):
         yield error
 
 
-def schema_diagnostics(doc: Document) -> list[Diagnostic]:
-    out = []
-    for top in validator().iter_errors(doc.data):
-        for e in _leaf_errors(top):
-            out.extend(_translate(e, doc))
-    return out
-
-
 def _translate(e, doc: Document) -> list[Diagnostic]:
     path = tuple(e.absolute_path)
     name = dotted(path)
@@ -69,7 +61,10 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     if kind == "type":
         types = [value] if isinstance(value, str) else value
         want = " or ".join(JSON_TYPES.get(t, t) for t in types)
-        return [Diagnostic(f"{name} must be {want}, got {describe(inst)}", doc.loc(path))]
+        hint = ""
+        if isinstance(inst, str) and {"number", "integer"} & set(types) and _number_text(inst):
+            hint = " (YAML reads a number without a dot before the exponent as text: write 1.0e-3, not 1e-3)"
+        return [Diagnostic(f"{name} must be {want}, got {describe(inst)}{hint}", doc.loc(path))]
     if kind == "enum":
         title = e.schema.get("title")
         if title and isinstance(inst, str):
@@ -85,43 +80,130 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
         return [Diagnostic(f"{describe(inst)} is not a valid name here (letters, digits and _; not starting "
                            f"with a digit)", where)]
     if kind in ("minProperties", "maxProperties") and path[:2] == ("model", "nodes"):
-        return [Diagnostic(f"each entry of model.nodes must be one 'name: definition' pair", doc.loc(path))]
+        return [Diagnostic("each entry of model.nodes must be one 'name: definition' pair", doc.loc(path))]
     return [Diagnostic(f"{name}: {e.message}", doc.loc(path))]
 
 
-def check_version(doc: Document) -> None:
-    data = doc.data
-    version = data.get("specgrad") if isinstance(data, dict) else None
-    if version is not None and version != FORMAT_VERSION:
-        raise SpecError.at(doc.loc(("specgrad",)),
-                           f"unsupported spec format version {describe(version)}; this specgrad reads version "
-                           f"{FORMAT_VERSION}")
+def _number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return "e" in text.lower()
 
 
-def semantic_checks(doc: Document):
-    """Rules the schema cannot express; returns (diagnostics, model or None)."""
+def broken_sections(doc: Document, schema_errors) -> tuple[set[str], set[int]]:
+    """Top-level sections with a schema error (or missing), whose semantic checks would only repeat it;
+    and the entries of model.nodes whose definition alone is broken, which the model can be built without."""
+    sections, nodes = set(), set()
+    for e in schema_errors:
+        path = tuple(e.absolute_path)
+        if path[:2] == ("model", "nodes") and len(path) >= 4 and _named_entry(doc.data["model"]["nodes"][path[2]]):
+            nodes.add(path[2])
+        elif path:
+            sections.add(path[0])
+        elif e.validator == "required":
+            sections.update(k for k in e.validator_value if k not in doc.data)
+    return sections, nodes
+
+
+def _named_entry(entry) -> bool:
+    return isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry)), str)
+
+
+def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes: set[int] = frozenset()):
+    """Rules the schema cannot express, on every section the schema passed; returns (diagnostics, model).
+
+    Nodes whose definition failed the schema are built as a formula that cannot parse: the build then
+    skips every node using them, as it does for any broken node, and its message about them (at the
+    node's own place) is dropped, since the schema's messages already say what is wrong."""
     from specgrad.graph.build import build_model
     data = doc.data
-    errors = []
-    train = data["train"]
-    if ("steps" in train) == ("epochs" in train):
-        errors.append(Diagnostic("train needs exactly one of 'steps' and 'epochs'", doc.key_loc(("train",))))
+    diags = []
+    train = data.get("train")
+    if isinstance(train, dict) and ("steps" in train) == ("epochs" in train):
+        diags.append(Diagnostic("train needs exactly one of 'steps' and 'epochs'", doc.key_loc(("train",))))
+    if not broken & {"data", "loss", "model"}:
+        diags += data_field_checks(doc)
+    if broken & {"model", "dtype"}:
+        return diags, None
+    silenced = set()
+    if broken_nodes or "loss" in broken:
+        # A stand-in loss lets the model's own errors show; what the build says about the stand-in (at the
+        # loss's place, or warnings about parameters not reaching it) would not be true.
+        nodes = [dict.fromkeys(entry, "") if i in broken_nodes else entry
+                 for i, entry in enumerate(data["model"]["nodes"])]
+        data = {**data, "model": {**data["model"], "nodes": nodes}}
+        silenced = {doc.loc(("model", "nodes", i, *entry)) for i, entry in enumerate(nodes) if i in broken_nodes}
+        if "loss" in broken:
+            data["loss"] = "sse"
+            silenced.add(doc.loc(("loss",)))
     try:
         model = build_model(data, doc.loc, lambda path, col: _column(doc, path, col))
     except SpecError as err:
-        return errors + err.diagnostics, None
-    return errors + model.warnings, model
+        return diags + [d for d in err.diagnostics if d.location not in silenced
+                        and (d.severity == "error" or data is doc.data)], None
+    if data is not doc.data:
+        return diags, None
+    return diags + model.warnings, model
+
+
+def data_field_checks(doc: Document) -> list[Diagnostic]:
+    """The fields the model and the loss read exist in the data, with the dtype the loss needs.
+
+    Data sources may declare the fields they make (``fields={"x": "float", ...}``, or a function of their
+    settings) and losses the dtype of their target (``target={"dtype": "int"}`` for class labels); a check
+    runs only where both sides declared it.
+    """
+    from specgrad.components import normalize
+    from specgrad.data.sources import SOURCES
+    from specgrad.losses import LOSSES
+
+    data = doc.data
+    source = SOURCES[data["data"]["source"]]
+    fields = source.meta.get("fields")
+    if fields is None:
+        return []
+    if callable(fields):
+        fields = fields(data["data"])
+    out = []
+    have = ", ".join(sorted(fields))
+    for name in data["model"]["inputs"]:
+        if name not in fields:
+            out.append(Diagnostic(f"data source '{source.name}' has no field '{name}' (it has {have})"
+                                  f"{did_you_mean(name, fields)}", doc.key_loc(("model", "inputs", name))))
+    loss = normalize(data["loss"])
+    target = loss.get("target", "y")
+    if target not in fields:
+        out.append(Diagnostic(f"the loss target '{target}' is not a field of data source '{source.name}' "
+                              f"(it has {have}){did_you_mean(target, fields)}", doc.loc(("loss",))))
+        return out
+    wanted = LOSSES[loss["type"]].meta.get("target", {}).get("dtype")
+    if wanted is not None and fields[target] != wanted:
+        kinds = {"int": "integer class labels", "float": "real values"}
+        out.append(Diagnostic(f"loss '{loss['type']}' needs {kinds.get(wanted, wanted)} as its target, but "
+                              f"field '{target}' of data source '{source.name}' holds "
+                              f"{kinds.get(fields[target], fields[target])}", doc.loc(("loss",))))
+    return out
 
 
 def _column(doc: Document, path, col):
     loc = doc.loc(path)
-    return type(loc)(loc.file, loc.line, loc.col + col)
+    return Location(loc.file, loc.line, loc.col + col, loc.history)
 
 
 def validate(doc: Document):
-    """All diagnostics for a loaded spec, and the compiled model when there were no errors."""
+    """Every diagnostic for a composed spec, in one pass, sorted by location; and the compiled model when
+    there was no error. Semantic checks run on each section the schema passed, so one run shows all."""
+    from specgrad.spec.compose import check_version
     check_version(doc)
-    diags = schema_diagnostics(doc)
-    if diags:
-        return diags, None
-    return semantic_checks(doc)
+    errors = list(validator().iter_errors(doc.data))
+    diags = [d for top in errors for e in _leaf_errors(top) for d in _translate(e, doc)]
+    more, model = semantic_checks(doc, *broken_sections(doc, errors))
+    diags = sorted(diags + more, key=_order)
+    return diags, (model if not any(d.severity == "error" for d in diags) else None)
+
+
+def _order(d: Diagnostic):
+    loc = d.location
+    return (0, "", 0, 0) if loc is None else (1, loc.file, loc.line, loc.col)

@@ -1,0 +1,94 @@
+"""Validation reports every problem in one pass, sorted by location, each with a plain message.
+
+tests/data/bad_specs/NAME.yaml holds a broken spec and NAME.expected the exact output of
+`specgrad validate NAME.yaml` (run from that folder). Files starting with _ are bases and fragments.
+"""
+
+import pytest
+
+from conftest import ROOT
+from specgrad.spec import check_spec, load_spec
+from specgrad.spec.errors import format_diagnostics
+
+BAD = ROOT / "tests" / "data" / "bad_specs"
+CASES = sorted(p.stem for p in BAD.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 15
+    assert {p.stem for p in BAD.glob("*.expected")} == set(CASES)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_spec_gives_exactly_the_expected_messages(name, monkeypatch):
+    monkeypatch.chdir(BAD)
+    ok, diags = check_spec(f"{name}.yaml")
+    assert not ok
+    assert format_diagnostics(diags, "text") + "\n" == (BAD / f"{name}.expected").read_text()
+
+
+def test_semantic_checks_run_beside_schema_errors():
+    """A schema error in one section does not hide the model's shape errors, nor the other way round."""
+    _, diags = check_spec(BAD / "every_error_at_once.yaml")
+    kinds = [d.message.split(":")[0] for d in diags]
+    assert "node 'y_hat'" in kinds and "optimizer.lr must be > 0, got 0" in kinds
+    assert [d.location.line for d in diags] == sorted(d.location.line for d in diags)
+
+
+def test_broken_loss_still_checks_the_model(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((BAD / "shape_mismatch.yaml").read_text().replace("loss: sse", "loss: {type: sse, targte: y}"))
+    _, diags = check_spec(spec)
+    assert [d.message.split(";")[0] for d in diags] == [
+        "node 'y_hat': matmul of [B, 3] by [4, 8]: inner dimensions 3 and 4 differ ('h' is [B, 3], from "
+        f"{spec}:11:10",
+        "unknown key 'targte' in loss"]
+
+
+def test_loss_target_dtype_is_checked_against_the_data(monkeypatch, tmp_path):
+    """A loss declaring integer class labels as its target, on a source making real-valued y."""
+    from specgrad.components import Component
+    from specgrad.losses import LOSSES
+    from specgrad.spec import validate
+
+    labels = Component("labels_loss", LOSSES["mse"].factory, {}, (), "", {"target": {"dtype": "int"}})
+    monkeypatch.setitem(LOSSES.entries, "labels_loss", labels)
+    validate.validator.cache_clear()
+    try:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text((ROOT / "models" / "poly.yaml").read_text().replace("loss: sse", "loss: labels_loss"))
+        ok, diags = check_spec(spec)
+        assert not ok and [str(d) for d in diags] == [
+            f"{spec}:27:7: error: loss 'labels_loss' needs integer class labels as its target, but field 'y' of "
+            "data source 'synthetic' holds real values"]
+        spec.write_text((ROOT / "models" / "poly.yaml").read_text().replace("loss: sse", "loss: {type: sse, target: z}"))
+        assert [d.message for d in check_spec(spec)[1]] == [
+            "the loss target 'z' is not a field of data source 'synthetic' (it has x, y)"]
+    finally:
+        validate.validator.cache_clear()
+
+
+def test_valid_spec_with_a_warning_is_valid(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((BAD / "unreachable_param.yaml").read_text().replace("steps: 0", "steps: 5"))
+    ok, diags = check_spec(spec)
+    assert ok and [d.severity for d in diags] == ["warning"]
+    assert load_spec(spec).model is not None
+
+
+def test_a_loss_that_is_not_a_scalar_is_an_error(monkeypatch, tmp_path):
+    from specgrad.components import Component
+    from specgrad.losses import LOSSES
+    from specgrad.spec import validate
+
+    def squared_errors():
+        return lambda pred, target: pred.graph.apply("square", pred - target)
+    monkeypatch.setitem(LOSSES.entries, "squared_errors", Component("squared_errors", squared_errors, {}, (), ""))
+    validate.validator.cache_clear()
+    try:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text((ROOT / "models" / "poly.yaml").read_text().replace("loss: sse", "loss: squared_errors"))
+        assert [str(d) for d in check_spec(spec)[1]] == [
+            f"{spec}:27:7: error: the loss must be a scalar, got shape [B]"]
+    finally:
+        validate.validator.cache_clear()

@@ -214,6 +214,11 @@ class Trainer:
             raise Diverged(f"parameters {', '.join(bad)} are not finite at step {step}; not saving "
                            f"(the last checkpoint is kept)")
         self.saved[step] = value
+        pruning = self.keep_last is not None or self.keep_best
+        if pruning:
+            mode = self.validation["mode"] if self.validation else "min"
+            keep = to_keep(self.saved, self.keep_last, self.keep_best, mode)
+            self.saved = {s: v for s, v in self.saved.items() if s in keep}
         order, rng_state = self.batches.state()
         arrays = {f"params/{k}": v for k, v in self.params.items()}
         arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_arrays().items()})
@@ -224,10 +229,8 @@ class Trainer:
                  "checkpoints": [[s, v] for s, v in sorted(self.saved.items())]}
         root = self.run_dir / "checkpoints"
         save_checkpoint(root, step, arrays, state)
-        if self.keep_last is not None or self.keep_best:
-            keep = to_keep(self.saved, self.keep_last, self.keep_best, self.validation["mode"] if self.validation else "min")
-            self.saved = {s: v for s, v in self.saved.items() if s in keep}
-            prune_checkpoints(root, [root / f"step-{s:08d}" for s in keep])
+        if pruning:     # only now that the new checkpoint is complete
+            prune_checkpoints(root, [root / f"step-{s:08d}" for s in self.saved])
 
     def _restore(self) -> int:
         try:
@@ -298,7 +301,7 @@ class Trainer:
                         break
                     step += 1
                     record = {"step": step, "epoch": ((step - 1) * k + k - 1) // per_epoch,
-                              "loss": loss if finite else None, "lr": lr,
+                              "loss": loss if math.isfinite(loss) else None, "lr": lr,
                               "grad_norm": norm if finite else None,
                               "grad_norms": {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
                     if not finite:

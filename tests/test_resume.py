@@ -5,20 +5,12 @@ import random
 
 import pytest
 
-from conftest import MODELS
-from faults import CHECKPOINT_STAGES, assert_same_run, killed_run, run_state
+from faults import CHECKPOINT_STAGES, POLY, RICH, no_fsync, assert_same_run, killed_run, run_state
 from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.trainer import RunError, Trainer
 from specgrad.spec import load_spec
 
-POLY = MODELS / "poly.yaml"
-# Everything with state at once: shuffled minibatches (5 an epoch) accumulated 3 at a time, so optimizer
-# steps straddle epochs; Adam; warmup + cosine; clipping; validation with a best metric and patience;
-# retention. 40 steps = 120 micro-batches; a checkpoint every 4 steps and on each new best.
-RICH = ["data.split={val: 0.2}", "loss=mse", "metrics=[mse]", "optimizer={type: adam, lr: 0.05}",
-        "schedule={type: cosine, min_lr: 0.001, warmup: {steps: 5}}", "train.steps=40", "train.batch_size=32",
-        "train.accumulate=3", "train.clip={max_norm: 0.5}", "train.validation={every: 3, patience: 100, min_delta: 0.01}",
-        "train.checkpoint={every: 4, keep_last: 2, keep_best: 1}"]
+pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +45,7 @@ def test_killed_mid_accumulation_mid_epoch(tmp_path, reference):
 
 @pytest.mark.parametrize("stage", CHECKPOINT_STAGES)
 def test_killed_inside_a_checkpoint_write(tmp_path, reference, stage):
-    killed_run(POLY, RICH, tmp_path, stage=stage, call=3)
+    killed_run(POLY, RICH, tmp_path, stage=stage, save=6)
     assert_same_run(resume(tmp_path), reference)
 
 

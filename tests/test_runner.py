@@ -269,7 +269,6 @@ def test_plain_progress_lines_without_a_terminal(tmp_path):
 
 
 def test_plot_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
     train(tmp_path, *VAL, "train.steps=20", "train.validation={every: 5}")
     result = run_cli("plot", tmp_path)
     assert result.returncode == 0, result.stderr

@@ -101,7 +101,8 @@ def train(
         with progress:
             summary = trainer.run(resume=resume)
     except KeyboardInterrupt:
-        _err(f"stopped at once by a second Ctrl-C; resume from the last checkpoint in {run_dir}/checkpoints")
+        _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
+             f"{run_dir}/checkpoints")
         raise typer.Exit(130)
     except SpecError as e:
         _err(str(e))

@@ -158,3 +158,11 @@ def test_nesterov_without_momentum_is_a_located_error(tmp_path):
     assert result.returncode == 1
     assert "error: optimizer: nesterov momentum needs momentum > 0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_group_that_matches_no_parameter_is_a_located_error(tmp_path):
+    from conftest import MODELS, run_cli
+    result = run_cli("train", MODELS / "poly.yaml", "--set", "optimizer.groups=[{match: 'bias*', lr: 0.1}]",
+                     "--run-dir", tmp_path)
+    assert result.returncode == 1
+    assert "error: optimizer: groups[0] matches no parameter (bias*; the parameters are k)" in result.stderr

@@ -286,3 +286,17 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
 def test_plot_of_a_folder_without_metrics_is_a_clear_error(tmp_path):
     result = run_cli("plot", tmp_path)
     assert result.returncode == 1 and "metrics.jsonl" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_progress_bar_on_a_terminal_shows_loss_and_eta(monkeypatch):
+    from rich.progress import TimeRemainingColumn
+    from specgrad import cli
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    progress = cli._Progress(quiet=False)
+    assert progress.bar is not None
+    assert any(isinstance(c, TimeRemainingColumn) for c in progress.bar.columns)
+    hooks = progress.hooks()
+    hooks.on_start(0, 100)
+    hooks.on_step(10, 0.25)
+    task = progress.bar.tasks[0]
+    assert (task.completed, task.total, task.fields["loss"]) == (10, 100, 0.25)

@@ -43,10 +43,14 @@ class Optimizer:
     def apply_groups(self, groups) -> None:
         """Give parameters matched by a group that group's lr and weight decay (first match wins)."""
         claimed = set()
-        for group in groups:
+        for i, group in enumerate(groups):
             patterns = [group["match"]] if isinstance(group["match"], str) else group["match"]
-            for name in self.params:
-                if name in claimed or not any(fnmatchcase(name, p) for p in patterns):
+            matched = [name for name in self.params if any(fnmatchcase(name, p) for p in patterns)]
+            if not matched:
+                raise ValueError(f"groups[{i}] matches no parameter ({', '.join(patterns)}; the parameters "
+                                 f"are {', '.join(self.params)})")
+            for name in matched:
+                if name in claimed:
                     continue
                 claimed.add(name)
                 if "lr" in group:

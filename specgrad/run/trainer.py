@@ -279,7 +279,8 @@ class Trainer:
         self.hooks.on_start(start, self.total_steps)
         stop = _StopFlag()
         try:
-            with stop:
+            # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
+            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while step < self.total_steps:
                     loss, grads = self._gradients(step)
                     norms = param_norms(grads)

@@ -346,7 +346,8 @@ class Trainer:
 
     def _summary(self, status, start, step, seconds, stopped_early, signum) -> dict:
         metrics = self.spec.data.get("metrics", [])
-        results = {name: evaluate(self.model, self.params, fields, metrics) for name, fields in self.splits.items()}
+        with np.errstate(all="ignore"):         # a diverged run's final values may be NaN; that is the report
+            results = {name: evaluate(self.model, self.params, fields, metrics) for name, fields in self.splits.items()}
         summary = {
             "status": status, "steps": step, "epochs": step * self.accumulate / self.batches.per_epoch,
             "seconds": round(seconds, 6),

@@ -264,6 +264,46 @@ class Trainer:
         return ckpt.step
 
     # ------------------------------------------------------------------ loop
+    def _step(self, step: int, clip_settings: dict) -> dict | None:
+        """Optimizer step ``step`` (0-based) and its log record; None when the divergence policy stops the
+        run here (``on_divergence: fail`` raises instead)."""
+        loss, grads = self._gradients(step)
+        norms = param_norms(grads)
+        norm = global_norm(grads, norms)
+        lr = self.schedule(step)
+        finite = math.isfinite(loss) and math.isfinite(norm)
+        if finite:
+            clip(grads, clip_settings, norms)
+            self.optimizer.step(grads, lr)
+        else:
+            message = f"non-finite loss or gradient at step {step + 1}"
+            if self.on_divergence == "fail":
+                raise Diverged(f"{message} (on_divergence: fail)")
+            if self.on_divergence == "stop":
+                self.hooks.on_warning(f"{message}; stopping with the last finite parameters")
+                return None
+            self.skipped += 1
+            self.hooks.on_warning(f"{message}; step skipped")
+        k = self.accumulate
+        record = {"step": step + 1, "epoch": (step * k + k - 1) // self.batches.per_epoch,
+                  "loss": loss if math.isfinite(loss) else None, "lr": lr, "grad_norm": norm if finite else None,
+                  "grad_norms": {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
+        if not finite:
+            record["skipped"] = True
+        return record
+
+    def _validation_step(self, step: int, record: dict) -> tuple[float, bool]:
+        """Evaluate on the val split after ``step`` steps (into ``record``); the metric and whether it is a
+        new best. Updates the best and the patience count."""
+        record["val"] = results = self._validate()
+        value = results[self.validation["metric"]]
+        best = self.best["value"] if self.best else None
+        if improved(value, best, self.validation["mode"], self.validation["min_delta"]):
+            self.best, self.stale = {"step": step, "value": value}, 0
+            return value, True
+        self.stale += 1
+        return value, False
+
     def run(self, resume: bool = False) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start = self._restore() if resume else 0
@@ -271,9 +311,8 @@ class Trainer:
             write_spec(self.run_dir, self.spec.data, __version__)
         log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
         t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch
-        ckpt_cfg = t.get("checkpoint", {})
-        log_every = t.get("log_every", 1)
-        clip_cfg = t.get("clip", {})
+        ckpt_cfg, log_every, clip_cfg = t.get("checkpoint", {}), t.get("log_every", 1), t.get("clip", {})
+        patience = self.validation and self.validation["patience"]
         status, step, t0, stopped_early = "completed", start, time.perf_counter(), False
         last_saved = start if resume else None
         self.hooks.on_start(start, self.total_steps)
@@ -282,49 +321,23 @@ class Trainer:
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
             with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while step < self.total_steps:
-                    loss, grads = self._gradients(step)
-                    norms = param_norms(grads)
-                    norm = global_norm(grads, norms)
-                    lr = self.schedule(step)
-                    finite = math.isfinite(loss) and math.isfinite(norm)
-                    if finite:
-                        clip(grads, clip_cfg, norms)
-                        self.optimizer.step(grads, lr)
-                    elif self.on_divergence == "skip":
-                        self.skipped += 1
-                        self.hooks.on_warning(f"non-finite loss or gradient at step {step + 1}; step skipped")
-                    else:
+                    record = self._step(step, clip_cfg)
+                    if record is None:
                         status = "diverged"
-                        message = f"non-finite loss or gradient at step {step + 1}"
-                        if self.on_divergence == "fail":
-                            raise Diverged(f"{message} (on_divergence: fail)")
-                        self.hooks.on_warning(f"{message}; stopping with the last finite parameters")
                         break
                     step += 1
-                    record = {"step": step, "epoch": ((step - 1) * k + k - 1) // per_epoch,
-                              "loss": loss if math.isfinite(loss) else None, "lr": lr,
-                              "grad_norm": norm if finite else None,
-                              "grad_norms": {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
-                    if not finite:
-                        record["skipped"] = True
                     due = _every(ckpt_cfg, step, (step - 1) * k, step * k, per_epoch)
                     value = None
                     if self.validation and _every(self.validation, step, (step - 1) * k, step * k, per_epoch):
-                        record["val"] = results = self._validate()
-                        value = results[self.validation["metric"]]
-                        if improved(value, self.best and self.best["value"], self.validation["mode"],
-                                    self.validation["min_delta"]):
-                            self.best, self.stale, due = {"step": step, "value": value}, 0, True
-                        else:
-                            self.stale += 1
-                            patience = self.validation["patience"]
-                            stopped_early = patience is not None and self.stale >= patience
-                    if record.get("val") or step % log_every == 0 or step == self.total_steps:
+                        value, new_best = self._validation_step(step, record)
+                        due = due or new_best
+                        stopped_early = bool(patience) and self.stale >= patience
+                    if "val" in record or step % log_every == 0 or step == self.total_steps:
                         log.write(record)
-                    self.hooks.on_step(step, loss)
+                    self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
                     interrupted = stop.signum is not None
                     if due or interrupted or stopped_early or step == self.total_steps:
-                        log.flush()
+                        log.flush()                 # the log holds every step the checkpoint covers
                         self._save(step, value)
                         last_saved = step
                     if interrupted:

@@ -179,7 +179,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _forward_backward(self, batch: list[np.ndarray]) -> tuple[float, list[np.ndarray]]:
-        """Loss and gradients (same order as params) of one batch; the place for extra per-step inputs."""
+        """Loss and gradients (same order as params) of one batch. The one place the plan is called: extra
+        per-step inputs (a dropout key drawn from a checkpointed RNG) join the feeds here, and state the plan
+        returns (batch-norm running statistics) is written back here; either then goes into ``_save`` /
+        ``_restore`` beside the optimizer state."""
         loss, *grads = self.plan(*batch, *self.params.values())
         return float(loss), grads
 

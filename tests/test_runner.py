@@ -147,6 +147,22 @@ def test_validation_needs_a_val_split_and_a_computed_metric(tmp_path):
         train(tmp_path, "train.validation={every: 2}")
     with pytest.raises(SpecError, match="metric 'r2' is not computed"):
         train(tmp_path, *VAL, "train.validation={every: 2, metric: r2}")
+    with pytest.raises(SpecError, match="leaves no rows for validation out of the data's 200"):
+        train(tmp_path, *VAL, "data.split={val: 0.001}", "train.validation={every: 2}")
+
+
+def test_settings_errors_are_reported_together_and_located(tmp_path):
+    result = run_cli("train", POLY, "--set", "train.validation={metric: r2}", "--set", "optimizer.nesterov=true",
+                     "--run-dir", tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "--set train.validation={metric: r2}:1:18: error: train.validation needs a validation split: set "
+        "data.split.val (e.g. 0.2)",
+        "--set train.validation={metric: r2}:1:18: error: train.validation.metric 'r2' is not computed; use one "
+        "of loss (or add it to metrics)",
+        "--set train.validation={metric: r2}:1:18: error: train.validation needs 'every' or 'every_epochs'",
+        f"{POLY}:29:12: error: optimizer: nesterov momentum needs momentum > 0 and dampening 0",
+    ]
 
 
 # ---------------------------------------------------------------------------- divergence

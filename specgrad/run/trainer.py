@@ -17,13 +17,14 @@ import numpy as np
 from specgrad import __version__
 from specgrad.data.sources import load_splits
 from specgrad.graph.build import init_params
-from specgrad.metrics import evaluate, metric_name
+from specgrad.metrics import evaluate
 from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
 from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import CheckpointError, latest_checkpoint, prune_checkpoints, save_checkpoint
 from specgrad.run.retention import improved, to_keep
+from specgrad.run.settings import train_diagnostics
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
 from specgrad.spec import Spec
 from specgrad.spec.errors import Diagnostic, SpecError
@@ -103,6 +104,9 @@ class Trainer:
         self.allow_spec_change = allow_spec_change
         self.model = spec.model
         cfg = spec.data
+        problems = train_diagnostics(cfg, self.model, spec.doc.loc)
+        if problems:
+            raise SpecError(problems)
         self.seed = cfg.get("seed", 0)
         self.train_cfg = t = cfg["train"]
         self.splits = self._load_splits()
@@ -114,10 +118,7 @@ class Trainer:
         self.total_steps = t.get("steps") or max(1, t["epochs"] * self.batches.per_epoch // self.accumulate)
         self.params = init_params(self.model, np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(INIT_STREAM,))))
         opt_cfg = cfg["optimizer"]
-        try:
-            self.optimizer = make_optimizer(opt_cfg, self.params)
-        except ValueError as e:
-            raise SpecError.at(spec.doc.loc(("optimizer",)), f"optimizer: {e}") from None
+        self.optimizer = make_optimizer(opt_cfg, self.params)
         self.schedule = make_schedule(cfg.get("schedule"), opt_cfg["lr"], self.total_steps)
         self.plan = self.model.plan([self.model.loss, *self.model.grads])
         self.hash = spec_hash(cfg)
@@ -158,23 +159,15 @@ class Trainer:
         return fields
 
     def _validation_settings(self) -> dict | None:
-        """``train.validation`` with its defaults, checked against the data split and the spec's metrics."""
+        """``train.validation`` with its defaults (its settings were checked by ``train_diagnostics``)."""
         v = self.train_cfg.get("validation")
         if v is None:
             return None
-        loc = self.spec.doc.loc
         if "val" not in self.splits:
-            raise SpecError.at(loc(("train", "validation")),
-                               "train.validation needs a validation split: set data.split.val (e.g. 0.2)")
-        known = ["loss", *(metric_name(m) for m in self.spec.data.get("metrics", []))]
-        metric = v.get("metric", "loss")
-        if metric not in known:
-            raise SpecError.at(loc(("train", "validation", "metric")),
-                               f"train.validation.metric '{metric}' is not computed; use one of {', '.join(known)} "
-                               "(add it to metrics)")
-        if not (v.get("every") or v.get("every_epochs")):
-            raise SpecError.at(loc(("train", "validation")), "train.validation needs 'every' or 'every_epochs'")
-        return {"metric": metric, "mode": v.get("mode", "min"), "patience": v.get("patience"),
+            rows = sum(len(next(iter(fields.values()))) for fields in self.splits.values())
+            raise SpecError.at(self.spec.doc.loc(("data", "split", "val")),
+                               f"data.split.val leaves no rows for validation out of the data's {rows}")
+        return {"metric": v.get("metric", "loss"), "mode": v.get("mode", "min"), "patience": v.get("patience"),
                 "min_delta": v.get("min_delta", 0.0), "every": v.get("every"), "every_epochs": v.get("every_epochs")}
 
     # ------------------------------------------------------------------ one step

@@ -118,7 +118,7 @@ def test_retention_rules():
     assert to_keep(saved, 2, 2, "min") == {50, 60, 30, 40}
     assert to_keep(saved, 1, 1, "max") == {60}
     assert to_keep(saved, None, 0, "min") == set(saved)
-    assert to_keep({20: float("nan")}, 0 or None, 1, "min") == {20}  # NaN is never best, but keep_last=all
+    assert to_keep({20: float("nan")}, None, 1, "min") == {20}       # NaN is never best, but keep_last is all
     assert not improved(float("nan"), None, "min") and not improved(0.3, 0.3, "min")
     assert improved(0.29, 0.3, "min") and not improved(0.295, 0.3, "min", min_delta=0.01)
 

@@ -82,9 +82,12 @@ def train(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where the run goes (default runs/NAME/TIMESTAMP)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in the run directory "
                                 "(default: the newest run of this spec's name)."),
+    allow_spec_change: bool = typer.Option(False, "--allow-spec-change", help="Resume even though the spec "
+                                           "differs from the checkpoint's (the differences are printed)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ):
-    """Train a spec: validate, compile, run, checkpoint. Ctrl-C saves a checkpoint and stops."""
+    """Train a spec: validate, compile, run, checkpoint. Ctrl-C (or SIGTERM) saves a checkpoint at the next
+    step boundary and stops; a second Ctrl-C stops at once."""
     from specgrad.run.checkpoint import CheckpointError
     from specgrad.run.trainer import Hooks, RunError, Trainer, default_run_dir, latest_run_dir
     from specgrad.spec import SpecError, load_spec
@@ -101,9 +104,13 @@ def train(
                 _err(f"error: nothing to resume: no run of '{name}' under runs/{name}; give --run-dir")
                 raise typer.Exit(1)
         progress = _Progress(quiet)
-        trainer = Trainer(loaded, run_dir, progress.hooks())
+        trainer = Trainer(loaded, run_dir, progress.hooks(), allow_spec_change=allow_spec_change)
         with progress:
             summary = trainer.run(resume=resume)
+    except KeyboardInterrupt:
+        _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
+             f"{run_dir}/checkpoints")
+        raise typer.Exit(130)
     except SpecError as e:
         _err(str(e))
         raise typer.Exit(1)
@@ -126,27 +133,39 @@ def schema():
 
 
 class _Progress:
-    """A rich progress bar on a terminal; nothing otherwise or with --quiet."""
+    """A rich progress bar (loss, ETA) on a terminal; otherwise a plain line every tenth of the run (logs,
+    CI); nothing with --quiet. Warnings go to stderr unless --quiet."""
 
     def __init__(self, quiet: bool):
         self.bar = None
+        self.quiet = quiet
         if not quiet and sys.stdout.isatty():
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
             self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                                 TextColumn("loss {task.fields[loss]:.4g}"), TimeRemainingColumn(), transient=True)
         self.task = None
-        self.quiet = quiet
+        self.total = self.start = 0
+        self.t0 = 0.0
 
     def hooks(self):
+        import time
+
         from specgrad.run.trainer import Hooks
 
         def on_start(start, total):
+            self.start, self.total, self.t0 = start, total, time.perf_counter()
             if self.bar:
                 self.task = self.bar.add_task("train", total=total, completed=start, loss=float("nan"))
 
         def on_step(step, loss):
-            if self.bar and (step % 10 == 0 or step == self.bar.tasks[0].total):
-                self.bar.update(self.task, completed=step, loss=loss)
+            if self.bar:
+                if step % 10 == 0 or step == self.total:
+                    self.bar.update(self.task, completed=step, loss=loss)
+            elif not self.quiet and (step % max(1, self.total // 10) == 0 or step == self.total):
+                elapsed = time.perf_counter() - self.t0
+                eta = elapsed / (step - self.start) * (self.total - step) if step > self.start else 0.0
+                typer.echo(f"step {step}/{self.total} ({100 * step // self.total}%)  loss {loss:.6g}  "
+                           f"eta {eta:.1f}s")
 
         def on_warning(message):
             if not self.quiet:
@@ -189,6 +208,21 @@ def gradcheck(
     verdict = "ok" if worst <= tolerance else "FAILED"
     typer.echo(f"worst relative error {worst:.2e} (tolerance {tolerance:.0e}): {verdict}")
     raise typer.Exit(0 if worst <= tolerance else 1)
+
+
+@app.command()
+def plot(
+    run_dir: Path = typer.Argument(..., help="A run directory (with metrics.jsonl)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The PNG to write (default RUN_DIR/plot.png)."),
+):
+    """Plot a run's training loss, learning rate and validation metrics to a PNG (needs specgrad[plot])."""
+    from specgrad.run.plot import PlotError, plot_run
+    try:
+        path = plot_run(run_dir, output)
+    except PlotError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(1)
+    typer.echo(f"wrote {path}")
 
 
 def main():

@@ -1,71 +1,67 @@
-"""A run killed after a checkpoint and resumed ends bitwise equal to an uninterrupted run."""
-import signal
-import subprocess
-import sys
-import textwrap
+"""A run killed anywhere (mid-epoch, mid-accumulation, inside a checkpoint write) and resumed ends bitwise
+equal to an uninterrupted run: parameters, optimizer state, RNG, schedule position, best metric, the
+checkpoints kept, metrics.jsonl and summary.json."""
+import random
 
-import numpy as np
 import pytest
 
-from conftest import MODELS, run_cli
+from faults import CHECKPOINT_STAGES, POLY, RICH, no_fsync, assert_same_run, killed_run, run_state
 from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.trainer import RunError, Trainer
 from specgrad.spec import load_spec
 
-MINIBATCH = ["--set", "train.batch_size=32", "--set", "train.steps=300", "--set", "train.checkpoint.every=50",
-             "--set", "train.log_every=1"]   # 7 shuffled batches an epoch: checkpoints fall mid-epoch
+pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
-def kill_at(step, run_dir, overrides):
-    """Train in a child process that SIGKILLs itself right after finishing ``step``."""
-    code = textwrap.dedent(f"""
-        import os, signal
-        from specgrad.spec import load_spec
-        from specgrad.run.trainer import Hooks, Trainer
-        def on_step(step, loss):
-            if step == {step}:
-                os.kill(os.getpid(), signal.SIGKILL)
-        Trainer(load_spec({str(MODELS / 'poly.yaml')!r}, {overrides!r}), {str(run_dir)!r}, Hooks(on_step=on_step)).run()
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("reference")
+    Trainer(load_spec(POLY, RICH), run_dir).run()
+    return run_state(run_dir)
 
 
-def final_state(run_dir):
-    ckpt = latest_checkpoint(run_dir / "checkpoints")
-    return ckpt.step, ckpt.arrays, (run_dir / "metrics.jsonl").read_text()
+def resume(run_dir):
+    Trainer(load_spec(POLY, RICH), run_dir).run(resume=True)
+    return run_state(run_dir)
 
 
-@pytest.mark.parametrize("kill_step", [73, 100, 299])
-def test_killed_and_resumed_run_is_bitwise_equal(tmp_path, kill_step):
-    overrides = [v for v in MINIBATCH if v != "--set"]
-    assert run_cli("train", MODELS / "poly.yaml", *MINIBATCH, "--run-dir", tmp_path / "a", "--quiet").returncode == 0
-    kill_at(kill_step, tmp_path / "b", overrides)
-    assert latest_checkpoint(tmp_path / "b" / "checkpoints").step < kill_step     # it really died mid-run
-    resumed = run_cli("train", MODELS / "poly.yaml", *MINIBATCH, "--run-dir", tmp_path / "b", "--resume", "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    step_a, arrays_a, log_a = final_state(tmp_path / "a")
-    step_b, arrays_b, log_b = final_state(tmp_path / "b")
-    assert step_a == step_b == 300
-    assert arrays_a.keys() == arrays_b.keys()
-    for key in arrays_a:
-        assert arrays_a[key].tobytes() == arrays_b[key].tobytes(), key
-    assert log_a == log_b
+@pytest.mark.parametrize("seed", range(3))
+def test_killed_at_a_random_micro_batch_and_resumed_is_bitwise_equal(tmp_path, reference, seed):
+    batch = random.Random(seed).randrange(3 * 4 + 1, 120)          # after the first checkpoint (step 4)
+    killed_run(POLY, RICH, tmp_path, batch=batch)
+    resumed_from = latest_checkpoint(tmp_path / "checkpoints").step
+    assert resumed_from < (batch - 1) // 3 + 1                       # it really died before the end
+    assert_same_run(resume(tmp_path), reference)
+
+
+def test_killed_mid_accumulation_mid_epoch(tmp_path, reference):
+    batch = 3 * 34 + 2           # micro-batch 104 (1-based): the 2nd of step 35's three, row block 3 of 5
+    index = batch - 1            # of epoch 20; late, where validations stop improving by min_delta
+    assert index % 3 == 1 and index % 5 == 3
+    killed_run(POLY, RICH, tmp_path, batch=batch)
+    assert latest_checkpoint(tmp_path / "checkpoints").step == 33     # the last save before the kill
+    assert_same_run(resume(tmp_path), reference)
+
+
+@pytest.mark.parametrize("stage", CHECKPOINT_STAGES)
+def test_killed_inside_a_checkpoint_write(tmp_path, reference, stage):
+    killed_run(POLY, RICH, tmp_path, stage=stage, save=6)
+    assert_same_run(resume(tmp_path), reference)
+
+
+def test_killed_twice_resumed_twice(tmp_path, reference):
+    killed_run(POLY, RICH, tmp_path, batch=30)
+    killed_run(POLY, RICH, tmp_path, batch=40, resume=True)
+    assert_same_run(resume(tmp_path), reference)
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(RunError, match="nothing to resume"):
-        Trainer(load_spec(MODELS / "poly.yaml"), tmp_path).run(resume=True)
-
-
-def test_resume_with_a_changed_spec_is_refused(tmp_path):
-    Trainer(load_spec(MODELS / "poly.yaml", ["train.steps=100"]), tmp_path).run()
-    with pytest.raises(RunError, match="spec differs"):
-        Trainer(load_spec(MODELS / "poly.yaml", ["train.steps=100", "optimizer.lr=0.002"]), tmp_path).run(resume=True)
+        Trainer(load_spec(POLY), tmp_path).run(resume=True)
 
 
 def test_same_spec_and_seed_give_the_same_bits(tmp_path):
-    a = Trainer(load_spec(MODELS / "poly.yaml", ["train.batch_size=16", "train.steps=50"]), tmp_path / "a")
-    b = Trainer(load_spec(MODELS / "poly.yaml", ["train.batch_size=16", "train.steps=50"]), tmp_path / "b")
+    a = Trainer(load_spec(POLY, ["train.batch_size=16", "train.steps=50"]), tmp_path / "a")
+    b = Trainer(load_spec(POLY, ["train.batch_size=16", "train.steps=50"]), tmp_path / "b")
     a.run(), b.run()
     assert a.params["k"].tobytes() == b.params["k"].tobytes()

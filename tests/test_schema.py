@@ -63,6 +63,14 @@ def test_schema_accepts_exactly_the_registered_names(make):
     assert named_enums(make()) == expected
 
 
+def _example(schema):
+    """A value a setting's schema accepts: 1 for integers, [1] for lists, 0.5 for other numbers."""
+    kind = schema.get("type")
+    if kind == "array":
+        return [_example(schema.get("items", {"type": "integer"}))]
+    return 1 if kind == "integer" else 0.5
+
+
 def test_every_registered_name_validates_in_a_spec():
     """Not only listed: each optimizer and schedule, with its required settings, passes the schema."""
     from specgrad.optim.optimizers import OPTIMIZERS
@@ -71,7 +79,7 @@ def test_every_registered_name_validates_in_a_spec():
     base = yaml.safe_load((MODELS / "poly.yaml").read_text())
     for reg, key in ((OPTIMIZERS, "optimizer"), (SCHEDULES, "schedule")):
         for comp in reg.entries.values():
-            settings = {"type": comp.name, **{r: 0.5 for r in comp.required}}
+            settings = {"type": comp.name, **{r: _example(comp.properties[r]) for r in comp.required}}
             assert not list(validator.iter_errors({**base, key: settings})), comp.name
         assert list(validator.iter_errors({**base, key: {"type": "no_such_" + key}}))
 

@@ -1,4 +1,11 @@
-"""Gradient clipping, in place. Gradients under the threshold are left bitwise unchanged."""
+"""Gradient clipping, in place. Gradients under the threshold are left bitwise unchanged: each rule only
+writes when it has something to cut.
+
+The spec's ``train.clip`` may combine the three rules; they apply in the order value, per-parameter norm,
+global norm (each bound then holds for what the next one receives):
+
+    clip: {max_value: 1.0, max_param_norm: 5.0, max_norm: 10.0}
+"""
 from __future__ import annotations
 
 import math
@@ -6,16 +13,55 @@ import math
 import numpy as np
 
 
-def global_norm(grads: dict[str, np.ndarray]) -> float:
-    return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+def param_norms(grads: dict[str, np.ndarray]) -> dict[str, float]:
+    """The L2 norm of each gradient."""
+    return {name: math.sqrt(float(np.vdot(g, g))) for name, g in grads.items()}
+
+
+def global_norm(grads: dict[str, np.ndarray], norms: dict[str, float] | None = None) -> float:
+    """The L2 norm of all gradients together (from precomputed per-parameter norms when given)."""
+    norms = param_norms(grads) if norms is None else norms
+    return math.sqrt(sum(n * n for n in norms.values()))
+
+
+def clip_value(grads: dict[str, np.ndarray], max_value: float) -> None:
+    """Clamp every component into [-max_value, max_value] (torch clip_grad_value_)."""
+    for g in grads.values():
+        np.clip(g, -max_value, max_value, out=g)
+
+
+def clip_param_norm(grads: dict[str, np.ndarray], max_norm: float, norms: dict[str, float] | None = None) -> bool:
+    """Scale each gradient whose own norm exceeds max_norm down to max_norm; returns whether any was."""
+    norms = param_norms(grads) if norms is None else norms
+    clipped = False
+    for name, g in grads.items():
+        if norms[name] > max_norm:
+            g *= max_norm / norms[name]
+            clipped = True
+    return clipped
 
 
 def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float, norm: float | None = None) -> float:
-    """Scale all gradients by max_norm / norm when their global norm exceeds max_norm; returns the norm
-    before clipping."""
+    """Scale all gradients by max_norm / norm when their global norm exceeds max_norm (torch
+    clip_grad_norm_); returns the norm before clipping."""
     norm = global_norm(grads) if norm is None else norm
     if norm > max_norm:
         scale = max_norm / norm
         for g in grads.values():
             g *= scale
     return norm
+
+
+def clip(grads: dict[str, np.ndarray], settings: dict, norms: dict[str, float]) -> None:
+    """Apply the spec's clip settings in place; ``norms`` are the gradients' per-parameter norms as given
+    (reused when no earlier rule changed the gradients)."""
+    if not settings:
+        return
+    if "max_value" in settings:
+        clip_value(grads, settings["max_value"])
+        norms = None
+    if "max_param_norm" in settings:
+        if clip_param_norm(grads, settings["max_param_norm"], norms):
+            norms = None
+    if "max_norm" in settings:
+        clip_global_norm(grads, settings["max_norm"], None if norms is None else global_norm(grads, norms))

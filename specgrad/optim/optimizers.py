@@ -1,67 +1,232 @@
-"""Optimizers update parameters in place from their gradients, with the update rules PyTorch documents.
-Their state is a flat dict of arrays so checkpoints can store it in an npz."""
+"""Optimizers update parameters in place from their gradients, with the update rules PyTorch documents
+(torch.optim: SGD, Adam, AdamW, Adagrad, RMSprop). Their state is a flat dict of arrays so checkpoints can
+store it in an npz, and a resumed optimizer continues bit for bit.
+
+Parameter groups (``groups: [{match: "b*", lr: 0.01, weight_decay: 0}]``) give parameters whose names match
+a glob pattern their own learning rate and weight decay; the first matching group wins. A group's lr is
+scaled by the schedule like the base lr (the schedule's factor ``lr(step) / lr`` applies to every group).
+"""
 from __future__ import annotations
+
+from fnmatch import fnmatchcase
 
 import numpy as np
 
-from specgrad.components import NON_NEGATIVE, POSITIVE, Registry
+from specgrad.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry
 
-OPTIMIZERS = Registry("optimizer")
+GROUP = {
+    "type": "object", "additionalProperties": False, "required": ["match"],
+    "properties": {
+        "match": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+                  "description": "glob pattern(s) of parameter names, e.g. 'b*' or [w1, w2]"},
+        "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE,
+    },
+}
+OPTIMIZERS = Registry("optimizer", common={
+    "groups": {"type": "array", "items": GROUP,
+               "description": "per-parameter lr / weight_decay by name pattern; the first match wins"},
+})
+BETA = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 
 
 class Optimizer:
-    def __init__(self, params: dict[str, np.ndarray], lr: float):
+    """Holds each parameter's lr factor and weight decay (after groups); subclasses implement ``update``."""
+
+    def __init__(self, params: dict[str, np.ndarray], lr: float, weight_decay: float = 0.0):
         self.params = params
         self.lr = lr
+        self.lr_scale = {name: 1.0 for name in params}
+        self.weight_decay = {name: weight_decay for name in params}
+        self.t = np.zeros((), np.int64)          # steps taken, for bias corrections and first-step rules
+
+    def apply_groups(self, groups) -> None:
+        """Give parameters matched by a group that group's lr and weight decay (first match wins)."""
+        claimed = set()
+        for i, group in enumerate(groups):
+            patterns = [group["match"]] if isinstance(group["match"], str) else group["match"]
+            matched = [name for name in self.params if any(fnmatchcase(name, p) for p in patterns)]
+            if not matched:
+                raise ValueError(f"groups[{i}] matches no parameter ({', '.join(patterns)}; the parameters "
+                                 f"are {', '.join(self.params)})")
+            for name in matched:
+                if name in claimed:
+                    continue
+                claimed.add(name)
+                if "lr" in group:
+                    self.lr_scale[name] = group["lr"] / self.lr
+                if "weight_decay" in group:
+                    self.weight_decay[name] = group["weight_decay"]
 
     def step(self, grads: dict[str, np.ndarray], lr: float) -> None:
+        """One update with base learning rate ``lr`` (the schedule's value this step). ``grads`` may be
+        overwritten (they are this step's scratch space)."""
+        self.t += 1
+        for name, p in self.params.items():
+            lr_p = lr if self.lr_scale[name] == 1.0 else lr * self.lr_scale[name]
+            self.update(name, p, grads[name], lr_p, self.weight_decay[name])
+
+    def update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float, weight_decay: float) -> None:
         raise NotImplementedError
 
     def state_arrays(self) -> dict[str, np.ndarray]:
+        """Every array the optimizer's future depends on, by a stable key (the step count included)."""
+        return {"t": self.t, **{f"{slot}/{name}": a for slot, arrays in self.slots().items()
+                                for name, a in arrays.items()}}
+
+    def slots(self) -> dict[str, dict[str, np.ndarray]]:
         return {}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         for key, value in self.state_arrays().items():
+            if arrays[key].shape != value.shape:
+                raise ValueError(f"optimizer state '{key}' has shape {arrays[key].shape}, expected {value.shape}")
             value[...] = arrays[key]
 
 
-@OPTIMIZERS.register("sgd", {"lr": POSITIVE}, required=["lr"])
+def _zeros(params, value=0.0):
+    return {k: np.full_like(p, value) for k, p in params.items()}
+
+
+def _l2(g, p, weight_decay):
+    """g + weight_decay * p (PyTorch's coupled weight decay), without touching g when there is none."""
+    return g + weight_decay * p if weight_decay else g
+
+
+@OPTIMIZERS.register("sgd", {"lr": POSITIVE, "momentum": FRACTION, "dampening": FRACTION,
+                             "nesterov": {"type": "boolean"}, "weight_decay": NON_NEGATIVE}, required=["lr"])
 class SGD(Optimizer):
-    """plain gradient descent: p -= lr * g"""
+    """gradient descent with optional momentum, Nesterov momentum and weight decay (torch.optim.SGD)"""
 
-    def step(self, grads, lr):
-        for name, p in self.params.items():
-            p -= lr * grads[name]
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov momentum needs momentum > 0 and dampening 0")
+        self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
+        self.buf = _zeros(params) if momentum else {}
+
+    def update(self, name, p, g, lr, weight_decay):
+        g = _l2(g, p, weight_decay)
+        if self.momentum:
+            b = self.buf[name]
+            if self.t == 1:
+                b[...] = g                                  # b_1 = g_1
+            else:
+                b *= self.momentum                          # b_t = mu b_{t-1} + (1 - dampening) g_t
+                b += (1 - self.dampening) * g
+            g = g + self.momentum * b if self.nesterov else b
+        p -= lr * g
+
+    def slots(self):
+        return {"momentum": self.buf}
 
 
-@OPTIMIZERS.register("adam", {"lr": POSITIVE, "beta1": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-                              "beta2": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}, "eps": POSITIVE},
-                     required=["lr"])
+@OPTIMIZERS.register("adam", {"lr": POSITIVE, "beta1": BETA, "beta2": BETA, "eps": POSITIVE,
+                              "weight_decay": NON_NEGATIVE}, required=["lr"])
 class Adam(Optimizer):
-    """Adam (Kingma & Ba): bias-corrected moving averages of the gradient and its square"""
+    """Adam (Kingma & Ba): bias-corrected moving averages of the gradient and its square; weight decay is
+    added to the gradient (L2), as in torch.optim.Adam"""
 
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(params, lr)
+    decoupled = False
+
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.t = np.zeros((), np.int64)
-        self.m = {k: np.zeros_like(p) for k, p in params.items()}
-        self.v = {k: np.zeros_like(p) for k, p in params.items()}
+        self.m, self.v = _zeros(params), _zeros(params)
 
-    def step(self, grads, lr):
-        self.t += 1
+    def update(self, name, p, g, lr, weight_decay):
+        if self.decoupled:
+            p *= 1 - lr * weight_decay                      # AdamW: decay the weights, not the gradient
+        else:
+            g = _l2(g, p, weight_decay)
         t = int(self.t)
-        c1, c2 = 1 - self.beta1 ** t, 1 - self.beta2 ** t
-        for name, p in self.params.items():
-            g, m, v = grads[name], self.m[name], self.v[name]
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * g * g
-            p -= lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
+        m, v = self.m[name], self.v[name]
+        m *= self.beta1                                     # m_t = b1 m + (1 - b1) g
+        m += (1 - self.beta1) * g
+        v *= self.beta2                                     # v_t = b2 v + (1 - b2) g^2
+        v += (1 - self.beta2) * (g * g)
+        m_hat = m / (1 - self.beta1 ** t)
+        v_hat = v / (1 - self.beta2 ** t)
+        p -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
-    def state_arrays(self):
-        return {"t": self.t, **{f"m/{k}": a for k, a in self.m.items()}, **{f"v/{k}": a for k, a in self.v.items()}}
+    def slots(self):
+        return {"m": self.m, "v": self.v}
+
+
+@OPTIMIZERS.register("adamw", {"lr": POSITIVE, "beta1": BETA, "beta2": BETA, "eps": POSITIVE,
+                               "weight_decay": NON_NEGATIVE}, required=["lr"])
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr * weight_decay, then Adam
+    (torch.optim.AdamW; weight_decay defaults to 0.01)"""
+
+    decoupled = True
+
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr, beta1, beta2, eps, weight_decay)
+
+
+@OPTIMIZERS.register("adagrad", {"lr": POSITIVE, "lr_decay": NON_NEGATIVE, "eps": POSITIVE,
+                                 "initial_accumulator_value": NON_NEGATIVE, "weight_decay": NON_NEGATIVE},
+                     required=["lr"])
+class Adagrad(Optimizer):
+    """Adagrad: each coordinate's step is divided by the root of its summed squared gradients
+    (torch.optim.Adagrad)"""
+
+    def __init__(self, params, lr, lr_decay=0.0, eps=1e-10, initial_accumulator_value=0.0, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        self.lr_decay, self.eps = lr_decay, eps
+        self.sum = _zeros(params, initial_accumulator_value)
+
+    def update(self, name, p, g, lr, weight_decay):
+        g = _l2(g, p, weight_decay)
+        clr = lr / (1 + (int(self.t) - 1) * self.lr_decay)
+        s = self.sum[name]
+        s += g * g                                          # state_sum += g^2
+        p -= clr * g / (np.sqrt(s) + self.eps)
+
+    def slots(self):
+        return {"sum": self.sum}
+
+
+@OPTIMIZERS.register("rmsprop", {"lr": POSITIVE, "alpha": BETA, "eps": POSITIVE, "momentum": FRACTION,
+                                 "centered": {"type": "boolean"}, "weight_decay": NON_NEGATIVE},
+                     required=["lr"])
+class RMSprop(Optimizer):
+    """RMSprop: divide by a moving root mean square of the gradient, optionally centered and with
+    momentum (torch.optim.RMSprop)"""
+
+    def __init__(self, params, lr, alpha=0.99, eps=1e-8, momentum=0.0, centered=False, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        self.alpha, self.eps, self.momentum, self.centered = alpha, eps, momentum, centered
+        self.square_avg = _zeros(params)
+        self.grad_avg = _zeros(params) if centered else {}
+        self.buf = _zeros(params) if momentum else {}
+
+    def update(self, name, p, g, lr, weight_decay):
+        g = _l2(g, p, weight_decay)
+        v = self.square_avg[name]
+        v *= self.alpha                                     # v_t = alpha v + (1 - alpha) g^2
+        v += (1 - self.alpha) * (g * g)
+        if self.centered:
+            ga = self.grad_avg[name]
+            ga *= self.alpha                                # g_avg = alpha g_avg + (1 - alpha) g
+            ga += (1 - self.alpha) * g
+            denom = np.sqrt(v - ga * ga) + self.eps
+        else:
+            denom = np.sqrt(v) + self.eps
+        if self.momentum:
+            b = self.buf[name]
+            b *= self.momentum                              # b_t = mu b + g / denom
+            b += g / denom
+            p -= lr * b
+        else:
+            p -= lr * g / denom
+
+    def slots(self):
+        return {"square_avg": self.square_avg, "grad_avg": self.grad_avg, "momentum": self.buf}
 
 
 def make_optimizer(settings: dict, params: dict[str, np.ndarray]) -> Optimizer:
-    return OPTIMIZERS.create(settings, params=params)
+    optimizer = OPTIMIZERS.create(settings, params=params)
+    optimizer.apply_groups(settings.get("groups", ()))
+    return optimizer

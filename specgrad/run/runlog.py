@@ -13,6 +13,27 @@ def spec_hash(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def spec_diff(old: dict, new: dict) -> list[str]:
+    """Lines ``key.path: old -> new`` for every value that differs between two resolved specs."""
+    a, b = _flatten(old), _flatten(new)
+    missing = object()
+    return [f"{key}: {_show(a.get(key, missing))} -> {_show(b.get(key, missing))}"
+            for key in sorted(a.keys() | b.keys()) if a.get(key, missing) != b.get(key, missing)]
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict) and value:
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def _show(value) -> str:
+    return "(absent)" if not isinstance(value, (dict, list, str, int, float, bool, type(None))) else json.dumps(value)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:

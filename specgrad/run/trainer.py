@@ -1,6 +1,7 @@
 """The trainer: data batches -> plan (forward + backward) -> clip -> optimizer step -> schedule -> log ->
-checkpoint. Everything that shapes the run (parameters, optimizer state, RNG, position in the epoch) is in
-the checkpoint, so a resumed run continues bit for bit as if it had never stopped."""
+validate -> checkpoint. Everything that shapes the run (parameters, optimizer state, RNG, position in the
+epoch, best validation value, patience) is in the checkpoint, so a resumed run continues bit for bit as if
+it had never stopped; the schedule is a closed form of the step, so it needs no state at all."""
 from __future__ import annotations
 
 import math
@@ -14,15 +15,17 @@ from typing import Callable
 import numpy as np
 
 from specgrad import __version__
-from specgrad.components import normalize
 from specgrad.data.sources import load_splits
 from specgrad.graph.build import init_params
 from specgrad.metrics import evaluate
-from specgrad.optim.clip import clip_global_norm, global_norm
+from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
-from specgrad.optim.schedules import SCHEDULES
-from specgrad.run.checkpoint import CheckpointError, latest_checkpoint, save_checkpoint
-from specgrad.run.runlog import MetricsLog, spec_hash, write_spec, write_summary
+from specgrad.optim.schedules import make_schedule
+from specgrad.run.batches import Batches
+from specgrad.run.checkpoint import CheckpointError, latest_checkpoint, prune_checkpoints, save_checkpoint
+from specgrad.run.retention import improved, to_keep
+from specgrad.run.settings import train_diagnostics
+from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
 from specgrad.spec import Spec
 from specgrad.spec.errors import Diagnostic, SpecError
 
@@ -31,6 +34,11 @@ INIT_STREAM, SHUFFLE_STREAM = 1, 2          # independent RNG streams derived fr
 
 class RunError(Exception):
     """A run that cannot start or continue (nothing to resume, damaged checkpoints, changed spec...)."""
+
+
+class Diverged(RunError):
+    """A non-finite loss, gradient or parameter under ``on_divergence: fail``, or parameters that turned
+    non-finite (never saved, whatever the policy)."""
 
 
 @dataclass
@@ -57,7 +65,7 @@ def latest_run_dir(name: str, root: Path = Path("runs")) -> Path | None:
 
 class _StopFlag:
     """SIGINT/SIGTERM ask the loop to stop at the next step boundary (after a checkpoint); a second SIGINT
-    stops at once."""
+    stops at once, saving nothing (KeyboardInterrupt reaches the caller)."""
 
     def __init__(self):
         self.signum = None
@@ -81,34 +89,51 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def _every(cfg: dict, done_steps: int, prev_batches: int, batches: int, per_epoch: int) -> bool:
+    """Whether a step that ends at ``done_steps`` (having consumed batches prev_batches..batches) is due
+    under ``{every: N steps, every_epochs: E}``."""
+    if cfg.get("every") and done_steps % cfg["every"] == 0:
+        return True
+    e = cfg.get("every_epochs")
+    return bool(e) and batches // per_epoch > prev_batches // per_epoch and (batches // per_epoch) % e == 0
+
+
 class Trainer:
-    def __init__(self, spec: Spec, run_dir: Path, hooks: Hooks | None = None):
+    def __init__(self, spec: Spec, run_dir: Path, hooks: Hooks | None = None, allow_spec_change: bool = False):
         self.spec, self.run_dir, self.hooks = spec, Path(run_dir), hooks or Hooks()
-        self.data_spec = spec.data
+        self.allow_spec_change = allow_spec_change
         self.model = spec.model
         cfg = spec.data
+        problems = train_diagnostics(cfg, self.model, spec.doc.loc)
+        if problems:
+            raise SpecError(problems)
         self.seed = cfg.get("seed", 0)
-        self.train_cfg = cfg["train"]
+        self.train_cfg = t = cfg["train"]
         self.splits = self._load_splits()
         self.data = self.splits["train"]
-        self.n = len(next(iter(self.data.values())))
-        bs = self.train_cfg.get("batch_size", "full")
-        self.batch_size = self.n if bs == "full" else min(int(bs), self.n)
-        self.full_batch = self.batch_size == self.n
-        self.steps_per_epoch = math.ceil(self.n / self.batch_size)
-        self.total_steps = self.train_cfg.get("steps") or self.train_cfg["epochs"] * self.steps_per_epoch
-        self.shuffle = self.train_cfg.get("shuffle", True) and not self.full_batch
+        self.batches = Batches(self.data, t.get("batch_size", "full"), t.get("shuffle", True),
+                               t.get("drop_last", False),
+                               np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(SHUFFLE_STREAM,))))
+        self.accumulate = t.get("accumulate", 1)
+        self.total_steps = t.get("steps") or max(1, t["epochs"] * self.batches.per_epoch // self.accumulate)
         self.params = init_params(self.model, np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(INIT_STREAM,))))
-        self.rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(SHUFFLE_STREAM,)))
         opt_cfg = cfg["optimizer"]
         self.optimizer = make_optimizer(opt_cfg, self.params)
-        self.schedule = SCHEDULES.create(normalize(cfg.get("schedule", "constant")), base_lr=opt_cfg["lr"],
-                                         total_steps=self.total_steps)
+        self.schedule = make_schedule(cfg.get("schedule"), opt_cfg["lr"], self.total_steps)
         self.plan = self.model.plan([self.model.loss, *self.model.grads])
         self.hash = spec_hash(cfg)
-        self.order = np.arange(self.n)
+        self.validation = self._validation_settings()
+        ck = t.get("checkpoint", {})
+        self.keep_last = ck.get("keep_last")
+        self.keep_best = ck.get("keep_best", 1 if self.validation else 0)
+        self.on_divergence = t.get("on_divergence", "stop")
+        # the run's evolving record, saved in every checkpoint
+        self.best: dict | None = None            # {"step": s, "value": v} of the best validation so far
+        self.stale = 0                           # validations since the best (for patience)
+        self.skipped = 0                         # steps skipped under on_divergence: skip
+        self.saved: dict[int, float | None] = {}  # retained checkpoints: step -> validation value there
 
-    # ------------------------------------------------------------------ data
+    # ------------------------------------------------------------------ settings
     def _load_splits(self) -> dict[str, dict[str, np.ndarray]]:
         splits = load_splits(self.spec.data["data"], self.seed)
         return {name: self._check_fields(raw) for name, raw in splits.items()}
@@ -133,23 +158,75 @@ class Trainer:
             raise SpecError(errors)
         return fields
 
-    def _batch(self, step: int) -> list[np.ndarray]:
-        if self.full_batch:
-            return list(self.data.values())
-        pos = step % self.steps_per_epoch
-        if pos == 0:
-            self.order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
-        idx = self.order[pos * self.batch_size:(pos + 1) * self.batch_size]
-        return [a[idx] for a in self.data.values()]
+    def _validation_settings(self) -> dict | None:
+        """``train.validation`` with its defaults (its settings were checked by ``train_diagnostics``)."""
+        v = self.train_cfg.get("validation")
+        if v is None:
+            return None
+        if "val" not in self.splits:
+            rows = sum(len(next(iter(fields.values()))) for fields in self.splits.values())
+            raise SpecError.at(self.spec.doc.loc(("data", "split", "val")),
+                               f"data.split.val leaves no rows for validation out of the data's {rows}")
+        return {"metric": v.get("metric", "loss"), "mode": v.get("mode", "min"), "patience": v.get("patience"),
+                "min_delta": v.get("min_delta", 0.0), "every": v.get("every"), "every_epochs": v.get("every_epochs")}
+
+    # ------------------------------------------------------------------ one step
+    def _forward_backward(self, batch: list[np.ndarray]) -> tuple[float, list[np.ndarray]]:
+        """Loss and gradients (same order as params) of one batch. The one place the plan is called: extra
+        per-step inputs (a dropout key drawn from a checkpointed RNG) join the feeds here, and state the plan
+        returns (batch-norm running statistics) is written back here; either then goes into ``_save`` /
+        ``_restore`` beside the optimizer state."""
+        loss, *grads = self.plan(*batch, *self.params.values())
+        return float(loss), grads
+
+    def _gradients(self, step: int) -> tuple[float, dict[str, np.ndarray]]:
+        """The step's loss and gradients: the mean over its ``accumulate`` batches, in writable arrays."""
+        total, acc = 0.0, None
+        for j in range(self.accumulate):
+            loss, grads = self._forward_backward(self.batches.get(step * self.accumulate + j))
+            total += loss
+            if acc is None:
+                # copies: the plan may hand back its own constants or read-only views, and clipping and
+                # accumulation write into these
+                acc = {n: np.array(g, dtype=p.dtype) for (n, p), g in zip(self.params.items(), grads)}
+            else:
+                for g_acc, g in zip(acc.values(), grads):
+                    g_acc += g
+        if self.accumulate > 1:
+            for g in acc.values():
+                g /= self.accumulate
+            total /= self.accumulate
+        return total, acc
+
+    def _validate(self) -> dict[str, float]:
+        return evaluate(self.model, self.params, self.splits["val"], self.spec.data.get("metrics", []))
 
     # ------------------------------------------------------------------ state
-    def _save(self, step: int) -> None:
+    def _save(self, step: int, value: float | None = None) -> None:
+        """Checkpoint ``step`` (``value``: its validation metric), then prune by the retention settings.
+        Refuses non-finite parameters: the last checkpoint stays the last finite one."""
+        bad = [k for k, v in self.params.items() if not np.isfinite(v).all()]
+        if bad:
+            raise Diverged(f"parameters {', '.join(bad)} are not finite at step {step}; not saving "
+                           f"(the last checkpoint is kept)")
+        self.saved[step] = value
+        pruning = self.keep_last is not None or self.keep_best
+        if pruning:
+            mode = self.validation["mode"] if self.validation else "min"
+            keep = to_keep(self.saved, self.keep_last, self.keep_best, mode)
+            self.saved = {s: v for s, v in self.saved.items() if s in keep}
+        order, rng_state = self.batches.state()
         arrays = {f"params/{k}": v for k, v in self.params.items()}
         arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_arrays().items()})
-        arrays["order"] = self.order
-        state = {"step": step, "epoch": step // self.steps_per_epoch, "rng": self.rng.bit_generator.state,
-                 "spec_hash": self.hash, "specgrad": __version__}
-        save_checkpoint(self.run_dir / "checkpoints", step, arrays, state)
+        arrays["order"] = order
+        state = {"step": step, "epoch": step * self.accumulate // self.batches.per_epoch, "rng": rng_state,
+                 "spec_hash": self.hash, "spec": self.spec.data, "specgrad": __version__,
+                 "best": self.best, "stale": self.stale, "skipped": self.skipped,
+                 "checkpoints": [[s, v] for s, v in sorted(self.saved.items())]}
+        root = self.run_dir / "checkpoints"
+        save_checkpoint(root, step, arrays, state)
+        if pruning:     # only now that the new checkpoint is complete
+            prune_checkpoints(root, [root / f"step-{s:08d}" for s in self.saved])
 
     def _restore(self) -> int:
         try:
@@ -159,78 +236,141 @@ class Trainer:
         if ckpt is None:
             raise RunError(f"nothing to resume: {self.run_dir} has no checkpoint")
         if ckpt.state.get("spec_hash") != self.hash:
-            raise RunError(f"the spec differs from the one {ckpt.path} was trained with; "
-                           "resume with the run's own spec.yaml")
+            diff = spec_diff(ckpt.state.get("spec", {}), self.spec.data)
+            shown = "\n".join(f"  {line}" for line in diff) or "  (the checkpoint does not record its spec)"
+            if not self.allow_spec_change:
+                raise RunError(f"the spec differs from the one {ckpt.path} was trained with:\n{shown}\n"
+                               "resume with the run's own spec.yaml, or pass --allow-spec-change")
+            self.hooks.on_warning(f"resuming {ckpt.path} with a changed spec:\n{shown}")
+            write_spec(self.run_dir, self.spec.data, __version__)
         try:
             for k, v in self.params.items():
-                v[...] = ckpt.arrays[f"params/{k}"]
+                saved = ckpt.arrays[f"params/{k}"]
+                if saved.shape != v.shape:
+                    raise ValueError(f"parameter '{k}' has shape {saved.shape}, the model's is {v.shape}")
+                v[...] = saved
             self.optimizer.load_state_arrays({k[len("optim/"):]: v for k, v in ckpt.arrays.items()
                                               if k.startswith("optim/")})
-            self.order = ckpt.arrays["order"]
-            self.rng.bit_generator.state = ckpt.state["rng"]
+            self.batches.restore(ckpt.arrays["order"], ckpt.state["rng"])
+            self.best, self.stale = ckpt.state.get("best"), ckpt.state.get("stale", 0)
+            self.skipped = ckpt.state.get("skipped", 0)
+            self.saved = {int(s): v for s, v in ckpt.state.get("checkpoints", [[ckpt.step, None]])}
         except (KeyError, ValueError, TypeError) as e:
             raise RunError(f"checkpoint {ckpt.path} does not fit this model: {e}") from None
         return ckpt.step
 
     # ------------------------------------------------------------------ loop
+    def _step(self, step: int, clip_settings: dict) -> dict | None:
+        """Optimizer step ``step`` (0-based) and its log record; None when the divergence policy stops the
+        run here (``on_divergence: fail`` raises instead)."""
+        loss, grads = self._gradients(step)
+        norms = param_norms(grads)
+        norm = global_norm(grads, norms)
+        lr = self.schedule(step)
+        finite = math.isfinite(loss) and math.isfinite(norm)
+        if finite:
+            clip(grads, clip_settings, norms)
+            self.optimizer.step(grads, lr)
+        else:
+            message = f"non-finite loss or gradient at step {step + 1}"
+            if self.on_divergence == "fail":
+                raise Diverged(f"{message} (on_divergence: fail)")
+            if self.on_divergence == "stop":
+                self.hooks.on_warning(f"{message}; stopping with the last finite parameters")
+                return None
+            self.skipped += 1
+            self.hooks.on_warning(f"{message}; step skipped")
+        k = self.accumulate
+        record = {"step": step + 1, "epoch": (step * k + k - 1) // self.batches.per_epoch,
+                  "loss": loss if math.isfinite(loss) else None, "lr": lr, "grad_norm": norm if finite else None,
+                  "grad_norms": {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
+        if not finite:
+            record["skipped"] = True
+        return record
+
+    def _validation_step(self, step: int, record: dict) -> tuple[float, bool]:
+        """Evaluate on the val split after ``step`` steps (into ``record``); the metric and whether it is a
+        new best. Updates the best and the patience count."""
+        record["val"] = results = self._validate()
+        value = results[self.validation["metric"]]
+        best = self.best["value"] if self.best else None
+        if improved(value, best, self.validation["mode"], self.validation["min_delta"]):
+            self.best, self.stale = {"step": step, "value": value}, 0
+            return value, True
+        self.stale += 1
+        return value, False
+
     def run(self, resume: bool = False) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start = self._restore() if resume else 0
         if not resume:
             write_spec(self.run_dir, self.spec.data, __version__)
         log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
-        every = self.train_cfg.get("checkpoint", {}).get("every")
-        log_every = self.train_cfg.get("log_every", max(1, self.total_steps // 100))
-        max_norm = self.train_cfg.get("clip", {}).get("max_norm")
-        names = list(self.params)
-        params = list(self.params.values())
-        status, step, t0 = "completed", start, time.perf_counter()
+        t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch
+        ckpt_cfg, log_every, clip_cfg = t.get("checkpoint", {}), t.get("log_every", 1), t.get("clip", {})
+        patience = self.validation and self.validation["patience"]
+        status, step, t0, stopped_early = "completed", start, time.perf_counter(), False
+        last_saved = start if resume else None
         self.hooks.on_start(start, self.total_steps)
+        stop = _StopFlag()
         try:
-            with _StopFlag() as stop:
+            # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
+            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while step < self.total_steps:
-                    loss, *grads = self.plan(*self._batch(step), *params)
-                    loss = float(loss)
-                    grads = {n: g if isinstance(g, np.ndarray) and g.flags.writeable else np.array(g)
-                             for n, g in zip(names, grads)}
-                    logged = (step + 1) % log_every == 0 or step + 1 == self.total_steps
-                    norm = global_norm(grads) if (logged or max_norm) else None
-                    if not (math.isfinite(loss) and (norm is None or math.isfinite(norm))):
+                    record = self._step(step, clip_cfg)
+                    if record is None:
                         status = "diverged"
-                        self.hooks.on_warning(f"non-finite loss or gradient at step {step + 1}; stopping "
-                                              "(parameters of the last checkpoint are kept)")
                         break
-                    if max_norm:
-                        clip_global_norm(grads, max_norm, norm)
-                    lr = self.schedule(step)
-                    self.optimizer.step(grads, lr)
                     step += 1
-                    if logged:
-                        log.write({"step": step, "epoch": (step - 1) // self.steps_per_epoch, "loss": loss,
-                                   "lr": lr, "grad_norm": norm})
-                    self.hooks.on_step(step, loss)
-                    if every and step % every == 0 and step < self.total_steps:
-                        log.flush()
-                        self._save(step)
-                    if stop.signum is not None:
+                    due = _every(ckpt_cfg, step, (step - 1) * k, step * k, per_epoch)
+                    value = None
+                    if self.validation and _every(self.validation, step, (step - 1) * k, step * k, per_epoch):
+                        value, new_best = self._validation_step(step, record)
+                        due = due or new_best
+                        stopped_early = bool(patience) and self.stale >= patience
+                    if "val" in record or step % log_every == 0 or step == self.total_steps:
+                        log.write(record)
+                    self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
+                    interrupted = stop.signum is not None
+                    if due or interrupted or stopped_early or step == self.total_steps:
+                        log.flush()                 # the log holds every step the checkpoint covers
+                        self._save(step, value)
+                        last_saved = step
+                    if interrupted:
                         status = "interrupted"
                         break
-        except KeyboardInterrupt:
-            status = "interrupted"
+                    if stopped_early:
+                        self.hooks.on_warning(f"early stop at step {step}: no better {self.validation['metric']} "
+                                              f"in {self.stale} evaluations (best at step {self.best['step']})")
+                        break
+        except Diverged:
+            self._summary("diverged", start, step, time.perf_counter() - t0, False, None)
+            raise
+        finally:
+            log.close()
         seconds = time.perf_counter() - t0
-        log.close()
-        if status != "diverged":
-            self._save(step)
+        if status == "diverged" and last_saved != step:
+            self._save(step)        # the parameters before the bad step: finite, the run's last good state
+        return self._summary(status, start, step, seconds, stopped_early, stop.signum)
+
+    def _summary(self, status, start, step, seconds, stopped_early, signum) -> dict:
         metrics = self.spec.data.get("metrics", [])
-        results = {name: evaluate(self.model, self.params, fields, metrics) for name, fields in self.splits.items()}
+        with np.errstate(all="ignore"):         # a diverged run's final values may be NaN; that is the report
+            results = {name: evaluate(self.model, self.params, fields, metrics) for name, fields in self.splits.items()}
         summary = {
-            "status": status, "steps": step, "epochs": step / self.steps_per_epoch, "seconds": round(seconds, 6),
+            "status": status, "steps": step, "epochs": step * self.accumulate / self.batches.per_epoch,
+            "seconds": round(seconds, 6),
             "steps_per_s": round((step - start) / seconds, 1) if seconds > 0 else None,
             "train": results["train"], "val": results.get("val", {}), "spec_hash": self.hash,
         }
         if "test" in results:
             summary["test"] = results["test"]
+        if self.validation:
+            summary["best"] = self.best
+            summary["stopped_early"] = stopped_early
+        if self.skipped:
+            summary["skipped_steps"] = self.skipped
         if status == "interrupted":
-            summary["signal"] = int(stop.signum or signal.SIGINT)
+            summary["signal"] = int(signum or signal.SIGINT)
         write_summary(self.run_dir, summary)
         return summary

@@ -63,19 +63,42 @@ def build_schema() -> dict:
             "output": {**NAME, "description": "the node holding the prediction"},
         },
     }
+    every = {"type": "integer", "minimum": 1}
     train = {
         "type": "object", "additionalProperties": False,
         "properties": {
             "steps": {"type": "integer", "minimum": 1, "description": "optimizer steps (or give epochs)"},
-            "epochs": {"type": "integer", "minimum": 1},
+            "epochs": {"type": "integer", "minimum": 1, "description": "passes over the training split"},
             "batch_size": {"if": {"type": "string"}, "then": {"const": "full"},
                            "else": {"type": "integer", "minimum": 1}},
-            "shuffle": {"type": "boolean"},
-            "clip": {"type": "object", "additionalProperties": False, "required": ["max_norm"],
-                     "properties": {"max_norm": POSITIVE}},
+            "shuffle": {"type": "boolean", "description": "reshuffle the rows each epoch, seeded (default true)"},
+            "drop_last": {"type": "boolean", "description": "skip each epoch's last, smaller batch"},
+            "accumulate": {**every, "description": "batches whose mean gradient makes one optimizer step"},
+            "clip": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                     "description": "applied in the order max_value, max_param_norm, max_norm",
+                     "properties": {"max_norm": {**POSITIVE, "description": "bound on the global L2 norm"},
+                                    "max_param_norm": {**POSITIVE, "description": "bound on each gradient's norm"},
+                                    "max_value": {**POSITIVE, "description": "bound on each component"}}},
             "checkpoint": {"type": "object", "additionalProperties": False,
-                           "properties": {"every": {"type": "integer", "minimum": 1}}},
-            "log_every": {"type": "integer", "minimum": 1},
+                           "properties": {"every": {**every, "description": "save every N steps"},
+                                          "every_epochs": {**every, "description": "save every N epochs"},
+                                          "keep_last": {**every, "description": "keep the N newest (default all)"},
+                                          "keep_best": {**every, "description": "keep the N best by the "
+                                                        "validation metric (default 1 with validation)"}}},
+            "validation": {
+                "type": "object", "additionalProperties": False,
+                "description": "evaluate on the val split; a new best saves a checkpoint",
+                "properties": {"every": {**every, "description": "evaluate every N steps"},
+                               "every_epochs": {**every, "description": "evaluate every N epochs"},
+                               "metric": {"type": "string", "description": "loss (default) or one of metrics"},
+                               "mode": {"enum": ["min", "max"], "description": "whether lower or higher is better"},
+                               "patience": {**every, "description": "stop after N evaluations without a new best"},
+                               "min_delta": {"type": "number", "minimum": 0,
+                                             "description": "the least change that counts as better"}}},
+            "on_divergence": {"enum": ["stop", "skip", "fail"],
+                              "description": "on a non-finite loss or gradient: stop (default; save the last "
+                                             "finite state), skip the step, or fail at once"},
+            "log_every": {**every, "description": "write every Nth step to metrics.jsonl (default 1)"},
         },
     }
     return {

@@ -1,0 +1,41 @@
+"""Batches of the training split: seeded reshuffling each epoch, optional drop_last. A batch is named by its
+global index (batch ``b`` of the run), so the optimizer step that consumes it, and a resumed run, agree on
+which rows it holds. The order of the current epoch and the RNG state are all a checkpoint needs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Batches:
+    def __init__(self, fields: dict[str, np.ndarray], batch_size: int | str, shuffle: bool, drop_last: bool,
+                 rng: np.random.Generator):
+        self.fields = list(fields.values())
+        self.n = len(self.fields[0])
+        self.size = self.n if batch_size == "full" else min(int(batch_size), self.n)
+        self.per_epoch = self.n // self.size if drop_last else math.ceil(self.n / self.size)
+        # a single batch holding every row in order needs no indexing (and no copy)
+        self.whole = self.size == self.n and not drop_last
+        self.shuffle = shuffle and not self.whole
+        self.rng = rng
+        self.order = np.arange(self.n)
+
+    def get(self, index: int) -> list[np.ndarray]:
+        """The arrays of batch ``index`` (counted from the start of the run)."""
+        if self.whole:
+            return self.fields
+        pos = index % self.per_epoch
+        if pos == 0:
+            self.order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        idx = self.order[pos * self.size:(pos + 1) * self.size]
+        return [a[idx] for a in self.fields]
+
+    def state(self) -> tuple[np.ndarray, dict]:
+        return self.order, self.rng.bit_generator.state
+
+    def restore(self, order: np.ndarray, rng_state: dict) -> None:
+        if order.shape != (self.n,):
+            raise ValueError(f"the saved batch order has {order.shape[0]} rows, the data has {self.n}")
+        self.order = order
+        self.rng.bit_generator.state = rng_state

@@ -1,0 +1,318 @@
+"""The training loop's promises: batching, accumulation, checkpoints and retention, validation and early
+stopping, divergence policies, spec changes on resume, metrics.jsonl, summary.json and plots."""
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import MODELS, run_cli
+from specgrad.run.batches import Batches
+from specgrad.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from specgrad.run.retention import improved, to_keep
+from specgrad.run.trainer import Diverged, Hooks, RunError, Trainer
+from specgrad.spec import SpecError, load_spec
+
+POLY = MODELS / "poly.yaml"
+VAL = ["data.split={val: 0.2}", "metrics=[mse]", "loss=mse", "optimizer={type: adam, lr: 0.05}"]
+
+
+def train(tmp_path, *overrides, resume=False, **kw):
+    trainer = Trainer(load_spec(POLY, list(overrides)), tmp_path, **kw)
+    return trainer, trainer.run(resume=resume)
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def steps_on_disk(run_dir):
+    return [int(p.name[5:]) for p in list_checkpoints(run_dir / "checkpoints")]
+
+
+# ---------------------------------------------------------------------------- batching
+
+def test_shuffling_is_seeded_and_differs_each_epoch():
+    fields = {"i": np.arange(10)}
+    a = Batches(fields, 4, True, False, np.random.default_rng(7))
+    b = Batches(fields, 4, True, False, np.random.default_rng(7))
+    epochs = [[a.get(e * 3 + j)[0] for j in range(3)] for e in range(2)]
+    assert [len(x) for x in epochs[0]] == [4, 4, 2]                 # the last batch is smaller...
+    for e in range(2):
+        assert sorted(np.concatenate(epochs[e])) == list(range(10))  # ...and each epoch sees every row once
+    assert not np.array_equal(np.concatenate(epochs[0]), np.concatenate(epochs[1]))
+    assert all(np.array_equal(b.get(i)[0], np.concatenate(epochs[i // 3])[4 * (i % 3):4 * (i % 3) + 4])
+               for i in range(6))
+
+
+def test_drop_last_skips_the_short_batch():
+    batches = Batches({"i": np.arange(10)}, 4, False, True, np.random.default_rng(0))
+    assert batches.per_epoch == 2
+    assert [list(batches.get(i)[0]) for i in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3]]
+
+
+def test_accumulating_k_batches_equals_one_k_times_larger_batch(tmp_path):
+    common = ["loss=mse", "train.shuffle=false", "train.steps=30", "optimizer.lr=0.1"]
+    big, _ = train(tmp_path / "big", *common, "train.batch_size=40")
+    acc, _ = train(tmp_path / "acc", *common, "train.batch_size=10", "train.accumulate=4")
+    np.testing.assert_allclose(acc.params["k"], big.params["k"], rtol=1e-12)
+    assert records(tmp_path / "acc")[0]["epoch"] == 0 and records(tmp_path / "acc")[5]["epoch"] == 1
+
+
+def test_epochs_count_optimizer_steps_through_accumulation(tmp_path):
+    spec = tmp_path / "epochs.yaml"
+    spec.write_text(POLY.read_text().replace("steps: 2000", "epochs: 3"))
+    trainer = Trainer(load_spec(spec, ["train.batch_size=50", "train.accumulate=2"]), tmp_path / "run")
+    summary = trainer.run()
+    assert trainer.total_steps == 6 and summary["steps"] == 6 and summary["epochs"] == 3.0
+
+
+# ---------------------------------------------------------------------------- checkpoints and retention
+
+def test_checkpoints_every_n_steps_every_epoch_and_at_the_end(tmp_path):
+    train(tmp_path / "s", "train.steps=25", "train.checkpoint={every: 10}")
+    assert steps_on_disk(tmp_path / "s") == [10, 20, 25]
+    train(tmp_path / "e", "train.steps=11", "train.batch_size=50", "train.checkpoint={every_epochs: 2}")
+    assert steps_on_disk(tmp_path / "e") == [8, 11]                  # 4 batches an epoch
+
+
+def test_keep_last_keeps_the_newest(tmp_path):
+    train(tmp_path, "train.steps=50", "train.checkpoint={every: 5, keep_last: 3}")
+    assert steps_on_disk(tmp_path) == [40, 45, 50]
+
+
+def scripted_validation(trainer, values):
+    """Validation that returns ``values`` in turn (as mse), so the best and the ties are known in advance."""
+    it = iter(values)
+    trainer._validate = lambda: {"loss": 0.0, "mse": next(it)}
+
+
+SCRIPT = [0.5, 0.3, 0.4, 0.3, float("nan"), 0.35, 0.6, 0.7, 0.8, 0.9]   # validations at steps 4, 8, ..., 40
+
+
+def test_a_new_best_saves_and_survives_retention(tmp_path):
+    trainer = Trainer(load_spec(POLY, [*VAL, "train.steps=40", "train.validation={every: 4, metric: mse}",
+                                       "train.checkpoint={every: 10, keep_last: 2}"]), tmp_path)
+    scripted_validation(trainer, SCRIPT)
+    summary = trainer.run()
+    # saved: 4 and 8 (new bests), 10, 20, 30, 40 (every 10); the tie at 12 and the NaN at 20 are not best
+    assert summary["best"] == {"step": 8, "value": 0.3}
+    assert steps_on_disk(tmp_path) == [8, 30, 40]
+
+
+def test_keep_best_keeps_the_m_best_and_never_a_nan(tmp_path):
+    trainer = Trainer(load_spec(POLY, [*VAL, "train.steps=40", "train.validation={every: 4, metric: mse}",
+                                       "train.checkpoint={every: 4, keep_last: 1, keep_best: 3}"]), tmp_path)
+    scripted_validation(trainer, SCRIPT)
+    trainer.run()
+    # ranked: 0.3 at 8, 0.3 at 16 (tie: the earlier first), 0.35 at 24; the NaN at 20 never counts
+    assert steps_on_disk(tmp_path) == [8, 16, 24, 40]
+    assert json.loads((tmp_path / "checkpoints" / "step-00000040" / "state.json").read_text())["checkpoints"] == [
+        [8, 0.3], [16, 0.3], [24, 0.35], [40, 0.9]]
+
+
+def test_retention_rules():
+    saved = {10: 0.5, 20: float("nan"), 30: 0.3, 40: 0.3, 50: None, 60: 0.9}
+    assert to_keep(saved, 1, 1, "min") == {60, 30}                  # tie: the earlier reached it first
+    assert to_keep(saved, 2, 2, "min") == {50, 60, 30, 40}
+    assert to_keep(saved, 1, 1, "max") == {60}
+    assert to_keep(saved, None, 0, "min") == set(saved)
+    assert to_keep({20: float("nan")}, None, 1, "min") == {20}       # NaN is never best, but keep_last is all
+    assert not improved(float("nan"), None, "min") and not improved(0.3, 0.3, "min")
+    assert improved(0.29, 0.3, "min") and not improved(0.295, 0.3, "min", min_delta=0.01)
+
+
+# ---------------------------------------------------------------------------- validation and early stopping
+
+def test_early_stopping_after_patience_evaluations_without_a_better_metric(tmp_path):
+    trainer = Trainer(load_spec(POLY, [*VAL, "train.steps=400", "train.validation={every: 4, patience: 3, metric: mse}"]), tmp_path)
+    scripted_validation(trainer, SCRIPT)
+    summary = trainer.run()
+    # best 0.3 at step 8; 12 (a tie), 16, 20 are not better: the third stale evaluation stops the run
+    assert summary["stopped_early"] and summary["steps"] == 20 and summary["status"] == "completed"
+    assert summary["best"] == {"step": 8, "value": 0.3}
+    assert steps_on_disk(tmp_path) == [4, 8, 20]
+
+
+def test_validation_is_the_loss_and_metrics_on_the_val_split(tmp_path):
+    from specgrad.metrics import evaluate
+    trainer, _ = train(tmp_path, *VAL, "train.steps=5", "train.validation={every: 5}")
+    want = evaluate(trainer.model, trainer.params, trainer.splits["val"], ["mse"])
+    assert records(tmp_path)[-1]["val"] == want and len(trainer.splits["val"]["x"]) == 40
+
+
+def test_validation_needs_a_val_split_and_a_computed_metric(tmp_path):
+    with pytest.raises(SpecError, match="needs a validation split"):
+        train(tmp_path, "train.validation={every: 2}")
+    with pytest.raises(SpecError, match="metric 'r2' is not computed"):
+        train(tmp_path, *VAL, "train.validation={every: 2, metric: r2}")
+    with pytest.raises(SpecError, match="leaves no rows for validation out of the data's 200"):
+        train(tmp_path, *VAL, "data.split={val: 0.001}", "train.validation={every: 2}")
+
+
+def test_settings_errors_are_reported_together_and_located(tmp_path):
+    result = run_cli("train", POLY, "--set", "train.validation={metric: r2}", "--set", "optimizer.nesterov=true",
+                     "--run-dir", tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "--set train.validation={metric: r2}:1:18: error: train.validation needs a validation split: set "
+        "data.split.val (e.g. 0.2)",
+        "--set train.validation={metric: r2}:1:18: error: train.validation.metric 'r2' is not computed; use one "
+        "of loss (or add it to metrics)",
+        "--set train.validation={metric: r2}:1:18: error: train.validation needs 'every' or 'every_epochs'",
+        f"{POLY}:29:12: error: optimizer: nesterov momentum needs momentum > 0 and dampening 0",
+    ]
+
+
+# ---------------------------------------------------------------------------- divergence
+
+def poison_at(trainer, step, where):
+    """Make the gradient (or the loss) of optimizer step ``step`` (0-based) non-finite."""
+    real = trainer._gradients
+
+    def gradients(s):
+        loss, grads = real(s)
+        if s == step:
+            if where == "loss":
+                loss = float("nan")
+            else:
+                grads["k"][2] = np.inf
+        return loss, grads
+    trainer._gradients = gradients
+
+
+@pytest.mark.parametrize("where", ["loss", "grad"])
+def test_divergence_stop_keeps_the_last_finite_state(tmp_path, where):
+    trainer = Trainer(load_spec(POLY, ["train.steps=30", "train.checkpoint={every: 5}"]), tmp_path)
+    poison_at(trainer, 12, where)
+    warnings = []
+    trainer.hooks = Hooks(on_warning=warnings.append)
+    summary = trainer.run()
+    assert summary["status"] == "diverged" and summary["steps"] == 12
+    assert "non-finite loss or gradient at step 13" in warnings[0]
+    ckpt = latest_checkpoint(tmp_path / "checkpoints")
+    assert ckpt.step == 12 and np.isfinite(ckpt.arrays["params/k"]).all()
+    assert ckpt.arrays["params/k"].tobytes() == trainer.params["k"].tobytes()
+
+
+def test_divergence_skip_leaves_parameters_and_optimizer_untouched(tmp_path):
+    trainer = Trainer(load_spec(POLY, ["train.steps=20", "optimizer={type: adam, lr: 0.01}",
+                                       "train.on_divergence=skip"]), tmp_path)
+    poison_at(trainer, 5, "grad")
+    summary = trainer.run()
+    assert summary["status"] == "completed" and summary["skipped_steps"] == 1
+    log = records(tmp_path)
+    assert log[5]["skipped"] and log[5]["loss"] is not None and log[5]["grad_norm"] is None
+    assert int(trainer.optimizer.t) == 19 and np.isfinite(trainer.params["k"]).all()
+
+
+def test_divergence_fail_raises_and_saves_nothing_new(tmp_path):
+    trainer = Trainer(load_spec(POLY, ["train.steps=20", "train.checkpoint={every: 4}",
+                                       "train.on_divergence=fail"]), tmp_path)
+    poison_at(trainer, 9, "loss")
+    with pytest.raises(Diverged, match="step 10 .on_divergence: fail"):
+        trainer.run()
+    assert steps_on_disk(tmp_path) == [4, 8]
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_non_finite_parameters_are_never_saved(tmp_path):
+    # a finite gradient times a huge lr overflows the parameters: the save is refused
+    trainer = Trainer(load_spec(POLY, ["train.steps=40", "optimizer.lr=1.0e+308", "train.checkpoint={every: 1}"]),
+                      tmp_path)
+    with pytest.raises(Diverged, match="not finite"):
+        trainer.run()
+    for path in list_checkpoints(tmp_path / "checkpoints"):
+        assert np.isfinite(load_checkpoint(path).arrays["params/k"]).all()
+
+
+# ---------------------------------------------------------------------------- resume and spec changes
+
+def test_resume_with_a_changed_spec_shows_the_difference(tmp_path):
+    train(tmp_path, "train.steps=20")
+    with pytest.raises(RunError) as err:
+        train(tmp_path, "train.steps=30", "optimizer.lr=0.002", resume=True)
+    assert "optimizer.lr: 0.001 -> 0.002" in str(err.value) and "train.steps: 20 -> 30" in str(err.value)
+    assert "--allow-spec-change" in str(err.value)
+    warnings = []
+    trainer, summary = train(tmp_path, "train.steps=30", resume=True, allow_spec_change=True,
+                             hooks=Hooks(on_warning=warnings.append))
+    assert summary["steps"] == 30 and "train.steps: 20 -> 30" in warnings[0]
+    assert "steps: 30" in (tmp_path / "spec.yaml").read_text()
+
+
+def test_cli_refuses_a_changed_spec_unless_allowed(tmp_path):
+    assert run_cli("train", POLY, "--set", "train.steps=20", "--run-dir", tmp_path, "-q").returncode == 0
+    refused = run_cli("train", POLY, "--set", "train.steps=25", "--run-dir", tmp_path, "--resume", "-q")
+    assert refused.returncode == 1 and "train.steps: 20 -> 25" in refused.stderr
+    allowed = run_cli("train", POLY, "--set", "train.steps=25", "--run-dir", tmp_path, "--resume",
+                      "--allow-spec-change")
+    assert allowed.returncode == 0 and "completed: 25 steps" in allowed.stdout
+
+
+# ---------------------------------------------------------------------------- observability
+
+def test_metrics_jsonl_has_every_field(tmp_path):
+    train(tmp_path, *VAL, "train.steps=6", "train.validation={every: 3}", "train.clip={max_norm: 0.01}")
+    log = records(tmp_path)
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    first = log[0]
+    assert set(first) == {"step", "epoch", "loss", "lr", "grad_norm", "grad_norms"}
+    assert first["grad_norm"] == pytest.approx(math.sqrt(sum(v * v for v in first["grad_norms"].values())))
+    assert first["grad_norm"] > 0.01                                 # logged before clipping
+    assert set(log[2]["val"]) == {"loss", "mse"}
+
+
+def test_log_every_thins_the_log_but_keeps_the_last_step(tmp_path):
+    train(tmp_path, "train.steps=25", "train.log_every=10")
+    assert [r["step"] for r in records(tmp_path)] == [10, 20, 25]
+
+
+def test_summary_follows_the_contract(tmp_path):
+    _, summary = train(tmp_path, *VAL, "train.steps=10", "train.validation={every: 5}")
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == summary
+    assert {"status", "steps", "epochs", "seconds", "steps_per_s", "train", "val", "spec_hash"} <= set(summary)
+    assert summary["status"] == "completed" and set(summary["val"]) == {"loss", "mse"}
+
+
+def test_plain_progress_lines_without_a_terminal(tmp_path):
+    result = run_cli("train", POLY, "--set", "train.steps=100", "--run-dir", tmp_path)
+    lines = [l for l in result.stdout.splitlines() if l.startswith("step ")]
+    assert len(lines) == 10 and lines[-1].startswith("step 100/100 (100%)  loss ") and "eta" in lines[0]
+    assert run_cli("train", POLY, "--set", "train.steps=100", "--run-dir", tmp_path / "q", "-q").stdout == ""
+
+
+def test_plot_writes_a_png(tmp_path):
+    train(tmp_path, *VAL, "train.steps=20", "train.validation={every: 5}")
+    result = run_cli("plot", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
+    from specgrad.run.plot import PlotError, plot_run
+    train(tmp_path, "train.steps=5")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)             # import matplotlib now fails
+    with pytest.raises(PlotError, match=r"pip install 'specgrad\[plot\]'"):
+        plot_run(tmp_path)
+
+
+def test_plot_of_a_folder_without_metrics_is_a_clear_error(tmp_path):
+    result = run_cli("plot", tmp_path)
+    assert result.returncode == 1 and "metrics.jsonl" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_progress_bar_on_a_terminal_shows_loss_and_eta(monkeypatch):
+    from rich.progress import TimeRemainingColumn
+    from specgrad import cli
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    progress = cli._Progress(quiet=False)
+    assert progress.bar is not None
+    assert any(isinstance(c, TimeRemainingColumn) for c in progress.bar.columns)
+    hooks = progress.hooks()
+    hooks.on_start(0, 100)
+    hooks.on_step(10, 0.25)
+    task = progress.bar.tasks[0]
+    assert (task.completed, task.total, task.fields["loss"]) == (10, 100, 0.25)

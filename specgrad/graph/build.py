@@ -238,7 +238,7 @@ class _Builder:
             except (LayerError, ShapeError) as e:
                 broken.add(name)
                 previous = _BROKEN
-                self.errors.append(Diagnostic(f"node '{name}': {e}", self.where(here)))
+                self.errors.append(Diagnostic(f"node '{name}': {e}", self.where(here + getattr(e, "at", ()))))
         return None if previous is _BROKEN else previous
 
     def node(self, body, scope, broken, full_name, previous, here, overrides) -> Node:
@@ -291,8 +291,10 @@ class _Builder:
         unused = sorted(k for k in init if (full_name, k) not in self.collected.used_overrides)
         if unused:
             own = sorted(n[len(full_name) + 1:] for n in self.collected.inits if n.startswith(full_name + "."))
-            raise LayerError(f"init names '{unused[0]}', which is not a parameter of this layer "
-                             f"(it has {', '.join(own) or 'none'})")
+            names = sorted({*own, *(n.rsplit(".", 1)[-1] for n in own)})
+            hint = _dym(unused[0], names) or f" (it has {', '.join(own) or 'none'})"
+            raise LayerError(f"init names '{unused[0]}', which is not a parameter of this layer{hint}",
+                             at=("init", unused[0]))
         return out
 
 

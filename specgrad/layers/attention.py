@@ -5,13 +5,14 @@ import numpy as np
 
 from specgrad.layers.base import LAYERS, LayerError
 from specgrad.layers.dense import BIAS, UNITS, linear
+from specgrad.ops.registry import fmt_shape
 
 MASKED = -1e9   # added to the scores a causal mask hides: exp underflows to exactly 0 in softmax
 
 
 def _sequence(x, what):
     if x.ndim != 3 or not all(isinstance(d, int) for d in x.shape[1:]):
-        raise LayerError(f"attention needs {what} [B, T, features], got shape {list(x.shape)}")
+        raise LayerError(f"attention needs {what} [B, T, features], got shape {fmt_shape(x.shape)}")
     return x.shape[1], x.shape[2]
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from specgrad.layers.base import LAYERS, LayerError
-from specgrad.ops.registry import REGISTRY
+from specgrad.ops.registry import REGISTRY, fmt_shape
 
 UNITS = {"type": "integer", "minimum": 1}
 BIAS = {"type": "boolean", "description": "add a learned bias (default true)"}
@@ -13,7 +13,7 @@ RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "silu"}
 
 def features(x, layer: str) -> int:
     if not x.shape or not isinstance(x.shape[-1], int):
-        raise LayerError(f"{layer} needs an input with a feature axis last, got shape {list(x.shape)}")
+        raise LayerError(f"{layer} needs an input with a feature axis last, got shape {fmt_shape(x.shape)}")
     return x.shape[-1]
 
 

@@ -1,9 +1,10 @@
 """Normalization and regularization: layernorm, batchnorm (running statistics as state), dropout."""
 from __future__ import annotations
 
+from specgrad.components import FRACTION, POSITIVE
 from specgrad.layers.base import LAYERS, LayerError
 from specgrad.layers.dense import features
-from specgrad.components import FRACTION, POSITIVE
+from specgrad.ops.registry import fmt_shape
 
 EPS = {**POSITIVE, "description": "added to the variance before the square root (default 1e-5)"}
 AFFINE = {"type": "boolean", "description": "learn a per-feature scale and bias (default true)"}
@@ -41,7 +42,7 @@ def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True, axis=1):
     and updates running ones (state running_mean, running_var), evaluation uses the running ones"""
     if x.ndim < 2 or not -x.ndim <= axis < x.ndim or axis % x.ndim == 0:
         raise LayerError(f"batchnorm's feature axis {axis} must be a non-batch axis of its input, "
-                         f"whose shape is {list(x.shape)}")
+                         f"whose shape is {fmt_shape(x.shape)}")
     axis %= x.ndim
     n = x.shape[axis]
     axes = [a for a in range(x.ndim) if a != axis]

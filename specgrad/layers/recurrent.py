@@ -5,6 +5,7 @@ import numpy as np
 
 from specgrad.layers.base import LAYERS, LayerError
 from specgrad.layers.dense import UNITS
+from specgrad.ops.registry import fmt_shape
 
 RETURN_SEQUENCES = {"type": "boolean",
                     "description": "output every step's hidden state [B, T, units] (default true) or only the "
@@ -13,7 +14,7 @@ RETURN_SEQUENCES = {"type": "boolean",
 
 def _check(x, layer):
     if x.ndim != 3 or not all(isinstance(d, int) for d in x.shape[1:]):
-        raise LayerError(f"{layer} needs sequences [B, T, features], got shape {list(x.shape)}")
+        raise LayerError(f"{layer} needs sequences [B, T, features], got shape {fmt_shape(x.shape)}")
 
 
 def _steps(ctx, x):

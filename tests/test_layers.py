@@ -1,11 +1,18 @@
 """Layers: every registered layer's gradient against finite differences (the test enumerates the registry),
 and each layer's forward values against an independent numpy reference or a closed-form property."""
+import re
+
 import numpy as np
 import pytest
+import yaml
+from jsonschema import Draft202012Validator
 
+from conftest import ROOT
 from specgrad.graph.build import build_model, init_params, init_state, step_key
+from specgrad.init import INITIALIZERS
 from specgrad.layers import LAYERS
 from specgrad.ops import REGISTRY
+from specgrad.spec.schema import build_schema
 
 
 def model_of(nodes, inputs, output="out", loss="sse"):
@@ -78,8 +85,8 @@ CASES = {
     "flatten": [([{"c": {"layer": "conv2d", "input": "x", "filters": 2, "kernel": 3}},
                   {"out": {"layer": "flatten"}}], {"x": [1, 4, 4]})],
     "residual": [([PRE, {"out": {"layer": "residual", "body": [
-        {"a": {"layer": "linear", "units": 6}}, {"b": "tanh(a)"}, {"c": {"layer": "linear", "input": "b", "units": 4}}]}}],
-        {"x": [5]})],
+        {"a": {"layer": "linear", "units": 6}}, {"b": "tanh(a)"},
+        {"c": {"layer": "linear", "input": "b", "units": 4}}]}}], {"x": [5]})],
     "attention": [([PRE, {"out": {"layer": "attention", "heads": 2}}], {"x": [3, 5]}),
                   ([PRE, {"out": {"layer": "attention", "heads": 1, "causal": True, "units": 6}}], {"x": [4, 5]}),
                   ([PRE, {"ctx": {"layer": "linear", "input": "x", "units": 3}},
@@ -314,3 +321,40 @@ def test_recurrent_layers_match_a_numpy_loop(layer, reference):
 def test_mlp_activations_are_registered_ops():
     from specgrad.layers.dense import ACTIVATIONS
     assert "relu" in ACTIVATIONS and all(a in REGISTRY for a in ACTIVATIONS)
+
+
+# ------------------------------------------------------------------------------------------------ docs
+DOCS = ROOT / "docs" / "layers.md"
+
+
+def test_docs_describe_every_layer_and_initializer():
+    text = DOCS.read_text()
+    headings = {h.strip() for line in text.splitlines() if line.startswith("### ") for h in line[4:].split(",")}
+    assert set(LAYERS.names()) <= headings
+    rows = {name.strip(" `") for line in text.splitlines() if line.startswith("| `")
+            for name in line.split("|")[1].split(",")}
+    assert set(INITIALIZERS.names()) <= rows
+
+
+def test_docs_snippets_are_valid_nodes():
+    """Every node of the yaml snippets in the docs that uses a layer passes the spec schema."""
+    schema = build_schema()
+    node_schema = Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/node"})
+    snippets = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+    nodes = []
+
+    def collect(value):
+        if isinstance(value, list):
+            nodes.extend(v for v in value if isinstance(v, dict) and len(v) == 1)
+            for v in value:
+                collect(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                collect(v)
+    for text in snippets:
+        collect(yaml.safe_load(text))
+    layered = [n for n in nodes if isinstance(next(iter(n.values())), dict) and "layer" in next(iter(n.values()))]
+    assert {next(iter(n.values()))["layer"] for n in layered} == set(LAYERS.names())
+    for node in layered:
+        errors = [e.message for e in node_schema.iter_errors(node)]
+        assert not errors, (node, errors)

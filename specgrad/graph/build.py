@@ -45,7 +45,8 @@ class Forward:
 
     @property
     def feeds(self) -> list[Node]:
-        return [*self.inputs.values(), *self.params.values(), *self.state.values(), *([self.rng] if self.rng else [])]
+        return [*self.inputs.values(), *self.params.values(), *self.state.values(),
+                *([self.rng] if self.rng is not None else [])]
 
     def plan(self, outputs) -> Plan:
         """A plan called with ``feed(...)``'s values (just data fields and parameters for a stateless model)."""
@@ -55,7 +56,7 @@ class Forward:
         """Values in ``feeds`` order; fields the outputs do not need (the target, for a prediction) may be absent."""
         state = state or {}
         return [*(fields.get(n) for n in self.inputs), *(params[n] for n in self.params),
-                *(state[n] for n in self.state), *([key] if self.rng else [])]
+                *(state[n] for n in self.state), *([key] if self.rng is not None else [])]
 
 
 @dataclass

@@ -24,9 +24,10 @@ def _sequence(x, what):
     "bias": BIAS,
 }, required=["heads"])
 def attention(ctx, x, context=None, *, heads, units=None, causal=False, bias=True):
-    """multi-head scaled dot-product attention: queries from x [B, T, D], keys and values from x (self-attention)
-    or from a second input [B, S, E] (cross-attention); linear projections query, key, value, output
-    (glorot_uniform); [B, T, D] -> [B, T, D]"""
+    """multi-head scaled dot-product attention: [B, T, D] -> [B, T, D]
+
+    Queries come from x, keys and values from x (self-attention) or from a second input [B, S, E]
+    (cross-attention); the projections query, key, value and output are linear layers (glorot_uniform)."""
     steps, width = _sequence(x, "an input")
     source = x if context is None else context
     source_steps, _ = _sequence(source, "a context")

@@ -60,8 +60,8 @@ class Collected:
     state: dict[str, Node] = field(default_factory=dict)
     state_updates: dict[str, Node] = field(default_factory=dict)
     key: Node | None = None
-    key_users: int = 0
-    used_overrides: set = field(default_factory=set)   # (node, key) pairs of ``init`` that named a parameter                 # layers that asked for a key so far (each gets its own)
+    key_users: int = 0                 # layers that asked for a key so far (each gets a salt of its own)
+    used_overrides: set = field(default_factory=set)   # (node, key) pairs of an ``init`` that named a parameter
     mode_dependent: bool = False       # some layer read ``ctx.training``: train and eval graphs differ
 
 

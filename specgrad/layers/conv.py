@@ -36,8 +36,9 @@ def _image(x, layer):
 @LAYERS.register("conv2d", {"filters": UNITS, "kernel": SIZE, "stride": SIZE, "padding": PADDING, "bias": BIAS},
                  required=["filters", "kernel"])
 def conv2d(ctx, x, *, filters, kernel, stride=1, padding="valid", bias=True):
-    """2-D convolution (cross-correlation): [B, C, H, W] -> [B, filters, H', W']; weight [filters, C, kh, kw]
-    glorot_uniform over the receptive field, bias zeros"""
+    """2-D convolution (cross-correlation): [B, C, H, W] -> [B, filters, H', W']
+
+    weight [filters, C, kh, kw] glorot_uniform with the receptive field in its fans, bias zeros."""
     _image(x, "conv2d")
     kh, kw = _pair(kernel)
     channels = x.shape[1]

@@ -120,6 +120,20 @@ def test_layer_gradient_matches_finite_differences(name, nodes, inputs):
     assert err < 1e-7, f"{name}: relative error {err:.2e}"
 
 
+# Known defect outside the layers (branch ops): powers' VJP builds its shift matrix as a float64 constant.
+FLOAT32_DEFECTS = {"polynomial": "ops: the VJP of powers promotes float32 to float64"}
+
+
+@pytest.mark.parametrize("name,nodes,inputs", [
+    pytest.param(n, *cases[0], marks=[pytest.mark.xfail(strict=True, reason=FLOAT32_DEFECTS[n])]
+                 if n in FLOAT32_DEFECTS else []) for n, cases in CASES.items()])
+def test_float32_models_stay_float32_forward_and_backward(name, nodes, inputs):
+    spec = {"dtype": "float32", "model": {"inputs": inputs, "nodes": nodes, "output": "out"}, "loss": "sse"}
+    model = build_model(spec, lambda path: None)
+    wide = [n for n in model.graph.nodes if n.dtype == np.float64]
+    assert not wide, f"{name}: float64 nodes {[n.op for n in wide]}"
+
+
 # ------------------------------------------------------------------------------------- forward values
 def test_linear_and_mlp_forward():
     model = model_of([{"h": {"layer": "linear", "input": "x", "units": 4}},

@@ -15,7 +15,7 @@ def _normalize(ctx, x, axes, eps):
     mean = ctx.apply("mean", x, axis=axes, keepdims=True)
     centered = x - mean
     var = ctx.apply("mean", ctx.apply("square", centered), axis=axes, keepdims=True)
-    return centered * (var + eps) ** -0.5, mean, var
+    return centered / ctx.apply("sqrt", var + eps), mean, var
 
 
 def _affine(ctx, y, n):
@@ -57,7 +57,7 @@ def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True, axis=1):
         ctx.update(running_mean, (1 - momentum) * running_mean + momentum * batch_mean)
         ctx.update(running_var, (1 - momentum) * running_var + (momentum * unbiased) * batch_var)
     else:
-        y = (x - _per_feature(ctx, running_mean, x, axis)) * (_per_feature(ctx, running_var, x, axis) + eps) ** -0.5
+        y = (x - _per_feature(ctx, running_mean, x, axis)) / ctx.apply("sqrt", _per_feature(ctx, running_var, x, axis) + eps)
     if not affine:
         return y
     scale, bias = ctx.param("scale", (n,), "ones"), ctx.param("bias", (n,), "zeros")

@@ -2,6 +2,8 @@
 and each layer's forward values against an independent numpy reference or a closed-form property."""
 import re
 
+import autograd
+import autograd.numpy as anp
 import numpy as np
 import pytest
 import yaml
@@ -372,3 +374,58 @@ def test_docs_snippets_are_valid_nodes():
     for node in layered:
         errors = [e.message for e in node_schema.iter_errors(node)]
         assert not errors, (node, errors)
+
+
+def test_residual_blocks_nest():
+    model = model_of([{"out": {"layer": "residual", "input": "x", "body": [
+        {"inner": {"layer": "residual", "body": [{"a": {"layer": "linear", "units": 3}}]}},
+        {"b": {"layer": "linear", "units": 3}}]}}], {"x": [3]})
+    assert list(model.params) == ["out.inner.a.weight", "out.inner.a.bias", "out.b.weight", "out.b.bias"]
+    p = random_params(model)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    inner = x + x @ p["out.inner.a.weight"] + p["out.inner.a.bias"]
+    np.testing.assert_allclose(forward(model, {"x": x}, p)[0], x + inner @ p["out.b.weight"] + p["out.b.bias"],
+                               rtol=1e-13)
+
+
+# ------------------------------------------------------------------ gradients against HIPS autograd
+def autograd_lstm(p, x):
+    W, U, b = p["out.weight"], p["out.recurrent_weight"], p["out.bias"]
+    H = U.shape[0]
+    sig = lambda z: 1 / (1 + anp.exp(-z))
+    h = c = anp.zeros((x.shape[0], H))
+    hs = []
+    for t in range(x.shape[1]):
+        z = anp.dot(x[:, t], W) + anp.dot(h, U) + b
+        c = sig(z[:, H:2 * H]) * c + sig(z[:, :H]) * anp.tanh(z[:, 2 * H:3 * H])
+        h = sig(z[:, 3 * H:]) * anp.tanh(c)
+        hs.append(h)
+    return anp.stack(hs, 1)
+
+
+def autograd_attention(p, x, heads=2, causal=True):
+    lin = lambda name, v: anp.dot(v, p[f"out.{name}.weight"]) + p[f"out.{name}.bias"]
+    B, T, D = x.shape
+    size = D // heads
+    split = lambda v: anp.transpose(anp.reshape(v, (B, T, heads, size)), (0, 2, 1, 3))
+    q, k, v = split(lin("query", x)), split(lin("key", x)), split(lin("value", x))
+    scores = anp.einsum("bhts,bhus->bhtu", q, k) / np.sqrt(size)
+    if causal:
+        scores = anp.where(np.tril(np.ones((T, T))) > 0, scores, -1e30)
+    e = anp.exp(scores - anp.max(scores, -1, keepdims=True))
+    mixed = anp.einsum("bhtu,bhus->bhts", e / anp.sum(e, -1, keepdims=True), v)
+    return lin("output", anp.reshape(anp.transpose(mixed, (0, 2, 1, 3)), (B, T, D)))
+
+
+@pytest.mark.parametrize("node,reference", [
+    ({"layer": "lstm", "units": 3}, autograd_lstm),
+    ({"layer": "attention", "heads": 2, "causal": True}, autograd_attention),
+])
+def test_gradients_match_hips_autograd(node, reference):
+    model = model_of([{"out": {**node, "input": "x"}}], {"x": [5, 4]})
+    fields = with_target(model, {"x": np.random.default_rng(0).standard_normal((3, 5, 4))})
+    p = random_params(model)
+    _, *grads = model.plan([model.loss, *model.grads])(*model.feed(fields, p))
+    expected = autograd.grad(lambda q: anp.sum((reference(q, fields["x"]) - fields["y"]) ** 2))(p)
+    for name, g in zip(model.params, grads):
+        np.testing.assert_allclose(g, expected[name], rtol=1e-10, atol=1e-12, err_msg=name)

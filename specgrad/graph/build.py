@@ -67,11 +67,11 @@ class Model(Forward):
     grads: list[Node]                # same order as params
     state_inits: dict[str, dict]     # state name -> initializer settings of its first value
     state_updates: dict[str, Node]   # state name -> its value after a training step (train graph)
-    eval: Forward                    # the eval-mode graph (this very one when no layer depends on the mode)
+    eval: Forward                    # the eval-mode graph (the train graph when no layer depends on the mode)
     warnings: list[Diagnostic]
 
 
-def step_key(seed: int, step: int) -> np.ndarray:
+def step_key(seed: int, step: int) -> np.uint64:
     """The random key fed at ``step``: a function of the spec's seed and the step only, so a resumed run
     draws the same dropout masks as one that never stopped (each layer adds a salt of its own)."""
     return np.random.SeedSequence([seed, KEY_STREAM, step]).generate_state(1, np.uint64)[0]
@@ -107,7 +107,8 @@ class TrainStep:
         key = [step_key(self.seed, step)] if model.rng is not None else []
         loss, *rest = self.plan(*batch, *params, *self.state.values(), *key)
         n = len(model.grads)
-        self.state.update(zip(model.state_updates, rest[n:]))
+        # copies: the plan may reuse its output buffers in the next call
+        self.state.update((name, np.array(value)) for name, value in zip(model.state_updates, rest[n:]))
         return loss, rest[:n]
 
     def state_arrays(self) -> dict[str, np.ndarray]:

@@ -82,8 +82,8 @@ def test_resumed_run_with_batchnorm_and_dropout_is_bitwise_equal(spec_file, tmp_
     assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
 
 
-def test_dropout_masks_change_from_step_to_step(spec_file, tmp_path):
-    # with dropout at rate 0 the run is a different one: dropout really acts during training
+def test_dropout_changes_the_training_run(spec_file, tmp_path):
+    # the trainer really feeds dropout a key: at rate 0 the run ends with other parameters
     a = Trainer(load_spec(spec_file), tmp_path / "a").run()
     b = Trainer(load_spec(spec_file, ["model.nodes.4.d.rate=0.0"]), tmp_path / "b").run()
     assert a["train"]["loss"] != b["train"]["loss"]
@@ -152,3 +152,5 @@ def test_layer_arity_and_missing_input(tmp_path):
     assert errors == ["11:10: node 'h': layer linear takes 1 input(s), got 2"]   # y_hat (fed h) is not re-reported
     errors = spec_errors(tmp_path, "- y_hat: {layer: linear, units: 1}\n", inputs="{x: [4], z: [4]}")
     assert errors == ["11:14: node 'y_hat': no input: name one with 'input: NAME'"]
+    errors = spec_errors(tmp_path, "- y_hat: {layer: linear, input: x, inputs: [z], units: 1}\n")
+    assert errors == ["11:48: node 'y_hat': give either 'input' or 'inputs', not both"]

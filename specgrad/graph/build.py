@@ -265,6 +265,8 @@ class _Builder:
         settings = {k: v for k, v in body.items() if k not in ("layer", "input", "inputs", "init")}
         kind = body["layer"]
         factory = LAYERS[kind].factory
+        if "input" in body and "inputs" in body:
+            raise LayerError("give either 'input' or 'inputs', not both", at=("inputs",))
         names = body.get("inputs") or ([body["input"]] if "input" in body else None)
         if names is None:
             if previous is _BROKEN:

@@ -57,7 +57,8 @@ def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True, axis=1):
         ctx.update(running_mean, (1 - momentum) * running_mean + momentum * batch_mean)
         ctx.update(running_var, (1 - momentum) * running_var + (momentum * unbiased) * batch_var)
     else:
-        y = (x - _per_feature(ctx, running_mean, x, axis)) / ctx.apply("sqrt", _per_feature(ctx, running_var, x, axis) + eps)
+        mean, var = (_per_feature(ctx, v, x, axis) for v in (running_mean, running_var))
+        y = (x - mean) / ctx.apply("sqrt", var + eps)
     if not affine:
         return y
     scale, bias = ctx.param("scale", (n,), "ones"), ctx.param("bias", (n,), "zeros")

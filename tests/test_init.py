@@ -58,7 +58,8 @@ def test_fans_of_plain_parameters():
 
 
 def model_of(nodes, inputs):
-    return build_model({"model": {"inputs": inputs, "nodes": nodes, "output": "out"}, "loss": "sse"}, lambda p: None)
+    spec = {"model": {"inputs": inputs, "nodes": nodes, "output": "out"}, "loss": "sse", "train": {"steps": 1}}
+    return build_model(spec, lambda path: None)
 
 
 def test_layers_state_their_fans():

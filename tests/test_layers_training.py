@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from specgrad.graph.build import init_state
+from specgrad.graph.build import build_model, init_state
 from specgrad.metrics import evaluate
 from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.trainer import Hooks, Trainer
 from specgrad.spec import load_spec
-from specgrad.spec.errors import SpecError
+from specgrad.spec.errors import Location, SpecError
 
 SPEC = """\
 specgrad: 1
@@ -134,23 +134,30 @@ def test_layer_build_errors_are_located(tmp_path):
             input: x
             body:
               - a: {layer: linear, units: 5}
-              - b: {layer: lstm, units: 2}
-        - y_hat: {layer: attention, heads: 3, input: s}
-        """, inputs="{x: [4], s: [2, 4]}")
+              - b: {layer: conv2d, filters: 2, kernel: 1}
+        - y_hat: {layer: attention, heads: 3, input: x}
+        """, inputs="{x: [2, 4]}")
     assert errors == [
         "11:61: node 'h': init names 'wieght', which is not a parameter of this layer; did you mean 'weight'?",
-        "17:16: node 'b': lstm needs sequences [B, T, features], got shape [B, 5]",
+        "17:16: node 'b': conv2d needs images [B, channels, height, width], got shape [B, 2, 5]",
         "18:14: node 'y_hat': 4 units do not split into 3 heads",
     ]
 
 
-def test_layer_arity_and_missing_input(tmp_path):
+def test_layer_inputs_are_checked(tmp_path):
     errors = spec_errors(tmp_path, """\
         - h: {layer: linear, inputs: [x, x], units: 2}
         - y_hat: {layer: linear, units: 1}
-        """, inputs="{x: [4], z: [4]}")
+        """)
     assert errors == ["11:10: node 'h': layer linear takes 1 input(s), got 2"]   # y_hat (fed h) is not re-reported
-    errors = spec_errors(tmp_path, "- y_hat: {layer: linear, units: 1}\n", inputs="{x: [4], z: [4]}")
-    assert errors == ["11:14: node 'y_hat': no input: name one with 'input: NAME'"]
-    errors = spec_errors(tmp_path, "- y_hat: {layer: linear, input: x, inputs: [z], units: 1}\n")
+    errors = spec_errors(tmp_path, "- y_hat: {layer: linear, input: x, inputs: [x], units: 1}\n")
     assert errors == ["11:48: node 'y_hat': give either 'input' or 'inputs', not both"]
+
+
+def test_a_layer_without_input_needs_a_single_model_input():
+    spec = {"model": {"inputs": {"a": [2], "b": [2]}, "nodes": [{"out": {"layer": "linear", "units": 1}}],
+                      "output": "out"}, "loss": "sse", "train": {"steps": 1}}
+    with pytest.raises(SpecError) as info:
+        build_model(spec, lambda path: Location(".".join(map(str, path)), 1, 1))
+    assert [(d.location.file, d.message) for d in info.value.diagnostics] == [
+        ("model.nodes.0.out", "node 'out': no input: name one with 'input: NAME'")]

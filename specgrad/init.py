@@ -79,7 +79,7 @@ def _scaled(variance: Callable, distribution: str):
 def _glorot(distribution):
     def factory(gain=1.0):
         return _scaled(lambda fan_in, fan_out: gain ** 2 * 2.0 / (fan_in + fan_out), distribution)
-    factory.__doc__ = (f"Glorot/Xavier {distribution}: variance gain^2 * 2 / (fan_in + fan_out)")
+    factory.__doc__ = f"Glorot/Xavier {distribution}: variance gain^2 * 2 / (fan_in + fan_out)"
     return factory
 
 
@@ -87,7 +87,7 @@ def _he(distribution):
     def factory(gain=1.0, mode="fan_in"):
         return _scaled(lambda fan_in, fan_out: gain ** 2 * 2.0 / (fan_in if mode == "fan_in" else fan_out),
                        distribution)
-    factory.__doc__ = f"He/Kaiming {distribution} (for ReLU layers): variance gain^2 * 2 / fan_in"
+    factory.__doc__ = f"He/Kaiming {distribution} (for ReLU layers): variance gain^2 * 2 / fan (fan_in by default)"
     return factory
 
 

@@ -18,7 +18,9 @@ def _check(x, layer):
 
 
 def _steps(ctx, x):
-    """The per-step slices x[:, t, :] as nodes [B, D]."""
+    """The per-step slices x[:, t, :] as nodes [B, D]. Each step's input projection is its own matmul: slicing
+    one projection of the whole sequence would make every step's backward pass write a [B, T, gates] zero
+    array (quadratic in T), where slices of a data input need no backward pass at all."""
     return [ctx.apply("squeeze", ctx.apply("slice", x, axis=1, start=t, stop=t + 1), axis=1)
             for t in range(x.shape[1])]
 
@@ -49,8 +51,8 @@ def lstm(ctx, x, *, units, return_sequences=True):
     b = ctx.param("bias", (4 * units,), "zeros")
     h = c = ctx.graph.const(np.zeros(units, x.dtype))
     hs = []
-    for xt in _steps(ctx, x @ w + b):
-        i, f, g, o = _gates(ctx, xt + h @ u, 4, units)
+    for xt in _steps(ctx, x):
+        i, f, g, o = _gates(ctx, xt @ w + b + h @ u, 4, units)
         c = ctx.apply("sigmoid", f) * c + ctx.apply("sigmoid", i) * ctx.apply("tanh", g)
         h = ctx.apply("sigmoid", o) * ctx.apply("tanh", c)
         hs.append(h)
@@ -69,8 +71,8 @@ def gru(ctx, x, *, units, return_sequences=True):
     c = ctx.param("recurrent_bias", (3 * units,), "zeros")
     h = ctx.graph.const(np.zeros(units, x.dtype))
     hs = []
-    for xt in _steps(ctx, x @ w + b):
-        xr, xz, xn = _gates(ctx, xt, 3, units)
+    for xt in _steps(ctx, x):
+        xr, xz, xn = _gates(ctx, xt @ w + b, 3, units)
         hr, hz, hn = _gates(ctx, h @ u + c, 3, units)
         r, z = ctx.apply("sigmoid", xr + hr), ctx.apply("sigmoid", xz + hz)
         n = ctx.apply("tanh", xn + r * hn)

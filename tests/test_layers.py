@@ -98,6 +98,7 @@ CASES = {
     "lstm": [([PRE, {"out": {"layer": "lstm", "units": 3}}], {"x": [4, 5]}),
              ([PRE, {"out": {"layer": "lstm", "units": 2, "return_sequences": False}}], {"x": [3, 5]})],
     "gru": [([PRE, {"out": {"layer": "gru", "units": 3}}], {"x": [4, 5]}),
+            ([{"l": {"layer": "lstm", "input": "x", "units": 3}}, {"out": {"layer": "gru", "units": 2}}], {"x": [4, 5]}),
             ([PRE, {"out": {"layer": "gru", "units": 2, "return_sequences": False}}], {"x": [3, 5]})],
     "polynomial": [([PRE, {"out": {"layer": "polynomial", "degree": 3}}], {"x": [5]}),
                    ([{"p": {"layer": "polynomial", "input": "x", "degree": 2, "constant": False}},
@@ -333,6 +334,17 @@ def test_recurrent_layers_match_a_numpy_loop(layer, reference):
     np.testing.assert_allclose(forward(seq, {"x": x}, p)[0], expected, rtol=1e-12)
     last = model_of([{"out": {"layer": layer, "input": "x", "units": 5, "return_sequences": False}}], {"x": [6, 4]})
     np.testing.assert_allclose(forward(last, {"x": x}, p)[0], expected[:, -1], rtol=1e-12)
+
+
+def test_stacked_recurrent_layers_take_the_steps_without_slicing():
+    x = np.random.default_rng(0).standard_normal((3, 6, 4))
+    model = model_of([{"l": {"layer": "lstm", "input": "x", "units": 5}}, {"out": {"layer": "gru", "units": 2}}],
+                     {"x": [6, 4]})
+    p = random_params(model)
+    lstm_out = lstm_reference({k.replace("l.", "out.", 1): v for k, v in p.items() if k.startswith("l.")}, x)
+    expected = gru_reference({k: v for k, v in p.items() if k.startswith("out.")}, lstm_out)
+    np.testing.assert_allclose(forward(model, {"x": x}, p)[0], expected, rtol=1e-12)
+    assert not [n for n in model.graph.nodes if n.op == "slice" and n.inputs[0].op == "stack"]
 
 
 def test_mlp_activations_are_registered_ops():

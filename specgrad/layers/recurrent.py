@@ -21,6 +21,8 @@ def _steps(ctx, x):
     """The per-step slices x[:, t, :] as nodes [B, D]. Each step's input projection is its own matmul: slicing
     one projection of the whole sequence would make every step's backward pass write a [B, T, gates] zero
     array (quadratic in T), where slices of a data input need no backward pass at all."""
+    if x.op == "stack" and x.attrs.get("axis") == 1:      # a recurrent layer's output: its steps as they were
+        return list(x.inputs)
     return [ctx.apply("squeeze", ctx.apply("slice", x, axis=1, start=t, stop=t + 1), axis=1)
             for t in range(x.shape[1])]
 

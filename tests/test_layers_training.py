@@ -159,3 +159,24 @@ def test_a_layer_without_input_needs_a_single_model_input():
         build_model(spec, lambda path: Location(".".join(map(str, path)), 1, 1))
     assert [(d.location.file, d.message) for d in info.value.diagnostics] == [
         ("model.nodes.0.out", "node 'out': no input: name one with 'input: NAME'")]
+
+
+def test_train_step_state_round_trip_and_mismatch():
+    from specgrad.graph.build import TrainStep
+    spec = {"model": {"inputs": {"x": [3]}, "nodes": [{"out": {"layer": "batchnorm", "input": "x"}}],
+                      "output": "out"}, "loss": "sse", "train": {"steps": 1}}
+    model = build_model(spec, lambda path: None)
+    step = TrainStep(model, seed=0)
+    x = np.random.default_rng(0).standard_normal((8, 3))
+    params = [np.ones(3), np.zeros(3)]
+    step([x, np.zeros((8, 3))], params, 0)
+    saved = step.state_arrays()
+    assert sorted(saved) == ["state/out.running_mean", "state/out.running_var"]
+    np.testing.assert_allclose(saved["state/out.running_mean"], 0.1 * x.mean(0), rtol=1e-14)
+    fresh = TrainStep(model, seed=0)
+    fresh.load_state(saved)
+    assert all(fresh.state[k].tobytes() == step.state[k].tobytes() for k in step.state)
+    with pytest.raises(KeyError):
+        fresh.load_state({})
+    with pytest.raises(ValueError, match="shape"):
+        fresh.load_state({**saved, "state/out.running_var": np.ones(4)})

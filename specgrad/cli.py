@@ -155,6 +155,35 @@ class _Progress:
             self.bar.stop()
 
 
+@app.command()
+def gradcheck(
+    spec: Path = typer.Argument(..., help="The spec whose model to check."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Rows of the training data to use."),
+    tolerance: float = typer.Option(1e-5, "--tolerance", help="Largest acceptable relative error."),
+):
+    """Compare the model's gradient with finite differences, per parameter, in float64; exit 1 above tolerance."""
+    from specgrad.graph.gradcheck import check_spec
+    from specgrad.spec import SpecError, load_spec
+
+    try:
+        checks = check_spec(load_spec(spec, [*set_, "dtype=float64"]), batch_size=batch_size)
+    except SpecError as e:
+        _err(str(e))
+        raise typer.Exit(1)
+    except ValueError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(1)
+    width = max([len("parameter"), *(len(c.name) for c in checks)])
+    typer.echo(f"{'parameter':<{width}}  {'shape':<14} {'entries':>7}  relative error")
+    for c in checks:
+        typer.echo(f"{c.name:<{width}}  {str(list(c.shape)):<14} {c.entries:>7}  {c.error:.2e}")
+    worst = max((c.error for c in checks), default=0.0)
+    verdict = "ok" if worst <= tolerance else "FAILED"
+    typer.echo(f"worst relative error {worst:.2e} (tolerance {tolerance:.0e}): {verdict}")
+    raise typer.Exit(0 if worst <= tolerance else 1)
+
+
 def main():
     app()
 

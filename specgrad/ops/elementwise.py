@@ -7,7 +7,7 @@ left derivative at 0; ``abs`` has gradient 0 at 0; ``clip`` passes no gradient a
 """
 import numpy as np
 
-from specgrad.ops.registry import ShapeError, broadcast_shapes, float_dtype, register, result_dtype, same_shape
+from specgrad.ops.registry import ShapeError, broadcast_shapes, emit, float_dtype, register, result_dtype, same_shape
 
 
 def binary(name, vjp, dtype=None, fd_domain="real", internal=False):
@@ -15,15 +15,9 @@ def binary(name, vjp, dtype=None, fd_domain="real", internal=False):
                     internal=internal)
 
 
-def unary(name, vjp, dtype=float_dtype, fd_domain="real", attrs=(), internal=False):
+def unary(name, vjp, dtype=float_dtype, fd_domain="real", attrs=(), internal=False, view=False):
     return register(name, shape=same_shape, vjp=vjp, dtype=dtype, arity=1, fd_domain=fd_domain, attrs=attrs,
-                    internal=internal)
-
-
-def _apply(name, *args, **attrs):
-    """A registered op on nodes, from inside a VJP (the graph is the first node's)."""
-    graph = next(a for a in args if hasattr(a, "graph")).graph
-    return graph.apply(name, *args, **attrs)
+                    internal=internal, view=view)
 
 
 # ------------------------------------------------------------------------------------------ arithmetic
@@ -58,21 +52,21 @@ def div(x, y, out=None):
 
 @binary("pow", fd_domain="positive",
         vjp=(lambda g, out, x, y: g * y * x ** (y - 1),
-             lambda g, out, x, y: g * out * _apply("log", x)))
+             lambda g, out, x, y: g * out * emit("log", x)))
 def pow_(x, y, out=None):
     """x ** y (for a non-constant exponent, x must be positive)"""
     return np.power(x, y, out=out)
 
 
-@binary("maximum", vjp=(lambda g, out, x, y: g * _apply("win_share", x, y),
-                        lambda g, out, x, y: g * _apply("win_share", y, x)))
+@binary("maximum", vjp=(lambda g, out, x, y: g * emit("win_share", x, y),
+                        lambda g, out, x, y: g * emit("win_share", y, x)))
 def maximum(x, y, out=None):
     """elementwise larger of x and y (ties split the gradient equally)"""
     return np.maximum(x, y, out=out)
 
 
-@binary("minimum", vjp=(lambda g, out, x, y: g * _apply("win_share", y, x),
-                        lambda g, out, x, y: g * _apply("win_share", x, y)))
+@binary("minimum", vjp=(lambda g, out, x, y: g * emit("win_share", y, x),
+                        lambda g, out, x, y: g * emit("win_share", x, y)))
 def minimum(x, y, out=None):
     """elementwise smaller of x and y (ties split the gradient equally)"""
     return np.minimum(x, y, out=out)
@@ -91,8 +85,8 @@ def _where_shape(cond, x, y):
 
 @register("where", shape=_where_shape, arity=3, dtype=lambda c, x, y: result_dtype(x, y),
           vjp=(None,
-               lambda g, out, cond, x, y: _apply("where", cond, g, 0.0),
-               lambda g, out, cond, x, y: _apply("where", cond, 0.0, g)))
+               lambda g, out, cond, x, y: emit("where", cond, g, 0.0),
+               lambda g, out, cond, x, y: emit("where", cond, 0.0, g)))
 def where(cond, x, y):
     """x where cond is non-zero, else y (cond is not differentiable)"""
     return np.where(cond, x, y)
@@ -106,9 +100,9 @@ def _clip_shape(x, lo=None, hi=None):
 
 def _clip_vjp(g, out, x, lo=None, hi=None):
     if lo is not None:
-        g = g * _apply("step", x - lo)
+        g = g * emit("step", x - lo)
     if hi is not None:
-        g = g * _apply("step", hi - x)
+        g = g * emit("step", hi - x)
     return g
 
 
@@ -124,7 +118,7 @@ def neg(x, out=None):
     return np.negative(x, out=out)
 
 
-@unary("abs", dtype=None, vjp=(lambda g, out, x: g * _apply("sign", x),))
+@unary("abs", dtype=None, vjp=(lambda g, out, x: g * emit("sign", x),))
 def abs_(x, out=None):
     """|x| (gradient 0 at 0)"""
     return np.abs(x, out=out)
@@ -173,13 +167,13 @@ def square(x, out=None):
     return np.square(x, out=out)
 
 
-@unary("sin", vjp=(lambda g, out, x: g * _apply("cos", x),))
+@unary("sin", vjp=(lambda g, out, x: g * emit("cos", x),))
 def sin(x, out=None):
     """sine"""
     return np.sin(x, out=out)
 
 
-@unary("cos", vjp=(lambda g, out, x: -g * _apply("sin", x),))
+@unary("cos", vjp=(lambda g, out, x: -g * emit("sin", x),))
 def cos(x, out=None):
     """cosine"""
     return np.cos(x, out=out)
@@ -199,28 +193,28 @@ def sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(float_dtype(x.dtype), copy=False)
 
 
-@unary("softplus", vjp=(lambda g, out, x: g * _apply("sigmoid", x),))
+@unary("softplus", vjp=(lambda g, out, x: g * emit("sigmoid", x),))
 def softplus(x):
     """log(1 + e ** x), computed without overflow for any x"""
     return np.logaddexp(np.zeros((), float_dtype(np.result_type(x))), x)
 
 
 # ---------------------------------------------------------------------------------------- activations
-@unary("relu", dtype=None, vjp=(lambda g, out, x: g * _apply("step", x),))
+@unary("relu", dtype=None, vjp=(lambda g, out, x: g * emit("step", x),))
 def relu(x):
     """max(x, 0) (gradient 0 at 0)"""
     return np.maximum(x, 0)
 
 
 @unary("leaky_relu", dtype=None, attrs=("alpha",),
-       vjp=(lambda g, out, x, alpha=0.01: g * (alpha + (1 - alpha) * _apply("step", x)),))
+       vjp=(lambda g, out, x, alpha=0.01: g * (alpha + (1 - alpha) * emit("step", x)),))
 def leaky_relu(x, alpha=0.01):
     """x for x > 0, alpha * x otherwise (default alpha 0.01)"""
     return np.where(np.greater(x, 0), x, np.multiply(alpha, x, dtype=np.result_type(x, 0.0)))
 
 
 @unary("elu", attrs=("alpha",),
-       vjp=(lambda g, out, x, alpha=1.0: _apply("where", _apply("step", x), g, g * (out + alpha)),))
+       vjp=(lambda g, out, x, alpha=1.0: emit("where", emit("step", x), g, g * (out + alpha)),))
 def elu(x, alpha=1.0):
     """x for x > 0, alpha * (e ** x - 1) otherwise (default alpha 1)"""
     return np.where(np.greater(x, 0), x, alpha * np.expm1(np.minimum(x, 0)))
@@ -232,7 +226,7 @@ GELU_K = 0.044715
 
 def _gelu_vjp(g, out, x):
     # out = x/2 (1 + t), t = tanh(u), u = C (x + K x^3):  d out/dx = (1 + t)/2 + x/2 (1 - t^2) C (1 + 3K x^2)
-    t = _apply("tanh", GELU_C * (x + GELU_K * x * x * x))
+    t = emit("tanh", GELU_C * (x + GELU_K * x * x * x))
     return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (GELU_C * (1 + 3 * GELU_K * x * x)))
 
 
@@ -244,7 +238,7 @@ def gelu(x):
 
 
 def _silu_vjp(g, out, x):
-    s = _apply("sigmoid", x)
+    s = emit("sigmoid", x)
     return g * (s * (1 + x * (1 - s)))
 
 
@@ -255,8 +249,8 @@ def silu(x):
 
 
 # ---------------------------------------------------------------------------------------- gradient flow
-@unary("stop_gradient", dtype=None,
-       vjp=(lambda g, out, x: _apply("broadcast_like", 0.0, x),))
+@unary("stop_gradient", dtype=None, view=True,
+       vjp=(lambda g, out, x: emit("broadcast_like", 0.0, x),))
 def stop_gradient(x):
     """x itself, but no gradient flows back through it (its VJP is zero)"""
     return x

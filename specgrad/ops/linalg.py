@@ -63,7 +63,7 @@ def _transpose_vjp(g, out, x, axes=None):
     return g.graph.apply("transpose", g, axes=list(np.argsort([a % x.ndim for a in axes])))
 
 
-@register("transpose", shape=_transpose_shape, attrs=("axes",), arity=1, vjp=(_transpose_vjp,))
+@register("transpose", shape=_transpose_shape, attrs=("axes",), view=True, arity=1, vjp=(_transpose_vjp,))
 def transpose(x, axes=None):
     """permute axes (default: swap the last two)"""
     return np.swapaxes(x, -1, -2) if axes is None else np.transpose(x, axes)
@@ -77,7 +77,7 @@ def _expand_shape(x, axis):
     return tuple(out)
 
 
-@register("expand_dims", shape=_expand_shape, attrs=("axis",), arity=1,
+@register("expand_dims", shape=_expand_shape, attrs=("axis",), view=True, arity=1,
           vjp=(lambda g, out, x, axis: g.graph.apply("squeeze", g, axis=axis),))
 def expand_dims(x, axis):
     """insert size-1 axes"""
@@ -91,7 +91,7 @@ def _squeeze_shape(x, axis):
     return tuple(d for i, d in enumerate(x) if i not in axes)
 
 
-@register("squeeze", shape=_squeeze_shape, attrs=("axis",), arity=1,
+@register("squeeze", shape=_squeeze_shape, attrs=("axis",), view=True, arity=1,
           vjp=(lambda g, out, x, axis: g.graph.apply("expand_dims", g, axis=axis),))
 def squeeze(x, axis):
     """remove size-1 axes"""
@@ -106,7 +106,7 @@ def _powers_shape(x, degree):
 
 def _powers_vjp(g, out, x, degree):
     # d/dx x**j = j * x**(j-1): out @ S with S[j-1, j] = j shifts each power down one place.
-    shift = np.diag(np.arange(1.0, degree + 1), k=1)
+    shift = np.diag(np.arange(1.0, degree + 1), k=1).astype(out.dtype)
     return g.graph.apply("sum", g * (out @ shift), axis=-1)
 
 

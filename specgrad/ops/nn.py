@@ -8,12 +8,7 @@ three ops close under differentiation.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from specgrad.ops.registry import ShapeError, float_dtype, fmt_shape, normalize_axes, register
-
-
-def _apply(name, *args, **attrs):
-    graph = next(a for a in args if hasattr(a, "graph")).graph
-    return graph.apply(name, *args, **attrs)
+from specgrad.ops.registry import ShapeError, emit, float_dtype, fmt_shape, normalize_axes, register, require_integer
 
 
 # ---------------------------------------------------------------------------------- softmax and friends
@@ -23,7 +18,7 @@ def _axis_shape(x, axis=-1):
 
 
 def _softmax_vjp(g, out, x, axis=-1):
-    return out * (g - _apply("sum", g * out, axis=axis, keepdims=True))
+    return out * (g - emit("sum", g * out, axis=axis, keepdims=True))
 
 
 @register("softmax", shape=_axis_shape, dtype=float_dtype, attrs=("axis",), arity=1, vjp=(_softmax_vjp,))
@@ -35,7 +30,7 @@ def softmax(x, axis=-1):
 
 
 @register("log_softmax", shape=_axis_shape, dtype=float_dtype, attrs=("axis",), arity=1,
-          vjp=(lambda g, out, x, axis=-1: g - _apply("exp", out) * _apply("sum", g, axis=axis, keepdims=True),))
+          vjp=(lambda g, out, x, axis=-1: g - emit("exp", out) * emit("sum", g, axis=axis, keepdims=True),))
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along ``axis`` (default -1), exact for logits of any size"""
     x = np.asarray(x, float_dtype(np.result_type(x)))
@@ -55,12 +50,17 @@ def _sce_shape(logits, labels):
 
 
 def _sce_vjp(g, out, logits, labels):
-    probs = _apply("softmax", logits)
-    target = _apply("one_hot", labels, depth=logits.shape[-1], dtype=str(logits.dtype))
-    return (probs - target) * (g / _apply("count", logits, axis=_batch_axes(logits)))
+    probs = emit("softmax", logits)
+    target = emit("one_hot", labels, depth=logits.shape[-1], dtype=str(logits.dtype))
+    return (probs - target) * (g / emit("count", logits, axis=_batch_axes(logits)))
 
 
-@register("softmax_cross_entropy", shape=_sce_shape, dtype=lambda logits, labels: float_dtype(logits),
+def _sce_dtype(logits, labels):
+    require_integer(labels, "softmax_cross_entropy's labels")
+    return float_dtype(logits)
+
+
+@register("softmax_cross_entropy", shape=_sce_shape, dtype=_sce_dtype,
           arity=2, vjp=(_sce_vjp, None))
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of -log softmax(logits)[label]: logits [..., classes], integer labels [...]"""
@@ -79,8 +79,8 @@ def _bce_shape(logits, targets):
 
 
 @register("sigmoid_binary_cross_entropy", shape=_bce_shape, dtype=float_dtype, arity=2,
-          vjp=(lambda g, out, x, t: (_apply("sigmoid", x) - t) * (g / _apply("count", x)),
-               lambda g, out, x, t: -x * (g / _apply("count", x))))
+          vjp=(lambda g, out, x, t: (emit("sigmoid", x) - t) * (g / emit("count", x)),
+               lambda g, out, x, t: -x * (g / emit("count", x))))
 def sigmoid_binary_cross_entropy(logits, targets):
     """mean over all elements of -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)), from logits x,
     computed as max(x, 0) - x t + log(1 + e ** -|x|) (exact for logits of any size)"""
@@ -90,7 +90,7 @@ def sigmoid_binary_cross_entropy(logits, targets):
 
 # ------------------------------------------------------------------------------------ windows (NCHW)
 def _pair(v, what):
-    pair = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v) if isinstance(v, (list, tuple)) else None
+    pair = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (list, tuple)) else None
     if pair is None or len(pair) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) for d in pair):
         raise ShapeError(f"{what} must be an integer or a pair of integers, got {v!r}")
     return pair
@@ -143,11 +143,11 @@ def _conv_shape(x, w, stride=1, padding=0):
 
 
 def _conv_x_vjp(g, out, x, w, stride=1, padding=0):
-    return _apply("conv2d_input_grad", g, w, stride=stride, padding=padding, size=list(x.shape[2:]))
+    return emit("conv2d_input_grad", g, w, stride=stride, padding=padding, size=list(x.shape[2:]))
 
 
 def _conv_w_vjp(g, out, x, w, stride=1, padding=0):
-    return _apply("conv2d_weight_grad", x, g, stride=stride, padding=padding, kernel=list(w.shape[2:]))
+    return emit("conv2d_weight_grad", x, g, stride=stride, padding=padding, kernel=list(w.shape[2:]))
 
 
 @register("conv2d", shape=_conv_shape, attrs=("stride", "padding"), arity=2, vjp=(_conv_x_vjp, _conv_w_vjp))
@@ -167,8 +167,8 @@ def _conv_input_grad_shape(g, w, stride, padding, size):
 
 @register("conv2d_input_grad", shape=_conv_input_grad_shape, attrs=("stride", "padding", "size"), arity=2,
           internal=True,
-          vjp=(lambda c, out, g, w, stride, padding, size: _apply("conv2d", c, w, stride=stride, padding=padding),
-               lambda c, out, g, w, stride, padding, size: _apply("conv2d_weight_grad", c, g, stride=stride,
+          vjp=(lambda c, out, g, w, stride, padding, size: emit("conv2d", c, w, stride=stride, padding=padding),
+               lambda c, out, g, w, stride, padding, size: emit("conv2d_weight_grad", c, g, stride=stride,
                                                                   padding=padding, kernel=list(w.shape[2:]))))
 def conv2d_input_grad(g, w, stride, padding, size):
     """the VJP of conv2d with respect to its input (a transposed convolution): g [N, O, Ho, Wo] -> [N, C, H, W]"""
@@ -186,8 +186,8 @@ def _conv_weight_grad_shape(x, g, stride, padding, kernel):
 @register("conv2d_weight_grad", shape=_conv_weight_grad_shape, attrs=("stride", "padding", "kernel"), arity=2,
           internal=True,
           vjp=(lambda c, out, x, g, stride, padding, kernel:
-               _apply("conv2d_input_grad", g, c, stride=stride, padding=padding, size=list(x.shape[2:])),
-               lambda c, out, x, g, stride, padding, kernel: _apply("conv2d", x, c, stride=stride, padding=padding)))
+               emit("conv2d_input_grad", g, c, stride=stride, padding=padding, size=list(x.shape[2:])),
+               lambda c, out, x, g, stride, padding, kernel: emit("conv2d", x, c, stride=stride, padding=padding)))
 def conv2d_weight_grad(x, g, stride, padding, kernel):
     """the VJP of conv2d with respect to its kernel: x [N, C, H, W], g [N, O, Ho, Wo] -> [O, C, kh, kw]"""
     cols = _windows(x, kernel, stride, padding)
@@ -202,7 +202,7 @@ def _pool_shape(x, kernel, stride=None, padding=0):
 
 @register("max_pool2d", shape=_pool_shape, attrs=("kernel", "stride", "padding"), arity=1,
           vjp=(lambda g, out, x, kernel, stride=None, padding=0:
-               _apply("max_pool2d_grad", g, x, kernel=kernel, stride=stride, padding=padding),))
+               emit("max_pool2d_grad", g, x, kernel=kernel, stride=stride, padding=padding),))
 def max_pool2d(x, kernel, stride=None, padding=0):
     """largest value of each kernel window, NCHW (stride defaults to the kernel; padding never wins;
     ties split the gradient equally)"""
@@ -228,7 +228,7 @@ def max_pool2d_grad(g, x, kernel, stride=None, padding=0):
 
 @register("avg_pool2d", shape=_pool_shape, dtype=float_dtype, attrs=("kernel", "stride", "padding"), arity=1,
           vjp=(lambda g, out, x, kernel, stride=None, padding=0:
-               _apply("avg_pool2d_grad", g, kernel=kernel, stride=stride, padding=padding, size=list(x.shape[2:])),))
+               emit("avg_pool2d_grad", g, kernel=kernel, stride=stride, padding=padding, size=list(x.shape[2:])),))
 def avg_pool2d(x, kernel, stride=None, padding=0):
     """mean of each kernel window, NCHW (stride defaults to the kernel; zero padding counts in the mean)"""
     return np.mean(_windows(x, kernel, kernel if stride is None else stride, padding), axis=(-2, -1))
@@ -243,7 +243,7 @@ def _avg_pool_grad_shape(g, kernel, stride, padding, size):
 
 @register("avg_pool2d_grad", shape=_avg_pool_grad_shape, attrs=("kernel", "stride", "padding", "size"), arity=1,
           internal=True, vjp=(lambda c, out, g, kernel, stride, padding, size:
-                              _apply("avg_pool2d", c, kernel=kernel, stride=stride, padding=padding),))
+                              emit("avg_pool2d", c, kernel=kernel, stride=stride, padding=padding),))
 def avg_pool2d_grad(g, kernel, stride, padding, size):
     """the VJP of avg_pool2d: each window's g spread evenly over the window"""
     kh, kw = _pair(kernel, "kernel")
@@ -261,8 +261,13 @@ def _dropout_shape(x, key, rate, salt=0):
     return tuple(x)
 
 
-@register("dropout", shape=_dropout_shape, attrs=("rate", "salt"), arity=2, dtype=lambda x, key, **_: x,
-          vjp=(lambda g, out, x, key, rate, salt=0: _apply("dropout", g, key, rate=rate, salt=salt), None))
+def _dropout_dtype(x, key, **_):
+    require_integer(key, "dropout's key")
+    return x
+
+
+@register("dropout", shape=_dropout_shape, attrs=("rate", "salt"), arity=2, dtype=_dropout_dtype,
+          vjp=(lambda g, out, x, key, rate, salt=0: emit("dropout", g, key, rate=rate, salt=salt), None))
 def dropout(x, key, rate, salt=0):
     """inverted dropout: each entry zeroed with probability ``rate``, the rest scaled by 1 / (1 - rate).
     The mask is drawn from numpy's default_rng([key, salt]) (key: a non-negative integer scalar input, fed a

@@ -123,7 +123,7 @@ def _sum_to_infer(g, shape):
     return tuple(shape)
 
 
-@register("sum_to", shape=_sum_to_infer, attrs=("shape",), arity=1, internal=True,
+@register("sum_to", shape=_sum_to_infer, attrs=("shape",), view=True, arity=1, internal=True,
           vjp=(lambda g, out, x, shape: x.graph.apply("broadcast_like", g, x),))
 def sum_to(g, shape):
     """undo broadcasting: sum g over the axes along which a value of ``shape`` was broadcast"""
@@ -137,7 +137,7 @@ def _broadcast_like_infer(g, like):
     return tuple(like)
 
 
-@register("broadcast_like", shape=_broadcast_like_infer, arity=2, internal=True,
+@register("broadcast_like", shape=_broadcast_like_infer, view=True, arity=2, internal=True,
           dtype=lambda g, like: g if g is not None else like,
           vjp=(lambda g, out, x, like: x.graph.apply("sum_to", g, shape=x.shape), None))
 def broadcast_like(x, like):

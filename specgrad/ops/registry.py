@@ -9,7 +9,9 @@ may return a cotangent of the broadcast shape. A ``None`` VJP declares an input 
 labels and indices, or a value whose shape alone is read).
 
 A forward whose signature has an ``out`` parameter writes its result into a preallocated ``out=`` array when
-given one (``Op.writes_out``); the execution plan may use that to reuse buffers across steps.
+given one (``Op.writes_out``); the execution plan may use that to reuse buffers across steps. An op whose
+result may share memory with an input (``Op.view``: reshape, slice, transpose...) must not have that result
+written in place while the input is live.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class Op:
     fd_domain: str = "real"                # where finite differences are meaningful: real | positive
     internal: bool = False                 # emitted by the engine, not written in specs
     writes_out: bool = False               # forward accepts ``out=`` (a preallocated result buffer)
+    view: bool = False                     # result may share memory with an input
 
     def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -69,7 +72,7 @@ class PerInput:
 
 def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
-             internal: bool = False) -> Callable:
+             internal: bool = False, view: bool = False) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc."""
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
@@ -77,13 +80,20 @@ def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callabl
         vjps = vjp if vjp is None or isinstance(vjp, PerInput) else tuple(vjp)
         writes_out = "out" in inspect.signature(forward).parameters
         REGISTRY[name] = Op(name, forward, shape, vjps, dtype, (forward.__doc__ or "").strip(), tuple(attrs),
-                            arity, fd_domain, internal, writes_out)
+                            arity, fd_domain, internal, writes_out, view)
         return forward
     return deco
 
 
 def get_op(name: str) -> Op:
     return REGISTRY[name]
+
+
+def emit(name: str, *args, **attrs):
+    """``name(*args, **attrs)`` appended to the graph of the first node among ``args``: how a VJP calls an op
+    that has no operator of its own (``emit("cos", x)``)."""
+    graph = next(a for a in args if hasattr(a, "graph")).graph
+    return graph.apply(name, *args, **attrs)
 
 
 # ------------------------------------------------------------------------------------------ shape rules
@@ -140,3 +150,9 @@ def float_dtype(*dtypes, **_):
     """Promotion, with integers promoted to float64 (exp, log, division...)."""
     d = result_dtype(*dtypes)
     return d if np.issubdtype(d, np.floating) else np.dtype(np.float64)
+
+
+def require_integer(dtype, what: str) -> None:
+    """Dtype rules of ops whose input holds labels, indices or a random key."""
+    if dtype is not None and np.dtype(dtype).kind not in "iub":
+        raise ShapeError(f"{what} must be integers, got {np.dtype(dtype)}")

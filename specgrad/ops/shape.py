@@ -5,12 +5,7 @@ Shapes may hold the symbolic batch dimension (a string such as ``"B"``); a shape
 """
 import numpy as np
 
-from specgrad.ops.registry import PerInput, ShapeError, fmt_shape, normalize_axes, register
-
-
-def _apply(name, *args, **attrs):
-    graph = next(a for a in args if hasattr(a, "graph")).graph
-    return graph.apply(name, *args, **attrs)
+from specgrad.ops.registry import PerInput, ShapeError, emit, fmt_shape, normalize_axes, register, require_integer
 
 
 def _numeric_size(shape) -> int:
@@ -52,8 +47,8 @@ def _reshape_shape(x, shape):
     return tuple(shape)
 
 
-@register("reshape", shape=_reshape_shape, attrs=("shape",), arity=1,
-          vjp=(lambda g, out, x, shape: _apply("reshape", g, shape=list(x.shape)),))
+@register("reshape", shape=_reshape_shape, attrs=("shape",), view=True, arity=1,
+          vjp=(lambda g, out, x, shape: emit("reshape", g, shape=list(x.shape)),))
 def reshape(x, shape):
     """the same elements in a new shape; one size may be -1 (inferred) or the batch dimension B"""
     return np.reshape(x, [-1 if isinstance(d, str) else d for d in shape])
@@ -67,8 +62,8 @@ def _flatten_shape(x, axis=1):
     return tuple(x[:axis]) + ((tail[0] if _symbols(tail) else _numeric_size(tail)),)
 
 
-@register("flatten", shape=_flatten_shape, attrs=("axis",), arity=1,
-          vjp=(lambda g, out, x, axis=1: _apply("reshape", g, shape=list(x.shape)),))
+@register("flatten", shape=_flatten_shape, attrs=("axis",), view=True, arity=1,
+          vjp=(lambda g, out, x, axis=1: emit("reshape", g, shape=list(x.shape)),))
 def flatten(x, axis=1):
     """merge the axes from ``axis`` on (default 1) into one: [B, C, H, W] -> [B, C*H*W]"""
     x = np.asarray(x)
@@ -89,7 +84,7 @@ def _broadcast_to_shape(x, shape):
     return shape
 
 
-@register("broadcast_to", shape=_broadcast_to_shape, attrs=("shape",), arity=1,
+@register("broadcast_to", shape=_broadcast_to_shape, attrs=("shape",), view=True, arity=1,
           vjp=(lambda g, out, x, shape: g,))           # the engine sums g back to x's shape
 def broadcast_to(x, shape):
     """x repeated along new leading axes and size-1 axes to ``shape`` (a read-only view)"""
@@ -120,8 +115,8 @@ def _slice_shape(x, axis, start=None, stop=None, step=None):
     return tuple(x[:axis]) + (size,) + tuple(x[axis + 1:])
 
 
-@register("slice", shape=_slice_shape, attrs=("axis", "start", "stop", "step"), arity=1,
-          vjp=(lambda g, out, x, **where: _apply("slice_grad", g, x, **where),))
+@register("slice", shape=_slice_shape, attrs=("axis", "start", "stop", "step"), view=True, arity=1,
+          vjp=(lambda g, out, x, **where: emit("slice_grad", g, x, **where),))
 def slice_(x, axis, start=None, stop=None, step=None):
     """x[start:stop:step] along one axis (Python slice rules; a view)"""
     x = np.asarray(x)
@@ -135,7 +130,8 @@ def _slice_grad_shape(g, like, axis, start=None, stop=None, step=None):
 
 
 @register("slice_grad", shape=_slice_grad_shape, attrs=("axis", "start", "stop", "step"), arity=2,
-          internal=True, dtype=lambda g, like, **_: g, vjp=(lambda c, out, g, like, **where: _apply("slice", c, **where), None))
+          internal=True, dtype=lambda g, like, **_: g,
+          vjp=(lambda c, out, g, like, **where: emit("slice", c, **where), None))
 def slice_grad(g, like, axis, start=None, stop=None, step=None):
     """zeros of like's shape with g written where slice(like, ...) reads: the VJP of slice"""
     out = np.zeros(np.shape(like), np.result_type(g))
@@ -149,8 +145,13 @@ def _take_shape(x, indices, axis=0):
     return tuple(x[:axis]) + tuple(indices) + tuple(x[axis + 1:])
 
 
-@register("take", shape=_take_shape, attrs=("axis",), arity=2, dtype=lambda x, i, **_: x,
-          vjp=(lambda g, out, x, indices, axis=0: _apply("take_grad", g, indices, x, axis=axis), None))
+def _take_dtype(x, indices, **_):
+    require_integer(indices, "take's indices")
+    return x
+
+
+@register("take", shape=_take_shape, attrs=("axis",), arity=2, dtype=_take_dtype,
+          vjp=(lambda g, out, x, indices, axis=0: emit("take_grad", g, indices, x, axis=axis), None))
 def take(x, indices, axis=0):
     """x's entries at integer ``indices`` along ``axis`` (default 0): embedding lookup, gather.
     The result's shape is x's with that axis replaced by the shape of indices; indices are not differentiable"""
@@ -165,7 +166,7 @@ def _take_grad_shape(g, indices, like, axis=0):
 
 @register("take_grad", shape=_take_grad_shape, attrs=("axis",), arity=3, internal=True,
           dtype=lambda g, i, like, **_: g,
-          vjp=(lambda c, out, g, indices, like, axis=0: _apply("take", c, indices, axis=axis), None, None))
+          vjp=(lambda c, out, g, indices, like, axis=0: emit("take", c, indices, axis=axis), None, None))
 def take_grad(g, indices, like, axis=0):
     """zeros of like's shape with g added at ``indices`` along ``axis`` (repeats accumulate): take's VJP"""
     indices = np.asarray(indices)
@@ -182,8 +183,12 @@ def _one_hot_shape(labels, depth, dtype="float64"):
     return tuple(labels) + (depth,)
 
 
-@register("one_hot", shape=_one_hot_shape, attrs=("depth", "dtype"), arity=1, vjp=(None,),
-          dtype=lambda labels, depth, dtype="float64": np.dtype(dtype))
+def _one_hot_dtype(labels, depth, dtype="float64"):
+    require_integer(labels, "one_hot's labels")
+    return np.dtype(dtype)
+
+
+@register("one_hot", shape=_one_hot_shape, attrs=("depth", "dtype"), arity=1, vjp=(None,), dtype=_one_hot_dtype)
 def one_hot(labels, depth, dtype="float64"):
     """1 at position labels[...] of a new last axis of size ``depth``, 0 elsewhere (labels: integers)"""
     return np.equal(np.asarray(labels)[..., None], np.arange(depth)).astype(dtype)
@@ -204,7 +209,7 @@ def _concat_shape(*xs, axis=0):
 
 def _concat_vjp(k, g, out, *xs, axis=0):
     start = sum(x.shape[axis] for x in xs[:k])
-    return _apply("slice", g, axis=axis, start=start, stop=start + xs[k].shape[axis])
+    return emit("slice", g, axis=axis, start=start, stop=start + xs[k].shape[axis])
 
 
 @register("concat", shape=_concat_shape, attrs=("axis",), vjp=PerInput(_concat_vjp))
@@ -222,7 +227,7 @@ def _stack_shape(*xs, axis=0):
 
 def _stack_vjp(k, g, out, *xs, axis=0):
     (axis,) = normalize_axes(axis, out.ndim)
-    return _apply("squeeze", _apply("slice", g, axis=axis, start=k, stop=k + 1), axis=axis)
+    return emit("squeeze", emit("slice", g, axis=axis, start=k, stop=k + 1), axis=axis)
 
 
 @register("stack", shape=_stack_shape, attrs=("axis",), vjp=PerInput(_stack_vjp))

@@ -72,7 +72,7 @@ CASES = {
     "mlp": [([PRE, {"out": {"layer": "mlp", "widths": [6, 5, 2], "activation": "tanh"}}], {"x": [5]}),
             ([PRE, {"out": {"layer": "mlp", "widths": [6, 2], "activation": "gelu"}}], {"x": [5]})],
     "embedding": [([{"e": {"layer": "embedding", "input": "x", "vocab": 7, "units": 3}},
-                    {"out": {"layer": "linear", "units": 2}}], {"x": [4]})],
+                    {"out": {"layer": "linear", "units": 2}}], {"x": {"shape": [4], "dtype": "int64"}})],
     "layernorm": [([PRE, {"out": {"layer": "layernorm"}}], {"x": [5]}),
                   ([PRE, {"out": {"layer": "layernorm", "affine": False}}], {"x": [2, 5]})],
     "batchnorm": [([PRE, {"out": {"layer": "batchnorm"}}], {"x": [5]}),
@@ -107,9 +107,10 @@ CASES = {
 
 
 def data_for(inputs, batch=6, seed=3):
+    """Random data for the model inputs: integer ids below 7 for an integer input, else normal floats."""
     rng = np.random.default_rng(seed)
-    return {name: rng.integers(0, 7, (batch, *shape)) if name == "x" and shape == [4] else
-            rng.standard_normal((batch, *shape)) for name, shape in inputs.items()}
+    return {name: rng.integers(0, 7, (batch, *spec["shape"])) if isinstance(spec, dict) else
+            rng.standard_normal((batch, *spec)) for name, spec in inputs.items()}
 
 
 def test_every_registered_layer_is_checked():
@@ -125,13 +126,7 @@ def test_layer_gradient_matches_finite_differences(name, nodes, inputs):
     assert err < 1e-7, f"{name}: relative error {err:.2e}"
 
 
-# Known defect outside the layers (branch ops): powers' VJP builds its shift matrix as a float64 constant.
-FLOAT32_DEFECTS = {"polynomial": "ops: the VJP of powers promotes float32 to float64"}
-
-
-@pytest.mark.parametrize("name,nodes,inputs", [
-    pytest.param(n, *cases[0], marks=[pytest.mark.xfail(strict=True, reason=FLOAT32_DEFECTS[n])]
-                 if n in FLOAT32_DEFECTS else []) for n, cases in CASES.items()])
+@pytest.mark.parametrize("name,nodes,inputs", [(n, *cases[0]) for n, cases in CASES.items()])
 def test_float32_models_stay_float32_forward_and_backward(name, nodes, inputs):
     model = model_of(nodes, inputs, dtype="float32")
     wide = [n for n in model.graph.nodes if n.dtype == np.float64]
@@ -229,7 +224,8 @@ def test_pooling_and_flatten():
 
 
 def test_embedding_looks_up_rows():
-    model = model_of([{"out": {"layer": "embedding", "input": "x", "vocab": 5, "units": 3}}], {"x": [4]})
+    model = model_of([{"out": {"layer": "embedding", "input": "x", "vocab": 5, "units": 3}}],
+                     {"x": {"shape": [4], "dtype": "int64"}})
     p = random_params(model)
     ids = np.array([[0, 4, 4, 2], [1, 1, 3, 0]])
     np.testing.assert_array_equal(forward(model, {"x": ids}, p)[0], p["out.weight"][ids])

@@ -24,7 +24,7 @@ model:
   inputs: {x: []}
   nodes:
     - phi: {layer: polynomial, degree: 3}
-    - h: {layer: linear, units: 16}
+    - h: {layer: linear, units: 16, bias: false}   # batchnorm would cancel a bias (its gradient is 0)
     - bn: {layer: batchnorm}
     - a: tanh(bn)
     - d: {layer: dropout, rate: 0.3}
@@ -110,9 +110,11 @@ def spec_errors(tmp_path, nodes: str, inputs="{x: [4]}") -> list[str]:
     """'line:col: message' of each error in a spec with these nodes (line 11 is the first node)."""
     path = tmp_path / "bad.yaml"
     path.write_text(BAD.format(inputs=inputs, nodes=textwrap.indent(textwrap.dedent(nodes), "    ")))
-    with pytest.raises(SpecError) as info:
+    try:
         load_spec(path)
-    return [f"{d.location.line}:{d.location.col}: {d.message}" for d in info.value.diagnostics]
+    except SpecError as e:
+        return [f"{d.location.line}:{d.location.col}: {d.message}" for d in e.diagnostics]
+    return []
 
 
 def test_layer_spec_errors_are_located(tmp_path):
@@ -140,6 +142,15 @@ def test_layer_build_errors_are_located(tmp_path):
         "17:16: node 'b': conv2d needs images [B, channels, height, width], got shape [B, 2, 5]",
         "18:14: node 'y_hat': 4 units do not split into 3 heads",
     ]
+
+
+def test_embedding_needs_an_integer_input(tmp_path):
+    errors = spec_errors(tmp_path, "- y_hat: {layer: embedding, vocab: 5, units: 1}\n")
+    assert errors == ["11:14: node 'y_hat': embedding needs integer ids, got float64; declare the model input "
+                      "as {shape: [4], dtype: int64}"]
+    errors = spec_errors(tmp_path, "- e: {layer: embedding, vocab: 5, units: 1}\n- y_hat: squeeze(e, -1)\n",
+                         inputs="{x: {shape: [4], dtype: int64}}")
+    assert errors == []
 
 
 def test_layer_inputs_are_checked(tmp_path):
@@ -180,3 +191,10 @@ def test_train_step_state_round_trip_and_mismatch():
         fresh.load_state({})
     with pytest.raises(ValueError, match="shape"):
         fresh.load_state({**saved, "state/out.running_var": np.ones(4)})
+
+
+def test_gradcheck_feeds_model_state_and_the_dropout_key(spec_file):
+    from specgrad.graph.gradcheck import check_spec
+    checks = check_spec(load_spec(spec_file))
+    assert [c.name for c in checks] == ["h.weight", "bn.scale", "bn.bias", "out.weight", "out.bias"]
+    assert max(c.error for c in checks) < 1e-6

@@ -165,9 +165,11 @@ class _Builder:
         spec, graph, where, errors = self.spec, self.graph, self.where, self.errors
         m = spec["model"]
         scope: dict[str, Node] = {}
-        for name, shape in m["inputs"].items():
+        for name, declared in m["inputs"].items():
+            shape, dtype = ((declared, None) if isinstance(declared, list)           # {shape, dtype}: integer ids
+                            else (declared["shape"], declared.get("dtype")))
             with graph.at(where(("model", "inputs", name))):
-                scope[name] = graph.input(name, (BATCH, *shape))
+                scope[name] = graph.input(name, (BATCH, *shape), dtype)
         for name, p in (m.get("params") or {}).items():
             if name in scope:
                 errors.append(Diagnostic(f"'{name}' is already defined as an input", where(("model", "params", name))))

@@ -62,5 +62,8 @@ def polynomial(ctx, x, *, degree, constant=True):
 @LAYERS.register("embedding", {"vocab": UNITS, "units": UNITS}, required=["vocab", "units"])
 def embedding(ctx, ids, *, vocab, units):
     """rows of a learned [vocab, units] table: integer ids [...] -> [..., units] (weight normal(0, 1))"""
+    if ids.dtype.kind not in "iu":
+        raise LayerError(f"embedding needs integer ids, got {ids.dtype}; declare the model input as "
+                         f"{{shape: {list(ids.shape[1:])}, dtype: int64}}")
     table = ctx.param("weight", (vocab, units), {"type": "normal", "std": 1.0}, fans=(vocab, units))
     return ctx.apply("take", table, ids, axis=0)

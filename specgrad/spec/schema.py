@@ -48,12 +48,17 @@ def build_schema() -> dict:
             "else": {"if": {"required": ["layer"]}, "then": LAYERS.schema(shorthand=False), "else": op_call},
         },
     }
+    typed_input = {"if": {"type": "array"}, "then": shape,      # {shape, dtype}: integer ids for embedding layers
+                   "else": {"type": "object", "additionalProperties": False, "required": ["shape"],
+                            "properties": {"shape": shape, "dtype": {
+                                "enum": ["int64", "int32"],
+                                "description": "integer data (token ids); default: the spec's float dtype"}}}}
     param = {"type": "object", "additionalProperties": False, "required": ["shape"],
              "properties": {"shape": shape, "init": INITIALIZERS.schema()}}
     model = {
         "type": "object", "additionalProperties": False, "required": ["inputs", "nodes", "output"],
         "properties": {
-            "inputs": {"type": "object", "propertyNames": NAME, "additionalProperties": shape,
+            "inputs": {"type": "object", "propertyNames": NAME, "additionalProperties": typed_input,
                        "description": "data fields fed to the model, with their per-sample shapes"},
             "params": {"type": "object", "propertyNames": NAME, "additionalProperties": param},
             "nodes": {"type": "array", "items": {"$ref": "#/$defs/node"}, "description": "named nodes, in order"},

@@ -47,11 +47,11 @@ def _arm_batch(n: int) -> None:
     """Die when the n-th micro-batch of this process (1-based) is about to be computed."""
     real, count = Trainer._forward_backward, [0]
 
-    def forward_backward(self, batch):
+    def forward_backward(self, batch, *rest):
         count[0] += 1
         if count[0] == n:
             _die()
-        return real(self, batch)
+        return real(self, batch, *rest)
     Trainer._forward_backward = forward_backward
 
 

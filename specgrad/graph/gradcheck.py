@@ -57,7 +57,7 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
     the parameter's largest gradient magnitude, so entries with tiny gradients are judged on the right scale.
     Model inputs absent from ``fields`` that carry no batch dimension (such as a dropout key) are held at 0.
     """
-    from specgrad.graph.build import BATCH, init_params
+    from specgrad.graph.build import BATCH, init_params, init_state, step_key
 
     feeds = []
     for name, node in model.inputs.items():
@@ -69,15 +69,17 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
         else:
             raise ValueError(f"the data has no field '{name}' (it has {', '.join(sorted(fields))})")
     params = init_params(model, rng)
+    # train mode, as the gradient is used: first model state (batch statistics), one fixed dropout mask
+    extra = [*init_state(model).values(), *([step_key(0, 0)] if model.rng is not None else [])]
     names = list(params)
     loss_and_grads, loss_only = model.plan([model.loss, *model.grads]), model.plan([model.loss])
-    _, *analytic = loss_and_grads(*feeds, *params.values())
+    _, *analytic = loss_and_grads(*feeds, *params.values(), *extra)
 
     def loss_at(name, index, value):
         trial = dict(params)
         trial[name] = params[name].copy()
         trial[name][index] = value
-        return float(loss_only(*feeds, *trial.values())[0])
+        return float(loss_only(*feeds, *trial.values(), *extra)[0])
 
     checks = []
     for name, grad in zip(names, analytic):

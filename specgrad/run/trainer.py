@@ -16,7 +16,7 @@ import numpy as np
 
 from specgrad import __version__
 from specgrad.data.sources import load_splits
-from specgrad.graph.build import init_params
+from specgrad.graph.build import TrainStep, init_params
 from specgrad.metrics import evaluate
 from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
@@ -120,7 +120,7 @@ class Trainer:
         opt_cfg = cfg["optimizer"]
         self.optimizer = make_optimizer(opt_cfg, self.params)
         self.schedule = make_schedule(cfg.get("schedule"), opt_cfg["lr"], self.total_steps)
-        self.plan = self.model.plan([self.model.loss, *self.model.grads])
+        self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
         self.hash = spec_hash(cfg)
         self.validation = self._validation_settings()
         ck = t.get("checkpoint", {})
@@ -171,19 +171,20 @@ class Trainer:
                 "min_delta": v.get("min_delta", 0.0), "every": v.get("every"), "every_epochs": v.get("every_epochs")}
 
     # ------------------------------------------------------------------ one step
-    def _forward_backward(self, batch: list[np.ndarray]) -> tuple[float, list[np.ndarray]]:
+    def _forward_backward(self, batch: list[np.ndarray], index: int) -> tuple[float, list[np.ndarray]]:
         """Loss and gradients (same order as params) of one batch. The one place the plan is called: extra
         per-step inputs (a dropout key drawn from a checkpointed RNG) join the feeds here, and state the plan
         returns (batch-norm running statistics) is written back here; either then goes into ``_save`` /
         ``_restore`` beside the optimizer state."""
-        loss, *grads = self.plan(*batch, *self.params.values())
+        loss, grads = self.train_step(batch, list(self.params.values()), index)
         return float(loss), grads
 
     def _gradients(self, step: int) -> tuple[float, dict[str, np.ndarray]]:
         """The step's loss and gradients: the mean over its ``accumulate`` batches, in writable arrays."""
         total, acc = 0.0, None
         for j in range(self.accumulate):
-            loss, grads = self._forward_backward(self.batches.get(step * self.accumulate + j))
+            index = step * self.accumulate + j
+            loss, grads = self._forward_backward(self.batches.get(index), index)
             total += loss
             if acc is None:
                 # copies: the plan may hand back its own constants or read-only views, and clipping and
@@ -199,7 +200,8 @@ class Trainer:
         return total, acc
 
     def _validate(self) -> dict[str, float]:
-        return evaluate(self.model, self.params, self.splits["val"], self.spec.data.get("metrics", []))
+        return evaluate(self.model, self.params, self.splits["val"], self.spec.data.get("metrics", []),
+                        self.train_step.state)
 
     # ------------------------------------------------------------------ state
     def _save(self, step: int, value: float | None = None) -> None:
@@ -219,6 +221,7 @@ class Trainer:
         arrays = {f"params/{k}": v for k, v in self.params.items()}
         arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_arrays().items()})
         arrays["order"] = order
+        arrays.update(self.train_step.state_arrays())
         state = {"step": step, "epoch": step * self.accumulate // self.batches.per_epoch, "rng": rng_state,
                  "spec_hash": self.hash, "spec": self.spec.data, "specgrad": __version__,
                  "best": self.best, "stale": self.stale, "skipped": self.skipped,
@@ -255,6 +258,7 @@ class Trainer:
             self.best, self.stale = ckpt.state.get("best"), ckpt.state.get("stale", 0)
             self.skipped = ckpt.state.get("skipped", 0)
             self.saved = {int(s): v for s, v in ckpt.state.get("checkpoints", [[ckpt.step, None]])}
+            self.train_step.load_state(ckpt.arrays)
         except (KeyError, ValueError, TypeError) as e:
             raise RunError(f"checkpoint {ckpt.path} does not fit this model: {e}") from None
         return ckpt.step
@@ -356,7 +360,8 @@ class Trainer:
     def _summary(self, status, start, step, seconds, stopped_early, signum) -> dict:
         metrics = self.spec.data.get("metrics", [])
         with np.errstate(all="ignore"):         # a diverged run's final values may be NaN; that is the report
-            results = {name: evaluate(self.model, self.params, fields, metrics) for name, fields in self.splits.items()}
+            results = {name: evaluate(self.model, self.params, fields, metrics,
+                                       self.train_step.state) for name, fields in self.splits.items()}
         summary = {
             "status": status, "steps": step, "epochs": step * self.accumulate / self.batches.per_epoch,
             "seconds": round(seconds, 6),

@@ -18,6 +18,7 @@ def build_schema() -> dict:
     from specgrad.data.sources import SOURCES
     from specgrad.graph.formula import public_ops
     from specgrad.init import INITIALIZERS
+    from specgrad.layers import LAYERS
     from specgrad.losses import LOSSES
     from specgrad.metrics import METRICS
     from specgrad.ops.registry import REGISTRY
@@ -48,18 +49,23 @@ def build_schema() -> dict:
         "additionalProperties": {
             "if": {"type": "string"},
             "then": {"description": "a formula, e.g. powers(x, 5) @ k"},
-            "else": op_call,
+            "else": {"if": {"required": ["layer"]}, "then": LAYERS.schema(shorthand=False), "else": op_call},
         },
     }
+    typed_input = {"if": {"type": "array"}, "then": shape,      # {shape, dtype}: integer ids for embedding layers
+                   "else": {"type": "object", "additionalProperties": False, "required": ["shape"],
+                            "properties": {"shape": shape, "dtype": {
+                                "enum": ["int64", "int32"],
+                                "description": "integer data (token ids); default: the spec's float dtype"}}}}
     param = {"type": "object", "additionalProperties": False, "required": ["shape"],
              "properties": {"shape": shape, "init": INITIALIZERS.schema()}}
     model = {
         "type": "object", "additionalProperties": False, "required": ["inputs", "nodes", "output"],
         "properties": {
-            "inputs": {"type": "object", "propertyNames": NAME, "additionalProperties": shape,
+            "inputs": {"type": "object", "propertyNames": NAME, "additionalProperties": typed_input,
                        "description": "data fields fed to the model, with their per-sample shapes"},
             "params": {"type": "object", "propertyNames": NAME, "additionalProperties": param},
-            "nodes": {"type": "array", "items": node, "description": "named nodes, in order"},
+            "nodes": {"type": "array", "items": {"$ref": "#/$defs/node"}, "description": "named nodes, in order"},
             "output": {**NAME, "description": "the node holding the prediction"},
         },
     }
@@ -105,6 +111,7 @@ def build_schema() -> dict:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "specgrad spec",
+        "$defs": {"node": node},          # referred to by layers that hold nested nodes (residual)
         "type": "object",
         "additionalProperties": False,
         "required": ["specgrad", "name", "data", "model", "loss", "optimizer", "train"],
@@ -146,7 +153,8 @@ def editor_schema() -> dict:
                             **schema["properties"]}
     schema["if"] = {"required": ["extends"]}
     schema["else"] = {"required": strict["required"]}
-    schema["$defs"] = {"reference": REFERENCE, "files": FILES}
+    schema["$defs"] = {**{k: _as_written(v) for k, v in strict["$defs"].items()},
+                       "reference": REFERENCE, "files": FILES}
     return schema
 
 

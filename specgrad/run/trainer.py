@@ -15,7 +15,7 @@ import numpy as np
 
 from specgrad import __version__
 from specgrad.components import normalize
-from specgrad.data.sources import load_splits
+from specgrad.data.prepare import prepare_data
 from specgrad.graph.build import init_params
 from specgrad.metrics import evaluate
 from specgrad.optim.clip import clip_global_norm, global_norm
@@ -24,7 +24,6 @@ from specgrad.optim.schedules import SCHEDULES
 from specgrad.run.checkpoint import CheckpointError, latest_checkpoint, save_checkpoint
 from specgrad.run.runlog import MetricsLog, spec_hash, write_spec, write_summary
 from specgrad.spec import Spec
-from specgrad.spec.errors import Diagnostic, SpecError
 
 INIT_STREAM, SHUFFLE_STREAM = 1, 2          # independent RNG streams derived from the spec's seed
 
@@ -110,28 +109,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _load_splits(self) -> dict[str, dict[str, np.ndarray]]:
-        splits = load_splits(self.spec.data["data"], self.seed)
-        return {name: self._check_fields(raw) for name, raw in splits.items()}
-
-    def _check_fields(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The fields the model reads, in its input order and dtype; located errors for missing or misshapen ones."""
-        doc = self.spec.doc
-        fields = {}
-        errors = []
-        for name, node in self.model.inputs.items():
-            path = ("model", "inputs", name) if name in self.spec.data["model"]["inputs"] else ("loss",)
-            if name not in raw:
-                errors.append(Diagnostic(f"data has no field '{name}' (it has {', '.join(sorted(raw))})", doc.loc(path)))
-                continue
-            arr = np.asarray(raw[name])
-            if tuple(arr.shape[1:]) != tuple(node.shape[1:]):
-                errors.append(Diagnostic(f"data field '{name}' has per-sample shape {list(arr.shape[1:])}, "
-                                         f"the model expects {list(node.shape[1:])}", doc.loc(path)))
-                continue
-            fields[name] = np.ascontiguousarray(arr, dtype=node.dtype if arr.dtype.kind == "f" else arr.dtype)
-        if errors:
-            raise SpecError(errors)
-        return fields
+        self.prepared = prepare_data(self.spec)     # split, standardized on train, checked against the model
+        return self.prepared.splits
 
     def _batch(self, step: int) -> list[np.ndarray]:
         if self.full_batch:
@@ -178,6 +157,7 @@ class Trainer:
         start = self._restore() if resume else 0
         if not resume:
             write_spec(self.run_dir, self.spec.data, __version__)
+            self.prepared.save(self.run_dir)          # data.json: what eval / predict need to transform data
         log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
         every = self.train_cfg.get("checkpoint", {}).get("every")
         log_every = self.train_cfg.get("log_every", max(1, self.total_steps // 100))

@@ -139,12 +139,12 @@ def cross_entropy(label_smoothing=0.0):
     the target puts 1 - e on the label and e spread evenly over all classes"""
     def build(logits, labels):
         graph = logits.graph
-        nll = graph.apply("softmax_cross_entropy", logits, labels)       # -log softmax(z)[label], per sample
+        loss = graph.apply("softmax_cross_entropy", logits, labels)     # mean of -log softmax(z)[label]
         if label_smoothing:
-            # -mean_c log softmax(z)_c = logsumexp(z) - mean_c z
-            uniform = graph.apply("logsumexp", logits, axis=-1) - graph.apply("mean", logits, axis=-1)
-            nll = (1 - label_smoothing) * nll + label_smoothing * uniform
-        return _mean(nll)
+            # the uniform part: mean of -mean_c log softmax(z)_c = logsumexp(z) - mean_c z
+            uniform = _mean(graph.apply("logsumexp", logits, axis=-1) - graph.apply("mean", logits, axis=-1))
+            loss = (1 - label_smoothing) * loss + label_smoothing * uniform
+        return loss
 
     def decode(logits):
         return {"label": np.argmax(logits, axis=-1), "probability": _softmax(logits)}
@@ -153,10 +153,10 @@ def cross_entropy(label_smoothing=0.0):
 
 @LOSSES.register("binary_cross_entropy")
 def binary_cross_entropy():
-    """mean binary cross-entropy of logits z against targets y in [0, 1]: softplus(z) - y * z, i.e.
-    -y log sigmoid(z) - (1 - y) log(1 - sigmoid(z)) without overflow"""
+    """mean binary cross-entropy of logits z against targets y in [0, 1]:
+    -y log sigmoid(z) - (1 - y) log(1 - sigmoid(z)), computed without overflow"""
     def build(logits, target):
-        return _mean(logits.graph.apply("softplus", logits) - target * logits)
+        return logits.graph.apply("sigmoid_binary_cross_entropy", logits, target)
 
     def decode(logits):
         return {"label": (logits > 0).astype(np.int64), "probability": 0.5 * (1 + np.tanh(logits / 2))}

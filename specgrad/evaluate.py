@@ -18,7 +18,6 @@ from specgrad.data.files import load_npz, read_csv, select_columns
 from specgrad.data.prepare import Standardizer, conform, load_run_data_state, prepare_data
 from specgrad.data.registry import DataError
 from specgrad.data.sources import reshape_rows
-from specgrad.graph.plan import Plan
 from specgrad.losses import make_loss
 from specgrad.metrics import evaluate
 from specgrad.run.checkpoint import latest_checkpoint
@@ -35,6 +34,7 @@ class RunFileError(Exception):
 class TrainedRun:
     spec: Spec
     params: dict[str, np.ndarray]
+    state: dict[str, np.ndarray]     # non-trainable model state (batchnorm's running statistics)
     step: int
     base_dir: Path
     standardizer: Standardizer
@@ -56,8 +56,12 @@ def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None) 
     missing = [name for name in spec.model.params if f"params/{name}" not in ckpt.arrays]
     if missing:
         raise RunFileError(f"checkpoint {ckpt.path} has no parameter {', '.join(missing)}")
-    params = {name: ckpt.arrays[f"params/{name}"] for name in spec.model.params}
-    return TrainedRun(spec, params, ckpt.step, base_dir, standardizer)
+    missing = [name for name in spec.model.state if f"state/{name}" not in ckpt.arrays]
+    if missing:
+        raise RunFileError(f"checkpoint {ckpt.path} has no model state {', '.join(missing)}")
+    return TrainedRun(spec, {name: ckpt.arrays[f"params/{name}"] for name in spec.model.params},
+                      {name: ckpt.arrays[f"state/{name}"] for name in spec.model.state},
+                      ckpt.step, base_dir, standardizer)
 
 
 def evaluate_run(run_dir: Path, split: str | None = None, warn: Callable[[str], None] = lambda m: None) -> dict:
@@ -69,7 +73,7 @@ def evaluate_run(run_dir: Path, split: str | None = None, warn: Callable[[str], 
     if split not in splits:
         raise RunFileError(f"the run has no '{split}' split (its data.split holds out "
                            f"{', '.join(s for s in SPLITS[1:] if s in splits) or 'nothing'})")
-    results = evaluate(run.spec.model, run.params, splits[split], run.spec.data.get("metrics", []))
+    results = evaluate(run.spec.model, run.params, splits[split], run.spec.data.get("metrics", []), run.state)
     return {"split": split, "step": run.step, "samples": len(splits[split][run.spec.model.target]), **results}
 
 
@@ -104,8 +108,9 @@ def predict(run: TrainedRun, fields: dict[str, np.ndarray]) -> dict[str, np.ndar
     except DataError as e:
         raise RunFileError(f"input: {e}") from None
     fields = conform(run.standardizer.apply(fields), spec, with_target=False)
-    plan = Plan([model.prediction], [*(model.inputs[n] for n in inputs), *model.params.values()])
-    pred = np.asarray(plan(*fields.values(), *run.params.values())[0])
+    forward = model.eval                    # no dropout; batchnorm uses its running statistics
+    (pred,) = forward.plan([forward.prediction])(*forward.feed(fields, run.params, run.state))
+    pred = np.asarray(pred)
     decode = make_loss(spec.data["loss"]).decode
     return {spec.data["model"]["output"]: pred, **(decode(pred) if decode else {})}
 

@@ -87,10 +87,13 @@ def check_metrics(declared, target_kind: str) -> list[tuple[int, str]]:
             for i, m in enumerate(declared) if target_kind not in METRICS.create(normalize(m)).targets]
 
 
-def evaluate(model, params: dict, fields: dict, metrics=()) -> dict[str, float]:
-    """The loss (as the spec defines it, over all of ``fields``) and each metric, for given parameter values."""
-    plan = model.plan([model.loss, model.prediction])
-    loss, pred = plan(*[fields[n] for n in model.inputs], *params.values())
+def evaluate(model, params: dict, fields: dict, metrics=(), state: dict | None = None) -> dict[str, float]:
+    """The loss (as the spec defines it, over all of ``fields``) and each metric, for given parameter values
+    and model state (default: its initial value), in eval mode (no dropout, batchnorm's running statistics)."""
+    from specgrad.graph.build import init_state
+    forward = model.eval
+    plan = forward.plan([forward.loss, forward.prediction])
+    loss, pred = plan(*forward.feed(fields, params, init_state(model) if state is None else state))
     target = fields[model.target]
     out = {"loss": float(loss)}
     for m in metrics:

@@ -7,6 +7,7 @@ from conftest import ROOT, run_cli
 from specgrad.data.sources import SOURCES
 from specgrad.graph.formula import public_ops
 from specgrad.init import INITIALIZERS
+from specgrad.layers import LAYERS
 from specgrad.losses import LOSSES
 from specgrad.optim.optimizers import OPTIMIZERS
 from specgrad.optim.schedules import SCHEDULES
@@ -31,5 +32,6 @@ def test_schema_accepts_exactly_the_registered_names():
     assert props["schedule"]["else"]["properties"]["type"]["enum"] == SCHEDULES.names()
     init = props["model"]["properties"]["params"]["additionalProperties"]["properties"]["init"]
     assert init["else"]["properties"]["type"]["enum"] == INITIALIZERS.names()
-    node = props["model"]["properties"]["nodes"]["items"]["additionalProperties"]["else"]
-    assert node["properties"]["op"]["enum"] == public_ops()
+    node = build_schema()["$defs"]["node"]["additionalProperties"]["else"]
+    assert node["else"]["properties"]["op"]["enum"] == public_ops()
+    assert node["then"]["properties"]["layer"]["enum"] == LAYERS.names()

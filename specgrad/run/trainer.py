@@ -16,7 +16,7 @@ import numpy as np
 from specgrad import __version__
 from specgrad.components import normalize
 from specgrad.data.prepare import prepare_data
-from specgrad.graph.build import init_params
+from specgrad.graph.build import TrainStep, init_params
 from specgrad.metrics import evaluate
 from specgrad.optim.clip import clip_global_norm, global_norm
 from specgrad.optim.optimizers import make_optimizer
@@ -103,7 +103,7 @@ class Trainer:
         self.optimizer = make_optimizer(opt_cfg, self.params)
         self.schedule = SCHEDULES.create(normalize(cfg.get("schedule", "constant")), base_lr=opt_cfg["lr"],
                                          total_steps=self.total_steps)
-        self.plan = self.model.plan([self.model.loss, *self.model.grads])
+        self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
         self.hash = spec_hash(cfg)
         self.order = np.arange(self.n)
 
@@ -126,6 +126,7 @@ class Trainer:
         arrays = {f"params/{k}": v for k, v in self.params.items()}
         arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_arrays().items()})
         arrays["order"] = self.order
+        arrays.update(self.train_step.state_arrays())
         state = {"step": step, "epoch": step // self.steps_per_epoch, "rng": self.rng.bit_generator.state,
                  "spec_hash": self.hash, "specgrad": __version__}
         save_checkpoint(self.run_dir / "checkpoints", step, arrays, state)
@@ -146,6 +147,7 @@ class Trainer:
             self.optimizer.load_state_arrays({k[len("optim/"):]: v for k, v in ckpt.arrays.items()
                                               if k.startswith("optim/")})
             self.order = ckpt.arrays["order"]
+            self.train_step.load_state(ckpt.arrays)
             self.rng.bit_generator.state = ckpt.state["rng"]
         except (KeyError, ValueError, TypeError) as e:
             raise RunError(f"checkpoint {ckpt.path} does not fit this model: {e}") from None
@@ -169,7 +171,7 @@ class Trainer:
         try:
             with _StopFlag() as stop:
                 while step < self.total_steps:
-                    loss, *grads = self.plan(*self._batch(step), *params)
+                    loss, grads = self.train_step(self._batch(step), params, step)
                     loss = float(loss)
                     grads = {n: g if isinstance(g, np.ndarray) and g.flags.writeable else np.array(g)
                              for n, g in zip(names, grads)}
@@ -202,7 +204,8 @@ class Trainer:
         if status != "diverged":
             self._save(step)
         metrics = self.spec.data.get("metrics", [])
-        results = {name: evaluate(self.model, self.params, fields, metrics) for name, fields in self.splits.items()}
+        results = {name: evaluate(self.model, self.params, fields, metrics, self.train_step.state)
+                   for name, fields in self.splits.items()}
         summary = {
             "status": status, "steps": step, "epochs": step / self.steps_per_epoch, "seconds": round(seconds, 6),
             "steps_per_s": round((step - start) / seconds, 1) if seconds > 0 else None,

@@ -14,6 +14,7 @@ def build_schema() -> dict:
     from specgrad.data.sources import SOURCES
     from specgrad.graph.formula import public_ops
     from specgrad.init import INITIALIZERS
+    from specgrad.layers import LAYERS
     from specgrad.losses import LOSSES
     from specgrad.metrics import METRICS
     from specgrad.ops.registry import REGISTRY
@@ -44,7 +45,7 @@ def build_schema() -> dict:
         "additionalProperties": {
             "if": {"type": "string"},
             "then": {"description": "a formula, e.g. powers(x, 5) @ k"},
-            "else": op_call,
+            "else": {"if": {"required": ["layer"]}, "then": LAYERS.schema(shorthand=False), "else": op_call},
         },
     }
     param = {"type": "object", "additionalProperties": False, "required": ["shape"],
@@ -55,7 +56,7 @@ def build_schema() -> dict:
             "inputs": {"type": "object", "propertyNames": NAME, "additionalProperties": shape,
                        "description": "data fields fed to the model, with their per-sample shapes"},
             "params": {"type": "object", "propertyNames": NAME, "additionalProperties": param},
-            "nodes": {"type": "array", "items": node, "description": "named nodes, in order"},
+            "nodes": {"type": "array", "items": {"$ref": "#/$defs/node"}, "description": "named nodes, in order"},
             "output": {**NAME, "description": "the node holding the prediction"},
         },
     }
@@ -78,6 +79,7 @@ def build_schema() -> dict:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "specgrad spec",
+        "$defs": {"node": node},          # referred to by layers that hold nested nodes (residual)
         "type": "object",
         "additionalProperties": False,
         "required": ["specgrad", "name", "data", "model", "loss", "optimizer", "train"],

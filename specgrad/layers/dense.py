@@ -1,0 +1,57 @@
+"""Dense layers: linear, mlp, polynomial features, embedding."""
+from __future__ import annotations
+
+from specgrad.layers.base import LAYERS, LayerError
+from specgrad.ops.registry import REGISTRY
+
+UNITS = {"type": "integer", "minimum": 1}
+BIAS = {"type": "boolean", "description": "add a learned bias (default true)"}
+# Elementwise activations an mlp may use between its layers: the registered ones among these.
+ACTIVATIONS = [a for a in ("relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softplus") if a in REGISTRY]
+RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "silu"}
+
+
+def features(x, layer: str) -> int:
+    if not x.shape or not isinstance(x.shape[-1], int):
+        raise LayerError(f"{layer} needs an input with a feature axis last, got shape {list(x.shape)}")
+    return x.shape[-1]
+
+
+@LAYERS.register("linear", {"units": UNITS, "bias": BIAS}, required=["units"])
+def linear(ctx, x, *, units, bias=True, weight_init="glorot_uniform"):
+    """x @ weight + bias over the last axis: [..., in] -> [..., units]; weight glorot_uniform, bias zeros"""
+    n_in = features(x, "linear")
+    y = x @ ctx.param("weight", (n_in, units), weight_init, fans=(n_in, units))
+    return y + ctx.param("bias", (units,), "zeros") if bias else y
+
+
+@LAYERS.register("mlp", {
+    "widths": {"type": "array", "items": UNITS, "minItems": 1,
+               "description": "units of each linear layer; the last is the output width"},
+    "activation": {"enum": ACTIVATIONS, "description": "between layers, not after the last (default relu)"},
+    "bias": BIAS,
+}, required=["widths"])
+def mlp(ctx, x, *, widths, activation="relu", bias=True):
+    """linear layers 0, 1, ... with an activation between them; weights he_uniform after relu-like
+    activations, else glorot_uniform"""
+    weight_init = "he_uniform" if activation in RELU_LIKE else "glorot_uniform"
+    for i, units in enumerate(widths):
+        if i:
+            x = ctx.apply(activation, x)
+        x = linear(ctx.sub(str(i)), x, units=units, bias=bias, weight_init=weight_init)
+    return x
+
+
+@LAYERS.register("polynomial", {
+    "degree": {"type": "integer", "minimum": 1},
+    "constant": {"type": "boolean", "description": "include the x ** 0 = 1 column (default true)"},
+}, required=["degree"])
+def polynomial(ctx, x, *, degree, constant=True):
+    """powers of each feature: [...] -> [..., degree + 1] for a scalar per sample, [..., d] -> [..., d * (degree + 1)];
+    no parameters (follow it with a linear layer)"""
+    phi = ctx.apply("powers", x, degree=degree)
+    if not constant:
+        phi = ctx.apply("slice", phi, axis=-1, start=1)
+    if x.ndim > 1:
+        phi = ctx.apply("reshape", phi, shape=[*x.shape[1:-1], -1])
+    return phi

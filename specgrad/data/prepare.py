@@ -91,8 +91,13 @@ def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer 
     base_dir = Path(base_dir if base_dir is not None else Path(spec.doc.file).parent)
     try:
         splits = load_splits(settings, spec.data.get("seed", 0), base_dir)
+        names = settings.get("standardize", [])
+        if spec.model.target in names:
+            raise DataError(f"standardize: '{spec.model.target}' is the loss target; predictions would come out "
+                            "in standardized units (standardize model inputs only)",
+                            ("standardize", names.index(spec.model.target)))
         if standardizer is None:
-            standardizer = Standardizer.fit(splits["train"], settings.get("standardize", []))
+            standardizer = Standardizer.fit(splits["train"], names)
     except DataError as e:
         raise data_error(spec, e) from None
     return PreparedData({name: conform(standardizer.apply(raw), spec) for name, raw in splits.items()},

@@ -28,7 +28,8 @@ from specgrad.losses import LossError, make_loss
 from specgrad.ops.registry import ShapeError, fmt_shape
 from specgrad.spec.errors import Diagnostic, Location, SpecError
 
-BATCH = "B"   # the symbolic batch dimension
+BATCH = "B"       # the symbolic batch dimension
+KEY_STREAM = 4    # tells step keys apart from the other seeded streams (trainer: 1 init, 2 shuffle; data: 3)
 
 
 @dataclass
@@ -71,8 +72,8 @@ class Model(Forward):
 
 def step_key(seed: int, step: int) -> np.ndarray:
     """The random key fed at ``step``: a function of the spec's seed and the step only, so a resumed run
-    draws the same dropout masks as one that never stopped. Layers set its last entry to their number."""
-    return np.array([seed, step, 0], np.uint64)
+    draws the same dropout masks as one that never stopped (each layer adds a salt of its own)."""
+    return np.random.SeedSequence([seed, KEY_STREAM, step]).generate_state(1, np.uint64)[0]
 
 
 def init_params(model: Model, rng: np.random.Generator) -> dict[str, np.ndarray]:

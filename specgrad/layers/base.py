@@ -12,8 +12,6 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from specgrad.components import NAME, Registry, normalize
 from specgrad.graph.ir import Graph, Node
 from specgrad.init import INITIALIZERS, Fans, fans_of
@@ -62,7 +60,6 @@ class Collected:
 
 
 KEY_NAME = "rng:key"   # the per-step key input; ':' keeps it apart from every data field and state name
-KEY_SHAPE = (3,)       # (seed, step, layer): see ``graph.build.step_key`` and ``Context.key``
 
 
 class Context:
@@ -119,11 +116,11 @@ class Context:
         """The state's value after a training step."""
         self.collected.state_updates[state.name] = value
 
-    def key(self) -> Node:
-        """A random key for this layer and step: the step's key with its last entry set to the layer's number,
-        so that two dropout layers draw independent masks."""
+    def key(self) -> tuple[Node, int]:
+        """The step's random key (a scalar input, new each step) and a salt of this layer's own, so that two
+        layers drawing from the same key draw independently (the ``dropout`` op's ``key`` and ``salt``)."""
         collected = self.collected
         if collected.key is None:
-            collected.key = self.graph.input(KEY_NAME, KEY_SHAPE, "uint64")
+            collected.key = self.graph.input(KEY_NAME, (), "uint64")
         collected.key_users += 1
-        return collected.key + self.graph.const(np.array([0, 0, collected.key_users], np.uint64))
+        return collected.key, collected.key_users

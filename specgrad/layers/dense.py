@@ -53,5 +53,12 @@ def polynomial(ctx, x, *, degree, constant=True):
     if not constant:
         phi = ctx.apply("slice", phi, axis=-1, start=1)
     if x.ndim > 1:
-        phi = ctx.apply("reshape", phi, shape=[*x.shape[1:-1], -1])
+        phi = ctx.apply("reshape", phi, shape=[*x.shape[:-1], x.shape[-1] * phi.shape[-1]])
     return phi
+
+
+@LAYERS.register("embedding", {"vocab": UNITS, "units": UNITS}, required=["vocab", "units"])
+def embedding(ctx, ids, *, vocab, units):
+    """row ids[...] of a learned [vocab, units] table: integer ids [...] -> [..., units]; weight normal(0, 1)"""
+    table = ctx.param("weight", (vocab, units), {"type": "normal", "std": 1.0}, fans=(vocab, units))
+    return ctx.apply("take", table, ids, axis=0)

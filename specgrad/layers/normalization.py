@@ -33,25 +33,38 @@ def layernorm(ctx, x, *, eps=1e-5, affine=True):
 @LAYERS.register("batchnorm", {
     "eps": EPS, "affine": AFFINE,
     "momentum": {**FRACTION, "description": "weight of the batch in the running statistics (default 0.1)"},
+    "axis": {"type": "integer", "description": "the feature axis (default 1: features of [B, F], channels "
+                                              "of [B, C, H, W]; -1 for [B, T, F])"},
 })
-def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True):
-    """each feature (last axis) normalized over the batch and every other axis; training uses the batch's
-    statistics and updates running ones (state running_mean, running_var), evaluation uses the running ones"""
-    n = features(x, "batchnorm")
-    if x.ndim < 2:
-        raise LayerError(f"batchnorm needs a batch axis and a feature axis, got shape {list(x.shape)}")
-    axes = list(range(x.ndim - 1))
+def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True, axis=1):
+    """each feature normalized over the batch and every other axis; training uses the batch's statistics
+    and updates running ones (state running_mean, running_var), evaluation uses the running ones"""
+    if x.ndim < 2 or not -x.ndim <= axis < x.ndim or axis % x.ndim == 0:
+        raise LayerError(f"batchnorm's feature axis {axis} must be a non-batch axis of its input, "
+                         f"whose shape is {list(x.shape)}")
+    axis %= x.ndim
+    n = x.shape[axis]
+    axes = [a for a in range(x.ndim) if a != axis]
     running_mean = ctx.state("running_mean", (n,), "zeros")
     running_var = ctx.state("running_var", (n,), "ones")
     if ctx.training:
         y, mean, var = _normalize(ctx, x, axes, eps)
         count = ctx.apply("count", x, axis=axes)
-        unbiased = ctx.apply("squeeze", var, axis=axes) * (count / (count - 1))   # as the running variance
+        unbiased = count / ctx.apply("maximum", count - 1, 1.0)        # the running variance is unbiased
         ctx.update(running_mean, (1 - momentum) * running_mean + momentum * ctx.apply("squeeze", mean, axis=axes))
-        ctx.update(running_var, (1 - momentum) * running_var + momentum * unbiased)
+        ctx.update(running_var, (1 - momentum) * running_var + (momentum * unbiased) * ctx.apply("squeeze", var, axis=axes))
     else:
-        y = (x - running_mean) * (running_var + eps) ** -0.5
-    return _affine(ctx, y, n) if affine else y
+        y = (x - _per_feature(ctx, running_mean, x, axis)) * (_per_feature(ctx, running_var, x, axis) + eps) ** -0.5
+    if not affine:
+        return y
+    scale, bias = ctx.param("scale", (n,), "ones"), ctx.param("bias", (n,), "zeros")
+    return y * _per_feature(ctx, scale, x, axis) + _per_feature(ctx, bias, x, axis)
+
+
+def _per_feature(ctx, v, x, axis):
+    """A per-feature vector shaped to broadcast along ``axis`` of x (trailing size-1 axes)."""
+    trailing = x.ndim - 1 - axis
+    return ctx.apply("reshape", v, shape=[v.shape[0]] + [1] * trailing) if trailing else v
 
 
 @LAYERS.register("dropout", {"rate": {**FRACTION, "description": "probability that an entry is zeroed"}},
@@ -61,4 +74,5 @@ def dropout(ctx, x, *, rate):
     step; evaluation: the identity"""
     if not ctx.training or rate == 0:
         return x
-    return ctx.apply("dropout", x, ctx.key(), rate=rate)
+    key, salt = ctx.key()
+    return ctx.apply("dropout", x, key, rate=rate, salt=salt)

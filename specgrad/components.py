@@ -15,6 +15,7 @@ class Component:
     properties: dict          # setting -> JSON Schema
     required: tuple
     doc: str
+    meta: dict = field(default_factory=dict)   # static facts checks can use: a loss's target dtype, a source's fields
 
 
 @dataclass
@@ -24,10 +25,10 @@ class Registry:
     common: dict = field(default_factory=dict)   # settings every entry accepts, handled by the caller
     entries: dict = field(default_factory=dict)
 
-    def register(self, name: str, properties: dict | None = None, required=()) -> Callable:
+    def register(self, name: str, properties: dict | None = None, required=(), **meta) -> Callable:
         def deco(factory):
             self.entries[name] = Component(name, factory, properties or {}, tuple(required),
-                                           (factory.__doc__ or "").strip().split("\n")[0])
+                                           (factory.__doc__ or "").strip().split("\n")[0], meta)
             return factory
         return deco
 

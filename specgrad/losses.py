@@ -133,7 +133,7 @@ def _labels_of_logits(pred) -> Target:
     return Target(pred.shape[:-1], np.dtype(np.int64), "labels", pred.shape[-1])
 
 
-@LOSSES.register("cross_entropy", {"label_smoothing": FRACTION})
+@LOSSES.register("cross_entropy", {"label_smoothing": FRACTION}, target={"dtype": "int"})
 def cross_entropy(label_smoothing=0.0):
     """mean softmax cross-entropy of logits [.., classes] against integer labels [..]; with label_smoothing e,
     the target puts 1 - e on the label and e spread evenly over all classes"""

@@ -163,3 +163,20 @@ def test_metrics_must_fit_the_loss(tmp_path):
     with pytest.raises(SpecError, match=r"spec.yaml:11:21: error: metric 'r2' does not apply to this loss, "
                                         r"whose targets are class labels"):
         prepare_data(load_spec(path))
+
+
+KIND = {"f": "float", "i": "int"}
+
+
+@pytest.mark.parametrize("settings", [
+    {"source": "synthetic", "function": "x", "n": 5}, {"source": "spirals", "n": 6}, {"source": "moons", "n": 6},
+    {"source": "blobs", "n": 6}, {"source": "adding", "n": 5, "length": 3},
+    {"source": "dataset", "name": "iris"}, {"source": "dataset", "name": "diabetes"},
+], ids=lambda s: s.get("name", s["source"]))
+def test_declared_fields_are_the_loaded_ones(settings):
+    """Validation reads a source's declared fields (names and kinds) without loading it: they must not drift."""
+    from specgrad.data.sources import SOURCES
+    declared = SOURCES[settings["source"]].meta["fields"]
+    declared = declared(settings) if callable(declared) else declared
+    loaded = load_data(settings, 0)
+    assert declared == {name: KIND[a.dtype.kind] for name, a in loaded.items()}

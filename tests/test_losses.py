@@ -8,7 +8,7 @@ from autograd.scipy.special import logsumexp
 from specgrad.graph.autodiff import gradients
 from specgrad.graph.ir import Graph
 from specgrad.graph.plan import Plan
-from specgrad.losses import LossError, make_loss
+from specgrad.losses import LOSSES, LossError, make_loss
 from specgrad.spec import SpecError, load_spec
 
 RNG = np.random.default_rng(0)
@@ -71,6 +71,7 @@ def test_classification_losses_declare_their_targets():
     logits = graph.input("z", ("B", 10))
     labels = make_loss("cross_entropy").target_of(logits)
     assert (labels.shape, labels.dtype, labels.kind, labels.classes) == (("B",), np.int64, "labels", 10)
+    assert LOSSES["cross_entropy"].meta["target"]["dtype"] == "int"      # what validation reads, without a graph
     probs = make_loss("binary_cross_entropy").target_of(logits)
     assert (probs.shape, probs.dtype, probs.kind) == (("B", 10), np.float64, "probabilities")
     assert make_loss("mse").target_of(logits).kind == "real"

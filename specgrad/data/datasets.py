@@ -16,7 +16,8 @@ DATASETS = {
 }
 
 
-@SOURCES.register("dataset", {"name": {"title": "dataset", "enum": list(DATASETS)}}, required=["name"])
+@SOURCES.register("dataset", {"name": {"title": "dataset", "enum": list(DATASETS)}}, required=["name"],
+                  fields=lambda settings: {"x": "float", "y": "int" if DATASETS[settings["name"]][1] else "float"})
 def dataset(name):
     """a dataset bundled with scikit-learn: x (features, float) and y (int64 labels, or float for diabetes)"""
     try:

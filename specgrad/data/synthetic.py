@@ -12,6 +12,8 @@ from specgrad.data.registry import SOURCES
 
 N = {"type": "integer", "minimum": 1, "description": "number of samples"}
 CLASSES = {"type": "integer", "minimum": 2, "description": "number of classes"}
+# the fields each source makes and their kinds, declared for validation (checked against the loss's target)
+REAL, LABELLED = {"x": "float", "y": "float"}, {"x": "float", "y": "int"}
 
 
 def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
@@ -33,7 +35,7 @@ def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
           "properties": {"low": {"type": "number"}, "high": {"type": "number"}}},
     "n": N,
     "noise": NON_NEGATIVE,
-}, required=["function", "n"])
+}, required=["function", "n"], fields=REAL)
 def synthetic(function, n, x=None, noise=0.0, seed=0):
     """y = function(x) + noise * N(0, 1) at x ~ U(low, high): draws x, then the noise, from default_rng(seed)"""
     bounds = x or {"low": -1.0, "high": 1.0}
@@ -55,7 +57,7 @@ def _labels(sizes: list[int]) -> np.ndarray:
 
 
 @SOURCES.register("spirals", {"n": N, "classes": CLASSES, "turns": POSITIVE, "noise": NON_NEGATIVE},
-                  required=["n"])
+                  required=["n"], fields=LABELLED)
 def spirals(n, classes=3, turns=0.75, noise=0.2, seed=0):
     """interleaved 2-d spiral arms, one per class: not separable by any linear model"""
     rng = np.random.default_rng(seed)
@@ -68,7 +70,7 @@ def spirals(n, classes=3, turns=0.75, noise=0.2, seed=0):
     return {"x": np.concatenate(xs), "y": _labels(sizes)}
 
 
-@SOURCES.register("moons", {"n": N, "noise": NON_NEGATIVE}, required=["n"])
+@SOURCES.register("moons", {"n": N, "noise": NON_NEGATIVE}, required=["n"], fields=LABELLED)
 def moons(n, noise=0.1, seed=0):
     """two interleaving half circles in 2-d, plus Gaussian noise (two classes)"""
     rng = np.random.default_rng(seed)
@@ -80,7 +82,7 @@ def moons(n, noise=0.1, seed=0):
 
 
 @SOURCES.register("blobs", {"n": N, "classes": CLASSES, "features": {"type": "integer", "minimum": 1},
-                            "spread": POSITIVE, "box": POSITIVE}, required=["n"])
+                            "spread": POSITIVE, "box": POSITIVE}, required=["n"], fields=LABELLED)
 def blobs(n, classes=3, features=2, spread=1.0, box=10.0, seed=0):
     """Gaussian clusters (std ``spread``) around centres drawn uniformly in [-box, box]^features"""
     rng = np.random.default_rng(seed)
@@ -90,7 +92,8 @@ def blobs(n, classes=3, features=2, spread=1.0, box=10.0, seed=0):
     return {"x": centres[y] + spread * rng.standard_normal((n, features)), "y": y}
 
 
-@SOURCES.register("adding", {"n": N, "length": {"type": "integer", "minimum": 2}}, required=["n", "length"])
+@SOURCES.register("adding", {"n": N, "length": {"type": "integer", "minimum": 2}}, required=["n", "length"],
+                  fields=REAL)
 def adding(n, length, seed=0):
     """the adding problem (Hochreiter & Schmidhuber, 1997): x[t] = (value ~ U(0, 1), marker); two steps are
     marked and y is the sum of their values, so a model must remember values across the sequence"""

@@ -91,6 +91,10 @@ def test_a_csv_spec_predicts_from_columns_by_name(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(tmp_path / "pred.csv")))
     np.testing.assert_allclose([float(r["y_hat"]) for r in rows], [2 * 2.0 - 1.0 + 1, 2 * -1.0 - 0.0 + 1], atol=1e-3)
+    # the run's own spec.yaml trains again as it is: its relative data path resolves where the run recorded
+    with threadpool_limits(1):
+        again = Trainer(load_spec(run / "spec.yaml"), tmp_path / "again").run()
+    assert again["train"] == json.loads((run / "summary.json").read_text())["train"]
 
 
 def test_images_may_come_flat(tmp_path):

@@ -82,13 +82,14 @@ def data_error(spec, e: DataError) -> SpecError:
 def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer | None = None) -> PreparedData:
     """Load, split, standardize (fitted on the training split unless a run's ``standardizer`` is given) and
     check the data of a validated spec; a located SpecError for any problem. ``base_dir`` defaults to the
-    spec file's folder."""
+    spec file's folder (see ``_data_folder``)."""
     problems = check_metrics(spec.data.get("metrics", []),
                              make_loss(spec.data["loss"]).target_of(spec.model.prediction).kind)
     if problems:
         raise SpecError([Diagnostic(message, spec.doc.loc(("metrics", i))) for i, message in problems])
     settings = spec.data["data"]
-    base_dir = Path(base_dir if base_dir is not None else Path(spec.doc.file).parent)
+    if base_dir is None:
+        base_dir = _data_folder(Path(spec.doc.file).parent)
     try:
         splits = load_splits(settings, spec.data.get("seed", 0), base_dir)
         names = settings.get("standardize", [])
@@ -102,6 +103,17 @@ def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer 
         raise data_error(spec, e) from None
     return PreparedData({name: conform(standardizer.apply(raw), spec) for name, raw in splits.items()},
                         standardizer, base_dir)
+
+
+def _data_folder(spec_dir: Path) -> Path:
+    """Where a spec's relative data paths resolve: its own folder, or for a run's spec.yaml (trained again as
+    it is) the folder its run recorded."""
+    if (spec_dir / RUN_FILE).is_file():
+        try:
+            return load_run_data_state(spec_dir)[0]
+        except DataError:
+            pass                     # an unreadable data.json: resolve as for any spec, and say what is missing
+    return spec_dir
 
 
 def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[str, np.ndarray]:

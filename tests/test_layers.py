@@ -1,15 +1,26 @@
 """Layers: every registered layer's gradient against finite differences (the test enumerates the registry),
 and each layer's forward values against an independent numpy reference or a closed-form property."""
+import re
+
+import autograd
+import autograd.numpy as anp
 import numpy as np
 import pytest
+import yaml
+from jsonschema import Draft202012Validator
 
+from conftest import ROOT
 from specgrad.graph.build import build_model, init_params, init_state, step_key
+from specgrad.init import INITIALIZERS
 from specgrad.layers import LAYERS
 from specgrad.ops import REGISTRY
+from specgrad.spec.schema import build_schema
 
 
-def model_of(nodes, inputs, output="out", loss="sse"):
-    spec = {"model": {"inputs": inputs, "nodes": nodes, "output": output}, "loss": loss}
+def model_of(nodes, inputs, output="out", loss="sse", dtype="float64"):
+    """The compiled model of a spec with these nodes (the sections build does not read are minimal)."""
+    spec = {"dtype": dtype, "model": {"inputs": inputs, "nodes": nodes, "output": output}, "loss": loss,
+            "train": {"steps": 1}}
     return build_model(spec, lambda path: None)
 
 
@@ -78,8 +89,8 @@ CASES = {
     "flatten": [([{"c": {"layer": "conv2d", "input": "x", "filters": 2, "kernel": 3}},
                   {"out": {"layer": "flatten"}}], {"x": [1, 4, 4]})],
     "residual": [([PRE, {"out": {"layer": "residual", "body": [
-        {"a": {"layer": "linear", "units": 6}}, {"b": "tanh(a)"}, {"c": {"layer": "linear", "input": "b", "units": 4}}]}}],
-        {"x": [5]})],
+        {"a": {"layer": "linear", "units": 6}}, {"b": "tanh(a)"},
+        {"c": {"layer": "linear", "input": "b", "units": 4}}]}}], {"x": [5]})],
     "attention": [([PRE, {"out": {"layer": "attention", "heads": 2}}], {"x": [3, 5]}),
                   ([PRE, {"out": {"layer": "attention", "heads": 1, "causal": True, "units": 6}}], {"x": [4, 5]}),
                   ([PRE, {"ctx": {"layer": "linear", "input": "x", "units": 3}},
@@ -111,6 +122,19 @@ def test_layer_gradient_matches_finite_differences(name, nodes, inputs):
     fields = with_target(model, data_for(inputs))
     err = finite_difference_error(model, fields, random_params(model))
     assert err < 1e-7, f"{name}: relative error {err:.2e}"
+
+
+# Known defect outside the layers (branch ops): powers' VJP builds its shift matrix as a float64 constant.
+FLOAT32_DEFECTS = {"polynomial": "ops: the VJP of powers promotes float32 to float64"}
+
+
+@pytest.mark.parametrize("name,nodes,inputs", [
+    pytest.param(n, *cases[0], marks=[pytest.mark.xfail(strict=True, reason=FLOAT32_DEFECTS[n])]
+                 if n in FLOAT32_DEFECTS else []) for n, cases in CASES.items()])
+def test_float32_models_stay_float32_forward_and_backward(name, nodes, inputs):
+    model = model_of(nodes, inputs, dtype="float32")
+    wide = [n for n in model.graph.nodes if n.dtype == np.float64]
+    assert not wide, f"{name}: float64 nodes {[n.op for n in wide]}"
 
 
 # ------------------------------------------------------------------------------------- forward values
@@ -314,3 +338,95 @@ def test_recurrent_layers_match_a_numpy_loop(layer, reference):
 def test_mlp_activations_are_registered_ops():
     from specgrad.layers.dense import ACTIVATIONS
     assert "relu" in ACTIVATIONS and all(a in REGISTRY for a in ACTIVATIONS)
+
+
+# ------------------------------------------------------------------------------------------------ docs
+DOCS = ROOT / "docs" / "layers.md"
+
+
+def test_docs_describe_every_layer_and_initializer():
+    text = DOCS.read_text()
+    headings = {h.strip() for line in text.splitlines() if line.startswith("### ") for h in line[4:].split(",")}
+    assert set(LAYERS.names()) <= headings
+    rows = {name.strip(" `") for line in text.splitlines() if line.startswith("| `")
+            for name in line.split("|")[1].split(",")}
+    assert set(INITIALIZERS.names()) <= rows
+
+
+def test_docs_snippets_are_valid_nodes():
+    """Every node of the yaml snippets in the docs that uses a layer passes the spec schema."""
+    schema = build_schema()
+    node_schema = Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/node"})
+    snippets = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+    nodes = []
+
+    def collect(value):
+        if isinstance(value, list):
+            nodes.extend(v for v in value if isinstance(v, dict) and len(v) == 1)
+            for v in value:
+                collect(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                collect(v)
+    for text in snippets:
+        collect(yaml.safe_load(text))
+    layered = [n for n in nodes if isinstance(next(iter(n.values())), dict) and "layer" in next(iter(n.values()))]
+    assert {next(iter(n.values()))["layer"] for n in layered} == set(LAYERS.names())
+    for node in layered:
+        errors = [e.message for e in node_schema.iter_errors(node)]
+        assert not errors, (node, errors)
+
+
+def test_residual_blocks_nest():
+    model = model_of([{"out": {"layer": "residual", "input": "x", "body": [
+        {"inner": {"layer": "residual", "body": [{"a": {"layer": "linear", "units": 3}}]}},
+        {"b": {"layer": "linear", "units": 3}}]}}], {"x": [3]})
+    assert list(model.params) == ["out.inner.a.weight", "out.inner.a.bias", "out.b.weight", "out.b.bias"]
+    p = random_params(model)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    inner = x + x @ p["out.inner.a.weight"] + p["out.inner.a.bias"]
+    np.testing.assert_allclose(forward(model, {"x": x}, p)[0], x + inner @ p["out.b.weight"] + p["out.b.bias"],
+                               rtol=1e-13)
+
+
+# ------------------------------------------------------------------ gradients against HIPS autograd
+def autograd_lstm(p, x):
+    W, U, b = p["out.weight"], p["out.recurrent_weight"], p["out.bias"]
+    H = U.shape[0]
+    sig = lambda z: 1 / (1 + anp.exp(-z))
+    h = c = anp.zeros((x.shape[0], H))
+    hs = []
+    for t in range(x.shape[1]):
+        z = anp.dot(x[:, t], W) + anp.dot(h, U) + b
+        c = sig(z[:, H:2 * H]) * c + sig(z[:, :H]) * anp.tanh(z[:, 2 * H:3 * H])
+        h = sig(z[:, 3 * H:]) * anp.tanh(c)
+        hs.append(h)
+    return anp.stack(hs, 1)
+
+
+def autograd_attention(p, x, heads=2, causal=True):
+    lin = lambda name, v: anp.dot(v, p[f"out.{name}.weight"]) + p[f"out.{name}.bias"]
+    B, T, D = x.shape
+    size = D // heads
+    split = lambda v: anp.transpose(anp.reshape(v, (B, T, heads, size)), (0, 2, 1, 3))
+    q, k, v = split(lin("query", x)), split(lin("key", x)), split(lin("value", x))
+    scores = anp.einsum("bhts,bhus->bhtu", q, k) / np.sqrt(size)
+    if causal:
+        scores = anp.where(np.tril(np.ones((T, T))) > 0, scores, -1e30)
+    e = anp.exp(scores - anp.max(scores, -1, keepdims=True))
+    mixed = anp.einsum("bhtu,bhus->bhts", e / anp.sum(e, -1, keepdims=True), v)
+    return lin("output", anp.reshape(anp.transpose(mixed, (0, 2, 1, 3)), (B, T, D)))
+
+
+@pytest.mark.parametrize("node,reference", [
+    ({"layer": "lstm", "units": 3}, autograd_lstm),
+    ({"layer": "attention", "heads": 2, "causal": True}, autograd_attention),
+])
+def test_gradients_match_hips_autograd(node, reference):
+    model = model_of([{"out": {**node, "input": "x"}}], {"x": [5, 4]})
+    fields = with_target(model, {"x": np.random.default_rng(0).standard_normal((3, 5, 4))})
+    p = random_params(model)
+    _, *grads = model.plan([model.loss, *model.grads])(*model.feed(fields, p))
+    expected = autograd.grad(lambda q: anp.sum((reference(q, fields["x"]) - fields["y"]) ** 2))(p)
+    for name, g in zip(model.params, grads):
+        np.testing.assert_allclose(g, expected[name], rtol=1e-10, atol=1e-12, err_msg=name)

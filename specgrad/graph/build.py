@@ -45,7 +45,8 @@ class Forward:
 
     @property
     def feeds(self) -> list[Node]:
-        return [*self.inputs.values(), *self.params.values(), *self.state.values(), *([self.rng] if self.rng else [])]
+        return [*self.inputs.values(), *self.params.values(), *self.state.values(),
+                *([self.rng] if self.rng is not None else [])]
 
     def plan(self, outputs) -> Plan:
         """A plan called with ``feed(...)``'s values (just data fields and parameters for a stateless model)."""
@@ -55,7 +56,7 @@ class Forward:
         """Values in ``feeds`` order; fields the outputs do not need (the target, for a prediction) may be absent."""
         state = state or {}
         return [*(fields.get(n) for n in self.inputs), *(params[n] for n in self.params),
-                *(state[n] for n in self.state), *([key] if self.rng else [])]
+                *(state[n] for n in self.state), *([key] if self.rng is not None else [])]
 
 
 @dataclass
@@ -66,11 +67,11 @@ class Model(Forward):
     grads: list[Node]                # same order as params
     state_inits: dict[str, dict]     # state name -> initializer settings of its first value
     state_updates: dict[str, Node]   # state name -> its value after a training step (train graph)
-    eval: Forward                    # the eval-mode graph (this very one when no layer depends on the mode)
+    eval: Forward                    # the eval-mode graph (the train graph when no layer depends on the mode)
     warnings: list[Diagnostic]
 
 
-def step_key(seed: int, step: int) -> np.ndarray:
+def step_key(seed: int, step: int) -> np.uint64:
     """The random key fed at ``step``: a function of the spec's seed and the step only, so a resumed run
     draws the same dropout masks as one that never stopped (each layer adds a salt of its own)."""
     return np.random.SeedSequence([seed, KEY_STREAM, step]).generate_state(1, np.uint64)[0]
@@ -106,7 +107,8 @@ class TrainStep:
         key = [step_key(self.seed, step)] if model.rng is not None else []
         loss, *rest = self.plan(*batch, *params, *self.state.values(), *key)
         n = len(model.grads)
-        self.state.update(zip(model.state_updates, rest[n:]))
+        # copies: the plan may reuse its output buffers in the next call
+        self.state.update((name, np.array(value)) for name, value in zip(model.state_updates, rest[n:]))
         return loss, rest[:n]
 
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -240,7 +242,7 @@ class _Builder:
             except (LayerError, ShapeError) as e:
                 broken.add(name)
                 previous = _BROKEN
-                self.errors.append(Diagnostic(f"node '{name}': {e}", self.where(here)))
+                self.errors.append(Diagnostic(f"node '{name}': {e}", self.where(here + getattr(e, "at", ()))))
         return None if previous is _BROKEN else previous
 
     def node(self, body, scope, broken, full_name, previous, here, overrides) -> Node:
@@ -265,6 +267,8 @@ class _Builder:
         settings = {k: v for k, v in body.items() if k not in ("layer", "input", "inputs", "init")}
         kind = body["layer"]
         factory = LAYERS[kind].factory
+        if "input" in body and "inputs" in body:
+            raise LayerError("give either 'input' or 'inputs', not both", at=("inputs",))
         names = body.get("inputs") or ([body["input"]] if "input" in body else None)
         if names is None:
             if previous is _BROKEN:
@@ -293,8 +297,10 @@ class _Builder:
         unused = sorted(k for k in init if (full_name, k) not in self.collected.used_overrides)
         if unused:
             own = sorted(n[len(full_name) + 1:] for n in self.collected.inits if n.startswith(full_name + "."))
-            raise LayerError(f"init names '{unused[0]}', which is not a parameter of this layer "
-                             f"(it has {', '.join(own) or 'none'})")
+            names = sorted({*own, *(n.rsplit(".", 1)[-1] for n in own)})
+            hint = _dym(unused[0], names) or f" (it has {', '.join(own) or 'none'})"
+            raise LayerError(f"init names '{unused[0]}', which is not a parameter of this layer{hint}",
+                             at=("init", unused[0]))
         return out
 
 

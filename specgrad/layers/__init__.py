@@ -1,4 +1,5 @@
 """Layers: macros that expand into primitive ops, with their parameters and initializers.
 Importing this package fills ``LAYERS``; one module per family."""
 from specgrad.layers.base import LAYERS, Context, LayerError  # noqa: F401
-from specgrad.layers import attention, blocks, conv, dense, normalization, recurrent  # noqa: F401,E402  (registration side effects)
+# registration side effects:
+from specgrad.layers import attention, blocks, conv, dense, normalization, recurrent  # noqa: F401,E402

@@ -5,13 +5,14 @@ import numpy as np
 
 from specgrad.layers.base import LAYERS, LayerError
 from specgrad.layers.dense import BIAS, UNITS, linear
+from specgrad.ops.registry import fmt_shape
 
 MASKED = -1e9   # added to the scores a causal mask hides: exp underflows to exactly 0 in softmax
 
 
 def _sequence(x, what):
     if x.ndim != 3 or not all(isinstance(d, int) for d in x.shape[1:]):
-        raise LayerError(f"attention needs {what} [B, T, features], got shape {list(x.shape)}")
+        raise LayerError(f"attention needs {what} [B, T, features], got shape {fmt_shape(x.shape)}")
     return x.shape[1], x.shape[2]
 
 
@@ -23,9 +24,10 @@ def _sequence(x, what):
     "bias": BIAS,
 }, required=["heads"])
 def attention(ctx, x, context=None, *, heads, units=None, causal=False, bias=True):
-    """multi-head scaled dot-product attention: queries from x [B, T, D], keys and values from x (self-attention)
-    or from a second input [B, S, E] (cross-attention); linear projections query, key, value, output
-    (glorot_uniform); [B, T, D] -> [B, T, D]"""
+    """multi-head scaled dot-product attention: [B, T, D] -> [B, T, D]
+
+    Queries come from x, keys and values from x (self-attention) or from a second input [B, S, E]
+    (cross-attention); the projections query, key, value and output are linear layers (glorot_uniform)."""
     steps, width = _sequence(x, "an input")
     source = x if context is None else context
     source_steps, _ = _sequence(source, "a context")

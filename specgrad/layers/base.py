@@ -15,6 +15,7 @@ from typing import Callable
 from specgrad.components import NAME, Registry, normalize
 from specgrad.graph.ir import Graph, Node
 from specgrad.init import INITIALIZERS, Fans, fans_of
+from specgrad.ops.registry import fmt_shape
 
 LAYERS = Registry("layer", tag="layer", common={
     "input": {**NAME, "description": "the node fed to the layer (default: the node defined just before)"},
@@ -27,7 +28,12 @@ LAYERS = Registry("layer", tag="layer", common={
 
 
 class LayerError(ValueError):
-    """A layer that cannot be built from its settings and inputs; the message says why."""
+    """A layer that cannot be built from its settings and inputs; the message says why, and ``at`` is the
+    path of the offending setting inside the node's definition (e.g. ``("init", "wieght")``), if one is."""
+
+    def __init__(self, message: str, at: tuple = ()):
+        super().__init__(message)
+        self.at = at
 
 
 def arity(layer: Callable) -> tuple[int, int | None]:
@@ -54,8 +60,8 @@ class Collected:
     state: dict[str, Node] = field(default_factory=dict)
     state_updates: dict[str, Node] = field(default_factory=dict)
     key: Node | None = None
-    key_users: int = 0
-    used_overrides: set = field(default_factory=set)   # (node, key) pairs of ``init`` that named a parameter                 # layers that asked for a key so far (each gets its own)
+    key_users: int = 0                 # layers that asked for a key so far (each gets a salt of its own)
+    used_overrides: set = field(default_factory=set)   # (node, key) pairs of an ``init`` that named a parameter
     mode_dependent: bool = False       # some layer read ``ctx.training``: train and eval graphs differ
 
 
@@ -89,7 +95,7 @@ class Context:
         full = f"{self.name}.{name}"
         settings = normalize(self._override(full) or init)
         if settings["type"] == "orthogonal" and len(shape) < 2:
-            raise LayerError(f"parameter '{full}' has shape {list(shape)}; orthogonal needs rank >= 2")
+            raise LayerError(f"parameter '{full}' has shape {fmt_shape(shape)}; orthogonal needs rank >= 2")
         self.collected.inits[full] = ParamInit(settings, tuple(fans or fans_of(shape)))
         return self.graph.param(full, tuple(shape))
 

@@ -11,7 +11,7 @@ from specgrad.ops.registry import fmt_shape
                             "node's output (the first: the block's input); names stay inside the block"},
 }, required=["body"])
 def residual(ctx, x, *, body):
-    """x + body(x): the body's last node must keep x's shape; parameters are <block>.<node>.<param>"""
+    """x + body(x), the body being nested node definitions whose last node keeps x's shape"""
     y = ctx.build_nodes(body, x)
     if y.shape != x.shape:
         raise LayerError(f"the body's output has shape {fmt_shape(y.shape)} but the block's input has "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from specgrad.layers.base import LAYERS, LayerError
 from specgrad.layers.dense import BIAS, UNITS
+from specgrad.ops.registry import fmt_shape
 
 SIZE = {"if": {"type": "integer"}, "then": {"minimum": 1},
         "else": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
@@ -29,14 +30,15 @@ def _padding(padding, kernel):
 
 def _image(x, layer):
     if x.ndim != 4:
-        raise LayerError(f"{layer} needs images [B, channels, height, width], got shape {list(x.shape)}")
+        raise LayerError(f"{layer} needs images [B, channels, height, width], got shape {fmt_shape(x.shape)}")
 
 
 @LAYERS.register("conv2d", {"filters": UNITS, "kernel": SIZE, "stride": SIZE, "padding": PADDING, "bias": BIAS},
                  required=["filters", "kernel"])
 def conv2d(ctx, x, *, filters, kernel, stride=1, padding="valid", bias=True):
-    """2-D convolution (cross-correlation): [B, C, H, W] -> [B, filters, H', W']; weight [filters, C, kh, kw]
-    glorot_uniform over the receptive field, bias zeros"""
+    """2-D convolution (cross-correlation): [B, C, H, W] -> [B, filters, H', W']
+
+    weight [filters, C, kh, kw] glorot_uniform with the receptive field in its fans, bias zeros."""
     _image(x, "conv2d")
     kh, kw = _pair(kernel)
     channels = x.shape[1]

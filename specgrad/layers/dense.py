@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from specgrad.layers.base import LAYERS, LayerError
-from specgrad.ops.registry import REGISTRY
+from specgrad.ops.registry import REGISTRY, fmt_shape
 
 UNITS = {"type": "integer", "minimum": 1}
 BIAS = {"type": "boolean", "description": "add a learned bias (default true)"}
@@ -13,13 +13,13 @@ RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "silu"}
 
 def features(x, layer: str) -> int:
     if not x.shape or not isinstance(x.shape[-1], int):
-        raise LayerError(f"{layer} needs an input with a feature axis last, got shape {list(x.shape)}")
+        raise LayerError(f"{layer} needs an input with a feature axis last, got shape {fmt_shape(x.shape)}")
     return x.shape[-1]
 
 
 @LAYERS.register("linear", {"units": UNITS, "bias": BIAS}, required=["units"])
 def linear(ctx, x, *, units, bias=True, weight_init="glorot_uniform"):
-    """x @ weight + bias over the last axis: [..., in] -> [..., units]; weight glorot_uniform, bias zeros"""
+    """x @ weight + bias over the last axis: [..., in] -> [..., units] (glorot_uniform weight, zero bias)"""
     n_in = features(x, "linear")
     y = x @ ctx.param("weight", (n_in, units), weight_init, fans=(n_in, units))
     return y + ctx.param("bias", (units,), "zeros") if bias else y
@@ -32,8 +32,9 @@ def linear(ctx, x, *, units, bias=True, weight_init="glorot_uniform"):
     "bias": BIAS,
 }, required=["widths"])
 def mlp(ctx, x, *, widths, activation="relu", bias=True):
-    """linear layers 0, 1, ... with an activation between them; weights he_uniform after relu-like
-    activations, else glorot_uniform"""
+    """linear layers 0, 1, ... of the given widths with an activation between them
+
+    Weights are he_uniform when the activation is relu-like, else glorot_uniform."""
     weight_init = "he_uniform" if activation in RELU_LIKE else "glorot_uniform"
     for i, units in enumerate(widths):
         if i:
@@ -47,8 +48,9 @@ def mlp(ctx, x, *, widths, activation="relu", bias=True):
     "constant": {"type": "boolean", "description": "include the x ** 0 = 1 column (default true)"},
 }, required=["degree"])
 def polynomial(ctx, x, *, degree, constant=True):
-    """powers of each feature: [...] -> [..., degree + 1] for a scalar per sample, [..., d] -> [..., d * (degree + 1)];
-    no parameters (follow it with a linear layer)"""
+    """powers x ** 0 .. x ** degree of each feature, side by side (no parameters)
+
+    [B] -> [B, degree + 1] for a scalar per sample, [B, d] -> [B, d * (degree + 1)]."""
     phi = ctx.apply("powers", x, degree=degree)
     if not constant:
         phi = ctx.apply("slice", phi, axis=-1, start=1)
@@ -59,6 +61,6 @@ def polynomial(ctx, x, *, degree, constant=True):
 
 @LAYERS.register("embedding", {"vocab": UNITS, "units": UNITS}, required=["vocab", "units"])
 def embedding(ctx, ids, *, vocab, units):
-    """row ids[...] of a learned [vocab, units] table: integer ids [...] -> [..., units]; weight normal(0, 1)"""
+    """rows of a learned [vocab, units] table: integer ids [...] -> [..., units] (weight normal(0, 1))"""
     table = ctx.param("weight", (vocab, units), {"type": "normal", "std": 1.0}, fans=(vocab, units))
     return ctx.apply("take", table, ids, axis=0)

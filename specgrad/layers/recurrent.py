@@ -5,6 +5,7 @@ import numpy as np
 
 from specgrad.layers.base import LAYERS, LayerError
 from specgrad.layers.dense import UNITS
+from specgrad.ops.registry import fmt_shape
 
 RETURN_SEQUENCES = {"type": "boolean",
                     "description": "output every step's hidden state [B, T, units] (default true) or only the "
@@ -13,7 +14,7 @@ RETURN_SEQUENCES = {"type": "boolean",
 
 def _check(x, layer):
     if x.ndim != 3 or not all(isinstance(d, int) for d in x.shape[1:]):
-        raise LayerError(f"{layer} needs sequences [B, T, features], got shape {list(x.shape)}")
+        raise LayerError(f"{layer} needs sequences [B, T, features], got shape {fmt_shape(x.shape)}")
 
 
 def _steps(ctx, x):
@@ -40,8 +41,9 @@ def _output(ctx, hs, return_sequences):
 
 @LAYERS.register("lstm", {"units": UNITS, "return_sequences": RETURN_SEQUENCES}, required=["units"])
 def lstm(ctx, x, *, units, return_sequences=True):
-    """long short-term memory (gates i, f, g, o in that order): c = f c + i g, h = o tanh(c), from h = c = 0;
-    weight glorot_uniform, recurrent_weight orthogonal, bias zeros"""
+    """long short-term memory over [B, T, D]: c = f c + i g, h = o tanh(c), from h = c = 0
+
+    Gates i, f, g, o in that order; weight glorot_uniform, recurrent_weight orthogonal, bias zeros."""
     _check(x, "lstm")
     w, u = _weights(ctx, x, units, 4)
     b = ctx.param("bias", (4 * units,), "zeros")
@@ -57,9 +59,10 @@ def lstm(ctx, x, *, units, return_sequences=True):
 
 @LAYERS.register("gru", {"units": UNITS, "return_sequences": RETURN_SEQUENCES}, required=["units"])
 def gru(ctx, x, *, units, return_sequences=True):
-    """gated recurrent unit (gates r, z, n; Cho et al. 2014 as PyTorch writes it): n = tanh(x W_n + b_n +
-    r (h U_n + c_n)), h = (1 - z) n + z h, from h = 0; weight glorot_uniform, recurrent_weight orthogonal,
-    bias and recurrent_bias zeros"""
+    """gated recurrent unit over [B, T, D]: h = (1 - z) n + z h, from h = 0
+
+    Gates r, z, n as PyTorch writes them, n = tanh(x W_n + b_n + r (h U_n + c_n)); weight glorot_uniform,
+    recurrent_weight orthogonal, bias and recurrent_bias zeros."""
     _check(x, "gru")
     w, u = _weights(ctx, x, units, 3)
     b = ctx.param("bias", (3 * units,), "zeros")

@@ -7,6 +7,7 @@ data paths resolve against), so ``eval`` and ``predict`` see exactly what traini
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,10 @@ class PreparedData:
 
     def save(self, run_dir: Path) -> None:
         state = {"base_dir": str(self.base_dir.resolve()), "standardize": self.standardizer.to_json()}
-        (Path(run_dir) / RUN_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        path = Path(run_dir) / RUN_FILE
+        tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")      # a killed run never leaves half a file
+        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def load_run_data_state(run_dir: Path) -> tuple[Path, Standardizer]:

@@ -105,7 +105,7 @@ def predict(run: TrainedRun, fields: dict[str, np.ndarray]) -> dict[str, np.ndar
     try:
         fields = {name: reshape_rows(np.asarray(fields[name], dtype=np.float64), model.inputs[name].shape[1:], name)
                   for name in inputs}
-    except DataError as e:
+    except (DataError, ValueError) as e:          # ValueError: values that are not numbers
         raise RunFileError(f"input: {e}") from None
     fields = conform(run.standardizer.apply(fields), spec, with_target=False)
     forward = model.eval                    # no dropout; batchnorm uses its running statistics

@@ -115,12 +115,14 @@ def test_bad_runs_and_inputs_are_clear_errors(tmp_path):
     with pytest.raises(RunFileError, match="the run has no 'val' split \\(its data.split holds out nothing\\)"):
         evaluate_run(run, "val")
     np.savez(tmp_path / "wrong.npz", z=np.zeros(3))
+    np.savez(tmp_path / "text.npz", x=np.array(["a", "b"]))
     (tmp_path / "in.csv").write_text("x\n0.5\n")
     (tmp_path / "two.csv").write_text("x,w\n0.5,1\n")
     for args, message in [
         ((tmp_path / "nope.csv",), "input file"),
         ((run / "spec.yaml",), "the input must be a .csv or .npz file"),
         ((tmp_path / "wrong.npz",), "has no array 'x' (the model reads x; the file has z)"),
+        ((tmp_path / "text.npz",), "input: could not convert string to float"),
         ((tmp_path / "in.csv", tmp_path / "out.txt"), "the output must be a .csv or .npz file"),
         ((tmp_path / "two.csv",), "field 'x' has per-sample shape [2]"),
     ]:

@@ -137,3 +137,18 @@ def test_bad_runs_and_inputs_are_clear_errors(tmp_path):
     assert run_cli("eval", run, "--split", "tset").returncode == 2
     result = run_cli("predict", run, tmp_path / "in.csv")
     assert result.returncode == 0 and result.stdout.splitlines()[0] == "y_hat"
+
+
+def test_predictions_use_eval_mode(tmp_path):
+    """batchnorm reads its running statistics and dropout is off: a sample's prediction does not depend on
+    the batch it comes in (in training mode, a batch of one would normalize every feature to zero)."""
+    run = trained(tmp_path, MODELS / "mlp_moons.yaml", "train={steps: 30, batch_size: 50}")
+    x = np.random.default_rng(0).normal(size=(6, 2))
+    np.savez(tmp_path / "all.npz", x=x)
+    predict_file(run, tmp_path / "all.npz", tmp_path / "all-out.npz")
+    together = np.load(tmp_path / "all-out.npz")["logits"]
+    for i in range(len(x)):
+        np.savez(tmp_path / "one.npz", x=x[i:i + 1])
+        predict_file(run, tmp_path / "one.npz", tmp_path / "one-out.npz")
+        np.testing.assert_allclose(np.load(tmp_path / "one-out.npz")["logits"], together[i:i + 1], rtol=1e-12)
+    assert len(np.unique(together.round(6), axis=0)) == len(x)

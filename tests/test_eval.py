@@ -152,3 +152,13 @@ def test_predictions_use_eval_mode(tmp_path):
         predict_file(run, tmp_path / "one.npz", tmp_path / "one-out.npz")
         np.testing.assert_allclose(np.load(tmp_path / "one-out.npz")["logits"], together[i:i + 1], rtol=1e-12)
     assert len(np.unique(together.round(6), axis=0)) == len(x)
+
+
+def test_csv_output_has_a_column_per_value_and_round_trips():
+    from specgrad.evaluate import to_csv
+    values = np.random.default_rng(0).standard_normal((3, 2)) / 3
+    text = to_csv({"y_hat": values[:, 0], "probability": values, "label": np.array([2, 0, 1])})
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["y_hat", "probability_0", "probability_1", "label"]
+    back = np.array([[float(v) for v in row] for row in rows[1:]])
+    assert np.array_equal(back[:, 1:3], values) and rows[1][3] == "2"      # exact floats, integer labels

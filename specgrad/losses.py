@@ -29,8 +29,11 @@ PENALTY = {
 }
 
 # ``target`` names the data field the prediction is compared with (default ``y``); ``penalties`` add
-# weight decay on chosen parameters to the loss.
+# weight decay on chosen parameters to the loss. An entry's ``target={"dtype": "float" | "int"}`` meta says
+# what kind of field that must be, which `validate` checks against the fields a data source declares
+# (binary_cross_entropy declares none: its 0/1 targets may come as integer labels or as floats).
 LOSSES = Registry("loss", common={"target": NAME, "penalties": {"type": "array", "items": PENALTY}})
+REAL = {"dtype": "float"}
 
 
 class LossError(ValueError):
@@ -91,25 +94,25 @@ def _mean(node):
     return node.graph.apply("mean", node)
 
 
-@LOSSES.register("sse")
+@LOSSES.register("sse", target=REAL)
 def sse():
     """sum of squared errors, the article's loss: sum((y_hat - y) ** 2)"""
     return Loss(lambda pred, target: pred.graph.apply("sum", pred.graph.apply("square", pred - target)))
 
 
-@LOSSES.register("mse")
+@LOSSES.register("mse", target=REAL)
 def mse():
     """mean squared error: mean((y_hat - y) ** 2)"""
     return Loss(lambda pred, target: _mean(pred.graph.apply("square", pred - target)))
 
 
-@LOSSES.register("mae")
+@LOSSES.register("mae", target=REAL)
 def mae():
     """mean absolute error: mean(|y_hat - y|), robust to outliers"""
     return Loss(lambda pred, target: _mean(pred.graph.apply("abs", pred - target)))
 
 
-@LOSSES.register("huber", {"delta": POSITIVE})
+@LOSSES.register("huber", {"delta": POSITIVE}, target=REAL)
 def huber(delta=1.0):
     """mean Huber loss: quadratic for |error| <= delta, linear beyond (delta defaults to 1)"""
     def build(pred, target):

@@ -55,6 +55,8 @@ def same_as_prediction(pred) -> Target:
 
 @dataclass(frozen=True)
 class Loss:
+    """A loss as a spec declares it: how it is built on the graph, the target it takes, how its predictions
+    read (for predict), and the penalties added to it."""
     build: Callable                                  # (prediction, target) -> scalar node
     target_of: Callable = same_as_prediction         # prediction node -> Target
     decode: Callable | None = None                   # prediction array -> named readings (labels, probabilities)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -132,6 +133,54 @@ def schema():
     typer.echo(json.dumps(editor_schema(), indent=2))
 
 
+class Split(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Path = typer.Argument(..., help="A run directory (runs/NAME/TIMESTAMP)."),
+    split: Optional[Split] = typer.Option(None, "--split", help="Default: test, else val, else train."),
+):
+    """Evaluate a run's latest checkpoint on a split: the loss and the spec's metrics, as JSON."""
+    from specgrad.evaluate import evaluate_run
+    with _run_errors():
+        result = evaluate_run(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"))
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory (runs/NAME/TIMESTAMP)."),
+    input: Path = typer.Argument(..., help="Samples to predict on: .csv (header row) or .npz (arrays by input name)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="A .csv or .npz file (default: csv on stdout)."),
+):
+    """Predict with a run's latest checkpoint, transforming the input as the training data was."""
+    from specgrad.evaluate import predict_file
+    with _run_errors():
+        text = predict_file(run_dir, input, output, warn=lambda m: _err(f"warning: {m}"))
+    if text is not None:
+        typer.echo(text, nl=False)
+
+
+@contextmanager
+def _run_errors():
+    """Errors in a run directory or its inputs: printed, exit 1, no traceback."""
+    from specgrad.evaluate import RunFileError
+    from specgrad.run.checkpoint import CheckpointError
+    from specgrad.spec import SpecError
+    try:
+        yield
+    except SpecError as e:
+        _err(str(e))
+        raise typer.Exit(1)
+    except (RunFileError, CheckpointError, OSError) as e:
+        _err(f"error: {e}")
+        raise typer.Exit(1)
+
+
 class _Progress:
     """A rich progress bar (loss, ETA) on a terminal; otherwise a plain line every tenth of the run (logs,
     CI); nothing with --quiet. Warnings go to stderr unless --quiet."""
@@ -150,7 +199,6 @@ class _Progress:
     def hooks(self):
         import time
 
-        from specgrad.run.trainer import Hooks
 
         def on_start(start, total):
             self.start, self.total, self.t0 = start, total, time.perf_counter()

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 import specgrad
 from conftest import MODELS, ROOT, run_cli
 from specgrad.components import Registry
+from specgrad.data.datasets import DATASETS
 from specgrad.graph.formula import public_ops
 from specgrad.spec.schema import build_schema, editor_schema
 
@@ -60,6 +61,7 @@ def test_schema_accepts_exactly_the_registered_names(make):
     assert {"loss", "optimizer", "schedule", "initializer", "data source", "metric"} <= set(regs)
     expected = {kind: set(reg.names()) for kind, reg in regs.items()}
     expected["op"] = set(public_ops())
+    expected["dataset"] = set(DATASETS)        # the bundled data sets the `dataset` source offers
     assert named_enums(make()) == expected
 
 

@@ -78,11 +78,11 @@ def test_valid_spec_with_a_warning_is_valid(tmp_path):
 
 def test_a_loss_that_is_not_a_scalar_is_an_error(monkeypatch, tmp_path):
     from specgrad.components import Component
-    from specgrad.losses import LOSSES
+    from specgrad.losses import LOSSES, Loss
     from specgrad.spec import validate
 
     def squared_errors():
-        return lambda pred, target: pred.graph.apply("square", pred - target)
+        return Loss(lambda pred, target: pred.graph.apply("square", pred - target))
     monkeypatch.setitem(LOSSES.entries, "squared_errors", Component("squared_errors", squared_errors, {}, (), ""))
     validate.validator.cache_clear()
     try:

@@ -24,7 +24,7 @@ from specgrad.graph.plan import Plan
 from specgrad.init import INITIALIZERS, fans_of
 from specgrad.layers import LAYERS
 from specgrad.layers.base import Collected, Context, LayerError, ParamInit, arity
-from specgrad.losses import LOSSES
+from specgrad.losses import LossError, make_loss
 from specgrad.ops.registry import ShapeError, fmt_shape
 from specgrad.spec.errors import Diagnostic, Location, SpecError
 
@@ -200,10 +200,12 @@ class _Builder:
                     errors.append(Diagnostic(f"loss target '{target_name}' must be a data field, not a model node",
                                              where(("loss",))))
                 else:
-                    target = scope.get(target_name) or graph.input(target_name, prediction.shape, prediction.dtype)
                     try:
-                        loss = LOSSES.create(loss_settings)(prediction, target)
-                    except ShapeError as e:
+                        loss_fn = make_loss(loss_settings)
+                        declared = loss_fn.target_of(prediction)       # e.g. int64 labels for cross_entropy
+                        target = scope.get(target_name) or graph.input(target_name, declared.shape, declared.dtype)
+                        loss = loss_fn(prediction, target)
+                    except (ShapeError, LossError) as e:
                         errors.append(Diagnostic(f"loss: {e}", where(("loss",))))
             if loss is not None and loss.shape != ():
                 errors.append(Diagnostic(f"the loss must be a scalar, got shape {fmt_shape(loss.shape)}", where(("loss",))))

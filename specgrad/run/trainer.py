@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from specgrad import __version__
-from specgrad.data.sources import load_splits
+from specgrad.data.prepare import prepare_data
 from specgrad.graph.build import TrainStep, init_params
 from specgrad.metrics import evaluate
 from specgrad.optim.clip import clip, global_norm, param_norms
@@ -27,7 +27,7 @@ from specgrad.run.retention import improved, to_keep
 from specgrad.run.settings import train_diagnostics
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
 from specgrad.spec import Spec
-from specgrad.spec.errors import Diagnostic, SpecError
+from specgrad.spec.errors import SpecError
 
 INIT_STREAM, SHUFFLE_STREAM = 1, 2          # independent RNG streams derived from the spec's seed
 
@@ -135,28 +135,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ settings
     def _load_splits(self) -> dict[str, dict[str, np.ndarray]]:
-        splits = load_splits(self.spec.data["data"], self.seed)
-        return {name: self._check_fields(raw) for name, raw in splits.items()}
-
-    def _check_fields(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The fields the model reads, in its input order and dtype; located errors for missing or misshapen ones."""
-        doc = self.spec.doc
-        fields = {}
-        errors = []
-        for name, node in self.model.inputs.items():
-            path = ("model", "inputs", name) if name in self.spec.data["model"]["inputs"] else ("loss",)
-            if name not in raw:
-                errors.append(Diagnostic(f"data has no field '{name}' (it has {', '.join(sorted(raw))})", doc.loc(path)))
-                continue
-            arr = np.asarray(raw[name])
-            if tuple(arr.shape[1:]) != tuple(node.shape[1:]):
-                errors.append(Diagnostic(f"data field '{name}' has per-sample shape {list(arr.shape[1:])}, "
-                                         f"the model expects {list(node.shape[1:])}", doc.loc(path)))
-                continue
-            fields[name] = np.ascontiguousarray(arr, dtype=node.dtype if arr.dtype.kind == "f" else arr.dtype)
-        if errors:
-            raise SpecError(errors)
-        return fields
+        self.prepared = prepare_data(self.spec)     # split, standardized on train, checked against the model
+        return self.prepared.splits
 
     def _validation_settings(self) -> dict | None:
         """``train.validation`` with its defaults (its settings were checked by ``train_diagnostics``)."""
@@ -309,6 +289,7 @@ class Trainer:
         start = self._restore() if resume else 0
         if not resume:
             write_spec(self.run_dir, self.spec.data, __version__)
+            self.prepared.save(self.run_dir)          # data.json: what eval / predict need to transform data
         log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
         t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch
         ckpt_cfg, log_every, clip_cfg = t.get("checkpoint", {}), t.get("log_every", 1), t.get("clip", {})

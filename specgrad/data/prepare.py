@@ -1,0 +1,167 @@
+"""From a spec to the arrays a model reads: load and split (``sources.py``), standardize with statistics
+fitted on the training split only, then check every field against the model's inputs and the loss's target.
+
+The run keeps what it takes to transform new data the same way (``data.json``: the statistics and the folder
+data paths resolve against), so ``eval`` and ``predict`` see exactly what training saw.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from specgrad.data.registry import DataError
+from specgrad.data.sources import load_splits
+from specgrad.losses import make_loss
+from specgrad.metrics import check_metrics
+from specgrad.spec.errors import Diagnostic, SpecError
+
+RUN_FILE = "data.json"
+
+
+@dataclass
+class Standardizer:
+    """Per-feature (x - mean) / std for chosen fields; a feature constant on the training split keeps std 1."""
+    stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, fields: dict[str, np.ndarray], names) -> "Standardizer":
+        stats = {}
+        for i, name in enumerate(names):
+            if name not in fields:
+                raise DataError(f"standardize: the data has no field '{name}' (it has {', '.join(sorted(fields))})",
+                                ("standardize", i))
+            values = np.asarray(fields[name])
+            if values.dtype.kind not in "fiu":
+                raise DataError(f"standardize: field '{name}' does not hold real numbers", ("standardize", i))
+            std = values.std(axis=0)
+            stats[name] = (values.mean(axis=0), np.where(std > 0, std, 1.0))
+        return cls(stats)
+
+    def apply(self, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: (a - self.stats[name][0]) / self.stats[name][1] if name in self.stats else a
+                for name, a in fields.items()}
+
+    def to_json(self) -> dict:
+        # Python floats print with repr, which round-trips float64 exactly: predict reproduces training's bits
+        return {name: {"mean": mean.tolist(), "std": std.tolist()} for name, (mean, std) in self.stats.items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Standardizer":
+        return cls({name: (np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64))
+                    for name, s in data.items()})
+
+
+@dataclass
+class PreparedData:
+    splits: dict[str, dict[str, np.ndarray]]     # "train" always; "val" / "test" when the spec splits
+    standardizer: Standardizer
+    base_dir: Path                               # where relative data paths resolve
+
+    def save(self, run_dir: Path) -> None:
+        state = {"base_dir": str(self.base_dir.resolve()), "standardize": self.standardizer.to_json()}
+        path = Path(run_dir) / RUN_FILE
+        tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")      # a killed run never leaves half a file
+        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def load_run_data_state(run_dir: Path) -> tuple[Path, Standardizer]:
+    """The data folder and the standardization a run was trained with."""
+    path = Path(run_dir) / RUN_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        return Path(state["base_dir"]), Standardizer.from_json(state["standardize"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+
+
+def data_error(spec, e: DataError) -> SpecError:
+    return SpecError.at(spec.doc.loc(("data", *e.key)), f"data: {e}")
+
+
+def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer | None = None) -> PreparedData:
+    """Load, split, standardize (fitted on the training split unless a run's ``standardizer`` is given) and
+    check the data of a validated spec; a located SpecError for any problem. ``base_dir`` defaults to the
+    spec file's folder (see ``_data_folder``)."""
+    problems = check_metrics(spec.data.get("metrics", []),
+                             make_loss(spec.data["loss"]).target_of(spec.model.prediction).kind)
+    if problems:
+        raise SpecError([Diagnostic(message, spec.doc.loc(("metrics", i))) for i, message in problems])
+    settings = spec.data["data"]
+    if base_dir is None:
+        base_dir = _data_folder(Path(spec.doc.file).parent)
+    try:
+        splits = load_splits(settings, spec.data.get("seed", 0), base_dir)
+        names = settings.get("standardize", [])
+        if spec.model.target in names:
+            raise DataError(f"standardize: '{spec.model.target}' is the loss target; predictions would come out "
+                            "in standardized units (standardize model inputs only)",
+                            ("standardize", names.index(spec.model.target)))
+        if standardizer is None:
+            standardizer = Standardizer.fit(splits["train"], names)
+    except DataError as e:
+        raise data_error(spec, e) from None
+    return PreparedData({name: conform(standardizer.apply(raw), spec) for name, raw in splits.items()},
+                        standardizer, base_dir)
+
+
+def _data_folder(spec_dir: Path) -> Path:
+    """Where a spec's relative data paths resolve: its own folder, or for a run's spec.yaml (trained again as
+    it is) the folder its run recorded."""
+    if (spec_dir / RUN_FILE).is_file():
+        try:
+            return load_run_data_state(spec_dir)[0]
+        except DataError:
+            pass                     # an unreadable data.json: resolve as for any spec, and say what is missing
+    return spec_dir
+
+
+def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[str, np.ndarray]:
+    """The fields the model reads, in its input order and dtype (the loss target last, unless
+    ``with_target`` is false); located errors for missing or misshapen fields and for targets the loss
+    cannot take (labels that are not integers or out of range, probabilities outside [0, 1])."""
+    model, doc = spec.model, spec.doc
+    fields, errors = {}, []
+    for name, node in model.inputs.items():
+        is_target = name == model.target
+        if is_target and not with_target:
+            continue
+        path = ("model", "inputs", name) if name in spec.data["model"]["inputs"] else ("loss",)
+        if name not in raw:
+            errors.append(Diagnostic(f"data has no field '{name}' (it has {', '.join(sorted(raw))})", doc.loc(path)))
+            continue
+        arr = np.asarray(raw[name])
+        if tuple(arr.shape[1:]) != tuple(node.shape[1:]):
+            errors.append(Diagnostic(f"data field '{name}' has per-sample shape {list(arr.shape[1:])}, "
+                                     f"the model expects {list(node.shape[1:])}", doc.loc(path)))
+            continue
+        problem = _target_problem(arr, make_loss(spec.data["loss"]).target_of(model.prediction), name) \
+            if is_target else None
+        if problem:
+            errors.append(Diagnostic(problem, doc.loc(("loss",))))
+            continue
+        fields[name] = np.ascontiguousarray(arr, dtype=node.dtype)
+    if errors:
+        raise SpecError(errors)
+    return fields
+
+
+def _target_problem(values: np.ndarray, target, name: str) -> str | None:
+    if values.dtype.kind not in "fiub":
+        return f"data field '{name}' holds {values.dtype} values, not numbers"
+    if target.kind == "labels":
+        if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+            return f"data field '{name}' must hold integer class labels for this loss, found {values[values != np.round(values)][0]}"
+        bad = values[(values < 0) | (values >= target.classes)]
+        if len(bad):
+            return (f"data field '{name}' holds label {bad[0]:g}, outside [0, {target.classes}) for a prediction "
+                    f"with {target.classes} classes")
+    if target.kind == "probabilities":
+        bad = values[(values < 0) | (values > 1)]
+        if len(bad):
+            return f"data field '{name}' must hold 0/1 targets (or probabilities) for this loss, found {bad[0]:g}"
+    return None

@@ -90,7 +90,7 @@ def train(
     """Train a spec: validate, compile, run, checkpoint. Ctrl-C (or SIGTERM) saves a checkpoint at the next
     step boundary and stops; a second Ctrl-C stops at once."""
     from specgrad.run.checkpoint import CheckpointError
-    from specgrad.run.trainer import Hooks, RunError, Trainer, default_run_dir, latest_run_dir
+    from specgrad.run.trainer import RunError, Trainer, default_run_dir, latest_run_dir
     from specgrad.spec import SpecError, load_spec
     from specgrad.spec.errors import format_diagnostics
 
@@ -199,6 +199,7 @@ class _Progress:
     def hooks(self):
         import time
 
+        from specgrad.run.trainer import Hooks
 
         def on_start(start, total):
             self.start, self.total, self.t0 = start, total, time.perf_counter()

@@ -1,52 +1,241 @@
-"""The execution plan: a graph flattened once into a list of bound numpy calls over numbered slots.
+"""The execution plan: a graph flattened once into straight-line numpy calls over numbered slots.
 
-Planning happens at compile time: topological order, constants bound in place, and liveness, so that a
-value is dropped as soon as its last reader has run (the backward pass keeps only what its VJPs read).
+Compile time (``Plan(outputs, feeds)``), once per graph:
+  * topological order of what the outputs need, nothing else (dead branches are never run);
+  * constant folding: a node whose inputs are all constants is evaluated here, once;
+  * liveness: the step after which each value is no longer read;
+  * which values an output may alias (so that their memory is never handed back to the plan).
+
+First call with a new signature of feed shapes and dtypes (in training: full batches, then maybe a short
+last one): the plan is run once by a small interpreter that records every value's concrete shape and dtype,
+then *specialized*: each op that accepts ``out=`` gets a preallocated buffer, buffers are shared between
+values whose lifetimes do not overlap (an elementwise op may write over an input that dies at that op,
+which is how gradient contributions are accumulated in place), and the steps are emitted as one Python
+function of local variables, so a step costs one call. Every later call with that signature runs the
+function on the same buffers: no allocation for those ops, no per-op bookkeeping.
+
+Aliasing rule: an op that does not take ``out=`` may return a view of any of its inputs (transpose,
+reshape, broadcast...), so a buffer is free only when no live value that might view it remains. Buffers
+an output might view are never used at all: results are fresh arrays, valid after the next call.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from functools import partial
 from typing import Sequence
 
-from specgrad.graph.ir import Node, ancestors
-from specgrad.ops.registry import REGISTRY
+import numpy as np
+
+from specgrad.graph.ir import SOURCE_KINDS, Node, ancestors
+from specgrad.ops.registry import REGISTRY, ShapeError, broadcast_shapes
+
+NEVER = float("inf")
 
 
 class Plan:
     def __init__(self, outputs: Sequence[Node], feeds: Sequence[Node]):
-        order = ancestors(outputs)
-        slot = {n.id: i for i, n in enumerate(order)}
+        inputs = implicit_broadcasts(ancestors(outputs))     # node id -> the inputs it will read
+        order = reachable(outputs, inputs)
         feed_ids = {n.id for n in feeds}
         missing = [n for n in order if n.op in ("input", "param") and n.id not in feed_ids]
         if missing:
             raise ValueError("plan needs values for " + ", ".join(n.name or repr(n) for n in missing))
-        self.feed_slots = [slot.get(n.id) for n in feeds]       # None: fed but unused
-        self.out_slots = [slot[n.id] for n in outputs]
-        self.template = [n.value if n.op == "const" else None for n in order]
+        self.constants = fold_constants(order, inputs)      # node id -> value, computed once
+        slot: dict[int, int] = {}
+        for n in feeds:
+            slot.setdefault(n.id, len(slot))
+        self.n_feeds = len(feeds)
+        self.feed_slots = [slot[n.id] for n in feeds]
+        nodes = [n for n in order if n.id not in self.constants and n.id not in feed_ids]
+        for n in nodes:
+            slot[n.id] = len(slot)
+        # args: a slot number, or ("c", node id) for a constant
+        self.steps = [Step(n, [slot[x.id] if x.id not in self.constants else ("c", x.id) for x in inputs[n.id]],
+                           slot[n.id]) for n in nodes]
+        self.outputs = [slot[n.id] if n.id not in self.constants else ("c", n.id) for n in outputs]
+        self.n_slots = len(slot)
 
-        last_use = {}
-        ops = [n for n in order if n.op not in ("input", "param", "const")]
-        for i, n in enumerate(ops):
-            for x in n.inputs:
-                last_use[slot[x.id]] = i
-        keep = set(self.out_slots) | {s for s in self.feed_slots if s is not None}
-        frees: list[list[int]] = [[] for _ in ops]
-        for s, i in last_use.items():
-            if s not in keep and self.template[s] is None:
-                frees[i].append(s)
-        self.steps = []
-        for n, free in zip(ops, frees):
-            fwd = REGISTRY[n.op].forward
-            fn = partial(fwd, **n.attrs) if n.attrs else fwd
-            self.steps.append((fn, tuple(slot[x.id] for x in n.inputs), slot[n.id], tuple(free)))
+        self.last_use = defaultdict(lambda: -1)             # slot -> index of the last step that reads it
+        for i, st in enumerate(self.steps):
+            for a in st.slot_args:
+                self.last_use[a] = i
+        for s in self.outputs:
+            if isinstance(s, int):
+                self.last_use[s] = NEVER
+        # values an output may be (a view of): outputs, and the inputs of any op on such a value that
+        # may return a view. They are always freshly allocated.
+        producer = {st.out: st for st in self.steps}
+        self.escapes = set()
+        stack = [s for s in self.outputs if isinstance(s, int)]
+        while stack:
+            s = stack.pop()
+            if s in self.escapes:
+                continue
+            self.escapes.add(s)
+            if s in producer and not producer[s].takes_out:
+                stack.extend(producer[s].slot_args)
+        self.specialized: dict[tuple, object] = {}
 
     def __call__(self, *values) -> list:
-        env = self.template.copy()
+        if len(values) != self.n_feeds:
+            raise TypeError(f"plan takes {self.n_feeds} value(s), got {len(values)}")
+        try:
+            key = tuple([(v.shape, v.dtype) for v in values])
+        except AttributeError:
+            values = [np.asarray(v) for v in values]
+            key = tuple([(v.shape, v.dtype) for v in values])
+        run = self.specialized.get(key)
+        if run is not None:
+            return run(*values)
+        results, layout = self.interpret(values)
+        self.specialized[key] = self.specialize(layout)
+        return results
+
+    # ------------------------------------------------------------------ the first call: interpret, record
+    def interpret(self, values) -> tuple[list, dict]:
+        """Run the steps one by one, dropping each value after its last reader; record shapes and dtypes."""
+        env: list = [None] * self.n_slots
         for s, v in zip(self.feed_slots, values):
-            if s is not None:
-                env[s] = v
-        for fn, ins, out, free in self.steps:
-            env[out] = fn(*[env[i] for i in ins])
-            for f in free:
-                env[f] = None
-        return [env[s] for s in self.out_slots]
+            env[s] = v
+        layout = {}
+        for i, st in enumerate(self.steps):
+            value = st.fn(*[env[a] if isinstance(a, int) else self.constants[a[1]] for a in st.args])
+            env[st.out] = value
+            layout[st.out] = (value.shape, value.dtype) if type(value) is np.ndarray and value.ndim else None
+            for a in st.slot_args:
+                if self.last_use[a] == i:
+                    env[a] = None
+        return [env[s] if isinstance(s, int) else self.constants[s[1]] for s in self.outputs], layout
+
+    # ------------------------------------------------------------------ buffers and straight-line code
+    def assign_buffers(self, layout: dict) -> tuple[dict, list]:
+        """Slot -> buffer number for the steps that write into a preallocated buffer, and the buffers'
+        (shape, dtype). A buffer is reused once every value that may view it is dead."""
+        buffer_of: dict[int, int] = {}
+        buffers: list[tuple] = []
+        free = defaultdict(list)                    # (shape, dtype) -> buffers nobody can see any more
+        roots: dict[int, frozenset] = {}            # slot -> buffers its value may view
+        holders = defaultdict(int)                  # buffer -> number of live values that may view it
+        for i, st in enumerate(self.steps):
+            args = st.slot_args
+            if st.takes_out and layout[st.out] is not None and st.out not in self.escapes:
+                kind = layout[st.out]
+                b = self._dying_input_buffer(i, args, buffer_of, roots, holders, buffers, kind)
+                if b is None:
+                    b = free[kind].pop() if free[kind] else len(buffers)
+                    if b == len(buffers):
+                        buffers.append(kind)
+                buffer_of[st.out] = b
+                roots[st.out] = frozenset((b,))
+            else:
+                roots[st.out] = frozenset().union(*[roots.get(a, ()) for a in args])
+            for b in roots[st.out]:
+                holders[b] += 1
+            for a in set(args):
+                if self.last_use[a] == i:
+                    for b in roots.get(a, ()):
+                        holders[b] -= 1
+                        if holders[b] == 0:
+                            free[buffers[b]].append(b)
+        return buffer_of, buffers
+
+    def _dying_input_buffer(self, i, args, buffer_of, roots, holders, buffers, kind):
+        """The buffer of an input read for the last time by step i, if it fits: the op writes over it."""
+        for a in args:
+            b = buffer_of.get(a)
+            if b is not None and self.last_use[a] == i and holders[b] == 1 and buffers[b] == kind:
+                return b             # ``a`` releases it after this step; the output takes it over
+        return None
+
+    def specialize(self, layout: dict):
+        buffer_of, kinds = self.assign_buffers(layout)
+        namespace = {f"b{k}": np.empty(shape, dtype) for k, (shape, dtype) in enumerate(kinds)}
+        lines = [f"def run({', '.join(f'v{s}' for s in self.feed_slots) or ''}):"]
+        if len(set(self.feed_slots)) != len(self.feed_slots):
+            lines = ["def run(*feeds):"] + [f"    v{s} = feeds[{k}]" for k, s in enumerate(self.feed_slots)]
+
+        def name(a):
+            if isinstance(a, int):
+                return f"v{a}"
+            namespace[f"c{a[1]}"] = self.constants[a[1]]
+            return f"c{a[1]}"
+        for i, st in enumerate(self.steps):
+            namespace[f"f{i}"] = st.fn
+            call = f"f{i}({', '.join(name(a) for a in st.args)}"
+            call += f", out=b{buffer_of[st.out]})" if st.out in buffer_of else ")"
+            lines.append(f"    v{st.out} = {call}")
+            dead = [f"v{a}" for a in dict.fromkeys(st.slot_args)
+                    if self.last_use[a] == i and a not in buffer_of and a not in self.feed_slots]
+            if dead:
+                lines.append(f"    del {', '.join(dead)}")
+        lines.append(f"    return [{', '.join(name(s) for s in self.outputs)}]")
+        # The source is built only from slot numbers and fixed text; no user-supplied string reaches it.
+        exec(compile("\n".join(lines), "<specgrad plan>", "exec"), namespace)
+        run = namespace["run"]
+        run.buffers = [namespace[f"b{k}"] for k in range(len(kinds))]
+        run.source = "\n".join(lines)
+        return run
+
+
+class Step:
+    """One op application: its bound forward, its arguments (slots or constants) and its output slot."""
+    __slots__ = ("fn", "args", "slot_args", "out", "takes_out", "op")
+
+    def __init__(self, node: Node, args: list, out: int):
+        op = REGISTRY[node.op]
+        self.op = node.op
+        self.fn = partial(op.forward, **node.attrs) if node.attrs else op.forward
+        self.args = args
+        self.slot_args = [a for a in args if isinstance(a, int)]
+        self.out = out
+        self.takes_out = op.out
+
+
+def implicit_broadcasts(order: list[Node]) -> dict[int, tuple]:
+    """Each node's inputs, with ``broadcast_like(a, like)`` replaced by ``a`` where the reader broadcasts
+    anyway (an op whose shape rule is broadcasting gives the same shape and dtype with ``a``). The backward
+    pass of every reduction emits such a node; elided, it costs nothing."""
+    inputs = {}
+    for n in order:
+        args = list(n.inputs)
+        if REGISTRY.get(n.op) is not None and REGISTRY[n.op].infer_shape is broadcast_shapes:
+            for k, x in enumerate(args):
+                if x.op != "broadcast_like" or x.inputs[0].dtype != x.dtype:
+                    continue
+                trial = [a.shape for a in args]
+                trial[k] = x.inputs[0].shape
+                try:
+                    if broadcast_shapes(*trial) == n.shape:
+                        args[k] = x.inputs[0]
+                except ShapeError:
+                    pass
+        inputs[n.id] = tuple(args)
+    return inputs
+
+
+def reachable(outputs: Sequence[Node], inputs: dict[int, tuple]) -> list[Node]:
+    """The nodes the outputs read through ``inputs``, in topological (id) order."""
+    seen: dict[int, Node] = {}
+    stack = list(outputs)
+    while stack:
+        n = stack.pop()
+        if n.id not in seen:
+            seen[n.id] = n
+            stack.extend(inputs[n.id])
+    return sorted(seen.values(), key=lambda n: n.id)
+
+
+def fold_constants(order: list[Node], inputs: dict[int, tuple]) -> dict[int, object]:
+    """Values of constants and of every node that depends on constants only, computed once, read-only."""
+    values: dict[int, object] = {}
+    for n in order:
+        args = inputs[n.id]
+        if n.op == "const":
+            values[n.id] = n.value
+        elif n.op not in SOURCE_KINDS and args and all(x.id in values for x in args):
+            value = REGISTRY[n.op].forward(*[values[x.id] for x in args], **n.attrs)
+            if isinstance(value, np.ndarray):
+                value = value.view()
+                value.flags.writeable = False
+            values[n.id] = value
+    return values

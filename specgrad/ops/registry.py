@@ -34,6 +34,7 @@ class Op:
     arity: int | None = None               # fixed number of inputs, None if variadic
     fd_domain: str = "real"                # where finite differences are meaningful: real | positive
     internal: bool = False                 # emitted by the engine, not written in specs
+    out: bool = False                      # forward takes out=: writes its result there (overlap-safe, as ufuncs)
 
     def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -44,13 +45,13 @@ REGISTRY: dict[str, Op] = {}
 
 def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
-             internal: bool = False) -> Callable:
+             internal: bool = False, out: bool = False) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc."""
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
         REGISTRY[name] = Op(name, forward, shape, tuple(vjp) if vjp is not None else None, dtype,
-                            (forward.__doc__ or "").strip(), tuple(attrs), arity, fd_domain, internal)
+                            (forward.__doc__ or "").strip(), tuple(attrs), arity, fd_domain, internal, out)
         return forward
     return deco
 

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from specgrad.graph.ir import SOURCE_KINDS, Node, ancestors
+from specgrad.graph.ir import SOURCE_KINDS, Graph, Node, ancestors
 from specgrad.ops.registry import REGISTRY
 
 
@@ -52,28 +52,53 @@ def gradients(loss: Node, wrt: Sequence[Node], remat: bool = False) -> list[Node
                 grads[node.id] = g
             if node.op in SOURCE_KINDS:
                 continue
-            op = REGISTRY[node.op]
             for k, x in enumerate(node.inputs):
                 if x.id not in on_path:
                     continue
-                vjp = op.vjps[k] if op.vjps and k < len(op.vjps) else op.vjps[-1] if op.vjps else None
-                if vjp is None:
-                    raise NotDifferentiable(f"op {node.op!r} is not differentiable with respect to input {k + 1}")
-                ct = vjp(g, kept(node), *map(kept, node.inputs), **node.attrs)
+                ct = vjp_of(node, k)(g, kept(node), *map(kept, node.inputs), **node.attrs)
                 if ct.shape != x.shape:
                     ct = graph.apply("sum_to", ct, shape=x.shape)
                 cotangent[x.id] = cotangent[x.id] + ct if x.id in cotangent else ct
     return [grads[w.id] if w.id in grads else graph.const(np.zeros(w.shape, w.dtype)) for w in wrt]
 
 
+def vjp_of(node: Node, k: int):
+    """The VJP builder of ``node``'s op for its k-th input (the last one serves variadic ops)."""
+    vjps = REGISTRY[node.op].vjps
+    vjp = (vjps[k] if k < len(vjps) else vjps[-1]) if vjps else None
+    if vjp is None:
+        raise NotDifferentiable(f"op {node.op!r} is not differentiable with respect to input {k + 1}")
+    return vjp
+
+
+def saved_values(order: list[Node], on_path: set[int]) -> set[int]:
+    """The forward nodes the backward pass reads, found by building each VJP once on placeholders in a
+    scratch graph and seeing which placeholders the result depends on."""
+    saved = set()
+    scratch = Graph()
+    for n in order:
+        if n.id not in on_path or n.op in SOURCE_KINDS:
+            continue
+        args = (n, *n.inputs)
+        stand_ins = [scratch.param(f"a{i}", a.shape, a.dtype) for i, a in enumerate(args)]
+        g = scratch.param("g", n.shape, n.dtype)
+        for k, x in enumerate(n.inputs):
+            if x.id in on_path:
+                read = {m.id for m in ancestors([vjp_of(n, k)(g, *stand_ins, **n.attrs)])}
+                saved.update(a.id for a, s in zip(args, stand_ins) if s.id in read)
+    return saved
+
+
 def recompute(order: list[Node], on_path: set[int]):
     """For checkpointing: a function giving, for a forward node, the node the backward pass should read.
 
-    Sources and every k-th forward op are kept; any other node is recomputed from kept ones, once (the copy
-    is memoized), at the point of the reverse walk where a VJP first asks for it."""
-    forward = [n for n in order if n.op not in SOURCE_KINDS]
-    every = max(1, math.isqrt(len(forward)))
-    kept_ids = {n.id for n in forward[every - 1::every]}
+    Of the N forward values the backward pass reads, every sqrt(N)-th is kept; any other forward node is
+    recomputed from kept ones, once (the copy is memoized), at the point of the reverse walk where a VJP
+    first asks for it. About sqrt(N) kept values plus one segment of sqrt(N) are alive at a time."""
+    read = saved_values(order, on_path)
+    saved = [n for n in order if n.id in read and n.op not in SOURCE_KINDS]
+    every = max(1, math.isqrt(len(saved)))
+    kept_ids = {n.id for n in saved[every - 1::every]}
     copies: dict[int, Node] = {}
 
     def kept(n: Node) -> Node:

@@ -113,7 +113,7 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
                 warnings.append(Diagnostic(f"parameter '{name}' does not affect the loss", p.loc, "warning"))
     if errors:
         raise SpecError(errors + warnings)
-    grads = gradients(loss, list(graph.params.values()))
+    grads = gradients(loss, list(graph.params.values()), remat=spec["train"].get("remat", False))
     return Model(graph, dict(graph.inputs), dict(graph.params), inits, prediction, target_name, loss, grads, warnings)
 
 

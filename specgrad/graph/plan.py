@@ -3,20 +3,21 @@
 Compile time (``Plan(outputs, feeds)``), once per graph:
   * topological order of what the outputs need, nothing else (dead branches are never run);
   * constant folding: a node whose inputs are all constants is evaluated here, once;
-  * liveness: the step after which each value is no longer read;
-  * which values an output may alias (so that their memory is never handed back to the plan).
+  * implicit broadcasting: ``broadcast_like`` feeding an op that broadcasts anyway is skipped;
+  * liveness: the step after which each value is no longer read.
 
-First call with a new signature of feed shapes and dtypes (in training: full batches, then maybe a short
-last one): the plan is run once by a small interpreter that records every value's concrete shape and dtype,
-then *specialized*: each op that accepts ``out=`` gets a preallocated buffer, buffers are shared between
-values whose lifetimes do not overlap (an elementwise op may write over an input that dies at that op,
-which is how gradient contributions are accumulated in place), and the steps are emitted as one Python
-function of local variables, so a step costs one call. Every later call with that signature runs the
-function on the same buffers: no allocation for those ops, no per-op bookkeeping.
+First call with a new signature of feeds (shapes, strides, dtypes; in training: full batches, then maybe
+a short last one): a small interpreter runs the steps, dropping each value after its last reader, and
+records every value's concrete shape and dtype and which inputs it views (transpose, reshape... return
+views; which ones is numpy's choice, fixed by the signature). Then the plan is *specialized*: each op that
+accepts ``out=`` gets a preallocated buffer; buffers are shared between values whose lifetimes do not
+overlap, where a buffer lives as long as any value that views it; an op may write over an input that dies
+at that op (this is how gradient contributions are accumulated in place); and the steps are emitted as
+one Python function of local variables, so a step costs one call. Every later call with that signature
+runs that function on the same buffers: no allocation for those ops, no per-op bookkeeping.
 
-Aliasing rule: an op that does not take ``out=`` may return a view of any of its inputs (transpose,
-reshape, broadcast...), so a buffer is free only when no live value that might view it remains. Buffers
-an output might view are never used at all: results are fresh arrays, valid after the next call.
+Outputs, and whatever they view, never live in a buffer: results are fresh arrays that stay valid after
+the next call, and feeds are never written.
 """
 from __future__ import annotations
 
@@ -62,55 +63,59 @@ class Plan:
         for s in self.outputs:
             if isinstance(s, int):
                 self.last_use[s] = NEVER
-        # values an output may be (a view of): outputs, and the inputs of any op on such a value that
-        # may return a view. They are always freshly allocated.
-        producer = {st.out: st for st in self.steps}
-        self.escapes = set()
-        stack = [s for s in self.outputs if isinstance(s, int)]
-        while stack:
-            s = stack.pop()
-            if s in self.escapes:
-                continue
-            self.escapes.add(s)
-            if s in producer and not producer[s].takes_out:
-                stack.extend(producer[s].slot_args)
         self.specialized: dict[tuple, object] = {}
 
     def __call__(self, *values) -> list:
         if len(values) != self.n_feeds:
             raise TypeError(f"plan takes {self.n_feeds} value(s), got {len(values)}")
         try:
-            key = tuple([(v.shape, v.dtype) for v in values])
+            key = tuple([(v.shape, v.strides, v.dtype) for v in values])
         except AttributeError:
             values = [np.asarray(v) for v in values]
-            key = tuple([(v.shape, v.dtype) for v in values])
+            key = tuple([(v.shape, v.strides, v.dtype) for v in values])
         run = self.specialized.get(key)
         if run is not None:
             return run(*values)
-        results, layout = self.interpret(values)
-        self.specialized[key] = self.specialize(layout)
+        results, layout, views = self.interpret(values)
+        self.specialized[key] = self.specialize(layout, views)
         return results
 
     # ------------------------------------------------------------------ the first call: interpret, record
     def interpret(self, values) -> tuple[list, dict]:
-        """Run the steps one by one, dropping each value after its last reader; record shapes and dtypes."""
+        """Run the steps one by one, dropping each value after its last reader. Record each value's shape
+        and dtype, and which inputs it shares memory with (a view: transpose, reshape, ...). Shapes, strides
+        and dtypes of the feeds fix numpy's choice between a view and a copy, hence the signature."""
         env: list = [None] * self.n_slots
         for s, v in zip(self.feed_slots, values):
             env[s] = v
-        layout = {}
+        layout, views = {}, {}
         for i, st in enumerate(self.steps):
             value = st.fn(*[env[a] if isinstance(a, int) else self.constants[a[1]] for a in st.args])
             env[st.out] = value
             layout[st.out] = (value.shape, value.dtype) if type(value) is np.ndarray and value.ndim else None
+            views[st.out] = [a for a in st.slot_args if np.may_share_memory(value, env[a])]
             for a in st.slot_args:
                 if self.last_use[a] == i:
                     env[a] = None
-        return [env[s] if isinstance(s, int) else self.constants[s[1]] for s in self.outputs], layout
+        results = [env[s] if isinstance(s, int) else self.constants[s[1]] for s in self.outputs]
+        return results, layout, views
 
     # ------------------------------------------------------------------ buffers and straight-line code
-    def assign_buffers(self, layout: dict) -> tuple[dict, list]:
+    def escaping(self, views: dict) -> set[int]:
+        """Outputs and the values they view: these are allocated afresh on every call."""
+        escapes = set()
+        stack = [s for s in self.outputs if isinstance(s, int)]
+        while stack:
+            s = stack.pop()
+            if s not in escapes:
+                escapes.add(s)
+                stack.extend(views.get(s, ()))
+        return escapes
+
+    def assign_buffers(self, layout: dict, views: dict) -> tuple[dict, list]:
         """Slot -> buffer number for the steps that write into a preallocated buffer, and the buffers'
-        (shape, dtype). A buffer is reused once every value that may view it is dead."""
+        (shape, dtype). A buffer is reused once every value that views it is dead."""
+        escapes = self.escaping(views)
         buffer_of: dict[int, int] = {}
         buffers: list[tuple] = []
         free = defaultdict(list)                    # (shape, dtype) -> buffers nobody can see any more
@@ -118,7 +123,7 @@ class Plan:
         holders = defaultdict(int)                  # buffer -> number of live values that may view it
         for i, st in enumerate(self.steps):
             args = st.slot_args
-            if st.takes_out and layout[st.out] is not None and st.out not in self.escapes:
+            if st.takes_out and layout[st.out] is not None and st.out not in escapes:
                 kind = layout[st.out]
                 b = self._dying_input_buffer(i, args, buffer_of, roots, holders, buffers, kind)
                 if b is None:
@@ -128,7 +133,7 @@ class Plan:
                 buffer_of[st.out] = b
                 roots[st.out] = frozenset((b,))
             else:
-                roots[st.out] = frozenset().union(*[roots.get(a, ()) for a in args])
+                roots[st.out] = frozenset().union(*[roots.get(a, ()) for a in views[st.out]])
             for b in roots[st.out]:
                 holders[b] += 1
             for a in set(args):
@@ -147,8 +152,8 @@ class Plan:
                 return b             # ``a`` releases it after this step; the output takes it over
         return None
 
-    def specialize(self, layout: dict):
-        buffer_of, kinds = self.assign_buffers(layout)
+    def specialize(self, layout: dict, views: dict):
+        buffer_of, kinds = self.assign_buffers(layout, views)
         namespace = {f"b{k}": np.empty(shape, dtype) for k, (shape, dtype) in enumerate(kinds)}
         lines = [f"def run({', '.join(f'v{s}' for s in self.feed_slots) or ''}):"]
         if len(set(self.feed_slots)) != len(self.feed_slots):
@@ -173,6 +178,7 @@ class Plan:
         exec(compile("\n".join(lines), "<specgrad plan>", "exec"), namespace)
         run = namespace["run"]
         run.buffers = [namespace[f"b{k}"] for k in range(len(kinds))]
+        run.buffer_of = buffer_of
         run.source = "\n".join(lines)
         return run
 

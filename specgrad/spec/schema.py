@@ -72,6 +72,9 @@ def build_schema() -> dict:
             "checkpoint": {"type": "object", "additionalProperties": False,
                            "properties": {"every": {"type": "integer", "minimum": 1}}},
             "log_every": {"type": "integer", "minimum": 1},
+            "remat": {"type": "boolean",
+                      "description": "gradient checkpointing: recompute activations in the backward pass "
+                                     "instead of keeping them (less memory, about one more forward pass)"},
         },
     }
     return {

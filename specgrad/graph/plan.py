@@ -194,7 +194,7 @@ class Step:
         self.args = args
         self.slot_args = [a for a in args if isinstance(a, int)]
         self.out = out
-        self.takes_out = op.out
+        self.takes_out = op.writes_out
 
 
 def implicit_broadcasts(order: list[Node]) -> dict[int, tuple]:

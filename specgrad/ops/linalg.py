@@ -43,7 +43,7 @@ def _matmul_vjp_y(g, out, x, y):
     return _mT(x) @ g
 
 
-@register("matmul", shape=_matmul_shape, vjp=(_matmul_vjp_x, _matmul_vjp_y), arity=2, out=True)
+@register("matmul", shape=_matmul_shape, vjp=(_matmul_vjp_x, _matmul_vjp_y), arity=2)
 def matmul(x, y, out=None):
     """matrix product with numpy's rules for rank-1 and batched operands (one BLAS call)"""
     return np.matmul(x, y, out=out)

@@ -5,11 +5,18 @@ An op's forward is a numpy function of arrays and keyword attributes. Its shape 
 before any data exists. Its VJPs, one per input, build *graph nodes*: they take the output cotangent ``g``,
 the op's output node ``out`` and its input nodes, and return the cotangent for that input expressed with
 registered ops (node arithmetic reads like the math). Broadcasting is undone once, by the engine, so a VJP
-may return a cotangent of the broadcast shape.
+may return a cotangent of the broadcast shape. A ``None`` VJP declares an input not differentiable (integer
+labels and indices, or a value whose shape alone is read).
+
+A forward whose signature has an ``out`` parameter writes its result into a preallocated ``out=`` array when
+given one (``Op.writes_out``); the execution plan may use that to reuse buffers across steps.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+import sys
+from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -34,7 +41,7 @@ class Op:
     arity: int | None = None               # fixed number of inputs, None if variadic
     fd_domain: str = "real"                # where finite differences are meaningful: real | positive
     internal: bool = False                 # emitted by the engine, not written in specs
-    out: bool = False                      # forward takes out=: writes its result there (overlap-safe, as ufuncs)
+    writes_out: bool = False               # forward accepts ``out=`` (a preallocated result buffer)
 
     def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -43,15 +50,34 @@ class Op:
 REGISTRY: dict[str, Op] = {}
 
 
+class PerInput:
+    """The VJPs of a variadic op (concat, stack): ``vjps[k]`` is ``vjp(k, g, out, *inputs, **attrs)``, the
+    cotangent of input ``k``. Indexable like a tuple of any length; not iterable (it has no end)."""
+
+    def __init__(self, vjp: Callable):
+        self.vjp = vjp
+
+    def __getitem__(self, k: int) -> Callable:
+        return partial(self.vjp, k)
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+    def __iter__(self):
+        raise TypeError("the VJPs of a variadic op are indexed per input, not iterated")
+
+
 def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
-             internal: bool = False, out: bool = False) -> Callable:
+             internal: bool = False) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc."""
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
-        REGISTRY[name] = Op(name, forward, shape, tuple(vjp) if vjp is not None else None, dtype,
-                            (forward.__doc__ or "").strip(), tuple(attrs), arity, fd_domain, internal, out)
+        vjps = vjp if vjp is None or isinstance(vjp, PerInput) else tuple(vjp)
+        writes_out = "out" in inspect.signature(forward).parameters
+        REGISTRY[name] = Op(name, forward, shape, vjps, dtype, (forward.__doc__ or "").strip(), tuple(attrs),
+                            arity, fd_domain, internal, writes_out)
         return forward
     return deco
 

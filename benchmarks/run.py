@@ -8,7 +8,7 @@ of its own, so that a busy machine slows them alike and no framework's thread po
 the figure is the median steps/s of the training loop (after a warm-up, as in ../shared/bench/reference.py)
 and the ratios come from this one invocation. Peak memory is traced (tracemalloc) over one more run of the
 numpy and specgrad loops; PyTorch allocates outside its reach.
-Then the whole-process time of ``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and
+Then the whole-process time (wall and CPU) of ``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and
 what ``import specgrad`` and ``specgrad --help`` import. Everything is printed and appended as one JSON
 line to benchmarks/results.jsonl with the date and the commit.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -138,18 +139,23 @@ def run_task(name, repeat, frameworks, threads):
 
 
 # ------------------------------------------------------------------------------------ whole processes
-def process_seconds(args, repeat) -> float:
-    times = []
+def process_seconds(args, repeat) -> dict:
+    """Median wall-clock and CPU (user + system) seconds of a whole ``specgrad`` process. CPU time is the
+    steadier figure on a machine that other jobs keep busy."""
+    wall, cpu = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeat):
             extra = ["--run-dir", str(Path(tmp) / f"run{i}")] if args[0] == "train" else []
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "specgrad.cli", *args, *extra], cwd=ROOT,
                                   capture_output=True, text=True)
-            times.append(time.perf_counter() - t0)
+            wall.append(time.perf_counter() - t0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             if done.returncode != 0:
                 raise SystemExit(f"specgrad {' '.join(args)} failed:\n{done.stderr}")
-    return round(statistics.median(times), 3)
+    return {"wall": round(statistics.median(wall), 3), "cpu": round(statistics.median(cpu), 3)}
 
 
 def heavy_imports(code_or_args) -> list[str]:
@@ -209,7 +215,7 @@ def main(argv=None):
         "specgrad --help": heavy_imports(["-m", "specgrad.cli", "--help"]),
     }
     for k, v in record["process_s"].items():
-        print(f"specgrad {k}: {v} s (whole process, median of {args.repeat})")
+        print(f"specgrad {k}: {v['wall']} s wall, {v['cpu']} s CPU (whole process, median of {args.repeat})")
     for k, v in record["heavy_imports"].items():
         print(f"{k} imports: {', '.join(v) or 'nothing heavy'}")
     with open(args.results, "a") as f:

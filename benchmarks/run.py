@@ -6,7 +6,7 @@
 For each task the frameworks take turns (numpy, specgrad, torch, numpy, ...), each run in a fresh process
 of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's;
 the figure is the median steps/s of the training loop (after a warm-up, as in ../shared/bench/reference.py)
-and the ratios come from this one invocation. Peak memory is traced (tracemalloc) over one more run of the
+and each ratio is the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one more run of the
 numpy and specgrad loops; PyTorch allocates outside its reach.
 Then the whole-process time (wall and CPU) of ``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and
 what ``import specgrad`` and ``specgrad --help`` import. Everything is printed and appended as one JSON
@@ -133,8 +133,9 @@ def run_task(name, repeat, frameworks, threads):
            for fw, r in rates.items()}
     for fw in ("numpy", "specgrad"):
         out[fw]["peak_mb"] = round(in_worker(name, fw, threads, memory=True)["peak_bytes"] / 2 ** 20, 2)
-    sg = out["specgrad"]["steps_per_s"]
-    out["ratios"] = {f"specgrad/{fw}": round(sg / out[fw]["steps_per_s"], 2) for fw in frameworks if fw != "specgrad"}
+    # the ratio of each round (runs moments apart), then the median: steadier than a ratio of medians
+    out["ratios"] = {f"specgrad/{fw}": round(statistics.median(a / b for a, b in zip(rates["specgrad"], rates[fw])), 2)
+                     for fw in frameworks if fw != "specgrad"}
     return out
 
 

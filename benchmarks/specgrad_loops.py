@@ -1,15 +1,14 @@
 """specgrad's side of each benchmark: a spec from benchmarks/specs, compiled and trained by specgrad's own
 trainer. Each function returns (steps, seconds of the training loop, as the trainer measures it).
 
-digits and wide feed the reference's arrays to the trainer instead of loading the spec's data section, so
-that all frameworks see the same data. Where this checkout cannot load those specs yet (they use the
-``cross_entropy`` loss and ``dataset``/``npz`` sources, which other branches add), the same network is built
+digits and wide train on the reference's arrays (written to an .npz that the spec's ``data.path`` is set
+to), so that all frameworks see the same data. Where this checkout cannot load those specs yet (they use
+the ``cross_entropy`` loss and the ``npz`` source, which other branches add), the same network is built
 from the registry's ops and run by the engine's plan with specgrad's Adam in the trainer's loop shape; a
 note on stderr says so.
 """
 from __future__ import annotations
 
-import functools
 import math
 import sys
 import tempfile
@@ -20,26 +19,20 @@ import numpy as np
 import yaml
 
 
-@functools.lru_cache(maxsize=None)
-def _load(spec_path: Path):
+def _load(spec_path: Path, overrides=()):
     from specgrad.spec import SpecError, load_spec
     try:
-        return load_spec(spec_path)
+        return load_spec(spec_path, list(overrides))
     except SpecError as e:
         print(f"note: {spec_path.name} does not load on this checkout ({e.diagnostics[0].message}); "
               "running its network on the engine directly", file=sys.stderr)
         return None
 
 
-def _trainer_run(spec, arrays=None) -> tuple[int, float]:
+def _trainer_run(spec) -> tuple[int, float]:
     from specgrad.run.trainer import Trainer
-
-    class ArrayTrainer(Trainer):
-        def _load_splits(self):
-            return {"train": self._check_fields(arrays)} if arrays is not None else super()._load_splits()
-
     with tempfile.TemporaryDirectory() as tmp:
-        summary = ArrayTrainer(spec, Path(tmp) / "run").run()
+        summary = Trainer(spec, Path(tmp) / "run").run()
     return summary["steps"], summary["seconds"]
 
 
@@ -48,9 +41,13 @@ def specgrad_poly(spec_path: Path) -> tuple[int, float]:
 
 
 def specgrad_mlp(spec_path: Path, X: np.ndarray, y: np.ndarray) -> tuple[int, float]:
-    spec = _load(spec_path)
-    if spec is not None:
-        return _trainer_run(spec, {"x": X, "y": y})
+    """The spec trained on X, y: written to an .npz that the spec's ``data.path`` is pointed at."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "data.npz"
+        np.savez(path, x=X, y=y)
+        spec = _load(spec_path, [f"data.path={path}"])
+        if spec is not None:
+            return _trainer_run(spec)
     return _engine_mlp(yaml.safe_load(spec_path.read_text()), X, y)
 
 

@@ -1,5 +1,6 @@
 """specgrad's side of each benchmark: a spec from benchmarks/specs, compiled and trained by specgrad's own
-trainer. Each function returns (steps, seconds of the training loop, as the trainer measures it).
+trainer. Each function does the preparation (load the spec, write the data) and returns the run: a function
+returning (steps, seconds of the training loop, as the trainer measures it).
 
 digits and wide train on the reference's arrays (written to an .npz that the spec's ``data.path`` is set
 to), so that all frameworks see the same data. Where this checkout cannot load those specs yet (they use
@@ -9,7 +10,9 @@ note on stderr says so.
 """
 from __future__ import annotations
 
+import atexit
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -36,19 +39,22 @@ def _trainer_run(spec) -> tuple[int, float]:
     return summary["steps"], summary["seconds"]
 
 
-def specgrad_poly(spec_path: Path) -> tuple[int, float]:
-    return _trainer_run(_load(spec_path))
+def specgrad_poly(spec_path: Path):
+    """Load the spec; return the run (trainer built and run on it)."""
+    spec = _load(spec_path)
+    return lambda: _trainer_run(spec)
 
 
-def specgrad_mlp(spec_path: Path, X: np.ndarray, y: np.ndarray) -> tuple[int, float]:
-    """The spec trained on X, y: written to an .npz that the spec's ``data.path`` is pointed at."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "data.npz"
-        np.savez(path, x=X, y=y)
-        spec = _load(spec_path, [f"data.path={path}"])
-        if spec is not None:
-            return _trainer_run(spec)
-    return _engine_mlp(yaml.safe_load(spec_path.read_text()), X, y)
+def specgrad_mlp(spec_path: Path, X: np.ndarray, y: np.ndarray):
+    """Write X, y to an .npz and load the spec with ``data.path`` pointed at it; return the run."""
+    folder = Path(tempfile.mkdtemp(prefix="specgrad-bench-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    np.savez(folder / "data.npz", x=X, y=y)
+    spec = _load(spec_path, [f"data.path={folder / 'data.npz'}"])
+    if spec is not None:
+        return lambda: _trainer_run(spec)
+    cfg = yaml.safe_load(spec_path.read_text())
+    return lambda: _engine_mlp(cfg, X, y)
 
 
 def _engine_mlp(cfg: dict, X: np.ndarray, y: np.ndarray) -> tuple[int, float]:

@@ -7,7 +7,8 @@ For each task the frameworks take turns (numpy, specgrad, torch, numpy, ...), ea
 of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's;
 the figure is the median steps/s of the training loop (after a warm-up, as in ../shared/bench/reference.py)
 and each ratio is the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one more run of the
-numpy and specgrad loops; PyTorch allocates outside its reach.
+numpy and specgrad loops, less the training data (the baselines are handed theirs); PyTorch allocates
+outside tracemalloc's reach.
 Then the whole-process time (wall and CPU) of ``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and
 what ``import specgrad`` and ``specgrad --help`` import. Everything is printed and appended as one JSON
 line to benchmarks/results.jsonl with the date and the commit.
@@ -99,8 +100,8 @@ def worker(task: str, fw: str, memory: bool) -> dict:
         loop = loop()
     else:
         warmups.get(fw, loop)()
-    if memory:
-        return {"peak_bytes": peak_memory(loop)}
+    if memory:              # the baselines get their data from outside; so is it counted for specgrad
+        return {"peak_bytes": peak_memory(loop) - getattr(loop, "loads_bytes", 0)}
     t0 = time.perf_counter()
     result = loop()
     seconds = time.perf_counter() - t0

@@ -160,7 +160,7 @@ def test_branch_contributions_accumulate_in_place():
     np.testing.assert_allclose(plan(xv)[0], expected, rtol=1e-12, atol=1e-12)
     run = only_run(plan)
     in_place = [st for st in plan.steps if st.op == "add" and st.out in run.buffer_of
-                and any(run.buffer_of.get(a) == run.buffer_of[st.out] for a in st.slot_args)]
+                and any(run.buffer_of.get(a) == run.buffer_of[st.out] for a in st.args)]
     assert in_place                     # a partial sum that dies at the add is overwritten by the new sum
     # x feeds eleven VJPs; their contributions are summed into a few shared buffers, not one each
     assert len(run.buffers) < 11

@@ -1,4 +1,4 @@
-"""The execution plan: a graph flattened once into straight-line numpy calls over numbered slots.
+"""The execution plan: a graph flattened once into a list of bound numpy calls over numbered slots.
 
 Compile time (``Plan(outputs, feeds)``), once per graph:
   * topological order of what the outputs need, nothing else (dead branches are never run);
@@ -12,9 +12,10 @@ records every value's concrete shape and dtype and which inputs it views (transp
 views; which ones is numpy's choice, fixed by the signature). Then the plan is *specialized*: each op that
 accepts ``out=`` gets a preallocated buffer; buffers are shared between values whose lifetimes do not
 overlap, where a buffer lives as long as any value that views it; an op may write over an input that dies
-at that op (this is how gradient contributions are accumulated in place); and the steps are emitted as
-one Python function of local variables, so a step costs one call. Every later call with that signature
-runs that function on the same buffers: no allocation for those ops, no per-op bookkeeping.
+at that op (this is how gradient contributions are accumulated in place); and each step becomes a closure
+over its slot numbers, its forward and its buffer, so a step costs one call (no code is generated: the
+closures are as fast as generated source was). Every later call with that signature runs those steps on
+the same buffers: no allocation for those ops, no per-op bookkeeping.
 
 Outputs, and whatever they view, never live in a buffer: results are fresh arrays that stay valid after
 the next call, and feeds are never written.
@@ -48,21 +49,26 @@ class Plan:
         self.n_feeds = len(feeds)
         self.feed_slots = [slot[n.id] for n in feeds]
         nodes = [n for n in order if n.id not in self.constants and n.id not in feed_ids]
-        for n in nodes:
-            slot[n.id] = len(slot)
-        # args: a slot number, or ("c", node id) for a constant
-        self.steps = [Step(n, [slot[x.id] if x.id not in self.constants else ("c", x.id) for x in inputs[n.id]],
-                           slot[n.id]) for n in nodes]
-        self.outputs = [slot[n.id] if n.id not in self.constants else ("c", n.id) for n in outputs]
+        needed = {x.id for n in nodes for x in inputs[n.id]} | {n.id for n in outputs}
+        for n in order:                                     # constants get slots too, filled once
+            if n.id not in slot and (n.id not in self.constants or n.id in needed):
+                slot[n.id] = len(slot)
+        self.template = [None] * len(slot)
+        for nid, value in self.constants.items():
+            if nid in slot:
+                self.template[slot[nid]] = value
+        self.steps = [Step(n, [slot[x.id] for x in inputs[n.id]], slot[n.id]) for n in nodes]
+        self.outputs = [slot[n.id] for n in outputs]
         self.n_slots = len(slot)
 
-        self.last_use = defaultdict(lambda: -1)             # slot -> index of the last step that reads it
+        # liveness: slot -> index of the last step that reads it; outputs, feeds and constants are kept
+        self.last_use = defaultdict(lambda: -1)
         for i, st in enumerate(self.steps):
-            for a in st.slot_args:
+            for a in st.args:
                 self.last_use[a] = i
-        for s in self.outputs:
-            if isinstance(s, int):
-                self.last_use[s] = NEVER
+        kept = {*self.outputs, *self.feed_slots, *(slot[nid] for nid in self.constants if nid in slot)}
+        for s in kept:
+            self.last_use[s] = NEVER
         self.specialized: dict[tuple, object] = {}
 
     def __call__(self, *values) -> list:
@@ -85,26 +91,26 @@ class Plan:
         """Run the steps one by one, dropping each value after its last reader. Record each value's shape
         and dtype, and which inputs it shares memory with (a view: transpose, reshape, ...). Shapes, strides
         and dtypes of the feeds fix numpy's choice between a view and a copy, hence the signature."""
-        env: list = [None] * self.n_slots
+        env = self.template.copy()
         for s, v in zip(self.feed_slots, values):
             env[s] = v
         layout, views = {}, {}
         for i, st in enumerate(self.steps):
-            value = st.fn(*[env[a] if isinstance(a, int) else self.constants[a[1]] for a in st.args])
+            value = st.fn(*[env[a] for a in st.args])
             env[st.out] = value
             layout[st.out] = (value.shape, value.dtype) if type(value) is np.ndarray and value.ndim else None
-            views[st.out] = [a for a in st.slot_args if np.may_share_memory(value, env[a])]
-            for a in st.slot_args:
+            views[st.out] = [a for a in st.args if np.may_share_memory(value, env[a])]
+            for a in st.args:
                 if self.last_use[a] == i:
                     env[a] = None
-        results = [env[s] if isinstance(s, int) else self.constants[s[1]] for s in self.outputs]
+        results = [env[s] for s in self.outputs]
         return results, layout, views
 
-    # ------------------------------------------------------------------ buffers and straight-line code
+    # ------------------------------------------------------------------ buffers and bound steps
     def escaping(self, views: dict) -> set[int]:
         """Outputs and the values they view: these are allocated afresh on every call."""
         escapes = set()
-        stack = [s for s in self.outputs if isinstance(s, int)]
+        stack = list(self.outputs)
         while stack:
             s = stack.pop()
             if s not in escapes:
@@ -122,7 +128,7 @@ class Plan:
         roots: dict[int, frozenset] = {}            # slot -> buffers its value may view
         holders = defaultdict(int)                  # buffer -> number of live values that may view it
         for i, st in enumerate(self.steps):
-            args = st.slot_args
+            args = st.args
             if st.takes_out and layout[st.out] is not None and st.out not in escapes:
                 kind = layout[st.out]
                 b = self._dying_input_buffer(i, args, buffer_of, roots, holders, buffers, kind)
@@ -152,47 +158,72 @@ class Plan:
                 return b             # ``a`` releases it after this step; the output takes it over
         return None
 
-    def specialize(self, layout: dict, views: dict):
+    def specialize(self, layout: dict, views: dict) -> "Specialized":
         buffer_of, kinds = self.assign_buffers(layout, views)
-        namespace = {f"b{k}": np.empty(shape, dtype) for k, (shape, dtype) in enumerate(kinds)}
-        lines = [f"def run({', '.join(f'v{s}' for s in self.feed_slots) or ''}):"]
-        if len(set(self.feed_slots)) != len(self.feed_slots):
-            lines = ["def run(*feeds):"] + [f"    v{s} = feeds[{k}]" for k, s in enumerate(self.feed_slots)]
-
-        def name(a):
-            if isinstance(a, int):
-                return f"v{a}"
-            namespace[f"c{a[1]}"] = self.constants[a[1]]
-            return f"c{a[1]}"
+        buffers = [np.empty(shape, dtype) for shape, dtype in kinds]
+        steps = []
         for i, st in enumerate(self.steps):
-            namespace[f"f{i}"] = st.fn
-            call = f"f{i}({', '.join(name(a) for a in st.args)}"
-            call += f", out=b{buffer_of[st.out]})" if st.out in buffer_of else ")"
-            lines.append(f"    v{st.out} = {call}")
-            dead = [f"v{a}" for a in dict.fromkeys(st.slot_args)
-                    if self.last_use[a] == i and a not in buffer_of and a not in self.feed_slots]
-            if dead:
-                lines.append(f"    del {', '.join(dead)}")
-        lines.append(f"    return [{', '.join(name(s) for s in self.outputs)}]")
-        # The source is built only from slot numbers and fixed text; no user-supplied string reaches it.
-        exec(compile("\n".join(lines), "<specgrad plan>", "exec"), namespace)
-        run = namespace["run"]
-        run.buffers = [namespace[f"b{k}"] for k in range(len(kinds))]
-        run.buffer_of = buffer_of
-        run.source = "\n".join(lines)
-        return run
+            dead = tuple(a for a in dict.fromkeys(st.args) if self.last_use[a] == i and a not in buffer_of)
+            buf = buffers[buffer_of[st.out]] if st.out in buffer_of else None
+            steps.append(bind(st.fn, tuple(st.args), st.out, buf, dead))
+        return Specialized(self, steps, buffers, buffer_of)
+
+
+class Specialized:
+    """The plan for one feed signature: bound steps over an environment list, and their buffers."""
+
+    def __init__(self, plan: Plan, steps: list, buffers: list, buffer_of: dict):
+        self.template, self.feed_slots, self.outputs = plan.template, plan.feed_slots, plan.outputs
+        self.steps, self.buffers, self.buffer_of = steps, buffers, buffer_of
+
+    def __call__(self, *values) -> list:
+        env = self.template.copy()
+        for s, v in zip(self.feed_slots, values):
+            env[s] = v
+        for step in self.steps:
+            step(env)
+        return [env[s] for s in self.outputs]
+
+
+def bind(fn, args: tuple, out: int, buf, dead: tuple):
+    """One step as a closure over slot numbers: env[out] = fn(*env[args]) (written into ``buf`` if
+    given), then the values read for the last time are dropped. Unary and binary steps without drops,
+    the common case, get closures of their own: no argument list is built."""
+    if not dead and len(args) == 2:
+        a, b = args
+        if buf is None:
+            def step(env):
+                env[out] = fn(env[a], env[b])
+        else:
+            def step(env):
+                env[out] = fn(env[a], env[b], out=buf)
+    elif not dead and len(args) == 1:
+        (a,) = args
+        if buf is None:
+            def step(env):
+                env[out] = fn(env[a])
+        else:
+            def step(env):
+                env[out] = fn(env[a], out=buf)
+    else:
+        extra = {"out": buf} if buf is not None else {}
+
+        def step(env):
+            env[out] = fn(*[env[i] for i in args], **extra)
+            for d in dead:
+                env[d] = None
+    return step
 
 
 class Step:
-    """One op application: its bound forward, its arguments (slots or constants) and its output slot."""
-    __slots__ = ("fn", "args", "slot_args", "out", "takes_out", "op")
+    """One op application: its bound forward, its argument slots and its output slot."""
+    __slots__ = ("fn", "args", "out", "takes_out", "op")
 
     def __init__(self, node: Node, args: list, out: int):
         op = REGISTRY[node.op]
         self.op = node.op
         self.fn = partial(op.forward, **node.attrs) if node.attrs else op.forward
         self.args = args
-        self.slot_args = [a for a in args if isinstance(a, int)]
         self.out = out
         self.takes_out = op.writes_out
 

@@ -87,7 +87,7 @@ class Plan:
         return results
 
     # ------------------------------------------------------------------ the first call: interpret, record
-    def interpret(self, values) -> tuple[list, dict]:
+    def interpret(self, values) -> tuple[list, dict, dict]:
         """Run the steps one by one, dropping each value after its last reader. Record each value's shape
         and dtype, and which inputs it shares memory with (a view: transpose, reshape, ...). Shapes, strides
         and dtypes of the feeds fix numpy's choice between a view and a copy, hence the signature."""

@@ -37,14 +37,16 @@ def _matmul_vjp_y(g, out, x, y):
             return g * x
         return graph.apply("expand_dims", x, axis=[-1]) * graph.apply("expand_dims", g, axis=[-2])
     if y.ndim == 1:                          # out[..., n] = x[..., n, k] @ y[k]
+        if x.ndim == 2:                      # one product: g[n] @ x[n, k]
+            return g @ x
         return graph.apply("squeeze", _mT(x) @ graph.apply("expand_dims", g, axis=[-1]), axis=[-1])
     return _mT(x) @ g
 
 
 @register("matmul", shape=_matmul_shape, vjp=(_matmul_vjp_x, _matmul_vjp_y), arity=2)
-def matmul(x, y):
+def matmul(x, y, out=None):
     """matrix product with numpy's rules for rank-1 and batched operands (one BLAS call)"""
-    return np.matmul(x, y)
+    return np.matmul(x, y, out=out)
 
 
 def _transpose_shape(x, axes=None):
@@ -113,5 +115,9 @@ def _powers_vjp(g, out, x, degree):
 @register("powers", shape=_powers_shape, attrs=("degree",), arity=1, vjp=(_powers_vjp,))
 def powers(x, degree):
     """polynomial features: x ** 0, x ** 1, ..., x ** degree along a new last axis"""
+    # x**j by repeated products along the new axis: one cumprod instead of a pow call per element.
     x = np.asarray(x)
-    return x[..., None] ** np.arange(degree + 1, dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+    out = np.empty(x.shape + (degree + 1,), x.dtype if x.dtype.kind == "f" else np.float64)
+    out[..., :1] = 1
+    out[..., 1:] = x[..., None]
+    return np.cumprod(out, axis=-1, out=out)

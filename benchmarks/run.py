@@ -1,0 +1,233 @@
+"""specgrad against hand-written numpy (and PyTorch, when installed), side by side, in one invocation.
+
+    python benchmarks/run.py                      # poly, digits, wide; 5 interleaved runs each
+    python benchmarks/run.py --tasks poly --repeat 9
+
+For each task the frameworks take turns (numpy, specgrad, torch, numpy, ...), each run in a fresh process
+of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's;
+the figure is the median steps/s of the training loop (after a warm-up, as in ../shared/bench/reference.py)
+and each ratio is the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one more run of the
+numpy and specgrad loops, less the training data (the baselines are handed theirs); PyTorch allocates
+outside tracemalloc's reach.
+Then the whole-process time (wall and CPU) of ``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and
+what ``import specgrad`` and ``specgrad --help`` import. Everything is printed and appended as one JSON
+line to benchmarks/results.jsonl with the date and the commit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path[:0] = [str(ROOT), str(BENCH)]
+
+import baselines  # noqa: E402
+from specgrad_loops import specgrad_mlp, specgrad_poly  # noqa: E402
+
+HEAVY = ("numpy", "yaml", "jsonschema", "typer", "rich", "sklearn", "torch")
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+def poly_task():
+    x, y = baselines.poly_data()
+    steps = 2000
+    return {
+        "numpy": lambda: (steps, baselines.poly_numpy(x, y, steps, 1e-3)),
+        "specgrad": lambda: specgrad_poly(BENCH / "specs" / "poly.yaml"),
+        "torch": lambda: (steps, baselines.poly_torch(x, y, steps, 1e-3)),
+    }, {
+        "numpy": lambda: baselines.poly_numpy(x, y, 10, 1e-3),
+        "torch": lambda: baselines.poly_torch(x, y, 10, 1e-3),
+    }
+
+
+def mlp_task(name, X, y, Xt, yt, sizes, epochs, bs):
+    spec = BENCH / "specs" / f"{name}.yaml"
+    return {
+        "numpy": lambda: baselines.mlp_numpy(X, y, Xt, yt, sizes, epochs, bs, 1e-3)[0],
+        "specgrad": lambda: specgrad_mlp(spec, X, y),
+        "torch": lambda: baselines.mlp_torch(X, y, Xt, yt, sizes, epochs, bs, 1e-3)[0],
+    }, {
+        "numpy": lambda: baselines.mlp_numpy(X[:bs], y[:bs], Xt, yt, sizes, 1, bs, 1e-3),
+        "specgrad": lambda: specgrad_mlp(spec, X[:bs], y[:bs]),
+        "torch": lambda: baselines.mlp_torch(X[:bs], y[:bs], Xt, yt, sizes, 1, bs, 1e-3),
+    }
+
+
+def digits_task():
+    X, y, Xt, yt = baselines.digits_data()
+    return mlp_task("digits", X, y, Xt, yt, [64, 128, 128, 10], 20, 64)
+
+
+def wide_task():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((4096, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 4096)
+    return mlp_task("wide", X, y, X[:512], y[:512], [784, 512, 512, 10], 2, 256)
+
+
+TASKS = {"poly": poly_task, "digits": digits_task, "wide": wide_task}
+
+
+def peak_memory(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def worker(task: str, fw: str, memory: bool) -> dict:
+    """One framework on one task in this (fresh) process: warm up, run the loop once, time it."""
+    loops, warmups = TASKS[task]()
+    loop = loops[fw]
+    if fw == "specgrad":                 # specgrad's entries prepare (load the spec, write data), return the run
+        warmups.get(fw, loop)()()
+        loop = loop()
+    else:
+        warmups.get(fw, loop)()
+    if memory:              # the baselines get their data from outside; so is it counted for specgrad
+        return {"peak_bytes": peak_memory(loop) - getattr(loop, "loads_bytes", 0)}
+    t0 = time.perf_counter()
+    result = loop()
+    seconds = time.perf_counter() - t0
+    if fw == "specgrad":                 # specgrad reports the loop's own time, as its trainer measures it
+        steps, seconds = result
+    else:
+        steps = result[0] if isinstance(result, tuple) else result
+    return {"steps": steps, "seconds": seconds}
+
+
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def in_worker(task, fw, threads=None, memory=False) -> dict:
+    """Each run in its own process, so no framework's thread pools or allocator state affect another's."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", task, fw] + (["--memory"] if memory else [])
+    env = {**os.environ, **({v: str(threads) for v in THREAD_VARS} if threads else {})}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{task}/{fw} failed:\n{done.stderr}")
+    for line in done.stderr.splitlines():
+        if line.startswith("note:"):
+            print(line, file=sys.stderr)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def run_task(name, repeat, frameworks, threads):
+    rates = {fw: [] for fw in frameworks}
+    for _ in range(repeat):              # interleaved, so that a busy machine slows all of them alike
+        for fw in frameworks:
+            r = in_worker(name, fw, threads)
+            rates[fw].append(r["steps"] / r["seconds"])
+    out = {fw: {"steps_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
+           for fw, r in rates.items()}
+    for fw in ("numpy", "specgrad"):
+        out[fw]["peak_mb"] = round(in_worker(name, fw, threads, memory=True)["peak_bytes"] / 2 ** 20, 2)
+    # the ratio of each round (runs moments apart), then the median: steadier than a ratio of medians
+    out["ratios"] = {f"specgrad/{fw}": round(statistics.median(a / b for a, b in zip(rates["specgrad"], rates[fw])), 2)
+                     for fw in frameworks if fw != "specgrad"}
+    return out
+
+
+# ------------------------------------------------------------------------------------ whole processes
+def process_seconds(args, repeat) -> dict:
+    """Median wall-clock and CPU (user + system) seconds of a whole ``specgrad`` process. CPU time is the
+    steadier figure on a machine that other jobs keep busy."""
+    wall, cpu = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeat):
+            extra = ["--run-dir", str(Path(tmp) / f"run{i}")] if args[0] == "train" else []
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "specgrad.cli", *args, *extra], cwd=ROOT,
+                                  capture_output=True, text=True)
+            wall.append(time.perf_counter() - t0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            if done.returncode != 0:
+                raise SystemExit(f"specgrad {' '.join(args)} failed:\n{done.stderr}")
+    return {"wall": round(statistics.median(wall), 3), "cpu": round(statistics.median(cpu), 3)}
+
+
+def heavy_imports(code_or_args) -> list[str]:
+    """Top-level heavy packages a fresh interpreter imports for ``code_or_args``."""
+    cmd = [sys.executable, "-X", "importtime", *code_or_args]
+    err = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).stderr
+    names = {line.split("|")[-1].strip().split(".")[0] for line in err.splitlines() if line.startswith("import time:")}
+    return sorted(names & set(HEAVY))
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return done.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="poly,digits,wide")
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved runs per framework (median)")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads for every framework (default: theirs); "
+                        "1 gives steadier figures on a machine that other jobs keep busy")
+    parser.add_argument("--results", default=str(BENCH / "results.jsonl"))
+    parser.add_argument("--worker", nargs=2, metavar=("TASK", "FRAMEWORK"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.memory)))
+        return
+
+    frameworks = ["numpy", "specgrad"]
+    torch_version = None
+    if not args.no_torch:
+        done = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                              capture_output=True, text=True)
+        if done.returncode == 0:
+            frameworks.append("torch")
+            torch_version = done.stdout.strip()
+    record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
+              "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__,
+                          "torch": torch_version},
+              "repeat": args.repeat, "threads": args.threads, "load_avg": os.getloadavg()[0], "tasks": {}}
+    for name in args.tasks.split(","):
+        record["tasks"][name] = res = run_task(name, args.repeat, frameworks, args.threads)
+        line = "  ".join(f"{fw} {res[fw]['steps_per_s']:>9,.1f}/s" for fw in frameworks)
+        mem = "  ".join(f"{fw} {res[fw]['peak_mb']} MB" for fw in ("numpy", "specgrad"))
+        print(f"{name:7s} {line}   {'  '.join(f'{k} {v}x' for k, v in res['ratios'].items())}   peak: {mem}",
+              flush=True)
+    record["process_s"] = {
+        "train models/poly.yaml": process_seconds(["train", "models/poly.yaml", "--quiet"], args.repeat),
+        "validate models/": process_seconds(["validate", "models/"], args.repeat),
+    }
+    record["heavy_imports"] = {
+        "import specgrad": heavy_imports(["-c", "import specgrad"]),
+        "specgrad --help": heavy_imports(["-m", "specgrad.cli", "--help"]),
+    }
+    for k, v in record["process_s"].items():
+        print(f"specgrad {k}: {v['wall']} s wall, {v['cpu']} s CPU (whole process, median of {args.repeat})")
+    for k, v in record["heavy_imports"].items():
+        print(f"{k} imports: {', '.join(v) or 'nothing heavy'}")
+    with open(args.results, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(f"appended to {args.results}")
+
+
+if __name__ == "__main__":
+    main()

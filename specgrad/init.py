@@ -98,12 +98,10 @@ for _dist in ("normal", "uniform"):
         INITIALIZERS.register(_name, {**GAIN, **FAN_MODE})(_he(_dist))
 
 
-@INITIALIZERS.register("orthogonal", GAIN)
+@INITIALIZERS.register("orthogonal", GAIN, min_rank=2)
 def orthogonal(gain=1.0):
     """a (semi-)orthogonal matrix over (all axes but the last) x (the last), times gain (Saxe et al., 2014)"""
     def init(shape, rng, dtype, fans):
-        if len(shape) < 2:
-            raise ValueError(f"orthogonal initialization needs a parameter of rank >= 2, got shape {list(shape)}")
         rows, cols = math.prod(shape[:-1]), shape[-1]
         a = rng.standard_normal((max(rows, cols), min(rows, cols)))
         q, r = np.linalg.qr(a)
@@ -112,3 +110,11 @@ def orthogonal(gain=1.0):
             q = q.T
         return (gain * q).reshape(shape).astype(dtype)
     return init
+
+
+def init_problem(settings: dict, shape) -> str | None:
+    """Why an initializer cannot fill a parameter of ``shape`` (checked while the model is built), or None."""
+    min_rank = INITIALIZERS[settings["type"]].meta.get("min_rank", 0)
+    if len(shape) < min_rank:
+        return f"{settings['type']} initialization needs a parameter of rank >= {min_rank}, got shape {list(shape)}"
+    return None

@@ -93,7 +93,7 @@ def test_residual_block_init_reaches_its_body():
 
 
 def test_orthogonal_on_a_vector_is_an_error():
-    with pytest.raises(SpecError, match="orthogonal needs rank >= 2"):
+    with pytest.raises(SpecError, match="orthogonal initialization needs a parameter of rank >= 2"):
         model_of([{"out": {"layer": "linear", "input": "x", "units": 2, "init": {"bias": "orthogonal"}}}], {"x": [2]})
 
 

@@ -92,3 +92,32 @@ def test_a_loss_that_is_not_a_scalar_is_an_error(monkeypatch, tmp_path):
             f"{spec}:27:7: error: the loss must be a scalar, got shape [B]"]
     finally:
         validate.validator.cache_clear()
+
+
+def test_op_arguments_of_the_wrong_kind_are_located_errors(tmp_path):
+    base = (ROOT / "models" / "poly.yaml").read_text()
+    cases = {
+        'sum(phi, axis="a")': "argument 'axis' of sum must be a number, not 'a'",
+        "dropout(phi, 1, salt=1)": "dropout needs argument 'rate'",
+        'clip(phi, lo="a")': "argument 'lo' of clip must be a number, not 'a'",
+    }
+    for formula, message in cases.items():
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(base.replace("    - y_hat: phi @ k", f"    - z: {formula}\n    - y_hat: phi @ k"))
+        diags = check_spec(spec)[1]
+        assert any(message in d.message and d.location.line == 24 for d in diags), (formula, diags)
+
+
+def test_orthogonal_init_of_a_vector_parameter_is_located(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((ROOT / "models" / "poly.yaml").read_text().replace("init: zeros", "init: orthogonal"))
+    messages = [d.message for d in check_spec(spec)[1]]
+    assert "parameter 'k': orthogonal initialization needs a parameter of rank >= 2, got shape [6]" in messages
+
+
+def test_a_broken_train_section_is_a_located_error_not_a_crash(tmp_path):
+    for value in ("null", "5"):
+        spec = tmp_path / "spec.yaml"
+        text = (ROOT / "models" / "poly.yaml").read_text()
+        spec.write_text(text[:text.index("train:")] + f"train: {value}\n")
+        assert check_spec(spec)[1], value

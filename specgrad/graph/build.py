@@ -21,7 +21,7 @@ from specgrad.graph.autodiff import gradients
 from specgrad.graph.formula import FormulaError, Scope, apply_call, build_formula, undefined
 from specgrad.graph.ir import Graph, Node, ancestors
 from specgrad.graph.plan import Plan
-from specgrad.init import INITIALIZERS, fans_of
+from specgrad.init import INITIALIZERS, fans_of, init_problem
 from specgrad.layers import LAYERS
 from specgrad.layers.base import Collected, Context, LayerError, ParamInit, arity
 from specgrad.losses import LossError, make_loss
@@ -137,7 +137,9 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
     evaluation = forward
     if train.collected.mode_dependent:
         evaluation = _Builder(spec, where, formula_loc, training=False).build()
-    grads = gradients(forward.loss, list(forward.params.values()), remat=spec["train"].get("remat", False))
+    settings = spec.get("train")
+    grads = gradients(forward.loss, list(forward.params.values()),
+                      remat=isinstance(settings, dict) and settings.get("remat", False))
     c = train.collected
     return Model(**vars(forward), inits=c.inits, target=train.target, grads=grads, state_inits=c.state_inits,
                  state_updates=c.state_updates, eval=evaluation, warnings=train.warnings)
@@ -172,15 +174,20 @@ class _Builder:
                             else (declared["shape"], declared.get("dtype")))
             with graph.at(where(("model", "inputs", name))):
                 scope[name] = graph.input(name, (BATCH, *shape), dtype)
+        broken: set[str] = set()          # names whose definition failed: their uses are not reported again
         for name, p in (m.get("params") or {}).items():
             if name in scope:
                 errors.append(Diagnostic(f"'{name}' is already defined as an input", where(("model", "params", name))))
+                continue
+            problem = init_problem(normalize(p.get("init", "zeros")), p["shape"])
+            if problem:
+                errors.append(Diagnostic(f"parameter '{name}': {problem}", where(("model", "params", name, "init"))))
+                broken.add(name)
                 continue
             with graph.at(where(("model", "params", name))):
                 scope[name] = graph.param(name, tuple(p["shape"]))
             self.collected.inits[name] = ParamInit(normalize(p.get("init", "zeros")), fans_of(p["shape"]))
         first = next(iter(scope.values())) if len(m["inputs"]) == 1 else None
-        broken: set[str] = set()
         self.nodes(m["nodes"], ("model", "nodes"), scope, broken, "", first, ())
 
         prediction = loss = None

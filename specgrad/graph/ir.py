@@ -6,6 +6,7 @@ backward pass live in the same graph, so the same planning applies to both.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Iterable
 
 import numpy as np
@@ -94,8 +95,15 @@ class Graph:
         if unknown:
             raise ShapeError(f"{op_name} takes no argument {sorted(unknown)[0]!r}"
                              + (f" (it takes {', '.join(op.attrs)})" if op.attrs else ""))
-        shape = op.infer_shape(*[n.shape for n in inputs], **attrs)
-        dtype = (op.infer_dtype or result_dtype)(*[n.dtype for n in inputs], **attrs)
+        _check_attrs(op, attrs)
+        try:
+            shape = op.infer_shape(*[n.shape for n in inputs], **attrs)
+            dtype = (op.infer_dtype or result_dtype)(*[n.dtype for n in inputs], **attrs)
+        except ShapeError:
+            raise
+        except (TypeError, ValueError, IndexError) as e:   # an attribute of the wrong kind: "axis": "a"
+            given = ", ".join(f"{k}={v!r}" for k, v in attrs.items())
+            raise ShapeError(f"{op_name} cannot take {given}") from None
         return self._add(op_name, inputs, attrs, shape, np.dtype(dtype))
 
     def at(self, loc):
@@ -109,6 +117,19 @@ class Graph:
             def __exit__(self, *exc):
                 graph.loc = self.prev
         return _At()
+
+
+def _check_attrs(op, attrs: dict) -> None:
+    """Attributes the op's forward requires are given, and text is given only where the op takes text
+    (``one_hot``'s dtype; a symbolic dim such as "B" inside a shape list is fine)."""
+    params = inspect.signature(op.forward).parameters
+    missing = [a for a in op.attrs if a in params and params[a].default is inspect.Parameter.empty
+               and a not in attrs]
+    if missing:
+        raise ShapeError(f"{op.name} needs argument '{missing[0]}' (it takes {', '.join(op.attrs)})")
+    for name, value in attrs.items():
+        if isinstance(value, str) and not isinstance(params[name].default if name in params else None, str):
+            raise ShapeError(f"argument '{name}' of {op.name} must be a number, not {value!r}")
 
 
 def ancestors(outputs: Iterable[Node]) -> list[Node]:

@@ -14,8 +14,7 @@ from typing import Callable
 
 from specgrad.components import NAME, Registry, normalize
 from specgrad.graph.ir import Graph, Node
-from specgrad.init import INITIALIZERS, Fans, fans_of
-from specgrad.ops.registry import fmt_shape
+from specgrad.init import INITIALIZERS, Fans, fans_of, init_problem
 
 LAYERS = Registry("layer", tag="layer", common={
     "input": {**NAME, "description": "the node fed to the layer (default: the node defined just before)"},
@@ -94,8 +93,9 @@ class Context:
         """A trainable parameter ``<layer>.<name>``; ``init`` is the layer's default initializer."""
         full = f"{self.name}.{name}"
         settings = normalize(self._override(full) or init)
-        if settings["type"] == "orthogonal" and len(shape) < 2:
-            raise LayerError(f"parameter '{full}' has shape {fmt_shape(shape)}; orthogonal needs rank >= 2")
+        problem = init_problem(settings, shape)
+        if problem:
+            raise LayerError(f"parameter '{full}': {problem}")
         self.collected.inits[full] = ParamInit(settings, tuple(fans or fans_of(shape)))
         return self.graph.param(full, tuple(shape))
 

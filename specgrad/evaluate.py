@@ -18,9 +18,11 @@ from specgrad.data.files import load_npz, read_csv, select_columns
 from specgrad.data.prepare import Standardizer, conform, load_run_data_state, prepare_data
 from specgrad.data.registry import DataError
 from specgrad.data.sources import reshape_rows
+from specgrad.fileio import write_npz
 from specgrad.losses import make_loss
 from specgrad.metrics import evaluate
 from specgrad.run.checkpoint import latest_checkpoint
+from specgrad.run.runlog import spec_hash
 from specgrad.spec import Spec, load_spec
 
 SPLITS = ("train", "val", "test")
@@ -53,6 +55,8 @@ def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None) 
     ckpt = latest_checkpoint(run_dir / "checkpoints", warn=warn)
     if ckpt is None:
         raise RunFileError(f"{run_dir} has no checkpoint to evaluate")
+    if ckpt.state.get("spec_hash") != spec_hash(spec.data):
+        raise RunFileError(f"checkpoint {ckpt.path} was not trained with {run_dir / 'spec.yaml'}")
     missing = [name for name in spec.model.params if f"params/{name}" not in ckpt.arrays]
     if missing:
         raise RunFileError(f"checkpoint {ckpt.path} has no parameter {', '.join(missing)}")
@@ -84,12 +88,14 @@ def predict_file(run_dir: Path, input_path: Path, output_path: Path | None = Non
     without an output path, return the csv text."""
     run = load_run(run_dir, warn)
     fields = read_inputs(run.spec, Path(input_path))
+    if not fields or any(len(values) == 0 for values in fields.values()):
+        raise RunFileError(f"{input_path} holds no samples")
     outputs = predict(run, fields)
     if output_path is None:
         return to_csv(outputs)
     output_path = Path(output_path)
     if output_path.suffix == ".npz":
-        np.savez(output_path, **outputs)
+        write_npz(output_path, outputs)
     elif output_path.suffix == ".csv":
         output_path.write_text(to_csv(outputs), encoding="utf-8")
     else:

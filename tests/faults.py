@@ -72,7 +72,7 @@ def _arm_checkpoint(stage: str, save: int) -> None:
             return real(*args, **kwargs)
         return save_checkpoint
 
-    def writer(real):                        # _write_npz(path, arrays) and _write_durably(path, data)
+    def writer(real):                        # write_npz(path, arrays) and _write_durably(path, data)
         def write(path, payload):
             name = Path(path).name
             if armed() and (name == point or (point == "latest" and name.startswith(".latest-"))):
@@ -100,7 +100,7 @@ def _arm_checkpoint(stage: str, save: int) -> None:
         return rmtree
 
     _wrap(trainer_module, "save_checkpoint", counting)
-    _wrap(ckpt_module, "_write_npz", writer)
+    _wrap(ckpt_module, "write_npz", writer)
     _wrap(ckpt_module, "_write_durably", writer)
     if point == "rename":
         _wrap(ckpt_module, "_move_into_place", before)

@@ -162,3 +162,29 @@ def test_csv_output_has_a_column_per_value_and_round_trips():
     assert rows[0] == ["y_hat", "probability_0", "probability_1", "label"]
     back = np.array([[float(v) for v in row] for row in rows[1:]])
     assert np.array_equal(back[:, 1:3], values) and rows[1][3] == "2"      # exact floats, integer labels
+
+
+def test_review_inputs_that_once_crashed_are_clear_errors(tmp_path):
+    run = trained(tmp_path, MODELS / "poly.yaml", "train.steps=20")
+    # an output named like np.savez's own parameter
+    renamed = trained(tmp_path / "named", MODELS / "poly.yaml", "train.steps=20", "model.nodes.1={file: phi @ k}",
+                      "model.output=file")
+    np.savez(tmp_path / "x.npz", x=np.linspace(-1, 1, 5))
+    assert run_cli("predict", renamed, tmp_path / "x.npz", "-o", tmp_path / "out.npz").returncode == 0
+    assert np.load(tmp_path / "out.npz", allow_pickle=False)["file"].shape == (5,)
+    # a csv with a header and no rows
+    (tmp_path / "empty.csv").write_text("x\n")
+    result = run_cli("predict", run, tmp_path / "empty.csv")
+    assert result.returncode == 1 and "holds no samples" in result.stderr and "Traceback" not in result.stderr
+    # a damaged data.json
+    (run / "data.json").write_text('{"base_dir": ".", "standardize": []}')
+    result = run_cli("eval", run)
+    assert result.returncode == 1 and "data.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_refuses_a_checkpoint_of_another_spec(tmp_path):
+    run = trained(tmp_path, MODELS / "poly.yaml", "train.steps=20")
+    spec = run / "spec.yaml"
+    spec.write_text(spec.read_text().replace("lr: 0.001", "lr: 0.002"))
+    result = run_cli("eval", run)
+    assert result.returncode == 1 and "was not trained with" in result.stderr

@@ -406,7 +406,7 @@ def fail_at(monkeypatch, where, err):
     def fail(path, *args, **kwargs):
         raise OSError(err, os.strerror(err), str(path))
     if where == "arrays.npz":
-        monkeypatch.setattr(ckpt_module, "_write_npz", fail)
+        monkeypatch.setattr(ckpt_module, "write_npz", fail)
     else:
         real_mkdir = os.mkdir
         monkeypatch.setattr(os, "mkdir", lambda path, *a, **k: fail(path) if ".tmp-step-" in str(path)

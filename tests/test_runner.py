@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import MODELS, run_cli
 from specgrad.run.batches import Batches
@@ -316,3 +317,19 @@ def test_progress_bar_on_a_terminal_shows_loss_and_eta(monkeypatch):
     hooks.on_step(10, 0.25)
     task = progress.bar.tasks[0]
     assert (task.completed, task.total, task.fields["loss"]) == (10, 100, 0.25)
+
+
+def test_training_into_a_used_run_directory_needs_resume(tmp_path):
+
+    spec = load_spec(MODELS / "poly.yaml", ["train.steps=10"])
+    Trainer(spec, tmp_path).run()
+    with pytest.raises(RunError, match="already holds a run"):
+        Trainer(spec, tmp_path).run()
+
+
+def test_the_run_spec_records_the_seed_used(tmp_path):
+
+    text = (MODELS / "poly.yaml").read_text().replace("seed: 0\n", "")
+    (tmp_path / "noseed.yaml").write_text(text)
+    Trainer(load_spec(tmp_path / "noseed.yaml", ["train.steps=5"]), tmp_path / "run").run()
+    assert yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text())["seed"] == 0

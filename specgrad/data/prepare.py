@@ -7,13 +7,13 @@ data paths resolve against), so ``eval`` and ``predict`` see exactly what traini
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from specgrad.data.registry import DataError
+from specgrad.fileio import write_atomic
 from specgrad.data.sources import load_splits
 from specgrad.losses import make_loss
 from specgrad.metrics import check_metrics
@@ -42,6 +42,10 @@ class Standardizer:
         return cls(stats)
 
     def apply(self, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, (mean, _) in self.stats.items():
+            if name in fields and mean.shape != np.shape(fields[name])[1:]:
+                raise DataError(f"standardize: field '{name}' has per-sample shape {list(np.shape(fields[name])[1:])}, "
+                                f"its statistics {list(mean.shape)}", ("standardize",))
         return {name: (a - self.stats[name][0]) / self.stats[name][1] if name in self.stats else a
                 for name, a in fields.items()}
 
@@ -51,8 +55,13 @@ class Standardizer:
 
     @classmethod
     def from_json(cls, data: dict) -> "Standardizer":
-        return cls({name: (np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64))
-                    for name, s in data.items()})
+        if not isinstance(data, dict) or not all(isinstance(s, dict) for s in data.values()):
+            raise ValueError("'standardize' must map field names to {mean, std}")
+        stats = {name: (np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64))
+                 for name, s in data.items()}
+        if any(mean.shape != std.shape for mean, std in stats.values()):
+            raise ValueError("a field's mean and std differ in shape")
+        return cls(stats)
 
 
 @dataclass
@@ -63,10 +72,7 @@ class PreparedData:
 
     def save(self, run_dir: Path) -> None:
         state = {"base_dir": str(self.base_dir.resolve()), "standardize": self.standardizer.to_json()}
-        path = Path(run_dir) / RUN_FILE
-        tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")      # a killed run never leaves half a file
-        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(Path(run_dir) / RUN_FILE, json.dumps(state, indent=2) + "\n")
 
 
 def load_run_data_state(run_dir: Path) -> tuple[Path, Standardizer]:
@@ -75,7 +81,7 @@ def load_run_data_state(run_dir: Path) -> tuple[Path, Standardizer]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         return Path(state["base_dir"]), Standardizer.from_json(state["standardize"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"cannot read {path}: {e}") from None
 
 

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from specgrad.fileio import write_npz
+
 __all__ = [
     "Checkpoint",
     "CheckpointError",
@@ -62,8 +64,6 @@ _DEBRIS_DIR = re.compile(r"\.(?:tmp|old)-step-\d{8,}-(\d+)")
 _DEBRIS_LATEST = re.compile(r"\.latest-(\d+)\.tmp")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
-# Fixed zip timestamp so that identical inputs give byte-identical archives.
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 class CheckpointError(Exception):
@@ -199,23 +199,6 @@ def _check_inputs(where: Path, arrays: dict, state: dict) -> tuple[dict[str, np.
     return clean, (state_text + "\n").encode("utf-8")
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write arrays exactly as ``np.savez`` lays them out (uncompressed zip of ``<key>.npy``).
-
-    Written by hand rather than via ``np.savez(**arrays)`` because keys such as ``"file"``
-    collide with ``np.savez``'s own parameters.
-    """
-    with open(path, "wb") as f:
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for key, array in arrays.items():
-                info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_DATE)
-                info.compress_type = zipfile.ZIP_STORED
-                with zf.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, array, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _move_into_place(tmp: Path, final: Path) -> None:
     """Rename ``tmp`` to ``final``; an existing ``final`` is moved aside first and restored on failure."""
     if not final.exists():
@@ -271,7 +254,7 @@ def save_checkpoint(root: Path, step: int, arrays: dict[str, np.ndarray], state:
         _remove_tree_quietly(tmp)
         tmp.mkdir()
         stage = f"write {ARRAYS_FILE}"
-        _write_npz(tmp / ARRAYS_FILE, clean)
+        write_npz(tmp / ARRAYS_FILE, clean)
         stage = f"write {STATE_FILE}"
         _write_durably(tmp / STATE_FILE, state_bytes)
         stage = f"write {MANIFEST_FILE}"

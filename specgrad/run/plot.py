@@ -68,6 +68,8 @@ def plot_run(run_dir: Path, output: Path | None = None) -> Path:
         fig.savefig(output, dpi=100)
     except OSError as e:
         raise PlotError(f"cannot write {output}: {e.strerror or e}") from None
+    except ValueError as e:                       # matplotlib: a file type it cannot write ("p.txt")
+        raise PlotError(f"cannot write {output}: {e}") from None
     finally:
         plt.close(fig)
     return output

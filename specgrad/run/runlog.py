@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from specgrad.fileio import write_atomic
+
 
 def spec_hash(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -34,22 +36,13 @@ def _show(value) -> str:
     return "(absent)" if not isinstance(value, (dict, list, str, int, float, bool, type(None))) else json.dumps(value)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_spec(run_dir: Path, data: dict, version: str) -> None:
     header = f"# resolved spec, written by specgrad {version}; train it again with: specgrad train {run_dir / 'spec.yaml'}\n"
-    _write_atomic(run_dir / "spec.yaml", header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+    write_atomic(run_dir / "spec.yaml", header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
-    _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 class MetricsLog:
@@ -61,7 +54,7 @@ class MetricsLog:
         if resume_step is not None and path.exists():
             kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and _step_of(line) is not None and _step_of(line) <= resume_step]
-            _write_atomic(path, "".join(line + "\n" for line in kept))
+            write_atomic(path, "".join(line + "\n" for line in kept))
         elif resume_step is None and path.exists():
             path.unlink()
         self.file = open(path, "a", encoding="utf-8")

@@ -22,7 +22,8 @@ from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
 from specgrad.run.batches import Batches
-from specgrad.run.checkpoint import CheckpointError, latest_checkpoint, prune_checkpoints, save_checkpoint
+from specgrad.run.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, prune_checkpoints,
+                                     save_checkpoint)
 from specgrad.run.retention import improved, to_keep
 from specgrad.run.settings import train_diagnostics
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
@@ -121,7 +122,8 @@ class Trainer:
         self.optimizer = make_optimizer(opt_cfg, self.params)
         self.schedule = make_schedule(cfg.get("schedule"), opt_cfg["lr"], self.total_steps)
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
-        self.hash = spec_hash(cfg)
+        self.resolved = {**cfg, "seed": self.seed}    # the spec as run: the seed used is written down
+        self.hash = spec_hash(self.resolved)
         self.validation = self._validation_settings()
         ck = t.get("checkpoint", {})
         self.keep_last = ck.get("keep_last")
@@ -203,7 +205,7 @@ class Trainer:
         arrays["order"] = order
         arrays.update(self.train_step.state_arrays())
         state = {"step": step, "epoch": step * self.accumulate // self.batches.per_epoch, "rng": rng_state,
-                 "spec_hash": self.hash, "spec": self.spec.data, "specgrad": __version__,
+                 "spec_hash": self.hash, "spec": self.resolved, "specgrad": __version__,
                  "best": self.best, "stale": self.stale, "skipped": self.skipped,
                  "checkpoints": [[s, v] for s, v in sorted(self.saved.items())]}
         root = self.run_dir / "checkpoints"
@@ -219,13 +221,13 @@ class Trainer:
         if ckpt is None:
             raise RunError(f"nothing to resume: {self.run_dir} has no checkpoint")
         if ckpt.state.get("spec_hash") != self.hash:
-            diff = spec_diff(ckpt.state.get("spec", {}), self.spec.data)
+            diff = spec_diff(ckpt.state.get("spec", {}), self.resolved)
             shown = "\n".join(f"  {line}" for line in diff) or "  (the checkpoint does not record its spec)"
             if not self.allow_spec_change:
                 raise RunError(f"the spec differs from the one {ckpt.path} was trained with:\n{shown}\n"
                                "resume with the run's own spec.yaml, or pass --allow-spec-change")
             self.hooks.on_warning(f"resuming {ckpt.path} with a changed spec:\n{shown}")
-            write_spec(self.run_dir, self.spec.data, __version__)
+            write_spec(self.run_dir, self.resolved, __version__)
         try:
             for k, v in self.params.items():
                 saved = ckpt.arrays[f"params/{k}"]
@@ -286,9 +288,12 @@ class Trainer:
 
     def run(self, resume: bool = False) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume and list_checkpoints(self.run_dir / "checkpoints"):
+            raise RunError(f"{self.run_dir} already holds a run; continue it with --resume, or train into "
+                           "another --run-dir")
         start = self._restore() if resume else 0
         if not resume:
-            write_spec(self.run_dir, self.spec.data, __version__)
+            write_spec(self.run_dir, self.resolved, __version__)
             self.prepared.save(self.run_dir)          # data.json: what eval / predict need to transform data
         log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
         t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch

@@ -320,7 +320,6 @@ def test_progress_bar_on_a_terminal_shows_loss_and_eta(monkeypatch):
 
 
 def test_training_into_a_used_run_directory_needs_resume(tmp_path):
-
     spec = load_spec(MODELS / "poly.yaml", ["train.steps=10"])
     Trainer(spec, tmp_path).run()
     with pytest.raises(RunError, match="already holds a run"):
@@ -328,7 +327,6 @@ def test_training_into_a_used_run_directory_needs_resume(tmp_path):
 
 
 def test_the_run_spec_records_the_seed_used(tmp_path):
-
     text = (MODELS / "poly.yaml").read_text().replace("seed: 0\n", "")
     (tmp_path / "noseed.yaml").write_text(text)
     Trainer(load_spec(tmp_path / "noseed.yaml", ["train.steps=5"]), tmp_path / "run").run()

@@ -212,6 +212,7 @@ class _Builder:
                         declared = loss_fn.target_of(prediction)       # e.g. int64 labels for cross_entropy
                         target = scope.get(target_name) or graph.input(target_name, declared.shape, declared.dtype)
                         loss = loss_fn(prediction, target)
+                        loss.name = loss.name or "loss"
                     except (ShapeError, LossError) as e:
                         errors.append(Diagnostic(f"loss: {e}", where(("loss",))))
             if loss is not None and loss.shape != ():
@@ -242,6 +243,8 @@ class _Builder:
             try:
                 with self.graph.at(self.where(here)):
                     scope[name] = previous = self.node(body, scope, broken, prefix + name, previous, here, overrides)
+                    if previous.name is None:          # named after the spec's node, for `specgrad graph`
+                        previous.name = prefix + name
             except _Skip:
                 broken.add(name)
                 previous = _BROKEN

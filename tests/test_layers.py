@@ -10,7 +10,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from conftest import ROOT
-from specgrad.graph.build import build_model, init_params, init_state, step_key
+from specgrad.graph.build import build_model, init_params, init_state
+from specgrad.rng import step_key
 from specgrad.init import INITIALIZERS
 from specgrad.layers import LAYERS
 from specgrad.ops import REGISTRY

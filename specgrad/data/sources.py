@@ -8,8 +8,8 @@ import numpy as np
 
 from specgrad.data import datasets, files, synthetic  # noqa: F401  (each registers its sources)
 from specgrad.data.registry import SOURCES, DataError
+from specgrad.rng import SPLIT, stream
 
-SPLIT_STREAM = 3
 
 
 def load_data(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[str, np.ndarray]:
@@ -47,7 +47,7 @@ def load_splits(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[s
     if not split:
         return {"train": fields}
     n = len(next(iter(fields.values())))
-    order = np.random.default_rng(np.random.SeedSequence(settings.get("seed", seed), spawn_key=(SPLIT_STREAM,))).permutation(n)
+    order = stream(settings.get("seed", seed), SPLIT).permutation(n)
     n_val, n_test = int(round(split.get("val", 0) * n)), int(round(split.get("test", 0) * n))
     if n_val + n_test >= n:
         raise DataError(f"split leaves no training rows ({n} rows, {n_val} val, {n_test} test)", ("split",))

@@ -26,10 +26,10 @@ from specgrad.layers import LAYERS
 from specgrad.layers.base import Collected, Context, LayerError, ParamInit, arity
 from specgrad.losses import LossError, make_loss
 from specgrad.ops.registry import ShapeError, fmt_shape
+from specgrad.rng import step_key
 from specgrad.spec.errors import Diagnostic, Location, SpecError
 
 BATCH = "B"       # the symbolic batch dimension
-KEY_STREAM = 4    # tells step keys apart from the other seeded streams (trainer: 1 init, 2 shuffle; data: 3)
 
 
 @dataclass
@@ -69,12 +69,6 @@ class Model(Forward):
     state_updates: dict[str, Node]   # state name -> its value after a training step (train graph)
     eval: Forward                    # the eval-mode graph (the train graph when no layer depends on the mode)
     warnings: list[Diagnostic]
-
-
-def step_key(seed: int, step: int) -> np.uint64:
-    """The random key fed at ``step``: a function of the spec's seed and the step only, so a resumed run
-    draws the same dropout masks as one that never stopped (each layer adds a salt of its own)."""
-    return np.random.SeedSequence([seed, KEY_STREAM, step]).generate_state(1, np.uint64)[0]
 
 
 def init_params(model: Model, rng: np.random.Generator) -> dict[str, np.ndarray]:

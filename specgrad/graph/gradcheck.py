@@ -59,7 +59,8 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
     gradients are judged on the right scale.
     Model inputs absent from ``fields`` that carry no batch dimension (such as a dropout key) are held at 0.
     """
-    from specgrad.graph.build import BATCH, init_params, init_state, step_key
+    from specgrad.graph.build import BATCH, init_params, init_state
+    from specgrad.rng import step_key
 
     feeds = []
     for name, node in model.inputs.items():
@@ -109,10 +110,10 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
 
 
 def check_spec(spec, batch_size: int = 8, eps: float = 1e-6, max_entries: int = 24) -> list[ParamCheck]:
-    """``check_model`` on a loaded spec's model, with the first rows of its training data and parameters
-    drawn from its initializers (seeded by the spec's seed)."""
-    from specgrad.data.sources import load_splits
+    """``check_model`` on a loaded spec's model, with the first rows of its training data as training sees
+    them (paths relative to the spec, split, standardized) and parameters drawn as training draws them."""
+    from specgrad.data.prepare import prepare_data
+    from specgrad.rng import INIT, stream
 
-    seed = spec.data.get("seed", 0)
-    fields = load_splits(spec.data["data"], seed)["train"]
-    return check_model(spec.model, fields, np.random.default_rng(seed), batch_size, eps, max_entries)
+    fields = prepare_data(spec).splits["train"]
+    return check_model(spec.model, fields, stream(spec.data.get("seed", 0), INIT), batch_size, eps, max_entries)

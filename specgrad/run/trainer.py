@@ -26,11 +26,11 @@ from specgrad.run.checkpoint import (CheckpointError, latest_checkpoint, list_ch
                                      save_checkpoint)
 from specgrad.run.retention import improved, to_keep
 from specgrad.run.settings import train_diagnostics
+from specgrad.rng import INIT, SHUFFLE, stream
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
 from specgrad.spec import Spec
 from specgrad.spec.errors import SpecError
 
-INIT_STREAM, SHUFFLE_STREAM = 1, 2          # independent RNG streams derived from the spec's seed
 
 
 class RunError(Exception):
@@ -114,10 +114,10 @@ class Trainer:
         self.data = self.splits["train"]
         self.batches = Batches(self.data, t.get("batch_size", "full"), t.get("shuffle", True),
                                t.get("drop_last", False),
-                               np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(SHUFFLE_STREAM,))))
+                               stream(self.seed, SHUFFLE))
         self.accumulate = t.get("accumulate", 1)
         self.total_steps = t.get("steps") or max(1, t["epochs"] * self.batches.per_epoch // self.accumulate)
-        self.params = init_params(self.model, np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(INIT_STREAM,))))
+        self.params = init_params(self.model, stream(self.seed, INIT))
         opt_cfg = cfg["optimizer"]
         self.optimizer = make_optimizer(opt_cfg, self.params)
         self.schedule = make_schedule(cfg.get("schedule"), opt_cfg["lr"], self.total_steps)

@@ -27,7 +27,7 @@ from specgrad.layers.base import Collected, Context, LayerError, ParamInit, arit
 from specgrad.losses import LossError, make_loss
 from specgrad.ops.registry import ShapeError, fmt_shape
 from specgrad.rng import step_key
-from specgrad.spec.errors import Diagnostic, Location, SpecError
+from specgrad.spec.errors import Diagnostic, Location, SpecError, did_you_mean
 
 BATCH = "B"       # the symbolic batch dimension
 
@@ -189,7 +189,7 @@ class _Builder:
         if out_name in broken:
             pass
         elif out_name not in scope:
-            errors.append(Diagnostic(f"output '{out_name}' is not defined{_dym(out_name, scope)}", where(("model", "output"))))
+            errors.append(Diagnostic(f"output '{out_name}' is not defined{did_you_mean(out_name, scope)}", where(("model", "output"))))
         else:
             prediction = scope[out_name]
 
@@ -306,7 +306,7 @@ class _Builder:
         if unused:
             own = sorted(n[len(full_name) + 1:] for n in self.collected.inits if n.startswith(full_name + "."))
             names = sorted({*own, *(n.rsplit(".", 1)[-1] for n in own)})
-            hint = _dym(unused[0], names) or f" (it has {', '.join(own) or 'none'})"
+            hint = did_you_mean(unused[0], names) or f" (it has {', '.join(own) or 'none'})"
             raise LayerError(f"init names '{unused[0]}', which is not a parameter of this layer{hint}",
                              at=("init", unused[0]))
         return out
@@ -318,8 +318,3 @@ def _names_in(text: str) -> set[str]:
         return {n.id for n in ast.walk(ast.parse(text.strip(), mode="eval")) if isinstance(n, ast.Name)}
     except SyntaxError:
         return set()
-
-
-def _dym(word, choices) -> str:
-    from specgrad.spec.errors import did_you_mean
-    return did_you_mean(word, list(choices))

@@ -4,10 +4,10 @@ nodes in scope, calls only to registered ops."""
 from __future__ import annotations
 
 import ast
-import difflib
 
 from specgrad.graph.ir import Graph, Node
 from specgrad.ops.registry import REGISTRY, ShapeError, fmt_shape
+from specgrad.spec.errors import did_you_mean
 
 BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
 UNARY = {ast.USub: "neg"}
@@ -35,16 +35,11 @@ def undefined(name: str, scope: dict, col: int = 0) -> FormulaError:
     if name in later:
         return FormulaError(f"'{name}' is used before its definition at {later[name]}; nodes are computed in "
                             "the order they are listed, so they cannot form a cycle", col)
-    return FormulaError(f"undefined name '{name}'{_suggest(name, scope)}", col)
+    return FormulaError(f"undefined name '{name}'{did_you_mean(name, scope)}", col)
 
 
 def public_ops() -> list[str]:
     return sorted(name for name, op in REGISTRY.items() if not op.internal)
-
-
-def _suggest(word, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _constant(node: ast.AST):
@@ -65,7 +60,7 @@ def apply_call(graph: Graph, name: str, args: list, attrs: dict, col: int = 0, l
     ``labels`` (node id -> how the spec writes it) lets a shape error say where each input came from."""
     op = REGISTRY.get(name)
     if op is None or op.internal:
-        raise FormulaError(f"unknown op '{name}'{_suggest(name, public_ops())}", col)
+        raise FormulaError(f"unknown op '{name}'{did_you_mean(name, public_ops())}", col)
     n_inputs = op.arity if op.arity is not None else len(args)
     inputs, extra = list(args[:n_inputs]), list(args[n_inputs:])
     if len(extra) > len(op.attrs):
@@ -81,7 +76,7 @@ def apply_call(graph: Graph, name: str, args: list, attrs: dict, col: int = 0, l
     for attr in attrs:
         if attr not in op.attrs:
             takes = f" (it takes {', '.join(op.attrs)})" if op.attrs else ""
-            raise FormulaError(f"{name} takes no argument '{attr}'{_suggest(attr, op.attrs) or takes}", col)
+            raise FormulaError(f"{name} takes no argument '{attr}'{did_you_mean(attr, op.attrs) or takes}", col)
     try:
         return graph.apply(name, *inputs, **attrs)
     except ShapeError as e:

@@ -180,3 +180,12 @@ def test_declared_fields_are_the_loaded_ones(settings):
     declared = declared(settings) if callable(declared) else declared
     loaded = load_data(settings, 0)
     assert declared == {name: KIND[a.dtype.kind] for name, a in loaded.items()}
+
+
+def test_float_data_is_not_truncated_into_an_integer_input(tmp_path):
+    from conftest import MODELS
+    from specgrad.run.trainer import Trainer
+    from specgrad.spec import SpecError, load_spec
+    spec = load_spec(MODELS / "poly.yaml", ["model.inputs.x={shape: [], dtype: int64}"])
+    with pytest.raises(SpecError, match="data field 'x' holds non-integer values"):
+        Trainer(spec, tmp_path)

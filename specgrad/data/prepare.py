@@ -145,10 +145,15 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
             errors.append(Diagnostic(f"data field '{name}' has per-sample shape {list(arr.shape[1:])}, "
                                      f"the model expects {list(node.shape[1:])}", doc.loc(path)))
             continue
-        problem = _target_problem(arr, make_loss(spec.data["loss"]).target_of(model.prediction), name) \
-            if is_target else None
+        if is_target:
+            problem = _target_problem(arr, make_loss(spec.data["loss"]).target_of(model.prediction), name)
+        elif node.dtype.kind in "iu" and arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+            problem = (f"data field '{name}' holds non-integer values such as "
+                       f"{arr[arr != np.round(arr)][0]:g}; the model reads it as {node.dtype}")
+        else:
+            problem = None
         if problem:
-            errors.append(Diagnostic(problem, doc.loc(("loss",))))
+            errors.append(Diagnostic(problem, doc.loc(("loss",) if is_target else path)))
             continue
         fields[name] = np.ascontiguousarray(arr, dtype=node.dtype)
     if errors:

@@ -184,8 +184,6 @@ def test_declared_fields_are_the_loaded_ones(settings):
 
 def test_float_data_is_not_truncated_into_an_integer_input(tmp_path):
     from conftest import MODELS
-    from specgrad.run.trainer import Trainer
-    from specgrad.spec import SpecError, load_spec
     spec = load_spec(MODELS / "poly.yaml", ["model.inputs.x={shape: [], dtype: int64}"])
     with pytest.raises(SpecError, match="data field 'x' holds non-integer values"):
         Trainer(spec, tmp_path)

@@ -90,7 +90,7 @@ def train(
     """Train a spec: validate, compile, run, checkpoint. Ctrl-C (or SIGTERM) saves a checkpoint at the next
     step boundary and stops; a second Ctrl-C stops at once."""
     from specgrad.run.checkpoint import CheckpointError
-    from specgrad.run.trainer import RunError, Trainer, default_run_dir, latest_run_dir
+    from specgrad.run.trainer import RunError, Trainer, default_run_dir, resume_dir
     from specgrad.spec import SpecError, load_spec
     from specgrad.spec.errors import format_diagnostics
 
@@ -100,7 +100,7 @@ def train(
             _err(format_diagnostics(loaded.warnings, "text"))
         name = loaded.data["name"]
         if run_dir is None:
-            run_dir = latest_run_dir(name) if resume else default_run_dir(name)
+            run_dir = resume_dir(spec, name) if resume else default_run_dir(name)
             if run_dir is None:
                 _err(f"error: nothing to resume: no run of '{name}' under runs/{name}; give --run-dir")
                 raise typer.Exit(1)

@@ -331,3 +331,13 @@ def test_the_run_spec_records_the_seed_used(tmp_path):
     (tmp_path / "noseed.yaml").write_text(text)
     Trainer(load_spec(tmp_path / "noseed.yaml", ["train.steps=5"]), tmp_path / "run").run()
     assert yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text())["seed"] == 0
+
+
+def test_resume_finds_the_newest_run_or_the_run_of_the_given_spec(tmp_path):
+    from specgrad.run.trainer import latest_run_dir, resume_dir
+    for stamp in ("20261128-091528", "20261128-091528-2", "20261128-091528-10", "20261127-235959-99"):
+        (tmp_path / "poly" / stamp).mkdir(parents=True)
+    assert latest_run_dir("poly", tmp_path).name == "20261128-091528-10"
+    run = tmp_path / "poly" / "20261128-091528-2"
+    (run / "checkpoints").mkdir()
+    assert resume_dir(run / "spec.yaml", "poly") == run

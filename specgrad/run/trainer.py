@@ -60,8 +60,20 @@ def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
 
 
 def latest_run_dir(name: str, root: Path = Path("runs")) -> Path | None:
-    runs = sorted(p for p in (root / name).glob("*") if p.is_dir()) if (root / name).is_dir() else []
+    """The newest run of ``name``: timestamps compared as numbers, so ``...-10`` comes after ``...-2``."""
+    def key(path: Path):
+        return tuple(int(part) if part.isdigit() else part for part in path.name.split("-"))
+    runs = sorted((p for p in (root / name).glob("*") if p.is_dir()), key=key) if (root / name).is_dir() else []
     return runs[-1] if runs else None
+
+
+def resume_dir(spec_path: Path, name: str) -> Path | None:
+    """Where ``--resume`` without ``--run-dir`` continues: the run whose own spec.yaml was given, else the
+    newest run of the spec's name."""
+    folder = Path(spec_path).parent
+    if Path(spec_path).name == "spec.yaml" and (folder / "checkpoints").is_dir():
+        return folder
+    return latest_run_dir(name)
 
 
 class _StopFlag:

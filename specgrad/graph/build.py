@@ -11,6 +11,7 @@ an error (nodes that depend on a broken node are skipped silently), so one pass 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,8 +50,13 @@ class Forward:
                 *([self.rng] if self.rng is not None else [])]
 
     def plan(self, outputs) -> Plan:
-        """A plan called with ``feed(...)``'s values (just data fields and parameters for a stateless model)."""
-        return Plan(outputs, self.feeds)
+        """A plan called with ``feed(...)``'s values (just data fields and parameters for a stateless model).
+        Compiled once per set of outputs and kept: evaluation asks for the same plan at every validation."""
+        plans = self.__dict__.setdefault("_plans", {})
+        key = tuple(n.id for n in outputs)
+        if key not in plans:
+            plans[key] = Plan(outputs, self.feeds)
+        return plans[key]
 
     def feed(self, fields: dict, params: dict, state: dict | None = None, key=None) -> list:
         """Values in ``feeds`` order; fields the outputs do not need (the target, for a prediction) may be absent."""
@@ -101,7 +107,7 @@ class TrainStep:
         key = [step_key(self.seed, step)] if model.rng is not None else []
         loss, *rest = self.plan(*batch, *params, *self.state.values(), *key)
         n = len(model.grads)
-        # copies: the plan may reuse its output buffers in the next call
+        # copied, so the kept state never aliases an array the plan was fed (an update may be its input)
         self.state.update((name, np.array(value)) for name, value in zip(model.state_updates, rest[n:]))
         return loss, rest[:n]
 
@@ -135,7 +141,8 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
     grads = gradients(forward.loss, list(forward.params.values()),
                       remat=isinstance(settings, dict) and settings.get("remat", False))
     c = train.collected
-    return Model(**vars(forward), inits=c.inits, target=train.target, grads=grads, state_inits=c.state_inits,
+    forward_fields = {f.name: getattr(forward, f.name) for f in dataclasses.fields(Forward)}
+    return Model(**forward_fields, inits=c.inits, target=train.target, grads=grads, state_inits=c.state_inits,
                  state_updates=c.state_updates, eval=evaluation, warnings=train.warnings)
 
 

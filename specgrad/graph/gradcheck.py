@@ -57,20 +57,16 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
     are perturbed by +-eps (scaled by the entry's size); the error is the worst |analytic - numeric| divided by
     the parameter's largest gradient magnitude (at least 1e-3 of the model's largest), so entries with tiny
     gradients are judged on the right scale.
-    Model inputs absent from ``fields`` that carry no batch dimension (such as a dropout key) are held at 0.
     """
-    from specgrad.graph.build import BATCH, init_params, init_state
+    from specgrad.graph.build import init_params, init_state
     from specgrad.rng import step_key
 
     feeds = []
     for name, node in model.inputs.items():
-        if name in fields:
-            value = np.asarray(fields[name])[:batch_size]
-            feeds.append(value.astype(node.dtype) if value.dtype.kind == "f" else value)
-        elif not node.shape or node.shape[0] != BATCH:
-            feeds.append(np.zeros(node.shape, node.dtype))
-        else:
+        if name not in fields:
             raise ValueError(f"the data has no field '{name}' (it has {', '.join(sorted(fields))})")
+        value = np.asarray(fields[name])[:batch_size]
+        feeds.append(value.astype(node.dtype) if value.dtype.kind == "f" else value)
     # At a generic point: initializers put biases at exactly 0, and on data with exact zeros (blank pixels, a
     # spiral's centre) a relu then sits on its kink, where central differences measure half a slope.
     params = {name: p + 0.01 * rng.standard_normal(p.shape).astype(p.dtype)

@@ -166,10 +166,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _forward_backward(self, batch: list[np.ndarray], index: int) -> tuple[float, list[np.ndarray]]:
-        """Loss and gradients (same order as params) of one batch. The one place the plan is called: extra
-        per-step inputs (a dropout key drawn from a checkpointed RNG) join the feeds here, and state the plan
-        returns (batch-norm running statistics) is written back here; either then goes into ``_save`` /
-        ``_restore`` beside the optimizer state."""
+        """Loss and gradients (same order as params) of the ``index``-th micro-batch: the one place a training
+        step is computed. ``TrainStep`` feeds the model's state and the dropout key of this index (a function
+        of the seed and the index) and keeps the state updates, which ``_save`` / ``_restore`` carry."""
         loss, grads = self.train_step(batch, list(self.params.values()), index)
         return float(loss), grads
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 
 from specgrad.graph.ir import Graph, Node
-from specgrad.ops.registry import REGISTRY, ShapeError, fmt_shape
+from specgrad.ops.registry import REGISTRY, ArgumentError, ShapeError, fmt_shape
 from specgrad.spec.errors import did_you_mean
 
 BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
@@ -73,13 +73,11 @@ def apply_call(graph: Graph, name: str, args: list, attrs: dict, col: int = 0, l
         attrs[attr] = value
     if len(inputs) < n_inputs:
         raise FormulaError(f"{name} takes {n_inputs} input(s), got {len(inputs)}", col)
-    for attr in attrs:
-        if attr not in op.attrs:
-            takes = f" (it takes {', '.join(op.attrs)})" if op.attrs else ""
-            raise FormulaError(f"{name} takes no argument '{attr}'{did_you_mean(attr, op.attrs) or takes}", col)
     try:
         return graph.apply(name, *inputs, **attrs)
-    except ShapeError as e:
+    except ArgumentError as e:
+        raise FormulaError(str(e), col) from None
+    except ShapeError as e:                         # where each input's shape came from
         raise FormulaError(f"{e}{_origins(inputs, labels or {})}", col) from None
 
 

@@ -11,7 +11,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from specgrad.ops.registry import REGISTRY, ShapeError, fmt_shape, result_dtype
+from specgrad.ops.registry import REGISTRY, ArgumentError, ShapeError, fmt_shape, result_dtype
+from specgrad.spec.errors import did_you_mean
 
 SOURCE_KINDS = ("input", "param", "const")
 
@@ -91,19 +92,19 @@ class Graph:
         inputs = [a if isinstance(a, Node) else self.const(a) for a in args]
         if op.arity is not None and len(inputs) != op.arity:
             raise ShapeError(f"{op_name} takes {op.arity} argument(s), got {len(inputs)}")
-        unknown = set(attrs) - set(op.attrs)
+        unknown = sorted(set(attrs) - set(op.attrs))
         if unknown:
-            raise ShapeError(f"{op_name} takes no argument {sorted(unknown)[0]!r}"
-                             + (f" (it takes {', '.join(op.attrs)})" if op.attrs else ""))
+            takes = f" (it takes {', '.join(op.attrs)})" if op.attrs else ""
+            raise ArgumentError(f"{op_name} takes no argument '{unknown[0]}'{did_you_mean(unknown[0], op.attrs) or takes}")
         _check_attrs(op, attrs)
         try:
             shape = op.infer_shape(*[n.shape for n in inputs], **attrs)
             dtype = (op.infer_dtype or result_dtype)(*[n.dtype for n in inputs], **attrs)
         except ShapeError:
             raise
-        except (TypeError, ValueError, IndexError) as e:   # an attribute of the wrong kind: "axis": "a"
+        except (TypeError, ValueError, IndexError):       # an attribute of the wrong kind: "axis": "a"
             given = ", ".join(f"{k}={v!r}" for k, v in attrs.items())
-            raise ShapeError(f"{op_name} cannot take {given}") from None
+            raise ArgumentError(f"{op_name} cannot take {given}") from None
         return self._add(op_name, inputs, attrs, shape, np.dtype(dtype))
 
     def at(self, loc):
@@ -126,10 +127,10 @@ def _check_attrs(op, attrs: dict) -> None:
     missing = [a for a in op.attrs if a in params and params[a].default is inspect.Parameter.empty
                and a not in attrs]
     if missing:
-        raise ShapeError(f"{op.name} needs argument '{missing[0]}' (it takes {', '.join(op.attrs)})")
+        raise ArgumentError(f"{op.name} needs argument '{missing[0]}' (it takes {', '.join(op.attrs)})")
     for name, value in attrs.items():
         if isinstance(value, str) and not isinstance(params[name].default if name in params else None, str):
-            raise ShapeError(f"argument '{name}' of {op.name} must be a number, not {value!r}")
+            raise ArgumentError(f"argument '{name}' of {op.name} must be a number, not {value!r}")
 
 
 def ancestors(outputs: Iterable[Node]) -> list[Node]:

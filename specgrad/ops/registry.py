@@ -31,6 +31,10 @@ class ShapeError(ValueError):
     """Inputs whose shapes (or attributes) an op cannot accept; the message names them."""
 
 
+class ArgumentError(ShapeError):
+    """Arguments an op does not take, or of the wrong kind: about the call, not about its inputs' shapes."""
+
+
 @dataclass(frozen=True)
 class Op:
     name: str

@@ -1,7 +1,9 @@
 """The CLI as a user runs it: exit codes, located errors, no tracebacks, run directory contents."""
 import json
 
-from conftest import MODELS, run_cli
+import pytest
+
+from conftest import MODELS, ROOT, run_cli
 
 BAD = """\
 specgrad: 1
@@ -45,6 +47,18 @@ def test_validate_github_and_json_formats(tmp_path):
 def test_validate_models_folder_passes():
     result = run_cli("validate", MODELS)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["optimizer_nesterov", "optimizer_group_unmatched", "validation_settings",
+                                  "metric_for_another_loss", "standardize_target"])
+def test_train_reports_what_validate_reports_before_running(name, tmp_path):
+    """Checks of the run's settings are part of validation: `train` stops with validate's exact messages,
+    before it loads data or makes the run directory."""
+    bad = ROOT / "tests" / "data" / "bad_specs"
+    result = run_cli("train", bad / f"{name}.yaml", "--run-dir", tmp_path / "run")
+    assert result.returncode == 1 and not (tmp_path / "run").exists()
+    expected = (bad / f"{name}.expected").read_text().splitlines()
+    assert result.stderr.splitlines() == [f"{bad}/{line}" for line in expected]
 
 
 def test_usage_error_exits_2():

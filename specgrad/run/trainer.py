@@ -24,7 +24,6 @@ from specgrad.optim.schedules import make_schedule
 from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import CheckpointError, latest_checkpoint, prune_checkpoints, save_checkpoint
 from specgrad.run.retention import improved, to_keep
-from specgrad.run.settings import train_diagnostics
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
 from specgrad.spec import Spec
 from specgrad.spec.errors import SpecError
@@ -104,9 +103,6 @@ class Trainer:
         self.allow_spec_change = allow_spec_change
         self.model = spec.model
         cfg = spec.data
-        problems = train_diagnostics(cfg, self.model, spec.doc.loc)
-        if problems:
-            raise SpecError(problems)
         self.seed = cfg.get("seed", 0)
         self.train_cfg = t = cfg["train"]
         self.splits = self._load_splits()
@@ -139,7 +135,7 @@ class Trainer:
         return self.prepared.splits
 
     def _validation_settings(self) -> dict | None:
-        """``train.validation`` with its defaults (its settings were checked by ``train_diagnostics``)."""
+        """``train.validation`` with its defaults (validation checked its settings)."""
         v = self.train_cfg.get("validation")
         if v is None:
             return None

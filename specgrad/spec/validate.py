@@ -118,6 +118,7 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
     skips every node using them, as it does for any broken node, and its message about them (at the
     node's own place) is dropped, since the schema's messages already say what is wrong."""
     from specgrad.graph.build import build_model
+    from specgrad.run.settings import train_diagnostics
     data = doc.data
     diags = []
     train = data.get("train")
@@ -127,8 +128,11 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
         diags += data_field_checks(doc)
     if broken & {"model", "dtype"}:
         return diags, None
+    if "train" in broken:
+        data = {**data, "train": {}}      # the model reads only train.remat, whose default serves to check it
     silenced = set()
-    if broken_nodes or "loss" in broken:
+    stand_in = bool(broken_nodes) or "loss" in broken
+    if stand_in:
         # A stand-in loss lets the model's own errors show; what the build says about the stand-in (at the
         # loss's place, or warnings about parameters not reaching it) would not be true.
         nodes = [dict.fromkeys(entry, "") if i in broken_nodes else entry
@@ -142,9 +146,11 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
         model = build_model(data, doc.loc, lambda path, col: _column(doc, path, col))
     except SpecError as err:
         return diags + [d for d in err.diagnostics if d.location not in silenced
-                        and (d.severity == "error" or data is doc.data)], None
-    if data is not doc.data:
+                        and (d.severity == "error" or not stand_in)], None
+    if stand_in:
         return diags, None
+    if not broken & {"data", "loss", "metrics", "optimizer", "train"}:
+        diags += train_diagnostics(data, model, doc.loc)
     return diags + model.warnings, model
 
 

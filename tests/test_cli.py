@@ -61,6 +61,12 @@ def test_train_reports_what_validate_reports_before_running(name, tmp_path):
     assert result.stderr.splitlines() == [f"{bad}/{line}" for line in expected]
 
 
+def test_nothing_to_resume_is_an_error_without_traceback():
+    result = run_cli("train", MODELS / "poly.yaml", "--set", "name=never_trained", "--resume")
+    assert result.returncode == 1
+    assert result.stderr == "error: nothing to resume: no run of 'never_trained' under runs/never_trained; give --run-dir\n"
+
+
 def test_usage_error_exits_2():
     assert run_cli("train").returncode == 2
     assert run_cli("validate", "--format", "xml", "x.yaml").returncode == 2

@@ -15,7 +15,9 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Plain help text: rich's help formatter alone would import rich, markdown-it and pygments (~55 ms) into
+# every `--help`.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Declarative training: a YAML spec in, a trained, resumable run out.")
 
 SET_HELP = "Override a spec value, e.g. --set optimizer.lr=0.01 (YAML-typed; repeatable)."
@@ -54,7 +56,7 @@ def validate(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     format: Format = typer.Option(Format.text, "--format", help="text, json (one object per line) or github."),
 ):
-    """Check specs without training: schema, names, ops and shapes. Every error, with file:line:col."""
+    """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col."""
     from specgrad.spec import check_spec, find_spec_files
     from specgrad.spec.errors import format_diagnostics
 

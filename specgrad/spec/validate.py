@@ -149,8 +149,7 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
                         and (d.severity == "error" or not stand_in)], None
     if stand_in:
         return diags, None
-    if not broken & {"data", "loss", "metrics", "optimizer", "train"}:
-        diags += train_diagnostics(data, model, doc.loc)
+    diags += train_diagnostics(data, model, doc.loc, broken)
     return diags + model.warnings, model
 
 

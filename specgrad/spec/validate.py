@@ -1,5 +1,7 @@
 """Validation: the JSON Schema first, rewritten as plain located messages, then the semantic checks
-(names, ops, shapes through the whole model) by building the model. Every problem in one pass."""
+(names, ops, shapes through the whole model) by building the model, then the run's settings against the
+built model (specgrad/run/settings.py). Every problem in one pass; `train` runs exactly this before it
+reads any data."""
 from __future__ import annotations
 
 from functools import lru_cache

@@ -156,7 +156,7 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
 
 
 def data_field_checks(doc: Document) -> list[Diagnostic]:
-    """The fields the model and the loss read exist in the data, with the dtype the loss needs.
+    """The fields the model, the loss and standardization read exist in the data, with the dtype the loss needs.
 
     Data sources may declare the fields they make (``fields={"x": "float", ...}``, or a function of their
     settings) and losses the dtype of their target (``target={"dtype": "int"}`` for class labels); a check
@@ -179,6 +179,10 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
         if name not in fields:
             out.append(Diagnostic(f"data source '{source.name}' has no field '{name}' (it has {have})"
                                   f"{did_you_mean(name, fields)}", doc.key_loc(("model", "inputs", name))))
+    for i, name in enumerate(data["data"].get("standardize", [])):
+        if name not in fields:
+            out.append(Diagnostic(f"data source '{source.name}' has no field '{name}' to standardize (it has {have})"
+                                  f"{did_you_mean(name, fields)}", doc.loc(("data", "standardize", i))))
     loss = normalize(data["loss"])
     target = loss.get("target", "y")
     if target not in fields:

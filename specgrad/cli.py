@@ -127,7 +127,7 @@ def train(
             _collect_from_here()
             with progress:
                 summary = trainer.run(resume=resume)
-        except KeyboardInterrupt:      # a second Ctrl-C; the first makes the trainer save and stop
+        except KeyboardInterrupt:      # Ctrl-C before the loop, or a second one in it (the first saves, stops)
             _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
                  f"{run_dir}/checkpoints")
             raise typer.Exit(130)

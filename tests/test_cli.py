@@ -134,3 +134,16 @@ def test_pre_commit_hook_runs_validate():
     assert hook["entry"] == "specgrad validate" and hook["language"] == "python"
     import re
     assert re.search(hook["exclude"], "models/_base.yaml") and not re.search(hook["exclude"], "models/poly.yaml")
+
+
+def test_help_and_import_load_nothing_heavy():
+    """`specgrad --help` and `import specgrad` stay quick: no numpy, jsonschema, yaml, nor rich's help
+    formatter (typer itself is needed for --help). Which modules load, not how long they take."""
+    import subprocess
+    import sys
+    heavy = ["numpy", "jsonschema", "yaml", "rich", "pydantic"]
+    show = f"import sys; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    for code in ["import specgrad", "import sys; sys.argv = ['specgrad', '--help']\n"
+                 "from specgrad.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass"]:
+        done = subprocess.run([sys.executable, "-c", f"{code}\n{show}"], cwd=ROOT, capture_output=True, text=True)
+        assert done.stdout.splitlines()[-1] == "", (code, done.stdout, done.stderr)

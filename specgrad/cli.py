@@ -1,10 +1,12 @@
 """The ``specgrad`` command. Thin: parse flags, call the library, print, set the exit code.
 
 Exit codes (contract): 0 success, 1 invalid spec or failed run, 2 usage error. Bad input prints located
-errors, never a traceback. Library modules are imported inside the commands so ``--help`` stays fast.
+errors, never a traceback: every command calls the library inside ``_reported``. Library modules are
+imported inside the commands so ``--help`` stays fast.
 """
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from contextlib import contextmanager
@@ -14,7 +16,9 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Plain help text: rich's help formatter alone would import rich, markdown-it and pygments (~55 ms) into
+# every `--help`.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Declarative training: a YAML spec in, a trained, resumable run out.")
 
 SET_HELP = "Override a spec value, e.g. --set optimizer.lr=0.01 (YAML-typed; repeatable)."
@@ -30,6 +34,22 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+@contextmanager
+def _reported(*errors: type[Exception]):
+    """How every command fails on bad input: a SpecError prints its located diagnostics; OSError and the
+    library ``errors`` the command names (a damaged checkpoint, a run directory without its files...) print
+    ``error: message``. Exit 1, never a traceback."""
+    from specgrad.spec.errors import SpecError
+    try:
+        yield
+    except SpecError as e:
+        _err(str(e))
+        raise typer.Exit(1)
+    except (OSError, *errors) as e:
+        _err(f"error: {e}")
+        raise typer.Exit(1)
+
+
 @app.command()
 def validate(
     paths: List[str] = typer.Argument(..., help="Spec files, folders (searched for *.yaml; names starting with _ "
@@ -37,7 +57,7 @@ def validate(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     format: Format = typer.Option(Format.text, "--format", help="text, json (one object per line) or github."),
 ):
-    """Check specs without training: schema, names, ops and shapes. Every error, with file:line:col."""
+    """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col."""
     from specgrad.spec import check_spec, find_spec_files
     from specgrad.spec.errors import format_diagnostics
 
@@ -47,7 +67,9 @@ def validate(
         raise typer.Exit(2)
     failed = 0
     for f in files:
-        ok, diags = check_spec(f, set_)
+        with _reported():
+            ok, diags = check_spec(f, set_)
+        _collect_from_here()          # the first spec imported and built everything the others need
         failed += not ok
         if diags:
             typer.echo(format_diagnostics(diags, format.value))
@@ -64,15 +86,11 @@ def config(
                                  "comes from, and what it overrides."),
 ):
     """Print the resolved spec: extends and includes merged, --set applied, ${...} references resolved."""
-    from specgrad.spec import SpecError
     from specgrad.spec.compose import compose
     from specgrad.spec.render import resolved_yaml
 
-    try:
+    with _reported():
         doc = compose(spec, set_)
-    except SpecError as e:
-        _err(str(e))
-        raise typer.Exit(1)
     typer.echo(resolved_yaml(doc, explain), nl=False)
 
 
@@ -91,10 +109,10 @@ def train(
     step boundary and stops; a second Ctrl-C stops at once."""
     from specgrad.run.checkpoint import CheckpointError
     from specgrad.run.trainer import RunError, Trainer, default_run_dir, resume_dir
-    from specgrad.spec import SpecError, load_spec
+    from specgrad.spec import load_spec
     from specgrad.spec.errors import format_diagnostics
 
-    try:
+    with _reported(RunError, CheckpointError):
         loaded = load_spec(spec, set_)
         if loaded.warnings and not quiet:
             _err(format_diagnostics(loaded.warnings, "text"))
@@ -102,22 +120,17 @@ def train(
         if run_dir is None:
             run_dir = resume_dir(spec, name) if resume else default_run_dir(name)
             if run_dir is None:
-                _err(f"error: nothing to resume: no run of '{name}' under runs/{name}; give --run-dir")
-                raise typer.Exit(1)
+                raise RunError(f"nothing to resume: no run of '{name}' under runs/{name}; give --run-dir")
         progress = _Progress(quiet)
-        trainer = Trainer(loaded, run_dir, progress.hooks(), allow_spec_change=allow_spec_change)
-        with progress:
-            summary = trainer.run(resume=resume)
-    except KeyboardInterrupt:
-        _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
-             f"{run_dir}/checkpoints")
-        raise typer.Exit(130)
-    except SpecError as e:
-        _err(str(e))
-        raise typer.Exit(1)
-    except (RunError, CheckpointError, OSError) as e:
-        _err(f"error: {e}")
-        raise typer.Exit(1)
+        try:
+            trainer = Trainer(loaded, run_dir, progress.hooks(), allow_spec_change=allow_spec_change)
+            _collect_from_here()
+            with progress:
+                summary = trainer.run(resume=resume)
+        except KeyboardInterrupt:      # Ctrl-C before the loop, or a second one in it (the first saves, stops)
+            _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
+                 f"{run_dir}/checkpoints")
+            raise typer.Exit(130)
     if not quiet:
         typer.echo(f"{summary['status']}: {summary['steps']} steps in {summary['seconds']:.2f}s, "
                    f"train loss {summary['train']['loss']:.6g} -> {run_dir}")
@@ -145,8 +158,9 @@ def eval_(
     split: Optional[Split] = typer.Option(None, "--split", help="Default: test, else val, else train."),
 ):
     """Evaluate a run's latest checkpoint on a split: the loss and the spec's metrics, as JSON."""
-    from specgrad.evaluate import evaluate_run
-    with _run_errors():
+    from specgrad.evaluate import RunFileError, evaluate_run
+    from specgrad.run.checkpoint import CheckpointError
+    with _reported(RunFileError, CheckpointError):
         result = evaluate_run(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"))
     typer.echo(json.dumps(result, indent=2))
 
@@ -158,27 +172,12 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="A .csv or .npz file (default: csv on stdout)."),
 ):
     """Predict with a run's latest checkpoint, transforming the input as the training data was."""
-    from specgrad.evaluate import predict_file
-    with _run_errors():
+    from specgrad.evaluate import RunFileError, predict_file
+    from specgrad.run.checkpoint import CheckpointError
+    with _reported(RunFileError, CheckpointError):
         text = predict_file(run_dir, input, output, warn=lambda m: _err(f"warning: {m}"))
     if text is not None:
         typer.echo(text, nl=False)
-
-
-@contextmanager
-def _run_errors():
-    """Errors in a run directory or its inputs: printed, exit 1, no traceback."""
-    from specgrad.evaluate import RunFileError
-    from specgrad.run.checkpoint import CheckpointError
-    from specgrad.spec import SpecError
-    try:
-        yield
-    except SpecError as e:
-        _err(str(e))
-        raise typer.Exit(1)
-    except (RunFileError, CheckpointError, OSError) as e:
-        _err(f"error: {e}")
-        raise typer.Exit(1)
 
 
 class _Progress:
@@ -239,16 +238,10 @@ def gradcheck(
 ):
     """Compare the model's gradient with finite differences, per parameter, in float64; exit 1 above tolerance."""
     from specgrad.graph.gradcheck import check_spec
-    from specgrad.spec import SpecError, load_spec
+    from specgrad.spec import load_spec
 
-    try:
+    with _reported(ValueError):       # the data lacks a field the model reads
         checks = check_spec(load_spec(spec, [*set_, "dtype=float64"]), batch_size=batch_size)
-    except SpecError as e:
-        _err(str(e))
-        raise typer.Exit(1)
-    except ValueError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(1)
     width = max([len("parameter"), *(len(c.name) for c in checks)])
     typer.echo(f"{'parameter':<{width}}  {'shape':<14} {'entries':>7}  relative error")
     for c in checks:
@@ -266,16 +259,27 @@ def plot(
 ):
     """Plot a run's training loss, learning rate and validation metrics to a PNG (needs specgrad[plot])."""
     from specgrad.run.plot import PlotError, plot_run
-    try:
+    with _reported(PlotError):
         path = plot_run(run_dir, output)
-    except PlotError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(1)
     typer.echo(f"wrote {path}")
 
 
 def main():
+    # Until a command has imported its libraries and compiled its spec, what it allocates lives to the end of
+    # the process: the cyclic collector would only rescan it, again and again (~15% of `specgrad validate`
+    # and of `specgrad train models/poly.yaml`). Commands that go on working call _collect_from_here; the
+    # others (config, eval, predict...) are one bounded pass and end without a collection.
+    gc.disable()
     app()
+
+
+def _collect_from_here() -> None:
+    """Normal garbage collection again, for what a command does next (a run, more specs), with everything
+    allocated so far frozen out of the collector's scans. Nothing where collection is on (after the first
+    call, or when the app runs in-process without ``main``)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The CLI as a user runs it: exit codes, located errors, no tracebacks, run directory contents."""
 import json
 
-from conftest import MODELS, run_cli
+import pytest
+
+from conftest import MODELS, ROOT, run_cli
 
 BAD = """\
 specgrad: 1
@@ -45,6 +47,24 @@ def test_validate_github_and_json_formats(tmp_path):
 def test_validate_models_folder_passes():
     result = run_cli("validate", MODELS)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["optimizer_nesterov", "optimizer_group_unmatched", "validation_settings",
+                                  "metric_for_another_loss", "standardize_target", "standardize_unknown_field"])
+def test_train_reports_what_validate_reports_before_running(name, tmp_path):
+    """Checks of the run's settings are part of validation: `train` stops with validate's exact messages,
+    before it loads data or makes the run directory."""
+    bad = ROOT / "tests" / "data" / "bad_specs"
+    result = run_cli("train", bad / f"{name}.yaml", "--run-dir", tmp_path / "run")
+    assert result.returncode == 1 and not (tmp_path / "run").exists()
+    expected = (bad / f"{name}.expected").read_text().splitlines()
+    assert result.stderr.splitlines() == [f"{bad}/{line}" for line in expected]
+
+
+def test_nothing_to_resume_is_an_error_without_traceback():
+    result = run_cli("train", MODELS / "poly.yaml", "--set", "name=never_trained", "--resume")
+    assert result.returncode == 1
+    assert result.stderr == "error: nothing to resume: no run of 'never_trained' under runs/never_trained; give --run-dir\n"
 
 
 def test_usage_error_exits_2():
@@ -114,3 +134,16 @@ def test_pre_commit_hook_runs_validate():
     assert hook["entry"] == "specgrad validate" and hook["language"] == "python"
     import re
     assert re.search(hook["exclude"], "models/_base.yaml") and not re.search(hook["exclude"], "models/poly.yaml")
+
+
+def test_help_and_import_load_nothing_heavy():
+    """`specgrad --help` and `import specgrad` stay quick: no numpy, jsonschema, yaml, nor rich's help
+    formatter (typer itself is needed for --help). Which modules load, not how long they take."""
+    import subprocess
+    import sys
+    heavy = ["numpy", "jsonschema", "yaml", "rich", "pydantic"]
+    show = f"import sys; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    for code in ["import specgrad", "import sys; sys.argv = ['specgrad', '--help']\n"
+                 "from specgrad.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass"]:
+        done = subprocess.run([sys.executable, "-c", f"{code}\n{show}"], cwd=ROOT, capture_output=True, text=True)
+        assert done.stdout.splitlines()[-1] == "", (code, done.stdout, done.stderr)

@@ -16,7 +16,6 @@ from specgrad.data.registry import DataError
 from specgrad.fileio import write_atomic
 from specgrad.data.sources import load_splits
 from specgrad.losses import make_loss
-from specgrad.metrics import check_metrics
 from specgrad.spec.errors import Diagnostic, SpecError
 
 RUN_FILE = "data.json"
@@ -91,24 +90,16 @@ def data_error(spec, e: DataError) -> SpecError:
 
 def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer | None = None) -> PreparedData:
     """Load, split, standardize (fitted on the training split unless a run's ``standardizer`` is given) and
-    check the data of a validated spec; a located SpecError for any problem. ``base_dir`` defaults to the
+    check the data of a validated spec (validation has checked the settings that need no data: see
+    specgrad/run/settings.py); a located SpecError for any problem. ``base_dir`` defaults to the
     spec file's folder (see ``_data_folder``)."""
-    problems = check_metrics(spec.data.get("metrics", []),
-                             make_loss(spec.data["loss"]).target_of(spec.model.prediction).kind)
-    if problems:
-        raise SpecError([Diagnostic(message, spec.doc.loc(("metrics", i))) for i, message in problems])
     settings = spec.data["data"]
     if base_dir is None:
         base_dir = _data_folder(Path(spec.doc.file).parent)
     try:
         splits = load_splits(settings, spec.data.get("seed", 0), base_dir)
-        names = settings.get("standardize", [])
-        if spec.model.target in names:
-            raise DataError(f"standardize: '{spec.model.target}' is the loss target; predictions would come out "
-                            "in standardized units (standardize model inputs only)",
-                            ("standardize", names.index(spec.model.target)))
         if standardizer is None:
-            standardizer = Standardizer.fit(splits["train"], names)
+            standardizer = Standardizer.fit(splits["train"], settings.get("standardize", []))
     except DataError as e:
         raise data_error(spec, e) from None
     return PreparedData({name: conform(standardizer.apply(raw), spec) for name, raw in splits.items()},

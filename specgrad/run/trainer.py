@@ -25,7 +25,6 @@ from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, prune_checkpoints,
                                      save_checkpoint)
 from specgrad.run.retention import improved, to_keep
-from specgrad.run.settings import train_diagnostics
 from specgrad.rng import INIT, SHUFFLE, stream
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
 from specgrad.spec import Spec
@@ -117,9 +116,6 @@ class Trainer:
         self.allow_spec_change = allow_spec_change
         self.model = spec.model
         cfg = spec.data
-        problems = train_diagnostics(cfg, self.model, spec.doc.loc)
-        if problems:
-            raise SpecError(problems)
         self.seed = cfg.get("seed", 0)
         self.train_cfg = t = cfg["train"]
         self.splits = self._load_splits()
@@ -153,7 +149,7 @@ class Trainer:
         return self.prepared.splits
 
     def _validation_settings(self) -> dict | None:
-        """``train.validation`` with its defaults (its settings were checked by ``train_diagnostics``)."""
+        """``train.validation`` with its defaults (validation checked its settings)."""
         v = self.train_cfg.get("validation")
         if v is None:
             return None

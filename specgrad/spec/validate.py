@@ -1,5 +1,7 @@
 """Validation: the JSON Schema first, rewritten as plain located messages, then the semantic checks
-(names, ops, shapes through the whole model) by building the model. Every problem in one pass."""
+(names, ops, shapes through the whole model) by building the model, then the run's settings against the
+built model (specgrad/run/settings.py). Every problem in one pass; `train` runs exactly this before it
+reads any data."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -118,6 +120,7 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
     skips every node using them, as it does for any broken node, and its message about them (at the
     node's own place) is dropped, since the schema's messages already say what is wrong."""
     from specgrad.graph.build import build_model
+    from specgrad.run.settings import train_diagnostics
     data = doc.data
     diags = []
     train = data.get("train")
@@ -127,8 +130,11 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
         diags += data_field_checks(doc)
     if broken & {"model", "dtype"}:
         return diags, None
+    if "train" in broken:
+        data = {**data, "train": {}}      # the model reads only train.remat, whose default serves to check it
     silenced = set()
-    if broken_nodes or "loss" in broken:
+    stand_in = bool(broken_nodes) or "loss" in broken
+    if stand_in:
         # A stand-in loss lets the model's own errors show; what the build says about the stand-in (at the
         # loss's place, or warnings about parameters not reaching it) would not be true.
         nodes = [dict.fromkeys(entry, "") if i in broken_nodes else entry
@@ -142,14 +148,15 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
         model = build_model(data, doc.loc, lambda path, col: _column(doc, path, col))
     except SpecError as err:
         return diags + [d for d in err.diagnostics if d.location not in silenced
-                        and (d.severity == "error" or data is doc.data)], None
-    if data is not doc.data:
+                        and (d.severity == "error" or not stand_in)], None
+    if stand_in:
         return diags, None
+    diags += train_diagnostics(data, model, doc.loc, broken)
     return diags + model.warnings, model
 
 
 def data_field_checks(doc: Document) -> list[Diagnostic]:
-    """The fields the model and the loss read exist in the data, with the dtype the loss needs.
+    """The fields the model, the loss and standardization read exist in the data, with the dtype the loss needs.
 
     Data sources may declare the fields they make (``fields={"x": "float", ...}``, or a function of their
     settings) and losses the dtype of their target (``target={"dtype": "int"}`` for class labels); a check
@@ -172,6 +179,10 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
         if name not in fields:
             out.append(Diagnostic(f"data source '{source.name}' has no field '{name}' (it has {have})"
                                   f"{did_you_mean(name, fields)}", doc.key_loc(("model", "inputs", name))))
+    for i, name in enumerate(data["data"].get("standardize", [])):
+        if name not in fields:
+            out.append(Diagnostic(f"data source '{source.name}' has no field '{name}' to standardize (it has {have})"
+                                  f"{did_you_mean(name, fields)}", doc.loc(("data", "standardize", i))))
     loss = normalize(data["loss"])
     target = loss.get("target", "y")
     if target not in fields:

@@ -252,6 +252,27 @@ def gradcheck(
     raise typer.Exit(0 if worst <= tolerance else 1)
 
 
+class GraphFormat(str, Enum):
+    text = "text"
+    dot = "dot"
+
+
+@app.command()
+def graph(
+    spec: Path = typer.Argument(..., help="The spec whose compiled graph to show."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    format: GraphFormat = typer.Option(GraphFormat.text, "--format", help="text, or dot for Graphviz."),
+    backward: bool = typer.Option(False, "--backward", help="Also show the backward pass the engine built."),
+):
+    """Show the model as the engine compiled it: every op with its inferred shape (B: the batch)."""
+    from specgrad.graph.show import render_dot, render_text
+    from specgrad.spec import load_spec
+
+    with _reported():
+        model = load_spec(spec, set_).model
+    typer.echo((render_dot if format == GraphFormat.dot else render_text)(model, backward))
+
+
 @app.command()
 def plot(
     run_dir: Path = typer.Argument(..., help="A run directory (with metrics.jsonl)."),

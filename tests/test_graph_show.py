@@ -29,3 +29,13 @@ def test_dot_has_one_edge_per_input():
     assert dot.startswith("digraph specgrad {") and dot.endswith("}")
     assert len(re.findall(r"^  n\d+ -> n\d+;$", dot, re.M)) == sum(len(n.inputs) for n in nodes)
     assert len(re.findall(r"^  n\d+ \[label=", dot, re.M)) == len(nodes)
+
+
+def test_graph_command_as_a_user_runs_it(tmp_path):
+    from conftest import run_cli
+    text = run_cli("graph", MODELS / "poly.yaml")
+    assert text.returncode == 0 and "y_hat = matmul(phi, k)" in text.stdout
+    dot = run_cli("graph", MODELS / "poly.yaml", "--format", "dot", "--backward")
+    assert dot.returncode == 0 and dot.stdout.startswith("digraph specgrad {")
+    missing = run_cli("graph", tmp_path / "nope.yaml")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr

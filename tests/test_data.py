@@ -187,3 +187,17 @@ def test_float_data_is_not_truncated_into_an_integer_input(tmp_path):
     spec = load_spec(MODELS / "poly.yaml", ["model.inputs.x={shape: [], dtype: int64}"])
     with pytest.raises(SpecError, match="data field 'x' holds non-integer values"):
         Trainer(spec, tmp_path)
+
+
+def test_a_synthetic_formula_is_checked_before_any_data_is_drawn():
+    from conftest import MODELS
+    from specgrad.spec import check_spec
+    ok, diags = check_spec(MODELS / "poly.yaml", ["data.function=sin(3*z)"])
+    assert not ok and [d.message for d in diags] == ["data: function: undefined name 'z'"]
+
+
+def test_data_with_nan_is_a_located_error(tmp_path):
+    from conftest import MODELS
+    spec = load_spec(MODELS / "poly.yaml", ["data.function=log(x)"])      # log of negative x: NaN
+    with pytest.raises(SpecError, match="data field 'y' holds NaN or infinite values"):
+        Trainer(spec, tmp_path)

@@ -136,6 +136,11 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
             errors.append(Diagnostic(f"data field '{name}' has per-sample shape {list(arr.shape[1:])}, "
                                      f"the model expects {list(node.shape[1:])}", doc.loc(path)))
             continue
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            row = int(np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)))[0, 0])
+            errors.append(Diagnostic(f"data field '{name}' holds NaN or infinite values (the first at row {row})",
+                                     doc.loc(("data",))))
+            continue
         if is_target:
             problem = _target_problem(arr, make_loss(spec.data["loss"]).target_of(model.prediction), name)
         elif node.dtype.kind in "iu" and arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):

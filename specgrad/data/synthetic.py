@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from specgrad.components import NON_NEGATIVE, POSITIVE
-from specgrad.data.registry import SOURCES
+from specgrad.data.registry import SOURCES, DataError
 
 N = {"type": "integer", "minimum": 1, "description": "number of samples"}
 CLASSES = {"type": "integer", "minimum": 2, "description": "number of classes"}
@@ -17,16 +17,30 @@ REAL, LABELLED = {"x": "float", "y": "float"}, {"x": "float", "y": "int"}
 
 
 def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
-    """Evaluate a formula such as ``sin(3*x)`` on arrays, through the same safe parser and ops as models."""
-    from specgrad.graph.formula import build_formula
+    """Evaluate a formula such as ``sin(3*x)`` on arrays, through the same safe parser and ops as models.
+    Values outside a function's domain become NaN, which the data checks then report with their row."""
+    from specgrad.graph.formula import FormulaError, build_formula
     from specgrad.graph.ir import Graph
     from specgrad.graph.plan import Plan
 
     graph = Graph()
     scope = {name: graph.input(name, a.shape, a.dtype) for name, a in arrays.items()}
-    out = build_formula(text, graph, scope)
-    (value,) = Plan([out], list(scope.values()))(*arrays.values())
+    try:
+        out = build_formula(text, graph, scope)
+    except FormulaError as e:
+        raise DataError(f"function: {e}", ("function",)) from None
+    with np.errstate(all="ignore"):
+        (value,) = Plan([out], list(scope.values()))(*arrays.values())
     return np.broadcast_to(value, np.broadcast_shapes(*(a.shape for a in arrays.values()))).copy()
+
+
+def check_function(settings: dict) -> list[tuple[tuple, str]]:
+    """The synthetic source's formula parses and uses only ``x`` (checked by ``validate``, no data drawn)."""
+    try:
+        evaluate_formula(settings["function"], x=np.zeros(1))
+    except DataError as e:
+        return [(e.key, str(e))]
+    return []
 
 
 @SOURCES.register("synthetic", {
@@ -35,7 +49,7 @@ def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
           "properties": {"low": {"type": "number"}, "high": {"type": "number"}}},
     "n": N,
     "noise": NON_NEGATIVE,
-}, required=["function", "n"], fields=REAL)
+}, required=["function", "n"], fields=REAL, check=check_function)
 def synthetic(function, n, x=None, noise=0.0, seed=0):
     """y = function(x) + noise * N(0, 1) at x ~ U(low, high): draws x, then the noise, from default_rng(seed)"""
     bounds = x or {"low": -1.0, "high": 1.0}

@@ -168,12 +168,14 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
 
     data = doc.data
     source = SOURCES[data["data"]["source"]]
+    # a source's own static checks (a synthetic source's formula), located at the setting they blame
+    out = [Diagnostic(f"data: {message}", doc.loc(("data", *key)))
+           for key, message in source.meta.get("check", lambda settings: [])(data["data"])]
     fields = source.meta.get("fields")
     if fields is None:
-        return []
+        return out
     if callable(fields):
         fields = fields(data["data"])
-    out = []
     have = ", ".join(sorted(fields))
     for name in data["model"]["inputs"]:
         if name not in fields:

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from specgrad.components import FRACTION, NAME, NON_NEGATIVE, POSITIVE, Registry, normalize
+from specgrad.ops import REGISTRY
 
 PENALTY = {
     "type": "object", "additionalProperties": False, "required": ["type", "params", "weight"],
@@ -126,11 +127,6 @@ def huber(delta=1.0):
 
 
 # ----------------------------------------------------------------------------------------- classification
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _labels_of_logits(pred) -> Target:
     if len(pred.shape) < 2:
         raise LossError(f"cross_entropy needs logits with a class axis last (e.g. [B, classes]), "
@@ -152,7 +148,7 @@ def cross_entropy(label_smoothing=0.0):
         return loss
 
     def decode(logits):
-        return {"label": np.argmax(logits, axis=-1), "probability": _softmax(logits)}
+        return {"label": np.argmax(logits, axis=-1), "probability": REGISTRY["softmax"].forward(logits)}
     return Loss(build, _labels_of_logits, decode)
 
 

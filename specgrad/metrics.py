@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from specgrad.components import Registry, normalize
+from specgrad.ops import REGISTRY
 
 METRICS = Registry("metric")
 CLASSIFICATION = ("labels", "probabilities")        # target kinds of the classification losses
@@ -69,9 +70,8 @@ def log_loss():
     """mean negative log-likelihood of the targets under the predicted (softmax or sigmoid) probabilities"""
     def compute(pred, target):
         if _multiclass(pred, target):
-            top = pred.max(axis=-1, keepdims=True)
-            logsumexp = (top + np.log(np.sum(np.exp(pred - top), axis=-1, keepdims=True)))[..., 0]
-            return float(np.mean(logsumexp - np.take_along_axis(pred, target[..., None], axis=-1)[..., 0]))
+            log_p = REGISTRY["log_softmax"].forward(pred)
+            return float(-np.mean(np.take_along_axis(log_p, target[..., None], axis=-1)[..., 0]))
         return float(np.mean(np.logaddexp(0, pred) - target * pred))
     return Metric(compute, CLASSIFICATION)
 

@@ -2,6 +2,11 @@
 
     python benchmarks/run.py                      # poly, digits, wide; 5 interleaved runs each
     python benchmarks/run.py --tasks poly --repeat 9
+    python benchmarks/run.py --threads 1          # one BLAS thread for every framework
+
+On a machine that sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (to work around old OpenBLAS builds), run it as
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py`` so that numpy uses the kernel
+it would pick itself; the BLAS kernel in use is printed and recorded (threadpoolctl).
 
 For each task the frameworks take turns (numpy, specgrad, torch, numpy, ...), each run in a fresh process
 of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's;
@@ -172,6 +177,17 @@ def heavy_imports(code_or_args) -> list[str]:
     return sorted(names & set(HEAVY))
 
 
+def blas() -> list[dict]:
+    """The BLAS libraries numpy loaded here (threadpoolctl, when installed): which kernel runs, how many
+    threads. This machine may set OPENBLAS_CORETYPE, which forces an older kernel on OpenBLAS."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [{k: info.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
+            for info in threadpool_info()]
+
+
 def commit() -> str:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
@@ -205,7 +221,15 @@ def main(argv=None):
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__,
                           "torch": torch_version},
-              "repeat": args.repeat, "threads": args.threads, "load_avg": os.getloadavg()[0], "tasks": {}}
+              "repeat": args.repeat, "threads": args.threads, "load_avg": os.getloadavg()[0], "blas": blas(),
+              "openblas_env": {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ},
+              "tasks": {}}
+    for lib in record["blas"]:
+        print(f"BLAS: {lib['internal_api']} {lib['version']}, {lib['architecture']} kernel, "
+              f"{lib['num_threads']} threads by default")
+    if record["openblas_env"]:
+        print(f"note: {', '.join(f'{k}={v}' for k, v in record['openblas_env'].items())} is set; to benchmark "
+              "numpy's own kernel, run this command under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")
     for name in args.tasks.split(","):
         record["tasks"][name] = res = run_task(name, args.repeat, frameworks, args.threads)
         line = "  ".join(f"{fw} {res[fw]['steps_per_s']:>9,.1f}/s" for fw in frameworks)

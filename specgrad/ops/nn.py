@@ -50,9 +50,7 @@ def _sce_shape(logits, labels):
 
 
 def _sce_vjp(g, out, logits, labels):
-    probs = emit("softmax", logits)
-    target = emit("one_hot", labels, depth=logits.shape[-1], dtype=str(logits.dtype))
-    return (probs - target) * (g / emit("count", logits, axis=_batch_axes(logits)))
+    return emit("softmax_cross_entropy_grad", logits, labels, g)
 
 
 def _sce_dtype(logits, labels):
@@ -69,6 +67,44 @@ def softmax_cross_entropy(logits, labels):
     lse = np.log(np.sum(np.exp(logits - m), axis=-1)) + m[..., 0]
     picked = np.take_along_axis(logits, np.asarray(labels)[..., None], axis=-1)[..., 0]
     return np.mean(lse - picked)
+
+
+def _sce_grad_shape(logits, labels, g):
+    _sce_shape(logits, labels)
+    if tuple(g) != ():
+        raise ShapeError(f"softmax_cross_entropy_grad needs a scalar cotangent, got {fmt_shape(g)}")
+    return tuple(logits)
+
+
+def _sce_grad_dtype(logits, labels, g):
+    return float_dtype(_sce_dtype(logits, labels), g)
+
+
+def _sce_grad_logits_vjp(c, out, logits, labels, g):
+    """out = (p - onehot) g / rows with p = softmax(logits): c -> softmax's VJP of c g / rows."""
+    return _softmax_vjp(c * (g / emit("count", logits, axis=_batch_axes(logits))), emit("softmax", logits), logits)
+
+
+def _sce_grad_g_vjp(c, out, logits, labels, g):
+    target = emit("one_hot", labels, depth=logits.shape[-1], dtype=str(logits.dtype))
+    return emit("sum", c * (emit("softmax", logits) - target)) / emit("count", logits, axis=_batch_axes(logits))
+
+
+@register("softmax_cross_entropy_grad", shape=_sce_grad_shape, dtype=_sce_grad_dtype, arity=3, internal=True,
+          vjp=(_sce_grad_logits_vjp, None, _sce_grad_g_vjp))
+def softmax_cross_entropy_grad(logits, labels, g, out=None):
+    """the VJP of softmax_cross_entropy with respect to its logits, (softmax(logits) - one_hot(labels)) * g
+    / rows, fused: softmax computed in place, 1 subtracted at the labels, scaled in place (the numpy
+    operations of the unfused form, so the same bits)"""
+    x = np.asarray(logits, _sce_grad_dtype(np.result_type(logits), np.dtype(np.int64), np.result_type(g)))
+    rows = x.size // x.shape[-1] if x.ndim else 1
+    out = np.subtract(x, np.max(x, axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= np.sum(out, axis=-1, keepdims=True)
+    by_row = out.reshape(-1, x.shape[-1])                   # a view: out is contiguous
+    by_row[np.arange(len(by_row)), np.asarray(labels).reshape(-1)] -= 1
+    out *= np.asarray(g) / np.asarray(rows, x.dtype)
+    return out
 
 
 def _bce_shape(logits, targets):

@@ -161,17 +161,17 @@ class Trainer:
 
     def _gradients(self, step: int) -> tuple[float, dict[str, np.ndarray]]:
         """The step's loss and gradients: the mean over its ``accumulate`` batches, in writable arrays."""
-        total, acc = 0.0, None
+        # copied into the optimizer's gradient buffers (allocated once): the plan may hand back its own
+        # constants or read-only views, and clipping and accumulation write into these
+        total, acc = 0.0, self.optimizer.grads
         for j in range(self.accumulate):
             index = step * self.accumulate + j
             loss, grads = self._forward_backward(self.batches.get(index), index)
             total += loss
-            if acc is None:
-                # copies: the plan may hand back its own constants or read-only views, and clipping and
-                # accumulation write into these
-                acc = {n: np.array(g, dtype=p.dtype) for (n, p), g in zip(self.params.items(), grads)}
-            else:
-                for g_acc, g in zip(acc.values(), grads):
+            for g_acc, g in zip(acc.values(), grads):
+                if j == 0:
+                    np.copyto(g_acc, g)
+                else:
                     g_acc += g
         if self.accumulate > 1:
             for g in acc.values():

@@ -35,7 +35,7 @@ def main(argv=None):
     steps = seconds = 0
     for _ in range(args.rounds):
         profiler.enable()
-        n, s = run()
+        n, s, _ = run()
         profiler.disable()
         steps, seconds = steps + n, seconds + s
     print(f"{args.task}: {steps} steps in {seconds:.3f} s under the profiler "

@@ -10,8 +10,9 @@ it would pick itself; the BLAS kernel in use is printed and recorded (threadpool
 
 For each task the frameworks take turns (numpy, specgrad, torch, numpy, ...), each run in a fresh process
 of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's;
-the figure is the median steps/s of the training loop (after a warm-up, as in ../shared/bench/reference.py)
-and each ratio is the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one more run of the
+the figure is the median steps/s of the training loop (after a warm-up, as in ../shared/bench/reference.py;
+for specgrad from the trainer's first step to the end of its last, marked by its hooks; the whole run, with
+the final checkpoint the hand-written loops do not write, is reported beside it) and each ratio is the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one more run of the
 numpy and specgrad loops, less the training data (the baselines are handed theirs); PyTorch allocates
 outside tracemalloc's reach.
 Then the whole-process time (wall and CPU) of ``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and
@@ -110,10 +111,10 @@ def worker(task: str, fw: str, memory: bool) -> dict:
     t0 = time.perf_counter()
     result = loop()
     seconds = time.perf_counter() - t0
-    if fw == "specgrad":                 # specgrad reports the loop's own time, as its trainer measures it
-        steps, seconds = result
-    else:
-        steps = result[0] if isinstance(result, tuple) else result
+    if fw == "specgrad":                 # the loop's own time (the trainer's hooks), and the whole run's
+        steps, seconds, run_seconds = result
+        return {"steps": steps, "seconds": seconds, "run_seconds": run_seconds}
+    steps = result[0] if isinstance(result, tuple) else result
     return {"steps": steps, "seconds": seconds}
 
 
@@ -134,13 +135,17 @@ def in_worker(task, fw, threads=None, memory=False) -> dict:
 
 
 def run_task(name, repeat, frameworks, threads):
-    rates = {fw: [] for fw in frameworks}
+    rates, whole_run = {fw: [] for fw in frameworks}, []
     for _ in range(repeat):              # interleaved, so that a busy machine slows all of them alike
         for fw in frameworks:
             r = in_worker(name, fw, threads)
             rates[fw].append(r["steps"] / r["seconds"])
+            if "run_seconds" in r:
+                whole_run.append(r["steps"] / r["run_seconds"])
     out = {fw: {"steps_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
            for fw, r in rates.items()}
+    # with the final checkpoint, which the loops above do not write
+    out["specgrad"]["whole_run_steps_per_s"] = round(statistics.median(whole_run), 1)
     for fw in ("numpy", "specgrad"):
         out[fw]["peak_mb"] = round(in_worker(name, fw, threads, memory=True)["peak_bytes"] / 2 ** 20, 2)
     # the ratio of each round (runs moments apart), then the median: steadier than a ratio of medians
@@ -234,7 +239,8 @@ def main(argv=None):
         record["tasks"][name] = res = run_task(name, args.repeat, frameworks, args.threads)
         line = "  ".join(f"{fw} {res[fw]['steps_per_s']:>9,.1f}/s" for fw in frameworks)
         mem = "  ".join(f"{fw} {res[fw]['peak_mb']} MB" for fw in ("numpy", "specgrad"))
-        print(f"{name:7s} {line}   {'  '.join(f'{k} {v}x' for k, v in res['ratios'].items())}   peak: {mem}",
+        print(f"{name:7s} {line}   {'  '.join(f'{k} {v}x' for k, v in res['ratios'].items())}   peak: {mem}   "
+              f"(specgrad's whole run, final checkpoint included: {res['specgrad']['whole_run_steps_per_s']:,.1f}/s)",
               flush=True)
     record["process_s"] = {
         "train models/poly.yaml": process_seconds(["train", "models/poly.yaml", "--quiet"], args.repeat),

@@ -154,8 +154,7 @@ class Adam(Optimizer):
         # moments and scratch in flat buffers (one per dtype, in the order of grad_flat): the update is a
         # dozen numpy calls over all parameters, whatever their number, and allocates nothing
         (self.m_flat, self.m), (self.v_flat, self.v) = flat_like(params), flat_like(params)
-        self.scratch, self.scratch_views = flat_like(params)
-        self.step_flat, self.step_views = flat_like(params)
+        self.scratch = flat_like(params)[0]
 
     def step(self, grads, lr):
         """PyTorch's update for every parameter at once, over the flat buffers:
@@ -173,7 +172,7 @@ class Adam(Optimizer):
                 p *= 1 - self._lr(name, lr) * wd            # AdamW: decay the weights, not the gradient
             elif wd:
                 g += wd * p                                 # L2: g + wd p
-        for g, m, v, s, u in zip(self.grad_flat, self.m_flat, self.v_flat, self.scratch, self.step_flat):
+        for g, m, v, s in zip(self.grad_flat, self.m_flat, self.v_flat, self.scratch):
             m *= b1                                         # m_t = b1 m + (1 - b1) g
             m += np.multiply(g, 1 - b1, out=s)
             v *= b2                                         # v_t = b2 v + (1 - b2) g^2
@@ -183,17 +182,17 @@ class Adam(Optimizer):
             s = np.divide(v, 1 - b2 ** t, out=s)            # sqrt(v_hat) + eps
             np.sqrt(s, out=s)
             s += self.eps
-            np.divide(m, 1 - b1 ** t, out=u)                # m_hat
+            np.divide(m, 1 - b1 ** t, out=g)                # m_hat, over the gradient: it is used up
         if all(scale == 1.0 for scale in self.lr_scale.values()):
-            for u in self.step_flat:
+            for u in self.grad_flat:
                 u *= lr
         else:
-            for name, u in self.step_views.items():
+            for name, u in self.grads.items():
                 u *= self._lr(name, lr)
-        for u, s in zip(self.step_flat, self.scratch):
+        for u, s in zip(self.grad_flat, self.scratch):
             u /= s                                          # lr m_hat / (sqrt(v_hat) + eps)
         for name, p in self.params.items():
-            p -= self.step_views[name]
+            p -= self.grads[name]
 
     def _lr(self, name, lr):
         return lr if self.lr_scale[name] == 1.0 else lr * self.lr_scale[name]

@@ -9,15 +9,16 @@ On a machine that sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (to work around old 
 it would pick itself; the BLAS kernel in use is printed and recorded (threadpoolctl).
 
 For each task the frameworks take turns (numpy, specgrad, torch, numpy, ...), each run in a fresh process
-of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's;
-the figure is the median steps/s of the training loop (after a warm-up, as in ../shared/bench/reference.py;
-for specgrad from the trainer's first step to the end of its last, marked by its hooks; the whole run, with
-the final checkpoint the hand-written loops do not write, is reported beside it) and each ratio is the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one more run of the
-numpy and specgrad loops, less the training data (the baselines are handed theirs); PyTorch allocates
-outside tracemalloc's reach.
-Then the whole-process time (wall and CPU) of ``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and
-what ``import specgrad`` and ``specgrad --help`` import. Everything is printed and appended as one JSON
-line to benchmarks/results.jsonl with the date and the commit.
+of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's.
+The figure is the median steps/s of the training loop, after a warm-up as in ../shared/bench/reference.py;
+for specgrad from the trainer's first step to the end of its last, as its hooks mark them (the whole run,
+with the final checkpoint that the hand-written loops do not write, is reported beside it). Each ratio is
+the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one
+more run of the numpy and specgrad loops, less the training data (the baselines are handed theirs);
+PyTorch allocates outside tracemalloc's reach. Then the whole-process time (wall and CPU) of
+``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and what ``import specgrad`` and
+``specgrad --help`` import. Everything is printed and appended as one JSON line to
+benchmarks/results.jsonl with the date, the commit and the BLAS in use.
 """
 from __future__ import annotations
 

@@ -267,7 +267,8 @@ class Trainer:
         k = self.accumulate
         record = {"step": step + 1, "epoch": (step * k + k - 1) // self.batches.per_epoch,
                   "loss": loss if math.isfinite(loss) else None, "lr": lr, "grad_norm": norm if finite else None,
-                  "grad_norms": {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
+                  # a finite global norm means finite per-parameter ones: the dict is logged as it is
+                  "grad_norms": norms if finite else {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
         if not finite:
             record["skipped"] = True
         return record

@@ -137,7 +137,7 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
     evaluation = forward
     if train.collected.mode_dependent:
         evaluation = _Builder(spec, where, formula_loc, training=False).build()
-    grads = gradients(forward.loss, list(forward.params.values()), remat=spec["train"].get("remat", False))
+    grads = gradients(forward.loss, list(forward.params.values()), remat=spec.get("train", {}).get("remat", False))
     c = train.collected
     return Model(**vars(forward), inits=c.inits, target=train.target, grads=grads, state_inits=c.state_inits,
                  state_updates=c.state_updates, eval=evaluation, warnings=train.warnings)

@@ -2,16 +2,23 @@
 
     python benchmarks/run.py                      # poly, digits, wide; 5 interleaved runs each
     python benchmarks/run.py --tasks poly --repeat 9
+    python benchmarks/run.py --threads 1          # one BLAS thread for every framework
+
+On a machine that sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (to work around old OpenBLAS builds), run it as
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py`` so that numpy uses the kernel
+it would pick itself; the BLAS kernel in use is printed and recorded (threadpoolctl).
 
 For each task the frameworks take turns (numpy, specgrad, torch, numpy, ...), each run in a fresh process
-of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's;
-the figure is the median steps/s of the training loop (after a warm-up, as in ../shared/bench/reference.py)
-and each ratio is the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one more run of the
-numpy and specgrad loops, less the training data (the baselines are handed theirs); PyTorch allocates
-outside tracemalloc's reach.
-Then the whole-process time (wall and CPU) of ``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and
-what ``import specgrad`` and ``specgrad --help`` import. Everything is printed and appended as one JSON
-line to benchmarks/results.jsonl with the date and the commit.
+of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's.
+The figure is the median steps/s of the training loop, after a warm-up as in ../shared/bench/reference.py;
+for specgrad from the trainer's first step to the end of its last, as its hooks mark them (the whole run,
+with the final checkpoint that the hand-written loops do not write, is reported beside it). Each ratio is
+the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one
+more run of the numpy and specgrad loops, less the training data (the baselines are handed theirs);
+PyTorch allocates outside tracemalloc's reach. Then the whole-process time (wall and CPU) of
+``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and what ``import specgrad`` and
+``specgrad --help`` import. Everything is printed and appended as one JSON line to
+benchmarks/results.jsonl with the date, the commit and the BLAS in use.
 """
 from __future__ import annotations
 
@@ -105,10 +112,10 @@ def worker(task: str, fw: str, memory: bool) -> dict:
     t0 = time.perf_counter()
     result = loop()
     seconds = time.perf_counter() - t0
-    if fw == "specgrad":                 # specgrad reports the loop's own time, as its trainer measures it
-        steps, seconds = result
-    else:
-        steps = result[0] if isinstance(result, tuple) else result
+    if fw == "specgrad":                 # the loop's own time (the trainer's hooks), and the whole run's
+        steps, seconds, run_seconds = result
+        return {"steps": steps, "seconds": seconds, "run_seconds": run_seconds}
+    steps = result[0] if isinstance(result, tuple) else result
     return {"steps": steps, "seconds": seconds}
 
 
@@ -129,13 +136,17 @@ def in_worker(task, fw, threads=None, memory=False) -> dict:
 
 
 def run_task(name, repeat, frameworks, threads):
-    rates = {fw: [] for fw in frameworks}
+    rates, whole_run = {fw: [] for fw in frameworks}, []
     for _ in range(repeat):              # interleaved, so that a busy machine slows all of them alike
         for fw in frameworks:
             r = in_worker(name, fw, threads)
             rates[fw].append(r["steps"] / r["seconds"])
+            if "run_seconds" in r:
+                whole_run.append(r["steps"] / r["run_seconds"])
     out = {fw: {"steps_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
            for fw, r in rates.items()}
+    # with the final checkpoint, which the loops above do not write
+    out["specgrad"]["whole_run_steps_per_s"] = round(statistics.median(whole_run), 1)
     for fw in ("numpy", "specgrad"):
         out[fw]["peak_mb"] = round(in_worker(name, fw, threads, memory=True)["peak_bytes"] / 2 ** 20, 2)
     # the ratio of each round (runs moments apart), then the median: steadier than a ratio of medians
@@ -172,6 +183,17 @@ def heavy_imports(code_or_args) -> list[str]:
     return sorted(names & set(HEAVY))
 
 
+def blas() -> list[dict]:
+    """The BLAS libraries numpy loaded here (threadpoolctl, when installed): which kernel runs, how many
+    threads. This machine may set OPENBLAS_CORETYPE, which forces an older kernel on OpenBLAS."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [{k: info.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
+            for info in threadpool_info()]
+
+
 def commit() -> str:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
@@ -205,12 +227,21 @@ def main(argv=None):
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__,
                           "torch": torch_version},
-              "repeat": args.repeat, "threads": args.threads, "load_avg": os.getloadavg()[0], "tasks": {}}
+              "repeat": args.repeat, "threads": args.threads, "load_avg": os.getloadavg()[0], "blas": blas(),
+              "openblas_env": {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ},
+              "tasks": {}}
+    for lib in record["blas"]:
+        print(f"BLAS: {lib['internal_api']} {lib['version']}, {lib['architecture']} kernel, "
+              f"{lib['num_threads']} threads by default")
+    if record["openblas_env"]:
+        print(f"note: {', '.join(f'{k}={v}' for k, v in record['openblas_env'].items())} is set; to benchmark "
+              "numpy's own kernel, run this command under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")
     for name in args.tasks.split(","):
         record["tasks"][name] = res = run_task(name, args.repeat, frameworks, args.threads)
         line = "  ".join(f"{fw} {res[fw]['steps_per_s']:>9,.1f}/s" for fw in frameworks)
         mem = "  ".join(f"{fw} {res[fw]['peak_mb']} MB" for fw in ("numpy", "specgrad"))
-        print(f"{name:7s} {line}   {'  '.join(f'{k} {v}x' for k, v in res['ratios'].items())}   peak: {mem}",
+        print(f"{name:7s} {line}   {'  '.join(f'{k} {v}x' for k, v in res['ratios'].items())}   peak: {mem}   "
+              f"(specgrad's whole run, final checkpoint included: {res['specgrad']['whole_run_steps_per_s']:,.1f}/s)",
               flush=True)
     record["process_s"] = {
         "train models/poly.yaml": process_seconds(["train", "models/poly.yaml", "--quiet"], args.repeat),

@@ -166,3 +166,36 @@ def test_a_group_that_matches_no_parameter_is_a_located_error(tmp_path):
                      "--run-dir", tmp_path)
     assert result.returncode == 1
     assert "error: optimizer: groups[0] matches no parameter (bias*; the parameters are k)" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_adam_over_all_parameters_at_once_equals_one_parameter_at_a_time_bitwise(kind):
+    """Adam updates every parameter in one pass over flat buffers; the result must be the bits of PyTorch's
+    formula applied to each parameter on its own, with numpy, whatever the shapes, dtypes and groups."""
+    rng = np.random.default_rng(0)
+    shapes = {"w1": ((5, 4), np.float32), "b1": ((4,), np.float32), "w2": ((4, 3), np.float64), "s": ((), np.float32)}
+    p0 = {k: rng.standard_normal(s).astype(dt) for k, (s, dt) in shapes.items()}
+    settings = {"type": kind, "lr": 0.01, "weight_decay": 0.1, "groups": [{"match": "b*", "lr": 0.05}]}
+    params = {k: v.copy() for k, v in p0.items()}
+    opt = make_optimizer(settings, params)
+    want = {k: v.copy() for k, v in p0.items()}
+    m = {k: np.zeros_like(v) for k, v in p0.items()}
+    v = {k: np.zeros_like(x) for k, x in p0.items()}
+    for t in range(1, 6):
+        grads = {k: rng.standard_normal(s).astype(dt) for k, (s, dt) in shapes.items()}
+        lr = 0.01 * (1 - 0.1 * t)
+        opt.step({k: g.copy() for k, g in grads.items()}, lr)
+        for k, p in want.items():
+            lr_p = lr * (0.05 / 0.01) if k == "b1" else lr
+            g = grads[k]
+            if kind == "adamw":
+                p *= 1 - lr_p * 0.1
+            else:
+                g = g + 0.1 * p
+            m[k] = m[k] * 0.9 + (1 - 0.9) * g
+            v[k] = v[k] * 0.999 + (1 - 0.999) * (g * g)
+            p -= lr_p * (m[k] / (1 - 0.9 ** t)) / (np.sqrt(v[k] / (1 - 0.999 ** t)) + 1e-8)
+    for k in p0:
+        assert params[k].dtype == p0[k].dtype
+        np.testing.assert_array_equal(params[k], want[k])
+        np.testing.assert_array_equal(opt.m[k], m[k])

@@ -50,9 +50,7 @@ def _sce_shape(logits, labels):
 
 
 def _sce_vjp(g, out, logits, labels):
-    probs = emit("softmax", logits)
-    target = emit("one_hot", labels, depth=logits.shape[-1], dtype=str(logits.dtype))
-    return (probs - target) * (g / emit("count", logits, axis=_batch_axes(logits)))
+    return emit("softmax_cross_entropy_grad", logits, labels, g)
 
 
 def _sce_dtype(logits, labels):
@@ -64,11 +62,64 @@ def _sce_dtype(logits, labels):
           arity=2, vjp=(_sce_vjp, None))
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of -log softmax(logits)[label]: logits [..., classes], integer labels [...]"""
-    logits = np.asarray(logits, float_dtype(np.result_type(logits)))
-    m = np.max(logits, axis=-1, keepdims=True)
-    lse = np.log(np.sum(np.exp(logits - m), axis=-1)) + m[..., 0]
-    picked = np.take_along_axis(logits, np.asarray(labels)[..., None], axis=-1)[..., 0]
-    return np.mean(lse - picked)
+    x = _float_array(logits)
+    m = x.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(x - m).sum(axis=-1)) + m[..., 0]
+    return (lse - _at_labels(x, labels)).mean()
+
+
+def _float_array(x, *others):
+    """x as an array of its float dtype (promoted with ``others``; integers become float64), converted only
+    when it is not one already (a loss's arrays are small: per-call overhead is most of their cost)."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, *others) if others else x.dtype
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def _at_labels(x, labels):
+    """Each row's entry at its label: x [..., C], integer labels [...] -> [...]."""
+    labels = np.asarray(labels)
+    rows = x.reshape(-1, x.shape[-1])
+    return rows[np.arange(len(rows)), labels.reshape(-1)].reshape(labels.shape)
+
+
+def _sce_grad_shape(logits, labels, g):
+    _sce_shape(logits, labels)
+    if tuple(g) != ():
+        raise ShapeError(f"softmax_cross_entropy_grad needs a scalar cotangent, got {fmt_shape(g)}")
+    return tuple(logits)
+
+
+def _sce_grad_dtype(logits, labels, g):
+    return float_dtype(_sce_dtype(logits, labels), g)
+
+
+def _sce_grad_logits_vjp(c, out, logits, labels, g):
+    """out = (p - onehot) g / rows with p = softmax(logits): c -> softmax's VJP of c g / rows."""
+    return _softmax_vjp(c * (g / emit("count", logits, axis=_batch_axes(logits))), emit("softmax", logits), logits)
+
+
+def _sce_grad_g_vjp(c, out, logits, labels, g):
+    target = emit("one_hot", labels, depth=logits.shape[-1], dtype=str(logits.dtype))
+    return emit("sum", c * (emit("softmax", logits) - target)) / emit("count", logits, axis=_batch_axes(logits))
+
+
+@register("softmax_cross_entropy_grad", shape=_sce_grad_shape, dtype=_sce_grad_dtype, arity=3, internal=True,
+          vjp=(_sce_grad_logits_vjp, None, _sce_grad_g_vjp))
+def softmax_cross_entropy_grad(logits, labels, g, out=None):
+    """the VJP of softmax_cross_entropy with respect to its logits, (softmax(logits) - one_hot(labels)) * g
+    / rows, fused: softmax computed in place, 1 subtracted at the labels, scaled in place (the numpy
+    operations of the unfused form, so the same bits)"""
+    x = _float_array(logits, g)
+    out = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    by_row = out.reshape(-1, x.shape[-1])                   # a view: out is contiguous
+    by_row[np.arange(len(by_row)), np.asarray(labels).reshape(-1)] -= 1
+    out *= np.asarray(g) / x.dtype.type(len(by_row))
+    return out
 
 
 def _bce_shape(logits, targets):

@@ -54,6 +54,7 @@ SHAPE_RULES = {
     "concat": "inputs' common shape, `axis` summed",
     "stack": "inputs' common shape with [number of inputs] inserted at `axis`",
     "softmax_cross_entropy": "[] (logits [..., C], labels [...])",
+    "softmax_cross_entropy_grad": "logits (logits [..., C], labels [...], g [])",
     "sigmoid_binary_cross_entropy": "[] (logits and targets of one shape)",
     "conv2d": "[N, C, H, W], [O, C, kh, kw] -> [N, O, (H + 2ph - kh) // sh + 1, (W + 2pw - kw) // sw + 1]",
     "conv2d_input_grad": "[N, O, Ho, Wo], [O, C, kh, kw] -> [N, C, *size]",

@@ -31,7 +31,8 @@ BETA = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 
 
 class Optimizer:
-    """Holds each parameter's lr factor and weight decay (after groups); subclasses implement ``update``."""
+    """Holds each parameter's lr factor and weight decay (after groups); subclasses implement ``update``
+    (one parameter) or ``step`` (all of them at once)."""
 
     def __init__(self, params: dict[str, np.ndarray], lr: float, weight_decay: float = 0.0):
         self.params = params
@@ -39,6 +40,8 @@ class Optimizer:
         self.lr_scale = {name: 1.0 for name in params}
         self.weight_decay = {name: weight_decay for name in params}
         self.t = np.zeros((), np.int64)          # steps taken, for bias corrections and first-step rules
+        # where a caller may write the gradients it passes to ``step`` (they are then not copied)
+        self.grad_flat, self.grads = flat_like(params)
 
     def apply_groups(self, groups) -> None:
         """Give parameters matched by a group that group's lr and weight decay (first match wins)."""
@@ -88,6 +91,22 @@ def _zeros(params, value=0.0):
     return {k: np.full_like(p, value) for k, p in params.items()}
 
 
+def flat_like(params: dict[str, np.ndarray], value=0.0) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """Arrays shaped like the parameters, stored back to back in one flat buffer per dtype (usually one),
+    so that an update can run as a few numpy calls over all of them at once (PyTorch's "foreach"). Returns
+    the flat buffers and the per-parameter views into them."""
+    sizes: dict[np.dtype, int] = {}
+    for p in params.values():
+        sizes[p.dtype] = sizes.get(p.dtype, 0) + p.size
+    flats = {dtype: np.full(n, value, dtype) for dtype, n in sizes.items()}
+    views, offset = {}, dict.fromkeys(sizes, 0)
+    for name, p in params.items():
+        start = offset[p.dtype]
+        views[name] = flats[p.dtype][start:start + p.size].reshape(p.shape)
+        offset[p.dtype] = start + p.size
+    return list(flats.values()), views
+
+
 def _l2(g, p, weight_decay):
     """g + weight_decay * p (PyTorch's coupled weight decay), without touching g when there is none."""
     return g + weight_decay * p if weight_decay else g
@@ -132,22 +151,51 @@ class Adam(Optimizer):
     def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.m, self.v = _zeros(params), _zeros(params)
+        # moments and scratch in flat buffers (one per dtype, in the order of grad_flat): the update is a
+        # dozen numpy calls over all parameters, whatever their number, and allocates nothing
+        (self.m_flat, self.m), (self.v_flat, self.v) = flat_like(params), flat_like(params)
+        self.scratch = flat_like(params)[0]
 
-    def update(self, name, p, g, lr, weight_decay):
-        if self.decoupled:
-            p *= 1 - lr * weight_decay                      # AdamW: decay the weights, not the gradient
-        else:
-            g = _l2(g, p, weight_decay)
+    def step(self, grads, lr):
+        """PyTorch's update for every parameter at once, over the flat buffers:
+        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+        (the same numpy operations, in the same order, as one parameter at a time: the same bits)."""
+        self.t += 1
         t = int(self.t)
-        m, v = self.m[name], self.v[name]
-        m *= self.beta1                                     # m_t = b1 m + (1 - b1) g
-        m += (1 - self.beta1) * g
-        v *= self.beta2                                     # v_t = b2 v + (1 - b2) g^2
-        v += (1 - self.beta2) * (g * g)
-        m_hat = m / (1 - self.beta1 ** t)
-        v_hat = v / (1 - self.beta2 ** t)
-        p -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        b1, b2 = self.beta1, self.beta2
+        for name, p in self.params.items():
+            g = self.grads[name]
+            if grads[name] is not g:
+                np.copyto(g, grads[name])
+            wd = self.weight_decay[name]
+            if wd and self.decoupled:
+                p *= 1 - self._lr(name, lr) * wd            # AdamW: decay the weights, not the gradient
+            elif wd:
+                g += wd * p                                 # L2: g + wd p
+        for g, m, v, s in zip(self.grad_flat, self.m_flat, self.v_flat, self.scratch):
+            m *= b1                                         # m_t = b1 m + (1 - b1) g
+            m += np.multiply(g, 1 - b1, out=s)
+            v *= b2                                         # v_t = b2 v + (1 - b2) g^2
+            s = np.multiply(g, g, out=s)
+            s *= 1 - b2
+            v += s
+            s = np.divide(v, 1 - b2 ** t, out=s)            # sqrt(v_hat) + eps
+            np.sqrt(s, out=s)
+            s += self.eps
+            np.divide(m, 1 - b1 ** t, out=g)                # m_hat, over the gradient: it is used up
+        if all(scale == 1.0 for scale in self.lr_scale.values()):
+            for u in self.grad_flat:
+                u *= lr
+        else:
+            for name, u in self.grads.items():
+                u *= self._lr(name, lr)
+        for u, s in zip(self.grad_flat, self.scratch):
+            u /= s                                          # lr m_hat / (sqrt(v_hat) + eps)
+        for name, p in self.params.items():
+            p -= self.grads[name]
+
+    def _lr(self, name, lr):
+        return lr if self.lr_scale[name] == 1.0 else lr * self.lr_scale[name]
 
     def slots(self):
         return {"m": self.m, "v": self.v}

@@ -170,17 +170,17 @@ class Trainer:
 
     def _gradients(self, step: int) -> tuple[float, dict[str, np.ndarray]]:
         """The step's loss and gradients: the mean over its ``accumulate`` batches, in writable arrays."""
-        total, acc = 0.0, None
+        # copied into the optimizer's gradient buffers (allocated once): the plan may hand back its own
+        # constants or read-only views, and clipping and accumulation write into these
+        total, acc = 0.0, self.optimizer.grads
         for j in range(self.accumulate):
             index = step * self.accumulate + j
             loss, grads = self._forward_backward(self.batches.get(index), index)
             total += loss
-            if acc is None:
-                # copies: the plan may hand back its own constants or read-only views, and clipping and
-                # accumulation write into these
-                acc = {n: np.array(g, dtype=p.dtype) for (n, p), g in zip(self.params.items(), grads)}
-            else:
-                for g_acc, g in zip(acc.values(), grads):
+            for g_acc, g in zip(acc.values(), grads):
+                if j == 0:
+                    np.copyto(g_acc, g)
+                else:
                     g_acc += g
         if self.accumulate > 1:
             for g in acc.values():
@@ -276,7 +276,8 @@ class Trainer:
         k = self.accumulate
         record = {"step": step + 1, "epoch": (step * k + k - 1) // self.batches.per_epoch,
                   "loss": loss if math.isfinite(loss) else None, "lr": lr, "grad_norm": norm if finite else None,
-                  "grad_norms": {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
+                  # a finite global norm means finite per-parameter ones: the dict is logged as it is
+                  "grad_norms": norms if finite else {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
         if not finite:
             record["skipped"] = True
         return record

@@ -180,3 +180,17 @@ def assert_same_run(a: dict, b: dict) -> None:
     assert a["summary"] == b["summary"]
     assert a["latest"] == b["latest"]
 
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The final state of a RICH run that nothing interrupted: what every resumed run must equal."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    Trainer(load_spec(POLY, RICH), run_dir).run()
+    return run_state(run_dir)
+
+
+def resume(run_dir):
+    """Resume a RICH run in ``run_dir`` to its end; its final state."""
+    Trainer(load_spec(POLY, RICH), run_dir).run(resume=True)
+    return run_state(run_dir)

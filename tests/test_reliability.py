@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import ROOT
-from faults import CHECKPOINT_STAGES, POLY, RICH, no_fsync, assert_same_run, in_child, killed_run, run_state
+from faults import (CHECKPOINT_STAGES, POLY, RICH, assert_same_run, in_child, killed_run, resume, run_state,
+                    no_fsync, uninterrupted)  # noqa: F401  (fixtures)
 from specgrad.cli import app
 from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.run import checkpoint as ckpt_module
@@ -37,18 +38,6 @@ SAVES = 18
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("reference")
-    Trainer(load_spec(POLY, RICH), run_dir).run()
-    return run_state(run_dir)
-
-
-def resume(run_dir):
-    Trainer(load_spec(POLY, RICH), run_dir).run(resume=True)
-    return run_state(run_dir)
-
-
 # ---------------------------------------------------------------------------- 1. twenty seeded SIGKILLs
 
 def twenty_kill_points():
@@ -61,13 +50,13 @@ def twenty_kill_points():
 
 
 @pytest.mark.parametrize("kind, where", twenty_kill_points())
-def test_sigkilled_cli_process_resumes_bitwise_equal(tmp_path, reference, kind, where):
+def test_sigkilled_cli_process_resumes_bitwise_equal(tmp_path, uninterrupted, kind, where):
     """The child runs the `specgrad train` command itself and is SIGKILLed at an exact point."""
     if kind == "batch":
         killed_run(POLY, RICH, tmp_path, batch=where, cli=True)
     else:
         killed_run(POLY, RICH, tmp_path, stage=kind, save=where, cli=True)
-    assert_same_run(resume(tmp_path), reference)
+    assert_same_run(resume(tmp_path), uninterrupted)
 
 
 LONG = ["train.steps=6000", "train.batch_size=50", "optimizer={type: adam, lr: 0.01}", "schedule=cosine",
@@ -156,7 +145,7 @@ def truncate(path):
 
 @pytest.mark.parametrize("damage", [flip, truncate, Path.unlink], ids=["flip", "truncate", "delete"])
 @pytest.mark.parametrize("fname", ["arrays.npz", "state.json", "manifest.json"])
-def test_damaged_latest_is_named_and_resume_falls_back(tmp_path, reference, damage, fname):
+def test_damaged_latest_is_named_and_resume_falls_back(tmp_path, uninterrupted, damage, fname):
     killed_run(POLY, RICH, tmp_path, batch=90)
     root = tmp_path / "checkpoints"
     latest, previous = list_checkpoints(root)[-1], list_checkpoints(root)[-2]
@@ -170,7 +159,7 @@ def test_damaged_latest_is_named_and_resume_falls_back(tmp_path, reference, dama
     warnings = []
     Trainer(load_spec(POLY, RICH), tmp_path, Hooks(on_warning=warnings.append)).run(resume=True)
     assert any(str(latest) in w and f"falling back to {previous}" in w for w in warnings), warnings
-    assert_same_run(run_state(tmp_path), reference)
+    assert_same_run(run_state(tmp_path), uninterrupted)
 
 
 def test_cli_reports_the_damaged_file_and_never_restarts_from_zero(tmp_path):

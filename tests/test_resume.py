@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from faults import CHECKPOINT_STAGES, POLY, RICH, no_fsync, assert_same_run, killed_run, run_state
+from faults import (CHECKPOINT_STAGES, POLY, RICH, assert_same_run, killed_run, resume,
+                    no_fsync, uninterrupted)  # noqa: F401  (fixtures)
 from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.trainer import RunError, Trainer
 from specgrad.spec import load_spec
@@ -13,46 +14,34 @@ from specgrad.spec import load_spec
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("reference")
-    Trainer(load_spec(POLY, RICH), run_dir).run()
-    return run_state(run_dir)
-
-
-def resume(run_dir):
-    Trainer(load_spec(POLY, RICH), run_dir).run(resume=True)
-    return run_state(run_dir)
-
-
 @pytest.mark.parametrize("seed", range(3))
-def test_killed_at_a_random_micro_batch_and_resumed_is_bitwise_equal(tmp_path, reference, seed):
+def test_killed_at_a_random_micro_batch_and_resumed_is_bitwise_equal(tmp_path, uninterrupted, seed):
     batch = random.Random(seed).randrange(3 * 4 + 1, 120)          # after the first checkpoint (step 4)
     killed_run(POLY, RICH, tmp_path, batch=batch)
     resumed_from = latest_checkpoint(tmp_path / "checkpoints").step
     assert resumed_from < (batch - 1) // 3 + 1                       # it really died before the end
-    assert_same_run(resume(tmp_path), reference)
+    assert_same_run(resume(tmp_path), uninterrupted)
 
 
-def test_killed_mid_accumulation_mid_epoch(tmp_path, reference):
+def test_killed_mid_accumulation_mid_epoch(tmp_path, uninterrupted):
     batch = 3 * 34 + 2           # micro-batch 104 (1-based): the 2nd of step 35's three, row block 3 of 5
     index = batch - 1            # of epoch 20; late, where validations stop improving by min_delta
     assert index % 3 == 1 and index % 5 == 3
     killed_run(POLY, RICH, tmp_path, batch=batch)
     assert latest_checkpoint(tmp_path / "checkpoints").step == 33     # the last save before the kill
-    assert_same_run(resume(tmp_path), reference)
+    assert_same_run(resume(tmp_path), uninterrupted)
 
 
 @pytest.mark.parametrize("stage", CHECKPOINT_STAGES)
-def test_killed_inside_a_checkpoint_write(tmp_path, reference, stage):
+def test_killed_inside_a_checkpoint_write(tmp_path, uninterrupted, stage):
     killed_run(POLY, RICH, tmp_path, stage=stage, save=6)
-    assert_same_run(resume(tmp_path), reference)
+    assert_same_run(resume(tmp_path), uninterrupted)
 
 
-def test_killed_twice_resumed_twice(tmp_path, reference):
+def test_killed_twice_resumed_twice(tmp_path, uninterrupted):
     killed_run(POLY, RICH, tmp_path, batch=30)
     killed_run(POLY, RICH, tmp_path, batch=40, resume=True)
-    assert_same_run(resume(tmp_path), reference)
+    assert_same_run(resume(tmp_path), uninterrupted)
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):

@@ -234,7 +234,7 @@ def gradcheck(
     spec: Path = typer.Argument(..., help="The spec whose model to check."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Rows of the training data to use."),
-    tolerance: float = typer.Option(1e-5, "--tolerance", help="Largest acceptable relative error."),
+    tolerance: float = typer.Option(1e-5, "--tolerance", min=0.0, help="Largest acceptable relative error."),
 ):
     """Compare the model's gradient with finite differences, per parameter, in float64; exit 1 above tolerance."""
     from specgrad.graph.gradcheck import check_spec

@@ -201,3 +201,27 @@ def test_data_with_nan_is_a_located_error(tmp_path):
     spec = load_spec(MODELS / "poly.yaml", ["data.function=log(x)"])      # log of negative x: NaN
     with pytest.raises(SpecError, match="data field 'y' holds NaN or infinite values"):
         Trainer(spec, tmp_path)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.float64(1.0), "y": np.ones(2)}, "field 'x' is a single value"),
+    ({"x": np.array(["a", "b"]), "y": np.ones(2)}, "field 'x' holds <U1 values, not numbers"),
+    ({"x": np.ones(0), "y": np.ones(0)}, "the data holds no rows"),
+])
+def test_unusable_arrays_are_data_errors(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        load_data({"source": "npz", "path": "d.npz"}, 0, tmp_path)
+
+
+def test_a_csv_that_is_not_utf8_is_a_data_error(tmp_path):
+    (tmp_path / "d.csv").write_bytes(b"a,b\n\xff,2\n")
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        load_data({"source": "csv", "path": "d.csv", "columns": {"x": "a", "y": "b"}}, 0, tmp_path)
+
+
+def test_an_empty_interval_of_x_is_caught_by_validate():
+    from conftest import MODELS
+    from specgrad.spec import check_spec
+    ok, diags = check_spec(MODELS / "poly.yaml", ["data.x.low=5"])
+    assert not ok and diags[0].message == "data: x.low must be below x.high, got 5 and 1"

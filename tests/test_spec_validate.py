@@ -121,3 +121,23 @@ def test_a_broken_train_section_is_a_located_error_not_a_crash(tmp_path):
         text = (ROOT / "models" / "poly.yaml").read_text()
         spec.write_text(text[:text.index("train:")] + f"train: {value}\n")
         assert check_spec(spec)[1], value
+
+
+def test_missing_keys_are_reported_once_each(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("specgrad: 1\nname: m\n")
+    assert [d.message for d in check_spec(spec)[1]] == [
+        f"missing key '{k}' in the spec" for k in ("data", "model", "loss", "optimizer", "train")]
+
+
+def test_nan_and_inf_settings_are_errors():
+    ok, diags = check_spec(ROOT / "models" / "poly.yaml", ["optimizer.lr=.nan", "train.clip={max_norm: .inf}"])
+    assert not ok
+    assert {d.message for d in diags} >= {"optimizer.lr must be a finite number, got nan",
+                                          "train.clip.max_norm must be a finite number, got inf"}
+
+
+def test_a_node_named_like_a_parameter_says_so(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((ROOT / "models" / "poly.yaml").read_text().replace("    - phi: powers(x, 5)", "    - k: x"))
+    assert "'k' is already defined as a parameter" in [d.message for d in check_spec(spec)[1]]

@@ -30,8 +30,11 @@ def resolve(path: str, base_dir: Path, key: tuple) -> Path:
 
 def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",") -> dict[str, np.ndarray]:
     """Every column of a csv file with a header row, as float64 arrays by column name."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f, delimiter=delimiter))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f, delimiter=delimiter))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})", key) from None
     if not rows:
         raise DataError(f"{path} is empty; expected a header row of column names", key)
     header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]

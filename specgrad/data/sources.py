@@ -19,7 +19,14 @@ def load_data(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[str
     wanted = inspect.signature(source.factory).parameters
     context = {"seed": settings.get("seed", seed), "base_dir": Path(base_dir)}
     fields = SOURCES.create(settings, **{k: v for k, v in context.items() if k in wanted})
+    for name, a in fields.items():
+        if np.ndim(a) == 0:
+            raise DataError(f"field '{name}' is a single value, not one row per sample")
+        if np.asarray(a).dtype.kind not in "biuf":
+            raise DataError(f"field '{name}' holds {np.asarray(a).dtype} values, not numbers")
     sizes = {name: len(a) for name, a in fields.items()}
+    if not any(sizes.values()):
+        raise DataError("the data holds no rows")
     if len(set(sizes.values())) > 1:
         raise DataError("fields have different numbers of rows: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     for name, shape in (settings.get("reshape") or {}).items():

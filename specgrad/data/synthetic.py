@@ -34,13 +34,18 @@ def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
     return np.broadcast_to(value, np.broadcast_shapes(*(a.shape for a in arrays.values()))).copy()
 
 
-def check_function(settings: dict) -> list[tuple[tuple, str]]:
-    """The synthetic source's formula parses and uses only ``x`` (checked by ``validate``, no data drawn)."""
+def check_synthetic(settings: dict) -> list[tuple[tuple, str]]:
+    """What ``validate`` can tell before any data is drawn: the formula parses and uses only ``x``, and the
+    interval of x is not empty."""
+    problems = []
     try:
         evaluate_formula(settings["function"], x=np.zeros(1))
     except DataError as e:
-        return [(e.key, str(e))]
-    return []
+        problems.append((e.key, str(e)))
+    bounds = settings.get("x") or {}
+    if "low" in bounds and "high" in bounds and not bounds["low"] < bounds["high"]:
+        problems.append((("x", "low"), f"x.low must be below x.high, got {bounds['low']} and {bounds['high']}"))
+    return problems
 
 
 @SOURCES.register("synthetic", {
@@ -49,7 +54,7 @@ def check_function(settings: dict) -> list[tuple[tuple, str]]:
           "properties": {"low": {"type": "number"}, "high": {"type": "number"}}},
     "n": N,
     "noise": NON_NEGATIVE,
-}, required=["function", "n"], fields=REAL, check=check_function)
+}, required=["function", "n"], fields=REAL, check=check_synthetic)
 def synthetic(function, n, x=None, noise=0.0, seed=0):
     """y = function(x) + noise * N(0, 1) at x ~ U(low, high): draws x, then the noise, from default_rng(seed)"""
     bounds = x or {"low": -1.0, "high": 1.0}

@@ -136,7 +136,10 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
         raise SpecError(train.errors + train.warnings)
     evaluation = forward
     if train.collected.mode_dependent:
-        evaluation = _Builder(spec, where, formula_loc, training=False).build()
+        in_eval = _Builder(spec, where, formula_loc, training=False)
+        evaluation = in_eval.build()
+        if in_eval.errors:                      # a layer that builds in train mode but not in eval mode
+            raise SpecError(in_eval.errors)
     settings = spec.get("train")
     grads = gradients(forward.loss, list(forward.params.values()),
                       remat=isinstance(settings, dict) and settings.get("remat", False))
@@ -238,7 +241,9 @@ class _Builder:
             (name, body), = entry.items()
             here = path + (i, name)
             if name in scope or name in broken:
-                self.errors.append(Diagnostic(f"'{name}' is defined twice", self.where(here)))
+                kind = {"input": "an input", "param": "a parameter"}.get(getattr(scope.get(name), "op", None))
+                self.errors.append(Diagnostic(f"'{name}' is already defined as {kind}" if kind
+                                              else f"'{name}' is defined twice", self.where(here)))
                 previous = _BROKEN
                 continue
             try:

@@ -14,7 +14,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     """The records of RUN_DIR/metrics.jsonl; a torn last line (a killed run) is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()   # a damaged line is skipped
     except OSError as e:
         raise PlotError(f"cannot read {path}: {e.strerror or e}") from None
     records = []

@@ -31,7 +31,6 @@ from specgrad.spec import Spec
 from specgrad.spec.errors import SpecError
 
 
-
 class RunError(Exception):
     """A run that cannot start or continue (nothing to resume, damaged checkpoints, changed spec...)."""
 
@@ -235,6 +234,7 @@ class Trainer:
                                "resume with the run's own spec.yaml, or pass --allow-spec-change")
             self.hooks.on_warning(f"resuming {ckpt.path} with a changed spec:\n{shown}")
             write_spec(self.run_dir, self.resolved, __version__)
+            self.prepared.save(self.run_dir)      # eval / predict must transform data as the changed spec does
         try:
             for k, v in self.params.items():
                 saved = ckpt.arrays[f"params/{k}"]
@@ -348,7 +348,11 @@ class Trainer:
             log.close()
         seconds = time.perf_counter() - t0
         if status == "diverged" and last_saved != step:
-            self._save(step)        # the parameters before the bad step: finite, the run's last good state
+            try:
+                self._save(step)    # the parameters before the bad step: the run's last good state, if finite
+            except Diverged:
+                self._summary("diverged", start, step, seconds, False, None)
+                raise
         return self._summary(status, start, step, seconds, stopped_early, stop.signum)
 
     def _summary(self, status, start, step, seconds, stopped_early, signum) -> dict:

@@ -4,6 +4,8 @@ built model (specgrad/run/settings.py). Every problem in one pass; `train` runs 
 reads any data."""
 from __future__ import annotations
 
+import math
+
 from functools import lru_cache
 
 from specgrad.spec.errors import Diagnostic, Location, SpecError, closest, did_you_mean
@@ -212,9 +214,28 @@ def validate(doc: Document):
     check_version(doc)
     errors = list(validator().iter_errors(doc.data))
     diags = [d for top in errors for e in _leaf_errors(top) for d in _translate(e, doc)]
+    diags += non_finite_numbers(doc)
     more, model = semantic_checks(doc, *broken_sections(doc, errors))
-    diags = sorted(diags + more, key=_order)
+    # dict.fromkeys: jsonschema reports a mapping's missing keys once per key, each listing them all
+    diags = sorted(dict.fromkeys(diags + more), key=_order)
     return diags, (model if not any(d.severity == "error" for d in diags) else None)
+
+
+def non_finite_numbers(doc: Document) -> list[Diagnostic]:
+    """YAML's .nan and .inf are numbers to JSON Schema, and pass any bound; no setting may be one."""
+    out = []
+
+    def walk(value, path):
+        if isinstance(value, float) and not math.isfinite(value):
+            out.append(Diagnostic(f"{dotted(path)} must be a finite number, got {value}", doc.loc(path)))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, path + (key,))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, path + (i,))
+    walk(doc.data, ())
+    return out
 
 
 def _order(d: Diagnostic):

@@ -123,7 +123,8 @@ def predict(run: TrainedRun, fields: dict[str, np.ndarray]) -> dict[str, np.ndar
 
 def read_inputs(spec: Spec, path: Path) -> dict[str, np.ndarray]:
     """Input fields from a .npz (arrays named after the model's inputs) or a .csv with a header row: the
-    columns the spec's csv source names, or else, for a model with one input, every column in order."""
+    columns the spec's csv source names, else columns named after the inputs, else, for a model with one
+    input, every column in order (a flattened image, say)."""
     model = spec.model
     inputs = [name for name in model.inputs if name != model.target]
     if not path.is_file():
@@ -141,6 +142,8 @@ def read_inputs(spec: Spec, path: Path) -> dict[str, np.ndarray]:
             data = spec.data["data"]
             if data["source"] == "csv":
                 return select_columns(table, {name: data["columns"][name] for name in inputs}, str(path))
+            if all(name in table for name in inputs):               # columns named after the inputs
+                return {name: table[name] for name in inputs}
             if len(inputs) == 1:
                 return {inputs[0]: np.stack(list(table.values()), axis=1)}
             raise RunFileError(f"{path}: the model reads {', '.join(inputs)}; give them as arrays of a .npz file")

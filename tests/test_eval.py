@@ -117,7 +117,7 @@ def test_bad_runs_and_inputs_are_clear_errors(tmp_path):
     np.savez(tmp_path / "wrong.npz", z=np.zeros(3))
     np.savez(tmp_path / "text.npz", x=np.array(["a", "b"]))
     (tmp_path / "in.csv").write_text("x\n0.5\n")
-    (tmp_path / "two.csv").write_text("x,w\n0.5,1\n")
+    (tmp_path / "two.csv").write_text("a,w\n0.5,1\n")        # no column named x: all columns, in order
     for args, message in [
         ((tmp_path / "nope.csv",), "input file"),
         ((run / "spec.yaml",), "the input must be a .csv or .npz file"),
@@ -188,3 +188,10 @@ def test_eval_refuses_a_checkpoint_of_another_spec(tmp_path):
     spec.write_text(spec.read_text().replace("lr: 0.001", "lr: 0.002"))
     result = run_cli("eval", run)
     assert result.returncode == 1 and "was not trained with" in result.stderr
+
+
+def test_predict_reads_the_column_named_after_the_input(tmp_path):
+    run = trained(tmp_path, MODELS / "poly.yaml", "train.steps=20")
+    (tmp_path / "xy.csv").write_text("x,y\n0.5,1\n")
+    (tmp_path / "x.csv").write_text("x\n0.5\n")
+    assert run_cli("predict", run, tmp_path / "xy.csv").stdout == run_cli("predict", run, tmp_path / "x.csv").stdout

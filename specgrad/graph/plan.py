@@ -32,6 +32,7 @@ from specgrad.graph.ir import SOURCE_KINDS, Node, ancestors
 from specgrad.ops.registry import REGISTRY, ShapeError, broadcast_shapes
 
 NEVER = float("inf")
+MAX_SPECIALIZED = 8      # feed signatures kept specialized (each holds its own buffers)
 
 
 class Plan:
@@ -83,6 +84,8 @@ class Plan:
         if run is not None:
             return run(*values)
         results, layout, views = self.interpret(values)
+        if len(self.specialized) >= MAX_SPECIALIZED:          # e.g. predict on many batch sizes: keep the newest
+            del self.specialized[next(iter(self.specialized))]
         self.specialized[key] = self.specialize(layout, views)
         return results
 

@@ -295,6 +295,8 @@ class Trainer:
         return value, False
 
     def run(self, resume: bool = False) -> dict:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RunError(f"the run directory {self.run_dir} is a file")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not resume and list_checkpoints(self.run_dir / "checkpoints"):
             raise RunError(f"{self.run_dir} already holds a run; continue it with --resume, or train into "

@@ -2,8 +2,9 @@
 metrics.jsonl, as one PNG. matplotlib is an optional extra (``pip install 'specgrad[plot]'``)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from specgrad.run.runlog import metrics_lines
 
 
 class PlotError(Exception):
@@ -14,17 +15,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
     """The records of RUN_DIR/metrics.jsonl; a torn last line (a killed run) is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()   # a damaged line is skipped
+        records = [record for _, record in metrics_lines(path)]
     except OSError as e:
         raise PlotError(f"cannot read {path}: {e.strerror or e}") from None
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
     if not records:
         raise PlotError(f"{path} has no records to plot")
     return records

@@ -52,8 +52,7 @@ class MetricsLog:
     def __init__(self, path: Path, resume_step: int | None = None):
         self.path = path
         if resume_step is not None and path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and _step_of(line) is not None and _step_of(line) <= resume_step]
+            kept = [line for line, record in metrics_lines(path) if record["step"] <= resume_step]
             write_atomic(path, "".join(line + "\n" for line in kept))
         elif resume_step is None and path.exists():
             path.unlink()
@@ -70,8 +69,14 @@ class MetricsLog:
         self.file.close()
 
 
-def _step_of(line: str):
-    try:
-        return json.loads(line).get("step")
-    except (ValueError, AttributeError):
-        return None
+def metrics_lines(path: Path) -> list[tuple[str, dict]]:
+    """Each line of a metrics.jsonl with its record; a torn or damaged line (a killed run) is skipped."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            out.append((line, record))
+    return out

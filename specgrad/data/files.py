@@ -13,6 +13,7 @@ import numpy as np
 
 from specgrad.base.components import NAME
 from specgrad.data.registry import SOURCES, DataError
+from specgrad.base.diagnostics import did_you_mean
 
 PATH = {"type": "string", "minLength": 1, "description": "file path, relative to the spec file"}
 COLUMNS = {"type": "object", "propertyNames": NAME, "minProperties": 1,
@@ -59,7 +60,6 @@ def select_columns(table: dict[str, np.ndarray], columns: dict, where: str) -> d
     for field, names in columns.items():
         for name in [names] if isinstance(names, str) else names:
             if name not in table:
-                from specgrad.base.diagnostics import did_you_mean
                 raise DataError(f"{where} has no column '{name}'{did_you_mean(name, list(table))}",
                                 ("columns", field))
         out[field] = table[names] if isinstance(names, str) else np.stack([table[n] for n in names], axis=1)

@@ -9,6 +9,9 @@ import numpy as np
 
 from specgrad.base.components import NON_NEGATIVE, POSITIVE
 from specgrad.data.registry import SOURCES, DataError
+from specgrad.engine.ir import Graph
+from specgrad.engine.plan import Plan
+from specgrad.model.formula import FormulaError, build_formula
 
 N = {"type": "integer", "minimum": 1, "description": "number of samples"}
 CLASSES = {"type": "integer", "minimum": 2, "description": "number of classes"}
@@ -19,9 +22,6 @@ REAL, LABELLED = {"x": "float", "y": "float"}, {"x": "float", "y": "int"}
 def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
     """Evaluate a formula such as ``sin(3*x)`` on arrays, through the same safe parser and ops as models.
     Values outside a function's domain become NaN, which the data checks then report with their row."""
-    from specgrad.model.formula import FormulaError, build_formula
-    from specgrad.engine.ir import Graph
-    from specgrad.engine.plan import Plan
 
     graph = Graph()
     scope = {name: graph.input(name, a.shape, a.dtype) for name, a in arrays.items()}

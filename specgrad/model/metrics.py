@@ -13,6 +13,7 @@ import numpy as np
 
 from specgrad.base.components import Registry, normalize
 from specgrad.engine.ops import REGISTRY
+from specgrad.model.build import init_state
 
 METRICS = Registry("metric")
 CLASSIFICATION = ("labels", "probabilities")        # target kinds of the classification losses
@@ -90,7 +91,6 @@ def check_metrics(declared, target_kind: str) -> list[tuple[int, str]]:
 def evaluate(model, params: dict, fields: dict, metrics=(), state: dict | None = None) -> dict[str, float]:
     """The loss (as the spec defines it, over all of ``fields``) and each metric, for given parameter values
     and model state (default: its initial value), in eval mode (no dropout, batchnorm's running statistics)."""
-    from specgrad.model.build import init_state
     forward = model.eval
     plan = forward.plan([forward.loss, forward.prediction])
     loss, pred = plan(*forward.feed(fields, params, init_state(model) if state is None else state))

@@ -11,6 +11,10 @@ import numpy as np
 from specgrad.engine.autodiff import gradients
 from specgrad.engine.ir import Graph, Node
 from specgrad.engine.plan import Plan
+from specgrad.base.rng import INIT, stream
+from specgrad.base.rng import step_key
+from specgrad.data.prepare import prepare_data
+from specgrad.model.build import init_params, init_state
 
 
 def directional_check(build: Callable[[list[Node]], Node], values: list[np.ndarray],
@@ -58,8 +62,6 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
     the parameter's largest gradient magnitude (at least 1e-3 of the model's largest), so entries with tiny
     gradients are judged on the right scale.
     """
-    from specgrad.model.build import init_params, init_state
-    from specgrad.base.rng import step_key
 
     feeds = []
     for name, node in model.inputs.items():
@@ -108,8 +110,6 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
 def check_spec(spec, batch_size: int = 8, eps: float = 1e-6, max_entries: int = 24) -> list[ParamCheck]:
     """``check_model`` on a loaded spec's model, with the first rows of its training data as training sees
     them (paths relative to the spec, split, standardized) and parameters drawn as training draws them."""
-    from specgrad.data.prepare import prepare_data
-    from specgrad.base.rng import INIT, stream
 
     fields = prepare_data(spec).splits["train"]
     return check_model(spec.model, fields, stream(spec.data.get("seed", 0), INIT), batch_size, eps, max_entries)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError
+from specgrad.spec.compose import compose
+from specgrad.spec.validate import validate as validate_document
 
 
 @dataclass
@@ -21,11 +23,9 @@ class Spec:
 
 def load_spec(path, overrides=()) -> Spec:
     """Load, compose and validate the spec at ``path``; raises SpecError listing every problem."""
-    from specgrad.spec.compose import compose
-    from specgrad.spec.validate import validate
 
     doc = compose(path, overrides)
-    diagnostics, model = validate(doc)
+    diagnostics, model = validate_document(doc)
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:
         raise SpecError(diagnostics)

@@ -7,6 +7,10 @@ from __future__ import annotations
 from typing import Callable
 
 from specgrad.base.diagnostics import Diagnostic, Location
+from specgrad.model.losses import make_loss
+from specgrad.model.metrics import check_metrics
+from specgrad.model.metrics import metric_name
+from specgrad.optim.optimizers import make_optimizer
 
 Where = Callable[[tuple], Location]
 
@@ -21,7 +25,6 @@ def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
     """The optimizer checks its own settings: nesterov needs momentum, groups must match parameters."""
     import numpy as np
 
-    from specgrad.optim.optimizers import make_optimizer
     try:
         make_optimizer(data["optimizer"], {n: np.zeros(p.shape, p.dtype) for n, p in model.params.items()})
     except ValueError as e:
@@ -30,8 +33,6 @@ def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 
 def _metrics(data: dict, model, loc: Where) -> list[Diagnostic]:
-    from specgrad.model.losses import make_loss
-    from specgrad.model.metrics import check_metrics
     kind = make_loss(data["loss"]).target_of(model.prediction).kind
     return [Diagnostic(message, loc(("metrics", i))) for i, message in check_metrics(data.get("metrics", []), kind)]
 
@@ -46,7 +47,6 @@ def _standardize(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 
 def _validation(data: dict, model, loc: Where) -> list[Diagnostic]:
-    from specgrad.model.metrics import metric_name
     validation = data["train"].get("validation")
     if validation is None:
         return []

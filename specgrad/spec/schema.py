@@ -9,21 +9,21 @@ repository and checked by a test."""
 from __future__ import annotations
 
 from specgrad.base.components import NAME, POSITIVE
+from specgrad.data.sources import SOURCES
+from specgrad.engine.ops.registry import REGISTRY
+from specgrad.model.formula import public_ops
+from specgrad.model.init import INITIALIZERS
+from specgrad.model.layers import LAYERS
+from specgrad.model.losses import LOSSES
+from specgrad.model.metrics import METRICS
+from specgrad.optim.optimizers import OPTIMIZERS
+from specgrad.optim.schedules import SCHEDULES
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://specgrad.dev/schemas/specgrad.schema.json"
 
 
 def build_schema() -> dict:
-    from specgrad.data.sources import SOURCES
-    from specgrad.model.formula import public_ops
-    from specgrad.model.init import INITIALIZERS
-    from specgrad.model.layers import LAYERS
-    from specgrad.model.losses import LOSSES
-    from specgrad.model.metrics import METRICS
-    from specgrad.engine.ops.registry import REGISTRY
-    from specgrad.optim.optimizers import OPTIMIZERS
-    from specgrad.optim.schedules import SCHEDULES
 
     shape = {"type": "array", "items": {"type": "integer", "minimum": 1},
              "description": "per-sample shape; the batch dimension is implied"}

@@ -11,6 +11,12 @@ from functools import lru_cache
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError, closest, did_you_mean
 from specgrad.spec.load import Document
 from specgrad.spec.schema import build_schema
+from specgrad.base.components import normalize
+from specgrad.data.sources import SOURCES
+from specgrad.model.build import build_model
+from specgrad.model.losses import LOSSES
+from specgrad.spec.checks import train_diagnostics
+from specgrad.spec.compose import check_version
 
 JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
               "number": "a number", "boolean": "true or false", "null": "null"}
@@ -121,8 +127,6 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
     Nodes whose definition failed the schema are built as a formula that cannot parse: the build then
     skips every node using them, as it does for any broken node, and its message about them (at the
     node's own place) is dropped, since the schema's messages already say what is wrong."""
-    from specgrad.model.build import build_model
-    from specgrad.spec.checks import train_diagnostics
     data = doc.data
     diags = []
     train = data.get("train")
@@ -164,9 +168,6 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
     settings) and losses the dtype of their target (``target={"dtype": "int"}`` for class labels); a check
     runs only where both sides declared it.
     """
-    from specgrad.base.components import normalize
-    from specgrad.data.sources import SOURCES
-    from specgrad.model.losses import LOSSES
 
     data = doc.data
     source = SOURCES[data["data"]["source"]]
@@ -210,7 +211,6 @@ def _column(doc: Document, path, col):
 def validate(doc: Document):
     """Every diagnostic for a composed spec, in one pass, sorted by location; and the compiled model when
     there was no error. Semantic checks run on each section the schema passed, so one run shows all."""
-    from specgrad.spec.compose import check_version
     check_version(doc)
     errors = list(validator().iter_errors(doc.data))
     diags = [d for top in errors for e in _leaf_errors(top) for d in _translate(e, doc)]

@@ -1,7 +1,7 @@
 """Reductions and the broadcasting helpers the engine emits when it builds a backward pass."""
 import numpy as np
 
-from specgrad.engine.ops.registry import ShapeError, float_dtype, normalize_axes, reduced_shape, register
+from specgrad.engine.ops.registry import broadcast_shapes, float_dtype, normalize_axes, reduced_shape, register, ShapeError
 
 
 def _axes(axis):
@@ -131,7 +131,6 @@ def sum_to(g, shape):
 
 
 def _broadcast_like_infer(g, like):
-    from specgrad.engine.ops.registry import broadcast_shapes
     if broadcast_shapes(g, like) != tuple(like):
         raise ShapeError(f"cannot broadcast {list(g)} to {list(like)}")
     return tuple(like)

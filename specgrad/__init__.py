@@ -1,2 +1,21 @@
-"""specgrad: declarative training on a reverse-mode engine of its own."""
+"""specgrad: declarative training on a reverse-mode engine of its own.
+
+The public API (``specgrad.load``, ``compile``, ``train``, ``open_run``, ``gradcheck``...) lives in
+:mod:`specgrad.api` and is re-exported here on first use, so ``import specgrad`` stays light (the CLI's
+``--help`` imports no numpy)."""
 __version__ = "0.1.0"
+
+_API = ("Diagnostic", "Model", "ParamCheck", "Run", "Spec", "SpecError", "check", "compile", "gradcheck",
+        "load", "open_run", "train")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from specgrad import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'specgrad' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_API])

@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from specgrad.optim.clip import clip, clip_global_norm, clip_param_norm, clip_value, global_norm, param_norms
+from specgrad.spec.settings import Clip
 
 
 def grads():
@@ -42,13 +43,13 @@ def test_value_clamps_components_only_beyond_the_bound():
 
 def test_gradients_under_every_threshold_keep_their_bits():
     g = grads()
-    clip(g, {"max_value": 10.0, "max_param_norm": 10.0, "max_norm": 10.0}, param_norms(g))
+    clip(g, Clip(max_value=10.0, max_param_norm=10.0, max_norm=10.0), param_norms(g))
     for k, v in grads().items():
         assert g[k].tobytes() == v.tobytes()
 
 
 def test_rules_combine_in_order_value_param_norm_global():
     g = grads()
-    clip(g, {"max_value": 3.5, "max_param_norm": 4.0, "max_norm": 4.5}, param_norms(g))
+    clip(g, Clip(max_value=3.5, max_param_norm=4.0, max_norm=4.5), param_norms(g))
     assert np.abs(g["a"]).max() <= 3.5 and param_norms(g)["a"] <= 4.0 + 1e-12
     assert global_norm(g) <= 4.5 * (1 + 1e-15)

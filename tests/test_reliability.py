@@ -25,6 +25,7 @@ from faults import (CHECKPOINT_STAGES, POLY, RICH, assert_same_run, in_child, ki
                     no_fsync, uninterrupted)  # noqa: F401  (fixtures)
 from specgrad.cli import app
 from specgrad.optim.clip import clip, global_norm, param_norms
+from specgrad.spec.settings import Clip
 from specgrad.run import checkpoint as ckpt_module
 from specgrad.run.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
 from specgrad.run.trainer import Diverged, Hooks, Trainer
@@ -279,7 +280,7 @@ grad_dicts = st.dictionaries(st.sampled_from(["a", "b", "c"]), arrays, min_size=
 def test_clipping_bounds_the_norm_keeps_the_direction_and_spares_small_gradients(grads, bound):
     before = {k: v.copy() for k, v in grads.items()}
     norm = global_norm(before)
-    clip(grads, {"max_norm": bound}, param_norms(grads))
+    clip(grads, Clip(max_norm=bound), param_norms(grads))
     if norm <= bound:
         assert all(grads[k].tobytes() == before[k].tobytes() for k in grads)
     else:
@@ -292,7 +293,7 @@ def test_clipping_bounds_the_norm_keeps_the_direction_and_spares_small_gradients
 @given(grad_dicts, st.floats(1e-3, 1e3), st.floats(1e-3, 1e3))
 def test_per_parameter_and_value_clipping_bounds(grads, max_param_norm, max_value):
     before = {k: v.copy() for k, v in grads.items()}
-    clip(grads, {"max_value": max_value, "max_param_norm": max_param_norm}, param_norms(grads))
+    clip(grads, Clip(max_value=max_value, max_param_norm=max_param_norm), param_norms(grads))
     for k, g in grads.items():
         assert np.abs(g).max() <= max_value
         assert np.sqrt(np.vdot(g, g)) <= max_param_norm * (1 + 1e-12)

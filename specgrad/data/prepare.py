@@ -97,7 +97,7 @@ def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer 
     if base_dir is None:
         base_dir = _data_folder(Path(spec.doc.file).parent)
     try:
-        splits = load_splits(settings, spec.data.get("seed", 0), base_dir)
+        splits = load_splits(settings, spec.settings.seed, base_dir)
         if standardizer is None:
             standardizer = Standardizer.fit(splits["train"], settings.get("standardize", []))
     except DataError as e:

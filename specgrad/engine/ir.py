@@ -54,10 +54,14 @@ class Node:
         return self is other
 
 
+DEFAULT_DTYPE = "float64"
+"""The floating dtype of a graph (and of a spec) that names none."""
+
+
 class Graph:
     """An append-only list of nodes; appending in dependency order makes ``nodes`` a topological order."""
 
-    def __init__(self, dtype="float64"):
+    def __init__(self, dtype=DEFAULT_DTYPE):
         self.nodes: list[Node] = []
         self.inputs: dict[str, Node] = {}
         self.params: dict[str, Node] = {}

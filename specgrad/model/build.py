@@ -20,12 +20,12 @@ import numpy as np
 from specgrad.base.components import normalize
 from specgrad.engine.autodiff import gradients
 from specgrad.model.formula import FormulaError, Scope, apply_call, build_formula, undefined
-from specgrad.engine.ir import Graph, Node, ancestors
+from specgrad.engine.ir import DEFAULT_DTYPE, Graph, Node, ancestors
 from specgrad.engine.plan import Plan
 from specgrad.model.init import INITIALIZERS, fans_of, init_problem
 from specgrad.model.layers import LAYERS
 from specgrad.model.layers.base import Collected, Context, LayerError, ParamInit, arity
-from specgrad.model.losses import LossError, make_loss
+from specgrad.model.losses import DEFAULT_TARGET, LossError, make_loss
 from specgrad.engine.ops.registry import ShapeError, fmt_shape
 from specgrad.base.rng import step_key
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError, did_you_mean
@@ -161,7 +161,7 @@ class _Builder:
 
     def __init__(self, spec, where, formula_loc, training: bool):
         self.spec, self.where, self.formula_loc, self.training = spec, where, formula_loc, training
-        self.graph = Graph(spec.get("dtype", "float64"))
+        self.graph = Graph(spec.get("dtype", DEFAULT_DTYPE))
         self.collected = Collected()
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
@@ -204,7 +204,7 @@ class _Builder:
             prediction = scope[out_name]
 
         loss_settings = normalize(spec["loss"])
-        self.target = target_name = loss_settings.get("target", "y")
+        self.target = target_name = loss_settings.get("target", DEFAULT_TARGET)
         if prediction is not None:
             with graph.at(where(("loss",))):
                 if target_name in scope and scope[target_name].op != "input":

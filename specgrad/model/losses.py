@@ -33,6 +33,9 @@ PENALTY = {
 # weight decay on chosen parameters to the loss. An entry's ``target={"dtype": "float" | "int"}`` meta says
 # what kind of field that must be, which `validate` checks against the fields a data source declares
 # (binary_cross_entropy declares none: its 0/1 targets may come as integer labels or as floats).
+DEFAULT_TARGET = "y"
+"""The data field a loss compares the prediction with unless it names another (``loss.target``)."""
+
 LOSSES = Registry("loss", common={"target": NAME, "penalties": {"type": "array", "items": PENALTY}})
 REAL = {"dtype": "float"}
 

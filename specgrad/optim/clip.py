@@ -52,16 +52,17 @@ def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float, norm: float 
     return norm
 
 
-def clip(grads: dict[str, np.ndarray], settings: dict, norms: dict[str, float]) -> None:
-    """Apply the spec's clip settings in place; ``norms`` are the gradients' per-parameter norms as given
-    (reused when no earlier rule changed the gradients)."""
-    if not settings:
+def clip(grads: dict[str, np.ndarray], settings, norms: dict[str, float]) -> None:
+    """Apply the spec's clip settings (``train.clip``: max_value, max_param_norm, max_norm; None: no clipping)
+    in place; ``norms`` are the gradients' per-parameter norms as given (reused when no earlier rule changed
+    the gradients)."""
+    if settings is None:
         return
-    if "max_value" in settings:
-        clip_value(grads, settings["max_value"])
+    if settings.max_value is not None:
+        clip_value(grads, settings.max_value)
         norms = None
-    if "max_param_norm" in settings:
-        if clip_param_norm(grads, settings["max_param_norm"], norms):
+    if settings.max_param_norm is not None:
+        if clip_param_norm(grads, settings.max_param_norm, norms):
             norms = None
-    if "max_norm" in settings:
-        clip_global_norm(grads, settings["max_norm"], None if norms is None else global_norm(grads, norms))
+    if settings.max_norm is not None:
+        clip_global_norm(grads, settings.max_norm, None if norms is None else global_norm(grads, norms))

@@ -77,7 +77,7 @@ def evaluate_run(run_dir: Path, split: str | None = None, warn: Callable[[str], 
     if split not in splits:
         raise RunFileError(f"the run has no '{split}' split (its data.split holds out "
                            f"{', '.join(s for s in SPLITS[1:] if s in splits) or 'nothing'})")
-    results = evaluate(run.spec.model, run.params, splits[split], run.spec.data.get("metrics", []), run.state)
+    results = evaluate(run.spec.model, run.params, splits[split], run.spec.settings.metrics, run.state)
     return {"split": split, "step": run.step, "samples": len(splits[split][run.spec.model.target]), **results}
 
 

@@ -112,4 +112,4 @@ def check_spec(spec, batch_size: int = 8, eps: float = 1e-6, max_entries: int = 
     them (paths relative to the spec, split, standardized) and parameters drawn as training draws them."""
 
     fields = prepare_data(spec).splits["train"]
-    return check_model(spec.model, fields, stream(spec.data.get("seed", 0), INIT), batch_size, eps, max_entries)
+    return check_model(spec.model, fields, stream(spec.settings.seed, INIT), batch_size, eps, max_entries)

@@ -28,6 +28,7 @@ from specgrad.run.retention import improved, to_keep
 from specgrad.base.rng import INIT, SHUFFLE, stream
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
 from specgrad.spec import Spec
+from specgrad.spec.settings import Clip, Validation
 from specgrad.base.diagnostics import SpecError
 
 
@@ -46,6 +47,7 @@ class Hooks:
     on_start: Callable[[int, int], None] = lambda start, total: None
     on_step: Callable[[int, float], None] = lambda step, loss: None
     on_warning: Callable[[str], None] = lambda message: None
+    should_stop: Callable[[], bool] = lambda: False     # asked after each step: stop there, as SIGINT does
 
 
 def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
@@ -100,42 +102,29 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def _every(cfg: dict, done_steps: int, prev_batches: int, batches: int, per_epoch: int) -> bool:
-    """Whether a step that ends at ``done_steps`` (having consumed batches prev_batches..batches) is due
-    under ``{every: N steps, every_epochs: E}``."""
-    if cfg.get("every") and done_steps % cfg["every"] == 0:
-        return True
-    e = cfg.get("every_epochs")
-    return bool(e) and batches // per_epoch > prev_batches // per_epoch and (batches // per_epoch) % e == 0
-
-
 class Trainer:
     def __init__(self, spec: Spec, run_dir: Path, hooks: Hooks | None = None, allow_spec_change: bool = False):
         self.spec, self.run_dir, self.hooks = spec, Path(run_dir), hooks or Hooks()
         self.allow_spec_change = allow_spec_change
         self.model = spec.model
-        cfg = spec.data
-        self.seed = cfg.get("seed", 0)
-        self.train_cfg = t = cfg["train"]
+        s = spec.settings
+        self.seed, self.train_cfg = s.seed, s.train
+        t = s.train
         self.splits = self._load_splits()
         self.data = self.splits["train"]
-        self.batches = Batches(self.data, t.get("batch_size", "full"), t.get("shuffle", True),
-                               t.get("drop_last", False),
-                               stream(self.seed, SHUFFLE))
-        self.accumulate = t.get("accumulate", 1)
-        self.total_steps = t.get("steps") or max(1, t["epochs"] * self.batches.per_epoch // self.accumulate)
+        self.batches = Batches(self.data, t.batch_size, t.shuffle, t.drop_last, stream(self.seed, SHUFFLE))
+        self.accumulate = t.accumulate
+        self.total_steps = t.steps or max(1, t.epochs * self.batches.per_epoch // self.accumulate)
         self.params = init_params(self.model, stream(self.seed, INIT))
-        opt_cfg = cfg["optimizer"]
-        self.optimizer = make_optimizer(opt_cfg, self.params)
-        self.schedule = make_schedule(cfg.get("schedule"), opt_cfg["lr"], self.total_steps)
+        self.optimizer = make_optimizer(dict(spec.data["optimizer"]), self.params)
+        self.schedule = make_schedule(spec.data.get("schedule"), s.optimizer["lr"], self.total_steps)
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
-        self.resolved = {**cfg, "seed": self.seed}    # the spec as run: the seed used is written down
+        self.resolved = {**spec.data, "seed": self.seed}    # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
         self.validation = self._validation_settings()
-        ck = t.get("checkpoint", {})
-        self.keep_last = ck.get("keep_last")
-        self.keep_best = ck.get("keep_best", 1 if self.validation else 0)
-        self.on_divergence = t.get("on_divergence", "stop")
+        self.keep_last = t.checkpoint.keep_last
+        self.keep_best = t.checkpoint.keep_best if t.checkpoint.keep_best is not None else int(bool(self.validation))
+        self.on_divergence = t.on_divergence
         # the run's evolving record, saved in every checkpoint
         self.best: dict | None = None            # {"step": s, "value": v} of the best validation so far
         self.stale = 0                           # validations since the best (for patience)
@@ -147,17 +136,16 @@ class Trainer:
         self.prepared = prepare_data(self.spec)     # split, standardized on train, checked against the model
         return self.prepared.splits
 
-    def _validation_settings(self) -> dict | None:
-        """``train.validation`` with its defaults (validation checked its settings)."""
-        v = self.train_cfg.get("validation")
+    def _validation_settings(self) -> Validation | None:
+        """``train.validation``, once the split it needs is known to hold rows (validation checked the rest)."""
+        v = self.train_cfg.validation
         if v is None:
             return None
         if "val" not in self.splits:
             rows = sum(len(next(iter(fields.values()))) for fields in self.splits.values())
             raise SpecError.at(self.spec.doc.loc(("data", "split", "val")),
                                f"data.split.val leaves no rows for validation out of the data's {rows}")
-        return {"metric": v.get("metric", "loss"), "mode": v.get("mode", "min"), "patience": v.get("patience"),
-                "min_delta": v.get("min_delta", 0.0), "every": v.get("every"), "every_epochs": v.get("every_epochs")}
+        return v
 
     # ------------------------------------------------------------------ one step
     def _forward_backward(self, batch: list[np.ndarray], index: int) -> tuple[float, list[np.ndarray]]:
@@ -188,7 +176,7 @@ class Trainer:
         return total, acc
 
     def _validate(self) -> dict[str, float]:
-        return evaluate(self.model, self.params, self.splits["val"], self.spec.data.get("metrics", []),
+        return evaluate(self.model, self.params, self.splits["val"], self.spec.settings.metrics,
                         self.train_step.state)
 
     # ------------------------------------------------------------------ state
@@ -202,7 +190,7 @@ class Trainer:
         self.saved[step] = value
         pruning = self.keep_last is not None or self.keep_best
         if pruning:
-            mode = self.validation["mode"] if self.validation else "min"
+            mode = self.validation.mode if self.validation else "min"
             keep = to_keep(self.saved, self.keep_last, self.keep_best, mode)
             self.saved = {s: v for s, v in self.saved.items() if s in keep}
         order, rng_state = self.batches.state()
@@ -253,7 +241,7 @@ class Trainer:
         return ckpt.step
 
     # ------------------------------------------------------------------ loop
-    def _step(self, step: int, clip_settings: dict) -> dict | None:
+    def _step(self, step: int, clip_settings: Clip | None) -> dict | None:
         """Optimizer step ``step`` (0-based) and its log record; None when the divergence policy stops the
         run here (``on_divergence: fail`` raises instead)."""
         loss, grads = self._gradients(step)
@@ -286,9 +274,9 @@ class Trainer:
         """Evaluate on the val split after ``step`` steps (into ``record``); the metric and whether it is a
         new best. Updates the best and the patience count."""
         record["val"] = results = self._validate()
-        value = results[self.validation["metric"]]
+        value = results[self.validation.metric]
         best = self.best["value"] if self.best else None
-        if improved(value, best, self.validation["mode"], self.validation["min_delta"]):
+        if improved(value, best, self.validation.mode, self.validation.min_delta):
             self.best, self.stale = {"step": step, "value": value}, 0
             return value, True
         self.stale += 1
@@ -307,8 +295,7 @@ class Trainer:
             self.prepared.save(self.run_dir)          # data.json: what eval / predict need to transform data
         log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
         t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch
-        ckpt_cfg, log_every, clip_cfg = t.get("checkpoint", {}), t.get("log_every", 1), t.get("clip", {})
-        patience = self.validation and self.validation["patience"]
+        patience = self.validation and self.validation.patience
         status, step, t0, stopped_early = "completed", start, time.perf_counter(), False
         last_saved = start if resume else None
         self.hooks.on_start(start, self.total_steps)
@@ -317,21 +304,21 @@ class Trainer:
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
             with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while step < self.total_steps:
-                    record = self._step(step, clip_cfg)
+                    record = self._step(step, t.clip)
                     if record is None:
                         status = "diverged"
                         break
                     step += 1
-                    due = _every(ckpt_cfg, step, (step - 1) * k, step * k, per_epoch)
+                    due = t.checkpoint.due(step, (step - 1) * k, step * k, per_epoch)
                     value = None
-                    if self.validation and _every(self.validation, step, (step - 1) * k, step * k, per_epoch):
+                    if self.validation and self.validation.due(step, (step - 1) * k, step * k, per_epoch):
                         value, new_best = self._validation_step(step, record)
                         due = due or new_best
                         stopped_early = bool(patience) and self.stale >= patience
-                    if "val" in record or step % log_every == 0 or step == self.total_steps:
+                    if "val" in record or step % t.log_every == 0 or step == self.total_steps:
                         log.write(record)
                     self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
-                    interrupted = stop.signum is not None
+                    interrupted = stop.signum is not None or self.hooks.should_stop()
                     if due or interrupted or stopped_early or step == self.total_steps:
                         log.flush()                 # the log holds every step the checkpoint covers
                         self._save(step, value)
@@ -340,7 +327,7 @@ class Trainer:
                         status = "interrupted"
                         break
                     if stopped_early:
-                        self.hooks.on_warning(f"early stop at step {step}: no better {self.validation['metric']} "
+                        self.hooks.on_warning(f"early stop at step {step}: no better {self.validation.metric} "
                                               f"in {self.stale} evaluations (best at step {self.best['step']})")
                         break
         except Diverged:
@@ -358,7 +345,7 @@ class Trainer:
         return self._summary(status, start, step, seconds, stopped_early, stop.signum)
 
     def _summary(self, status, start, step, seconds, stopped_early, signum) -> dict:
-        metrics = self.spec.data.get("metrics", [])
+        metrics = self.spec.settings.metrics
         with np.errstate(all="ignore"):         # a diverged run's final values may be NaN; that is the report
             results = {name: evaluate(self.model, self.params, fields, metrics,
                                        self.train_step.state) for name, fields in self.splits.items()}
@@ -375,7 +362,7 @@ class Trainer:
             summary["stopped_early"] = stopped_early
         if self.skipped:
             summary["skipped_steps"] = self.skipped
-        if status == "interrupted":
-            summary["signal"] = int(signum or signal.SIGINT)
+        if status == "interrupted" and signum is not None:
+            summary["signal"] = int(signum)
         write_summary(self.run_dir, summary)
         return summary

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError
+from specgrad.model.build import Model
 from specgrad.spec.compose import compose
+from specgrad.spec.load import Document
+from specgrad.spec.settings import Settings, settings_of
 from specgrad.spec.validate import validate as validate_document
 
 
 @dataclass
 class Spec:
     """A resolved, validated spec: its values with their locations, and the compiled model."""
-    doc: object            # specgrad.spec.load.Document
-    model: object          # specgrad.model.build.Model
+    doc: Document
+    model: Model
     warnings: list[Diagnostic]
 
     @property
     def data(self) -> dict:
         return self.doc.data
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The typed, frozen settings the runner reads (every default filled in)."""
+        return settings_of(self.doc.data)
 
 
 def load_spec(path, overrides=()) -> Spec:

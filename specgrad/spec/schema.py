@@ -8,7 +8,7 @@ validator checks and completes them. ``schemas/specgrad.schema.json`` is the edi
 repository and checked by a test."""
 from __future__ import annotations
 
-from specgrad.base.components import NAME, POSITIVE
+from specgrad.base.components import NAME
 from specgrad.data.sources import SOURCES
 from specgrad.engine.ops.registry import REGISTRY
 from specgrad.model.formula import public_ops
@@ -18,6 +18,7 @@ from specgrad.model.losses import LOSSES
 from specgrad.model.metrics import METRICS
 from specgrad.optim.optimizers import OPTIMIZERS
 from specgrad.optim.schedules import SCHEDULES
+from specgrad.spec.settings import DEFAULT_DTYPE, DEFAULT_SEED, Train, schema_of
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://specgrad.dev/schemas/specgrad.schema.json"
@@ -69,47 +70,6 @@ def build_schema() -> dict:
             "output": {**NAME, "description": "the node holding the prediction"},
         },
     }
-    every = {"type": "integer", "minimum": 1}
-    train = {
-        "type": "object", "additionalProperties": False,
-        "properties": {
-            "steps": {"type": "integer", "minimum": 1, "description": "optimizer steps (or give epochs)"},
-            "epochs": {"type": "integer", "minimum": 1, "description": "passes over the training split"},
-            "batch_size": {"if": {"type": "string"}, "then": {"const": "full"},
-                           "else": {"type": "integer", "minimum": 1}},
-            "shuffle": {"type": "boolean", "description": "reshuffle the rows each epoch, seeded (default true)"},
-            "drop_last": {"type": "boolean", "description": "skip each epoch's last, smaller batch"},
-            "accumulate": {**every, "description": "batches whose mean gradient makes one optimizer step"},
-            "clip": {"type": "object", "additionalProperties": False, "minProperties": 1,
-                     "description": "applied in the order max_value, max_param_norm, max_norm",
-                     "properties": {"max_norm": {**POSITIVE, "description": "bound on the global L2 norm"},
-                                    "max_param_norm": {**POSITIVE, "description": "bound on each gradient's norm"},
-                                    "max_value": {**POSITIVE, "description": "bound on each component"}}},
-            "checkpoint": {"type": "object", "additionalProperties": False,
-                           "properties": {"every": {**every, "description": "save every N steps"},
-                                          "every_epochs": {**every, "description": "save every N epochs"},
-                                          "keep_last": {**every, "description": "keep the N newest (default all)"},
-                                          "keep_best": {**every, "description": "keep the N best by the "
-                                                        "validation metric (default 1 with validation)"}}},
-            "validation": {
-                "type": "object", "additionalProperties": False,
-                "description": "evaluate on the val split; a new best saves a checkpoint",
-                "properties": {"every": {**every, "description": "evaluate every N steps"},
-                               "every_epochs": {**every, "description": "evaluate every N epochs"},
-                               "metric": {"type": "string", "description": "loss (default) or one of metrics"},
-                               "mode": {"enum": ["min", "max"], "description": "whether lower or higher is better"},
-                               "patience": {**every, "description": "stop after N evaluations without a new best"},
-                               "min_delta": {"type": "number", "minimum": 0,
-                                             "description": "the least change that counts as better"}}},
-            "on_divergence": {"enum": ["stop", "skip", "fail"],
-                              "description": "on a non-finite loss or gradient: stop (default; save the last "
-                                             "finite state), skip the step, or fail at once"},
-            "log_every": {**every, "description": "write every Nth step to metrics.jsonl (default 1)"},
-            "remat": {"type": "boolean",
-                      "description": "gradient checkpointing: recompute activations in the backward pass "
-                                     "instead of keeping them (less memory, about one more forward pass)"},
-        },
-    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -121,14 +81,14 @@ def build_schema() -> dict:
         "properties": {
             "specgrad": {"const": FORMAT_VERSION, "description": "spec format version"},
             "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
-            "seed": {"type": "integer", "minimum": 0},
-            "dtype": {"enum": ["float64", "float32"]},
+            "seed": {"type": "integer", "minimum": 0, "default": DEFAULT_SEED},
+            "dtype": {"enum": ["float64", "float32"], "default": DEFAULT_DTYPE},
             "data": SOURCES.schema(shorthand=False),
             "model": model,
             "loss": LOSSES.schema(),
             "optimizer": OPTIMIZERS.schema(shorthand=False),
             "schedule": SCHEDULES.schema(),
-            "train": train,
+            "train": schema_of(Train),
             "metrics": {"type": "array", "items": METRICS.schema(),
                         "description": "computed on each split at the end of the run (summary.json)"},
             "vars": {"type": "object", "description": "free values for ${vars.NAME} references; not read otherwise"},

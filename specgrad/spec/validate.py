@@ -14,7 +14,7 @@ from specgrad.spec.schema import build_schema
 from specgrad.base.components import normalize
 from specgrad.data.sources import SOURCES
 from specgrad.model.build import build_model
-from specgrad.model.losses import LOSSES
+from specgrad.model.losses import DEFAULT_TARGET, LOSSES
 from specgrad.spec.checks import train_diagnostics
 from specgrad.spec.compose import check_version
 
@@ -189,7 +189,7 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
             out.append(Diagnostic(f"data source '{source.name}' has no field '{name}' to standardize (it has {have})"
                                   f"{did_you_mean(name, fields)}", doc.loc(("data", "standardize", i))))
     loss = normalize(data["loss"])
-    target = loss.get("target", "y")
+    target = loss.get("target", DEFAULT_TARGET)
     if target not in fields:
         out.append(Diagnostic(f"the loss target '{target}' is not a field of data source '{source.name}' "
                               f"(it has {have}){did_you_mean(target, fields)}", doc.loc(("loss",))))

@@ -29,7 +29,7 @@ from specgrad.run.checkpoint import list_checkpoints
 from specgrad.run.gradcheck import ParamCheck, check_spec
 from specgrad.run.runlog import metrics_lines
 from specgrad.run.trainer import Hooks, Trainer, default_run_dir
-from specgrad.spec import Spec, check_spec as _check_file, load_spec
+from specgrad.spec import Spec, check_spec as _check_file, load_mapping, load_spec
 
 __all__ = ["Diagnostic", "Model", "ParamCheck", "Run", "Spec", "SpecError", "check", "compile", "gradcheck",
            "load", "open_run", "train"]
@@ -42,8 +42,7 @@ def load(source: str | os.PathLike | Mapping, overrides: Iterable[str] = ()) -> 
     current folder), with ``--set``-style ``overrides`` such as ``"optimizer.lr=0.01"``. Raises
     :class:`SpecError` whose ``diagnostics`` are exactly what ``specgrad validate`` prints."""
     if isinstance(source, Mapping):
-        from specgrad.spec import load_mapping
-        return load_mapping(source, list(overrides))
+        return load_mapping(dict(source), list(overrides))
     return load_spec(source, list(overrides))
 
 

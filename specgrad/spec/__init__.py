@@ -7,7 +7,7 @@ from functools import cached_property
 
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError
 from specgrad.model.build import Model
-from specgrad.spec.compose import compose
+from specgrad.spec.compose import compose, compose_mapping
 from specgrad.spec.load import Document
 from specgrad.spec.settings import Settings, settings_of
 from specgrad.spec.validate import validate as validate_document
@@ -33,7 +33,16 @@ class Spec:
 def load_spec(path, overrides=()) -> Spec:
     """Load, compose and validate the spec at ``path``; raises SpecError listing every problem."""
 
-    doc = compose(path, overrides)
+    return _validated(compose(path, overrides))
+
+
+def load_mapping(values: dict, overrides=()) -> Spec:
+    """``load_spec`` for a spec given as a mapping of plain values; relative paths resolve against the
+    current folder."""
+    return _validated(compose_mapping(values, overrides))
+
+
+def _validated(doc: Document) -> Spec:
     diagnostics, model = validate_document(doc)
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:

@@ -23,12 +23,14 @@ import os
 import re
 from dataclasses import dataclass, replace
 
+import yaml
 
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError, did_you_mean
 from specgrad.spec.load import MAX_VALUES, Document, load_file, load_string
 from specgrad.spec.schema import FORMAT_VERSION
 
 EXTENDS, INCLUDE = "extends", "include"
+MAPPING = "<mapping>"       # the file name of a spec given as a mapping (``compose_mapping``)
 
 
 # --- a spec as a tree of located values --------------------------------------------------------------------
@@ -138,9 +140,16 @@ class _Composer:
         if site is not None and not os.path.isfile(name):
             self.errors.append(Diagnostic(f"no such file '{name}'", site))
             return None
-        doc = load_file(name)
+        root = self.document(load_file(name), name, stack, real, key)
+        self.files[real, key] = root
+        return root
+
+    def document(self, doc: Document, name: str, stack: tuple = (), real: str | None = None,
+                 key: str = EXTENDS) -> Value:
+        """A loaded document (the file ``name``, or a mapping given as one) with its extends and includes
+        merged in; relative names in it resolve against ``name``'s folder."""
         check_version(doc)
-        stack = (*stack, real)
+        stack = (*stack, real or os.path.realpath(name))
         root = self._includes(tree(doc), name, stack, top=key == EXTENDS)
         if key == EXTENDS and INCLUDE in root.value:
             self.errors.append(Diagnostic("the top level of a spec takes its bases with 'extends'; 'include' is "
@@ -149,7 +158,6 @@ class _Composer:
         if bases is not None:
             base = self._merged(bases, name, stack, EXTENDS)
             root = self._limit(merge(base, root), bases.loc) if base is not None else root
-        self.files[real, key] = root
         return root
 
     def _merged(self, names: Value, naming_file: str, stack: tuple, key: str) -> Value | None:
@@ -401,7 +409,22 @@ def compose(path, overrides=()) -> Document:
     """The resolved spec at ``path``: extends and includes merged, ``--set`` applied, references resolved."""
     name = os.fsdecode(path)
     composer = _Composer()
-    root = composer.file(name)
+    return _finish(composer, composer.file(name), name, overrides)
+
+
+def compose_mapping(values: dict, overrides=(), name: str = MAPPING) -> Document:
+    """``compose`` for a spec given as a mapping of plain values (what ``yaml.safe_load`` returns): it is
+    checked and loaded exactly as a file's text would be, and its relative paths resolve against the current
+    folder. Locations name ``name`` and the line of the value in the mapping's YAML form."""
+    try:
+        text = yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError as e:
+        raise SpecError.at(Location(name, 1, 1), f"a spec mapping holds only plain values: {e}") from None
+    composer = _Composer()
+    return _finish(composer, composer.document(load_string(text, name), name), name, overrides)
+
+
+def _finish(composer: _Composer, root: Value | None, name: str, overrides) -> Document:
     if composer.errors:
         raise SpecError(composer.errors)
     root = apply_overrides(root, overrides)

@@ -24,6 +24,7 @@ def test_public_names_are_pinned():
         specgrad.not_a_name
 
 
+@pytest.mark.slow
 def test_docs_examples_run(tmp_path, monkeypatch):
     """Each ```python block of docs/api.md, in order, in one namespace (with `tmp` a fresh folder)."""
     monkeypatch.chdir(ROOT)

@@ -85,6 +85,7 @@ def test_set_override_is_located_at_the_flag(tmp_path):
                                      f"(overrides {MODELS / 'poly.yaml'}:29:28)")
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_directory(tmp_path):
     run = tmp_path / "run"
     result = run_cli("train", MODELS / "poly.yaml", "--set", "train.steps=300", "--run-dir", run)
@@ -98,6 +99,7 @@ def test_train_writes_the_run_directory(tmp_path):
     assert run_cli("validate", run / "spec.yaml").returncode == 0
 
 
+@pytest.mark.slow
 def test_validate_folder_skips_fragments_and_accepts_globs(tmp_path):
     (tmp_path / "_base.yaml").write_text((MODELS / "poly.yaml").read_text())
     (tmp_path / "_parts").mkdir()
@@ -110,6 +112,7 @@ def test_validate_folder_skips_fragments_and_accepts_globs(tmp_path):
     assert run_cli("validate", tmp_path / "_parts" / "opt.yaml").returncode == 1
 
 
+@pytest.mark.slow
 def test_validate_exit_codes(tmp_path):
     assert run_cli("validate", f"{tmp_path}/*.yaml").returncode == 2        # nothing matched: usage error
     assert run_cli("validate", tmp_path).returncode == 2                    # an empty folder

@@ -23,6 +23,7 @@ def trained(tmp_path, spec=MODELS / "logistic_regression.yaml", *overrides):
     return run
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_summary_of_the_run(tmp_path):
     run = trained(tmp_path, MODELS / "logistic_regression.yaml", "train.steps=200")
     summary = json.loads((run / "summary.json").read_text())
@@ -37,6 +38,7 @@ def test_eval_reproduces_the_summary_of_the_run(tmp_path):
     assert evaluate_run(run)["split"] == "test"                                # the default: most held out
 
 
+@pytest.mark.slow
 def test_predict_applies_the_training_transform(tmp_path):
     run = trained(tmp_path, MODELS / "logistic_regression.yaml", "train.steps=200")
     spec = load_spec(MODELS / "logistic_regression.yaml")
@@ -78,6 +80,7 @@ train: {steps: 300}
 """
 
 
+@pytest.mark.slow
 def test_a_csv_spec_predicts_from_columns_by_name(tmp_path):
     rng = np.random.default_rng(0)
     ab = rng.normal(5, 3, (40, 2))
@@ -97,6 +100,7 @@ def test_a_csv_spec_predicts_from_columns_by_name(tmp_path):
     assert again["train"] == json.loads((run / "summary.json").read_text())["train"]
 
 
+@pytest.mark.slow
 def test_images_may_come_flat(tmp_path):
     run = trained(tmp_path, MODELS / "cnn_digits.yaml", "train={steps: 2, batch_size: 64}")
     spec = load_spec(MODELS / "cnn_digits.yaml")
@@ -110,6 +114,7 @@ def test_images_may_come_flat(tmp_path):
     np.testing.assert_allclose(flat["probability"].sum(axis=1), 1.0)
 
 
+@pytest.mark.slow
 def test_bad_runs_and_inputs_are_clear_errors(tmp_path):
     run = trained(tmp_path, MODELS / "poly.yaml", "train.steps=10")
     with pytest.raises(RunFileError, match="the run has no 'val' split \\(its data.split holds out nothing\\)"):
@@ -164,6 +169,7 @@ def test_csv_output_has_a_column_per_value_and_round_trips():
     assert np.array_equal(back[:, 1:3], values) and rows[1][3] == "2"      # exact floats, integer labels
 
 
+@pytest.mark.slow
 def test_review_inputs_that_once_crashed_are_clear_errors(tmp_path):
     run = trained(tmp_path, MODELS / "poly.yaml", "train.steps=20")
     # an output named like np.savez's own parameter
@@ -182,6 +188,7 @@ def test_review_inputs_that_once_crashed_are_clear_errors(tmp_path):
     assert result.returncode == 1 and "data.json" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_eval_refuses_a_checkpoint_of_another_spec(tmp_path):
     run = trained(tmp_path, MODELS / "poly.yaml", "train.steps=20")
     spec = run / "spec.yaml"
@@ -190,6 +197,7 @@ def test_eval_refuses_a_checkpoint_of_another_spec(tmp_path):
     assert result.returncode == 1 and "was not trained with" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_reads_the_column_named_after_the_input(tmp_path):
     run = trained(tmp_path, MODELS / "poly.yaml", "train.steps=20")
     (tmp_path / "xy.csv").write_text("x,y\n0.5,1\n")

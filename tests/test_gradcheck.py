@@ -29,6 +29,7 @@ train: {steps: 10}
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", sorted(MODELS.glob("*.yaml")), ids=lambda p: p.name)
 def test_gradcheck_passes_on_every_example_spec(spec):
     result = run_cli("gradcheck", spec)
@@ -36,6 +37,7 @@ def test_gradcheck_passes_on_every_example_spec(spec):
     assert result.stdout.splitlines()[-1].endswith(": ok")
 
 
+@pytest.mark.slow
 def test_each_parameter_is_checked_and_reported(tmp_path):
     spec = tmp_path / "mlp.yaml"
     spec.write_text(MLP)
@@ -57,6 +59,7 @@ def test_a_wrong_gradient_fails_the_check(tmp_path, monkeypatch):
     assert checks["v"] < 1e-8                                  # v's gradient does not pass through tanh's VJP
 
 
+@pytest.mark.slow
 def test_a_float32_spec_is_checked_in_float64(tmp_path):
     spec = tmp_path / "mlp.yaml"
     spec.write_text(MLP + "dtype: float32\n")
@@ -64,6 +67,7 @@ def test_a_float32_spec_is_checked_in_float64(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_the_command_exits_1_above_tolerance_and_on_a_bad_spec(tmp_path):
     result = run_cli("gradcheck", MODELS / "poly.yaml", "--tolerance", "1e-14")
     assert result.returncode == 1 and "FAILED" in result.stdout

@@ -1,4 +1,5 @@
 """`specgrad graph`: the compiled graph, named after the spec's nodes, as text and as Graphviz dot."""
+import pytest
 import re
 
 from conftest import MODELS
@@ -31,6 +32,7 @@ def test_dot_has_one_edge_per_input():
     assert len(re.findall(r"^  n\d+ \[label=", dot, re.M)) == len(nodes)
 
 
+@pytest.mark.slow
 def test_graph_command_as_a_user_runs_it(tmp_path):
     from conftest import run_cli
     text = run_cli("graph", MODELS / "poly.yaml")

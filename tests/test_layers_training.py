@@ -87,6 +87,7 @@ def test_dropout_changes_the_training_run(spec_file, tmp_path):
     assert a["train"]["loss"] != b["train"]["loss"]
 
 
+@pytest.mark.slow
 def test_cli_trains_a_layer_spec(spec_file, tmp_path):
     result = run_cli("train", spec_file, "--run-dir", tmp_path / "run", "--quiet")
     assert result.returncode == 0, result.stderr

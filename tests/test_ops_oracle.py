@@ -156,6 +156,7 @@ def reference(program, values, W, weights):
 @given(program=st.lists(st.tuples(st.integers(0, len(NAMES) - 1), st.integers(0, 99), st.integers(0, 99)),
                         min_size=1, max_size=8),
        seed=st.integers(0, 2 ** 16))
+@pytest.mark.slow
 def test_random_graphs_agree_with_autograd(program, seed):
     rng = np.random.default_rng(seed)
     values = [rng.standard_normal(s) for s in SHAPES]

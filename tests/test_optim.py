@@ -152,6 +152,7 @@ def test_state_round_trips_through_state_arrays():
     assert set(a.state_arrays()) == {"t", "square_avg/w", "grad_avg/w", "momentum/w"}
 
 
+@pytest.mark.slow
 def test_nesterov_without_momentum_is_a_located_error(tmp_path):
     from conftest import MODELS, run_cli
     result = run_cli("train", MODELS / "poly.yaml", "--set", "optimizer.nesterov=true", "--run-dir", tmp_path)
@@ -160,6 +161,7 @@ def test_nesterov_without_momentum_is_a_located_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_group_that_matches_no_parameter_is_a_located_error(tmp_path):
     from conftest import MODELS, run_cli
     result = run_cli("train", MODELS / "poly.yaml", "--set", "optimizer.groups=[{match: 'bias*', lr: 0.1}]",

@@ -1,4 +1,5 @@
 """models/poly.yaml is the article's problem exactly, and poly_adam.yaml reaches the least-squares optimum."""
+import pytest
 import json
 
 import numpy as np
@@ -19,6 +20,7 @@ def articles_loop(x, y, steps, lr):
     return k, float(((y - (k[:, None] * powers).sum(0)) ** 2).sum())
 
 
+@pytest.mark.slow
 def test_poly_reproduces_the_articles_loop(tmp_path, reference):
     x, y = reference.poly_data()
     k_ref, sse_ref = articles_loop(x, y, 2000, 1e-3)

@@ -94,6 +94,7 @@ def resume_cli(run_dir):
     return run_state(run_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.05])
 def test_external_sigkill_of_the_cli_at_an_unplanned_moment(tmp_path, long_reference, delay):
     proc = start_cli(tmp_path)
@@ -176,6 +177,7 @@ def test_cli_reports_the_damaged_file_and_never_restarts_from_zero(tmp_path):
 
 # ---------------------------------------------------------------------------- 4. SIGTERM and SIGINT
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_checkpoints_at_the_next_step_and_resume_matches(tmp_path, long_reference, sig, code):
     proc = start_cli(tmp_path)
@@ -275,6 +277,7 @@ arrays = st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=64), min_size=1, m
 grad_dicts = st.dictionaries(st.sampled_from(["a", "b", "c"]), arrays, min_size=1)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(grad_dicts, st.floats(1e-3, 1e3))
 def test_clipping_bounds_the_norm_keeps_the_direction_and_spares_small_gradients(grads, bound):
@@ -370,6 +373,7 @@ def test_npz_with_object_arrays_is_rejected(tmp_path):
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(["arrays.npz", "state.json", "manifest.json"]), st.binary(max_size=600),
        st.booleans())
+@pytest.mark.slow
 def test_random_bytes_to_the_loader_raise_only_checkpoint_error(tmp_path_factory, fname, data, rehash):
     import hashlib
     from specgrad.run.checkpoint import save_checkpoint

@@ -73,6 +73,7 @@ def step_memory(plan, vals):
     return sum(b.nbytes for b in run.buffers) + transient
 
 
+@pytest.mark.slow
 def test_checkpointing_holds_fewer_activations():
     depth, width, batch = 36, 64, 512
     vals = values(depth, width, batch)

@@ -14,6 +14,7 @@ from specgrad.spec import load_spec
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_killed_at_a_random_micro_batch_and_resumed_is_bitwise_equal(tmp_path, uninterrupted, seed):
     batch = random.Random(seed).randrange(3 * 4 + 1, 120)          # after the first checkpoint (step 4)

@@ -152,6 +152,7 @@ def test_validation_needs_a_val_split_and_a_computed_metric(tmp_path):
         train(tmp_path, *VAL, "data.split={val: 0.001}", "train.validation={every: 2}")
 
 
+@pytest.mark.slow
 def test_settings_errors_are_reported_together_and_located(tmp_path):
     result = run_cli("train", POLY, "--set", "train.validation={metric: r2}", "--set", "optimizer.nesterov=true",
                      "--run-dir", tmp_path)
@@ -243,6 +244,7 @@ def test_resume_with_a_changed_spec_shows_the_difference(tmp_path):
     assert "steps: 30" in (tmp_path / "spec.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_changed_spec_unless_allowed(tmp_path):
     assert run_cli("train", POLY, "--set", "train.steps=20", "--run-dir", tmp_path, "-q").returncode == 0
     refused = run_cli("train", POLY, "--set", "train.steps=25", "--run-dir", tmp_path, "--resume", "-q")
@@ -278,6 +280,7 @@ def test_summary_follows_the_contract(tmp_path):
     assert summary["status"] == "completed" and set(summary["val"]) == {"loss", "mse"}
 
 
+@pytest.mark.slow
 def test_plain_progress_lines_without_a_terminal(tmp_path):
     result = run_cli("train", POLY, "--set", "train.steps=100", "--run-dir", tmp_path)
     lines = [l for l in result.stdout.splitlines() if l.startswith("step ")]
@@ -285,6 +288,7 @@ def test_plain_progress_lines_without_a_terminal(tmp_path):
     assert run_cli("train", POLY, "--set", "train.steps=100", "--run-dir", tmp_path / "q", "-q").stdout == ""
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png(tmp_path):
     train(tmp_path, *VAL, "train.steps=20", "train.validation={every: 5}")
     result = run_cli("plot", tmp_path)

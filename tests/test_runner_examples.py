@@ -29,6 +29,7 @@ def test_example_reaches_the_optimum(tmp_path, name, tolerance):
     assert summary["train"]["loss"] <= tolerance * OPTIMUM_MSE
 
 
+@pytest.mark.slow
 def test_early_stopping_example_stops_and_keeps_its_best(tmp_path):
     result = run_cli("train", MODELS / "poly_early_stop.yaml", "--run-dir", tmp_path)
     assert result.returncode == 0 and "early stop at step" in result.stderr

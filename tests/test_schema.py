@@ -16,6 +16,7 @@ from specgrad.model.formula import public_ops
 from specgrad.spec.schema import build_schema, editor_schema
 
 
+@pytest.mark.slow
 def test_committed_schema_is_the_generated_one():
     committed = json.loads((ROOT / "schemas" / "specgrad.schema.json").read_text())
     assert committed == editor_schema(), "regenerate with: specgrad schema > schemas/specgrad.schema.json"
@@ -23,6 +24,7 @@ def test_committed_schema_is_the_generated_one():
     Draft202012Validator.check_schema(build_schema())
 
 
+@pytest.mark.slow
 def test_cli_prints_the_schema():
     assert json.loads(run_cli("schema").stdout) == editor_schema()
 
@@ -90,6 +92,7 @@ def _editor_errors(data):
     return sorted(".".join(map(str, e.absolute_path)) for e in Draft202012Validator(editor_schema()).iter_errors(data))
 
 
+@pytest.mark.slow
 def test_editor_schema_accepts_specs_as_written():
     for path in MODELS.glob("*.yaml"):
         assert _editor_errors(yaml.safe_load(path.read_text())) == [], path

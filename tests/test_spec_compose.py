@@ -162,6 +162,7 @@ def test_poly_adam_is_poly_with_differences():
     assert doc.loc(("model", "nodes")).file.endswith("poly.yaml")
 
 
+@pytest.mark.slow
 def test_config_explain_names_each_origin(tmp_path):
     result = run_cli("config", MODELS / "poly_adam.yaml", "--explain", "--set", "train.steps=7")
     assert result.returncode == 0, result.stderr

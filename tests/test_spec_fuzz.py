@@ -1,5 +1,6 @@
 """Never a traceback: mutated specs give a valid spec or located errors with exit 1, in bounded time and
 memory. Mutations: deleted keys, swapped types, random bytes, deep nesting, aliases, composition."""
+import pytest
 import time
 import tracemalloc
 
@@ -85,6 +86,7 @@ def check_one(folder, text: str | bytes):
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_mutated_specs_give_located_errors_never_a_traceback(tmp_path_factory, data):

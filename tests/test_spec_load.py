@@ -385,6 +385,7 @@ def test_merge_key_bomb_is_refused_quickly():
     assert diag.message == "spec too large: more than 100000 values (alias expansion?)"
 
 
+@pytest.mark.slow
 def test_many_values_without_aliases_under_the_limit_load(backend):
     if backend != "default":
         pytest.skip("counting is backend-independent; parsing 200k values in pure Python is slow")
@@ -567,6 +568,7 @@ _DATA = st.recursive(_SCALAR, lambda kids: st.lists(kids, max_size=4)
                      | st.dictionaries(st.text(), kids, max_size=4), max_leaves=20)
 
 
+@pytest.mark.slow
 @_PROPERTY
 @given(data=st.dictionaries(st.text(), _DATA, max_size=5), flow=st.sampled_from([None, True, False]))
 def test_dumped_data_loads_like_safe_load(backend, data, flow):

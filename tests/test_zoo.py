@@ -57,6 +57,7 @@ def test_linear_regression_reaches_the_least_squares_fit(tmp_path):
     assert abs(summary["test"]["r2"] - r2_closed_form) < 1e-3
 
 
+@pytest.mark.slow
 def test_digits_mlp_reaches_97_percent_test_accuracy(tmp_path):
     _, summary = train("mlp_digits.yaml", tmp_path)                    # the full run (1200 steps)
     assert summary["test"]["accuracy"] >= 0.97

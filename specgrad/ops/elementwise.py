@@ -7,42 +7,43 @@ left derivative at 0; ``abs`` has gradient 0 at 0; ``clip`` passes no gradient a
 """
 import numpy as np
 
+from specgrad.ops import onnx_lowerings as lower
 from specgrad.ops.registry import ShapeError, broadcast_shapes, emit, float_dtype, register, result_dtype, same_shape
 
 
-def binary(name, vjp, dtype=None, fd_domain="real", internal=False):
+def binary(name, vjp, dtype=None, fd_domain="real", internal=False, onnx=None):
     return register(name, shape=broadcast_shapes, vjp=vjp, dtype=dtype, arity=2, fd_domain=fd_domain,
-                    internal=internal)
+                    internal=internal, onnx=onnx)
 
 
-def unary(name, vjp, dtype=float_dtype, fd_domain="real", attrs=(), internal=False, view=False):
+def unary(name, vjp, dtype=float_dtype, fd_domain="real", attrs=(), internal=False, view=False, onnx=None):
     return register(name, shape=same_shape, vjp=vjp, dtype=dtype, arity=1, fd_domain=fd_domain, attrs=attrs,
-                    internal=internal, view=view)
+                    internal=internal, view=view, onnx=onnx)
 
 
 # ------------------------------------------------------------------------------------------ arithmetic
-@binary("add", vjp=(lambda g, out, x, y: g,
+@binary("add", onnx=lower.elementwise("Add"), vjp=(lambda g, out, x, y: g,
                     lambda g, out, x, y: g))
 def add(x, y, out=None):
     """x + y"""
     return np.add(x, y, out=out)
 
 
-@binary("sub", vjp=(lambda g, out, x, y: g,
+@binary("sub", onnx=lower.elementwise("Sub"), vjp=(lambda g, out, x, y: g,
                     lambda g, out, x, y: -g))
 def sub(x, y, out=None):
     """x - y"""
     return np.subtract(x, y, out=out)
 
 
-@binary("mul", vjp=(lambda g, out, x, y: g * y,
+@binary("mul", onnx=lower.elementwise("Mul"), vjp=(lambda g, out, x, y: g * y,
                     lambda g, out, x, y: g * x))
 def mul(x, y, out=None):
     """x * y"""
     return np.multiply(x, y, out=out)
 
 
-@binary("div", dtype=float_dtype,
+@binary("div", dtype=float_dtype, onnx=lower.elementwise("Div"),
         vjp=(lambda g, out, x, y: g / y,
              lambda g, out, x, y: -g * out / y))
 def div(x, y, out=None):
@@ -50,7 +51,7 @@ def div(x, y, out=None):
     return np.true_divide(x, y, out=out)
 
 
-@binary("pow", fd_domain="positive",
+@binary("pow", fd_domain="positive", onnx=lower.elementwise("Pow"),
         vjp=(lambda g, out, x, y: g * y * x ** (y - 1),
              lambda g, out, x, y: g * out * emit("log", x)))
 def pow_(x, y, out=None):
@@ -58,14 +59,14 @@ def pow_(x, y, out=None):
     return np.power(x, y, out=out)
 
 
-@binary("maximum", vjp=(lambda g, out, x, y: g * emit("win_share", x, y),
+@binary("maximum", onnx=lower.elementwise("Max"), vjp=(lambda g, out, x, y: g * emit("win_share", x, y),
                         lambda g, out, x, y: g * emit("win_share", y, x)))
 def maximum(x, y, out=None):
     """elementwise larger of x and y (ties split the gradient equally)"""
     return np.maximum(x, y, out=out)
 
 
-@binary("minimum", vjp=(lambda g, out, x, y: g * emit("win_share", y, x),
+@binary("minimum", onnx=lower.elementwise("Min"), vjp=(lambda g, out, x, y: g * emit("win_share", y, x),
                         lambda g, out, x, y: g * emit("win_share", x, y)))
 def minimum(x, y, out=None):
     """elementwise smaller of x and y (ties split the gradient equally)"""
@@ -83,7 +84,7 @@ def _where_shape(cond, x, y):
     return broadcast_shapes(cond, x, y)
 
 
-@register("where", shape=_where_shape, arity=3, dtype=lambda c, x, y: result_dtype(x, y),
+@register("where", shape=_where_shape, arity=3, onnx=lower.where, dtype=lambda c, x, y: result_dtype(x, y),
           vjp=(None,
                lambda g, out, cond, x, y: emit("where", cond, g, 0.0),
                lambda g, out, cond, x, y: emit("where", cond, 0.0, g)))
@@ -106,19 +107,19 @@ def _clip_vjp(g, out, x, lo=None, hi=None):
     return g
 
 
-@register("clip", shape=_clip_shape, attrs=("lo", "hi"), arity=1, vjp=(_clip_vjp,))
+@register("clip", shape=_clip_shape, attrs=("lo", "hi"), arity=1, onnx=lower.clip, vjp=(_clip_vjp,))
 def clip(x, lo=None, hi=None, out=None):
     """x limited to [lo, hi] (either bound may be omitted); no gradient at or beyond a bound"""
     return np.clip(x, lo, hi, out=out)
 
 
-@unary("neg", dtype=None, vjp=(lambda g, out, x: -g,))
+@unary("neg", dtype=None, onnx=lower.elementwise("Neg"), vjp=(lambda g, out, x: -g,))
 def neg(x, out=None):
     """-x"""
     return np.negative(x, out=out)
 
 
-@unary("abs", dtype=None, vjp=(lambda g, out, x: g * emit("sign", x),))
+@unary("abs", dtype=None, onnx=lower.elementwise("Abs"), vjp=(lambda g, out, x: g * emit("sign", x),))
 def abs_(x, out=None):
     """|x| (gradient 0 at 0)"""
     return np.abs(x, out=out)
@@ -137,55 +138,55 @@ def step(x):
 
 
 # -------------------------------------------------------------------------------------- transcendental
-@unary("exp", vjp=(lambda g, out, x: g * out,))
+@unary("exp", onnx=lower.elementwise("Exp"), vjp=(lambda g, out, x: g * out,))
 def exp(x, out=None):
     """e ** x"""
     return np.exp(x, out=out)
 
 
-@unary("log", fd_domain="positive", vjp=(lambda g, out, x: g / x,))
+@unary("log", fd_domain="positive", onnx=lower.elementwise("Log"), vjp=(lambda g, out, x: g / x,))
 def log(x, out=None):
     """natural logarithm"""
     return np.log(x, out=out)
 
 
-@unary("log1p", fd_domain="positive", vjp=(lambda g, out, x: g / (1 + x),))
+@unary("log1p", fd_domain="positive", onnx=lower.log1p, vjp=(lambda g, out, x: g / (1 + x),))
 def log1p(x, out=None):
     """log(1 + x), accurate for small x"""
     return np.log1p(x, out=out)
 
 
-@unary("sqrt", fd_domain="positive", vjp=(lambda g, out, x: g * 0.5 / out,))
+@unary("sqrt", fd_domain="positive", onnx=lower.elementwise("Sqrt"), vjp=(lambda g, out, x: g * 0.5 / out,))
 def sqrt(x, out=None):
     """square root"""
     return np.sqrt(x, out=out)
 
 
-@unary("square", dtype=None, vjp=(lambda g, out, x: g * (2 * x),))
+@unary("square", dtype=None, onnx=lower.square, vjp=(lambda g, out, x: g * (2 * x),))
 def square(x, out=None):
     """x ** 2"""
     return np.square(x, out=out)
 
 
-@unary("sin", vjp=(lambda g, out, x: g * emit("cos", x),))
+@unary("sin", onnx=lower.elementwise("Sin"), vjp=(lambda g, out, x: g * emit("cos", x),))
 def sin(x, out=None):
     """sine"""
     return np.sin(x, out=out)
 
 
-@unary("cos", vjp=(lambda g, out, x: -g * emit("sin", x),))
+@unary("cos", onnx=lower.elementwise("Cos"), vjp=(lambda g, out, x: -g * emit("sin", x),))
 def cos(x, out=None):
     """cosine"""
     return np.cos(x, out=out)
 
 
-@unary("tanh", vjp=(lambda g, out, x: g * (1 - out * out),))
+@unary("tanh", onnx=lower.elementwise("Tanh"), vjp=(lambda g, out, x: g * (1 - out * out),))
 def tanh(x, out=None):
     """hyperbolic tangent"""
     return np.tanh(x, out=out)
 
 
-@unary("sigmoid", vjp=(lambda g, out, x: g * out * (1 - out),))
+@unary("sigmoid", onnx=lower.elementwise("Sigmoid"), vjp=(lambda g, out, x: g * out * (1 - out),))
 def sigmoid(x):
     """1 / (1 + e ** -x), computed without overflow for any x"""
     x = np.asarray(x)
@@ -193,27 +194,27 @@ def sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(float_dtype(x.dtype), copy=False)
 
 
-@unary("softplus", vjp=(lambda g, out, x: g * emit("sigmoid", x),))
+@unary("softplus", onnx=lower.softplus, vjp=(lambda g, out, x: g * emit("sigmoid", x),))
 def softplus(x):
     """log(1 + e ** x), computed without overflow for any x"""
     return np.logaddexp(np.zeros((), float_dtype(np.result_type(x))), x)
 
 
 # ---------------------------------------------------------------------------------------- activations
-@unary("relu", dtype=None, vjp=(lambda g, out, x: g * emit("step", x),))
+@unary("relu", dtype=None, onnx=lower.elementwise("Relu"), vjp=(lambda g, out, x: g * emit("step", x),))
 def relu(x):
     """max(x, 0) (gradient 0 at 0)"""
     return np.maximum(x, 0)
 
 
-@unary("leaky_relu", dtype=None, attrs=("alpha",),
+@unary("leaky_relu", dtype=None, attrs=("alpha",), onnx=lower.leaky_relu,
        vjp=(lambda g, out, x, alpha=0.01: g * (alpha + (1 - alpha) * emit("step", x)),))
 def leaky_relu(x, alpha=0.01):
     """x for x > 0, alpha * x otherwise (default alpha 0.01)"""
     return np.where(np.greater(x, 0), x, np.multiply(alpha, x, dtype=np.result_type(x, 0.0)))
 
 
-@unary("elu", attrs=("alpha",),
+@unary("elu", attrs=("alpha",), onnx=lower.elu,
        vjp=(lambda g, out, x, alpha=1.0: emit("where", emit("step", x), g, g * (out + alpha)),))
 def elu(x, alpha=1.0):
     """x for x > 0, alpha * (e ** x - 1) otherwise (default alpha 1)"""
@@ -230,7 +231,7 @@ def _gelu_vjp(g, out, x):
     return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (GELU_C * (1 + 3 * GELU_K * x * x)))
 
 
-@unary("gelu", vjp=(_gelu_vjp,))
+@unary("gelu", onnx=lower.gelu, vjp=(_gelu_vjp,))
 def gelu(x):
     """Gaussian error linear unit, tanh form: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"""
     x = np.asarray(x)
@@ -242,14 +243,14 @@ def _silu_vjp(g, out, x):
     return g * (s * (1 + x * (1 - s)))
 
 
-@unary("silu", vjp=(_silu_vjp,))
+@unary("silu", onnx=lower.silu, vjp=(_silu_vjp,))
 def silu(x):
     """x * sigmoid(x) (also called swish)"""
     return np.multiply(x, sigmoid(x))
 
 
 # ---------------------------------------------------------------------------------------- gradient flow
-@unary("stop_gradient", dtype=None, view=True,
+@unary("stop_gradient", dtype=None, view=True, onnx=lower.elementwise("Identity"),
        vjp=(lambda g, out, x: emit("broadcast_like", 0.0, x),))
 def stop_gradient(x):
     """x itself, but no gradient flows back through it (its VJP is zero)"""

@@ -8,6 +8,7 @@ three ops close under differentiation.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from specgrad.ops import onnx_lowerings as lower
 from specgrad.ops.registry import ShapeError, emit, float_dtype, fmt_shape, normalize_axes, register, require_integer
 
 
@@ -21,7 +22,8 @@ def _softmax_vjp(g, out, x, axis=-1):
     return out * (g - emit("sum", g * out, axis=axis, keepdims=True))
 
 
-@register("softmax", shape=_axis_shape, dtype=float_dtype, attrs=("axis",), arity=1, vjp=(_softmax_vjp,))
+@register("softmax", shape=_axis_shape, dtype=float_dtype, attrs=("axis",), arity=1, vjp=(_softmax_vjp,),
+          onnx=lower.softmax("Softmax"))
 def softmax(x, axis=-1):
     """e ** x normalized to sum 1 along ``axis`` (default -1); the largest entry is subtracted first"""
     x = np.asarray(x, float_dtype(np.result_type(x)))
@@ -30,6 +32,7 @@ def softmax(x, axis=-1):
 
 
 @register("log_softmax", shape=_axis_shape, dtype=float_dtype, attrs=("axis",), arity=1,
+          onnx=lower.softmax("LogSoftmax"),
           vjp=(lambda g, out, x, axis=-1: g - emit("exp", out) * emit("sum", g, axis=axis, keepdims=True),))
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along ``axis`` (default -1), exact for logits of any size"""
@@ -59,7 +62,7 @@ def _sce_dtype(logits, labels):
 
 
 @register("softmax_cross_entropy", shape=_sce_shape, dtype=_sce_dtype,
-          arity=2, vjp=(_sce_vjp, None))
+          arity=2, vjp=(_sce_vjp, None), onnx=lower.softmax_cross_entropy)
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of -log softmax(logits)[label]: logits [..., classes], integer labels [...]"""
     x = _float_array(logits)
@@ -130,6 +133,7 @@ def _bce_shape(logits, targets):
 
 
 @register("sigmoid_binary_cross_entropy", shape=_bce_shape, dtype=float_dtype, arity=2,
+          onnx=lower.sigmoid_binary_cross_entropy,
           vjp=(lambda g, out, x, t: (emit("sigmoid", x) - t) * (g / emit("count", x)),
                lambda g, out, x, t: -x * (g / emit("count", x))))
 def sigmoid_binary_cross_entropy(logits, targets):
@@ -201,7 +205,8 @@ def _conv_w_vjp(g, out, x, w, stride=1, padding=0):
     return emit("conv2d_weight_grad", x, g, stride=stride, padding=padding, kernel=list(w.shape[2:]))
 
 
-@register("conv2d", shape=_conv_shape, attrs=("stride", "padding"), arity=2, vjp=(_conv_x_vjp, _conv_w_vjp))
+@register("conv2d", shape=_conv_shape, attrs=("stride", "padding"), arity=2, vjp=(_conv_x_vjp, _conv_w_vjp),
+          onnx=lower.conv2d)
 def conv2d(x, w, stride=1, padding=0):
     """2-D cross-correlation, NCHW: x [N, C, H, W], kernel w [O, C, kh, kw] -> [N, O, Ho, Wo]
     (stride and zero padding: an integer or a pair)"""
@@ -251,7 +256,7 @@ def _pool_shape(x, kernel, stride=None, padding=0):
     return tuple(x[:2]) + _out_size(x[2:], kernel, kernel if stride is None else stride, padding)
 
 
-@register("max_pool2d", shape=_pool_shape, attrs=("kernel", "stride", "padding"), arity=1,
+@register("max_pool2d", shape=_pool_shape, attrs=("kernel", "stride", "padding"), arity=1, onnx=lower.max_pool2d,
           vjp=(lambda g, out, x, kernel, stride=None, padding=0:
                emit("max_pool2d_grad", g, x, kernel=kernel, stride=stride, padding=padding),))
 def max_pool2d(x, kernel, stride=None, padding=0):
@@ -278,6 +283,7 @@ def max_pool2d_grad(g, x, kernel, stride=None, padding=0):
 
 
 @register("avg_pool2d", shape=_pool_shape, dtype=float_dtype, attrs=("kernel", "stride", "padding"), arity=1,
+          onnx=lower.avg_pool2d,
           vjp=(lambda g, out, x, kernel, stride=None, padding=0:
                emit("avg_pool2d_grad", g, kernel=kernel, stride=stride, padding=padding, size=list(x.shape[2:])),))
 def avg_pool2d(x, kernel, stride=None, padding=0):
@@ -317,7 +323,7 @@ def _dropout_dtype(x, key, **_):
     return x
 
 
-@register("dropout", shape=_dropout_shape, attrs=("rate", "salt"), arity=2, dtype=_dropout_dtype,
+@register("dropout", shape=_dropout_shape, attrs=("rate", "salt"), arity=2, dtype=_dropout_dtype, onnx=lower.DROPOUT,
           vjp=(lambda g, out, x, key, rate, salt=0: emit("dropout", g, key, rate=rate, salt=salt), None))
 def dropout(x, key, rate, salt=0):
     """inverted dropout: each entry zeroed with probability ``rate``, the rest scaled by 1 / (1 - rate).

@@ -1,6 +1,7 @@
 """Reductions and the broadcasting helpers the engine emits when it builds a backward pass."""
 import numpy as np
 
+from specgrad.ops import onnx_lowerings as lower
 from specgrad.ops.registry import ShapeError, float_dtype, normalize_axes, reduced_shape, register
 
 
@@ -17,7 +18,7 @@ def _expand_back(g, x, axis, keepdims):
     return graph.apply("broadcast_like", g, x)
 
 
-@register("sum", shape=reduced_shape, attrs=("axis", "keepdims"), arity=1,
+@register("sum", shape=reduced_shape, attrs=("axis", "keepdims"), arity=1, onnx=lower.reduction("ReduceSum"),
           vjp=(lambda g, out, x, axis=None, keepdims=False: _expand_back(g, x, axis, keepdims),))
 def sum_(x, axis=None, keepdims=False):
     """sum over axes (all when axis is omitted)"""
@@ -25,6 +26,7 @@ def sum_(x, axis=None, keepdims=False):
 
 
 @register("mean", shape=reduced_shape, dtype=float_dtype, attrs=("axis", "keepdims"), arity=1,
+          onnx=lower.reduction("ReduceMean"),
           vjp=(lambda g, out, x, axis=None, keepdims=False:
                _expand_back(g, x, axis, keepdims) / x.graph.apply("count", x, axis=axis),))
 def mean(x, axis=None, keepdims=False):
@@ -52,13 +54,15 @@ def _extremum_vjp(g, out, x, axis=None, keepdims=False):
                                                              axis=axis)
 
 
-@register("max", shape=reduced_shape, attrs=("axis", "keepdims"), arity=1, vjp=(_extremum_vjp,))
+@register("max", shape=reduced_shape, attrs=("axis", "keepdims"), arity=1, onnx=lower.reduction("ReduceMax"),
+          vjp=(_extremum_vjp,))
 def max_(x, axis=None, keepdims=False):
     """largest element over axes (ties split the gradient equally)"""
     return np.max(x, axis=_axes(axis), keepdims=keepdims)
 
 
-@register("min", shape=reduced_shape, attrs=("axis", "keepdims"), arity=1, vjp=(_extremum_vjp,))
+@register("min", shape=reduced_shape, attrs=("axis", "keepdims"), arity=1, onnx=lower.reduction("ReduceMin"),
+          vjp=(_extremum_vjp,))
 def min_(x, axis=None, keepdims=False):
     """smallest element over axes (ties split the gradient equally)"""
     return np.min(x, axis=_axes(axis), keepdims=keepdims)
@@ -88,7 +92,7 @@ def _var_vjp(g, out, x, axis=None, keepdims=False, ddof=0):
     return _expand_back(g, x, axis, keepdims) * (2 * centered) / (graph.apply("count", x, axis=axis) - ddof)
 
 
-@register("var", shape=_var_shape, dtype=float_dtype, attrs=("axis", "keepdims", "ddof"), arity=1,
+@register("var", shape=_var_shape, dtype=float_dtype, attrs=("axis", "keepdims", "ddof"), arity=1, onnx=lower.var,
           vjp=(_var_vjp,))
 def var(x, axis=None, keepdims=False, ddof=0):
     """variance over axes: mean of squared deviations, divided by n - ddof instead of n (default ddof 0)"""
@@ -96,6 +100,7 @@ def var(x, axis=None, keepdims=False, ddof=0):
 
 
 @register("logsumexp", shape=reduced_shape, dtype=float_dtype, attrs=("axis", "keepdims"), arity=1,
+          onnx=lower.logsumexp,
           vjp=(lambda g, out, x, axis=None, keepdims=False:
                _expand_back(g, x, axis, keepdims) * x.graph.apply("exp", x - _keep(out, x, axis, keepdims)),))
 def logsumexp(x, axis=None, keepdims=False):

@@ -49,6 +49,7 @@ class Op:
     internal: bool = False                 # emitted by the engine, not written in specs
     writes_out: bool = False               # forward accepts ``out=`` (a preallocated result buffer)
     view: bool = False                     # result may share memory with an input
+    onnx: Callable | None = None           # ONNX lowering (specgrad/ops/onnx_lowerings.py); None: not exportable
 
     def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -76,15 +77,17 @@ class PerInput:
 
 def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
-             internal: bool = False, view: bool = False) -> Callable:
-    """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc."""
+             internal: bool = False, view: bool = False, onnx: Callable | None = None) -> Callable:
+    """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc.
+    ``onnx`` is the op's lowering to ONNX nodes (see specgrad/ops/onnx_lowerings.py), or a ``NotExportable``
+    saying why there is none."""
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
         vjps = vjp if vjp is None or isinstance(vjp, PerInput) else tuple(vjp)
         writes_out = "out" in inspect.signature(forward).parameters
         REGISTRY[name] = Op(name, forward, shape, vjps, dtype, (forward.__doc__ or "").strip(), tuple(attrs),
-                            arity, fd_domain, internal, writes_out, view)
+                            arity, fd_domain, internal, writes_out, view, onnx)
         return forward
     return deco
 

@@ -5,6 +5,7 @@ Shapes may hold the symbolic batch dimension (a string such as ``"B"``); a shape
 """
 import numpy as np
 
+from specgrad.ops import onnx_lowerings as lower
 from specgrad.ops.registry import PerInput, ShapeError, emit, fmt_shape, normalize_axes, register, require_integer
 
 
@@ -47,7 +48,7 @@ def _reshape_shape(x, shape):
     return tuple(shape)
 
 
-@register("reshape", shape=_reshape_shape, attrs=("shape",), view=True, arity=1,
+@register("reshape", shape=_reshape_shape, attrs=("shape",), view=True, arity=1, onnx=lower.reshape,
           vjp=(lambda g, out, x, shape: emit("reshape", g, shape=list(x.shape)),))
 def reshape(x, shape):
     """the same elements in a new shape; one size may be -1 (inferred) or the batch dimension B"""
@@ -62,7 +63,7 @@ def _flatten_shape(x, axis=1):
     return tuple(x[:axis]) + ((tail[0] if _symbols(tail) else _numeric_size(tail)),)
 
 
-@register("flatten", shape=_flatten_shape, attrs=("axis",), view=True, arity=1,
+@register("flatten", shape=_flatten_shape, attrs=("axis",), view=True, arity=1, onnx=lower.flatten,
           vjp=(lambda g, out, x, axis=1: emit("reshape", g, shape=list(x.shape)),))
 def flatten(x, axis=1):
     """merge the axes from ``axis`` on (default 1) into one: [B, C, H, W] -> [B, C*H*W]"""
@@ -84,7 +85,7 @@ def _broadcast_to_shape(x, shape):
     return shape
 
 
-@register("broadcast_to", shape=_broadcast_to_shape, attrs=("shape",), view=True, arity=1,
+@register("broadcast_to", shape=_broadcast_to_shape, attrs=("shape",), view=True, arity=1, onnx=lower.broadcast_to,
           vjp=(lambda g, out, x, shape: g,))           # the engine sums g back to x's shape
 def broadcast_to(x, shape):
     """x repeated along new leading axes and size-1 axes to ``shape`` (a read-only view)"""
@@ -116,6 +117,7 @@ def _slice_shape(x, axis, start=None, stop=None, step=None):
 
 
 @register("slice", shape=_slice_shape, attrs=("axis", "start", "stop", "step"), view=True, arity=1,
+          onnx=lower.slice_,
           vjp=(lambda g, out, x, **where: emit("slice_grad", g, x, **where),))
 def slice_(x, axis, start=None, stop=None, step=None):
     """x[start:stop:step] along one axis (Python slice rules; a view)"""
@@ -150,7 +152,7 @@ def _take_dtype(x, indices, **_):
     return x
 
 
-@register("take", shape=_take_shape, attrs=("axis",), arity=2, dtype=_take_dtype,
+@register("take", shape=_take_shape, attrs=("axis",), arity=2, dtype=_take_dtype, onnx=lower.take,
           vjp=(lambda g, out, x, indices, axis=0: emit("take_grad", g, indices, x, axis=axis), None))
 def take(x, indices, axis=0):
     """x's entries at integer ``indices`` along ``axis`` (default 0): embedding lookup, gather.
@@ -188,7 +190,8 @@ def _one_hot_dtype(labels, depth, dtype="float64"):
     return np.dtype(dtype)
 
 
-@register("one_hot", shape=_one_hot_shape, attrs=("depth", "dtype"), arity=1, vjp=(None,), dtype=_one_hot_dtype)
+@register("one_hot", shape=_one_hot_shape, attrs=("depth", "dtype"), arity=1, vjp=(None,), dtype=_one_hot_dtype,
+          onnx=lower.one_hot)
 def one_hot(labels, depth, dtype="float64"):
     """1 at position labels[...] of a new last axis of size ``depth``, 0 elsewhere (labels: integers)"""
     return np.equal(np.asarray(labels)[..., None], np.arange(depth)).astype(dtype)
@@ -212,7 +215,7 @@ def _concat_vjp(k, g, out, *xs, axis=0):
     return emit("slice", g, axis=axis, start=start, stop=start + xs[k].shape[axis])
 
 
-@register("concat", shape=_concat_shape, attrs=("axis",), vjp=PerInput(_concat_vjp))
+@register("concat", shape=_concat_shape, attrs=("axis",), vjp=PerInput(_concat_vjp), onnx=lower.concat)
 def concat(*xs, axis=0):
     """inputs joined along an existing ``axis`` (default 0)"""
     return np.concatenate(xs, axis=axis)
@@ -230,7 +233,7 @@ def _stack_vjp(k, g, out, *xs, axis=0):
     return emit("squeeze", emit("slice", g, axis=axis, start=k, stop=k + 1), axis=axis)
 
 
-@register("stack", shape=_stack_shape, attrs=("axis",), vjp=PerInput(_stack_vjp))
+@register("stack", shape=_stack_shape, attrs=("axis",), vjp=PerInput(_stack_vjp), onnx=lower.stack)
 def stack(*xs, axis=0):
     """inputs of one shape joined along a new ``axis`` (default 0)"""
     return np.stack(xs, axis=axis)

@@ -50,7 +50,8 @@ class Emitter:
         return out
 
     def initializer(self, name: str, value: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        # np.array, not np.ascontiguousarray, which makes a scalar a [1] vector
+        self.initializers.append(numpy_helper.from_array(np.array(value, order="C"), name))
         return name
 
     def const(self, value, dtype) -> str:

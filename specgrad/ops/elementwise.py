@@ -186,7 +186,7 @@ def tanh(x, out=None):
     return np.tanh(x, out=out)
 
 
-@unary("sigmoid", onnx=lower.elementwise("Sigmoid"), vjp=(lambda g, out, x: g * out * (1 - out),))
+@unary("sigmoid", onnx=lower.sigmoid, vjp=(lambda g, out, x: g * out * (1 - out),))
 def sigmoid(x):
     """1 / (1 + e ** -x), computed without overflow for any x"""
     x = np.asarray(x)

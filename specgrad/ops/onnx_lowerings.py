@@ -123,9 +123,9 @@ def softplus(b, node, x):
 
 
 def leaky_relu(b, node, x, alpha=0.01):
-    """LeakyRelu(x, alpha)"""
+    """Where(x > 0, x, alpha x) (ONNX's LeakyRelu holds alpha as a float32 attribute: not alpha in float64)"""
     (x,) = promoted(b, node, [x])
-    return b.op("LeakyRelu", x, alpha=float(alpha))
+    return b.op("Where", b.op("Greater", x, b.const(0, node.dtype)), x, b.op("Mul", b.const(alpha, node.dtype), x))
 
 
 def elu(b, node, x, alpha=1.0):
@@ -146,10 +146,25 @@ def gelu(b, node, x):
     return b.op("Mul", b.op("Mul", c(0.5), x), b.op("Add", c(1), t))
 
 
-def silu(b, node, x):
-    """Mul(x, Sigmoid(x))"""
+def _sigmoid(b, x, dtype):
+    e = b.op("Exp", b.op("Neg", b.op("Abs", x)))                 # in (0, 1]: never overflows
+    one = b.const(1, dtype)
+    denominator = b.op("Add", one, e)
+    return b.op("Where", b.op("GreaterOrEqual", x, b.const(0, dtype)), b.op("Div", one, denominator),
+                b.op("Div", e, denominator))
+
+
+def sigmoid(b, node, x):
+    """Where(x >= 0, 1 / (1 + e), e / (1 + e)) with e = e ** -|x|, as the forward computes it (onnxruntime's
+    Sigmoid rounds sigmoid(-40) = 4e-18 to 0)"""
     (x,) = promoted(b, node, [x])
-    return b.op("Mul", x, b.op("Sigmoid", x))
+    return _sigmoid(b, x, node.dtype)
+
+
+def silu(b, node, x):
+    """x sigmoid(x)"""
+    (x,) = promoted(b, node, [x])
+    return b.op("Mul", x, _sigmoid(b, x, node.dtype))
 
 
 # -------------------------------------------------------------------------------------------------- reduce

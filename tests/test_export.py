@@ -333,3 +333,21 @@ def test_a_numpy_scalar_constant_keeps_a_float32_model_float32():
     out = x * (1.0 / np.sqrt(4))
     (value,) = Plan([out], [x])(np.ones((2, 3), np.float32))
     assert out.dtype == value.dtype == np.float32
+
+
+def test_docs_list_every_lowering_as_the_registry_declares_it():
+    from specgrad.export.reference import render
+    text = (ROOT / "docs" / "export.md").read_text()
+    assert render() in text, "regenerate with: python -m specgrad.export.reference docs/export.md"
+    for name in EXPORTABLE + ["dropout"]:
+        assert f"| `{name}` |" in text
+
+
+def test_serving_example_in_the_docs_runs(trained, tmp_path):
+    """docs/export.md's onnxruntime snippet, on an exported mlp_moons."""
+    text = (ROOT / "docs" / "export.md").read_text()
+    snippet = text.split("## Serving with onnxruntime")[1].split("```python")[1].split("```")[0]
+    export_onnx(trained, tmp_path / "moons.onnx")
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "specgrad.spec_name" in result.stdout and "moons" in result.stdout

@@ -12,6 +12,10 @@ A forward whose signature has an ``out`` parameter writes its result into a prea
 given one (``Op.writes_out``); the execution plan may use that to reuse buffers across steps. An op whose
 result may share memory with an input (``Op.view``: reshape, slice, transpose...) must not have that result
 written in place while the input is live.
+
+An op's ONNX lowering (``onnx=``, written in specgrad/ops/onnx_lowerings.py) emits the ONNX nodes computing
+its forward; ``specgrad export`` calls it. An op a spec can write declares one, or a ``NotExportable``
+saying why it has none (a test checks every op does).
 """
 from __future__ import annotations
 

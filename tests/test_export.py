@@ -19,7 +19,6 @@ from specgrad.export.onnx import DECODERS, to_onnx
 from specgrad.graph.ir import Graph
 from specgrad.graph.plan import Plan
 from specgrad.ops import REGISTRY
-from specgrad.ops.examples import CASES
 from specgrad.ops.onnx_lowerings import NotExportable
 from specgrad.run.runlog import spec_hash
 from specgrad.run.trainer import Trainer
@@ -28,6 +27,7 @@ from specgrad.spec.errors import SpecError
 
 # relative to each output's largest magnitude (docs/export.md)
 TOLERANCE = {np.float64: 1e-9, np.float32: 1e-5}
+CASES = {name: op.examples for name, op in REGISTRY.items() if op.examples}
 EXPORTABLE = sorted(name for name, op in REGISTRY.items()
                     if not op.internal and not isinstance(op.onnx, NotExportable))
 
@@ -276,7 +276,8 @@ def test_missing_extra_names_it(trained):
 def test_an_op_without_lowering_is_a_located_error(tmp_path):
     """A graph holding an op with no ONNX form: the error names the op and the spec line it came from."""
     from specgrad.ops.registry import register
-    register("twice", shape=lambda x: tuple(x), vjp=(lambda g, out, x: 2 * g,), arity=1)(lambda x: 2 * x)
+    register("twice", shape=lambda x: tuple(x), vjp=(lambda g, out, x: 2 * g,), arity=1,
+             no_examples="a test-only op")(lambda x: 2 * x)
     try:
         spec = tmp_path / "s.yaml"
         text = (MODELS / "poly.yaml").read_text().replace("y_hat: phi @ k", "y_hat: twice(phi @ k)")

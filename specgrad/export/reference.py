@@ -26,9 +26,8 @@ def emitted(op: Op, dtype) -> list[str]:
     """The ONNX operator types the op's lowering emits for its first example call, in order of first use."""
     from specgrad.export.onnx import Emitter
     from specgrad.graph.ir import Graph
-    from specgrad.ops.examples import CASES
 
-    inputs, attrs = CASES[op.name][0] if op.name in CASES else CALLS[op.name]
+    inputs, attrs = op.examples[0] if op.examples else CALLS[op.name]
     graph = Graph(dtype)
     nodes = [graph.input(f"x{i}", s, None) if isinstance(s, tuple) else graph.input(f"x{i}", np.shape(s), s.dtype)
              for i, s in enumerate(inputs)]

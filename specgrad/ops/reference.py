@@ -1,7 +1,7 @@
 """The op reference in docs/ops.md, generated from the registry (a test checks the two agree).
 
 Signatures, descriptions and differentiability come from the registry itself. Each op's example shows its
-shape rule applied to its first entry in ``examples.CASES``, and "backward keeps" lists the forward values
+shape rule applied to its first example (``examples=`` at its ``register()`` call), and "backward keeps" lists the forward values
 (inputs, or the output ``out``) that the nodes its VJPs emit read, found by building them: what the
 execution plan must keep alive for the backward pass (some read only a shape, e.g. ``sum`` keeps x for
 ``broadcast_like``). The general shape rules are written here in one line each, and the test
@@ -99,11 +99,9 @@ def _gradient(op: Op) -> str:
 def _example(op: Op):
     """(shapes in -> shape out, backward keeps) from the op's first example call, or ("", "—")."""
     from specgrad.graph.ir import Graph
-    from specgrad.ops.examples import CASES
-
-    if op.name not in CASES:
+    if not op.examples:
         return "", "—"
-    inputs, attrs = CASES[op.name][0]
+    inputs, attrs = op.examples[0]
     graph = Graph()
     nodes = [graph.input(name, spec if isinstance(spec, tuple) else np.shape(spec),
                          None if isinstance(spec, tuple) else np.asarray(spec).dtype)

@@ -1,7 +1,6 @@
 """`specgrad export`: every op's ONNX lowering against its numpy forward under onnxruntime (the test
 enumerates the registry), every model in models/ trained briefly and exported, its onnxruntime outputs
 compared with `specgrad predict`'s on the test split in float32 and float64, and the command's errors."""
-import json
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -148,7 +147,8 @@ def test_accurate_composites_at_the_extremes():
     for name in ("softplus", "elu", "log1p", "sigmoid", "silu", "tanh", "exp", "gelu"):
         value = np.abs(x) if name == "log1p" else x
         out = graph.apply(name, node)
-        (want,) = Plan([out], [node])(value)
+        with np.errstate(over="ignore"):                # exp(800) in the forward's own tanh-free paths
+            (want,) = Plan([out], [node])(value)
         (got,) = _session(_export_graph(graph, [node], out)).run(None, {"x": value})
         np.testing.assert_allclose(got, want, rtol=1e-14, atol=0, err_msg=name)
 

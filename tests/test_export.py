@@ -24,6 +24,7 @@ from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
 from specgrad.spec.errors import SpecError
 
+# Tests that train every example or run the command in a subprocess take over a second: marked slow.
 # relative to each output's largest magnitude (docs/export.md)
 TOLERANCE = {np.float64: 1e-9, np.float32: 1e-5}
 CASES = {name: op.examples for name, op in REGISTRY.items() if op.examples}
@@ -171,6 +172,7 @@ def raw_split(run):
     return split, {name: splits[split][name] for name in run.spec.model.inputs if name != run.spec.model.target}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("spec_name", SPECS)
 def test_every_example_exports_and_onnxruntime_matches_predict(tmp_path, spec_name, dtype):
@@ -230,6 +232,7 @@ def trained(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_cli_exports_a_checkpoint_at_an_opset(trained, tmp_path):
     out = tmp_path / "m.onnx"
     result = run_cli("export", trained, "--output", out, "--checkpoint", 2, "--opset", 13)
@@ -246,6 +249,7 @@ def test_cli_exports_a_checkpoint_at_an_opset(trained, tmp_path):
     assert not np.allclose(older, newer)           # the checkpoint asked for, not the latest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,code,message", [
     (["--opset", "12"], 2, "opset 12 is not supported; use one of 13..21"),
     (["--checkpoint", "3"], 1, "has no checkpoint of step 3 (it has 2, 4)"),
@@ -257,11 +261,13 @@ def test_cli_errors(trained, args, code, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_not_a_run_directory(tmp_path):
     result = run_cli("export", tmp_path)
     assert result.returncode == 1 and "is not a run directory" in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_extra_names_it(trained):
     """Without onnx installed (simulated: the import fails), the command says which extra to install."""
     for module in ("onnx", "onnxruntime"):
@@ -344,6 +350,7 @@ def test_docs_list_every_lowering_as_the_registry_declares_it():
         assert f"| `{name}` |" in text
 
 
+@pytest.mark.slow
 def test_serving_example_in_the_docs_runs(trained, tmp_path):
     """docs/export.md's onnxruntime snippet, on an exported mlp_moons."""
     text = (ROOT / "docs" / "export.md").read_text()

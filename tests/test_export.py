@@ -279,6 +279,7 @@ def test_missing_extra_names_it(trained):
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_an_op_without_lowering_is_a_located_error(tmp_path):
     """A graph holding an op with no ONNX form: the error names the op and the spec line it came from."""
     from specgrad.ops.registry import register
@@ -299,6 +300,13 @@ def test_an_op_without_lowering_is_a_located_error(tmp_path):
         assert not (tmp_path / "run" / "model.onnx").exists()
     finally:
         del REGISTRY["twice"]
+    # the command prints the same located error, exit 1, no traceback (the op registered in its process too)
+    code = ("from specgrad.ops.registry import register; register('twice', shape=lambda x: tuple(x), "
+            "vjp=(lambda g, out, x: 2 * g,), arity=1, no_examples='test-only')(lambda x: 2 * x); import sys; "
+            f"sys.argv = ['specgrad', 'export', {str(tmp_path / 'run')!r}]; from specgrad.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"spec.yaml:{line}:" in result.stderr and ": error: op 'twice' cannot be exported" in result.stderr
 
 
 def test_dropout_op_is_declared_not_exportable():

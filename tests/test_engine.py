@@ -3,11 +3,11 @@ the article's worked example, and the polynomial gradient against the hand-deriv
 import numpy as np
 import pytest
 
-from specgrad.graph.autodiff import gradients
-from specgrad.graph.gradcheck import directional_check
-from specgrad.graph.ir import Graph
-from specgrad.graph.plan import Plan
-from specgrad.ops import REGISTRY
+from specgrad.engine.autodiff import gradients
+from specgrad.run.gradcheck import directional_check
+from specgrad.engine.ir import Graph
+from specgrad.engine.plan import Plan
+from specgrad.engine.ops import REGISTRY
 
 CASES = {name: op.examples for name, op in REGISTRY.items() if op.examples}
 
@@ -26,7 +26,7 @@ def test_every_registered_op_is_checked():
 
 
 def test_an_op_must_give_examples_or_say_why_not():
-    from specgrad.ops.registry import register
+    from specgrad.engine.ops.registry import register
     with pytest.raises(ValueError, match="needs either examples or the reason it has none"):
         register("unchecked", shape=lambda x: x, vjp=(lambda g, out, x: g,), arity=1)(lambda x: x)
     assert "unchecked" not in REGISTRY

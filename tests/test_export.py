@@ -12,17 +12,17 @@ import pytest
 
 from conftest import MODELS, ROOT, run_cli
 from specgrad.data.sources import load_splits
-from specgrad.evaluate import load_run, predict
+from specgrad.run.evaluate import load_run, predict
 from specgrad.export import DEFAULT_OPSET, OPSETS, ExportError, export_onnx, relative_difference
 from specgrad.export.onnx import DECODERS, to_onnx
-from specgrad.graph.ir import Graph
-from specgrad.graph.plan import Plan
-from specgrad.ops import REGISTRY
-from specgrad.ops.onnx_lowerings import NotExportable
+from specgrad.engine.ir import Graph
+from specgrad.engine.plan import Plan
+from specgrad.engine.ops import REGISTRY
+from specgrad.engine.ops.onnx_lowerings import NotExportable
 from specgrad.run.runlog import spec_hash
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
-from specgrad.spec.errors import SpecError
+from specgrad.base.diagnostics import SpecError
 
 # Tests that train every example or run the command in a subprocess take over a second: marked slow.
 # relative to each output's largest magnitude (docs/export.md)
@@ -282,7 +282,7 @@ def test_missing_extra_names_it(trained):
 @pytest.mark.slow
 def test_an_op_without_lowering_is_a_located_error(tmp_path):
     """A graph holding an op with no ONNX form: the error names the op and the spec line it came from."""
-    from specgrad.ops.registry import register
+    from specgrad.engine.ops.registry import register
     register("twice", shape=lambda x: tuple(x), vjp=(lambda g, out, x: 2 * g,), arity=1,
              no_examples="a test-only op")(lambda x: 2 * x)
     try:
@@ -301,7 +301,7 @@ def test_an_op_without_lowering_is_a_located_error(tmp_path):
     finally:
         del REGISTRY["twice"]
     # the command prints the same located error, exit 1, no traceback (the op registered in its process too)
-    code = ("from specgrad.ops.registry import register; register('twice', shape=lambda x: tuple(x), "
+    code = ("from specgrad.engine.ops.registry import register; register('twice', shape=lambda x: tuple(x), "
             "vjp=(lambda g, out, x: 2 * g,), arity=1, no_examples='test-only')(lambda x: 2 * x); import sys; "
             f"sys.argv = ['specgrad', 'export', {str(tmp_path / 'run')!r}]; from specgrad.cli import main; main()")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -319,7 +319,7 @@ def test_dropout_op_is_declared_not_exportable():
 
 
 def test_every_decoding_loss_has_an_onnx_decoder():
-    from specgrad.losses import LOSSES, make_loss
+    from specgrad.model.losses import LOSSES, make_loss
     decoding = {name for name in LOSSES.names() if make_loss(name).decode is not None}
     assert decoding == set(DECODERS)
 

@@ -3,7 +3,7 @@
 ``export_onnx(run_dir)`` lowers the evaluation graph of the run's latest checkpoint (or of ``checkpoint``),
 checks it with ``onnx.checker``, runs it with onnxruntime on the run's held-out data and compares the
 outputs with ``specgrad predict``'s before it writes the file. onnx and onnxruntime are the optional extra
-``specgrad[onnx]``. Each op's lowering sits beside its forward in the registry (specgrad/ops/).
+``specgrad[onnx]``. Each op's lowering sits beside its forward in the registry (specgrad/engine/ops/).
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def export_onnx(run_dir: Path, output: Path | None = None, *, checkpoint: int | 
                 opset: int = DEFAULT_OPSET, warn: Callable[[str], None] = lambda message: None) -> Exported:
     """Write the run's model as ONNX to ``output`` (default RUN_DIR/model.onnx) after checking it; raises
     ExportError, SpecError (an op without a lowering, at its spec line), RunFileError or CheckpointError."""
-    from specgrad.evaluate import load_run
+    from specgrad.run.evaluate import load_run
 
     if opset not in OPSETS:
         raise UnsupportedOpset(f"opset {opset} is not supported; use one of {OPSETS.start}..{OPSETS.stop - 1}")
@@ -77,11 +77,11 @@ def export_onnx(run_dir: Path, output: Path | None = None, *, checkpoint: int | 
 
 
 def build(run, opset: int = DEFAULT_OPSET):
-    """The ONNX model of a loaded run (``specgrad.evaluate.TrainedRun``), unchecked."""
+    """The ONNX model of a loaded run (``specgrad.run.evaluate.TrainedRun``), unchecked."""
     from specgrad import __version__
-    from specgrad.components import normalize
+    from specgrad.base.components import normalize
     from specgrad.export.onnx import DECODERS, to_onnx
-    from specgrad.losses import make_loss
+    from specgrad.model.losses import make_loss
     from specgrad.run.runlog import spec_hash
 
     spec, model = run.spec, run.spec.model
@@ -107,8 +107,8 @@ def check_against_predict(run, model_bytes: bytes, warn) -> tuple[str | None, in
     Returns (split, rows, largest relative difference); (None, 0, 0.0) where the data cannot be read."""
     from specgrad.data.registry import DataError
     from specgrad.data.sources import load_splits
-    from specgrad.evaluate import predict
-    from specgrad.spec.errors import SpecError
+    from specgrad.run.evaluate import predict
+    from specgrad.base.diagnostics import SpecError
 
     try:
         splits = load_splits(run.spec.data["data"], run.spec.data.get("seed", 0), run.base_dir)

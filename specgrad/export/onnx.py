@@ -17,16 +17,16 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from specgrad.graph.ir import Node, ancestors
-from specgrad.ops.onnx_lowerings import NotExportable
-from specgrad.ops.registry import REGISTRY
-from specgrad.spec.errors import Diagnostic, SpecError
+from specgrad.engine.ir import Node, ancestors
+from specgrad.engine.ops.onnx_lowerings import NotExportable
+from specgrad.engine.ops.registry import REGISTRY
+from specgrad.base.diagnostics import Diagnostic, SpecError
 
 BATCH = "batch"          # the ONNX name of the dynamic batch dimension (the graph's symbolic "B")
 
 
 class Emitter:
-    """Collects ONNX nodes and initializers; what an op's lowering calls (specgrad/ops/onnx_lowerings.py)."""
+    """Collects ONNX nodes and initializers; what an op's lowering calls (specgrad/engine/ops/onnx_lowerings.py)."""
 
     def __init__(self, opset: int):
         self.opset = opset
@@ -114,7 +114,7 @@ def _decode_binary(b: Emitter, pred: str, node: Node) -> dict:
     return {"label": (label, np.dtype(np.int64), node.shape), "probability": (probability, node.dtype, node.shape)}
 
 
-# loss type -> the ONNX form of its ``decode`` (specgrad/losses.py); a test checks every decoding loss has one
+# loss type -> the ONNX form of its ``decode`` (specgrad/model/losses.py); a test checks every decoding loss has one
 DECODERS: dict[str, Callable] = {"cross_entropy": _decode_labels, "binary_cross_entropy": _decode_binary}
 
 

@@ -192,7 +192,7 @@ def export(
     """Export a run's model to ONNX (needs specgrad[onnx]): the evaluation graph, raw inputs as predict takes
     them, a dynamic batch; checked by onnx.checker and against specgrad predict with onnxruntime."""
     from specgrad.run.evaluate import RunFileError
-    from specgrad.export import DEFAULT_OPSET, ExportError, UnsupportedOpset, export_onnx
+    from specgrad.run.export import DEFAULT_OPSET, ExportError, UnsupportedOpset, export_onnx
     from specgrad.run.checkpoint import CheckpointError
     with _reported(RunFileError, CheckpointError, ExportError):
         try:

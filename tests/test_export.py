@@ -13,8 +13,8 @@ import pytest
 from conftest import MODELS, ROOT, run_cli
 from specgrad.data.sources import load_splits
 from specgrad.run.evaluate import load_run, predict
-from specgrad.export import DEFAULT_OPSET, OPSETS, ExportError, export_onnx, relative_difference
-from specgrad.export.onnx import DECODERS, to_onnx
+from specgrad.run.export import DEFAULT_OPSET, OPSETS, ExportError, export_onnx, relative_difference
+from specgrad.run.export.onnx import DECODERS, to_onnx
 from specgrad.engine.ir import Graph
 from specgrad.engine.plan import Plan
 from specgrad.engine.ops import REGISTRY
@@ -310,7 +310,7 @@ def test_an_op_without_lowering_is_a_located_error(tmp_path):
 
 
 def test_dropout_op_is_declared_not_exportable():
-    from specgrad.export.onnx import unexportable
+    from specgrad.run.export.onnx import unexportable
     graph = Graph()
     x, key = graph.input("x", ("B", 3)), graph.input("key", (), "int64")
     out = graph.apply("dropout", x, key, rate=0.5)
@@ -326,7 +326,7 @@ def test_every_decoding_loss_has_an_onnx_decoder():
 
 def test_export_refuses_a_model_that_disagrees_with_predict(trained, monkeypatch):
     """The onnxruntime check is real: a lowering that computes something else fails the export."""
-    import specgrad.export.onnx as exporter
+    import specgrad.run.export.onnx as exporter
     real = exporter._decode_labels
 
     def off_by_a_bit(b, pred, node):
@@ -351,9 +351,9 @@ def test_a_numpy_scalar_constant_keeps_a_float32_model_float32():
 
 
 def test_docs_list_every_lowering_as_the_registry_declares_it():
-    from specgrad.export.reference import render
+    from specgrad.run.export.reference import render
     text = (ROOT / "docs" / "export.md").read_text()
-    assert render() in text, "regenerate with: python -m specgrad.export.reference docs/export.md"
+    assert render() in text, "regenerate with: python -m specgrad.run.export.reference docs/export.md"
     for name in EXPORTABLE + ["dropout"]:
         assert f"| `{name}` |" in text
 

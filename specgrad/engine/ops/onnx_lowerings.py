@@ -3,7 +3,7 @@
 A lowering is ``lower(b, node, *xs, **attrs) -> name``: ``node`` is the graph node being exported (its
 ``dtype`` and ``shape``, and its inputs' in ``node.inputs``), ``xs`` the names of the ONNX values holding its
 inputs, ``attrs`` its attributes; it emits ONNX nodes through the emitter ``b`` and returns the name of the
-value holding the op's result. The emitter (specgrad/export/onnx.py) is the only code that imports onnx: this
+value holding the op's result. The emitter (specgrad/run/export/onnx.py) is the only code that imports onnx: this
 module stays importable without the ``onnx`` extra, so the registry can name its lowerings.
 
 Emitter calls used here: ``b.op(type, *inputs, **attributes)`` (one output; ``None`` is an omitted optional

@@ -80,7 +80,7 @@ def build(run, opset: int = DEFAULT_OPSET):
     """The ONNX model of a loaded run (``specgrad.run.evaluate.TrainedRun``), unchecked."""
     from specgrad import __version__
     from specgrad.base.components import normalize
-    from specgrad.export.onnx import DECODERS, to_onnx
+    from specgrad.run.export.onnx import DECODERS, to_onnx
     from specgrad.model.losses import make_loss
     from specgrad.run.runlog import spec_hash
 

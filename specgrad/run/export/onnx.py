@@ -7,7 +7,7 @@ the spec: the model's output node, and for a classifier the ``label`` and ``prob
 Parameters and batchnorm's running statistics are initializers named after them; the graph is the
 evaluation-mode one (no dropout, running statistics).
 
-This module imports onnx; ``specgrad.export`` imports it only once the ``onnx`` extra is known to be there.
+This module imports onnx; ``specgrad.run.export`` imports it only once the ``onnx`` extra is known to be there.
 """
 from __future__ import annotations
 

@@ -180,6 +180,30 @@ def predict(
         typer.echo(text, nl=False)
 
 
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory (runs/NAME/TIMESTAMP)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The .onnx file (default RUN_DIR/model.onnx)."),
+    checkpoint: Optional[int] = typer.Option(None, "--checkpoint", min=0, help="The step of the checkpoint to "
+                                             "export (default: the latest)."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="The ONNX opset to target (default and supported "
+                                       "range: docs/export.md)."),
+):
+    """Export a run's model to ONNX (needs specgrad[onnx]): the evaluation graph, raw inputs as predict takes
+    them, a dynamic batch; checked by onnx.checker and against specgrad predict with onnxruntime."""
+    from specgrad.run.evaluate import RunFileError
+    from specgrad.run.export import DEFAULT_OPSET, ExportError, UnsupportedOpset, export_onnx
+    from specgrad.run.checkpoint import CheckpointError
+    with _reported(RunFileError, CheckpointError, ExportError):
+        try:
+            result = export_onnx(run_dir, output, checkpoint=checkpoint, opset=opset or DEFAULT_OPSET,
+                                 warn=lambda m: _err(f"warning: {m}"))
+        except UnsupportedOpset as e:           # a flag value no lowering is written for: a usage error
+            _err(f"error: {e}")
+            raise typer.Exit(2)
+    typer.echo(result.summary())
+
+
 class _Progress:
     """A rich progress bar (loss, ETA) on a terminal; otherwise a plain line every tenth of the run (logs,
     CI); nothing with --quiet. Warnings go to stderr unless --quiet."""

@@ -86,6 +86,9 @@ class Graph:
     def const(self, value) -> Node:
         """A constant. Python scalars stay Python scalars so they adopt their partner's dtype."""
         if isinstance(value, (bool, int, float)):
+            # a numpy scalar (np.float64 is a float) would keep its own dtype at run time: float32 * np.float64
+            # is float64 in numpy 2, so it becomes the Python number it stands for
+            value = bool(value) if isinstance(value, bool) else int(value) if isinstance(value, int) else float(value)
             return self._add("const", (), {}, (), None, value=value)
         arr = np.asarray(value)
         return self._add("const", (), {}, arr.shape, arr.dtype, value=arr)

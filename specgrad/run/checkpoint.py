@@ -487,6 +487,16 @@ def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn) -
     raise CheckpointError(f"no loadable checkpoint in {root}:\n  " + "\n  ".join(problems))
 
 
+def checkpoint_at(root: Path, step: int) -> Checkpoint:
+    """Load the checkpoint of ``step`` under ``root``; a CheckpointError lists the steps there are if none."""
+    path = Path(root) / _dir_name(step)
+    if not path.is_dir():
+        steps = [_step_of(p.name) for p in list_checkpoints(root)]
+        raise CheckpointError(f"{root} has no checkpoint of step {step} (it has "
+                              f"{', '.join(map(str, steps)) or 'none'})")
+    return load_checkpoint(path)
+
+
 def prune_checkpoints(root: Path, keep: Iterable[Path]) -> None:
     """Delete complete checkpoints not in ``keep``; the one ``root/latest`` names is always kept.
 

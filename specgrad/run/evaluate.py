@@ -21,7 +21,7 @@ from specgrad.data.sources import reshape_rows
 from specgrad.base.fileio import write_npz
 from specgrad.model.losses import make_loss
 from specgrad.model.metrics import evaluate
-from specgrad.run.checkpoint import latest_checkpoint
+from specgrad.run.checkpoint import checkpoint_at, latest_checkpoint
 from specgrad.run.runlog import spec_hash
 from specgrad.spec import Spec, load_spec
 
@@ -42,8 +42,9 @@ class TrainedRun:
     standardizer: Standardizer
 
 
-def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None) -> TrainedRun:
-    """The run's spec, data transform and latest good checkpoint (SpecError, CheckpointError or RunFileError)."""
+def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None, step: int | None = None) -> TrainedRun:
+    """The run's spec, data transform and latest good checkpoint, or the checkpoint of ``step`` (SpecError,
+    CheckpointError or RunFileError)."""
     run_dir = Path(run_dir)
     if not (run_dir / "spec.yaml").is_file():
         raise RunFileError(f"{run_dir} is not a run directory (it has no spec.yaml)")
@@ -52,7 +53,8 @@ def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None) 
         base_dir, standardizer = load_run_data_state(run_dir)
     except DataError as e:
         raise RunFileError(str(e)) from None
-    ckpt = latest_checkpoint(run_dir / "checkpoints", warn=warn)
+    ckpt = (latest_checkpoint(run_dir / "checkpoints", warn=warn) if step is None
+            else checkpoint_at(run_dir / "checkpoints", step))
     if ckpt is None:
         raise RunFileError(f"{run_dir} has no checkpoint to evaluate")
     if ckpt.state.get("spec_hash") != spec_hash(spec.data):

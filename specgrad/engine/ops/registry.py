@@ -12,6 +12,16 @@ A forward whose signature has an ``out`` parameter writes its result into a prea
 given one (``Op.writes_out``); the execution plan may use that to reuse buffers across steps. An op whose
 result may share memory with an input (``Op.view``: reshape, slice, transpose...) must not have that result
 written in place while the input is live.
+
+Each op gives example calls (``examples=``): a list of ``([input, ...], attrs)`` where an input is a shape
+(random floats, differentiated) or an array (a constant: integer labels, indices and keys, or a value read
+only for its shape), with broadcasting and size-1 axes wherever the op allows them. tests/test_engine.py checks
+every op's VJPs against finite differences on them, docs/ops.md shows the first, and the ONNX tests run them
+too. An op without examples says why (``no_examples=``): every VJP is None, or a named test checks it instead.
+
+An op's ONNX lowering (``onnx=``, written in specgrad/engine/ops/onnx_lowerings.py) emits the ONNX nodes computing
+its forward; ``specgrad export`` calls it. An op a spec can write declares one, or a ``NotExportable``
+saying why it has none (a test checks every op does).
 """
 from __future__ import annotations
 
@@ -49,6 +59,9 @@ class Op:
     internal: bool = False                 # emitted by the engine, not written in specs
     writes_out: bool = False               # forward accepts ``out=`` (a preallocated result buffer)
     view: bool = False                     # result may share memory with an input
+    onnx: Callable | None = None           # ONNX lowering (specgrad/engine/ops/onnx_lowerings.py); None: not exportable
+    examples: tuple = ()                   # example calls ([input, ...], attrs), checked by finite differences
+    no_examples: str | None = None         # why the op has no examples (and what checks it instead)
 
     def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -76,15 +89,20 @@ class PerInput:
 
 def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
-             internal: bool = False, view: bool = False) -> Callable:
-    """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc."""
+             internal: bool = False, view: bool = False, onnx: Callable | None = None,
+             examples: Sequence = (), no_examples: str | None = None) -> Callable:
+    """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc.
+    ``onnx`` is the op's lowering to ONNX nodes (see specgrad/engine/ops/onnx_lowerings.py), or a ``NotExportable``
+    saying why there is none."""
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
         vjps = vjp if vjp is None or isinstance(vjp, PerInput) else tuple(vjp)
         writes_out = "out" in inspect.signature(forward).parameters
+        if bool(examples) == bool(no_examples):
+            raise ValueError(f"op {name!r} needs either examples or the reason it has none (no_examples)")
         REGISTRY[name] = Op(name, forward, shape, vjps, dtype, (forward.__doc__ or "").strip(), tuple(attrs),
-                            arity, fd_domain, internal, writes_out, view)
+                            arity, fd_domain, internal, writes_out, view, onnx, tuple(examples), no_examples)
         return forward
     return deco
 

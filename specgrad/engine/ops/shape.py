@@ -5,6 +5,7 @@ Shapes may hold the symbolic batch dimension (a string such as ``"B"``); a shape
 """
 import numpy as np
 
+from specgrad.engine.ops import onnx_lowerings as lower
 from specgrad.engine.ops.registry import PerInput, ShapeError, emit, fmt_shape, normalize_axes, register, require_integer
 
 
@@ -47,8 +48,9 @@ def _reshape_shape(x, shape):
     return tuple(shape)
 
 
-@register("reshape", shape=_reshape_shape, attrs=("shape",), view=True, arity=1,
-          vjp=(lambda g, out, x, shape: emit("reshape", g, shape=list(x.shape)),))
+@register("reshape", shape=_reshape_shape, attrs=("shape",), view=True, arity=1, onnx=lower.reshape,
+          vjp=(lambda g, out, x, shape: emit("reshape", g, shape=list(x.shape)),),
+          examples=[([(3, 4)], {"shape": [2, 6]}), ([(2, 3, 1)], {"shape": [-1]}), ([(1, 6)], {"shape": [3, 1, -1]})])
 def reshape(x, shape):
     """the same elements in a new shape; one size may be -1 (inferred) or the batch dimension B"""
     return np.reshape(x, [-1 if isinstance(d, str) else d for d in shape])
@@ -62,8 +64,9 @@ def _flatten_shape(x, axis=1):
     return tuple(x[:axis]) + ((tail[0] if _symbols(tail) else _numeric_size(tail)),)
 
 
-@register("flatten", shape=_flatten_shape, attrs=("axis",), view=True, arity=1,
-          vjp=(lambda g, out, x, axis=1: emit("reshape", g, shape=list(x.shape)),))
+@register("flatten", shape=_flatten_shape, attrs=("axis",), view=True, arity=1, onnx=lower.flatten,
+          vjp=(lambda g, out, x, axis=1: emit("reshape", g, shape=list(x.shape)),),
+          examples=[([(2, 3, 4)], {}), ([(2, 1, 3, 1)], {"axis": 2}), ([(4,)], {"axis": 0})])
 def flatten(x, axis=1):
     """merge the axes from ``axis`` on (default 1) into one: [B, C, H, W] -> [B, C*H*W]"""
     x = np.asarray(x)
@@ -84,8 +87,9 @@ def _broadcast_to_shape(x, shape):
     return shape
 
 
-@register("broadcast_to", shape=_broadcast_to_shape, attrs=("shape",), view=True, arity=1,
-          vjp=(lambda g, out, x, shape: g,))           # the engine sums g back to x's shape
+@register("broadcast_to", shape=_broadcast_to_shape, attrs=("shape",), view=True, arity=1, onnx=lower.broadcast_to,
+          vjp=(lambda g, out, x, shape: g,),
+          examples=[([(4,)], {"shape": [3, 4]}), ([(3, 1)], {"shape": [2, 3, 5]})])           # the engine sums g back to x's shape
 def broadcast_to(x, shape):
     """x repeated along new leading axes and size-1 axes to ``shape`` (a read-only view)"""
     x = np.asarray(x)
@@ -116,7 +120,10 @@ def _slice_shape(x, axis, start=None, stop=None, step=None):
 
 
 @register("slice", shape=_slice_shape, attrs=("axis", "start", "stop", "step"), view=True, arity=1,
-          vjp=(lambda g, out, x, **where: emit("slice_grad", g, x, **where),))
+          onnx=lower.slice_,
+          vjp=(lambda g, out, x, **where: emit("slice_grad", g, x, **where),),
+          examples=[([(3, 6)], {"axis": 1, "start": 1, "stop": 5, "step": 2}), ([(4, 1)], {"axis": 0, "start": -2}),
+                    ([(2, 5, 1)], {"axis": -2, "stop": 3})])
 def slice_(x, axis, start=None, stop=None, step=None):
     """x[start:stop:step] along one axis (Python slice rules; a view)"""
     x = np.asarray(x)
@@ -131,7 +138,9 @@ def _slice_grad_shape(g, like, axis, start=None, stop=None, step=None):
 
 @register("slice_grad", shape=_slice_grad_shape, attrs=("axis", "start", "stop", "step"), arity=2,
           internal=True, dtype=lambda g, like, **_: g,
-          vjp=(lambda c, out, g, like, **where: emit("slice", c, **where), None))
+          vjp=(lambda c, out, g, like, **where: emit("slice", c, **where), None),
+          examples=[([(3, 2), np.zeros((3, 6))], {"axis": 1, "start": 1, "stop": 5, "step": 2}),
+                    ([(1, 1), np.zeros((1, 4))], {"axis": -1, "start": -1})])
 def slice_grad(g, like, axis, start=None, stop=None, step=None):
     """zeros of like's shape with g written where slice(like, ...) reads: the VJP of slice"""
     out = np.zeros(np.shape(like), np.result_type(g))
@@ -150,8 +159,10 @@ def _take_dtype(x, indices, **_):
     return x
 
 
-@register("take", shape=_take_shape, attrs=("axis",), arity=2, dtype=_take_dtype,
-          vjp=(lambda g, out, x, indices, axis=0: emit("take_grad", g, indices, x, axis=axis), None))
+@register("take", shape=_take_shape, attrs=("axis",), arity=2, dtype=_take_dtype, onnx=lower.take,
+          vjp=(lambda g, out, x, indices, axis=0: emit("take_grad", g, indices, x, axis=axis), None),
+          examples=[([(5, 3), np.array([[0, 4], [4, 2]])], {}), ([(2, 4, 1), np.array([3, 0, 3])], {"axis": 1}),
+                    ([(3,), np.array(2)], {})])
 def take(x, indices, axis=0):
     """x's entries at integer ``indices`` along ``axis`` (default 0): embedding lookup, gather.
     The result's shape is x's with that axis replaced by the shape of indices; indices are not differentiable"""
@@ -166,7 +177,9 @@ def _take_grad_shape(g, indices, like, axis=0):
 
 @register("take_grad", shape=_take_grad_shape, attrs=("axis",), arity=3, internal=True,
           dtype=lambda g, i, like, **_: g,
-          vjp=(lambda c, out, g, indices, like, axis=0: emit("take", c, indices, axis=axis), None, None))
+          vjp=(lambda c, out, g, indices, like, axis=0: emit("take", c, indices, axis=axis), None, None),
+          examples=[([(2, 2, 3), np.array([[0, 4], [4, 2]]), np.zeros((5, 3))], {}),
+                    ([(2, 3, 1), np.array([3, 0, 3]), np.zeros((2, 4, 1))], {"axis": 1})])
 def take_grad(g, indices, like, axis=0):
     """zeros of like's shape with g added at ``indices`` along ``axis`` (repeats accumulate): take's VJP"""
     indices = np.asarray(indices)
@@ -188,7 +201,9 @@ def _one_hot_dtype(labels, depth, dtype="float64"):
     return np.dtype(dtype)
 
 
-@register("one_hot", shape=_one_hot_shape, attrs=("depth", "dtype"), arity=1, vjp=(None,), dtype=_one_hot_dtype)
+@register("one_hot", shape=_one_hot_shape, attrs=("depth", "dtype"), arity=1, vjp=(None,), dtype=_one_hot_dtype,
+          onnx=lower.one_hot,
+          no_examples="its input is integer labels")
 def one_hot(labels, depth, dtype="float64"):
     """1 at position labels[...] of a new last axis of size ``depth``, 0 elsewhere (labels: integers)"""
     return np.equal(np.asarray(labels)[..., None], np.arange(depth)).astype(dtype)
@@ -212,7 +227,8 @@ def _concat_vjp(k, g, out, *xs, axis=0):
     return emit("slice", g, axis=axis, start=start, stop=start + xs[k].shape[axis])
 
 
-@register("concat", shape=_concat_shape, attrs=("axis",), vjp=PerInput(_concat_vjp))
+@register("concat", shape=_concat_shape, attrs=("axis",), vjp=PerInput(_concat_vjp), onnx=lower.concat,
+          examples=[([(2, 3), (2, 1), (2, 2)], {"axis": 1}), ([(1, 3), (2, 3)], {}), ([(4,)], {})])
 def concat(*xs, axis=0):
     """inputs joined along an existing ``axis`` (default 0)"""
     return np.concatenate(xs, axis=axis)
@@ -230,7 +246,8 @@ def _stack_vjp(k, g, out, *xs, axis=0):
     return emit("squeeze", emit("slice", g, axis=axis, start=k, stop=k + 1), axis=axis)
 
 
-@register("stack", shape=_stack_shape, attrs=("axis",), vjp=PerInput(_stack_vjp))
+@register("stack", shape=_stack_shape, attrs=("axis",), vjp=PerInput(_stack_vjp), onnx=lower.stack,
+          examples=[([(2, 3), (2, 3)], {}), ([(3, 1), (3, 1), (3, 1)], {"axis": -1}), ([(), ()], {})])
 def stack(*xs, axis=0):
     """inputs of one shape joined along a new ``axis`` (default 0)"""
     return np.stack(xs, axis=axis)

@@ -3,7 +3,7 @@
 The public API (``specgrad.load``, ``compile``, ``train``, ``open_run``, ``gradcheck``...) lives in
 :mod:`specgrad.api` and is re-exported here on first use, so ``import specgrad`` stays light (the CLI's
 ``--help`` imports no numpy)."""
-__version__ = "0.1.0"
+from specgrad.base.version import __version__
 
 _API = ("Diagnostic", "Model", "ParamCheck", "Run", "Spec", "SpecError", "check", "compile", "gradcheck",
         "load", "open_run", "train")

@@ -7,11 +7,21 @@ outputs with ``specgrad predict``'s before it writes the file. onnx and onnxrunt
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from specgrad.base.components import normalize
+from specgrad.base.diagnostics import SpecError
+from specgrad.base.version import __version__
+from specgrad.data.registry import DataError
+from specgrad.data.sources import load_splits
+from specgrad.model.losses import make_loss
+from specgrad.run.evaluate import load_run, predict
+from specgrad.run.runlog import spec_hash
 
 DEFAULT_OPSET = 17
 OPSETS = range(13, 22)          # the opsets every lowering is written and tested for
@@ -58,7 +68,6 @@ def export_onnx(run_dir: Path, output: Path | None = None, *, checkpoint: int | 
                 opset: int = DEFAULT_OPSET, warn: Callable[[str], None] = lambda message: None) -> Exported:
     """Write the run's model as ONNX to ``output`` (default RUN_DIR/model.onnx) after checking it; raises
     ExportError, SpecError (an op without a lowering, at its spec line), RunFileError or CheckpointError."""
-    from specgrad.run.evaluate import load_run
 
     if opset not in OPSETS:
         raise UnsupportedOpset(f"opset {opset} is not supported; use one of {OPSETS.start}..{OPSETS.stop - 1}")
@@ -78,11 +87,7 @@ def export_onnx(run_dir: Path, output: Path | None = None, *, checkpoint: int | 
 
 def build(run, opset: int = DEFAULT_OPSET):
     """The ONNX model of a loaded run (``specgrad.run.evaluate.TrainedRun``), unchecked."""
-    from specgrad import __version__
-    from specgrad.base.components import normalize
     from specgrad.run.export.onnx import DECODERS, to_onnx
-    from specgrad.model.losses import make_loss
-    from specgrad.run.runlog import spec_hash
 
     spec, model = run.spec, run.spec.model
     loss = normalize(spec.data["loss"])["type"]
@@ -105,10 +110,6 @@ def check_against_predict(run, model_bytes: bytes, warn) -> tuple[str | None, in
     """Run the model with onnxruntime on up to CHECK_ROWS samples of the run's held-out split (test, else
     val, else train) and compare every output with ``specgrad predict``'s; ExportError beyond TOLERANCE.
     Returns (split, rows, largest relative difference); (None, 0, 0.0) where the data cannot be read."""
-    from specgrad.data.registry import DataError
-    from specgrad.data.sources import load_splits
-    from specgrad.run.evaluate import predict
-    from specgrad.base.diagnostics import SpecError
 
     try:
         splits = load_splits(run.spec.data["data"], run.spec.data.get("seed", 0), run.base_dir)
@@ -155,7 +156,6 @@ def relative_difference(got: np.ndarray, want: np.ndarray) -> float:
 
 def _write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` in one step, as the run directory's files are written."""
-    import os
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)

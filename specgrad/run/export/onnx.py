@@ -17,10 +17,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from specgrad.base.diagnostics import Diagnostic, SpecError
 from specgrad.engine.ir import Node, ancestors
 from specgrad.engine.ops.onnx_lowerings import NotExportable
 from specgrad.engine.ops.registry import REGISTRY
-from specgrad.base.diagnostics import Diagnostic, SpecError
 
 BATCH = "batch"          # the ONNX name of the dynamic batch dimension (the graph's symbolic "B")
 

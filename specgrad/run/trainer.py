@@ -128,6 +128,8 @@ class Trainer:
         opt_cfg = cfg["optimizer"]
         self.optimizer = make_optimizer(opt_cfg, self.params)
         self.schedule = make_schedule(cfg.get("schedule"), opt_cfg["lr"], self.total_steps)
+        if self.schedule.momentum:
+            self.optimizer.cycle_momentum()
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
         self.resolved = {**cfg, "seed": self.seed}    # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
@@ -263,6 +265,8 @@ class Trainer:
         finite = math.isfinite(loss) and math.isfinite(norm)
         if finite:
             clip(grads, clip_settings, norms)
+            if self.schedule.momentum:
+                self.optimizer.set_momentum(self.schedule.momentum(step))
             self.optimizer.step(grads, lr)
         else:
             message = f"non-finite loss or gradient at step {step + 1}"

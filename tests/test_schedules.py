@@ -167,3 +167,20 @@ def test_onecycle_with_an_optimizer_without_momentum_is_a_validate_error(tmp_pat
     ok = run_cli("validate", MODELS / "poly_onecycle.yaml", "--set", "optimizer={type: adagrad, lr: 0.1}",
                  "--set", "schedule.cycle_momentum=false")
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+@pytest.mark.parametrize("optimizer", ["{type: sgd, lr: 0.5}", "{type: adam, lr: 0.05}"])
+def test_a_run_resumed_inside_the_momentum_cycle_is_bitwise_the_same(optimizer, tmp_path):
+    """The momentum is a closed form of the step and its buffers are in the checkpoint (allocated from the
+    start, even for an SGD declared without momentum)."""
+    import shutil
+    overrides = [f"optimizer={optimizer}", "train.steps=20", "train.batch_size=40", "train.checkpoint={every: 7}"]
+    spec = load_spec(MODELS / "poly_onecycle.yaml", overrides)
+    whole = Trainer(spec, tmp_path / "whole")
+    whole.run()
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    for step in (14, 20):
+        shutil.rmtree(tmp_path / "cut" / "checkpoints" / f"step-{step:08d}")
+    resumed = Trainer(load_spec(MODELS / "poly_onecycle.yaml", overrides), tmp_path / "cut")
+    resumed.run(resume=True)
+    assert resumed.params["k"].tobytes() == whole.params["k"].tobytes()

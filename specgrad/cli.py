@@ -226,6 +226,18 @@ def predict(
         typer.echo(text, nl=False)
 
 
+def _LossColumn():
+    """The bar's loss: nothing until a step has one (not 'loss nan')."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class LossColumn(ProgressColumn):
+        def render(self, task):
+            loss = task.fields.get("loss")
+            return Text("" if loss is None else f"loss {loss:.4g}")
+    return LossColumn()
+
+
 class _Progress:
     """A rich progress bar (loss, ETA) on a terminal; otherwise a plain line every tenth of the run (logs,
     CI); nothing with --quiet. Warnings go to stderr unless --quiet."""
@@ -236,7 +248,7 @@ class _Progress:
         if not quiet and sys.stdout.isatty():
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
             self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TextColumn("{task.fields[loss]}"), TimeRemainingColumn(), transient=True)
+                                _LossColumn(), TimeRemainingColumn(), transient=True)
         self.task = None
         self.total = self.start = 0
         self.t0 = 0.0
@@ -249,12 +261,12 @@ class _Progress:
         def on_start(start, total):
             self.start, self.total, self.t0 = start, total, time.perf_counter()
             if self.bar:
-                self.task = self.bar.add_task("train", total=total, completed=start, loss="")   # no loss yet
+                self.task = self.bar.add_task("train", total=total, completed=start, loss=None)   # no loss yet
 
         def on_step(step, loss):
             if self.bar:
                 if step % 10 == 0 or step == self.total:
-                    self.bar.update(self.task, completed=step, loss=f"loss {loss:.4g}")
+                    self.bar.update(self.task, completed=step, loss=loss)
             elif not self.quiet and (step % max(1, self.total // 10) == 0 or step == self.total):
                 elapsed = time.perf_counter() - self.t0
                 eta = elapsed / (step - self.start) * (self.total - step) if step > self.start else 0.0

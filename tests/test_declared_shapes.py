@@ -3,10 +3,10 @@ created, after a training step, in the checkpoint, after a restore, and when a r
 Shape rules never accept a 0-d operand that the forward would treat differently."""
 import itertools
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MODELS, ROOT, run_cli
 
 from specgrad.evaluate import RunFileError, load_run
 from specgrad.graph.build import init_params, init_state
@@ -15,8 +15,6 @@ from specgrad.ops.registry import ShapeError
 from specgrad.run.checkpoint import latest_checkpoint, save_checkpoint
 from specgrad.run.trainer import Trainer
 from specgrad.spec import check_spec, load_spec
-
-from conftest import MODELS, ROOT, run_cli
 
 SPECS = sorted(p for p in [*MODELS.glob("*.yaml"), *(ROOT / "tests" / "data").rglob("*.yaml")]
                if check_spec(p)[0])

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import MODELS
+
 from specgrad.optim.schedules import SCHEDULES, make_schedule
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
@@ -152,7 +152,7 @@ def test_onecycle_momentum_bounds_are_settings(tmp_path):
     settings, torch_optimizer = ONECYCLE_SPECS["adam"]
     trainer, losses = _specgrad_onecycle(tmp_path, settings, 30, "{type: onecycle, base_momentum: 0.6, "
                                                                  "max_momentum: 0.9, pct_start: 0.25}")
-    k, torch_losses, momenta = _torch_onecycle(torch_optimizer, trainer.data["x"], trainer.data["y"], 30,
+    _, torch_losses, momenta = _torch_onecycle(torch_optimizer, trainer.data["x"], trainer.data["y"], 30,
                                                base_momentum=0.6, max_momentum=0.9, pct_start=0.25)
     np.testing.assert_allclose([trainer.schedule.momentum(s) for s in range(30)], momenta, rtol=1e-15)
     np.testing.assert_allclose(losses, torch_losses, rtol=1e-12, atol=0)

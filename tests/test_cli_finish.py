@@ -16,14 +16,18 @@ def test_version():
     assert result.returncode == 0 and result.stdout == f"specgrad {__version__}\n"
 
 
-@pytest.mark.parametrize("command", ["train", "validate", "config", "graph", "gradcheck"])
-@pytest.mark.parametrize("flag,message", [
+SET_MISTAKES = [
     ("optimizer.lr", "--set optimizer.lr:1:1: error: expected --set KEY=VALUE, e.g. --set optimizer.lr=0.01"),
     ("seed.x=1", "--set seed.x=1:1:1: error: cannot set 'seed.x': is not a mapping or a list"),
     ("model.nodes.7.x=1", ("--set model.nodes.7.x=1:1:1: error: cannot set 'model.nodes.7.x': index 7 is out "
                            "of range for a list of 2")),
     ("optimizer..lr=1", "--set optimizer..lr=1:1:1: error: empty name in key path 'optimizer..lr'"),
-])
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command,flag,message", [("train", *mistake) for mistake in SET_MISTAKES]
+                         + [(command, *SET_MISTAKES[1]) for command in ("validate", "config", "graph", "gradcheck")])
 def test_set_mistakes_are_usage_errors(command, flag, message, tmp_path):
     result = run_cli(command, MODELS / "poly.yaml", "--set", flag, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -31,10 +35,12 @@ def test_set_mistakes_are_usage_errors(command, flag, message, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_well_formed_set_that_makes_the_spec_invalid_stays_a_spec_error():
     assert run_cli("validate", MODELS / "poly.yaml", "--set", "optimizer.lr=-1").returncode == 1
 
 
+@pytest.mark.slow
 def test_train_ends_with_the_final_metrics_of_every_split(tmp_path):
     result = run_cli("train", MODELS / "logistic_regression.yaml", "--set", "train.steps=50", "--run-dir", tmp_path)
     assert result.returncode == 0, result.stderr
@@ -63,6 +69,7 @@ def test_the_progress_bar_shows_no_loss_before_the_first_step(monkeypatch):
     assert "loss 0.25" in shown()
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_any_checkpoint_does_not_advise_resume(tmp_path):
     """Interrupted while the data loads: no run directory, no checkpoint, nothing --resume could continue."""
     script = textwrap.dedent(f"""
@@ -97,6 +104,7 @@ train: {steps: 10, batch_size: "64"}
 """
 
 
+@pytest.mark.slow
 def test_a_batch_size_in_quotes_says_what_is_accepted(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(BATCH)
@@ -106,6 +114,7 @@ def test_a_batch_size_in_quotes_says_what_is_accepted(tmp_path):
                                      "got '64'")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where,bad,rule", [
     ("name: batch", "name: -batch",
      "'-batch' is not a valid name here (letters, digits, _, . and -; not starting with _, . or -)"),

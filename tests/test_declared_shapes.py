@@ -37,6 +37,7 @@ def test_the_walk_covers_the_examples_and_a_scalar():
     assert model.params["b"].shape == ()       # declared `shape: []`: a 0-d bias, not a vector of one
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_declared_shape_is_the_shape_everywhere(path, tmp_path):
     spec = load_spec(path)
@@ -63,6 +64,7 @@ def test_declared_shape_is_the_shape_everywhere(path, tmp_path):
     assert shapes(run.params, run.state) == want
 
 
+@pytest.mark.slow
 def test_a_checkpoint_with_another_shape_is_refused_by_eval(tmp_path):
     """A checkpoint made when a 0-d bias was created as [1] is not silently fed to the model."""
     spec = load_spec(MODELS / "logistic_regression.yaml")
@@ -130,6 +132,7 @@ def test_every_optimizer_keeps_a_scalar_scalar(optimizer, tmp_path):
     assert all(a.shape == () for arrays in trainer.optimizer.slots().values() for a in arrays.values())
 
 
+@pytest.mark.slow
 def test_matmul_by_a_scalar_parameter_is_a_located_validate_error(tmp_path):
     path = tmp_path / "mm.yaml"
     path.write_text(textwrap.dedent(STACKED).replace("powers(x, 1) @ k", "x @ a"))

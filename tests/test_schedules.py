@@ -125,6 +125,7 @@ def _specgrad_onecycle(tmp_path, optimizer, steps, schedule="{type: onecycle}"):
     return trainer, losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ONECYCLE_SPECS)
 def test_onecycle_cycles_momentum_as_torch_does(name, tmp_path):
     settings, torch_optimizer = ONECYCLE_SPECS[name]
@@ -137,6 +138,7 @@ def test_onecycle_cycles_momentum_as_torch_does(name, tmp_path):
     np.testing.assert_allclose(trainer.params["k"], k, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_cycle_momentum_false_keeps_the_optimizers_momentum(tmp_path):
     settings, torch_optimizer = ONECYCLE_SPECS["sgd"]
     trainer, losses = _specgrad_onecycle(tmp_path, settings, 30, "{type: onecycle, cycle_momentum: false}")
@@ -148,6 +150,7 @@ def test_cycle_momentum_false_keeps_the_optimizers_momentum(tmp_path):
     np.testing.assert_allclose(trainer.params["k"], k, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_onecycle_momentum_bounds_are_settings(tmp_path):
     settings, torch_optimizer = ONECYCLE_SPECS["adam"]
     trainer, losses = _specgrad_onecycle(tmp_path, settings, 30, "{type: onecycle, base_momentum: 0.6, "
@@ -158,6 +161,7 @@ def test_onecycle_momentum_bounds_are_settings(tmp_path):
     np.testing.assert_allclose(losses, torch_losses, rtol=1e-12, atol=0)
 
 
+@pytest.mark.slow
 def test_onecycle_with_an_optimizer_without_momentum_is_a_validate_error(tmp_path):
     from conftest import run_cli
     result = run_cli("validate", MODELS / "poly_onecycle.yaml", "--set", "optimizer={type: adagrad, lr: 0.1}")
@@ -169,6 +173,7 @@ def test_onecycle_with_an_optimizer_without_momentum_is_a_validate_error(tmp_pat
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["{type: sgd, lr: 0.5}", "{type: adam, lr: 0.05}"])
 def test_a_run_resumed_inside_the_momentum_cycle_is_bitwise_the_same(optimizer, tmp_path):
     """The momentum is a closed form of the step and its buffers are in the checkpoint (allocated from the

@@ -42,7 +42,7 @@ def _check_overrides(specs, overrides) -> None:
     the spec) is a usage error: exit 2, like an unknown flag."""
     if not overrides:
         return
-    from specgrad.spec.errors import format_diagnostics
+    from specgrad.base.diagnostics import format_diagnostics
     from specgrad.spec.overrides import override_errors
     for spec in specs:
         errors = override_errors(spec, overrides)

@@ -130,7 +130,7 @@ def test_the_message_for_a_name_states_the_rule_applied(where, bad, rule, tmp_pa
 def test_the_name_rules_are_read_off_the_patterns():
     import re
 
-    from specgrad.components import NAME
+    from specgrad.base.components import NAME
     from specgrad.spec.schema import build_schema
     from specgrad.spec.validate import pattern_rule
     run_name = build_schema()["properties"]["name"]["pattern"]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import MODELS, ROOT, run_cli
 
-from specgrad.evaluate import RunFileError, load_run
-from specgrad.graph.build import init_params, init_state
-from specgrad.ops import REGISTRY
-from specgrad.ops.registry import ShapeError
+from specgrad.run.evaluate import RunFileError, load_run
+from specgrad.model.build import init_params, init_state
+from specgrad.engine.ops import REGISTRY
+from specgrad.engine.ops.registry import ShapeError
 from specgrad.run.checkpoint import latest_checkpoint, save_checkpoint
 from specgrad.run.trainer import Trainer
 from specgrad.spec import check_spec, load_spec
@@ -144,7 +144,7 @@ def test_matmul_by_a_scalar_parameter_is_a_located_validate_error(tmp_path):
 def _example_calls() -> dict:
     """Each op's example calls (inputs, attrs), wherever the registry keeps them."""
     try:
-        from specgrad.ops.examples import CASES
+        from specgrad.engine.ops.examples import CASES
         return CASES
     except ImportError:                      # examples moved into each op's register() call
         return {name: list(op.examples) for name, op in REGISTRY.items() if getattr(op, "examples", None)}
@@ -176,7 +176,7 @@ def test_shape_rules_on_zero_d_operands(name, inputs, attrs):
 
 
 def test_gradcheck_of_scalar_parameters(tmp_path):
-    from specgrad.graph.gradcheck import check_spec as gradcheck
+    from specgrad.run.gradcheck import check_spec as gradcheck
     path = tmp_path / "stacked.yaml"
     path.write_text(textwrap.dedent(STACKED))
     checks = gradcheck(load_spec(path))

@@ -31,7 +31,7 @@ def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 def _schedule(data: dict, model, loc: Where) -> list[Diagnostic]:
     """A schedule that cycles momentum needs an optimizer that has one (torch's OneCycleLR refuses too)."""
-    from specgrad.components import normalize
+    from specgrad.base.components import normalize
     from specgrad.optim.optimizers import OPTIMIZERS
     from specgrad.optim.schedules import make_schedule
     optimizer = normalize(data["optimizer"])["type"]

@@ -4,7 +4,7 @@ invalid: no ``=``, an empty name, a value that does not parse, or a path that ca
 (exit 2), like an unknown flag; the second is the spec's error (exit 1), reported by validation."""
 from __future__ import annotations
 
-from specgrad.spec.errors import Diagnostic, Location, SpecError
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError
 
 
 def override_errors(path, overrides) -> list[Diagnostic]:

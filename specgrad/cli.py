@@ -24,6 +24,33 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 SET_HELP = "Override a spec value, e.g. --set optimizer.lr=0.01 (YAML-typed; repeatable)."
 
 
+def _version(value: bool) -> None:
+    if value:
+        from specgrad import __version__
+        typer.echo(f"specgrad {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    """Declarative training: a YAML spec in, a trained, resumable run out."""
+
+
+def _check_overrides(specs, overrides) -> None:
+    """A mistake in a --set flag itself (no '=', a value that does not parse, a path that cannot be set in
+    the spec) is a usage error: exit 2, like an unknown flag."""
+    if not overrides:
+        return
+    from specgrad.base.diagnostics import format_diagnostics
+    from specgrad.spec.overrides import override_errors
+    for spec in specs:
+        errors = override_errors(spec, overrides)
+        if errors:
+            _err(format_diagnostics(errors, "text"))
+            raise typer.Exit(2)
+
+
 class Format(str, Enum):
     text = "text"
     json = "json"
@@ -65,6 +92,7 @@ def validate(
     if unmatched:
         _err("error: no spec files found in " + " ".join(unmatched))
         raise typer.Exit(2)
+    _check_overrides(files, set_)
     failed = 0
     for f in files:
         with _reported():
@@ -89,6 +117,7 @@ def config(
     from specgrad.spec.compose import compose
     from specgrad.spec.render import resolved_yaml
 
+    _check_overrides([spec], set_)
     with _reported():
         doc = compose(spec, set_)
     typer.echo(resolved_yaml(doc, explain), nl=False)
@@ -112,6 +141,7 @@ def train(
     from specgrad.spec import load_spec
     from specgrad.base.diagnostics import format_diagnostics
 
+    _check_overrides([spec], set_)
     with _reported(RunError, CheckpointError):
         loaded = load_spec(spec, set_)
         if loaded.warnings and not quiet:
@@ -128,15 +158,31 @@ def train(
             with progress:
                 summary = trainer.run(resume=resume)
         except KeyboardInterrupt:      # Ctrl-C before the loop, or a second one in it (the first saves, stops)
-            _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
-                 f"{run_dir}/checkpoints")
+            from specgrad.run.checkpoint import list_checkpoints
+            if list_checkpoints(Path(run_dir) / "checkpoints"):
+                _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
+                     f"{run_dir}/checkpoints")
+            else:
+                _err("stopped at once by Ctrl-C, before the first checkpoint: there is nothing to resume; "
+                     "train again to start over")
             raise typer.Exit(130)
     if not quiet:
-        typer.echo(f"{summary['status']}: {summary['steps']} steps in {summary['seconds']:.2f}s, "
-                   f"train loss {summary['train']['loss']:.6g} -> {run_dir}")
+        typer.echo(f"{summary['status']}: {summary['steps']} steps in {summary['seconds']:.2f}s -> {run_dir}")
+        typer.echo(_final_results(summary))
     if summary["status"] == "interrupted":
         raise typer.Exit(128 + summary.get("signal", 2))
     raise typer.Exit(1 if summary["status"] == "diverged" else 0)
+
+
+def _final_results(summary: dict) -> str:
+    """One line per split the run has (train, val, test): its loss and metrics with the final parameters."""
+    lines = []
+    for split in ("train", "val", "test"):
+        results = summary.get(split) or {}
+        if results:
+            values = "  ".join(f"{name} {value:.6g}" for name, value in results.items())
+            lines.append(f"  {split + ':':<6} {values}")
+    return "\n".join(lines)
 
 
 @app.command()
@@ -204,6 +250,18 @@ def export(
     typer.echo(result.summary())
 
 
+def _LossColumn():
+    """The bar's loss: nothing until a step has one (not 'loss nan')."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class LossColumn(ProgressColumn):
+        def render(self, task):
+            loss = task.fields.get("loss")
+            return Text("" if loss is None else f"loss {loss:.4g}")
+    return LossColumn()
+
+
 class _Progress:
     """A rich progress bar (loss, ETA) on a terminal; otherwise a plain line every tenth of the run (logs,
     CI); nothing with --quiet. Warnings go to stderr unless --quiet."""
@@ -214,7 +272,7 @@ class _Progress:
         if not quiet and sys.stdout.isatty():
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
             self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TextColumn("loss {task.fields[loss]:.4g}"), TimeRemainingColumn(), transient=True)
+                                _LossColumn(), TimeRemainingColumn(), transient=True)
         self.task = None
         self.total = self.start = 0
         self.t0 = 0.0
@@ -227,7 +285,7 @@ class _Progress:
         def on_start(start, total):
             self.start, self.total, self.t0 = start, total, time.perf_counter()
             if self.bar:
-                self.task = self.bar.add_task("train", total=total, completed=start, loss=float("nan"))
+                self.task = self.bar.add_task("train", total=total, completed=start, loss=None)   # no loss yet
 
         def on_step(step, loss):
             if self.bar:
@@ -264,6 +322,7 @@ def gradcheck(
     from specgrad.run.gradcheck import check_spec
     from specgrad.spec import load_spec
 
+    _check_overrides([spec], set_)
     with _reported(ValueError):       # the data lacks a field the model reads
         checks = check_spec(load_spec(spec, [*set_, "dtype=float64"]), batch_size=batch_size)
     width = max([len("parameter"), *(len(c.name) for c in checks)])
@@ -292,6 +351,7 @@ def graph(
     from specgrad.engine.show import render_dot, render_text
     from specgrad.spec import load_spec
 
+    _check_overrides([spec], set_)
     with _reported():
         model = load_spec(spec, set_).model
     typer.echo((render_dot if format == GraphFormat.dot else render_text)(model, backward))

@@ -45,3 +45,71 @@ def test_log_loss_is_finite_for_confident_logits():
     z = np.array([[1000.0, -1000.0], [-1000.0, 1000.0]])
     assert metric("log_loss")(z, np.array([0, 1])) == 0.0
     assert metric("log_loss")(z, np.array([1, 1])) == pytest.approx(1000.0)
+
+
+# several outputs per sample: regression [N, 3], 0/1 multi-label [N, 4], multi-class per output [N, 3, 5]
+Y3 = RNG.standard_normal((150, 3)) * [1.0, 10.0, 0.1] + [0.0, 100.0, -5.0]
+P3 = Y3 + RNG.standard_normal((150, 3)) * [0.5, 3.0, 0.2]
+MULTILABEL, MULTILABEL_SCORES = RNG.integers(0, 2, (150, 4)), RNG.standard_normal((150, 4))
+SEQ_LABELS, SEQ_LOGITS = RNG.integers(0, 5, (150, 3)), 2 * RNG.standard_normal((150, 3, 5))
+TEN_LABELS, TEN_LOGITS = RNG.integers(0, 10, 150), RNG.standard_normal((150, 10))
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+# every registered metric, against scikit-learn on multi-output / multi-class data (prediction, target, oracle)
+ORACLES = {
+    "mse": [(P3, Y3, sk.mean_squared_error(Y3, P3))],
+    "mae": [(P3, Y3, sk.mean_absolute_error(Y3, P3))],
+    "r2": [(P3, Y3, sk.r2_score(Y3, P3)),
+           (np.broadcast_to(Y3.mean(0), Y3.shape), Y3, sk.r2_score(Y3, np.broadcast_to(Y3.mean(0), Y3.shape))),
+           (P3.reshape(150, 3, 1), Y3.reshape(150, 3, 1), sk.r2_score(Y3, P3))],
+    "accuracy": [(MULTILABEL_SCORES, MULTILABEL, sk.accuracy_score(MULTILABEL, MULTILABEL_SCORES > 0)),
+                 (LOGITS, LABELS, sk.accuracy_score(LABELS, LOGITS.argmax(1))),
+                 (SEQ_LOGITS[:, :1], SEQ_LABELS[:, :1], sk.accuracy_score(SEQ_LABELS[:, 0], SEQ_LOGITS[:, 0].argmax(1)))],
+    "top_k_accuracy": [(TEN_LOGITS[:, None], TEN_LABELS[:, None],           # the default k = 5 of 10 classes
+                        sk.top_k_accuracy_score(TEN_LABELS, TEN_LOGITS, k=5, labels=range(10)))],
+    "log_loss": [(MULTILABEL_SCORES, MULTILABEL,
+                  np.mean([sk.log_loss(MULTILABEL[:, j], sigmoid(MULTILABEL_SCORES[:, j])) for j in range(4)])),
+                 (SEQ_LOGITS, SEQ_LABELS,
+                  np.mean([sk.log_loss(SEQ_LABELS[:, t], softmax(SEQ_LOGITS[:, t]), labels=range(5))
+                           for t in range(3)]))],
+}
+
+
+def test_every_metric_has_a_multi_output_oracle():
+    assert set(ORACLES) == set(METRICS.names())
+
+
+@pytest.mark.parametrize("name,pred,target,expected",
+                         [(n, p, t, e) for n, cases in ORACLES.items() for p, t, e in cases])
+def test_metrics_on_several_outputs_match_scikit_learn(name, pred, target, expected):
+    assert metric(name)(pred, target) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_r2_of_each_columns_mean_is_zero():
+    """The uniform average of per-output R^2, not one pooled mean: columns on different scales would
+    otherwise make predicting each column's mean look nearly perfect."""
+    assert metric("r2")(np.broadcast_to(Y3.mean(0), Y3.shape), Y3) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_r2_of_a_constant_output_follows_scikit_learn():
+    y = np.stack([np.ones(10), np.arange(10.0)], axis=1)
+    exact, off = y.copy(), y + [[0.5, 0.0]]
+    assert metric("r2")(exact, y) == sk.r2_score(y, exact) == 1.0
+    assert metric("r2")(off, y) == sk.r2_score(y, off) == 0.5
+
+
+def test_multi_output_classification_counts_a_sample_when_every_output_is_right():
+    guess = SEQ_LOGITS.argmax(-1)
+    subset = np.mean(np.all(guess == SEQ_LABELS, axis=1))
+    # scikit-learn does not score multiclass-multioutput; its multilabel rule (subset accuracy) applied to
+    # "output t is right" indicators is the same definition
+    assert metric("accuracy")(SEQ_LOGITS, SEQ_LABELS) == sk.accuracy_score(np.ones_like(SEQ_LABELS),
+                                                                          (guess == SEQ_LABELS).astype(int)) == subset
+    assert metric("top_k_accuracy", k=1)(SEQ_LOGITS, SEQ_LABELS) == metric("accuracy")(SEQ_LOGITS, SEQ_LABELS)
+    top2 = np.argsort(-SEQ_LOGITS, axis=-1)[..., :2]
+    assert metric("top_k_accuracy", k=2)(SEQ_LOGITS, SEQ_LABELS) == np.mean(
+        np.all(np.any(top2 == SEQ_LABELS[..., None], -1), axis=1))

@@ -82,14 +82,23 @@ def init_params(model: Model, rng: np.random.Generator) -> dict[str, np.ndarray]
     out = {}
     for name, node in model.params.items():
         p = model.inits[name]
-        out[name] = np.ascontiguousarray(INITIALIZERS.create(p.settings)(node.shape, rng, node.dtype, p.fans))
+        out[name] = _as_declared(INITIALIZERS.create(p.settings)(node.shape, rng, node.dtype, p.fans), node)
     return out
 
 
 def init_state(model: Model) -> dict[str, np.ndarray]:
     """First values of the non-trainable state (initializers of state are deterministic: no generator)."""
-    return {name: np.ascontiguousarray(INITIALIZERS.create(model.state_inits[name])(
-        node.shape, None, node.dtype, fans_of(node.shape))) for name, node in model.state.items()}
+    return {name: _as_declared(INITIALIZERS.create(model.state_inits[name])(
+        node.shape, None, node.dtype, fans_of(node.shape)), node) for name, node in model.state.items()}
+
+
+def _as_declared(value, node: Node) -> np.ndarray:
+    """A fresh C-contiguous array of exactly the node's shape and dtype. Not ``np.ascontiguousarray``:
+    it turns a 0-d array (a parameter declared ``shape: []``) into shape [1], a different model."""
+    out = np.array(value, dtype=node.dtype, order="C")
+    if out.shape != tuple(node.shape):
+        raise AssertionError(f"{node.name}: initializer made shape {list(out.shape)}, declared {list(node.shape)}")
+    return out
 
 
 class TrainStep:

@@ -29,6 +29,11 @@ def _multiclass(pred: np.ndarray, target: np.ndarray) -> bool:
     return pred.ndim == target.ndim + 1
 
 
+def _outputs(values: np.ndarray) -> np.ndarray:
+    """[samples, outputs]: every axis after the batch is an output of its own (one column for [samples])."""
+    return values.reshape(len(values), -1)
+
+
 @METRICS.register("mse")
 def mse():
     """mean squared error"""
@@ -43,32 +48,47 @@ def mae():
 
 @METRICS.register("r2")
 def r2():
-    """coefficient of determination, 1 - SS_res / SS_tot"""
-    return Metric(lambda pred, target: float(1 - np.sum((pred - target) ** 2)
-                                             / np.sum((target - np.mean(target)) ** 2)), ("real",))
+    """coefficient of determination 1 - SS_res / SS_tot of each output, averaged over the outputs
+
+    As scikit-learn's r2_score by default: a constant output scores 1.0 if predicted exactly, else 0.0."""
+    def compute(pred, target):
+        pred, target = _outputs(pred), _outputs(target)
+        ss_res = np.sum((target - pred) ** 2, axis=0)
+        ss_tot = np.sum((target - np.mean(target, axis=0)) ** 2, axis=0)
+        exact = np.where(ss_res == 0, 1.0, 0.0)        # a constant output: no variance to explain
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = np.where(ss_tot == 0, exact, 1 - ss_res / ss_tot)
+        return float(np.mean(scores))
+    return Metric(compute, ("real",))
 
 
 @METRICS.register("accuracy")
 def accuracy():
-    """fraction of samples whose predicted class (largest logit, or logit > 0 for one score) is the target"""
+    """fraction of samples whose predicted class (largest logit; logit > 0 for one score) is right in every output
+
+    A sample with several outputs counts when all are right: scikit-learn's accuracy_score (subset accuracy)."""
     def compute(pred, target):
         guess = np.argmax(pred, axis=-1) if _multiclass(pred, target) else (pred > 0)
-        return float(np.mean(guess == target))
+        return float(np.mean(np.all(_outputs(guess == target), axis=1)))
     return Metric(compute, CLASSIFICATION)
 
 
 @METRICS.register("top_k_accuracy", {"k": {"type": "integer", "minimum": 1}})
 def top_k_accuracy(k=5):
-    """fraction of samples whose label is among the k largest logits"""
+    """fraction of samples whose label is among the k largest logits in every output
+
+    As accuracy, a sample with several outputs counts when all are right: k = 1 is accuracy."""
     def compute(pred, target):
         top = np.argsort(-pred, axis=-1, kind="stable")[..., :k]
-        return float(np.mean(np.any(top == target[..., None], axis=-1)))
+        return float(np.mean(np.all(_outputs(np.any(top == target[..., None], axis=-1)), axis=1)))
     return Metric(compute, ("labels",))
 
 
 @METRICS.register("log_loss")
 def log_loss():
-    """mean negative log-likelihood of the targets under the predicted (softmax or sigmoid) probabilities"""
+    """mean negative log-likelihood of the targets under the predicted (softmax or sigmoid) probabilities
+
+    The mean over samples and outputs: the average of scikit-learn's log_loss of each output."""
     def compute(pred, target):
         if _multiclass(pred, target):
             log_p = REGISTRY["log_softmax"].forward(pred)

@@ -30,25 +30,38 @@ def clip_value(grads: dict[str, np.ndarray], max_value: float) -> None:
         np.clip(g, -max_value, max_value, out=g)
 
 
+# PyTorch's clip_grad_norm_ scales by max_norm / (norm + 1e-6), clamped to 1: the epsilon is part of the
+# rule (a norm just under max_norm is still scaled, slightly), so a recipe ported from PyTorch takes its steps.
+EPS = 1e-6
+
+
+def _clip_coef(norm: float, max_norm: float) -> float | None:
+    """torch.nn.utils.clip_grad_norm_'s factor, or None where it is clamped to 1 (nothing to write)."""
+    coef = max_norm / (norm + EPS)
+    return coef if coef < 1.0 else None
+
+
 def clip_param_norm(grads: dict[str, np.ndarray], max_norm: float, norms: dict[str, float] | None = None) -> bool:
-    """Scale each gradient whose own norm exceeds max_norm down to max_norm; returns whether any was."""
+    """Each gradient alone as clip_grad_norm_ would clip it (scaled by max_norm / (its norm + 1e-6) where
+    that is below 1); returns whether any was."""
     norms = param_norms(grads) if norms is None else norms
     clipped = False
     for name, g in grads.items():
-        if norms[name] > max_norm:
-            g *= max_norm / norms[name]
+        coef = _clip_coef(norms[name], max_norm)
+        if coef is not None:
+            g *= coef
             clipped = True
     return clipped
 
 
 def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float, norm: float | None = None) -> float:
-    """Scale all gradients by max_norm / norm when their global norm exceeds max_norm (torch
-    clip_grad_norm_); returns the norm before clipping."""
+    """Scale all gradients by max_norm / (norm + 1e-6) where that is below 1, norm being their global L2 norm
+    (exactly torch.nn.utils.clip_grad_norm_); returns the norm before clipping."""
     norm = global_norm(grads) if norm is None else norm
-    if norm > max_norm:
-        scale = max_norm / norm
+    coef = _clip_coef(norm, max_norm)
+    if coef is not None:
         for g in grads.values():
-            g *= scale
+            g *= coef
     return norm
 
 

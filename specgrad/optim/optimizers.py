@@ -72,6 +72,19 @@ class Optimizer:
     def update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float, weight_decay: float) -> None:
         raise NotImplementedError
 
+    # The setting a momentum-cycling schedule (onecycle) drives each step: "momentum" (SGD, RMSprop) or
+    # "beta1" (Adam, AdamW), what torch's OneCycleLR writes into the param group; None: nothing to cycle.
+    cycled: str | None = None
+
+    def cycle_momentum(self) -> None:
+        """Prepare for ``set_momentum`` before every step: the buffers a momentum needs exist from the
+        start (torch's OneCycleLR sets the group's momentum before the first step, even from 0)."""
+        if self.cycled is None:
+            raise ValueError(f"{type(self).__name__} has no momentum or beta1 for the schedule to cycle")
+
+    def set_momentum(self, value: float) -> None:
+        setattr(self, self.cycled, value)
+
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Every array the optimizer's future depends on, by a stable key (the step count included)."""
         return {"t": self.t, **{f"{slot}/{name}": a for slot, arrays in self.slots().items()
@@ -136,6 +149,11 @@ class SGD(Optimizer):
             g = g + self.momentum * b if self.nesterov else b
         p -= lr * g
 
+    cycled = "momentum"
+
+    def cycle_momentum(self):
+        self.buf = self.buf or _zeros(self.params)
+
     def slots(self):
         return {"momentum": self.buf}
 
@@ -196,6 +214,11 @@ class Adam(Optimizer):
 
     def _lr(self, name, lr):
         return lr if self.lr_scale[name] == 1.0 else lr * self.lr_scale[name]
+
+    cycled = "beta1"
+
+    def cycle_momentum(self):
+        pass
 
     def slots(self):
         return {"m": self.m, "v": self.v}
@@ -269,6 +292,11 @@ class RMSprop(Optimizer):
             p -= lr * b
         else:
             p -= lr * g / denom
+
+    cycled = "momentum"
+
+    def cycle_momentum(self):
+        self.buf = self.buf or _zeros(self.params)
 
     def slots(self):
         return {"square_avg": self.square_avg, "grad_avg": self.grad_avg, "momentum": self.buf}

@@ -8,6 +8,7 @@ remaining steps as if they were the whole run (torch's SequentialLR).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 from specgrad.base.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry, normalize
@@ -55,11 +56,33 @@ def cosine(base_lr, total_steps, min_lr=0.0):
     return lambda step: min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """``lr(step)``, and, for a schedule that also drives the optimizer's momentum (onecycle), the momentum
+    (SGD's and RMSprop's ``momentum``, Adam's ``beta1``) of each step; both closed forms of the step."""
+    lr: Callable[[int], float]
+    momentum: Callable[[int], float] | None = None
+
+    def __call__(self, step: int) -> float:
+        return self.lr(step)
+
+
+MOMENTUM = {"type": "number", "minimum": 0, "maximum": 1}
+
+
 @SCHEDULES.register("onecycle", {"max_lr": POSITIVE, "pct_start": FRACTION, "div_factor": {"type": "number", "minimum": 1},
-                                 "final_div_factor": {"type": "number", "minimum": 1}})
-def onecycle(base_lr, total_steps, max_lr=None, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
+                                 "final_div_factor": {"type": "number", "minimum": 1},
+                                 "cycle_momentum": {"type": "boolean", "description": "cycle the optimizer's "
+                                                    "momentum (SGD, RMSprop) or beta1 (Adam, AdamW) inversely to "
+                                                    "the lr, from max_momentum to base_momentum and back (default true)"},
+                                 "base_momentum": {**MOMENTUM, "description": "the momentum at the lr's peak (default 0.85)"},
+                                 "max_momentum": {**MOMENTUM, "description": "the momentum at the start and the end "
+                                                  "(default 0.95)"}})
+def onecycle(base_lr, total_steps, max_lr=None, pct_start=0.3, div_factor=25.0, final_div_factor=1e4,
+             cycle_momentum=True, base_momentum=0.85, max_momentum=0.95):
     """one cycle (torch OneCycleLR, cosine annealing): max_lr / div_factor rising to max_lr (default: the
-    optimizer's lr) over pct_start of the run, then down to that / final_div_factor"""
+    optimizer's lr) over pct_start of the run, then down to that / final_div_factor; the momentum cycles the
+    other way, from max_momentum down to base_momentum and back (torch's defaults, cycle_momentum: true)"""
     peak = base_lr if max_lr is None else max_lr
     initial = peak / div_factor
     final = initial / final_div_factor
@@ -69,19 +92,30 @@ def onecycle(base_lr, total_steps, max_lr=None, pct_start=0.3, div_factor=25.0, 
     def anneal(start, end, pct):
         return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
 
-    def lr(step):
-        if step <= up_end:
-            return anneal(initial, peak, step / up_end) if up_end > 0 else peak
-        return anneal(peak, final, min(1.0, (step - up_end) / (down_end - up_end)))
-    return lr
+    def cycle(start, middle, end):
+        """torch's two phases: start -> middle until step up_end, then middle -> end at the last step"""
+        def value(step):
+            if step <= up_end:
+                return anneal(start, middle, step / up_end) if up_end > 0 else middle
+            return anneal(middle, end, min(1.0, (step - up_end) / (down_end - up_end)))
+        return value
+
+    momentum = cycle(max_momentum, base_momentum, max_momentum) if cycle_momentum else None
+    return Schedule(cycle(initial, peak, final), momentum)
 
 
-def make_schedule(settings, base_lr: float, total_steps: int) -> Callable[[int], float]:
-    """The spec's ``schedule`` (a name or a mapping; default constant) as ``lr(step)``, warmup included."""
+def make_schedule(settings, base_lr: float, total_steps: int) -> Schedule:
+    """The spec's ``schedule`` (a name or a mapping; default constant) as a ``Schedule`` (called: ``lr(step)``),
+    warmup included. During a warmup the momentum a schedule cycles holds at its first value."""
     settings = normalize(settings or "constant")
     warmup = settings.get("warmup")
     if not warmup:
-        return SCHEDULES.create(settings, base_lr=base_lr, total_steps=total_steps)
+        return _schedule(SCHEDULES.create(settings, base_lr=base_lr, total_steps=total_steps))
     n, start = warmup["steps"], warmup.get("start_factor", 0.0)
-    main = SCHEDULES.create(settings, base_lr=base_lr, total_steps=max(1, total_steps - n))
-    return lambda step: base_lr * (start + (1 - start) * step / n) if step < n else main(step - n)
+    main = _schedule(SCHEDULES.create(settings, base_lr=base_lr, total_steps=max(1, total_steps - n)))
+    momentum = main.momentum and (lambda step: main.momentum(max(0, step - n)))
+    return Schedule(lambda step: base_lr * (start + (1 - start) * step / n) if step < n else main(step - n), momentum)
+
+
+def _schedule(made) -> Schedule:
+    return made if isinstance(made, Schedule) else Schedule(made)

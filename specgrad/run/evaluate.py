@@ -65,6 +65,12 @@ def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None, 
     missing = [name for name in spec.model.state if f"state/{name}" not in ckpt.arrays]
     if missing:
         raise RunFileError(f"checkpoint {ckpt.path} has no model state {', '.join(missing)}")
+    for kind, nodes in (("parameter", spec.model.params), ("model state", spec.model.state)):
+        for name, node in nodes.items():
+            shape = ckpt.arrays[f"{'params' if kind == 'parameter' else 'state'}/{name}"].shape
+            if shape != tuple(node.shape):     # never fed silently: numpy would broadcast [1] against []
+                raise RunFileError(f"checkpoint {ckpt.path}: {kind} '{name}' has shape {list(shape)}, "
+                                   f"the model's is {list(node.shape)}")
     return TrainedRun(spec, {name: ckpt.arrays[f"params/{name}"] for name in spec.model.params},
                       {name: ckpt.arrays[f"state/{name}"] for name in spec.model.state},
                       ckpt.step, base_dir, standardizer)

@@ -71,7 +71,8 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
         feeds.append(value.astype(node.dtype) if value.dtype.kind == "f" else value)
     # At a generic point: initializers put biases at exactly 0, and on data with exact zeros (blank pixels, a
     # spiral's centre) a relu then sits on its kink, where central differences measure half a slope.
-    params = {name: p + 0.01 * rng.standard_normal(p.shape).astype(p.dtype)
+    # (np.asarray: numpy arithmetic on a 0-d array gives a scalar, and a parameter stays an array of its shape)
+    params = {name: np.asarray(p + 0.01 * rng.standard_normal(p.shape).astype(p.dtype))
               for name, p in init_params(model, rng).items()}
     # train mode, as the gradient is used: first model state (batch statistics), one fixed dropout mask
     extra = [*init_state(model).values(), *([step_key(0, 0)] if model.rng is not None else [])]

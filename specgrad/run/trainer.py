@@ -129,6 +129,8 @@ class Trainer:
         self.params = init_params(self.model, stream(self.seed, INIT))
         self.optimizer = make_optimizer(dict(spec.data["optimizer"]), self.params)
         self.schedule = make_schedule(spec.data.get("schedule"), s.optimizer["lr"], self.total_steps)
+        if self.schedule.momentum:
+            self.optimizer.cycle_momentum()
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
         self.resolved = {**spec.data, "seed": self.seed}    # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
@@ -262,6 +264,8 @@ class Trainer:
         finite = math.isfinite(loss) and math.isfinite(norm)
         if finite:
             clip(grads, clip_settings, norms)
+            if self.schedule.momentum:
+                self.optimizer.set_momentum(self.schedule.momentum(step))
             self.optimizer.step(grads, lr)
         else:
             message = f"non-finite loss or gradient at step {step + 1}"

@@ -32,6 +32,19 @@ def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
     return []
 
 
+def _schedule(data: dict, model, loc: Where) -> list[Diagnostic]:
+    """A schedule that cycles momentum needs an optimizer that has one (torch's OneCycleLR refuses too)."""
+    from specgrad.base.components import normalize
+    from specgrad.optim.optimizers import OPTIMIZERS
+    from specgrad.optim.schedules import make_schedule
+    optimizer = normalize(data["optimizer"])["type"]
+    if OPTIMIZERS[optimizer].factory.cycled is None and make_schedule(data.get("schedule"), 1.0, 10).momentum:
+        return [Diagnostic(f"schedule: onecycle cycles the optimizer's momentum (cycle_momentum: true by default), "
+                           f"which {optimizer} does not have; set cycle_momentum: false",
+                           loc(("schedule",)))]
+    return []
+
+
 def _metrics(data: dict, model, loc: Where) -> list[Diagnostic]:
     kind = make_loss(data["loss"]).target_of(model.prediction).kind
     return [Diagnostic(message, loc(("metrics", i))) for i, message in check_metrics(data.get("metrics", []), kind)]
@@ -65,5 +78,5 @@ def _validation(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 
 # each check, with the sections it reads (the model stands for model and loss, which built)
-CHECKS = [({"optimizer"}, _optimizer), ({"metrics"}, _metrics), ({"data"}, _standardize),
+CHECKS = [({"optimizer"}, _optimizer), ({"optimizer", "schedule"}, _schedule), ({"metrics"}, _metrics), ({"data"}, _standardize),
           ({"train", "data", "metrics"}, _validation)]

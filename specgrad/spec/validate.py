@@ -5,6 +5,7 @@ reads any data."""
 from __future__ import annotations
 
 import math
+import re
 
 from functools import lru_cache
 
@@ -81,17 +82,80 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
             return [Diagnostic(f"unknown {title} '{inst}'{did_you_mean(inst, value)}", doc.loc(path))]
         return [Diagnostic(f"{name} must be one of {', '.join(map(str, value))}; got {describe(inst)}", doc.loc(path))]
     if kind == "const":
-        return [Diagnostic(f"{name} must be {describe(value)}, got {describe(inst)}", doc.loc(path))]
+        other = _else_branch(e)         # {if: string, then: {const: full}, else: integer}: name both
+        accepted = f"{accepted_by(other)} or {describe(value)}" if other and accepted_by(other) else describe(value)
+        return [Diagnostic(f"{name} must be {accepted}, got {describe(inst)}", doc.loc(path))]
     bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
     if kind in bounds:
         return [Diagnostic(f"{name} must be {bounds[kind]} {value}, got {describe(inst)}", doc.loc(path))]
     if kind == "pattern":
         where = doc.key_loc(path) if e.schema_path and "propertyNames" in e.schema_path else doc.loc(path)
-        return [Diagnostic(f"{describe(inst)} is not a valid name here (letters, digits and _; not starting "
-                           f"with a digit)", where)]
+        rule = pattern_rule(value)
+        if rule is None:
+            return [Diagnostic(f"{describe(inst)} does not match the pattern {value}", where)]
+        return [Diagnostic(f"{describe(inst)} is not a valid name here ({rule})", where)]
     if kind in ("minProperties", "maxProperties") and path[:2] == ("model", "nodes"):
         return [Diagnostic("each entry of model.nodes must be one 'name: definition' pair", doc.loc(path))]
     return [Diagnostic(f"{name}: {e.message}", doc.loc(path))]
+
+
+def _else_branch(e) -> dict | None:
+    """The ``else`` of the if/then whose ``then`` failed with ``e``, if any: the alternative the value could
+    also have taken."""
+    where = list(e.absolute_schema_path)
+    if len(where) < 2 or where[-2] != "then":
+        return None
+    node = validator().schema
+    for key in where[:-2]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node.get("else") if isinstance(node, dict) else None
+
+
+def accepted_by(schema: dict) -> str | None:
+    """A simple schema in words ("a positive integer", "a number >= 0"), or None."""
+    kind = schema.get("type")
+    if not isinstance(kind, str) or kind not in JSON_TYPES or set(schema) - {"type", "minimum", "exclusiveMinimum",
+                                                                               "description"}:
+        return None
+    if kind in ("integer", "number") and (schema.get("minimum") == 1 and kind == "integer"
+                                          or schema.get("exclusiveMinimum") == 0):
+        return f"a positive {kind}"
+    bounds = [f">= {schema['minimum']}"] * ("minimum" in schema) + [f"> {schema['exclusiveMinimum']}"] * (
+        "exclusiveMinimum" in schema)
+    return " ".join([JSON_TYPES[kind], *bounds])
+
+
+_CLASS_PARTS = re.compile(r"A-Z|a-z|0-9|\\?.")
+_PART_WORDS = {"letters": ("letters", "a letter"), "0-9": ("digits", "a digit")}
+
+
+def pattern_rule(pattern: str) -> str | None:
+    """The rule of a name pattern ``^[FIRST][REST]*$`` in words, read off the pattern the schema applies
+    (so the message cannot drift from the rule): ``^[A-Za-z_][A-Za-z0-9_]*$`` is "letters, digits and _;
+    not starting with a digit". None for a pattern of another form."""
+    m = re.fullmatch(r"\^\[([^\]]+)\]\[([^\]]+)\]\*\$", pattern)
+    if not m:
+        return None
+
+    def parts(chars: str) -> list[str]:
+        found = [p.lstrip("\\") for p in _CLASS_PARTS.findall(chars)]
+        if "A-Z" in found and "a-z" in found:
+            found = ["letters", *(p for p in found if p not in ("A-Z", "a-z"))]
+        return found
+
+    def words(items: list[str], last: str, form: int) -> str:
+        names = [_PART_WORDS.get(p, (p, p))[form] for p in items]
+        return ", ".join(names[:-1]) + f" {last} " + names[-1] if len(names) > 1 else names[0]
+
+    first, rest = parts(m.group(1)), parts(m.group(2))
+    if not set(first) <= set(rest) or any(p in ("A-Z", "a-z") for p in first + rest):
+        return None
+    rule = words(rest, "and", 0)
+    barred = [p for p in rest if p not in first]
+    return f"{rule}; not starting with {words(barred, 'or', 1)}" if barred else rule
 
 
 def _number_text(text: str) -> bool:

@@ -58,7 +58,7 @@ def _transpose_shape(x, axes=None):
         if len(x) < 2:
             raise ShapeError(f"transpose needs rank >= 2, got {fmt_shape(x)}")
         return tuple(x[:-2]) + (x[-1], x[-2])
-    if sorted(a % len(x) for a in axes) != list(range(len(x))):
+    if len(axes) != len(x) or sorted(a % len(x) for a in axes) != list(range(len(x))):
         raise ShapeError(f"axes {list(axes)} are not a permutation for rank {len(x)}")
     return tuple(x[a] for a in axes)
 

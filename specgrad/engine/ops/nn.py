@@ -226,6 +226,8 @@ def conv2d(x, w, stride=1, padding=0):
 
 
 def _conv_input_grad_shape(g, w, stride, padding, size):
+    if len(g) != 4 or len(w) != 4:
+        raise ShapeError(f"conv2d_input_grad needs rank-4 values, got {fmt_shape(g)} and {fmt_shape(w)}")
     shape = (g[0], w[1]) + tuple(size)
     if _conv_shape(shape, w, stride, padding) != tuple(g):
         raise ShapeError(f"conv2d_input_grad: {fmt_shape(g)} is not conv2d's output for {fmt_shape(shape)}")
@@ -246,6 +248,8 @@ def conv2d_input_grad(g, w, stride, padding, size):
 
 
 def _conv_weight_grad_shape(x, g, stride, padding, kernel):
+    if len(x) != 4 or len(g) != 4:
+        raise ShapeError(f"conv2d_weight_grad needs rank-4 values, got {fmt_shape(x)} and {fmt_shape(g)}")
     w = (g[1], x[1]) + tuple(_pair(kernel, "kernel"))
     if _conv_shape(x, w, stride, padding) != tuple(g):
         raise ShapeError(f"conv2d_weight_grad: {fmt_shape(g)} is not conv2d's output for {fmt_shape(x)}")

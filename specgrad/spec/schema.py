@@ -35,7 +35,8 @@ def build_schema() -> dict:
         "allOf": [
             {"if": {"properties": {"op": {"const": name}}},
              "then": {"properties": {"op": {"const": name},
-                                     "args": {"type": "array", "items": {"type": ["string", "number"]},
+                                     "args": {"type": "array",
+                                              "items": {"anyOf": [{"type": "string"}, {"type": "number"}]},
                                               "description": "input node names or numbers"},
                                      **{a: {} for a in REGISTRY[name].attrs}},
                       "additionalProperties": False,
@@ -49,7 +50,8 @@ def build_schema() -> dict:
         "additionalProperties": {
             "if": {"type": "string"},
             "then": {"description": "a formula, e.g. powers(x, 5) @ k"},
-            "else": {"if": {"required": ["layer"]}, "then": LAYERS.schema(shorthand=False), "else": op_call},
+            "else": {"if": {"type": "object", "properties": {"layer": True}, "required": ["layer"]},
+                     "then": LAYERS.schema(shorthand=False), "else": op_call},
         },
     }
     typed_input = {"if": {"type": "array"}, "then": shape,      # {shape, dtype}: integer ids for embedding layers
@@ -154,8 +156,9 @@ def editor_schema() -> dict:
     schema["properties"] = {"extends": {"$ref": "#/$defs/files",
                                         "description": "base spec(s) this one changes; merged in order"},
                             **schema["properties"]}
-    schema["if"] = {"required": ["extends"]}
-    schema["else"] = {"required": strict["required"]}
+    # (strict JSON Schema tools want each required key declared beside "required")
+    schema["if"] = {"properties": {"extends": True}, "required": ["extends"]}
+    schema["else"] = {"properties": dict.fromkeys(strict["required"], True), "required": strict["required"]}
     schema["$defs"] = {**{k: _as_written(v) for k, v in strict["$defs"].items()},
                        "reference": REFERENCE, "files": FILES}
     return schema
@@ -180,10 +183,17 @@ def _as_written(schema: dict) -> dict:
         if key in out:
             out[key] = [_as_written(s) for s in out[key]]
     tag = out.get("if", {}).get("properties")
-    if tag and all("const" in v for v in tag.values()):
+    if tag and all(isinstance(v, dict) and "const" in v for v in tag.values()):
         out["if"] = {**out["if"], "required": sorted(tag)}
     return out
 
 
+# A reference or a null is accepted wherever a value goes. It is the condition of an if/then/else, not one
+# branch of an anyOf: a validator then reports only what is wrong with the value itself ("steps: 0 must be
+# >= 1"), never that the value is not a reference ("0 is not of type 'string'").
+REFERENCE_OR_NULL = {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/reference"}]}
+
+
 def _written_value(schema: dict) -> dict:
-    return {"anyOf": [{"$ref": "#/$defs/reference"}, {"type": "null"}, _as_written(schema)]}
+    annotations = {k: schema[k] for k in ("description",) if k in schema}
+    return {"if": REFERENCE_OR_NULL, "then": True, "else": _as_written(schema), **annotations}

@@ -90,8 +90,8 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
         return [Diagnostic(f"{name} must be {bounds[kind]} {value}, got {describe(inst)}", doc.loc(path))]
     if kind == "pattern":
         where = doc.key_loc(path) if e.schema_path and "propertyNames" in e.schema_path else doc.loc(path)
-        return [Diagnostic(f"{describe(inst)} is not a valid name here (letters, digits and _; not starting "
-                           f"with a digit)", where)]
+        return [Diagnostic(f"{describe(inst)} is not a valid name here (ASCII letters, digits and _; not "
+                           f"starting with a digit)", where)]
     if kind in ("minProperties", "maxProperties") and path[:2] == ("model", "nodes"):
         return [Diagnostic("each entry of model.nodes must be one 'name: definition' pair", doc.loc(path))]
     return [Diagnostic(f"{name}: {e.message}", doc.loc(path))]

@@ -33,7 +33,12 @@ PENALTY = {
 # weight decay on chosen parameters to the loss. An entry's ``target={"dtype": "float" | "int"}`` meta says
 # what kind of field that must be, which `validate` checks against the fields a data source declares
 # (binary_cross_entropy declares none: its 0/1 targets may come as integer labels or as floats).
-LOSSES = Registry("loss", common={"target": NAME, "penalties": {"type": "array", "items": PENALTY}})
+LOSSES = Registry("loss", common={
+    "target": {**NAME, "description": "the data field the output is compared with (default y)"},
+    "penalties": {"type": "array", "items": PENALTY,
+                  "description": "l1 / l2 terms on parameters added to the loss, e.g. "
+                                 "[{type: l2, params: ['*.weight'], weight: 1.0e-4}]"},
+})
 REAL = {"dtype": "float"}
 
 

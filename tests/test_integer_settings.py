@@ -8,8 +8,12 @@ import pytest
 from conftest import MODELS
 from specgrad.graph.ir import INTEGER_ATTRS, NON_INTEGER_ATTRS, Graph
 from specgrad.ops import REGISTRY, ShapeError
-from specgrad.ops.examples import CASES
 from specgrad.spec import check_spec, load_spec
+
+try:                                  # the FD examples may move into each op's register() call
+    from specgrad.ops.examples import CASES
+except ImportError:                   # pragma: no cover
+    CASES = {op.name: op.examples for op in REGISTRY.values() if getattr(op, "examples", None)}
 
 SPECS = sorted(p for p in MODELS.glob("*.yaml"))
 

@@ -12,7 +12,7 @@ from specgrad.spec.errors import SpecError
 MARKERS = ("specgrad", "extends")
 # a top-level key in block style, quoted or not: what is left to look for when the file is not plain YAML a
 # spec could be (custom tags such as CloudFormation's !Ref, GitHub's `on:` key, which YAML reads as true)
-_TOP_LEVEL_MARKER = re.compile(r"""^["']?(?:specgrad|extends)["']?[ \t]*:""", re.M)
+_TOP_LEVEL_MARKER = re.compile(r"""^["']?(?:specgrad|extends)["']?[ \t]*:""", re.MULTILINE)
 
 
 def is_spec(path) -> bool:

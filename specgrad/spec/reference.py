@@ -184,10 +184,11 @@ def render(name: str, lines: list[str]) -> str:
 def splice(text: str) -> str:
     """``text`` (docs/spec.md) with every generated table replaced by a fresh one."""
     for name, lines in tables().items():
-        pattern = re.compile(re.escape(begin(name)) + ".*?" + re.escape(end(name)), re.S)
+        pattern = re.compile(re.escape(begin(name)) + ".*?" + re.escape(end(name)), re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"docs/spec.md has no markers for the '{name}' table: add\n{begin(name)}\n{end(name)}")
-        text = pattern.sub(lambda _: render(name, lines), text)
+        fresh = render(name, lines)
+        text = pattern.sub(lambda _: fresh, text)          # a function: the table's text is not a template
     return text
 
 

@@ -185,10 +185,10 @@ def splice(text: str) -> str:
     """``text`` (docs/spec.md) with every generated table replaced by a fresh one."""
     for name, lines in tables().items():
         pattern = re.compile(re.escape(begin(name)) + ".*?" + re.escape(end(name)), re.DOTALL)
-        if not pattern.search(text):
+        found = pattern.search(text)
+        if not found:
             raise ValueError(f"docs/spec.md has no markers for the '{name}' table: add\n{begin(name)}\n{end(name)}")
-        fresh = render(name, lines)
-        text = pattern.sub(lambda _: fresh, text)          # a function: the table's text is not a template
+        text = text[:found.start()] + render(name, lines) + text[found.end():]
     return text
 
 

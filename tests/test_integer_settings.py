@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import MODELS
-from specgrad.graph.ir import INTEGER_ATTRS, NON_INTEGER_ATTRS, Graph
-from specgrad.ops import REGISTRY, ShapeError
+from specgrad.engine.ir import INTEGER_ATTRS, NON_INTEGER_ATTRS, Graph
+from specgrad.engine.ops import REGISTRY, ShapeError
 from specgrad.spec import check_spec, load_spec
 
 try:                                  # the FD examples may move into each op's register() call
-    from specgrad.ops.examples import CASES
+    from specgrad.engine.ops.examples import CASES
 except ImportError:                   # pragma: no cover
     CASES = {op.name: op.examples for op in REGISTRY.values() if getattr(op, "examples", None)}
 

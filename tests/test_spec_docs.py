@@ -46,10 +46,10 @@ def test_reference_tables_are_the_generated_ones():
 
 def test_the_tables_name_every_component():
     from specgrad.data.sources import SOURCES
-    from specgrad.init import INITIALIZERS
-    from specgrad.layers import LAYERS
-    from specgrad.losses import LOSSES
-    from specgrad.metrics import METRICS
+    from specgrad.model.init import INITIALIZERS
+    from specgrad.model.layers import LAYERS
+    from specgrad.model.losses import LOSSES
+    from specgrad.model.metrics import METRICS
     from specgrad.optim.optimizers import OPTIMIZERS
     from specgrad.optim.schedules import SCHEDULES
     rows = set(re.findall(r"^\| `(\w+)` \|", DOC, re.M))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from specgrad.spec.errors import SpecError
+from specgrad.base.diagnostics import SpecError
 
 MARKERS = ("specgrad", "extends")
 # a top-level key in block style, quoted or not: what is left to look for when the file is not plain YAML a

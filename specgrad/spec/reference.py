@@ -60,7 +60,7 @@ def kind(schema: dict) -> str:
     if t == "boolean":
         return "true/false"
     if t == "string":
-        from specgrad.components import NAME
+        from specgrad.base.components import NAME
         return "name" if schema.get("pattern") == NAME["pattern"] else "" if "pattern" in schema else "text"
     if t == "array":
         items = schema.get("items", {})
@@ -144,11 +144,11 @@ def keys_table(schema: dict, prefix: str = "", required=None, nested: bool = Tru
 # ---------------------------------------------------------------------------------------------- the tables
 def tables() -> dict[str, list[str]]:
     from specgrad.data.sources import SOURCES
-    from specgrad.graph.formula import public_ops
-    from specgrad.init import INITIALIZERS
-    from specgrad.layers import LAYERS
-    from specgrad.losses import LOSSES
-    from specgrad.metrics import METRICS
+    from specgrad.model.formula import public_ops
+    from specgrad.model.init import INITIALIZERS
+    from specgrad.model.layers import LAYERS
+    from specgrad.model.losses import LOSSES
+    from specgrad.model.metrics import METRICS
     from specgrad.optim.optimizers import OPTIMIZERS
     from specgrad.optim.schedules import SCHEDULES
     from specgrad.spec.schema import build_schema, editor_schema

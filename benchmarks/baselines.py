@@ -1,4 +1,4 @@
-"""Hand-written baselines, copied from ../shared/bench/reference.py (numpy in the style of the seed article,
+"""Hand-written baselines, copied from the project's reference benchmark (numpy in the style of the seed article,
 and PyTorch), so that specgrad is measured against them in the same process. Kept as written there:
 these loops are the yardstick, not code to improve."""
 import numpy as np

@@ -10,15 +10,18 @@ it would pick itself; the BLAS kernel in use is printed and recorded (threadpool
 
 For each task the frameworks take turns (numpy, specgrad, torch, numpy, ...), each run in a fresh process
 of its own, so that a busy machine slows them alike and no framework's thread pool competes with another's.
-The figure is the median steps/s of the training loop, after a warm-up as in ../shared/bench/reference.py;
+The figure is the median steps/s of the training loop, after a warm-up as in benchmarks/baselines.py;
 for specgrad from the trainer's first step to the end of its last, as its hooks mark them (the whole run,
 with the final checkpoint that the hand-written loops do not write, is reported beside it). Each ratio is
 the median of the per-round ratios of this one invocation. Peak memory is traced (tracemalloc) over one
 more run of the numpy and specgrad loops, less the training data (the baselines are handed theirs);
 PyTorch allocates outside tracemalloc's reach. Then the whole-process time (wall and CPU) of
 ``specgrad train models/poly.yaml`` and ``specgrad validate models/``, and what ``import specgrad`` and
-``specgrad --help`` import. Everything is printed and appended as one JSON line to
-benchmarks/results.jsonl with the date, the commit and the BLAS in use.
+``specgrad --help`` import. Everything is printed; the record (one JSON line with the date, the commit and
+the BLAS in use) is appended to a file only when asked, so a run leaves the repository as it found it:
+
+    python benchmarks/run.py --record                  # append to benchmarks/results.jsonl
+    python benchmarks/run.py --record --results FILE   # append to FILE
 """
 from __future__ import annotations
 
@@ -208,7 +211,9 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads for every framework (default: theirs); "
                         "1 gives steadier figures on a machine that other jobs keep busy")
-    parser.add_argument("--results", default=str(BENCH / "results.jsonl"))
+    parser.add_argument("--record", action="store_true",
+                        help="append the results as one JSON line to --results (nothing is written without it)")
+    parser.add_argument("--results", default=str(BENCH / "results.jsonl"), help="where --record appends")
     parser.add_argument("--worker", nargs=2, metavar=("TASK", "FRAMEWORK"), help=argparse.SUPPRESS)
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -255,6 +260,9 @@ def main(argv=None):
         print(f"specgrad {k}: {v['wall']} s wall, {v['cpu']} s CPU (whole process, median of {args.repeat})")
     for k, v in record["heavy_imports"].items():
         print(f"{k} imports: {', '.join(v) or 'nothing heavy'}")
+    if not args.record:
+        print("not recorded (add --record to append these results to benchmarks/results.jsonl)")
+        return
     with open(args.results, "a") as f:
         f.write(json.dumps(record) + "\n")
     print(f"appended to {args.results}")

@@ -83,16 +83,23 @@ def validate(
                                       "are fragments and skipped) or globs."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     format: Format = typer.Option(Format.text, "--format", help="text, json (one object per line) or github."),
+    skip_non_specs: bool = typer.Option(False, "--skip-non-specs", help="Skip, with a note, YAML files without a "
+                                        "top-level 'specgrad:' or 'extends:' key (the pre-commit hook's mode)."),
 ):
     """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col."""
     from specgrad.spec import check_spec, find_spec_files
     from specgrad.base.diagnostics import format_diagnostics
+    from specgrad.spec.kind import split_specs
 
     files, unmatched = find_spec_files(paths)
     if unmatched:
         _err("error: no spec files found in " + " ".join(unmatched))
         raise typer.Exit(2)
     _check_overrides(files, set_)
+    if skip_non_specs:
+        files, others = split_specs(files)
+        for f in others:
+            _err(f"note: skipped {f}: not a specgrad spec (no top-level 'specgrad:' or 'extends:' key)")
     failed = 0
     for f in files:
         with _reported():

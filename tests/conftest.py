@@ -19,7 +19,7 @@ def run_cli(*args, cwd=None, timeout=120):
 @pytest.fixture
 def reference():
     """The article's hand-written loops, the independent oracle: benchmarks/baselines.py, an unchanged copy of
-    ../shared/bench/reference.py kept in the repository so the oracle tests never skip."""
+    the project's reference benchmark kept in the repository so the oracle tests never skip."""
     spec = importlib.util.spec_from_file_location("baselines", ROOT / "benchmarks" / "baselines.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -109,7 +109,7 @@ def test_editor_schema_accepts_specs_as_written():
 
 
 def test_editor_schema_still_catches_mistakes():
-    assert _editor_errors({"extends": "poly.yaml", "optimizer": {"type": "sgd", "lr": -1}}) == ["optimizer"]
+    assert _editor_errors({"extends": "poly.yaml", "optimizer": {"type": "sgd", "lr": -1}}) == ["optimizer.lr"]
     assert _editor_errors({"extends": "poly.yaml", "trian": {}}) == [""]
     assert _editor_errors({"extends": 3}) == ["extends"]
     # without extends, a spec must be complete
@@ -123,3 +123,59 @@ def test_every_example_spec_names_the_schema_for_editors():
         first = path.read_text().splitlines()[0]
         relative = "../" * (len(path.relative_to(ROOT).parts) - 1) + "schemas/specgrad.schema.json"
         assert first == f"# yaml-language-server: $schema={relative}", path
+
+
+# ------------------------------------------------------------------------- third-party validators
+MISTAKES = [("train", "steps", 0), ("train", "steps", "many"), ("optimizer", "lr", -1), ("seed", None, -3),
+            ("train", "batch_size", 0), ("train", "checkpoint", {"every": 0}), ("data", "noise", "loud"),
+            ("model", "output", "1bad"), ("train", "clip", {"max_norm": 0})]
+
+
+@pytest.mark.parametrize("section,key,value", MISTAKES)
+def test_references_do_not_hide_the_real_error(section, key, value):
+    """The editor form accepts a ${...} reference or null wherever a value goes; the best-matching error a
+    validator picks (jsonschema's best_match, as check-jsonschema reports it) is still the real one, the
+    same as the composed spec's schema reports, never "is not of type 'string'"."""
+    from jsonschema.exceptions import best_match
+    spec = yaml.safe_load((MODELS / "poly.yaml").read_text())
+    if key is None:
+        spec[section] = value
+    else:
+        spec[section] = {**spec[section], key: value}
+    strict = best_match(Draft202012Validator(build_schema()).iter_errors(spec))
+    written = best_match(Draft202012Validator(editor_schema()).iter_errors(spec))
+    assert written is not None and strict is not None
+    assert (written.message, list(written.absolute_path)) == (strict.message, list(strict.absolute_path))
+
+
+def _ajv() -> list[str] | None:
+    """ajv-cli, if installed: on PATH, in $AJV, or under /tmp/ajv (npm install --prefix /tmp/ajv ajv-cli)."""
+    import os
+    import shutil
+    for candidate in (os.environ.get("AJV"), shutil.which("ajv"), "/tmp/ajv/node_modules/.bin/ajv"):
+        if candidate and os.access(candidate, os.X_OK):
+            return [candidate]
+    return None
+
+
+@pytest.mark.skipif(_ajv() is None, reason="ajv-cli is not installed (npm install --prefix /tmp/ajv ajv-cli)")
+def test_ajv_compiles_the_schema_in_strict_mode(tmp_path):
+    """Ajv, the validator most JavaScript tools embed, compiles the schema in strict mode with no warning:
+    no union types, every required key declared, every keyword beside its type."""
+    import subprocess
+    done = subprocess.run([*_ajv(), "compile", "--spec=draft2020", "--strict=true",
+                           "-s", str(ROOT / "schemas" / "specgrad.schema.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "strict mode" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not __import__("shutil").which("check-jsonschema"),
+                    reason="check-jsonschema is not installed (pip install check-jsonschema)")
+def test_check_jsonschema_reports_the_real_error(tmp_path):
+    import subprocess
+    spec = (MODELS / "poly.yaml").read_text().replace("steps: 2000", "steps: 0")
+    (tmp_path / "poly.yaml").write_text(spec)
+    done = subprocess.run(["check-jsonschema", "--schemafile", str(ROOT / "schemas" / "specgrad.schema.json"),
+                           str(tmp_path / "poly.yaml")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "$.train.steps: 0 is less than the minimum of 1" in done.stdout and "string" not in done.stdout

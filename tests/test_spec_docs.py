@@ -35,3 +35,38 @@ def test_documented_bad_spec_messages_are_the_real_ones():
     quoted = [line for line in re.findall(r"^(\S+\.yaml:\d+:\d+: (?:error|warning): .*)$", DOC, re.M)
               if not line.startswith(("child.yaml", "spec.yaml", "--set"))]
     assert quoted and all(line in outputs for line in quoted), [l for l in quoted if l not in outputs]
+
+
+def test_reference_tables_are_the_generated_ones():
+    """Every table of docs/spec.md between 'spec reference' markers is what the schema and the registries say
+    today: a new optimizer, setting, default or bound changes the page, or this fails."""
+    from specgrad.spec.reference import splice
+    assert splice(DOC) == DOC, "regenerate with: python -m specgrad.spec.reference docs/spec.md"
+
+
+def test_the_tables_name_every_component():
+    from specgrad.data.sources import SOURCES
+    from specgrad.model.init import INITIALIZERS
+    from specgrad.model.layers import LAYERS
+    from specgrad.model.losses import LOSSES
+    from specgrad.model.metrics import METRICS
+    from specgrad.optim.optimizers import OPTIMIZERS
+    from specgrad.optim.schedules import SCHEDULES
+    rows = set(re.findall(r"^\| `(\w+)` \|", DOC, re.M))
+    for registry in (SOURCES, INITIALIZERS, LAYERS, LOSSES, METRICS, OPTIMIZERS, SCHEDULES):
+        assert set(registry.names()) <= rows, registry.kind
+
+
+def test_defaults_the_page_states_are_the_code_s(tmp_path):
+    """What the train table says without a factory to read it from, checked by running: log_every defaults
+    to 1 (every step is logged), and clip takes any one bound (max_norm is not required)."""
+    import json
+
+    from conftest import MODELS, run_cli
+    assert "| `log_every` | no | integer ≥ 1; write every Nth step to metrics.jsonl (default 1) |" in DOC
+    assert "| `clip.max_norm` | no |" in DOC
+    done = run_cli("train", MODELS / "poly.yaml", "--set", "train.steps=7", "--set", "train.checkpoint=null",
+                   "--set", "train.clip={max_value: 1.0}", "--run-dir", tmp_path / "run", "--quiet")
+    assert done.returncode == 0, done.stderr
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 8))

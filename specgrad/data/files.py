@@ -17,7 +17,7 @@ from specgrad.base.diagnostics import did_you_mean
 
 PATH = {"type": "string", "minLength": 1, "description": "file path, relative to the spec file"}
 COLUMNS = {"type": "object", "propertyNames": NAME, "minProperties": 1,
-           "additionalProperties": {"if": {"type": "string"}, "then": {"minLength": 1},
+           "additionalProperties": {"if": {"type": "string"}, "then": {"type": "string", "minLength": 1},
                                     "else": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
            "description": "field -> one column name (per-sample shape []) or a list of names (shape [k])"}
 

@@ -138,6 +138,26 @@ def _check_attrs(op, attrs: dict) -> None:
     for name, value in attrs.items():
         if isinstance(value, str) and not isinstance(params[name].default if name in params else None, str):
             raise ArgumentError(f"argument '{name}' of {op.name} must be a number, not {value!r}")
+        if name in INTEGER_ATTRS and not _integers(value):
+            raise ArgumentError(f"argument '{name}' of {op.name} must be an integer"
+                                f"{' or a list of integers' if name in LIST_ATTRS else ''}, got {value!r}")
+
+
+# Attributes that count or index (axes, sizes, degrees...): 2.0 is refused here, once for every op, rather
+# than failing deep in numpy. Every other attribute is a real number, a flag or text (tests/test_ops.py
+# checks that each registered attribute is one or the other).
+INTEGER_ATTRS = frozenset({"axes", "axis", "ddof", "degree", "depth", "kernel", "padding", "salt", "shape", "size",
+                           "start", "step", "stop", "stride"})
+LIST_ATTRS = frozenset({"axes", "axis", "kernel", "padding", "shape", "size", "stride"})
+NON_INTEGER_ATTRS = frozenset({"alpha", "dtype", "hi", "keepdims", "lo", "rate"})
+
+
+def _integers(value) -> bool:
+    """An int, None (the default), a symbolic dimension ("B") or a list of these; never a bool or a float."""
+    if isinstance(value, (list, tuple)):
+        return all(_integers(v) and not isinstance(v, (list, tuple)) for v in value)
+    return value is None or isinstance(value, str) or (isinstance(value, (int, np.integer))
+                                                       and not isinstance(value, bool))
 
 
 def ancestors(outputs: Iterable[Node]) -> list[Node]:

@@ -93,8 +93,18 @@ def _origins(inputs: list, labels: dict) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def _check_ascii(text: str) -> None:
+    """Names are ASCII, as in the keys that define them. Python's parser would fold look-alikes into them
+    (NFKC: fullwidth 'ｐｈｉ' reads as 'phi'), so a formula could use a name that is not written anywhere."""
+    for i, ch in enumerate(text):
+        if not ch.isascii():
+            raise FormulaError(f"invalid character '{ch}' (U+{ord(ch):04X}): formulas are ASCII, and a "
+                               "look-alike of a name (fullwidth, NFKC) is not that name", i)
+
+
 def build_formula(text: str, graph: Graph, scope: dict[str, Node]) -> Node:
     """Parse ``text`` and append its ops to ``graph``; names resolve in ``scope``."""
+    _check_ascii(text)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:

@@ -36,7 +36,12 @@ PENALTY = {
 DEFAULT_TARGET = "y"
 """The data field a loss compares the prediction with unless it names another (``loss.target``)."""
 
-LOSSES = Registry("loss", common={"target": NAME, "penalties": {"type": "array", "items": PENALTY}})
+LOSSES = Registry("loss", common={
+    "target": {**NAME, "description": f"the data field the output is compared with (default {DEFAULT_TARGET})"},
+    "penalties": {"type": "array", "items": PENALTY,
+                  "description": "l1 / l2 terms on parameters added to the loss, e.g. "
+                                 "[{type: l2, params: ['*.weight'], weight: 1.0e-4}]"},
+})
 REAL = {"dtype": "float"}
 
 

@@ -36,7 +36,8 @@ def build_schema() -> dict:
         "allOf": [
             {"if": {"properties": {"op": {"const": name}}},
              "then": {"properties": {"op": {"const": name},
-                                     "args": {"type": "array", "items": {"type": ["string", "number"]},
+                                     "args": {"type": "array",
+                                              "items": {"anyOf": [{"type": "string"}, {"type": "number"}]},
                                               "description": "input node names or numbers"},
                                      **{a: {} for a in REGISTRY[name].attrs}},
                       "additionalProperties": False,
@@ -50,7 +51,8 @@ def build_schema() -> dict:
         "additionalProperties": {
             "if": {"type": "string"},
             "then": {"description": "a formula, e.g. powers(x, 5) @ k"},
-            "else": {"if": {"required": ["layer"]}, "then": LAYERS.schema(shorthand=False), "else": op_call},
+            "else": {"if": {"type": "object", "properties": {"layer": True}, "required": ["layer"]},
+                     "then": LAYERS.schema(shorthand=False), "else": op_call},
         },
     }
     typed_input = {"if": {"type": "array"}, "then": shape,      # {shape, dtype}: integer ids for embedding layers
@@ -65,7 +67,8 @@ def build_schema() -> dict:
         "properties": {
             "inputs": {"type": "object", "propertyNames": NAME, "additionalProperties": typed_input,
                        "description": "data fields fed to the model, with their per-sample shapes"},
-            "params": {"type": "object", "propertyNames": NAME, "additionalProperties": param},
+            "params": {"type": "object", "propertyNames": NAME, "additionalProperties": param,
+                       "description": "trained parameters: NAME: {shape: SHAPE, init: INIT} (init default zeros)"},
             "nodes": {"type": "array", "items": {"$ref": "#/$defs/node"}, "description": "named nodes, in order"},
             "output": {**NAME, "description": "the node holding the prediction"},
         },
@@ -80,15 +83,21 @@ def build_schema() -> dict:
         "required": ["specgrad", "name", "data", "model", "loss", "optimizer", "train"],
         "properties": {
             "specgrad": {"const": FORMAT_VERSION, "description": "spec format version"},
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
-            "seed": {"type": "integer", "minimum": 0, "default": DEFAULT_SEED},
-            "dtype": {"enum": ["float64", "float32"], "default": DEFAULT_DTYPE},
-            "data": SOURCES.schema(shorthand=False),
-            "model": model,
-            "loss": LOSSES.schema(),
-            "optimizer": OPTIMIZERS.schema(shorthand=False),
-            "schedule": SCHEDULES.schema(),
-            "train": schema_of(Train),
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                     "description": "the run's name: letters, digits, _ . -, starting with a letter or digit; "
+                                    "runs go to runs/NAME/TIMESTAMP"},
+            "seed": {"type": "integer", "minimum": 0, "default": DEFAULT_SEED,
+                     "description": "seeds initialization, shuffling, dropout and, unless data.seed is given, the "
+                                    "data"},
+            "dtype": {"enum": ["float64", "float32"], "default": DEFAULT_DTYPE,
+                      "description": "dtype of inputs, parameters and computation"},
+            "data": {**SOURCES.schema(shorthand=False), "description": "where the samples come from"},
+            "model": {**model, "description": "inputs, parameters and the computation"},
+            "loss": {**LOSSES.schema(), "description": "what is minimized; a bare name is short for {type: NAME}"},
+            "optimizer": {**OPTIMIZERS.schema(shorthand=False), "description": "how parameters move"},
+            "schedule": {**SCHEDULES.schema(), "description": "how the learning rate changes over the run "
+                                                              "(default constant)"},
+            "train": {**schema_of(Train), "description": "steps, batches, clipping, checkpoints, validation"},
             "metrics": {"type": "array", "items": METRICS.schema(),
                         "description": "computed on each split at the end of the run (summary.json)"},
             "vars": {"type": "object", "description": "free values for ${vars.NAME} references; not read otherwise"},
@@ -114,8 +123,9 @@ def editor_schema() -> dict:
     schema["properties"] = {"extends": {"$ref": "#/$defs/files",
                                         "description": "base spec(s) this one changes; merged in order"},
                             **schema["properties"]}
-    schema["if"] = {"required": ["extends"]}
-    schema["else"] = {"required": strict["required"]}
+    # (strict JSON Schema tools want each required key declared beside "required")
+    schema["if"] = {"properties": {"extends": True}, "required": ["extends"]}
+    schema["else"] = {"properties": dict.fromkeys(strict["required"], True), "required": strict["required"]}
     schema["$defs"] = {**{k: _as_written(v) for k, v in strict["$defs"].items()},
                        "reference": REFERENCE, "files": FILES}
     return schema
@@ -140,10 +150,17 @@ def _as_written(schema: dict) -> dict:
         if key in out:
             out[key] = [_as_written(s) for s in out[key]]
     tag = out.get("if", {}).get("properties")
-    if tag and all("const" in v for v in tag.values()):
+    if tag and all(isinstance(v, dict) and "const" in v for v in tag.values()):
         out["if"] = {**out["if"], "required": sorted(tag)}
     return out
 
 
+# A reference or a null is accepted wherever a value goes. It is the condition of an if/then/else, not one
+# branch of an anyOf: a validator then reports only what is wrong with the value itself ("steps: 0 must be
+# >= 1"), never that the value is not a reference ("0 is not of type 'string'").
+REFERENCE_OR_NULL = {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/reference"}]}
+
+
 def _written_value(schema: dict) -> dict:
-    return {"anyOf": [{"$ref": "#/$defs/reference"}, {"type": "null"}, _as_written(schema)]}
+    annotations = {k: schema[k] for k in ("description",) if k in schema}
+    return {"if": REFERENCE_OR_NULL, "then": True, "else": _as_written(schema), **annotations}

@@ -78,12 +78,13 @@ class Train:
     epochs: int | None = setting(COUNT, "passes over the training split")
     batch_size: int | str = setting({"if": {"type": "string"}, "then": {"const": "full"},
                                      "else": {"type": "integer", "minimum": 1}},
-                                    "rows per batch: a positive integer, or full", "full")
+                                    "samples per step: a positive integer, or full (every sample, every step)", "full")
     shuffle: bool = setting({"type": "boolean"}, "reshuffle the rows each epoch, seeded", True)
     drop_last: bool = setting({"type": "boolean"}, "skip each epoch's last, smaller batch", False)
     accumulate: int = setting(COUNT, "batches whose mean gradient makes one optimizer step", 1)
     clip: Clip | None = nested(Clip, "gradient clipping")
-    checkpoint: Checkpointing = nested(Checkpointing, "when to save and which checkpoints to keep", Checkpointing)
+    checkpoint: Checkpointing = nested(Checkpointing, "when to save (always at the end of the run) and which to keep",
+                                       Checkpointing)
     validation: Validation | None = nested(Validation, "evaluation on the val split during training")
     on_divergence: str = setting({"enum": ["stop", "skip", "fail"]},
                                  "on a non-finite loss or gradient: stop (save the last finite state), skip the "

@@ -25,8 +25,17 @@ JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "i
 
 @lru_cache(maxsize=1)
 def validator():
-    from jsonschema import Draft202012Validator
-    return Draft202012Validator(build_schema())
+    """The schema's validator, with one change: an integer is an int. JSON Schema calls 2.0 an integer (JSON
+    has one kind of number), but every integer setting (a seed, a size, a count of steps) is used as a
+    Python int, where 2.0 fails far from the spec; YAML tells 2 from 2.0, so the spec must say 2."""
+    from jsonschema import Draft202012Validator, validators
+
+    def is_int(checker, value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", is_int)
+    strict_ints = validators.extend(Draft202012Validator, type_checker=checker)
+    return strict_ints(build_schema())
 
 
 def dotted(path) -> str:

@@ -5,10 +5,11 @@ from specgrad.model.layers.base import LAYERS, LayerError
 from specgrad.model.layers.dense import BIAS, UNITS
 from specgrad.engine.ops.registry import fmt_shape
 
-SIZE = {"if": {"type": "integer"}, "then": {"minimum": 1},
-        "else": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
+SIZE = {"if": {"type": "array"},
+        "then": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
+        "else": {"type": "integer", "minimum": 1},
         "description": "an integer or [height, width]"}
-PADDING = {"if": {"type": "string"}, "then": {"enum": ["valid", "same"]},
+PADDING = {"if": {"type": "string"}, "then": {"type": "string", "enum": ["valid", "same"]},
            "else": {"type": "integer", "minimum": 0},
            "description": "zero padding on each side: an integer, valid (0) or same (output size = input "
                           "size at stride 1; odd kernels)"}

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+from specgrad.base.components import normalize
 from specgrad.base.diagnostics import Diagnostic, Location
 from specgrad.model.losses import make_loss
-from specgrad.model.metrics import check_metrics
-from specgrad.model.metrics import metric_name
-from specgrad.optim.optimizers import make_optimizer
+from specgrad.model.metrics import check_metrics, metric_name
+from specgrad.optim.optimizers import OPTIMIZERS, make_optimizer
+from specgrad.optim.schedules import make_schedule
 
 Where = Callable[[tuple], Location]
 
@@ -34,9 +35,6 @@ def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 def _schedule(data: dict, model, loc: Where) -> list[Diagnostic]:
     """A schedule that cycles momentum needs an optimizer that has one (torch's OneCycleLR refuses too)."""
-    from specgrad.base.components import normalize
-    from specgrad.optim.optimizers import OPTIMIZERS
-    from specgrad.optim.schedules import make_schedule
     optimizer = normalize(data["optimizer"])["type"]
     if OPTIMIZERS[optimizer].factory.cycled is None and make_schedule(data.get("schedule"), 1.0, 10).momentum:
         return [Diagnostic(f"schedule: onecycle cycles the optimizer's momentum (cycle_momentum: true by default), "

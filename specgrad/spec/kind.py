@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
+from specgrad.spec.load import load_file
 
 MARKERS = ("specgrad", "extends")
 # a top-level key in block style, quoted or not: what is left to look for when the file is not plain YAML a
@@ -19,7 +20,6 @@ def is_spec(path) -> bool:
     """Whether ``path`` declares itself a spec. A file that cannot be read or loaded counts as a spec when
     its text has a top-level ``specgrad:`` or ``extends:`` key (so validating it reports the problem), and
     one that cannot be read at all counts as a spec too: its error is reported, never hidden."""
-    from specgrad.spec.load import load_file
     try:
         data = load_file(path).data
     except SpecError:

@@ -5,12 +5,12 @@ invalid: no ``=``, an empty name, a value that does not parse, or a path that ca
 from __future__ import annotations
 
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError
+from specgrad.spec.compose import Value, apply_overrides, compose, tree
 
 
 def override_errors(path, overrides) -> list[Diagnostic]:
     """The diagnostics of ``overrides`` that are mistakes in the flags, applied to the spec at ``path``
     (to an empty spec, for their syntax alone, when that file does not compose: its own errors come later)."""
-    from specgrad.spec.compose import Value, apply_overrides, compose, tree
 
     if not overrides:
         return []

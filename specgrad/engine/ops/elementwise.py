@@ -5,10 +5,20 @@ Conventions at the points where a derivative is not defined (documented in docs/
 ties in ``maximum``/``minimum`` split the gradient equally; ``relu``, ``leaky_relu`` and ``elu`` take the
 left derivative at 0; ``abs`` has gradient 0 at 0; ``clip`` passes no gradient at or beyond its bounds.
 """
+from functools import partial
+
 import numpy as np
 
 from specgrad.engine.ops import onnx_lowerings as lower
-from specgrad.engine.ops.registry import ShapeError, broadcast_shapes, emit, float_dtype, register, result_dtype, same_shape
+from specgrad.engine.ops.registry import (
+    ShapeError,
+    broadcast_shapes,
+    emit,
+    float_dtype,
+    register,
+    result_dtype,
+    same_shape,
+)
 
 
 def binary(name, vjp, dtype=None, **options):
@@ -256,7 +266,7 @@ def _gelu_vjp(g, out, x):
     return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (GELU_C * (1 + 3 * GELU_K * x * x)))
 
 
-@unary("gelu", onnx=lower.gelu, vjp=(_gelu_vjp,),
+@unary("gelu", onnx=partial(lower.gelu, GELU_C=GELU_C, GELU_K=GELU_K), vjp=(_gelu_vjp,),
        examples=[([(3, 4)], {}), ([(1, 5)], {})])
 def gelu(x):
     """Gaussian error linear unit, tanh form: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"""

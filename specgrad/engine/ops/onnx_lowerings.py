@@ -136,9 +136,8 @@ def elu(b, node, x, alpha=1.0):
     return b.op("Where", b.op("Greater", x, zero), x, negative)
 
 
-def gelu(b, node, x):
-    """0.5 x (1 + tanh(C (x + K x^3))), in the forward's order of operations"""
-    from specgrad.engine.ops.elementwise import GELU_C, GELU_K
+def gelu(b, node, x, *, GELU_C: float, GELU_K: float):
+    """0.5 x (1 + tanh(C (x + K x^3))), in the forward's order of operations (C and K: the forward's own)"""
     (x,) = promoted(b, node, [x])
     c = lambda v: b.const(v, node.dtype)                                     # noqa: E731
     cube = b.op("Mul", b.op("Mul", b.op("Mul", c(GELU_K), x), x), x)

@@ -41,7 +41,8 @@ def _row(op: Op) -> str:
     if isinstance(op.onnx, NotExportable):
         return f"| `{op.name}` | — | — | not exportable: {op.onnx.reason} |"
     f32, f64 = (", ".join(emitted(op, d)) for d in ("float32", "float64"))
-    doc = " ".join((op.onnx.__doc__ or "").split()).replace("|", "\\|")
+    lowering = getattr(op.onnx, "func", op.onnx)        # a functools.partial carries its function
+    doc = " ".join((lowering.__doc__ or "").split()).replace("|", "\\|")
     return f"| `{op.name}` | {f32} | {'same' if f64 == f32 else f64} | {doc} |"
 
 

@@ -117,8 +117,8 @@ def test_a_batch_size_in_quotes_says_what_is_accepted(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("where,bad,rule", [
     ("name: batch", "name: -batch",
-     "'-batch' is not a valid name here (letters, digits, _, . and -; not starting with _, . or -)"),
-    ("    - y_hat:", "    - y-hat:", "'y-hat' is not a valid name here (letters, digits and _; not starting with a digit)"),
+     "'-batch' is not a valid name here (ASCII letters, digits, _, . and -; not starting with _, . or -)"),
+    ("    - y_hat:", "    - y-hat:", "'y-hat' is not a valid name here (ASCII letters, digits and _; not starting with a digit)"),
 ])
 def test_the_message_for_a_name_states_the_rule_applied(where, bad, rule, tmp_path):
     path = tmp_path / "spec.yaml"

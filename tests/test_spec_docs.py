@@ -1,4 +1,5 @@
 """docs/spec.md covers every key the schema knows, and its examples say what specgrad says."""
+import dataclasses
 import re
 
 from conftest import ROOT
@@ -63,7 +64,12 @@ def test_defaults_the_page_states_are_the_code_s(tmp_path):
     import json
 
     from conftest import MODELS, run_cli
-    assert "| `log_every` | no | integer ≥ 1; write every Nth step to metrics.jsonl (default 1) |" in DOC
+    assert "| `log_every` | no | integer ≥ 1; write every Nth step to metrics.jsonl; default 1 |" in DOC
+    from specgrad.spec.settings import Train
+    for f in dataclasses.fields(Train):          # every train default the code has, the page states
+        if f.default is not None and f.default is not dataclasses.MISSING:
+            row = next(line for line in DOC.splitlines() if line.startswith(f"| `{f.name}` |"))
+            assert "default" in row, row
     assert "| `clip.max_norm` | no |" in DOC
     done = run_cli("train", MODELS / "poly.yaml", "--set", "train.steps=7", "--set", "train.checkpoint=null",
                    "--set", "train.clip={max_value: 1.0}", "--run-dir", tmp_path / "run", "--quiet")

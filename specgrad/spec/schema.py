@@ -84,7 +84,7 @@ def build_schema() -> dict:
         "properties": {
             "specgrad": {"const": FORMAT_VERSION, "description": "spec format version"},
             "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                     "description": "the run's name: letters, digits, _ . -, starting with a letter or digit; "
+                     "description": "the run's name: ASCII letters, digits, _ . -, starting with a letter or digit; "
                                     "runs go to runs/NAME/TIMESTAMP"},
             "seed": {"type": "integer", "minimum": 0, "default": DEFAULT_SEED,
                      "description": "seeds initialization, shuffling, dropout and, unless data.seed is given, the "

@@ -138,12 +138,12 @@ def accepted_by(schema: dict) -> str | None:
 
 
 _CLASS_PARTS = re.compile(r"A-Z|a-z|0-9|\\?.")
-_PART_WORDS = {"letters": ("letters", "a letter"), "0-9": ("digits", "a digit")}
+_PART_WORDS = {"letters": ("ASCII letters", "an ASCII letter"), "0-9": ("digits", "a digit")}
 
 
 def pattern_rule(pattern: str) -> str | None:
     """The rule of a name pattern ``^[FIRST][REST]*$`` in words, read off the pattern the schema applies
-    (so the message cannot drift from the rule): ``^[A-Za-z_][A-Za-z0-9_]*$`` is "letters, digits and _;
+    (so the message cannot drift from the rule): ``^[A-Za-z_][A-Za-z0-9_]*$`` is "ASCII letters, digits and _;
     not starting with a digit". None for a pattern of another form."""
     m = re.fullmatch(r"\^\[([^\]]+)\]\[([^\]]+)\]\*\$", pattern)
     if not m:

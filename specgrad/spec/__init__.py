@@ -19,13 +19,15 @@ class Spec:
         return self.doc.data
 
 
-def load_spec(path, overrides=()) -> Spec:
-    """Load, compose and validate the spec at ``path``; raises SpecError listing every problem."""
-    from specgrad.spec.compose import compose
+def load_spec(path, overrides=(), roots=()) -> Spec:
+    """Load, compose and validate the spec at ``path``; raises SpecError listing every problem. Files are
+    read only inside the working directory, the spec's folder and ``roots`` (``--root``)."""
+    from specgrad.spec.compose import attribute, compose, default_roots
     from specgrad.spec.validate import validate
 
-    doc = compose(path, overrides)
+    doc = compose(path, overrides, default_roots(path, roots))
     diagnostics, model = validate(doc)
+    diagnostics = attribute(diagnostics, doc.file, doc.origins)
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:
         raise SpecError(diagnostics)
@@ -59,9 +61,9 @@ def find_spec_files(paths) -> tuple[list, list[str]]:
     return files, unmatched
 
 
-def check_spec(path, overrides=()) -> tuple[bool, list[Diagnostic]]:
+def check_spec(path, overrides=(), roots=()) -> tuple[bool, list[Diagnostic]]:
     """(valid, diagnostics) for one spec file: everything `specgrad validate` reports about it."""
     try:
-        return True, load_spec(path, overrides).warnings
+        return True, load_spec(path, overrides, roots).warnings
     except SpecError as e:
         return False, e.diagnostics

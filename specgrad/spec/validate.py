@@ -8,7 +8,7 @@ import math
 
 from functools import lru_cache
 
-from specgrad.spec.errors import Diagnostic, Location, SpecError, closest, did_you_mean
+from specgrad.spec.errors import Diagnostic, Location, SpecError, closest, did_you_mean, excerpt
 from specgrad.spec.load import Document
 from specgrad.spec.schema import build_schema
 
@@ -36,7 +36,7 @@ def describe(value) -> str:
         return "null"
     if isinstance(value, (dict, list)):
         return JSON_TYPES["object" if isinstance(value, dict) else "array"]
-    return repr(value) if isinstance(value, str) else str(value)
+    return excerpt(value)
 
 
 def _leaf_errors(error):
@@ -215,7 +215,11 @@ def validate(doc: Document):
     errors = list(validator().iter_errors(doc.data))
     diags = [d for top in errors for e in _leaf_errors(top) for d in _translate(e, doc)]
     diags += non_finite_numbers(doc)
-    more, model = semantic_checks(doc, *broken_sections(doc, errors))
+    broken = broken_sections(doc, errors)
+    if "data" not in broken[0]:
+        from specgrad.spec.paths import data_file_diagnostics
+        diags += data_file_diagnostics(doc)
+    more, model = semantic_checks(doc, *broken)
     # dict.fromkeys: jsonschema reports a mapping's missing keys once per key, each listing them all
     diags = sorted(dict.fromkeys(diags + more), key=_order)
     return diags, (model if not any(d.severity == "error" for d in diags) else None)
@@ -228,6 +232,9 @@ def non_finite_numbers(doc: Document) -> list[Diagnostic]:
     def walk(value, path):
         if isinstance(value, float) and not math.isfinite(value):
             out.append(Diagnostic(f"{dotted(path)} must be a finite number, got {value}", doc.loc(path)))
+        elif isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+            out.append(Diagnostic(f"{dotted(path)} is too large: {excerpt(value)} is outside the 64-bit "
+                                  "integers", doc.loc(path)))
         elif isinstance(value, dict):
             for key, item in value.items():
                 walk(item, path + (key,))

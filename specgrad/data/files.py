@@ -22,9 +22,17 @@ COLUMNS = {"type": "object", "propertyNames": NAME, "minProperties": 1,
 
 
 def resolve(path: str, base_dir: Path, key: tuple) -> Path:
+    """The data file ``path`` names; only a regular file (a FIFO or /dev/zero would block or never end)."""
+    import os
+
+    from specgrad.spec.load import not_regular
     full = (Path(base_dir) / path) if not Path(path).is_absolute() else Path(path)
-    if not full.is_file():
-        raise DataError(f"data file '{path}' not found (looked for {full})", key)
+    try:
+        what = not_regular(os.stat(full).st_mode)
+    except (OSError, ValueError):
+        raise DataError(f"data file '{path}' not found (looked for {full})", key) from None
+    if what is not None:
+        raise DataError(f"data file '{path}' is {what}, not a regular file", key)
     return full
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from specgrad.components import normalize
 from specgrad.graph.autodiff import gradients
-from specgrad.graph.formula import FormulaError, Scope, apply_call, build_formula, undefined
+from specgrad.graph.formula import FormulaError, Scope, apply_call, build_formula, parse_formula, undefined
 from specgrad.graph.ir import Graph, Node, ancestors
 from specgrad.graph.plan import Plan
 from specgrad.init import INITIALIZERS, fans_of, init_problem
@@ -327,6 +327,6 @@ class _Builder:
 def _names_in(text: str) -> set[str]:
     import ast
     try:
-        return {n.id for n in ast.walk(ast.parse(text.strip(), mode="eval")) if isinstance(n, ast.Name)}
-    except SyntaxError:
+        return {n.id for n in ast.walk(parse_formula(text)) if isinstance(n, ast.Name)}
+    except FormulaError:
         return set()

@@ -89,21 +89,21 @@ def data_file_diagnostics(doc) -> list[Diagnostic]:
         value = settings[key[0]] if len(key) == 1 else settings[key[0]][key[1]]
         where = doc.loc(("data", *key))
         if "\0" in value or len(value) > 4096:
-            out.append(Diagnostic(f"data file {excerpt(value)} is not a possible file name", where))
+            out.append(Diagnostic(f"data: data file {excerpt(value)} is not a possible file name", where))
             continue
         full = os.path.join(folder, value)
         if roots and not inside(os.path.realpath(full), roots):
-            out.append(Diagnostic(f"data file {excerpt(value, 200)} is outside the folders a spec may read "
+            out.append(Diagnostic(f"data: data file {excerpt(value, 200)} is outside the folders a spec may read "
                                   f"({', '.join(roots)}); add --root DIR to allow another folder", where))
             continue
         try:
             what = not_regular(os.stat(full).st_mode)
         except FileNotFoundError:
-            out.append(Diagnostic(f"data file {excerpt(value, 200)} not found (looked for {full})", where))
+            out.append(Diagnostic(f"data: data file {excerpt(value, 200)} not found (looked for {full})", where))
             continue
         except OSError as e:
-            out.append(Diagnostic(f"data file {excerpt(value, 200)} cannot be read: {e.strerror}", where))
+            out.append(Diagnostic(f"data: data file {excerpt(value, 200)} cannot be read: {e.strerror}", where))
             continue
         if what is not None:
-            out.append(Diagnostic(f"data file {excerpt(value, 200)} is {what}, not a regular file", where))
+            out.append(Diagnostic(f"data: data file {excerpt(value, 200)} is {what}, not a regular file", where))
     return out

@@ -378,6 +378,7 @@ class _References:
         self.sizes = sizes if sizes is not None else {}
         self.values = _measure(root, self.sizes)[0]      # values in the document once references are copied
         self.text = 0                                    # characters written by references inside strings
+        self.long_chain = False
 
     def resolve(self, node: Value, path: tuple) -> Value:
         # iterative over the tree (which may be MAX_DEPTH deep); only references recurse, a bounded chain
@@ -399,6 +400,7 @@ class _References:
             cycle = " -> ".join("${" + _dotted(p) + "}" for p in self.active[self.active.index(path):])
             raise _Cycle(f"reference cycle: {excerpt(cycle, 400, False)} -> ${{{excerpt(_dotted(path), 100, False)}}}")
         if len(self.active) >= MAX_REFERENCE_CHAIN:
+            self.long_chain = True
             raise _Cycle(f"a chain of more than {MAX_REFERENCE_CHAIN} references (a refers to b, which refers "
                          "to c...)")
         self.active.append(path)
@@ -451,7 +453,9 @@ class _References:
         except _Cycle as cycle:
             if self.active[0] != path:
                 raise
-            self.errors.append(Diagnostic(str(cycle), node.loc))
+            if not (self.long_chain and any("references (a refers" in e.message for e in self.errors)):
+                self.errors.append(Diagnostic(str(cycle), node.loc))     # a long chain: reported once
+            self.done[path] = node
             return node
         except _TooLarge as error:
             if self.active[0] != path:

@@ -23,8 +23,9 @@ Deliberate differences from ``safe_load``:
   error instead of an int or bool key.
 * Each alias expansion is an independent copy, so mutating the data at one
   path never changes another.
-* Size limits: at most 10 MiB of text, 100 000 values (this refuses "billion
-  laughs" alias bombs quickly) and 100 levels of nesting (no RecursionError).
+* Size limits: at most 10 MiB of text, 100 000 values and keys as written,
+  100 000 values with every alias expanded (this refuses "billion laughs"
+  alias bombs quickly) and 100 levels of nesting (no RecursionError).
 
 Every failure is a :class:`~specgrad.spec.errors.SpecError` with a location.
 """
@@ -193,11 +194,18 @@ class _LocatingComposer(Composer):
 
     file: str = "<string>"
     _depth: int = 0
+    _nodes: int = 0
 
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             return _Alias(super().compose_node(parent, index), event.start_mark)
+        # Counted as they are composed, so a 10 MiB list of numbers stops at the limit, not after millions
+        # of nodes; aliases are measured later (_Builder.build), from the anchored node's size.
+        self._nodes += 1
+        if self._nodes > MAX_VALUES:
+            raise SpecError.at(_loc(self.file, event.start_mark),
+                               f"spec too large: more than {MAX_VALUES} values and keys")
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:

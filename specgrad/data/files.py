@@ -13,6 +13,7 @@ import numpy as np
 
 from specgrad.components import NAME
 from specgrad.data.registry import SOURCES, DataError
+from specgrad.spec.errors import excerpt
 
 PATH = {"type": "string", "minLength": 1, "description": "file path, relative to the spec file"}
 COLUMNS = {"type": "object", "propertyNames": NAME, "minProperties": 1,
@@ -56,7 +57,7 @@ def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",") -> dict[s
             try:
                 values[i, j] = float(cell)
             except ValueError:
-                raise DataError(f"{path}:{i + 2}: column '{header[j]}' holds {cell.strip()!r}, not a number",
+                raise DataError(f"{path}:{i + 2}: column {excerpt(header[j])} holds {excerpt(cell.strip())}, not a number",
                                 key) from None
     return {name: values[:, j] for j, name in enumerate(header)}
 

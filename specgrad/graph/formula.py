@@ -8,7 +8,7 @@ import math
 
 from specgrad.graph.ir import Graph, Node
 from specgrad.ops.registry import REGISTRY, ArgumentError, ShapeError, fmt_shape
-from specgrad.spec.errors import did_you_mean
+from specgrad.spec.errors import did_you_mean, excerpt
 
 BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
 UNARY = {ast.USub: "neg"}
@@ -44,7 +44,7 @@ def undefined(name: str, scope: dict, col: int = 0) -> FormulaError:
     if name in later:
         return FormulaError(f"'{name}' is used before its definition at {later[name]}; nodes are computed in "
                             "the order they are listed, so they cannot form a cycle", col)
-    return FormulaError(f"undefined name '{name}'{did_you_mean(name, scope)}", col)
+    return FormulaError(f"undefined name {excerpt(name)}{did_you_mean(name, scope)}", col)
 
 
 def parse_formula(text: str) -> ast.Expression:
@@ -131,7 +131,7 @@ def apply_call(graph: Graph, name: str, args: list, attrs: dict, col: int = 0, l
     ``labels`` (node id -> how the spec writes it) lets a shape error say where each input came from."""
     op = REGISTRY.get(name)
     if op is None or op.internal:
-        raise FormulaError(f"unknown op '{name}'{did_you_mean(name, public_ops())}", col)
+        raise FormulaError(f"unknown op {excerpt(name)}{did_you_mean(name, public_ops())}", col)
     n_inputs = op.arity if op.arity is not None else len(args)
     inputs, extra = list(args[:n_inputs]), list(args[n_inputs:])
     if len(extra) > len(op.attrs):
@@ -208,7 +208,7 @@ def build_formula(text: str, graph: Graph, scope: dict[str, Node]) -> Node:
                     raise FormulaError("'**' is not allowed in formulas", col)
                 attrs[kw.arg] = _constant(kw.value)
             return apply_call(graph, node.func.id, values, attrs, col, labels)
-        raise FormulaError(f"'{ast.unparse(node)}' is not allowed in a formula "
+        raise FormulaError(f"{excerpt(ast.unparse(node))} is not allowed in a formula "
                            "(use numbers, names, + - * / ** @ and op calls)", col)
 
     out = visit(tree.body)

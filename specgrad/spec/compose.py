@@ -179,7 +179,8 @@ class _Composer:
             raise SpecError.at(site, f"nesting deeper than {MAX_DEPTH} levels after extends and include")
         return node
 
-    def file(self, name: str, stack: tuple = (), site: Location | None = None, key: str = EXTENDS) -> Value | None:
+    def file(self, name: str, stack: tuple = (), site: Location | None = None, key: str = EXTENDS,
+             depth: int = 0) -> Value | None:
         """The file ``name`` with its own extends and includes merged in. A spec's top level extends; a
         fragment's top level, being included, may include in turn."""
         real = os.path.realpath(name)
@@ -207,18 +208,18 @@ class _Composer:
         doc = load_file(name)
         check_version(doc)
         stack = (*stack, real)
-        root = self._includes(tree(doc), name, stack, top=key == EXTENDS)
+        root = self._includes(tree(doc), name, stack, top=key == EXTENDS, depth=depth)
         if key == EXTENDS and INCLUDE in root.value:
             self.errors.append(Diagnostic("the top level of a spec takes its bases with 'extends'; 'include' is "
                                           "for the mappings inside it", root.value[INCLUDE].key_loc))
         bases = root.value.pop(EXTENDS, None) if key == EXTENDS else None
         if bases is not None:
-            base = self._merged(bases, name, stack, EXTENDS)
+            base = self._merged(bases, name, stack, EXTENDS, depth)
             root = self._limit(merge(base, root), bases.loc) if base is not None else root
         self.files[real, key] = root
         return root
 
-    def _merged(self, names: Value, naming_file: str, stack: tuple, key: str) -> Value | None:
+    def _merged(self, names: Value, naming_file: str, stack: tuple, key: str, depth: int = 0) -> Value | None:
         """The files named by an ``extends`` or ``include`` value, merged in order."""
         items = names.value if isinstance(names.value, list) else [names]
         if not items or not all(isinstance(item.value, str) and item.value for item in items):
@@ -230,23 +231,27 @@ class _Composer:
                 self.errors.append(Diagnostic(f"'{key}' names no possible file: {excerpt(item.value)}", item.loc))
                 continue
             path = os.path.normpath(os.path.join(os.path.dirname(naming_file), item.value))
-            part = self.file(path, stack, item.loc, key)
+            part = self.file(path, stack, item.loc, key, depth)
             if part is not None:
                 out = part if out is None else merge(out, part)
         return out
 
-    def _includes(self, node: Value, naming_file: str, stack: tuple, top: bool = False) -> Value:
-        """``node`` with every ``include`` below it replaced by the fragment it names."""
+    def _includes(self, node: Value, naming_file: str, stack: tuple, top: bool = False, depth: int = 0) -> Value:
+        """``node`` with every ``include`` below it replaced by the fragment it names. ``depth`` is where
+        ``node`` lands in the composed spec, counted across files, so a chain of fragments that each nest a
+        little is refused before it recurses deeper than MAX_DEPTH levels in all."""
         if isinstance(node.value, list):
-            return replace(node, value=[self._includes(v, naming_file, stack) for v in node.value])
+            return replace(node, value=[self._includes(v, naming_file, stack, depth=depth + 1) for v in node.value])
         if not isinstance(node.value, dict):
             return node
-        children = {k: self._includes(v, naming_file, stack) for k, v in node.value.items()
+        if depth >= MAX_DEPTH and node.value:
+            raise SpecError.at(node.loc, f"nesting deeper than {MAX_DEPTH} levels after extends and include")
+        children = {k: self._includes(v, naming_file, stack, depth=depth + 1) for k, v in node.value.items()
                     if top or k != INCLUDE}
         here = replace(node, value=children)
         if top or INCLUDE not in node.value:
             return here
-        fragment = self._merged(node.value[INCLUDE], naming_file, stack, INCLUDE)
+        fragment = self._merged(node.value[INCLUDE], naming_file, stack, INCLUDE, depth)
         return self._limit(merge(fragment, here), node.value[INCLUDE].loc) if fragment is not None else here
 
 

@@ -54,7 +54,7 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     kind, value, inst = e.validator, e.validator_value, e.instance
     if kind == "additionalProperties" and isinstance(inst, dict):
         known = list(e.schema.get("properties", {}))
-        return [Diagnostic(f"unknown key '{k}' in {name}{did_you_mean(k, known)}", doc.key_loc(path + (k,)))
+        return [Diagnostic(f"unknown key {excerpt(k)} in {name}{did_you_mean(k, known)}", doc.key_loc(path + (k,)))
                 for k in inst if k not in known]
     if kind == "required" and isinstance(inst, dict):
         # a misspelt key ("lr_rate") is reported as unknown with a suggestion; do not also call 'lr' missing
@@ -72,7 +72,7 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     if kind == "enum":
         title = e.schema.get("title")
         if title and isinstance(inst, str):
-            return [Diagnostic(f"unknown {title} '{inst}'{did_you_mean(inst, value)}", doc.loc(path))]
+            return [Diagnostic(f"unknown {title} {excerpt(inst)}{did_you_mean(inst, value)}", doc.loc(path))]
         return [Diagnostic(f"{name} must be one of {', '.join(map(str, value))}; got {describe(inst)}", doc.loc(path))]
     if kind == "const":
         return [Diagnostic(f"{name} must be {describe(value)}, got {describe(inst)}", doc.loc(path))]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from specgrad.graph.formula import FormulaError, build_formula
+from specgrad.graph.ir import Graph
 from specgrad.spec import check_spec, load_spec
 from specgrad.spec.compose import compose, parse_path
 from specgrad.spec.errors import SpecError, format_diagnostics
-from specgrad.graph.formula import FormulaError, build_formula
-from specgrad.graph.ir import Graph
 
 BASE = """\
 specgrad: 1
@@ -89,9 +89,9 @@ def test_include_chain_is_named_innermost_first(inside):
     write(inside, "parts/_opt.yaml", "include: _inner.yaml\n")
     write(inside, "parts/_inner.yaml", "type: sgd\nlr: -1\n")
     ok, diags = check_spec("spec.yaml")
-    assert [str(d) for d in diags] == [
-        "spec.yaml: parts/_inner.yaml:2:5: error: optimizer.lr must be > 0, got -1 "
-        "(included by parts/_opt.yaml:1:10, included by spec.yaml:12:22)"]
+    assert not ok
+    assert [str(d) for d in diags] == [("spec.yaml: parts/_inner.yaml:2:5: error: optimizer.lr must be > 0, got -1 "
+                                        "(included by parts/_opt.yaml:1:10, included by spec.yaml:12:22)")]
 
 
 # --- 11.6 -----------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from specgrad.spec.errors import Diagnostic, excerpt
 
-__all__ = ["data_path_keys", "relocate_data_paths", "data_file_diagnostics"]
+__all__ = ["data_file_diagnostics", "data_path_keys", "relocate_data_paths"]
 
 
 def _is_path(schema) -> bool:

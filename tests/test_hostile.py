@@ -244,7 +244,7 @@ def run_exec(args, cwd: Path):
 def run_forked(args, cwd: Path):
     """``specgrad.cli.main`` with ``args`` in a forked child: (exit code, output, seconds, peak RSS, RSS at fork)."""
     import specgrad.cli
-    import specgrad.graph.build
+    import specgrad.model.build
     import specgrad.spec.validate  # noqa: F401
     from specgrad.spec.validate import validator
     validator()

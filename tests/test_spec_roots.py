@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from specgrad.graph.formula import FormulaError, build_formula
-from specgrad.graph.ir import Graph
+from specgrad.model.formula import FormulaError, build_formula
+from specgrad.engine.ir import Graph
 from specgrad.spec import check_spec, load_spec
 from specgrad.spec.compose import compose, parse_path
-from specgrad.spec.errors import SpecError, format_diagnostics
+from specgrad.base.diagnostics import SpecError, format_diagnostics
 
 BASE = """\
 specgrad: 1

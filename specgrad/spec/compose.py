@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, replace
 
 
-from specgrad.spec.errors import Diagnostic, Location, SpecError, capped_history, did_you_mean, excerpt
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError, capped_history, did_you_mean, excerpt
 from specgrad.spec.load import MAX_BYTES, MAX_DEPTH, MAX_VALUES, Document, load_file, load_string
 from specgrad.spec.schema import FORMAT_VERSION
 

@@ -27,7 +27,7 @@ Deliberate differences from ``safe_load``:
   100 000 values with every alias expanded (this refuses "billion laughs"
   alias bombs quickly) and 100 levels of nesting (no RecursionError).
 
-Every failure is a :class:`~specgrad.spec.errors.SpecError` with a location.
+Every failure is a :class:`~specgrad.base.diagnostics.SpecError` with a location.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from .errors import Location, SpecError, excerpt
+from specgrad.base.diagnostics import Location, SpecError, excerpt
 
 __all__ = ["Document", "load_string", "load_file", "MAX_BYTES", "MAX_VALUES", "MAX_DEPTH"]
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from specgrad.spec.errors import Diagnostic, excerpt
+from specgrad.base.diagnostics import Diagnostic, excerpt
 
 __all__ = ["data_file_diagnostics", "data_path_keys", "relocate_data_paths"]
 

@@ -22,6 +22,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Declarative training: a YAML spec in, a trained, resumable run out.")
 
 SET_HELP = "Override a spec value, e.g. --set optimizer.lr=0.01 (YAML-typed; repeatable)."
+ROOT_HELP = ("Another folder that extends, include and data files may come from (repeatable); by default only "
+             "the working directory and the spec's own folder, symlinks resolved.")
 
 
 def _version(value: bool) -> None:
@@ -85,6 +87,7 @@ def validate(
     format: Format = typer.Option(Format.text, "--format", help="text, json (one object per line) or github."),
     skip_non_specs: bool = typer.Option(False, "--skip-non-specs", help="Skip, with a note, YAML files without a "
                                         "top-level 'specgrad:' or 'extends:' key (the pre-commit hook's mode)."),
+    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col."""
     from specgrad.spec import check_spec, find_spec_files
@@ -100,16 +103,18 @@ def validate(
         files, others = split_specs(files)
         for f in others:
             _err(f"note: skipped {f}: not a specgrad spec (no top-level 'specgrad:' or 'extends:' key)")
-    failed = 0
+    failed = []
     for f in files:
         with _reported():
-            ok, diags = check_spec(f, set_)
+            ok, diags = check_spec(f, set_, root)
         _collect_from_here()          # the first spec imported and built everything the others need
-        failed += not ok
+        if not ok:
+            failed.append(str(f))
         if diags:
             typer.echo(format_diagnostics(diags, format.value))
     if format == Format.text:
-        _err(f"{len(files) - failed} of {len(files)} spec(s) valid")
+        _err(f"{len(files) - len(failed)} of {len(files)} spec(s) valid"
+             + (f"; invalid: {', '.join(failed)}" if failed else ""))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -119,14 +124,15 @@ def config(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     explain: bool = typer.Option(False, "--explain", help="End each line with the file:line:col its value "
                                  "comes from, and what it overrides."),
+    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Print the resolved spec: extends and includes merged, --set applied, ${...} references resolved."""
-    from specgrad.spec.compose import compose
+    from specgrad.spec.compose import compose, default_roots
     from specgrad.spec.render import resolved_yaml
 
     _check_overrides([spec], set_)
     with _reported():
-        doc = compose(spec, set_)
+        doc = compose(spec, set_, default_roots(spec, root))
     typer.echo(resolved_yaml(doc, explain), nl=False)
 
 
@@ -140,6 +146,7 @@ def train(
     allow_spec_change: bool = typer.Option(False, "--allow-spec-change", help="Resume even though the spec "
                                            "differs from the checkpoint's (the differences are printed)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Train a spec: validate, compile, run, checkpoint. Ctrl-C (or SIGTERM) saves a checkpoint at the next
     step boundary and stops; a second Ctrl-C stops at once."""
@@ -150,7 +157,7 @@ def train(
 
     _check_overrides([spec], set_)
     with _reported(RunError, CheckpointError):
-        loaded = load_spec(spec, set_)
+        loaded = load_spec(spec, set_, root)
         if loaded.warnings and not quiet:
             _err(format_diagnostics(loaded.warnings, "text"))
         name = loaded.data["name"]
@@ -324,6 +331,7 @@ def gradcheck(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Rows of the training data to use."),
     tolerance: float = typer.Option(1e-5, "--tolerance", min=0.0, help="Largest acceptable relative error."),
+    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Compare the model's gradient with finite differences, per parameter, in float64; exit 1 above tolerance."""
     from specgrad.run.gradcheck import check_spec
@@ -331,7 +339,7 @@ def gradcheck(
 
     _check_overrides([spec], set_)
     with _reported(ValueError):       # the data lacks a field the model reads
-        checks = check_spec(load_spec(spec, [*set_, "dtype=float64"]), batch_size=batch_size)
+        checks = check_spec(load_spec(spec, [*set_, "dtype=float64"], root), batch_size=batch_size)
     width = max([len("parameter"), *(len(c.name) for c in checks)])
     typer.echo(f"{'parameter':<{width}}  {'shape':<14} {'entries':>7}  relative error")
     for c in checks:
@@ -353,6 +361,7 @@ def graph(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     format: GraphFormat = typer.Option(GraphFormat.text, "--format", help="text, or dot for Graphviz."),
     backward: bool = typer.Option(False, "--backward", help="Also show the backward pass the engine built."),
+    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Show the model as the engine compiled it: every op with its inferred shape (B: the batch)."""
     from specgrad.engine.show import render_dot, render_text
@@ -360,7 +369,7 @@ def graph(
 
     _check_overrides([spec], set_)
     with _reported():
-        model = load_spec(spec, set_).model
+        model = load_spec(spec, set_, root).model
     typer.echo((render_dot if format == GraphFormat.dot else render_text)(model, backward))
 
 

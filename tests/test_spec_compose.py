@@ -40,7 +40,8 @@ BASE = """\
     """
 
 
-def test_extends_deep_merges_mappings_replaces_lists_and_null_removes(tmp_path):
+def test_extends_deep_merges_mappings_replaces_lists_and_null_removes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)          # the base is outside the child's folder: the working directory allows it
     write(tmp_path, "base.yaml", BASE)
     child = write(tmp_path, "exp/child.yaml", """\
         extends: ../base.yaml
@@ -110,8 +111,8 @@ def test_escaped_reference_stays_literal(tmp_path):
 def test_extends_cycle_and_missing_files_are_located(tmp_path):
     a = write(tmp_path, "a.yaml", "extends: b.yaml\nname: a\n")
     write(tmp_path, "b.yaml", "extends: [a.yaml]\n")
-    assert messages(a) == [f"{tmp_path / 'b.yaml'}:1:11: error: '{tmp_path / 'a.yaml'}' extends or includes itself: "
-                           "a.yaml -> b.yaml -> a.yaml"]
+    assert messages(a) == [f"{a}: {tmp_path / 'b.yaml'}:1:11: error: '{tmp_path / 'a.yaml'}' extends or includes "
+                           f"itself: a.yaml -> b.yaml -> a.yaml (extended by {a}:1:10)"]
     c = write(tmp_path, "c.yaml", BASE.replace("loss: sse", "loss: {include: nope.yaml}") + "extends: missing.yaml\n")
     assert messages(c) == [f"{c}:11:17: error: no such file '{tmp_path / 'nope.yaml'}'",
                            f"{c}:15:10: error: no such file '{tmp_path / 'missing.yaml'}'"]
@@ -181,8 +182,8 @@ def test_unknown_format_version_is_a_clear_error(tmp_path):
     assert messages(spec) == [f"{spec}:1:11: error: unsupported spec format version 2; this specgrad reads version 1"]
     write(tmp_path, "old.yaml", BASE.replace("specgrad: 1", "specgrad: '1.0'"))
     child = write(tmp_path, "child.yaml", "extends: old.yaml\n")
-    assert messages(child) == [f"{tmp_path / 'old.yaml'}:1:11: error: unsupported spec format version '1.0'; "
-                               "this specgrad reads version 1"]
+    assert messages(child) == [f"{child}: {tmp_path / 'old.yaml'}:1:11: error: unsupported spec format version "
+                               f"'1.0'; this specgrad reads version 1 (extended by {child}:1:10)"]
 
 
 def test_set_values_are_typed_like_file_values(tmp_path):

@@ -22,12 +22,37 @@ __all__ = [
     "format_diagnostics",
     "closest",
     "did_you_mean",
+    "excerpt",
     "FORMATS",
     "SEVERITIES",
 ]
 
 SEVERITIES = ("error", "warning")
 FORMATS = ("text", "json", "github")
+EXCERPT = 40
+"""Most characters of a value that a message quotes: enough to recognise it, never a file's contents."""
+MAX_MESSAGE = 2000
+"""Longest message printed; a last guard, since every message that quotes a value uses ``excerpt``."""
+MAX_HISTORY = 12
+"""Most provenance notes one value keeps; a chain of references or extends cannot grow it without bound."""
+
+
+def excerpt(value, limit: int = EXCERPT, quote: bool = True) -> str:
+    """``repr`` of a value (``str`` unless ``quote``) cut to ``limit`` characters: messages quote values,
+    never whole files."""
+    text = value if isinstance(value, str) else str(value)
+    quote = quote and isinstance(value, str)
+    if len(text) <= limit:
+        return repr(text) if quote else text
+    cut = text[:limit]
+    return (repr(cut) if quote else cut) + f"... ({len(text)} characters)"
+
+
+def capped_history(notes: tuple) -> tuple:
+    """``notes`` with at most MAX_HISTORY entries: the first ones (closest to the value) and a count."""
+    if len(notes) <= MAX_HISTORY:
+        return notes
+    return (*notes[:MAX_HISTORY - 1], f"and {len(notes) - MAX_HISTORY + 1} earlier places")
 
 
 @dataclass(frozen=True)
@@ -53,7 +78,7 @@ class Location:
 
     def noted(self, note: str) -> Location:
         """This place with one more line of provenance."""
-        return Location(self.file, self.line, self.col, (*self.history, note))
+        return Location(self.file, self.line, self.col, capped_history((*self.history, note)))
 
 
 @dataclass(frozen=True)
@@ -63,6 +88,11 @@ class Diagnostic:
     message: str
     location: Location | None = None
     severity: str = "error"
+    spec: str | None = None
+    """The spec being checked, when the problem's place is in another file (a base, a fragment, --set)."""
+    chain: tuple[tuple[str, Location], ...] = ()
+    """How that other file was reached: ("extended by" | "included by", place of the extends/include),
+    innermost first; the last place is in ``spec``."""
 
     def __post_init__(self) -> None:
         # Catch typos such as "Error" early: the github format turns the
@@ -72,15 +102,23 @@ class Diagnostic:
 
     @property
     def text(self) -> str:
-        """The message with the value's provenance, if it has one."""
-        if self.location is None or not self.location.history:
-            return self.message
-        return f"{self.message} ({', '.join(self.location.history)})"
+        """The message with the value's provenance and the chain that reached its file, if any."""
+        notes = [*(self.location.history if self.location is not None else ()),
+                 *(f"{how} {where}" for how, where in self.chain)]
+        text = f"{self.message} ({', '.join(notes)})" if notes else self.message
+        return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "... (message cut)"
+
+    @property
+    def anchor(self) -> Location | None:
+        """Where a tool should annotate: a place in the spec being checked (the outermost extends or include
+        line that reached the problem's file), else the problem's own place."""
+        return self.chain[-1][1] if self.chain else self.location
 
     def __str__(self) -> str:
+        prefix = f"{self.spec}: " if self.spec else ""
         if self.location is None:
-            return f"{self.severity}: {self.text}"
-        return f"{self.location}: {self.severity}: {self.text}"
+            return f"{prefix}{self.severity}: {self.text}"
+        return f"{prefix}{self.location}: {self.severity}: {self.text}"
 
 
 def _sort_key(diag: Diagnostic) -> tuple:
@@ -137,22 +175,25 @@ def _format_one(diag: Diagnostic, fmt: str) -> str:
     if fmt == "json":
         import json  # lazily: only machine output needs it
 
-        return json.dumps(
-            {
-                "file": loc.file if loc else None,
-                "line": loc.line if loc else None,
-                "col": loc.col if loc else None,
-                "severity": diag.severity,
-                "message": diag.text,
-            },
-            ensure_ascii=False,
-        )
-    # github
-    if loc is None:
-        return f"::{diag.severity}::{_github_data(diag.text)}"
+        record = {
+            "file": loc.file if loc else None,
+            "line": loc.line if loc else None,
+            "col": loc.col if loc else None,
+            "severity": diag.severity,
+            "message": diag.text,
+        }
+        if diag.spec:
+            record["spec"] = diag.spec
+            record["chain"] = [{"how": how, "file": w.file, "line": w.line, "col": w.col} for how, w in diag.chain]
+        return json.dumps(record, ensure_ascii=False)
+    # github: the annotation lands in the spec being checked; the other place is named in the message
+    anchor = diag.anchor
+    message = diag.text if anchor == loc or loc is None else f"{loc}: {diag.text}"
+    if anchor is None:
+        return f"::{diag.severity}::{_github_data(message)}"
     return (
-        f"::{diag.severity} file={_github_property(loc.file)},"
-        f"line={loc.line},col={loc.col}::{_github_data(diag.text)}"
+        f"::{diag.severity} file={_github_property(anchor.file)},"
+        f"line={anchor.line},col={anchor.col}::{_github_data(message)}"
     )
 
 

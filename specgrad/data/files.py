@@ -13,7 +13,7 @@ import numpy as np
 
 from specgrad.base.components import NAME
 from specgrad.data.registry import SOURCES, DataError
-from specgrad.base.diagnostics import did_you_mean
+from specgrad.base.diagnostics import did_you_mean, excerpt
 
 PATH = {"type": "string", "minLength": 1, "description": "file path, relative to the spec file"}
 COLUMNS = {"type": "object", "propertyNames": NAME, "minProperties": 1,
@@ -23,9 +23,17 @@ COLUMNS = {"type": "object", "propertyNames": NAME, "minProperties": 1,
 
 
 def resolve(path: str, base_dir: Path, key: tuple) -> Path:
+    """The data file ``path`` names; only a regular file (a FIFO or /dev/zero would block or never end)."""
+    import os
+
+    from specgrad.spec.load import not_regular
     full = (Path(base_dir) / path) if not Path(path).is_absolute() else Path(path)
-    if not full.is_file():
-        raise DataError(f"data file '{path}' not found (looked for {full})", key)
+    try:
+        what = not_regular(os.stat(full).st_mode)
+    except (OSError, ValueError):
+        raise DataError(f"data file '{path}' not found (looked for {full})", key) from None
+    if what is not None:
+        raise DataError(f"data file '{path}' is {what}, not a regular file", key)
     return full
 
 
@@ -49,7 +57,7 @@ def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",") -> dict[s
             try:
                 values[i, j] = float(cell)
             except ValueError:
-                raise DataError(f"{path}:{i + 2}: column '{header[j]}' holds {cell.strip()!r}, not a number",
+                raise DataError(f"{path}:{i + 2}: column {excerpt(header[j])} holds {excerpt(cell.strip())}, not a number",
                                 key) from None
     return {name: values[:, j] for j, name in enumerate(header)}
 

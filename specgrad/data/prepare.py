@@ -92,10 +92,10 @@ def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer 
     """Load, split, standardize (fitted on the training split unless a run's ``standardizer`` is given) and
     check the data of a validated spec (validation has checked the settings that need no data: see
     specgrad/spec/checks.py); a located SpecError for any problem. ``base_dir`` defaults to the
-    spec file's folder (see ``_data_folder``)."""
+    spec file's folder (see ``data_folder``)."""
     settings = spec.data["data"]
     if base_dir is None:
-        base_dir = _data_folder(Path(spec.doc.file).parent)
+        base_dir = data_folder(Path(spec.doc.file).parent)
     try:
         splits = load_splits(settings, spec.settings.seed, base_dir)
         if standardizer is None:
@@ -106,7 +106,7 @@ def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer 
                         standardizer, base_dir)
 
 
-def _data_folder(spec_dir: Path) -> Path:
+def data_folder(spec_dir: Path) -> Path:
     """Where a spec's relative data paths resolve: its own folder, or for a run's spec.yaml (trained again as
     it is) the folder its run recorded."""
     if (spec_dir / RUN_FILE).is_file():

@@ -19,7 +19,7 @@ import numpy as np
 
 from specgrad.base.components import normalize
 from specgrad.engine.autodiff import gradients
-from specgrad.model.formula import FormulaError, Scope, apply_call, build_formula, undefined
+from specgrad.model.formula import FormulaError, Scope, apply_call, build_formula, parse_formula, undefined
 from specgrad.engine.ir import DEFAULT_DTYPE, Graph, Node, ancestors
 from specgrad.engine.plan import Plan
 from specgrad.model.init import INITIALIZERS, fans_of, init_problem
@@ -336,6 +336,6 @@ class _Builder:
 def _names_in(text: str) -> set[str]:
     import ast
     try:
-        return {n.id for n in ast.walk(ast.parse(text.strip(), mode="eval")) if isinstance(n, ast.Name)}
-    except SyntaxError:
+        return {n.id for n in ast.walk(parse_formula(text)) if isinstance(n, ast.Name)}
+    except FormulaError:
         return set()

@@ -1,13 +1,15 @@
 """The spec pipeline: load (YAML with locations) -> compose (extends, include, --set, ${...}) -> validate
-(schema + semantics)."""
+(schema + semantics) -> typed settings."""
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError
 from specgrad.model.build import Model
-from specgrad.spec.compose import compose, compose_mapping
+from specgrad.spec.compose import attribute, compose, compose_mapping, default_roots
 from specgrad.spec.load import Document
 from specgrad.spec.settings import Settings, settings_of
 from specgrad.spec.validate import validate as validate_document
@@ -15,7 +17,7 @@ from specgrad.spec.validate import validate as validate_document
 
 @dataclass
 class Spec:
-    """A resolved, validated spec: its values with their locations, and the compiled model."""
+    """A resolved, validated spec: its values with their locations, its typed settings and the compiled model."""
     doc: Document
     model: Model
     warnings: list[Diagnostic]
@@ -30,20 +32,21 @@ class Spec:
         return settings_of(self.doc.data)
 
 
-def load_spec(path, overrides=()) -> Spec:
-    """Load, compose and validate the spec at ``path``; raises SpecError listing every problem."""
+def load_spec(path, overrides=(), roots=()) -> Spec:
+    """Load, compose and validate the spec at ``path``; raises SpecError listing every problem. Files are
+    read only inside the working directory, the spec's folder and ``roots`` (``--root``)."""
+    return _validated(compose(path, overrides, default_roots(path, roots)))
 
-    return _validated(compose(path, overrides))
 
-
-def load_mapping(values: dict, overrides=()) -> Spec:
+def load_mapping(values: dict, overrides=(), roots=()) -> Spec:
     """``load_spec`` for a spec given as a mapping of plain values; relative paths resolve against the
-    current folder."""
-    return _validated(compose_mapping(values, overrides))
+    working directory."""
+    return _validated(compose_mapping(values, overrides, default_roots(Path.cwd() / "spec", roots)))
 
 
 def _validated(doc: Document) -> Spec:
     diagnostics, model = validate_document(doc)
+    diagnostics = attribute(diagnostics, doc.file, doc.origins)
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:
         raise SpecError(diagnostics)
@@ -55,9 +58,6 @@ def find_spec_files(paths) -> tuple[list, list[str]]:
     paths that named nothing. Inside a folder, a file or folder whose name starts with ``_`` is a
     fragment -- a base or a block meant to be extended or included, not a spec on its own -- and is
     skipped; naming it directly still checks it."""
-    import glob
-    from pathlib import Path
-
     files, unmatched = [], []
     for p in map(str, paths):
         matches = sorted(glob.glob(p, recursive=True)) if glob.has_magic(p) else [p] if Path(p).exists() else []
@@ -77,9 +77,9 @@ def find_spec_files(paths) -> tuple[list, list[str]]:
     return files, unmatched
 
 
-def check_spec(path, overrides=()) -> tuple[bool, list[Diagnostic]]:
+def check_spec(path, overrides=(), roots=()) -> tuple[bool, list[Diagnostic]]:
     """(valid, diagnostics) for one spec file: everything `specgrad validate` reports about it."""
     try:
-        return True, load_spec(path, overrides).warnings
+        return True, load_spec(path, overrides, roots).warnings
     except SpecError as e:
         return False, e.diagnostics

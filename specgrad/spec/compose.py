@@ -22,15 +22,37 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import yaml
 
-from specgrad.base.diagnostics import Diagnostic, Location, SpecError, did_you_mean
-from specgrad.spec.load import MAX_VALUES, Document, load_file, load_string
+from specgrad.base.diagnostics import (
+    Diagnostic,
+    Location,
+    SpecError,
+    capped_history,
+    did_you_mean,
+    excerpt,
+)
+from specgrad.spec.load import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_VALUES,
+    Document,
+    load_file,
+    load_string,
+)
+from specgrad.spec.paths import default_roots, inside, relocate_data_paths
 from specgrad.spec.schema import FORMAT_VERSION
 
 EXTENDS, INCLUDE = "extends", "include"
 MAPPING = "<mapping>"       # the file name of a spec given as a mapping (``compose_mapping``)
+MAX_CHAIN = 32
+"""Most files in one chain of extends and includes (a spec, its base, the base's base...)."""
+MAX_REFERENCE_CHAIN = 64
+"""Most ``${...}`` references followed to resolve one value (a refers to b, which refers to c...)."""
+MAX_TEXT = MAX_BYTES
+"""Most characters of text the ``${...}`` references of one spec may write, all strings together."""
 
 
 # --- a spec as a tree of located values --------------------------------------------------------------------
@@ -56,7 +78,7 @@ def tree(doc: Document, path: tuple = ()) -> Value:
 
 
 def document(root: Value, file: str) -> Document:
-    """The plain data and location tables the later stages read."""
+    """The plain data and location tables the later stages read (``root`` is at most MAX_DEPTH deep)."""
     doc = Document(None, file)
 
     def plain(node: Value, path: tuple):
@@ -98,7 +120,45 @@ def merge(base: Value | None, over: Value) -> Value | None:
 
 
 def _overriding(new: Location, old: Location) -> Location:
-    return Location(new.file, new.line, new.col, (*new.history, f"overrides {old}", *old.history))
+    return Location(new.file, new.line, new.col, capped_history((*new.history, f"overrides {old}", *old.history)))
+
+
+def _measure(node: Value, known: dict) -> tuple[int, int]:
+    """(values, depth) of ``node`` once written out, without recursion (a tree may be deep) and memoized by
+    id (composed trees share subtrees: a fragment included twice is one object, counted without expanding)."""
+    stack = [(node, False)]
+    while stack:
+        item, children_done = stack.pop()
+        if id(item) in known:
+            continue
+        children = list(item.value.values()) if isinstance(item.value, dict) else \
+            item.value if isinstance(item.value, list) else []
+        if children_done or not children:
+            sizes = [known[id(c)][1] for c in children]
+            known[id(item)] = (item, (1 + sum(s[0] for s in sizes), 1 + max((s[1] for s in sizes), default=0)))
+        else:
+            stack.append((item, True))
+            stack.extend((c, False) for c in children if id(c) not in known)
+    return known[id(node)][1]
+
+
+def attribute(diags, spec: str, origins: dict) -> list[Diagnostic]:
+    """``diags`` naming ``spec`` wherever their place is in another file, with the chain of extends and
+    includes that reached that file (so one broken base is reported once per spec it breaks)."""
+    out = []
+    for d in diags:
+        loc = d.location
+        # a --set problem is about the command line, which names no file; it reads the same for every spec
+        if loc is None or loc.file == spec or d.spec is not None or loc.file.startswith("--set "):
+            out.append(d)
+            continue
+        chain, file = [], loc.file
+        while file in origins and len(chain) < MAX_CHAIN:
+            how, site = origins[file]
+            chain.append((how, site))
+            file = site.file
+        out.append(replace(d, spec=spec, chain=tuple(chain)))
+    return out
 
 
 # --- extends and include -------------------------------------------------------------------------------------
@@ -107,60 +167,69 @@ def _overriding(new: Location, old: Location) -> Location:
 class _Composer:
     """Reads a spec file and every file it extends or includes; collects every problem before raising."""
 
-    def __init__(self):
+    def __init__(self, roots=()):
         self.errors: list[Diagnostic] = []
         self.files: dict[tuple, Value] = {}         # (real path, key) -> composed file, read once
-        self.sizes: dict[int, tuple] = {}           # id -> (value, size once expanded), see ``size``
+        self.sizes: dict[int, tuple] = {}           # id -> (value, (size, depth) once expanded), see ``_measure``
+        self.roots = tuple(roots)
+        self.origins: dict[str, tuple[str, Location]] = {}   # file name -> how it was first reached, and where
 
     def size(self, node: Value) -> int:
-        """How many values ``node`` holds once written out. Composed trees share subtrees (a fragment
-        included twice is one object), so this counts a diamond of includes without expanding it."""
-        known = self.sizes.get(id(node))
-        if known is None:
-            children = node.value.values() if isinstance(node.value, dict) else \
-                node.value if isinstance(node.value, list) else ()
-            known = self.sizes[id(node)] = (node, 1 + sum(self.size(c) for c in children))
-        return known[1]
+        return _measure(node, self.sizes)[0]
 
     def _limit(self, node: Value, site: Location) -> Value:
-        if self.size(node) > MAX_VALUES:
+        size, depth = _measure(node, self.sizes)
+        if size > MAX_VALUES:
             raise SpecError.at(site, f"spec too large: more than {MAX_VALUES} values after extends and include")
+        if depth > MAX_DEPTH:
+            raise SpecError.at(site, f"nesting deeper than {MAX_DEPTH} levels after extends and include")
         return node
 
-    def file(self, name: str, stack: tuple = (), site: Location | None = None, key: str = EXTENDS) -> Value | None:
+    def file(self, name: str, stack: tuple = (), site: Location | None = None, key: str = EXTENDS,
+             depth: int = 0) -> Value | None:
         """The file ``name`` with its own extends and includes merged in. A spec's top level extends; a
         fragment's top level, being included, may include in turn."""
         real = os.path.realpath(name)
+        if site is not None and not inside(real, self.roots):
+            # refused by name, before anything reads it: a spec from a pull request must not read ~/.ssh
+            self.errors.append(Diagnostic(
+                f"{excerpt(name, 200)} is outside the folders a spec may read ({', '.join(self.roots)}); "
+                "extends and include stay inside them (add --root DIR to allow another folder)", site))
+            return None
         if (real, key) in self.files:
             return self.files[real, key]
         if real in stack:
             chain = " -> ".join(os.path.basename(p) for p in (*stack[stack.index(real):], real))
-            self.errors.append(Diagnostic(f"'{name}' extends or includes itself: {chain}", site))
+            self.errors.append(Diagnostic(f"{excerpt(name, 200)} extends or includes itself: {excerpt(chain, 400, False)}",
+                                          site))
             return None
-        if site is not None and not os.path.isfile(name):
-            self.errors.append(Diagnostic(f"no such file '{name}'", site))
+        if len(stack) >= MAX_CHAIN:
+            self.errors.append(Diagnostic(f"more than {MAX_CHAIN} files in one chain of extends and include", site))
             return None
-        root = self.document(load_file(name), name, stack, real, key)
+        if site is not None and not os.path.lexists(name):
+            self.errors.append(Diagnostic(f"no such file {excerpt(name, 200)}", site))
+            return None
+        if site is not None:
+            self.origins.setdefault(name, ("extended by" if key == EXTENDS else "included by", site))
+        root = self.document(load_file(name), name, (*stack, real), key, depth)
         self.files[real, key] = root
         return root
 
-    def document(self, doc: Document, name: str, stack: tuple = (), real: str | None = None,
-                 key: str = EXTENDS) -> Value:
+    def document(self, doc: Document, name: str, stack: tuple, key: str = EXTENDS, depth: int = 0) -> Value:
         """A loaded document (the file ``name``, or a mapping given as one) with its extends and includes
-        merged in; relative names in it resolve against ``name``'s folder."""
+        merged in; relative names in it resolve against ``name``'s folder. ``stack`` ends with ``name``."""
         check_version(doc)
-        stack = (*stack, real or os.path.realpath(name))
-        root = self._includes(tree(doc), name, stack, top=key == EXTENDS)
+        root = self._includes(tree(doc), name, stack, top=key == EXTENDS, depth=depth)
         if key == EXTENDS and INCLUDE in root.value:
             self.errors.append(Diagnostic("the top level of a spec takes its bases with 'extends'; 'include' is "
                                           "for the mappings inside it", root.value[INCLUDE].key_loc))
         bases = root.value.pop(EXTENDS, None) if key == EXTENDS else None
         if bases is not None:
-            base = self._merged(bases, name, stack, EXTENDS)
+            base = self._merged(bases, name, stack, EXTENDS, depth)
             root = self._limit(merge(base, root), bases.loc) if base is not None else root
         return root
 
-    def _merged(self, names: Value, naming_file: str, stack: tuple, key: str) -> Value | None:
+    def _merged(self, names: Value, naming_file: str, stack: tuple, key: str, depth: int = 0) -> Value | None:
         """The files named by an ``extends`` or ``include`` value, merged in order."""
         items = names.value if isinstance(names.value, list) else [names]
         if not items or not all(isinstance(item.value, str) and item.value for item in items):
@@ -168,24 +237,31 @@ class _Composer:
             return None
         out = None
         for item in items:
+            if "\0" in item.value or len(item.value) > 4096:
+                self.errors.append(Diagnostic(f"'{key}' names no possible file: {excerpt(item.value)}", item.loc))
+                continue
             path = os.path.normpath(os.path.join(os.path.dirname(naming_file), item.value))
-            part = self.file(path, stack, item.loc, key)
+            part = self.file(path, stack, item.loc, key, depth)
             if part is not None:
                 out = part if out is None else merge(out, part)
         return out
 
-    def _includes(self, node: Value, naming_file: str, stack: tuple, top: bool = False) -> Value:
-        """``node`` with every ``include`` below it replaced by the fragment it names."""
+    def _includes(self, node: Value, naming_file: str, stack: tuple, top: bool = False, depth: int = 0) -> Value:
+        """``node`` with every ``include`` below it replaced by the fragment it names. ``depth`` is where
+        ``node`` lands in the composed spec, counted across files, so a chain of fragments that each nest a
+        little is refused before it recurses deeper than MAX_DEPTH levels in all."""
         if isinstance(node.value, list):
-            return replace(node, value=[self._includes(v, naming_file, stack) for v in node.value])
+            return replace(node, value=[self._includes(v, naming_file, stack, depth=depth + 1) for v in node.value])
         if not isinstance(node.value, dict):
             return node
-        children = {k: self._includes(v, naming_file, stack) for k, v in node.value.items()
+        if depth >= MAX_DEPTH and node.value:
+            raise SpecError.at(node.loc, f"nesting deeper than {MAX_DEPTH} levels after extends and include")
+        children = {k: self._includes(v, naming_file, stack, depth=depth + 1) for k, v in node.value.items()
                     if top or k != INCLUDE}
         here = replace(node, value=children)
         if top or INCLUDE not in node.value:
             return here
-        fragment = self._merged(node.value[INCLUDE], naming_file, stack, INCLUDE)
+        fragment = self._merged(node.value[INCLUDE], naming_file, stack, INCLUDE, depth)
         return self._limit(merge(fragment, here), node.value[INCLUDE].loc) if fragment is not None else here
 
 
@@ -201,9 +277,15 @@ def check_version(doc: Document) -> None:
 # --- --set ---------------------------------------------------------------------------------------------------
 
 
+_INDEX = re.compile(r"-?[0-9]{1,9}")     # ASCII digits only: '²'.isdigit() is true, but int('²') fails
+
+
 def parse_path(text: str) -> tuple:
-    """``model.nodes.0.phi`` -> ("model", "nodes", 0, "phi")."""
-    return tuple(int(p) if p.lstrip("-").isdigit() else p for p in text.strip().split("."))
+    """``model.nodes.0.phi`` -> ("model", "nodes", 0, "phi"); at most MAX_DEPTH parts."""
+    parts = text.strip().split(".", MAX_DEPTH)
+    if len(parts) > MAX_DEPTH:
+        raise _PathError(f"a key path has at most {MAX_DEPTH} parts")
+    return tuple(int(p) if _INDEX.fullmatch(p) else p for p in parts)
 
 
 def parse_override(text: str) -> tuple[tuple, object, Location]:
@@ -213,9 +295,12 @@ def parse_override(text: str) -> tuple[tuple, object, Location]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecError.at(loc, "expected --set KEY=VALUE, e.g. --set optimizer.lr=0.01")
-    path = parse_path(key)
+    try:
+        path = parse_path(key)
+    except _PathError as e:
+        raise SpecError.at(loc, f"cannot set {excerpt(key)}: {e}") from None
     if any(p == "" for p in path):
-        raise SpecError.at(loc, f"empty name in key path '{key}'")
+        raise SpecError.at(loc, f"empty name in key path {excerpt(key)}")
     value_col = len(key) + 2
     if not raw.strip():
         return path, "", Location(loc.file, 1, value_col)
@@ -280,7 +365,8 @@ def apply_overrides(root: Value, overrides) -> Value:
         except SpecError as e:
             errors.extend(e.diagnostics)
         except _PathError as e:
-            errors.append(Diagnostic(f"cannot set '{text.partition('=')[0]}': {e}", Location(f"--set {text}", 1, 1)))
+            errors.append(Diagnostic(f"cannot set {excerpt(text.partition('=')[0])}: {e}",
+                                     Location(f"--set {text}", 1, 1)))
     if errors:
         raise SpecError(errors)
     return root
@@ -292,15 +378,25 @@ REFERENCE = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
 
 
 class _References:
-    """Resolves every ``${path}`` in a tree against the tree itself; a cycle or a dangling path is an error."""
+    """Resolves every ``${path}`` in a tree against the tree itself; a cycle or a dangling path is an error.
 
-    def __init__(self, root: Value):
+    What the references write is bounded while it is written, before it is built: the values they copy
+    (MAX_VALUES together with the spec's own), the text they make (MAX_TEXT characters) and the length of a
+    chain of references (MAX_REFERENCE_CHAIN), so a few lines of doubling references are refused at once,
+    at the reference that crossed the bound."""
+
+    def __init__(self, root: Value, sizes: dict | None = None):
         self.root = root
         self.done: dict[tuple, Value] = {}
         self.active: list[tuple] = []
         self.errors: list[Diagnostic] = []
+        self.sizes = sizes if sizes is not None else {}
+        self.values = _measure(root, self.sizes)[0]      # values in the document once references are copied
+        self.text = 0                                    # characters written by references inside strings
+        self.long_chain = False
 
     def resolve(self, node: Value, path: tuple) -> Value:
+        # iterative over the tree (which may be MAX_DEPTH deep); only references recurse, a bounded chain
         if path in self.done:
             return self.done[path]
         if isinstance(node.value, dict):
@@ -317,7 +413,11 @@ class _References:
     def _string(self, node: Value, path: tuple) -> Value:
         if path in self.active:
             cycle = " -> ".join("${" + _dotted(p) + "}" for p in self.active[self.active.index(path):])
-            raise _Cycle(f"reference cycle: {cycle} -> ${{{_dotted(path)}}}")
+            raise _Cycle(f"reference cycle: {excerpt(cycle, 400, False)} -> ${{{excerpt(_dotted(path), 100, False)}}}")
+        if len(self.active) >= MAX_REFERENCE_CHAIN:
+            self.long_chain = True
+            raise _Cycle(f"a chain of more than {MAX_REFERENCE_CHAIN} references (a refers to b, which refers "
+                         "to c...)")
         self.active.append(path)
         try:
             whole = REFERENCE.fullmatch(node.value)
@@ -325,44 +425,66 @@ class _References:
                 target = self._lookup(whole.group(1), node.loc)
                 if target is None:
                     return node
-                loc = Location(node.loc.file, node.loc.line, node.loc.col,
-                               (*node.loc.history, f"value of ${{{whole.group(1)}}} from {target.loc}",
-                                *target.loc.history))
+                self.values += _measure(target, self.sizes)[0] - 1
+                if self.values > MAX_VALUES:
+                    raise _TooLarge(f"spec too large: more than {MAX_VALUES} values once ${{{excerpt(whole.group(1), 100, False)}}} "
+                                    "and the other references are copied")
+                loc = Location(node.loc.file, node.loc.line, node.loc.col, capped_history(
+                    (*node.loc.history, f"value of ${{{excerpt(whole.group(1), 100, False)}}} from {target.loc}",
+                     *target.loc.history)))
                 return replace(target, loc=loc, key_loc=node.key_loc)
-            notes, failed = [], False
-
-            def text_of(match):
-                nonlocal failed
+            pieces, notes, failed, written = [], [], False, 0
+            at = 0
+            for match in REFERENCE.finditer(node.value):
+                pieces.append(node.value[at:match.start()])
+                at = match.end()
                 if match.group(1) is None:
-                    return "${"
+                    pieces.append("${")
+                    continue
                 target = self._lookup(match.group(1), node.loc)
                 if target is None:
                     failed = True
-                    return match.group(0)
+                    continue
                 if isinstance(target.value, (dict, list)):
                     failed = True
-                    self.errors.append(Diagnostic(f"${{{match.group(1)}}} is a {'mapping' if isinstance(target.value, dict) else 'list'}; "
-                                                  "only a string that is nothing but the reference can take it",
-                                                  node.loc))
-                    return match.group(0)
-                notes.append(f"${{{match.group(1)}}} from {target.loc}")
-                return _text(target.value)
-
-            text = REFERENCE.sub(text_of, node.value)
+                    self.errors.append(Diagnostic(
+                        f"${{{excerpt(match.group(1), 100, False)}}} is a "
+                        f"{'mapping' if isinstance(target.value, dict) else 'list'}; "
+                        "only a string that is nothing but the reference can take it", node.loc))
+                    continue
+                piece = _text(target.value)
+                written += len(piece)
+                if self.text + written > MAX_TEXT:
+                    raise _TooLarge(f"spec too large: references write more than {MAX_TEXT} characters of text "
+                                    f"(at ${{{excerpt(match.group(1), 100, False)}}})")
+                notes.append(f"${{{excerpt(match.group(1), 100, False)}}} from {target.loc}")
+                pieces.append(piece)
             if failed:
                 return node
-            return replace(node, value=text, loc=Location(node.loc.file, node.loc.line, node.loc.col,
-                                                           (*node.loc.history, *notes)))
+            pieces.append(node.value[at:])
+            self.text += written
+            return replace(node, value="".join(pieces), loc=Location(
+                node.loc.file, node.loc.line, node.loc.col, capped_history((*node.loc.history, *notes))))
         except _Cycle as cycle:
             if self.active[0] != path:
                 raise
-            self.errors.append(Diagnostic(str(cycle), node.loc))
+            if not (self.long_chain and any("references (a refers" in e.message for e in self.errors)):
+                self.errors.append(Diagnostic(str(cycle), node.loc))     # a long chain: reported once
+            self.done[path] = node
             return node
+        except _TooLarge as error:
+            if self.active[0] != path:
+                raise
+            raise SpecError.at(node.loc, str(error)) from None
         finally:
             self.active.pop()
 
     def _lookup(self, text: str, site: Location) -> Value | None:
-        path = parse_path(text)
+        try:
+            path = parse_path(text)
+        except _PathError as e:
+            self.errors.append(Diagnostic(f"${{{excerpt(text, 100, False)}}}: {e}", site))
+            return None
         node, walked = self.root, ()
         for key in path:
             node = self.resolve(node, walked) if isinstance(node.value, str) else node
@@ -373,11 +495,15 @@ class _References:
             else:
                 choices = list(node.value) if isinstance(node.value, dict) else []
                 self.errors.append(Diagnostic(
-                    f"${{{text}}} refers to nothing: {_dotted(walked + (key,))} is not defined"
-                    f"{did_you_mean(str(key), choices)}", site))
+                    f"${{{excerpt(text, 100, False)}}} refers to nothing: {excerpt(_dotted(walked + (key,)), 100, False)} is not "
+                    f"defined{did_you_mean(str(key), choices)}", site))
                 return None
             walked += (key,)
         return self.resolve(node, walked)
+
+
+class _TooLarge(Exception):
+    pass
 
 
 class _Cycle(Exception):
@@ -394,8 +520,8 @@ def _text(value) -> str:
     return "null" if value is None else str(value)
 
 
-def resolve_references(root: Value) -> Value:
-    refs = _References(root)
+def resolve_references(root: Value, sizes: dict | None = None) -> Value:
+    refs = _References(root, sizes)
     out = refs.resolve(root, ())
     if refs.errors:
         raise SpecError(refs.errors)
@@ -405,27 +531,43 @@ def resolve_references(root: Value) -> Value:
 # --- the whole composition ---------------------------------------------------------------------------------------
 
 
-def compose(path, overrides=()) -> Document:
-    """The resolved spec at ``path``: extends and includes merged, ``--set`` applied, references resolved."""
+def compose(path, overrides=(), roots=None) -> Document:
+    """The resolved spec at ``path``: extends and includes merged, ``--set`` applied, references resolved.
+
+    Files are read only inside ``roots`` (default: the working directory and the spec's folder, see
+    ``default_roots``); each error whose place is in another file names ``path`` and the chain of extends
+    and includes that reached it."""
     name = os.fsdecode(path)
-    composer = _Composer()
-    return _finish(composer, composer.file(name), name, overrides)
+    composer = _Composer(default_roots(name) if roots is None else roots)
+    return _finish(composer, lambda: composer.file(name), name, overrides)
 
 
-def compose_mapping(values: dict, overrides=(), name: str = MAPPING) -> Document:
+def compose_mapping(values: dict, overrides=(), roots=None, name: str = MAPPING) -> Document:
     """``compose`` for a spec given as a mapping of plain values (what ``yaml.safe_load`` returns): it is
-    checked and loaded exactly as a file's text would be, and its relative paths resolve against the current
-    folder. Locations name ``name`` and the line of the value in the mapping's YAML form."""
+    checked and loaded exactly as a file's text would be, and its relative paths resolve against the working
+    directory (the root by default). Locations name ``name`` and the line of the value in the mapping's YAML
+    form."""
     try:
         text = yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
     except yaml.YAMLError as e:
         raise SpecError.at(Location(name, 1, 1), f"a spec mapping holds only plain values: {e}") from None
-    composer = _Composer()
-    return _finish(composer, composer.document(load_string(text, name), name), name, overrides)
+    composer = _Composer(default_roots(os.path.join(os.getcwd(), name)) if roots is None else roots)
+    return _finish(composer, lambda: composer.document(load_string(text, name), name,
+                                                       (os.path.realpath(name),)), name, overrides)
 
 
-def _finish(composer: _Composer, root: Value | None, name: str, overrides) -> Document:
-    if composer.errors:
-        raise SpecError(composer.errors)
-    root = apply_overrides(root, overrides)
-    return document(resolve_references(root), name)
+def _finish(composer: _Composer, read: Callable[[], Value | None], name: str, overrides) -> Document:
+    """``read()``'s tree with --set applied, references resolved and data paths made relative to ``name``."""
+    try:
+        root = read()
+        if composer.errors:
+            raise SpecError(composer.errors)
+        root = apply_overrides(root, overrides)
+        root = composer._limit(root, root.loc)
+        root = resolve_references(root, composer.sizes)
+        root = relocate_data_paths(root, name)
+    except SpecError as e:
+        raise SpecError(attribute(e.diagnostics, name, composer.origins)) from None
+    doc = document(root, name)
+    doc.roots, doc.origins = composer.roots, composer.origins
+    return doc

@@ -23,8 +23,9 @@ Deliberate differences from ``safe_load``:
   error instead of an int or bool key.
 * Each alias expansion is an independent copy, so mutating the data at one
   path never changes another.
-* Size limits: at most 10 MiB of text, 100 000 values (this refuses "billion
-  laughs" alias bombs quickly) and 100 levels of nesting (no RecursionError).
+* Size limits: at most 10 MiB of text, 100 000 values and keys as written,
+  100 000 values with every alias expanded (this refuses "billion laughs"
+  alias bombs quickly) and 100 levels of nesting (no RecursionError).
 
 Every failure is a :class:`~specgrad.base.diagnostics.SpecError` with a location.
 """
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,7 +44,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from specgrad.base.diagnostics import Location, SpecError
+from specgrad.base.diagnostics import Location, SpecError, excerpt
 
 __all__ = ["Document", "load_string", "load_file", "MAX_BYTES", "MAX_VALUES", "MAX_DEPTH"]
 
@@ -61,6 +63,9 @@ class Document:
     file: str
     locations: dict[tuple, Location] = field(default_factory=dict)
     key_locations: dict[tuple, Location] = field(default_factory=dict)
+    # set by composition: the folders files may be read from, and how each other file was reached
+    roots: tuple[str, ...] = ()
+    origins: dict[str, tuple[str, Location]] = field(default_factory=dict)
 
     def loc(self, path: tuple | list = ()) -> Location:
         """Location of the value at ``path``, or of its nearest located ancestor.
@@ -88,26 +93,60 @@ class Document:
 def load_file(path: str | os.PathLike) -> Document:
     """Read ``path`` as UTF-8 and load it; every failure is a located SpecError."""
     name = os.fsdecode(path)
-    start = Location(name, 1, 1)
-    try:
-        with open(name, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)  # never read more than the limit
-    except FileNotFoundError:
-        raise SpecError.at(start, "no such file") from None
-    except IsADirectoryError:
-        raise SpecError.at(start, "is a directory, not a spec file") from None
-    except PermissionError:
-        raise SpecError.at(start, "permission denied") from None
-    except OSError as e:
-        raise SpecError.at(start, f"cannot read file: {e.strerror or e}") from None
-    if len(raw) > MAX_BYTES:
-        raise SpecError.at(start, f"spec too large: more than {MAX_BYTES} bytes")
+    raw = read_regular_file(name, MAX_BYTES, "spec")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SpecError.at(_byte_location(raw, e.start, name),
                            f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
     return load_string(text, name)
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file that is not a regular file is, for a message; None for a regular file."""
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def read_regular_file(name: str, limit: int, kind: str = "spec") -> bytes:
+    """The bytes of ``name``, refused unless it is a regular file of at most ``limit`` bytes.
+
+    A FIFO, a device such as /dev/zero, a socket or a directory is refused by ``stat`` before it is
+    opened, so nothing blocks or reads forever; the file is then opened non-blocking and checked again
+    with ``fstat``, so one swapped in between cannot block either.
+    """
+    start = Location(name, 1, 1)
+    try:
+        what = not_regular(os.stat(name).st_mode)
+        if what is not None:
+            raise SpecError.at(start, f"is {what}, not a {kind} file")
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise SpecError.at(start, "no such file") from None
+    except PermissionError:
+        raise SpecError.at(start, "permission denied") from None
+    except OSError as e:
+        raise SpecError.at(start, f"cannot read file: {e.strerror or type(e).__name__}") from None
+    try:
+        info = os.fstat(fd)
+        what = not_regular(info.st_mode)
+        if what is not None:
+            raise SpecError.at(start, f"is {what}, not a {kind} file")
+        if info.st_size > limit:
+            raise SpecError.at(start, f"{kind} too large: more than {limit} bytes")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(limit + 1)  # never read more than the limit
+    except OSError as e:
+        raise SpecError.at(start, f"cannot read file: {e.strerror or type(e).__name__}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > limit:
+        raise SpecError.at(start, f"{kind} too large: more than {limit} bytes")
+    return raw
 
 
 def load_string(text: str, file: str = "<string>") -> Document:
@@ -155,11 +194,18 @@ class _LocatingComposer(Composer):
 
     file: str = "<string>"
     _depth: int = 0
+    _nodes: int = 0
 
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             return _Alias(super().compose_node(parent, index), event.start_mark)
+        # Counted as they are composed, so a 10 MiB list of numbers stops at the limit, not after millions
+        # of nodes; aliases are measured later (_Builder.build), from the anchored node's size.
+        self._nodes += 1
+        if self._nodes > MAX_VALUES:
+            raise SpecError.at(_loc(self.file, event.start_mark),
+                               f"spec too large: more than {MAX_VALUES} values and keys")
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -173,7 +219,7 @@ class _LocatingComposer(Composer):
         if node.tag not in _ALLOWED_TAGS[type(node)]:
             raise SpecError.at(
                 _loc(self.file, node.start_mark),
-                f"tag {_short(node.tag)!r} is not allowed in a spec "
+                f"tag {excerpt(_short(node.tag))} is not allowed in a spec "
                 "(only strings, numbers, booleans, null, lists and mappings)")
         return node
 
@@ -400,13 +446,13 @@ class _Builder:
         construct = _SCALARS.get(node.tag)
         if construct is None:  # a bare '<<' or '=' used as a value, as safe_load refuses too
             raise SpecError.at(_loc(self.file, node.start_mark),
-                               f"{node.value!r} is only allowed as a key; "
+                               f"{excerpt(node.value)} is only allowed as a key; "
                                "put it in quotes to use it as a string")
         try:
             return construct(node)
         except Exception:  # SafeConstructor raises ValueError/KeyError/IndexError on bad text
             raise SpecError.at(_loc(self.file, node.start_mark),
-                               f"invalid {_short(node.tag)} value {node.value!r}") from None
+                               f"invalid {_short(node.tag)} value {excerpt(node.value)}") from None
 
     def _mapping(self, node: MappingNode, path: tuple, depth: int) -> dict:
         # Later entries override earlier ones (merged entries come first), but
@@ -438,7 +484,7 @@ class _Builder:
             key = self._key(key_target, key_where)
             if key in seen:
                 raise SpecError.at(key_where,
-                                   f"duplicate key {key!r}; first defined at {seen[key]}")
+                                   f"duplicate key {excerpt(key)}; first defined at {seen[key]}")
             seen[key] = key_where
             own.append((key, key_where, value_node))
         return merged + own
@@ -476,7 +522,7 @@ class _Builder:
             if node.tag in (_STR, _VALUE):  # safe_load also turns a '=' key into a string
                 return node.value
             raise SpecError.at(where, f"keys must be strings; got {_KINDS[node.tag]} "
-                                      f"{node.value!r} (put it in quotes to use it as a string)")
+                                      f"{excerpt(node.value)} (put it in quotes to use it as a string)")
         raise SpecError.at(where, f"keys must be strings; got {_describe(node)}")
 
 
@@ -514,7 +560,7 @@ def _describe(node: Node | _Alias) -> str:
         return "a list"
     if node.tag == _TAG + "null":
         return "null"
-    return f"the scalar {node.value!r}"
+    return f"the scalar {excerpt(node.value)}"
 
 
 _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")

@@ -9,7 +9,7 @@ import re
 
 from functools import lru_cache
 
-from specgrad.base.diagnostics import Diagnostic, Location, SpecError, closest, did_you_mean
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError, closest, did_you_mean, excerpt
 from specgrad.spec.load import Document
 from specgrad.spec.schema import build_schema
 from specgrad.base.components import normalize
@@ -52,7 +52,7 @@ def describe(value) -> str:
         return "null"
     if isinstance(value, (dict, list)):
         return JSON_TYPES["object" if isinstance(value, dict) else "array"]
-    return repr(value) if isinstance(value, str) else str(value)
+    return excerpt(value)
 
 
 def _leaf_errors(error):
@@ -70,7 +70,7 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     kind, value, inst = e.validator, e.validator_value, e.instance
     if kind == "additionalProperties" and isinstance(inst, dict):
         known = list(e.schema.get("properties", {}))
-        return [Diagnostic(f"unknown key '{k}' in {name}{did_you_mean(k, known)}", doc.key_loc(path + (k,)))
+        return [Diagnostic(f"unknown key {excerpt(k)} in {name}{did_you_mean(k, known)}", doc.key_loc(path + (k,)))
                 for k in inst if k not in known]
     if kind == "required" and isinstance(inst, dict):
         # a misspelt key ("lr_rate") is reported as unknown with a suggestion; do not also call 'lr' missing
@@ -88,7 +88,7 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     if kind == "enum":
         title = e.schema.get("title")
         if title and isinstance(inst, str):
-            return [Diagnostic(f"unknown {title} '{inst}'{did_you_mean(inst, value)}", doc.loc(path))]
+            return [Diagnostic(f"unknown {title} {excerpt(inst)}{did_you_mean(inst, value)}", doc.loc(path))]
         return [Diagnostic(f"{name} must be one of {', '.join(map(str, value))}; got {describe(inst)}", doc.loc(path))]
     if kind == "const":
         other = _else_branch(e)         # {if: string, then: {const: full}, else: integer}: name both
@@ -288,7 +288,11 @@ def validate(doc: Document):
     errors = list(validator().iter_errors(doc.data))
     diags = [d for top in errors for e in _leaf_errors(top) for d in _translate(e, doc)]
     diags += non_finite_numbers(doc)
-    more, model = semantic_checks(doc, *broken_sections(doc, errors))
+    broken = broken_sections(doc, errors)
+    if "data" not in broken[0]:
+        from specgrad.spec.paths import data_file_diagnostics
+        diags += data_file_diagnostics(doc)
+    more, model = semantic_checks(doc, *broken)
     # dict.fromkeys: jsonschema reports a mapping's missing keys once per key, each listing them all
     diags = sorted(dict.fromkeys(diags + more), key=_order)
     return diags, (model if not any(d.severity == "error" for d in diags) else None)
@@ -301,6 +305,9 @@ def non_finite_numbers(doc: Document) -> list[Diagnostic]:
     def walk(value, path):
         if isinstance(value, float) and not math.isfinite(value):
             out.append(Diagnostic(f"{dotted(path)} must be a finite number, got {value}", doc.loc(path)))
+        elif isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+            out.append(Diagnostic(f"{dotted(path)} is too large: {excerpt(value)} is outside the 64-bit "
+                                  "integers", doc.loc(path)))
         elif isinstance(value, dict):
             for key, item in value.items():
                 walk(item, path + (key,))

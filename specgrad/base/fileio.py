@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file that is not a regular file is, for a message; None for a regular file."""
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)     # fixed, so identical arrays give byte-identical archives
 

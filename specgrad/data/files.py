@@ -6,14 +6,16 @@ together. Arrays are read with ``allow_pickle=False``: a data file can never run
 from __future__ import annotations
 
 import csv
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from specgrad.base.components import NAME
-from specgrad.data.registry import SOURCES, DataError
 from specgrad.base.diagnostics import did_you_mean, excerpt
+from specgrad.base.fileio import not_regular
+from specgrad.data.registry import SOURCES, DataError
 
 PATH = {"type": "string", "minLength": 1, "description": "file path, relative to the spec file"}
 COLUMNS = {"type": "object", "propertyNames": NAME, "minProperties": 1,
@@ -24,9 +26,6 @@ COLUMNS = {"type": "object", "propertyNames": NAME, "minProperties": 1,
 
 def resolve(path: str, base_dir: Path, key: tuple) -> Path:
     """The data file ``path`` names; only a regular file (a FIFO or /dev/zero would block or never end)."""
-    import os
-
-    from specgrad.spec.load import not_regular
     full = (Path(base_dir) / path) if not Path(path).is_absolute() else Path(path)
     try:
         what = not_regular(os.stat(full).st_mode)

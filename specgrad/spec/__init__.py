@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from specgrad.base.diagnostics import Diagnostic, Location, SpecError
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError  # noqa: F401 -- Location: part of this package's face
 from specgrad.model.build import Model
 from specgrad.spec.compose import attribute, compose, compose_mapping, default_roots
 from specgrad.spec.load import Document

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,6 +44,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from specgrad.base.diagnostics import Location, SpecError, excerpt
+from specgrad.base.fileio import not_regular
 
 __all__ = ["Document", "load_string", "load_file", "MAX_BYTES", "MAX_VALUES", "MAX_DEPTH"]
 
@@ -100,16 +100,6 @@ def load_file(path: str | os.PathLike) -> Document:
         raise SpecError.at(_byte_location(raw, e.start, name),
                            f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
     return load_string(text, name)
-
-
-def not_regular(mode: int) -> str | None:
-    """What a file that is not a regular file is, for a message; None for a regular file."""
-    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return what
-    return None if stat.S_ISREG(mode) else "not a regular file"
 
 
 def read_regular_file(name: str, limit: int, kind: str = "spec") -> bytes:

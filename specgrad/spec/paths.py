@@ -16,9 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from specgrad.base.diagnostics import Diagnostic, excerpt
+from specgrad.base.fileio import not_regular
 from specgrad.data.prepare import data_folder
 from specgrad.data.sources import SOURCES
-from specgrad.spec.load import not_regular
 
 __all__ = ["data_file_diagnostics", "data_path_keys", "default_roots", "inside", "relocate_data_paths"]
 

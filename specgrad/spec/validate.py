@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import math
 import re
-
 from functools import lru_cache
 
-from specgrad.base.diagnostics import Diagnostic, Location, SpecError, closest, did_you_mean, excerpt
-from specgrad.spec.load import Document
-from specgrad.spec.schema import build_schema
 from specgrad.base.components import normalize
+from specgrad.base.diagnostics import (
+    Diagnostic,
+    Location,
+    SpecError,
+    closest,
+    did_you_mean,
+    excerpt,
+)
 from specgrad.data.sources import SOURCES
 from specgrad.model.build import build_model
 from specgrad.model.losses import DEFAULT_TARGET, LOSSES
 from specgrad.spec.checks import train_diagnostics
 from specgrad.spec.compose import check_version
+from specgrad.spec.load import Document
+from specgrad.spec.paths import data_file_diagnostics
+from specgrad.spec.schema import build_schema
 
 JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
               "number": "a number", "boolean": "true or false", "null": "null"}
@@ -290,7 +297,6 @@ def validate(doc: Document):
     diags += non_finite_numbers(doc)
     broken = broken_sections(doc, errors)
     if "data" not in broken[0]:
-        from specgrad.spec.paths import data_file_diagnostics
         diags += data_file_diagnostics(doc)
     more, model = semantic_checks(doc, *broken)
     # dict.fromkeys: jsonschema reports a mapping's missing keys once per key, each listing them all

@@ -29,6 +29,27 @@ def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
     return []
 
 
+def _full_batch(data: dict, model, loc: Where) -> list[Diagnostic]:
+    """An optimizer that compares losses along a line (L-BFGS) needs one fixed objective: the whole training
+    split every step, the true gradient."""
+    from specgrad.optim.optimizers import OPTIMIZERS
+    name = data["optimizer"]["type"]
+    if not OPTIMIZERS[name].meta.get("full_batch"):
+        return []
+    t, errors = data["train"], []
+    if t.get("batch_size", "full") != "full":
+        errors.append(Diagnostic(f"train.batch_size: the {name} optimizer needs full-batch training (batch_size: "
+                                 "full): its line search compares losses of one fixed objective",
+                                 loc(("train", "batch_size"))))
+    if t.get("accumulate", 1) != 1:
+        errors.append(Diagnostic(f"train.accumulate: the {name} optimizer takes whole-data steps; remove accumulate",
+                                 loc(("train", "accumulate"))))
+    if t.get("clip"):
+        errors.append(Diagnostic(f"train.clip: the {name} optimizer needs the true gradient (its line search "
+                                 "sets the step length); remove clip", loc(("train", "clip"))))
+    return errors
+
+
 def _metrics(data: dict, model, loc: Where) -> list[Diagnostic]:
     from specgrad.losses import make_loss
     from specgrad.metrics import check_metrics
@@ -65,5 +86,5 @@ def _validation(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 
 # each check, with the sections it reads (the model stands for model and loss, which built)
-CHECKS = [({"optimizer"}, _optimizer), ({"metrics"}, _metrics), ({"data"}, _standardize),
+CHECKS = [({"optimizer"}, _optimizer), ({"optimizer", "train"}, _full_batch), ({"metrics"}, _metrics), ({"data"}, _standardize),
           ({"train", "data", "metrics"}, _validation)]

@@ -127,7 +127,7 @@ class Trainer:
         self.params = init_params(self.model, stream(self.seed, INIT))
         opt_cfg = cfg["optimizer"]
         self.optimizer = make_optimizer(opt_cfg, self.params)
-        self.schedule = make_schedule(cfg.get("schedule"), opt_cfg["lr"], self.total_steps)
+        self.schedule = make_schedule(cfg.get("schedule"), self.optimizer.lr, self.total_steps)
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
         self.resolved = {**cfg, "seed": self.seed}    # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
@@ -261,9 +261,13 @@ class Trainer:
         norm = global_norm(grads, norms)
         lr = self.schedule(step)
         finite = math.isfinite(loss) and math.isfinite(norm)
+        evals = None
         if finite:
             clip(grads, clip_settings, norms)
-            self.optimizer.step(grads, lr)
+            if self.optimizer.needs_closure:      # L-BFGS evaluates again along its line search
+                evals = self.optimizer.step(grads, lr, loss=loss, closure=lambda: self._gradients(step)[0])
+            else:
+                self.optimizer.step(grads, lr)
         else:
             message = f"non-finite loss or gradient at step {step + 1}"
             if self.on_divergence == "fail":
@@ -280,6 +284,8 @@ class Trainer:
                   "grad_norms": norms if finite else {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
         if not finite:
             record["skipped"] = True
+        if evals is not None:
+            record["evals"] = evals
         return record
 
     def _validation_step(self, step: int, record: dict) -> tuple[float, bool]:

@@ -10,14 +10,14 @@ import numpy as np
 from specgrad.ops.registry import ShapeError, broadcast_shapes, emit, float_dtype, register, result_dtype, same_shape
 
 
-def binary(name, vjp, dtype=None, fd_domain="real", internal=False):
+def binary(name, vjp, dtype=None, fd_domain="real", internal=False, constant=False):
     return register(name, shape=broadcast_shapes, vjp=vjp, dtype=dtype, arity=2, fd_domain=fd_domain,
-                    internal=internal)
+                    internal=internal, constant=constant)
 
 
-def unary(name, vjp, dtype=float_dtype, fd_domain="real", attrs=(), internal=False, view=False):
+def unary(name, vjp, dtype=float_dtype, fd_domain="real", attrs=(), internal=False, view=False, constant=False):
     return register(name, shape=same_shape, vjp=vjp, dtype=dtype, arity=1, fd_domain=fd_domain, attrs=attrs,
-                    internal=internal, view=view)
+                    internal=internal, view=view, constant=constant)
 
 
 # ------------------------------------------------------------------------------------------ arithmetic
@@ -72,7 +72,7 @@ def minimum(x, y, out=None):
     return np.minimum(x, y, out=out)
 
 
-@binary("win_share", vjp=(None, None), dtype=float_dtype, internal=True)
+@binary("win_share", vjp=(None, None), dtype=float_dtype, internal=True, constant=True)
 def win_share(x, y):
     """1 where x > y, 1/2 where x == y, 0 where x < y: x's share of the gradient of maximum(x, y)"""
     dtype = float_dtype(np.result_type(x), np.result_type(y))
@@ -83,7 +83,7 @@ def _where_shape(cond, x, y):
     return broadcast_shapes(cond, x, y)
 
 
-@register("where", shape=_where_shape, arity=3, dtype=lambda c, x, y: result_dtype(x, y),
+@register("where", shape=_where_shape, arity=3, dtype=lambda c, x, y: result_dtype(x, y), inert=(0,),
           vjp=(None,
                lambda g, out, cond, x, y: emit("where", cond, g, 0.0),
                lambda g, out, cond, x, y: emit("where", cond, 0.0, g)))
@@ -124,13 +124,13 @@ def abs_(x, out=None):
     return np.abs(x, out=out)
 
 
-@unary("sign", dtype=None, vjp=(None,), internal=True)
+@unary("sign", dtype=None, vjp=(None,), internal=True, constant=True)
 def sign(x, out=None):
     """-1, 0 or 1 by the sign of x: the derivative of abs"""
     return np.sign(x, out=out)
 
 
-@unary("step", vjp=(None,), internal=True)
+@unary("step", vjp=(None,), internal=True, constant=True)
 def step(x):
     """1 where x > 0, else 0 (in x's float dtype): the derivative of relu"""
     return np.greater(x, 0).astype(float_dtype(np.result_type(x)))

@@ -49,6 +49,13 @@ class Op:
     internal: bool = False                 # emitted by the engine, not written in specs
     writes_out: bool = False               # forward accepts ``out=`` (a preallocated result buffer)
     view: bool = False                     # result may share memory with an input
+    # locally constant in its inputs (a step, a sign, a size): the derivative is zero wherever it is defined,
+    # so no cotangent flows through it. Such ops appear in first-derivative graphs; differentiating those
+    # again (Hessian-vector products) passes over them.
+    constant: bool = False
+    # inputs the result does not depend on smoothly: read only for their shape (``like``) or as a condition
+    # (``where``'s): zero derivative, nothing flows back to them (their VJP entry is None)
+    inert: tuple = ()
 
     def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -76,7 +83,7 @@ class PerInput:
 
 def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
-             internal: bool = False, view: bool = False) -> Callable:
+             internal: bool = False, view: bool = False, constant: bool = False, inert: Sequence[int] = ()) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc."""
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
@@ -84,7 +91,7 @@ def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callabl
         vjps = vjp if vjp is None or isinstance(vjp, PerInput) else tuple(vjp)
         writes_out = "out" in inspect.signature(forward).parameters
         REGISTRY[name] = Op(name, forward, shape, vjps, dtype, (forward.__doc__ or "").strip(), tuple(attrs),
-                            arity, fd_domain, internal, writes_out, view)
+                            arity, fd_domain, internal, writes_out, view, constant, tuple(inert))
         return forward
     return deco
 

@@ -130,7 +130,7 @@ def _slice_grad_shape(g, like, axis, start=None, stop=None, step=None):
 
 
 @register("slice_grad", shape=_slice_grad_shape, attrs=("axis", "start", "stop", "step"), arity=2,
-          internal=True, dtype=lambda g, like, **_: g,
+          internal=True, inert=(1,), dtype=lambda g, like, **_: g,
           vjp=(lambda c, out, g, like, **where: emit("slice", c, **where), None))
 def slice_grad(g, like, axis, start=None, stop=None, step=None):
     """zeros of like's shape with g written where slice(like, ...) reads: the VJP of slice"""
@@ -164,7 +164,7 @@ def _take_grad_shape(g, indices, like, axis=0):
     return tuple(like)
 
 
-@register("take_grad", shape=_take_grad_shape, attrs=("axis",), arity=3, internal=True,
+@register("take_grad", shape=_take_grad_shape, attrs=("axis",), arity=3, internal=True, inert=(2,),
           dtype=lambda g, i, like, **_: g,
           vjp=(lambda c, out, g, indices, like, axis=0: emit("take", c, indices, axis=axis), None, None))
 def take_grad(g, indices, like, axis=0):

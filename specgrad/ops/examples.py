@@ -101,8 +101,3 @@ NOT_DIFFERENTIABLE = {
 # op -> why finite differences do not apply, and the test that checks it instead
 BY_DEFINITION = {"stop_gradient": "the identity forward, with a zero gradient by definition "
                                   "(test_stop_gradient_passes_values_and_blocks_gradients)"}
-
-# op -> why its second derivative (a Hessian-vector product through it) is not implemented; every other op
-# in CASES is checked against finite differences of its gradient (tests/test_hessian.py)
-NO_SECOND_DERIVATIVE = {"max_pool2d": "its backward op max_pool2d_grad has no VJP (a gradient routed to each "
-                                      "window's maxima)"}

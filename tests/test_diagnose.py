@@ -1,0 +1,178 @@
+"""``specgrad diagnose``: each rule on a real run built to show it, its next step checked by running it where
+that is cheap, a healthy run without findings, and the command's formats and errors."""
+import json
+
+import pytest
+
+from conftest import MODELS, run_cli
+from specgrad.run.diagnose import diagnose
+from specgrad.run.trainer import Trainer
+from specgrad.spec import load_spec
+
+DEEP_SIGMOID = """\
+specgrad: 1
+name: deep_sigmoid
+seed: 0
+data: {source: moons, n: 200, noise: 0.1}
+model:
+  inputs: {x: [2]}
+  nodes:
+    - net: {layer: mlp, input: x, widths: [16, 16, 16, 16, 16, 16, 16, 16, 2], activation: sigmoid}
+  output: net
+loss: cross_entropy
+optimizer: {type: sgd, lr: 0.005}
+train: {steps: 200, batch_size: full, checkpoint: {every: 200}}
+"""
+
+SMALL_LR = """\
+specgrad: 1
+name: small_lr
+seed: 0
+data: {source: moons, n: 200, noise: 0.1}
+model:
+  inputs: {x: [2]}
+  nodes:
+    - net: {layer: mlp, input: x, widths: [16, 16, 2]}
+  output: net
+loss: cross_entropy
+optimizer: {type: sgd, lr: 1.0e-5}
+train: {steps: 300, batch_size: full, checkpoint: {every: 300}}
+"""
+
+OVERFIT = """\
+specgrad: 1
+name: overfit
+seed: 0
+data: {source: synthetic, function: sin(3*x), x: {low: -1, high: 1}, n: 40, noise: 0.3, split: {val: 0.5}}
+model:
+  inputs: {x: []}
+  nodes:
+    - x1: expand_dims(x, 1)
+    - h: {layer: mlp, input: x1, widths: [64, 64, 1], activation: tanh}
+    - y_hat: squeeze(h, 1)
+  output: y_hat
+loss: mse
+optimizer: {type: adam, lr: 0.01}
+train: {steps: 2000, batch_size: full, validation: {every: 50}, checkpoint: {every: 2000}, log_every: 10}
+"""
+
+
+def train(tmp_path, spec, overrides=(), name="run"):
+    """A real run of ``spec`` (a models/ file or spec text) in tmp_path/name; its directory."""
+    path = spec
+    if isinstance(spec, str):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(spec)
+    run_dir = tmp_path / name
+    Trainer(load_spec(path, list(overrides)), run_dir).run()
+    return run_dir
+
+
+def rules(run_dir):
+    return {f.rule: f for f in diagnose(run_dir).findings}
+
+
+def test_too_large_lr_is_exploding_with_a_clip_and_lr_from_the_norms(tmp_path):
+    run_dir = train(tmp_path, MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300"])
+    found = rules(run_dir)
+    assert set(found) == {"exploding"}                  # not also the valley: the blow-up comes first
+    f = found["exploding"]
+    assert "the run ended diverged" in " ".join(f.evidence)
+    # the clip threshold is the norm before the growth; the first norm is poly's initial gradient
+    first = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])["grad_norm"]
+    assert first <= f.values["clip_max_norm"] <= 3 * first
+    # growth per step r of plain descent on a quadratic is |1 - lr λmax|: the implied limit 2/λmax is poly's
+    # (2/λmax of the Hessian 2 XᵀX is 0.003995, computed in the docs walk-through)
+    assert f.values["stable_lr_limit"] == pytest.approx(0.003995, rel=0.01)
+    fixed = train(tmp_path, MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300", *f.overrides], "fixed")
+    assert "exploding" not in rules(fixed)
+    assert json.loads((fixed / "summary.json").read_text())["status"] == "completed"
+
+
+def test_deep_sigmoid_mlp_has_vanishing_gradients_and_relu_fixes_them(tmp_path):
+    run_dir = train(tmp_path, DEEP_SIGMOID)
+    found = rules(run_dir)
+    assert set(found) == {"vanishing"}
+    f = found["vanishing"]
+    assert "net.0" in f.values["layers"] and f.values["largest"] == "net.8"
+    assert f.values["layers"]["net.0"]["share_below"] == 1.0 and f.values["layers"]["net.0"]["median_ratio"] < 1e-4
+    assert f.overrides == ["model.nodes.0.net.activation=relu"]
+    fixed = train(tmp_path, DEEP_SIGMOID, f.overrides, "fixed")
+    assert "vanishing" not in rules(fixed)
+
+
+def test_poly_with_plain_descent_is_poorly_conditioned_and_lbfgs_fixes_it(tmp_path):
+    run_dir = train(tmp_path, MODELS / "poly.yaml")
+    found = rules(run_dir)
+    assert set(found) == {"conditioning"}
+    f = found["conditioning"]
+    assert f.values["condition"] == pytest.approx(1944, rel=0.01)        # the article's "about 2000"
+    assert f.values["final_loss"] / f.values["optimum_loss"] > 3
+    fixed = train(tmp_path, MODELS / "poly.yaml", f.overrides, "fixed")
+    assert not rules(fixed)
+    summary = json.loads((fixed / "summary.json").read_text())
+    assert summary["train"]["loss"] == pytest.approx(f.values["optimum_loss"], rel=1e-6)
+
+
+def test_a_tiny_learning_rate_is_a_plateau(tmp_path):
+    run_dir = train(tmp_path, SMALL_LR)
+    found = rules(run_dir)
+    assert set(found) == {"plateau"}
+    f = found["plateau"]
+    assert f.values["improvement"] < 0.01 and f.values["late_grad_norm"] > 0.5 * f.values["early_grad_norm"]
+    assert f.overrides == ["optimizer.lr=0.0001"]
+
+
+def test_a_small_model_overfits_and_early_stopping_keeps_its_best(tmp_path):
+    run_dir = train(tmp_path, OVERFIT)
+    found = rules(run_dir)
+    assert set(found) == {"overfitting"}
+    f = found["overfitting"]
+    assert f.values["final_val_loss"] > 2 * f.values["best_val_loss"]
+    assert f.values["final_train_loss"] < f.values["train_loss_at_best"]
+    assert f.overrides[0].startswith("train.validation.patience=")
+    stopped = train(tmp_path, OVERFIT, f.overrides, "stopped")
+    summary = json.loads((stopped / "summary.json").read_text())
+    assert summary["stopped_early"] and summary["best"]["step"] == f.values["best_step"]
+    assert (stopped / "checkpoints" / f"step-{summary['best']['step']:08d}").is_dir()
+    # early stopping on, the gap is still there: the next step is regularization, not early stopping again
+    again = rules(stopped)["overfitting"]
+    assert again.overrides == ["optimizer.weight_decay=0.01"] and "stopped early" in " ".join(again.evidence)
+
+
+@pytest.mark.parametrize("spec", ["poly_lbfgs.yaml", "poly_adam.yaml"])
+def test_healthy_runs_report_nothing_alarming(tmp_path, spec):
+    run_dir = train(tmp_path, MODELS / spec)
+    assert diagnose(run_dir).findings == []
+    result = run_cli("diagnose", run_dir)
+    assert result.returncode == 0 and "no problems found" in result.stdout and "warning" not in result.stdout
+
+
+def test_cli_text_and_json_and_exit_0_with_findings(tmp_path):
+    run_dir = train(tmp_path, MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300"])
+    text = run_cli("diagnose", run_dir)
+    assert text.returncode == 0
+    assert "warning: exploding gradients" in text.stdout and "--set 'train.clip={max_norm: " in text.stdout
+    report = json.loads(run_cli("diagnose", run_dir, "--format", "json").stdout)
+    assert report["status"] == "diverged" and report["findings"][0]["rule"] == "exploding"
+    assert report["findings"][0]["values"]["peak_step"] > 1
+
+
+def test_a_run_killed_before_its_summary_is_still_diagnosed(tmp_path):
+    run_dir = train(tmp_path, MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300"])
+    (run_dir / "summary.json").unlink()
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 9')                                   # a torn last line
+    assert [f.rule for f in diagnose(run_dir).findings] == ["exploding"]
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "is not a run directory"),
+    (lambda d: d.mkdir(), "cannot read"),
+    (lambda d: (d.mkdir(), (d / "metrics.jsonl").write_text("")), "has no records"),
+])
+def test_unreadable_run_directories_are_clear_errors(tmp_path, setup, message):
+    run_dir = tmp_path / "run"
+    setup(run_dir)
+    result = run_cli("diagnose", run_dir)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr

@@ -318,7 +318,8 @@ def conditioning(run: Run, checked: list[str]) -> Finding | None:
         options.append(f"standardizing the inputs helps little here (columns scaled to one norm still give "
                        f"{c.scaled_condition:.3g}): the columns are nearly collinear, not badly scaled")
     return Finding("conditioning", "poor conditioning (a narrow valley)", evidence,
-                   "use a method that is not slowed by the valley: " + "; or ".join(options), overrides, values)
+                   "use a method that the valley does not slow down:\n" + "\n".join(f"- {o}" for o in options),
+                   overrides, values)
 
 
 def _measure_conditioning(run: Run, checked: list[str]):
@@ -433,9 +434,10 @@ def format_text(d: Diagnosis) -> str:
         lines.append("")
         lines.append(f"warning: {f.title}")
         lines.extend(f"  evidence: {e}" for e in f.evidence)
-        lines.append(f"  next step: {f.next_step}")
+        lines.append("  next step: " + f.next_step.replace("\n", "\n    "))
         if f.overrides:
-            lines.append("  try: " + " ".join(f"--set '{o}'" for o in f.overrides))
+            lines.append(f"  try: specgrad train {Path(d.run_dir) / 'spec.yaml'} " +
+                         " ".join(f"--set '{o}'" for o in f.overrides))
     if d.checked:
         lines.append("")
         lines.extend(f"note: {c}" for c in d.checked)

@@ -9,6 +9,8 @@ from specgrad.run.diagnose import diagnose
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
 
+pytestmark = pytest.mark.slow          # every test trains at least one real run
+
 DEEP_SIGMOID = """\
 specgrad: 1
 name: deep_sigmoid

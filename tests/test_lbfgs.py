@@ -154,6 +154,7 @@ def test_a_checkpoint_with_a_damaged_history_is_a_clear_error(tmp_path):
         optimizer.load_state_arrays(arrays)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting, place, message", [
     ("train.batch_size=32", "batch_size", "needs full-batch training"),
     ("train.accumulate=2", "accumulate", "whole-data steps"),
@@ -171,6 +172,7 @@ def test_settings_lbfgs_cannot_take_are_located_errors(tmp_path, setting, place,
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_train_refuses_minibatch_lbfgs_before_running(tmp_path):
     result = run_cli("train", POLY_LBFGS, "--set", "train.batch_size=32", "--run-dir", tmp_path / "run")
     assert result.returncode == 1

@@ -52,6 +52,7 @@ def test_validation_curves_are_drawn_when_the_run_has_them():
     plt.close(fig)
 
 
+@pytest.mark.slow
 def test_a_diverged_run_plots(tmp_path):
     Trainer(load_spec(MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300"]), tmp_path).run()
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])

@@ -113,7 +113,7 @@ def test_trajectory_equals_torch_on_poly_through_the_trainer(tmp_path):
 
     for record in records:
         before = opt.state[k].get("func_evals", 0)
-        loss = float(opt.step(closure))
+        loss = float(opt.step(closure).detach())
         assert record["loss"] == pytest.approx(loss, rel=1e-9, abs=0)
         assert record["evals"] == opt.state[k]["func_evals"] - before
     np.testing.assert_allclose(trainer.params["k"], k.detach().numpy(), rtol=1e-9, atol=0)

@@ -91,6 +91,16 @@ def test_too_large_lr_is_exploding_with_a_clip_and_lr_from_the_norms(tmp_path):
     assert json.loads((fixed / "summary.json").read_text())["status"] == "completed"
 
 
+def test_skipped_non_finite_steps_are_evidence(tmp_path):
+    run_dir = train(tmp_path, MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300",
+                                                     "train.on_divergence=skip"])
+    f = rules(run_dir)["exploding"]
+    skipped = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+               if json.loads(line).get("skipped")]
+    assert skipped and f.values["first_non_finite_step"] == skipped[0]
+    assert f"{len(skipped)} step(s) skipped under on_divergence: skip, the first at step {skipped[0]}" in f.evidence
+
+
 def test_deep_sigmoid_mlp_has_vanishing_gradients_and_relu_fixes_them(tmp_path):
     run_dir = train(tmp_path, DEEP_SIGMOID)
     found = rules(run_dir)

@@ -119,7 +119,7 @@ class LBFGS(Optimizer):
             if self.line_search:
                 x0 = self._params_flat()
 
-                def along(step: float) -> tuple[float, np.ndarray]:
+                def along(step: float, x0=x0, d=d) -> tuple[float, np.ndarray]:
                     """Loss and gradient at x0 + step d, then the parameters back at x0."""
                     self._add_to_params(step, d)
                     value = float(closure())

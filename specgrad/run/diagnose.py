@@ -24,6 +24,7 @@ import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from specgrad.run.runlog import metrics_lines
@@ -287,7 +288,7 @@ def conditioning(run: Run, checked: list[str]) -> Finding | None:
     measured = _measure_conditioning(run, checked)
     if measured is None:
         return None
-    c, loss_type = measured
+    c = measured
     final = _number(run.summary.get("train", {}).get("loss")) or (_series(run.records, "loss") or [(0, None)])[-1][1]
     checked.append(f"conditioning: the model is linear in its {c.columns} parameters; cond(XᵀX) = {c.condition:.3g}")
     if c.condition < ILL_CONDITIONED or final is None:
@@ -344,12 +345,10 @@ def _measure_conditioning(run: Run, checked: list[str]):
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         checked.append(f"conditioning: not checked (cannot load the run's spec and data: {first})")
         return None
-    loss_type = normalize(spec.data["loss"])["type"]
-    measured = linear_conditioning(spec.model, fields, loss_type)
+    measured = linear_conditioning(spec.model, fields, normalize(spec.data["loss"])["type"])
     if measured is None:
         checked.append("conditioning: not checked (the model is not linear in its parameters, or too large)")
-        return None
-    return measured, loss_type
+    return measured
 
 
 def plateau(run: Run) -> Finding | None:
@@ -365,7 +364,7 @@ def plateau(run: Run) -> Finding | None:
     late = statistics.median(v for _, v in norms[len(norms) // 2:])
     if improvement >= FLAT or early <= 0 or late < STILL_STEEP * early:
         return None
-    rises = sum(b[1] > a[1] for a, b in zip(half, half[1:])) / max(1, len(half) - 1)
+    rises = sum(b[1] > a[1] for a, b in pairwise(half)) / max(1, len(half) - 1)
     evidence = [f"loss {start:.5g} around step {half[0][0]} -> {end:.5g} around step {half[-1][0]}: "
                 f"{'only ' + format(improvement, '.2%') + ' lower' if improvement > 0 else 'no lower'} over the "
                 f"second half of the run",

@@ -11,8 +11,6 @@ from specgrad.ops.examples import CASES
 from specgrad.spec import load_spec
 from test_engine import ALL_CASES, _build, _values
 
-torch = pytest.importorskip("torch")
-
 # op -> why its second derivative (a Hessian-vector product through it) is not implemented; every other op
 # with finite-difference examples is checked against finite differences of its gradient
 NO_SECOND_DERIVATIVE = {"max_pool2d": "its backward op max_pool2d_grad has no VJP (a gradient routed to each "
@@ -59,6 +57,7 @@ loss: mse
 
 
 def mlp_torch(x, y):
+    import torch
     def loss(W1, b1, W2, b2, v):
         h2 = torch.tanh(torch.tanh(x @ W1 + b1) @ W2 + b2)
         return ((h2 @ v - y) ** 2).mean()
@@ -80,6 +79,7 @@ loss: {type: cross_entropy, label_smoothing: 0.1}
 
 
 def softmax_torch(x, y):
+    import torch
     def loss(W, b):
         return torch.nn.functional.cross_entropy(x @ W + b, y, label_smoothing=0.1)
     return loss
@@ -97,6 +97,7 @@ loss: sse
 
 
 def poly_torch(x, y):
+    import torch
     def loss(k):
         return ((x[:, None] ** torch.arange(6) @ k - y) ** 2).sum()
     return loss
@@ -118,6 +119,7 @@ def model_and_point(tmp_path, text, fields, seed=0):
     (POLY, poly_torch, lambda rng: {"x": rng.uniform(-1, 1, 16), "y": rng.standard_normal(16)}),
 ], ids=["mlp_tanh", "softmax_cross_entropy", "poly"])
 def test_model_hvp_equals_torch(tmp_path, text, oracle, fields):
+    torch = pytest.importorskip("torch")          # the test-only oracle
     data = fields(np.random.default_rng(5))
     model, params, vector = model_and_point(tmp_path, text, data)
     ours = hvp(model, data, params, vector)

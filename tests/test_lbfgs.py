@@ -16,8 +16,6 @@ from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.trainer import RunError, Trainer
 from specgrad.spec import load_spec
 
-torch = pytest.importorskip("torch")
-
 POLY_LBFGS = MODELS / "poly_lbfgs.yaml"
 
 
@@ -57,6 +55,7 @@ def ours(settings, w0, steps):
 
 
 def theirs(settings, w0, steps):
+    torch = pytest.importorskip("torch")          # the test-only oracle
     a, b = (torch.tensor(v.copy(), requires_grad=True) for v in (w0[:2], w0[2:]))
     kwargs = dict(settings)
     kwargs["line_search_fn"] = None if kwargs.get("line_search_fn") == "none" else "strong_wolfe"
@@ -100,6 +99,7 @@ def test_trajectory_equals_torch_on_poly_through_the_trainer(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
 
     data = prepare_data(spec).splits["train"]
+    torch = pytest.importorskip("torch")
     x, y = (torch.tensor(data[k]) for k in ("x", "y"))
     k = torch.zeros(6, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([k], lr=1.0, max_iter=3, max_eval=6, line_search_fn="strong_wolfe")

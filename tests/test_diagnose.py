@@ -135,6 +135,20 @@ def test_a_tiny_learning_rate_is_a_plateau(tmp_path):
     assert f.overrides == ["optimizer.lr=0.0001"]
 
 
+def test_a_full_batch_run_that_overshoots_is_a_plateau_with_a_decaying_schedule(tmp_path):
+    run_dir = train(tmp_path, SMALL_LR, ["optimizer.lr=3.0"])
+    f = rules(run_dir)["plateau"]
+    assert f.values["rising_share"] > 0.3 and "overshoot" in " ".join(f.evidence)
+    assert f.overrides == ["schedule={type: cosine, min_lr: 0.0}", "optimizer.lr=1"]
+
+
+def test_dead_relu_layers_are_vanishing_with_a_smaller_step(tmp_path):
+    run_dir = train(tmp_path, SMALL_LR, ["optimizer.lr=6.0"])
+    f = rules(run_dir)["vanishing"]
+    assert f.values["layers"]["net.0"]["median_ratio"] == 0
+    assert "dead" in " ".join(f.evidence) and f.overrides == ["optimizer.lr=0.6"]
+
+
 def test_a_small_model_overfits_and_early_stopping_keeps_its_best(tmp_path):
     run_dir = train(tmp_path, OVERFIT)
     found = rules(run_dir)

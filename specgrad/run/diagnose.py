@@ -264,6 +264,16 @@ def vanishing(run: Run) -> Finding | None:
     evidence.append("median gradient norm by layer, in declaration order: " +
                     ", ".join(f"{layer} {statistics.median(norms[layer]):.1e}" for layer in order))
     overrides, lead = [], ""
+    dead = [layer for layer in weak if statistics.median(norms[layer]) == 0]
+    lr = _number(run.optimizer.get("lr"))
+    if dead:
+        # exactly zero, not small: every unit feeding the layer is off (relus pushed below zero for every input)
+        evidence.append(f"{', '.join(dead)}: exactly zero gradient in most steps: their relu-like units are inactive "
+                        "for every sample (\"dead\"), which a too-large step typically causes")
+        if lr:
+            overrides.append(f"optimizer.lr={_round(lr / 10):g}")
+        lead = ("revive the dead layers: a smaller step" + (f", optimizer: {{lr: {_round(lr / 10):g}}}" if lr else "")
+                + ", or activation: leaky_relu (never exactly flat); ")
     for i, entry in enumerate((run.spec.get("model") or {}).get("nodes") or []):
         if isinstance(entry, dict) and len(entry) == 1:
             (name, body), = entry.items()
@@ -374,9 +384,13 @@ def plateau(run: Run) -> Finding | None:
     values = {"improvement": improvement, "early_grad_norm": early, "late_grad_norm": late, "rising_share": rises}
     if rises > 0.3:
         evidence.append(f"the loss rises in {rises:.0%} of the steps of the second half: the steps overshoot")
-        overrides = ["schedule={type: cosine, min_lr: 0.0}"] + ([f"optimizer.lr={_round(lr / 3):g}"] if lr else [])
-        next_step = ("the step size is too large for the bottom of the valley: decay it, schedule: {type: cosine}"
-                     + (f", or lower it, optimizer: {{lr: {_round(lr / 3):g}}}" if lr else ""))
+        schedule = run.spec.get("schedule") or "constant"
+        decays = (schedule if isinstance(schedule, str) else schedule.get("type")) != "constant"
+        overrides = ([] if decays else ["schedule={type: cosine, min_lr: 0.0}"]) + \
+            ([f"optimizer.lr={_round(lr / 3):g}"] if lr else [])
+        next_step = ("the step size is too large for the bottom of the valley: "
+                     + ("" if decays else "decay it, schedule: {type: cosine}, or ")
+                     + (f"lower it, optimizer: {{lr: {_round(lr / 3):g}}}" if lr else "lower optimizer.lr"))
     else:
         evidence.append("the loss falls steadily but slowly: each step is too short")
         overrides = [f"optimizer.lr={_round(lr * 10):g}"] if lr else []

@@ -79,7 +79,7 @@ def _log_if_positive(ax, values) -> None:
     if values and all(v > 0 for v in values):
         ax.set_yscale("log")
         # explicit limits: matplotlib's own margins overflow for a diverging run's 1e300
-        ax.set_ylim(min(values) / 2, max(values) * 2)
+        ax.set_ylim(min(values) / 1.3, max(values) * 1.3)
         if max(values) >= CEILING:
             ax.set_title(f"values above {CEILING:.0e} drawn at {CEILING:.0e}", fontsize="small", loc="right")
 

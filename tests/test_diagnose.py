@@ -204,3 +204,45 @@ def test_unreadable_run_directories_are_clear_errors(tmp_path, setup, message):
     setup(run_dir)
     result = run_cli("diagnose", run_dir)
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------------ damaged logs
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from specgrad.run.diagnose import DiagnoseError  # noqa: E402
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=8)
+NUMBER = st.none() | st.floats(allow_nan=False) | st.integers(-3, 3) | JSON
+RECORD = st.fixed_dictionaries({"step": st.integers(0, 50)}, optional={
+    "loss": NUMBER, "grad_norm": NUMBER, "lr": NUMBER, "skipped": JSON,
+    "grad_norms": st.dictionaries(st.sampled_from(["a.w", "a.b", "b.w", "k"]), NUMBER, max_size=4) | JSON,
+    "val": st.dictionaries(st.sampled_from(["loss", "mse"]), NUMBER, max_size=2) | JSON})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(RECORD, min_size=1, max_size=30), summary=JSON, spec=JSON)
+def test_damaged_run_files_give_a_report_or_a_clear_error(tmp_path, records, summary, spec):
+    """Whatever a damaged or hand-edited run directory holds, diagnose reports or raises DiagnoseError, and
+    plot draws: never a traceback."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from specgrad.run.diagnose import format_text
+    from specgrad.run.plot import figure
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    (run_dir / "spec.yaml").write_text(json.dumps(spec))
+    try:
+        report = diagnose(run_dir)
+    except DiagnoseError:
+        return
+    format_text(report)
+    json.dumps(report.to_json())
+    plt.close(figure(plt, records, "run"))

@@ -76,7 +76,7 @@ class Run:
 
     @property
     def train(self) -> dict:
-        return self.spec.get("train") or {}
+        return _mapping(self.spec.get("train"))
 
     @property
     def optimizer(self) -> dict:
@@ -135,6 +135,11 @@ def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
 
 
+def _mapping(value) -> dict:
+    """A record's nested object, or {} when a damaged log holds something else there."""
+    return value if isinstance(value, dict) else {}
+
+
 def _series(records, key) -> list[tuple[int, float]]:
     return [(r["step"], v) for r in records if (v := _number(r.get(key))) is not None]
 
@@ -170,7 +175,7 @@ def exploding(run: Run) -> Finding | None:
         loss_rose = peak_step in losses and losses[peak_step] > losses.get(first_step, math.inf)
         if growth >= GROWTH and loss_rose:
             per_step = growth ** (1 / max(1, peak_step - first_step))
-            evidence.append(f"gradient norm grew from {base:.3g} (steps {first_step}-{first_step + len(calm) - 1}) to "
+            evidence.append(f"gradient norm grew from {base:.3g} (steps {first_step}-{norms[max(0, len(calm) - 1)][0]}) to "
                             f"{peak:.3g} at step {peak_step}: x{growth:.2g}, about x{per_step:.3g} per step")
             evidence.append(f"loss {losses[first_step]:.4g} at step {first_step} -> {losses[peak_step]:.4g} at step "
                             f"{peak_step}")
@@ -223,7 +228,7 @@ def vanishing(run: Run) -> Finding | None:
     tops: list[float] = []
     counted = 0
     for r in run.records:
-        per_param = r.get("grad_norms") or {}
+        per_param = _mapping(r.get("grad_norms"))
         values = {n: _number(v) for n, v in per_param.items()}
         if not values or any(v is None for v in values.values()):
             continue
@@ -274,7 +279,8 @@ def vanishing(run: Run) -> Finding | None:
             overrides.append(f"optimizer.lr={_round(lr / 10):g}")
         lead = ("revive the dead layers: a smaller step" + (f", optimizer: {{lr: {_round(lr / 10):g}}}" if lr else "")
                 + ", or activation: leaky_relu (never exactly flat); ")
-    for i, entry in enumerate((run.spec.get("model") or {}).get("nodes") or []):
+    nodes = _mapping(run.spec.get("model")).get("nodes")
+    for i, entry in enumerate(nodes if isinstance(nodes, list) else []):
         if isinstance(entry, dict) and len(entry) == 1:
             (name, body), = entry.items()
             if isinstance(body, dict) and body.get("layer") == "mlp" and body.get("activation") == "sigmoid":
@@ -299,7 +305,7 @@ def conditioning(run: Run, checked: list[str]) -> Finding | None:
     if measured is None:
         return None
     c = measured
-    final = _number(run.summary.get("train", {}).get("loss")) or (_series(run.records, "loss") or [(0, None)])[-1][1]
+    final = _number(_mapping(run.summary.get("train")).get("loss")) or (_series(run.records, "loss") or [(0, None)])[-1][1]
     checked.append(f"conditioning: the model is linear in its {c.columns} parameters; cond(XᵀX) = {c.condition:.3g}")
     if c.condition < ILL_CONDITIONED or final is None:
         return None
@@ -385,7 +391,7 @@ def plateau(run: Run) -> Finding | None:
     if rises > 0.3:
         evidence.append(f"the loss rises in {rises:.0%} of the steps of the second half: the steps overshoot")
         schedule = run.spec.get("schedule") or "constant"
-        decays = (schedule if isinstance(schedule, str) else schedule.get("type")) != "constant"
+        decays = (schedule if isinstance(schedule, str) else _mapping(schedule).get("type", "constant")) != "constant"
         overrides = ([] if decays else ["schedule={type: cosine, min_lr: 0.0}"]) + \
             ([f"optimizer.lr={_round(lr / 3):g}"] if lr else [])
         next_step = ("the step size is too large for the bottom of the valley: "
@@ -401,7 +407,7 @@ def plateau(run: Run) -> Finding | None:
 
 
 def overfitting(run: Run, checked: list[str]) -> Finding | None:
-    validations = [(r["step"], _number((r.get("val") or {}).get("loss"))) for r in run.records if r.get("val")]
+    validations = [(r["step"], _number(_mapping(r.get("val")).get("loss"))) for r in run.records if r.get("val")]
     validations = [(s, v) for s, v in validations if v is not None]
     if len(validations) < 3:
         if not validations:

@@ -48,7 +48,7 @@ def plot_run(run_dir: Path, output: Path | None = None) -> Path:
 
 def figure(plt, records: list[dict], title: str):
     """The run's panels, one above the other on a shared step axis: loss, gradient norms, lr, validation."""
-    val_keys = sorted({k for r in records for k in (r.get("val") or {})})
+    val_keys = sorted({k for r in records for k in _mapping(r.get("val"))})
     panels = [_loss, _grad_norms, _lr] + ([_validation] if set(val_keys) - {"loss"} else [])
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3 * len(panels)), sharex=True)
     for draw, ax in zip(panels, axes):
@@ -64,12 +64,16 @@ def figure(plt, records: list[dict], title: str):
     return fig
 
 
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 CEILING = 1e100       # values beyond are drawn at the ceiling: matplotlib's log axis overflows near 1e300
 
 
 def series(records: list[dict], key: str, source=lambda r: r) -> tuple[list, list]:
     """(steps, values) of the records whose ``source(record)[key]`` is a number (clamped to +-CEILING)."""
-    points = [(r["step"], (source(r) or {}).get(key)) for r in records]
+    points = [(r["step"], _mapping(source(r)).get(key)) for r in records]
     points = [(s, max(-CEILING, min(CEILING, v))) for s, v in points
               if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return [p[0] for p in points], [p[1] for p in points]
@@ -104,7 +108,7 @@ def _grad_norms(ax, records) -> None:
     or norms that grow without bound (exploding) show here first."""
     from matplotlib import colormaps
 
-    names = list(dict.fromkeys(n for r in records for n in (r.get("grad_norms") or {})))
+    names = list(dict.fromkeys(n for r in records for n in _mapping(r.get("grad_norms"))))
     ramp = colormaps["viridis"]
     everything = []
     for i, name in enumerate(names):
@@ -130,7 +134,7 @@ def _lr(ax, records) -> None:
 
 
 def _validation(ax, records) -> None:
-    keys = sorted({k for r in records for k in (r.get("val") or {}) if k != "loss"})
+    keys = sorted({k for r in records for k in _mapping(r.get("val")) if k != "loss"})
     for key in keys:
         ax.plot(*series(records, key, lambda r: r.get("val")), "o-", markersize=3, label=f"val {key}")
     ax.set_ylabel("validation")

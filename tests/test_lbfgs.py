@@ -130,7 +130,7 @@ def test_poly_lbfgs_reaches_polyfit_within_50_iterations(tmp_path):
     coefficients = np.polyfit(data["x"], data["y"], 5)
     optimum = float(np.sum((np.polyval(coefficients, data["x"]) - data["y"]) ** 2))
     assert summary["train"]["loss"] == pytest.approx(optimum, rel=1e-6)
-    # each logged step is one iteration (max_iter: 1): the loss at its start is within 1e-6 from step 22 on
+    # each logged step is one iteration (max_iter: 1): the loss at its start is within 1e-6 from step 21 on
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     first = next(i for i, loss in enumerate(losses, start=1) if abs(loss / optimum - 1) <= 1e-6)
     assert first <= 25

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from specgrad.graph import SecondDerivativeMissing, hvp
-from specgrad.graph.build import init_params
-from specgrad.graph.gradcheck import directional_hvp_check
-from specgrad.ops.examples import CASES
+from specgrad.model.build import init_params
+from specgrad.run.gradcheck import directional_hvp_check
+from specgrad.engine.ops.examples import CASES
 from specgrad.spec import load_spec
 from test_engine import ALL_CASES, _build, _values
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from specgrad.components import NON_NEGATIVE, POSITIVE
+from specgrad.base.components import NON_NEGATIVE, POSITIVE
 from specgrad.optim.optimizers import OPTIMIZERS, Optimizer
 
 COUNT = {"type": "integer", "minimum": 1}

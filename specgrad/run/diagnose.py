@@ -347,11 +347,11 @@ def conditioning(run: Run, checked: list[str]) -> Finding | None:
 
 
 def _measure_conditioning(run: Run, checked: list[str]):
-    from specgrad.components import normalize
+    from specgrad.base.components import normalize
     from specgrad.data.prepare import load_run_data_state, prepare_data
     from specgrad.run.conditioning import linear_conditioning
     from specgrad.spec import load_spec
-    from specgrad.spec.errors import SpecError
+    from specgrad.base.diagnostics import SpecError
 
     try:
         spec = load_spec(run.path / "spec.yaml")

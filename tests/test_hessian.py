@@ -4,7 +4,7 @@ oracle) and a closed form, and a clear error for the op whose second derivative 
 import numpy as np
 import pytest
 
-from specgrad.graph import SecondDerivativeMissing, hvp
+from specgrad.model.hessian import SecondDerivativeMissing, hvp
 from specgrad.model.build import init_params
 from specgrad.run.gradcheck import directional_hvp_check
 from specgrad.engine.ops.examples import CASES

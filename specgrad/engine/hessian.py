@@ -7,18 +7,15 @@ except the backward-only helpers that have none (``max_pool2d_grad``): a graph t
 ``SecondDerivativeMissing`` error naming the op it belongs to. Ops that are locally constant (the step,
 sign and tie-share factors of relu, abs, max...) have zero derivative and are passed over.
 
-    from specgrad.graph import hvp
+    from specgrad.model.hessian import hvp              # of a compiled model (the engine itself knows none)
     products = hvp(model, fields, params, vector)        # {param name: (H v) block}, H of the training loss
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from specgrad.engine.autodiff import NotDifferentiable, gradients
 from specgrad.engine.ir import Node
-from specgrad.engine.plan import Plan
 from specgrad.engine.ops.registry import REGISTRY
 
 
@@ -53,37 +50,3 @@ def second_derivative_missing(e: NotDifferentiable) -> SecondDerivativeMissing:
     return SecondDerivativeMissing(f"the second derivative of {forward} is not implemented: its backward pass uses "
                                    f"{op}, which has no derivative{where}; Hessian-vector products need a model "
                                    f"without it")
-
-
-class HessianVectorProduct:
-    """H v for a compiled model (``graph.build.Model``), H the Hessian of its training loss in its parameters,
-    at the parameters and data given each call. The graph and its plan are built once."""
-
-    def __init__(self, model):
-        self.model = model
-        self.vectors, self.products = hvp_nodes(model.loss, list(model.params.values()), model.grads)
-        self.plan = Plan(self.products, [*model.feeds, *self.vectors])
-
-    def __call__(self, fields: dict, params: dict, vector: dict, state: dict | None = None,
-                 key=None) -> dict[str, np.ndarray]:
-        model = self.model
-        missing = [name for name in model.params if name not in vector]
-        if missing:
-            raise ValueError(f"the vector has no block for parameter(s) {', '.join(missing)}")
-        if model.state and state is None:
-            from specgrad.model.build import init_state
-            state = init_state(model)
-        if model.rng is not None and key is None:
-            key = np.int64(0)
-        blocks = [np.asarray(vector[name], node.dtype).reshape(node.shape) for name, node in model.params.items()]
-        out = self.plan(*model.feed(fields, params, state, key), *blocks)
-        return {name: np.asarray(value) for name, value in zip(model.params, out)}
-
-
-def hvp(model, fields: dict, params: dict, vector: dict, state: dict | None = None, key=None) -> dict[str, np.ndarray]:
-    """H v of ``model``'s training loss on the batch ``fields`` at ``params``, for ``vector`` given as one
-    block per parameter (by name); the result has the same blocks. Compiled on the first call per model."""
-    cached = model.__dict__.get("_hvp")
-    if cached is None:
-        cached = model.__dict__["_hvp"] = HessianVectorProduct(model)
-    return cached(fields, params, vector, state, key)

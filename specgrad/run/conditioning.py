@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from specgrad.model.build import init_state
+
 MAX_PARAMETERS = 2000          # one forward pass per parameter entry: beyond this the check is skipped
 SQUARED_LOSSES = ("sse", "mse")
 
@@ -29,7 +31,6 @@ def linear_conditioning(model, fields: dict[str, np.ndarray], loss_type: str,
                         rng: np.random.Generator | None = None) -> Conditioning | None:
     """cond(XᵀX) of ``model`` (a compiled ``graph.build.Model``) on ``fields``, or None when the model is
     not linear in its parameters (or too large to check, or random: dropout)."""
-    from specgrad.model.build import init_state
 
     forward = model.eval
     sizes = {name: int(np.prod(node.shape)) for name, node in forward.params.items()}

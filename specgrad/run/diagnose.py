@@ -27,7 +27,12 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
+from specgrad.base.components import normalize
+from specgrad.base.diagnostics import SpecError
+from specgrad.data.prepare import load_run_data_state, prepare_data
+from specgrad.run.conditioning import linear_conditioning
 from specgrad.run.runlog import metrics_lines
+from specgrad.spec import load_spec
 
 GROWTH = 1e3            # gradient norms this many times their early level: exploding
 VANISHED = 1e-3         # a layer's norm below this fraction of the largest layer's: vanishing
@@ -347,11 +352,6 @@ def conditioning(run: Run, checked: list[str]) -> Finding | None:
 
 
 def _measure_conditioning(run: Run, checked: list[str]):
-    from specgrad.base.components import normalize
-    from specgrad.data.prepare import load_run_data_state, prepare_data
-    from specgrad.run.conditioning import linear_conditioning
-    from specgrad.spec import load_spec
-    from specgrad.base.diagnostics import SpecError
 
     try:
         spec = load_spec(run.path / "spec.yaml")

@@ -8,9 +8,13 @@ from typing import Callable
 
 import numpy as np
 
+from specgrad.base.rng import INIT, step_key, stream
+from specgrad.data.prepare import prepare_data
 from specgrad.engine.autodiff import gradients
+from specgrad.engine.hessian import hvp_nodes
 from specgrad.engine.ir import Graph, Node
 from specgrad.engine.plan import Plan
+from specgrad.model.build import init_params, init_state
 
 
 def directional_check(build: Callable[[list[Node]], Node], values: list[np.ndarray],
@@ -38,7 +42,6 @@ def directional_hvp_check(build: Callable[[list[Node]], Node], values: list[np.n
     """Relative error between <H v, w> from the engine's Hessian-vector product (the backward pass
     differentiated again) and <(grad L(x + eps v) - grad L(x - eps v)) / (2 eps), w>, for the loss of
     ``directional_check`` and random directions v, w over all float values."""
-    from specgrad.graph.hessian import hvp_nodes
 
     graph = Graph()
     params = [graph.param(f"p{i}", v.shape, v.dtype) for i, v in enumerate(values)]
@@ -83,8 +86,6 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
     the parameter's largest gradient magnitude (at least 1e-3 of the model's largest), so entries with tiny
     gradients are judged on the right scale.
     """
-    from specgrad.model.build import init_params, init_state
-    from specgrad.base.rng import step_key
 
     feeds = []
     for name, node in model.inputs.items():
@@ -133,8 +134,6 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
 def check_spec(spec, batch_size: int = 8, eps: float = 1e-6, max_entries: int = 24) -> list[ParamCheck]:
     """``check_model`` on a loaded spec's model, with the first rows of its training data as training sees
     them (paths relative to the spec, split, standardized) and parameters drawn as training draws them."""
-    from specgrad.data.prepare import prepare_data
-    from specgrad.base.rng import INIT, stream
 
     fields = prepare_data(spec).splits["train"]
     return check_model(spec.model, fields, stream(spec.data.get("seed", 0), INIT), batch_size, eps, max_entries)

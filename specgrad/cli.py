@@ -385,6 +385,25 @@ def plot(
     typer.echo(f"wrote {path}")
 
 
+class ReportFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def diagnose(
+    run_dir: Path = typer.Argument(..., help="A run directory (with metrics.jsonl; summary.json and spec.yaml if any)."),
+    format: ReportFormat = typer.Option(ReportFormat.text, "--format", help="text, or json for tools."),
+):
+    """Read a run and report exploding or vanishing gradients, poor conditioning, plateaus and overfitting, with
+    the evidence and a next step as spec changes. Exit 0 whatever it finds."""
+    from specgrad.run.diagnose import DiagnoseError, format_text
+    from specgrad.run.diagnose import diagnose as diagnose_run
+    with _reported(DiagnoseError):
+        result = diagnose_run(run_dir)
+    typer.echo(json.dumps(result.to_json(), indent=2) if format == ReportFormat.json else format_text(result))
+
+
 def main():
     # Until a command has imported its libraries and compiled its spec, what it allocates lives to the end of
     # the process: the cyclic collector would only rescan it, again and again (~15% of `specgrad validate`

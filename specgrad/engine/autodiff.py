@@ -25,7 +25,11 @@ from specgrad.engine.ops.registry import REGISTRY
 
 
 class NotDifferentiable(ValueError):
-    pass
+    """An op on the path to the loss without a VJP for that input; ``op`` and ``loc`` say which, and where."""
+
+    def __init__(self, message: str, op: str | None = None, loc=None):
+        super().__init__(message)
+        self.op, self.loc = op, loc
 
 
 def gradients(loss: Node, wrt: Sequence[Node], remat: bool = False) -> list[Node]:
@@ -35,9 +39,9 @@ def gradients(loss: Node, wrt: Sequence[Node], remat: bool = False) -> list[Node
     graph = loss.graph
     order = ancestors([loss])
     wrt_ids = {w.id for w in wrt}
-    on_path = set()                      # nodes that depend on something in wrt
+    on_path = set()                      # nodes that depend differentiably on something in wrt
     for n in order:
-        if n.id in wrt_ids or any(i.id in on_path for i in n.inputs):
+        if n.id in wrt_ids or any(i.id in on_path for i in _smooth_inputs(n)):
             on_path.add(n.id)
 
     kept = recompute(order, on_path) if remat else (lambda n: n)
@@ -52,8 +56,9 @@ def gradients(loss: Node, wrt: Sequence[Node], remat: bool = False) -> list[Node
                 grads[node.id] = g
             if node.op in SOURCE_KINDS:
                 continue
+            inert = REGISTRY[node.op].inert
             for k, x in enumerate(node.inputs):
-                if x.id not in on_path:
+                if x.id not in on_path or k in inert:
                     continue
                 ct = vjp_of(node, k)(g, kept(node), *map(kept, node.inputs), **node.attrs)
                 if ct.shape != x.shape:
@@ -62,12 +67,24 @@ def gradients(loss: Node, wrt: Sequence[Node], remat: bool = False) -> list[Node
     return [grads[w.id] if w.id in grads else graph.const(np.zeros(w.shape, w.dtype)) for w in wrt]
 
 
+def _smooth_inputs(node: Node) -> tuple[Node, ...]:
+    """The inputs ``node``'s value depends on differentiably: none for an op that is locally constant (a
+    step, a sign, a size), all but the inert ones (read for their shape, or a condition) otherwise."""
+    op = REGISTRY.get(node.op)
+    if op is None:
+        return node.inputs
+    if op.constant:
+        return ()
+    return tuple(x for k, x in enumerate(node.inputs) if k not in op.inert) if op.inert else node.inputs
+
+
 def vjp_of(node: Node, k: int):
     """The VJP builder of ``node``'s op for its k-th input (the last one serves variadic ops)."""
     vjps = REGISTRY[node.op].vjps
     vjp = (vjps[k] if k < len(vjps) else vjps[-1]) if vjps else None
     if vjp is None:
-        raise NotDifferentiable(f"op {node.op!r} is not differentiable with respect to input {k + 1}")
+        raise NotDifferentiable(f"op {node.op!r} is not differentiable with respect to input {k + 1}", node.op,
+                                node.loc)
     return vjp
 
 
@@ -83,7 +100,7 @@ def saved_values(order: list[Node], on_path: set[int]) -> set[int]:
         stand_ins = [scratch.param(f"a{i}", a.shape, a.dtype) for i, a in enumerate(args)]
         g = scratch.param("g", n.shape, n.dtype)
         for k, x in enumerate(n.inputs):
-            if x.id in on_path:
+            if x.id in on_path and k not in REGISTRY[n.op].inert:
                 read = {m.id for m in ancestors([vjp_of(n, k)(g, *stand_ins, **n.attrs)])}
                 saved.update(a.id for a, s in zip(args, stand_ins) if s.id in read)
     return saved

@@ -34,6 +34,10 @@ class Optimizer:
     """Holds each parameter's lr factor and weight decay (after groups); subclasses implement ``update``
     (one parameter) or ``step`` (all of them at once)."""
 
+    # True for an optimizer that evaluates the loss again within a step (L-BFGS's line search): its ``step``
+    # also takes the step's loss and a closure that re-evaluates at the current parameters
+    needs_closure = False
+
     def __init__(self, params: dict[str, np.ndarray], lr: float, weight_decay: float = 0.0):
         self.params = params
         self.lr = lr
@@ -306,3 +310,6 @@ def make_optimizer(settings: dict, params: dict[str, np.ndarray]) -> Optimizer:
     optimizer = OPTIMIZERS.create(settings, params=params)
     optimizer.apply_groups(settings.get("groups", ()))
     return optimizer
+
+
+from specgrad.optim import lbfgs as _lbfgs  # noqa: E402,F401  (registers "lbfgs"; it builds on Optimizer)

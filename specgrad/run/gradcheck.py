@@ -8,7 +8,10 @@ from typing import Callable
 
 import numpy as np
 
+from specgrad.base.rng import INIT, step_key, stream
+from specgrad.data.prepare import prepare_data
 from specgrad.engine.autodiff import gradients
+from specgrad.engine.hessian import hvp_nodes
 from specgrad.engine.ir import Graph, Node
 from specgrad.engine.plan import Plan
 from specgrad.base.rng import INIT, stream
@@ -34,6 +37,30 @@ def directional_check(build: Callable[[list[Node]], Node], values: list[np.ndarr
     plus = loss_plan(*[v + eps * d for v, d in zip(values, directions)])[0]
     minus = loss_plan(*[v - eps * d for v, d in zip(values, directions)])[0]
     numeric = (float(plus) - float(minus)) / (2 * eps)
+    return abs(analytic - numeric) / max(1.0, abs(analytic), abs(numeric))
+
+
+def directional_hvp_check(build: Callable[[list[Node]], Node], values: list[np.ndarray],
+                          rng: np.random.Generator, eps: float = 1e-5) -> float:
+    """Relative error between <H v, w> from the engine's Hessian-vector product (the backward pass
+    differentiated again) and <(grad L(x + eps v) - grad L(x - eps v)) / (2 eps), w>, for the loss of
+    ``directional_check`` and random directions v, w over all float values."""
+
+    graph = Graph()
+    params = [graph.param(f"p{i}", v.shape, v.dtype) for i, v in enumerate(values)]
+    out = build(params)
+    weights = rng.standard_normal(tuple(int(d) for d in _runtime_shape(out, params, values)))
+    loss = graph.apply("sum", out * graph.const(weights)) if out.shape != () else out * float(weights)
+    grads = gradients(loss, params)
+    vectors, products = hvp_nodes(loss, params, grads)
+    hv = Plan(products, [*params, *vectors])
+    grad_plan = Plan(grads, params)
+    v = [rng.standard_normal(x.shape) for x in values]
+    w = [rng.standard_normal(x.shape) for x in values]
+    analytic = sum(float(np.sum(h * wi)) for h, wi in zip(hv(*values, *v), w))
+    plus = grad_plan(*[x + eps * d for x, d in zip(values, v)])
+    minus = grad_plan(*[x - eps * d for x, d in zip(values, v)])
+    numeric = sum(float(np.sum((p - m) * wi)) for p, m, wi in zip(plus, minus, w)) / (2 * eps)
     return abs(analytic - numeric) / max(1.0, abs(analytic), abs(numeric))
 
 

@@ -128,7 +128,7 @@ class Trainer:
         self.total_steps = t.steps or max(1, t.epochs * self.batches.per_epoch // self.accumulate)
         self.params = init_params(self.model, stream(self.seed, INIT))
         self.optimizer = make_optimizer(dict(spec.data["optimizer"]), self.params)
-        self.schedule = make_schedule(spec.data.get("schedule"), s.optimizer["lr"], self.total_steps)
+        self.schedule = make_schedule(spec.data.get("schedule"), self.optimizer.lr, self.total_steps)
         if self.schedule.momentum:
             self.optimizer.cycle_momentum()
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
@@ -262,11 +262,15 @@ class Trainer:
         norm = global_norm(grads, norms)
         lr = self.schedule(step)
         finite = math.isfinite(loss) and math.isfinite(norm)
+        evals = None
         if finite:
             clip(grads, clip_settings, norms)
             if self.schedule.momentum:
                 self.optimizer.set_momentum(self.schedule.momentum(step))
-            self.optimizer.step(grads, lr)
+            if self.optimizer.needs_closure:      # L-BFGS evaluates again along its line search
+                evals = self.optimizer.step(grads, lr, loss=loss, closure=lambda: self._gradients(step)[0])
+            else:
+                self.optimizer.step(grads, lr)
         else:
             message = f"non-finite loss or gradient at step {step + 1}"
             if self.on_divergence == "fail":
@@ -283,6 +287,8 @@ class Trainer:
                   "grad_norms": norms if finite else {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
         if not finite:
             record["skipped"] = True
+        if evals is not None:
+            record["evals"] = evals
         return record
 
     def _validation_step(self, step: int, record: dict) -> tuple[float, bool]:

@@ -12,6 +12,7 @@ from specgrad.model.losses import make_loss
 from specgrad.model.metrics import check_metrics, metric_name
 from specgrad.optim.optimizers import OPTIMIZERS, make_optimizer
 from specgrad.optim.schedules import make_schedule
+from specgrad.spec.settings import Train, parse
 
 Where = Callable[[tuple], Location]
 
@@ -41,6 +42,24 @@ def _schedule(data: dict, model, loc: Where) -> list[Diagnostic]:
                            f"which {optimizer} does not have; set cycle_momentum: false",
                            loc(("schedule",)))]
     return []
+def _full_batch(data: dict, model, loc: Where) -> list[Diagnostic]:
+    """An optimizer that compares losses along a line (L-BFGS) needs one fixed objective: the whole training
+    split every step, the true gradient."""
+    name = data["optimizer"]["type"]
+    if not OPTIMIZERS[name].meta.get("full_batch"):
+        return []
+    t, errors = parse(Train, data["train"]), []
+    if t.batch_size != "full":
+        errors.append(Diagnostic(f"train.batch_size: the {name} optimizer needs full-batch training (batch_size: "
+                                 "full): its line search compares losses of one fixed objective",
+                                 loc(("train", "batch_size"))))
+    if t.accumulate != 1:
+        errors.append(Diagnostic(f"train.accumulate: the {name} optimizer takes whole-data steps; remove accumulate",
+                                 loc(("train", "accumulate"))))
+    if t.clip is not None:
+        errors.append(Diagnostic(f"train.clip: the {name} optimizer needs the true gradient (its line search "
+                                 "sets the step length); remove clip", loc(("train", "clip"))))
+    return errors
 
 
 def _metrics(data: dict, model, loc: Where) -> list[Diagnostic]:
@@ -76,5 +95,6 @@ def _validation(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 
 # each check, with the sections it reads (the model stands for model and loss, which built)
-CHECKS = [({"optimizer"}, _optimizer), ({"optimizer", "schedule"}, _schedule), ({"metrics"}, _metrics), ({"data"}, _standardize),
+CHECKS = [({"optimizer"}, _optimizer), ({"optimizer", "schedule"}, _schedule), ({"optimizer", "train"}, _full_batch),
+          ({"metrics"}, _metrics), ({"data"}, _standardize),
           ({"train", "data", "metrics"}, _validation)]

@@ -88,7 +88,7 @@ def minimum(x, y, out=None):
     return np.minimum(x, y, out=out)
 
 
-@binary("win_share", vjp=(None, None), dtype=float_dtype, internal=True,
+@binary("win_share", constant=True, vjp=(None, None), dtype=float_dtype, internal=True,
         no_examples="piecewise constant (maximum/minimum's tie shares): zero almost everywhere")
 def win_share(x, y):
     """1 where x > y, 1/2 where x == y, 0 where x < y: x's share of the gradient of maximum(x, y)"""
@@ -100,7 +100,7 @@ def _where_shape(cond, x, y):
     return broadcast_shapes(cond, x, y)
 
 
-@register("where", shape=_where_shape, arity=3, onnx=lower.where, dtype=lambda c, x, y: result_dtype(x, y),
+@register("where", inert=(0,), shape=_where_shape, arity=3, onnx=lower.where, dtype=lambda c, x, y: result_dtype(x, y),
           vjp=(None,
                lambda g, out, cond, x, y: emit("where", cond, g, 0.0),
                lambda g, out, cond, x, y: emit("where", cond, 0.0, g)),
@@ -145,14 +145,14 @@ def abs_(x, out=None):
     return np.abs(x, out=out)
 
 
-@unary("sign", dtype=None, vjp=(None,), internal=True,
+@unary("sign", constant=True, dtype=None, vjp=(None,), internal=True,
        no_examples="piecewise constant (abs's derivative): zero almost everywhere, needed only by first derivatives")
 def sign(x, out=None):
     """-1, 0 or 1 by the sign of x: the derivative of abs"""
     return np.sign(x, out=out)
 
 
-@unary("step", vjp=(None,), internal=True,
+@unary("step", constant=True, vjp=(None,), internal=True,
        no_examples="piecewise constant (relu's derivative): zero almost everywhere")
 def step(x):
     """1 where x > 0, else 0 (in x's float dtype): the derivative of relu"""

@@ -38,7 +38,7 @@ def mean(x, axis=None, keepdims=False):
 
 
 @register("count", shape=lambda x, axis=None: (), dtype=float_dtype, attrs=("axis",), arity=1,
-          vjp=(None,), internal=True,
+          constant=True, vjp=(None,), internal=True,
           no_examples="returns a size, which does not depend on the values")
 def count(x, axis=None):
     """number of elements over axes, as a float scalar (sizes may be known only at run time)"""
@@ -81,7 +81,7 @@ def _tie_share_shape(x, extremum, axis=None):
 
 
 @register("tie_share", shape=_tie_share_shape, dtype=float_dtype, attrs=("axis",), arity=2,
-          vjp=(None, None), internal=True,
+          constant=True, vjp=(None, None), internal=True,
           no_examples="piecewise constant (max/min's tie shares): zero almost everywhere")
 def tie_share(x, extremum, axis=None):
     """1/k at each of the k elements equal to the extremum over axes, 0 elsewhere: their gradient shares"""
@@ -151,7 +151,7 @@ def _broadcast_like_infer(g, like):
     return tuple(like)
 
 
-@register("broadcast_like", shape=_broadcast_like_infer, view=True, arity=2, internal=True,
+@register("broadcast_like", shape=_broadcast_like_infer, view=True, arity=2, internal=True, inert=(1,),
           dtype=lambda g, like: g if g is not None else like,
           vjp=(lambda g, out, x, like: x.graph.apply("sum_to", g, shape=x.shape), None),
           examples=[([(4,), np.zeros((3, 4))], {}), ([(3, 1), np.zeros((3, 5))], {})])

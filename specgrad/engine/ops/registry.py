@@ -62,6 +62,13 @@ class Op:
     onnx: Callable | None = None           # ONNX lowering (specgrad/engine/ops/onnx_lowerings.py); None: not exportable
     examples: tuple = ()                   # example calls ([input, ...], attrs), checked by finite differences
     no_examples: str | None = None         # why the op has no examples (and what checks it instead)
+    # locally constant in its inputs (a step, a sign, a size): the derivative is zero wherever it is defined,
+    # so no cotangent flows through it. Such ops appear in first-derivative graphs; differentiating those
+    # again (Hessian-vector products) passes over them.
+    constant: bool = False
+    # inputs the result does not depend on smoothly: read only for their shape (``like``) or as a condition
+    # (``where``'s): zero derivative, nothing flows back to them (their VJP entry is None)
+    inert: tuple = ()
 
     def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -90,10 +97,11 @@ class PerInput:
 def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
              internal: bool = False, view: bool = False, onnx: Callable | None = None,
-             examples: Sequence = (), no_examples: str | None = None) -> Callable:
+             examples: Sequence = (), no_examples: str | None = None, constant: bool = False,
+             inert: Sequence[int] = ()) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc.
     ``onnx`` is the op's lowering to ONNX nodes (see specgrad/engine/ops/onnx_lowerings.py), or a ``NotExportable``
-    saying why there is none."""
+    saying why there is none; ``constant`` and ``inert`` tell second derivatives what has none (see ``Op``)."""
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
@@ -102,7 +110,8 @@ def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callabl
         if bool(examples) == bool(no_examples):
             raise ValueError(f"op {name!r} needs either examples or the reason it has none (no_examples)")
         REGISTRY[name] = Op(name, forward, shape, vjps, dtype, (forward.__doc__ or "").strip(), tuple(attrs),
-                            arity, fd_domain, internal, writes_out, view, onnx, tuple(examples), no_examples)
+                            arity, fd_domain, internal, writes_out, view, onnx, tuple(examples), no_examples,
+                            constant, tuple(inert))
         return forward
     return deco
 

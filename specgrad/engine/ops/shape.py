@@ -137,7 +137,7 @@ def _slice_grad_shape(g, like, axis, start=None, stop=None, step=None):
 
 
 @register("slice_grad", shape=_slice_grad_shape, attrs=("axis", "start", "stop", "step"), arity=2,
-          internal=True, dtype=lambda g, like, **_: g,
+          inert=(1,), internal=True, dtype=lambda g, like, **_: g,
           vjp=(lambda c, out, g, like, **where: emit("slice", c, **where), None),
           examples=[([(3, 2), np.zeros((3, 6))], {"axis": 1, "start": 1, "stop": 5, "step": 2}),
                     ([(1, 1), np.zeros((1, 4))], {"axis": -1, "start": -1})])
@@ -175,7 +175,7 @@ def _take_grad_shape(g, indices, like, axis=0):
     return tuple(like)
 
 
-@register("take_grad", shape=_take_grad_shape, attrs=("axis",), arity=3, internal=True,
+@register("take_grad", shape=_take_grad_shape, attrs=("axis",), arity=3, internal=True, inert=(2,),
           dtype=lambda g, i, like, **_: g,
           vjp=(lambda c, out, g, indices, like, axis=0: emit("take", c, indices, axis=axis), None, None),
           examples=[([(2, 2, 3), np.array([[0, 4], [4, 2]]), np.zeros((5, 3))], {}),

@@ -1,0 +1,195 @@
+"""L-BFGS against torch.optim.LBFGS (the test-only oracle) step for step: on Rosenbrock's function through
+the optimizer alone (every branch of the line search is exercised there), and on models/poly.yaml through
+the trainer; models/poly_lbfgs.yaml reaches numpy.polyfit's optimum; checkpoints carry the whole state; and
+the settings L-BFGS cannot take are located errors."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import MODELS, run_cli
+from faults import assert_same_run, killed_run, no_fsync, run_state  # noqa: F401  (fixture)
+from specgrad.data.prepare import prepare_data
+from specgrad.optim.lbfgs import LBFGS
+from specgrad.optim.optimizers import make_optimizer
+from specgrad.run.checkpoint import latest_checkpoint
+from specgrad.run.trainer import RunError, Trainer
+from specgrad.spec import load_spec
+
+POLY_LBFGS = MODELS / "poly_lbfgs.yaml"
+
+
+def rosenbrock(w):
+    x, y = w[:-1], w[1:]
+    return (100 * (y - x * x) ** 2 + (1 - x) ** 2).sum()
+
+
+def rosenbrock_grad(w):
+    x, y = w[:-1], w[1:]
+    g = np.zeros_like(w)
+    g[:-1] += -400 * x * (y - x * x) - 2 * (1 - x)
+    g[1:] += 200 * (y - x * x)
+    return g
+
+
+def ours(settings, w0, steps):
+    """Trajectory (parameters after each step) and evaluations per step; two parameters, as a model has."""
+    params = {"a": w0[:2].copy(), "b": w0[2:].copy()}
+    opt = make_optimizer({"type": "lbfgs", **settings}, params)
+
+    def flat():
+        return np.concatenate([params["a"], params["b"]])
+
+    def closure():
+        g = rosenbrock_grad(flat())
+        opt.grads["a"][...], opt.grads["b"][...] = g[:2], g[2:]
+        return float(rosenbrock(flat()))
+
+    path, evals = [], []
+    for _ in range(steps):
+        g = rosenbrock_grad(flat())
+        evals.append(opt.step({"a": g[:2], "b": g[2:]}, settings.get("lr", 1.0), loss=float(rosenbrock(flat())),
+                              closure=closure))
+        path.append(flat())
+    return np.array(path), evals
+
+
+def theirs(settings, w0, steps):
+    torch = pytest.importorskip("torch")          # the test-only oracle
+    a, b = (torch.tensor(v.copy(), requires_grad=True) for v in (w0[:2], w0[2:]))
+    kwargs = dict(settings)
+    kwargs["line_search_fn"] = None if kwargs.get("line_search_fn") == "none" else "strong_wolfe"
+    opt = torch.optim.LBFGS([a, b], **kwargs)
+
+    def closure():
+        opt.zero_grad()
+        loss = rosenbrock(torch.cat([a, b]))
+        loss.backward()
+        return loss
+
+    path, evals = [], []
+    for _ in range(steps):
+        before = opt.state[a].get("func_evals", 0)
+        opt.step(closure)
+        path.append(torch.cat([a, b]).detach().numpy().copy())
+        evals.append(opt.state[a]["func_evals"] - before)
+    return np.array(path), evals
+
+
+@pytest.mark.parametrize("settings", [
+    {},                                                     # torch's defaults: 20 iterations a step
+    {"max_iter": 5, "history_size": 3},                     # the history shifts
+    {"max_iter": 1, "max_eval": 10},                        # one iteration a step: state carried across steps
+    {"max_iter": 4, "max_eval": 5, "lr": 0.7},              # the evaluation budget cuts line searches short
+    {"max_iter": 3, "lr": 0.5, "line_search_fn": "none"},   # fixed steps
+    {"tolerance_grad": 1e-3, "tolerance_change": 1e-4},     # stops early
+])
+def test_trajectory_equals_torch_on_rosenbrock(settings):
+    w0 = np.array([-1.2, 1.0, -0.5, 0.8, 1.5])
+    (path, evals), (expected, expected_evals) = ours(settings, w0, 12), theirs(settings, w0, 12)
+    assert evals == expected_evals
+    np.testing.assert_allclose(path, expected, rtol=1e-9, atol=0)
+
+
+def test_trajectory_equals_torch_on_poly_through_the_trainer(tmp_path):
+    """The trainer's steps are torch's step(closure) calls: the same losses, evaluations and parameters."""
+    spec = load_spec(POLY_LBFGS, ["optimizer.max_iter=3", "optimizer.max_eval=6", "train.steps=6"])
+    trainer = Trainer(spec, tmp_path)
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+
+    data = prepare_data(spec).splits["train"]
+    torch = pytest.importorskip("torch")
+    x, y = (torch.tensor(data[k]) for k in ("x", "y"))
+    k = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([k], lr=1.0, max_iter=3, max_eval=6, line_search_fn="strong_wolfe")
+    phi = x[:, None] ** torch.arange(6)
+
+    def closure():
+        opt.zero_grad()
+        loss = ((phi @ k - y) ** 2).sum()
+        loss.backward()
+        return loss
+
+    for record in records:
+        before = opt.state[k].get("func_evals", 0)
+        loss = float(opt.step(closure).detach())
+        assert record["loss"] == pytest.approx(loss, rel=1e-9, abs=0)
+        assert record["evals"] == opt.state[k]["func_evals"] - before
+    np.testing.assert_allclose(trainer.params["k"], k.detach().numpy(), rtol=1e-9, atol=0)
+
+
+def test_poly_lbfgs_reaches_polyfit_within_50_iterations(tmp_path):
+    spec = load_spec(POLY_LBFGS)
+    settings = spec.data["optimizer"]
+    assert spec.data["train"]["steps"] * settings["max_iter"] <= 50          # iterations, at most
+    trainer = Trainer(spec, tmp_path)
+    summary = trainer.run()
+    assert int(trainer.optimizer.n_iter) <= 50
+    data = prepare_data(spec).splits["train"]
+    coefficients = np.polyfit(data["x"], data["y"], 5)
+    optimum = float(np.sum((np.polyval(coefficients, data["x"]) - data["y"]) ** 2))
+    assert summary["train"]["loss"] == pytest.approx(optimum, rel=1e-6)
+    # each logged step is one iteration (max_iter: 1): the loss at its start is within 1e-6 from step 21 on
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    first = next(i for i, loss in enumerate(losses, start=1) if abs(loss / optimum - 1) <= 1e-6)
+    assert first <= 25
+
+
+def test_state_round_trips_through_a_checkpoint_and_resume_is_bitwise(tmp_path, no_fsync):
+    overrides = ["optimizer.max_iter=2", "optimizer.history_size=3", "train.steps=12",
+                 "train.checkpoint={every: 3}"]
+    Trainer(load_spec(POLY_LBFGS, overrides), tmp_path / "whole").run()
+    whole = run_state(tmp_path / "whole")
+    ckpt = latest_checkpoint(tmp_path / "whole" / "checkpoints")
+    assert ckpt.arrays["optim/old_dirs"].shape == (3, 6)           # a full history, saved
+    # killed in the middle of a line search (evaluation 17 of the run), resumed from step 3's checkpoint
+    killed_run(POLY_LBFGS, overrides, tmp_path / "killed", batch=17)
+    Trainer(load_spec(POLY_LBFGS, overrides), tmp_path / "killed").run(resume=True)
+    assert_same_run(run_state(tmp_path / "killed"), whole)
+
+
+def test_a_checkpoint_with_a_damaged_history_is_a_clear_error(tmp_path):
+    optimizer = LBFGS({"k": np.zeros(6)}, history_size=3)
+    arrays = optimizer.state_arrays()
+    arrays["old_dirs"], arrays["old_steps"], arrays["ro"] = np.zeros((4, 6)), np.zeros((4, 6)), np.zeros(4)
+    with pytest.raises(ValueError, match="k <= 3"):
+        optimizer.load_state_arrays(arrays)
+    arrays["old_dirs"], arrays["old_steps"], arrays["ro"] = np.zeros((2, 5)), np.zeros((2, 6)), np.zeros(2)
+    with pytest.raises(ValueError, match="old_dirs"):
+        optimizer.load_state_arrays(arrays)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting, place, message", [
+    ("train.batch_size=32", "batch_size", "needs full-batch training"),
+    ("train.accumulate=2", "accumulate", "whole-data steps"),
+    ("train.clip={max_norm: 1.0}", "clip", "needs the true gradient"),
+    ("optimizer.groups=[{match: k, lr: 0.1}]", "groups", "no parameter groups"),
+])
+def test_settings_lbfgs_cannot_take_are_located_errors(tmp_path, setting, place, message):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((MODELS / "poly_lbfgs.yaml").read_text().replace("extends: poly.yaml",
+                                                                     f"extends: {MODELS / 'poly.yaml'}"))
+    result = run_cli("validate", spec, "--set", setting, "--format", "json")
+    assert result.returncode == 1
+    errors = [json.loads(line) for line in result.stdout.splitlines()]
+    assert any(message in e["message"] for e in errors), errors
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_train_refuses_minibatch_lbfgs_before_running(tmp_path):
+    result = run_cli("train", POLY_LBFGS, "--set", "train.batch_size=32", "--run-dir", tmp_path / "run")
+    assert result.returncode == 1
+    assert "--set train.batch_size=32:1:" in result.stderr           # located at the value that is wrong
+    assert "needs full-batch training" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_resume_with_a_damaged_history_is_a_run_error(tmp_path):
+    overrides = ["train.steps=4", "train.checkpoint={every: 2}"]
+    Trainer(load_spec(POLY_LBFGS, overrides), tmp_path).run()
+    with pytest.raises(RunError, match="does not fit"):
+        Trainer(load_spec(POLY_LBFGS, overrides + ["optimizer.history_size=1"]), tmp_path,
+                allow_spec_change=True).run(resume=True)

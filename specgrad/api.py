@@ -23,6 +23,7 @@ from specgrad.base.diagnostics import Diagnostic, SpecError
 from specgrad.base.rng import INIT, stream
 from specgrad.data.prepare import prepare_data
 from specgrad.model.build import TrainStep, init_params
+from specgrad.model.hessian import hvp
 from specgrad.model.metrics import evaluate as evaluate_fields
 from specgrad.run import evaluate as run_files
 from specgrad.run.checkpoint import list_checkpoints
@@ -90,6 +91,13 @@ class Model:
         fields = [batch[name] for name in self.spec.model.inputs]
         loss, grads = train_step(fields, [params[name] for name in self.spec.model.params], step)
         return float(loss), {name: np.array(g) for name, g in zip(self.spec.model.params, grads)}
+
+    def hvp(self, params: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray],
+            vector: Mapping[str, np.ndarray]) -> Arrays:
+        """H v, H the Hessian of the training loss on ``batch`` in the parameters at ``params``, for ``vector``
+        given as one block per parameter: the backward pass differentiated again (docs/engine.md)."""
+        fields = {name: batch[name] for name in self.spec.model.inputs if name in batch}
+        return hvp(self.spec.model, fields, dict(params), dict(vector), self._state())
 
     def evaluate(self, params: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray]) -> dict[str, float]:
         """The spec's loss and metrics on ``batch`` in eval mode."""

@@ -35,18 +35,21 @@ def _err(message: str) -> None:
 
 
 @contextmanager
-def _reported(*errors: type[Exception]):
+def _reported(*errors: type[Exception], echo: bool = True):
     """How every command fails on bad input: a SpecError prints its located diagnostics; OSError and the
     library ``errors`` the command names (a damaged checkpoint, a run directory without its files...) print
-    ``error: message``. Exit 1, never a traceback."""
+    ``error: message``. Exit 1, never a traceback. ``echo=False`` exits without printing (the ranks but
+    the first of a data-parallel run, whose errors before training are the first's)."""
     from specgrad.spec.errors import SpecError
     try:
         yield
     except SpecError as e:
-        _err(str(e))
+        if echo:
+            _err(str(e))
         raise typer.Exit(1)
     except (OSError, *errors) as e:
-        _err(f"error: {e}")
+        if echo:
+            _err(f"error: {e}")
         raise typer.Exit(1)
 
 
@@ -106,13 +109,18 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ):
     """Train a spec: validate, compile, run, checkpoint. Ctrl-C (or SIGTERM) saves a checkpoint at the next
-    step boundary and stops; a second Ctrl-C stops at once."""
+    step boundary and stops; a second Ctrl-C stops at once. Under mpiexec, data-parallel over the processes
+    (docs/distributed.md)."""
     from specgrad.run.checkpoint import CheckpointError
+    from specgrad.run.distributed import DistributedError, connect, launched_rank, run_dir_agreed
     from specgrad.run.trainer import RunError, Trainer, default_run_dir, resume_dir
     from specgrad.spec import load_spec
     from specgrad.spec.errors import format_diagnostics
 
-    with _reported(RunError, CheckpointError):
+    first = launched_rank() in (None, 0)     # rank 0 of an MPI job speaks for all (each would say the same)
+    quiet = quiet or not first
+    with _reported(RunError, CheckpointError, DistributedError, echo=first):
+        comm = connect()
         loaded = load_spec(spec, set_)
         if loaded.warnings and not quiet:
             _err(format_diagnostics(loaded.warnings, "text"))
@@ -121,12 +129,15 @@ def train(
             run_dir = resume_dir(spec, name) if resume else default_run_dir(name)
             if run_dir is None:
                 raise RunError(f"nothing to resume: no run of '{name}' under runs/{name}; give --run-dir")
+        run_dir = run_dir_agreed(comm, run_dir)
         progress = _Progress(quiet)
         try:
-            trainer = Trainer(loaded, run_dir, progress.hooks(), allow_spec_change=allow_spec_change)
-            _collect_from_here()
-            with progress:
-                summary = trainer.run(resume=resume)
+            # from here on, an error on one rank ends every rank (the others may wait for it in a collective)
+            with comm.failing_together(lambda e: _err(f"error (rank {comm.rank} of {comm.size}): {e}")):
+                trainer = Trainer(loaded, run_dir, progress.hooks(), allow_spec_change=allow_spec_change, comm=comm)
+                _collect_from_here()
+                with progress:
+                    summary = trainer.run(resume=resume)
         except KeyboardInterrupt:      # Ctrl-C before the loop, or a second one in it (the first saves, stops)
             _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
                  f"{run_dir}/checkpoints")

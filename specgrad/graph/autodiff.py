@@ -35,9 +35,11 @@ def gradients(loss: Node, wrt: Sequence[Node], remat: bool = False) -> list[Node
     graph = loss.graph
     order = ancestors([loss])
     wrt_ids = {w.id for w in wrt}
-    on_path = set()                      # nodes that depend on something in wrt
+    on_path = set()                      # nodes that depend (differentiably) on something in wrt
     for n in order:
-        if n.id in wrt_ids or any(i.id in on_path for i in n.inputs):
+        # stop_gradient's value counts as a constant: nothing behind it is differentiated (such as a count
+        # of rows, which has no derivative at all)
+        if n.id in wrt_ids or (n.op != "stop_gradient" and any(i.id in on_path for i in n.inputs)):
             on_path.add(n.id)
 
     kept = recompute(order, on_path) if remat else (lambda n: n)

@@ -59,7 +59,7 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
     gradients are judged on the right scale.
     """
     from specgrad.graph.build import init_params, init_state
-    from specgrad.rng import step_key
+    from specgrad.rng import batch_key
 
     feeds = []
     for name, node in model.inputs.items():
@@ -72,7 +72,7 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
     params = {name: p + 0.01 * rng.standard_normal(p.shape).astype(p.dtype)
               for name, p in init_params(model, rng).items()}
     # train mode, as the gradient is used: first model state (batch statistics), one fixed dropout mask
-    extra = [*init_state(model).values(), *([step_key(0, 0)] if model.rng is not None else [])]
+    extra = [*init_state(model).values(), *([batch_key(0, 0)] if model.rng is not None else [])]
     names = list(params)
     loss_and_grads, loss_only = model.plan([model.loss, *model.grads]), model.plan([model.loss])
     _, *analytic = loss_and_grads(*feeds, *params.values(), *extra)

@@ -24,6 +24,7 @@ from specgrad.optim.schedules import make_schedule
 from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, prune_checkpoints,
                                      save_checkpoint)
+from specgrad.run.distributed import Communicator, ShardedRun
 from specgrad.run.retention import improved, to_keep
 from specgrad.rng import INIT, SHUFFLE, stream
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
@@ -110,9 +111,14 @@ def _every(cfg: dict, done_steps: int, prev_batches: int, batches: int, per_epoc
 
 
 class Trainer:
-    def __init__(self, spec: Spec, run_dir: Path, hooks: Hooks | None = None, allow_spec_change: bool = False):
+    def __init__(self, spec: Spec, run_dir: Path, hooks: Hooks | None = None, allow_spec_change: bool = False,
+                 comm: Communicator | None = None):
+        """``comm``: the processes of a data-parallel run (``specgrad.run.distributed.connect()``); by default
+        this process alone."""
         self.spec, self.run_dir, self.hooks = spec, Path(run_dir), hooks or Hooks()
         self.allow_spec_change = allow_spec_change
+        self.comm = comm or Communicator()
+        self.root = self.comm.is_root           # the one process that writes the run directory
         self.model = spec.model
         cfg = spec.data
         self.seed = cfg.get("seed", 0)
@@ -128,7 +134,13 @@ class Trainer:
         opt_cfg = cfg["optimizer"]
         self.optimizer = make_optimizer(opt_cfg, self.params)
         self.schedule = make_schedule(cfg.get("schedule"), opt_cfg["lr"], self.total_steps)
+        # one process's part of a data-parallel step; None in one process, which runs as it always did
+        self.sharded = ShardedRun.of(self.comm, spec, self.batches, self.optimizer) if self.comm.size > 1 else None
+        if self.sharded:
+            self.model = self.sharded.model
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
+        if self.sharded:
+            self.sharded.start(self.train_step)
         self.resolved = {**cfg, "seed": self.seed}    # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
         self.validation = self._validation_settings()
@@ -174,7 +186,12 @@ class Trainer:
         total, acc = 0.0, self.optimizer.grads
         for j in range(self.accumulate):
             index = step * self.accumulate + j
-            loss, grads = self._forward_backward(self.batches.get(index), index)
+            if self.sharded:        # this process's rows of the batch, and its share of the batch's loss
+                batch, shard = self.sharded.batch(index)
+                loss, grads = self.train_step(batch, list(self.params.values()), index, shard)
+                loss = float(loss)
+            else:
+                loss, grads = self._forward_backward(self.batches.get(index), index)
             total += loss
             for g_acc, g in zip(acc.values(), grads):
                 if j == 0:
@@ -185,6 +202,8 @@ class Trainer:
             for g in acc.values():
                 g /= self.accumulate
             total /= self.accumulate
+        if self.sharded:            # the one Allreduce: every process now holds the batch's loss and gradients
+            total = self.sharded.reduce(total, acc, self.train_step.state)
         return total, acc
 
     def _validate(self) -> dict[str, float]:
@@ -214,6 +233,10 @@ class Trainer:
                  "spec_hash": self.hash, "spec": self.resolved, "specgrad": __version__,
                  "best": self.best, "stale": self.stale, "skipped": self.skipped,
                  "checkpoints": [[s, v] for s, v in sorted(self.saved.items())]}
+        if self.sharded:
+            self.comm.check_same(arrays, "parameters, optimizer or model state")
+        if not self.root:
+            return
         root = self.run_dir / "checkpoints"
         save_checkpoint(root, step, arrays, state)
         if pruning:     # only now that the new checkpoint is complete
@@ -233,8 +256,9 @@ class Trainer:
                 raise RunError(f"the spec differs from the one {ckpt.path} was trained with:\n{shown}\n"
                                "resume with the run's own spec.yaml, or pass --allow-spec-change")
             self.hooks.on_warning(f"resuming {ckpt.path} with a changed spec:\n{shown}")
-            write_spec(self.run_dir, self.resolved, __version__)
-            self.prepared.save(self.run_dir)      # eval / predict must transform data as the changed spec does
+            if self.root:
+                write_spec(self.run_dir, self.resolved, __version__)
+                self.prepared.save(self.run_dir)  # eval / predict must transform data as the changed spec does
         try:
             for k, v in self.params.items():
                 saved = ckpt.arrays[f"params/{k}"]
@@ -297,15 +321,17 @@ class Trainer:
     def run(self, resume: bool = False) -> dict:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunError(f"the run directory {self.run_dir} is a file")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if not resume and list_checkpoints(self.run_dir / "checkpoints"):
             raise RunError(f"{self.run_dir} already holds a run; continue it with --resume, or train into "
                            "another --run-dir")
+        if self.root:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         start = self._restore() if resume else 0
-        if not resume:
+        if not resume and self.root:
             write_spec(self.run_dir, self.resolved, __version__)
             self.prepared.save(self.run_dir)          # data.json: what eval / predict need to transform data
-        log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
+        log = (MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None) if self.root
+               else NullLog())
         t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch
         ckpt_cfg, log_every, clip_cfg = t.get("checkpoint", {}), t.get("log_every", 1), t.get("clip", {})
         patience = self.validation and self.validation["patience"]
@@ -315,8 +341,10 @@ class Trainer:
         stop = _StopFlag()
         try:
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
-            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._collectives():
                 while step < self.total_steps:
+                    if self.sharded:            # a signal any process received stops them all, at one step
+                        self.sharded.received = stop.signum
                     record = self._step(step, clip_cfg)
                     if record is None:
                         status = "diverged"
@@ -331,6 +359,8 @@ class Trainer:
                     if "val" in record or step % log_every == 0 or step == self.total_steps:
                         log.write(record)
                     self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
+                    if self.sharded:
+                        stop.signum = self.sharded.agreed_signal
                     interrupted = stop.signum is not None
                     if due or interrupted or stopped_early or step == self.total_steps:
                         log.flush()                 # the log holds every step the checkpoint covers
@@ -357,16 +387,26 @@ class Trainer:
                 raise
         return self._summary(status, start, step, seconds, stopped_early, stop.signum)
 
+    def _collectives(self):
+        """While a data-parallel run trains, the graph's collectives (synchronized batchnorm) sum over its
+        processes."""
+        from contextlib import nullcontext
+
+        from specgrad.ops.collective import summing_over
+        return summing_over(self.comm.group_sum) if self.sharded else nullcontext()
+
     def _summary(self, status, start, step, seconds, stopped_early, signum) -> dict:
         metrics = self.spec.data.get("metrics", [])
+        # the final evaluation is rank 0's alone: the others' would only repeat it
+        splits = self.splits.items() if self.root else ()
         with np.errstate(all="ignore"):         # a diverged run's final values may be NaN; that is the report
             results = {name: evaluate(self.model, self.params, fields, metrics,
-                                       self.train_step.state) for name, fields in self.splits.items()}
+                                       self.train_step.state) for name, fields in splits}
         summary = {
             "status": status, "steps": step, "epochs": step * self.accumulate / self.batches.per_epoch,
             "seconds": round(seconds, 6),
             "steps_per_s": round((step - start) / seconds, 1) if seconds > 0 else None,
-            "train": results["train"], "val": results.get("val", {}), "spec_hash": self.hash,
+            "train": results.get("train", {}), "val": results.get("val", {}), "spec_hash": self.hash,
         }
         if "test" in results:
             summary["test"] = results["test"]
@@ -377,5 +417,15 @@ class Trainer:
             summary["skipped_steps"] = self.skipped
         if status == "interrupted":
             summary["signal"] = int(signum or signal.SIGINT)
-        write_summary(self.run_dir, summary)
+        if self.root:
+            write_summary(self.run_dir, summary)
         return summary
+
+
+class NullLog:
+    """The metrics log of a process that writes nothing (ranks other than 0 of a data-parallel run)."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    flush = close = lambda self: None

@@ -105,6 +105,12 @@ def build_schema() -> dict:
                               "description": "on a non-finite loss or gradient: stop (default; save the last "
                                              "finite state), skip the step, or fail at once"},
             "log_every": {**every, "description": "write every Nth step to metrics.jsonl (default 1)"},
+            "distributed": {
+                "type": "object", "additionalProperties": False,
+                "description": "data-parallel training under mpiexec (docs/distributed.md); inert in one process",
+                "properties": {"sync_batchnorm": {
+                    "type": "boolean", "description": "batchnorm statistics over the whole batch, as in one process "
+                                                      "(default true), or over each process's rows"}}},
             "remat": {"type": "boolean",
                       "description": "gradient checkpointing: recompute activations in the backward pass "
                                      "instead of keeping them (less memory, about one more forward pass)"},

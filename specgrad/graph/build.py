@@ -144,7 +144,7 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
     if train.errors:
         raise SpecError(train.errors + train.warnings)
     evaluation = forward
-    if train.collected.mode_dependent:
+    if train.collected.mode_dependent or parallel:      # a data-parallel train graph is no eval graph
         in_eval = _Builder(spec, where, formula_loc, training=False)
         evaluation = in_eval.build()
         if in_eval.errors:                      # a layer that builds in train mode but not in eval mode

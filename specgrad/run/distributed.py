@@ -100,12 +100,26 @@ class MPICommunicator(Communicator):
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
 
     def allreduce(self, buffer: np.ndarray) -> None:
-        self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+        with self._lost_process():
+            self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
 
     def group_sum(self, x: np.ndarray) -> np.ndarray:
         out = np.array(x, copy=True, order="C")
-        self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
+        with self._lost_process():
+            self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
         return out
+
+    @contextmanager
+    def _lost_process(self):
+        """An MPI error in a collective means, in practice, that another process died: say so, not the
+        MPI library's error stack (its first line is kept)."""
+        try:
+            yield
+        except self.MPI.Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DistributedError(f"a process of this run stopped (killed, or failed) while the others "
+                                   f"waited for it ({first}); the run resumes from its last checkpoint with "
+                                   f"--resume, on any number of processes") from None
 
     def broadcast_text(self, text: str) -> str:
         data = np.frombuffer(text.encode("utf-8"), np.uint8) if self.is_root else None
@@ -143,7 +157,7 @@ class MPICommunicator(Communicator):
             if not isinstance(e, SystemExit):
                 report(e)
             self.abort(code)
-            raise
+            os._exit(code)           # MPI_Abort does not return; should it, never unwind into a traceback
 
 
 def connect() -> Communicator:

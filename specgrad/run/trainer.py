@@ -359,9 +359,9 @@ class Trainer:
                     if "val" in record or step % log_every == 0 or step == self.total_steps:
                         log.write(record)
                     self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
-                    if self.sharded:
-                        stop.signum = self.sharded.agreed_signal
-                    interrupted = stop.signum is not None
+                    # in a data-parallel run, the signal any process had received when the step began
+                    stopped_by = self.sharded.agreed_signal if self.sharded else stop.signum
+                    interrupted = stopped_by is not None
                     if due or interrupted or stopped_early or step == self.total_steps:
                         log.flush()                 # the log holds every step the checkpoint covers
                         self._save(step, value)
@@ -385,7 +385,8 @@ class Trainer:
             except Diverged:
                 self._summary("diverged", start, step, seconds, False, None)
                 raise
-        return self._summary(status, start, step, seconds, stopped_early, stop.signum)
+        return self._summary(status, start, step, seconds, stopped_early,
+                             self.sharded.agreed_signal if self.sharded else stop.signum)
 
     def _collectives(self):
         """While a data-parallel run trains, the graph's collectives (synchronized batchnorm) sum over its

@@ -100,3 +100,31 @@ def test_under_a_launcher_without_mpi4py_the_error_names_the_extra(tmp_path):
     assert done.returncode == 1
     assert "pip install 'specgrad[mpi]'" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_npz_and_npy_data_are_memory_mapped_where_they_can_be(tmp_path):
+    """Each process of a data-parallel run then reads only the rows it indexes, and processes on one machine
+    share the file's pages; a compressed member cannot be mapped and is read whole."""
+    from specgrad.data.sources import load_data
+    x, y = np.random.default_rng(0).standard_normal((50, 3)), np.arange(50)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    np.savez_compressed(tmp_path / "c.npz", x=x, y=y)
+    np.save(tmp_path / "x.npy", np.asfortranarray(x))
+    stored = load_data({"source": "npz", "path": "d.npz"}, 0, tmp_path)
+    compressed = load_data({"source": "npz", "path": "c.npz"}, 0, tmp_path)
+    single = load_data({"source": "npy", "fields": {"x": "x.npy"}}, 0, tmp_path)
+    assert all(isinstance(a, np.memmap) for a in [*stored.values(), single["x"]])
+    assert not any(isinstance(a, np.memmap) for a in compressed.values())
+    for fields in (stored, compressed, single):
+        assert np.array_equal(fields["x"], x) and fields["x"].dtype == x.dtype
+    assert np.array_equal(stored["y"], y)
+
+
+def test_a_truncated_npz_member_is_still_a_clear_error(tmp_path):
+    from specgrad.data.registry import DataError
+    from specgrad.data.sources import load_data
+    np.savez(tmp_path / "d.npz", x=np.zeros((1000, 8)))
+    data = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "d.npz").write_bytes(data[:len(data) // 2])
+    with pytest.raises(DataError, match="cannot read .*d.npz as .npz"):
+        load_data({"source": "npz", "path": "d.npz"}, 0, tmp_path)

@@ -30,7 +30,8 @@ def _mpiexec() -> str | None:
 
 
 MPIEXEC = _mpiexec()
-pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install 'specgrad[mpi]')")
+pytestmark = [pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install 'specgrad[mpi]')"),
+              pytest.mark.slow]          # real MPI jobs: seconds each
 # one BLAS thread per process: N processes on a few cores must not each start a thread per core
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
        "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -11,7 +11,7 @@ import pytest
 from conftest import MODELS, ROOT
 from specgrad.ops.nn import dropout
 from specgrad.rng import batch_key, step_key
-from specgrad.run.distributed import Communicator, DistributedError, StepReducer, launched_rank
+from specgrad.run.distributed import Communicator, DistributedError, StepReducer, connect, launched_rank
 
 
 class Rank(Communicator):
@@ -67,11 +67,23 @@ def test_launched_rank_reads_the_launchers_environment():
     assert launched_rank({"OMPI_COMM_WORLD_RANK": "1"}) == 1
 
 
+def test_a_launcher_that_started_one_process_needs_no_mpi4py(monkeypatch):
+    monkeypatch.setenv("PMI_RANK", "0")
+    monkeypatch.setenv("PMI_SIZE", "1")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)            # importing it would fail
+    comm = connect()
+    assert type(comm) is Communicator and comm.size == 1
+    monkeypatch.setenv("PMI_SIZE", "2")
+    with pytest.raises(DistributedError, match=r"pip install 'specgrad\[mpi\]'"):
+        connect()
+
+
 def run(code, env):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT), **env})
 
 
+@pytest.mark.slow
 def test_one_process_never_imports_mpi4py(tmp_path):
     code = f"""
 import sys
@@ -89,6 +101,7 @@ print("mpi4py" in sys.modules)
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_under_a_launcher_without_mpi4py_the_error_names_the_extra(tmp_path):
     blocker = tmp_path / "mpi4py"
     blocker.mkdir()

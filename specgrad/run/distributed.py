@@ -38,6 +38,14 @@ def launched_rank(env=os.environ) -> int | None:
     return None
 
 
+def launched_size(env=os.environ) -> int | None:
+    """How many processes the launcher started, where it says (None if it does not)."""
+    for name in SIZE_VARIABLES:
+        if env.get(name, "").isdigit():
+            return int(env[name])
+    return None
+
+
 @dataclass(frozen=True)
 class Shard:
     """One rank's rows of a batch of ``batch_rows``: rows ``first_row`` to ``first_row + rows`` (contiguous),
@@ -162,8 +170,9 @@ class MPICommunicator(Communicator):
 
 def connect() -> Communicator:
     """The processes of this run: an MPICommunicator over MPI_COMM_WORLD when an MPI launcher started this
-    process (mpiexec, srun), else the single-process Communicator (and mpi4py is not imported)."""
-    if launched_rank() is None:
+    process (mpiexec, srun) with others, else the single-process Communicator (and mpi4py is not imported:
+    a launcher that says it started one process, as ``srun`` may for any command, needs no MPI)."""
+    if launched_rank() is None or launched_size() == 1:
         return Communicator()
     try:
         from mpi4py import MPI

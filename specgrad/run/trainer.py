@@ -172,11 +172,12 @@ class Trainer:
                 "min_delta": v.get("min_delta", 0.0), "every": v.get("every"), "every_epochs": v.get("every_epochs")}
 
     # ------------------------------------------------------------------ one step
-    def _forward_backward(self, batch: list[np.ndarray], index: int) -> tuple[float, list[np.ndarray]]:
+    def _forward_backward(self, batch: list[np.ndarray], index: int, shard=None) -> tuple[float, list[np.ndarray]]:
         """Loss and gradients (same order as params) of the ``index``-th micro-batch: the one place a training
         step is computed. ``TrainStep`` feeds the model's state and the dropout key of this index (a function
-        of the seed and the index) and keeps the state updates, which ``_save`` / ``_restore`` carry."""
-        loss, grads = self.train_step(batch, list(self.params.values()), index)
+        of the seed and the index) and keeps the state updates, which ``_save`` / ``_restore`` carry. In a
+        data-parallel run, ``batch`` is this process's ``shard`` of the batch (specgrad/run/distributed.py)."""
+        loss, grads = self.train_step(batch, list(self.params.values()), index, shard)
         return float(loss), grads
 
     def _gradients(self, step: int) -> tuple[float, dict[str, np.ndarray]]:
@@ -186,12 +187,9 @@ class Trainer:
         total, acc = 0.0, self.optimizer.grads
         for j in range(self.accumulate):
             index = step * self.accumulate + j
-            if self.sharded:        # this process's rows of the batch, and its share of the batch's loss
-                batch, shard = self.sharded.batch(index)
-                loss, grads = self.train_step(batch, list(self.params.values()), index, shard)
-                loss = float(loss)
-            else:
-                loss, grads = self._forward_backward(self.batches.get(index), index)
+            # in a data-parallel run, this process's rows of the batch and its share of the batch's loss
+            batch, shard = self.sharded.batch(index) if self.sharded else (self.batches.get(index), None)
+            loss, grads = self._forward_backward(batch, index, shard)
             total += loss
             for g_acc, g in zip(acc.values(), grads):
                 if j == 0:

@@ -46,18 +46,33 @@ def test_dropout_gives_each_row_of_a_split_batch_its_whole_batch_mask(shape):
     assert not np.array_equal(dropout(x[1:], batch_key(3, 17, 0), rate=0.5, salt=2), whole[1:])
 
 
-def test_one_step_reduction_sums_gradients_and_loss_and_agrees_on_a_stop():
-    class Sum(Rank):               # two "processes": the buffers of both, summed
+@pytest.mark.parametrize("dtypes", [("float64", "float64"), ("float32", "float64")])
+def test_one_step_reduction_sums_gradients_and_loss_and_agrees_on_a_stop(dtypes):
+    """Two "processes" in one: the buffer of the other is added to ours. Gradients of one dtype are summed
+    where the optimizer keeps them; mixed dtypes go through copies."""
+    from specgrad.optim.optimizers import make_optimizer
+
+    def optimizer():
+        return make_optimizer({"type": "sgd", "lr": 0.1}, {"w": np.zeros((1, 2), dtypes[0]), "b": np.zeros(1, dtypes[1])})
+
+    class Sum(Rank):
         def allreduce(self, buffer):
-            buffer += other.buffer
-    grads = {"w": np.array([[1.0, 2.0]]), "b": np.array([0.5])}
+            buffer += theirs.buffer
     state = {"mean": np.array([2.0, 4.0])}
-    other = StepReducer(Rank(1, 2), grads, state, True, (2, 15))
-    other(0.25, {"w": np.array([[3.0, 4.0]]), "b": np.array([1.5])}, 15, {"mean": np.array([4.0, 8.0])})
-    ours = StepReducer(Sum(0, 2), grads, state, True, (2, 15))
-    loss, stop = ours(0.5, grads, None, state)
+    other = optimizer()
+    theirs = StepReducer(Rank(1, 2), other, {"mean": np.array([4.0, 8.0])}, True, (2, 15))
+    other.grads["w"][...], other.grads["b"][...] = [[3.0, 4.0]], [1.5]
+    theirs.scalars[0], theirs.scalars[1:] = 0.25, [0, 1]
+    theirs.state_views[0][...] = [2.0, 4.0]                                  # its state, halved
+    if dtypes[0] != dtypes[1]:
+        theirs.grad_part[...] = [3.0, 4.0, 1.5]
+    ours = optimizer()
+    reducer = StepReducer(Sum(0, 2), ours, state, True, (2, 15))
+    assert (ours.grad_flat[0] is reducer.grad_part) == (dtypes[0] == dtypes[1])
+    ours.grads["w"][...], ours.grads["b"][...] = [[1.0, 2.0]], [0.5]
+    loss, stop = reducer(0.5, None, state)
     assert loss == 0.75 and stop == 15
-    assert np.array_equal(grads["w"], [[4.0, 6.0]]) and np.array_equal(grads["b"], [2.0])
+    assert np.array_equal(ours.grads["w"], [[4.0, 6.0]]) and np.array_equal(ours.grads["b"], [2.0])
     assert np.array_equal(state["mean"], [3.0, 6.0])            # per-process statistics: their mean
 
 

@@ -184,38 +184,42 @@ def connect() -> Communicator:
 
 
 class StepReducer:
-    """The one Allreduce of a training step. Packs into one flat buffer of the gradients' dtype: the
-    gradients (each rank's share), the loss (each rank's share), one slot per stop signal (1 where a rank
-    received it) and, when batchnorm keeps per-rank statistics, the model state divided by the number of
-    ranks (so the sum is their mean); sums it over the ranks and unpacks it."""
+    """The one Allreduce of a training step, over one flat buffer of the gradients' dtype: the optimizer's
+    gradients (each rank's share; they live in the buffer's head, so nothing is copied in or out), the loss
+    (each rank's share), one slot per stop signal (1 where a rank received it) and, when batchnorm keeps
+    per-rank statistics, the model state divided by the number of ranks (so that the sum is their mean)."""
 
-    def __init__(self, comm: Communicator, grads: dict[str, np.ndarray], state: dict[str, np.ndarray],
-                 average_state: bool, signals: tuple[int, ...]):
-        self.comm, self.signals = comm, signals
+    def __init__(self, comm: Communicator, optimizer, state: dict[str, np.ndarray], average_state: bool,
+                 signals: tuple[int, ...]):
+        self.comm, self.optimizer, self.signals = comm, optimizer, signals
         self.state_names = list(state) if average_state else []
-        sizes = [g.size for g in grads.values()] + [1 + len(signals)] + [state[n].size for n in self.state_names]
-        dtype = np.result_type(*grads.values()) if grads else np.float64
+        n = sum(g.size for g in optimizer.grads.values())
+        sizes = [n, 1 + len(signals), *(state[name].size for name in self.state_names)]
+        dtype = np.result_type(*optimizer.grad_flat)
         self.buffer = np.empty(sum(sizes), dtype)
         bounds = np.cumsum([0, *sizes])
-        views = [self.buffer[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-        self.grad_views = views[:len(grads)]
-        self.scalars = views[len(grads)]
-        self.state_views = views[len(grads) + 1:]
+        self.grad_part, self.scalars, *self.state_views = [self.buffer[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        if len(optimizer.grad_flat) == 1:      # one dtype (always, for a spec's parameters): sum them where they are
+            optimizer.place_gradients(self.grad_part)
 
-    def __call__(self, loss: float, grads: dict[str, np.ndarray], received: int | None,
-                 state: dict[str, np.ndarray]) -> tuple[float, int | None]:
-        """Sum the step over the ranks; returns the batch's loss and the stop signal any rank received
-        (SIGTERM before SIGINT), None if none did. ``grads`` are overwritten with the sums, and ``state``'s
-        averaged entries replaced."""
-        for view, g in zip(self.grad_views, grads.values()):
-            view[...] = g.reshape(-1)
+    def __call__(self, loss: float, received: int | None, state: dict[str, np.ndarray]) -> tuple[float, int | None]:
+        """Sum the step over the ranks: the optimizer's gradients in place, ``state``'s averaged entries
+        replaced. Returns the batch's loss and the stop signal any rank had received (SIGTERM before SIGINT),
+        None if none had."""
+        grads = self.optimizer.grads
+        placed = self.optimizer.grad_flat[0] is self.grad_part
+        if not placed:
+            np.concatenate([g.reshape(-1) for g in grads.values()], out=self.grad_part)
         self.scalars[0] = loss
         self.scalars[1:] = [float(received == s) for s in self.signals]
         for view, name in zip(self.state_views, self.state_names):
             np.multiply(state[name].reshape(-1), 1.0 / self.comm.size, out=view)
         self.comm.allreduce(self.buffer)
-        for view, g in zip(self.grad_views, grads.values()):
-            np.copyto(g, view.reshape(g.shape))
+        if not placed:
+            offset = 0
+            for g in grads.values():
+                np.copyto(g, self.grad_part[offset:offset + g.size].reshape(g.shape))
+                offset += g.size
         for view, name in zip(self.state_views, self.state_names):
             state[name] = view.reshape(state[name].shape).astype(state[name].dtype)
         stops = [s for s, hit in zip(self.signals, self.scalars[1:]) if hit > 0]
@@ -227,9 +231,9 @@ class ShardedRun:
     with the weights of its share of the loss, and the step's one Allreduce. The trainer calls ``batch`` for
     each batch and ``reduce`` once per optimizer step."""
 
-    def __init__(self, comm: Communicator, model, batches, mean_loss: bool, sync_batchnorm: bool, grads: dict):
+    def __init__(self, comm: Communicator, model, batches, mean_loss: bool, sync_batchnorm: bool, optimizer):
         self.comm, self.model, self.batches = comm, model, batches
-        self.mean_loss, self.sync_batchnorm, self.grads = mean_loss, sync_batchnorm, grads
+        self.mean_loss, self.sync_batchnorm, self.optimizer = mean_loss, sync_batchnorm, optimizer
         self.reducer: StepReducer | None = None
         self.received: int | None = None         # the stop signal this process received (set by the trainer)
         self.agreed_signal: int | None = None    # the one any process received, after the step's Allreduce
@@ -246,12 +250,12 @@ class ShardedRun:
         mean_loss = LOSSES[normalize(spec.data["loss"])["type"]].meta.get("batch", "mean") == "mean"
         for rows in sorted(batches.batch_sizes()):      # every batch must give each process a row at least
             comm.shard(rows, mean_loss)
-        return cls(comm, model, batches, mean_loss, options["sync_batchnorm"], optimizer.grads)
+        return cls(comm, model, batches, mean_loss, options["sync_batchnorm"], optimizer)
 
     def start(self, train_step) -> None:
         """Size the step's buffer for the gradients and, with per-rank batchnorm statistics, the state."""
         import signal
-        self.reducer = StepReducer(self.comm, self.grads, train_step.state,
+        self.reducer = StepReducer(self.comm, self.optimizer, train_step.state,
                                    average_state=not self.sync_batchnorm, signals=(signal.SIGINT, signal.SIGTERM))
 
     def batch(self, index: int) -> tuple[list[np.ndarray], Shard]:
@@ -263,9 +267,10 @@ class ShardedRun:
             slice(rows.start + shard.first_row, rows.start + shard.first_row + shard.rows)
         return [a[mine] for a in self.batches.fields], shard
 
-    def reduce(self, loss: float, grads: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> float:
-        """Sum this step's shares over the processes (``grads``, ``state`` in place); the batch's loss."""
-        loss, self.agreed_signal = self.reducer(loss, grads, self.received, state)
+    def reduce(self, loss: float, state: dict[str, np.ndarray]) -> float:
+        """Sum this step's shares over the processes (the optimizer's gradients and ``state``, in place);
+        the batch's loss."""
+        loss, self.agreed_signal = self.reducer(loss, self.received, state)
         return loss
 
 

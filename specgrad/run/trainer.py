@@ -201,7 +201,7 @@ class Trainer:
                 g /= self.accumulate
             total /= self.accumulate
         if self.sharded:            # the one Allreduce: every process now holds the batch's loss and gradients
-            total = self.sharded.reduce(total, acc, self.train_step.state)
+            total = self.sharded.reduce(total, self.train_step.state)
         return total, acc
 
     def _validate(self) -> dict[str, float]:

@@ -53,7 +53,8 @@ def test_one_step_reduction_sums_gradients_and_loss_and_agrees_on_a_stop(dtypes)
     from specgrad.optim.optimizers import make_optimizer
 
     def optimizer():
-        return make_optimizer({"type": "sgd", "lr": 0.1}, {"w": np.zeros((1, 2), dtypes[0]), "b": np.zeros(1, dtypes[1])})
+        params = {"w": np.zeros((1, 2), dtypes[0]), "b": np.zeros(1, dtypes[1])}
+        return make_optimizer({"type": "sgd", "lr": 0.1}, params)
 
     class Sum(Rank):
         def allreduce(self, buffer):
@@ -103,7 +104,8 @@ def test_one_process_never_imports_mpi4py(tmp_path):
     code = f"""
 import sys
 from specgrad.cli import main
-sys.argv = ["specgrad", "train", r"{MODELS / 'poly.yaml'}", "--set", "train.steps=3", "--run-dir", r"{tmp_path / 'r'}", "-q"]
+sys.argv = ["specgrad", "train", r"{MODELS / 'poly.yaml'}", "--set", "train.steps=3",
+            "--run-dir", r"{tmp_path / 'r'}", "-q"]
 try:
     main()
 except SystemExit as e:

@@ -133,7 +133,7 @@ def train(
         progress = _Progress(quiet)
         try:
             # from here on, an error on one rank ends every rank (the others may wait for it in a collective)
-            with comm.failing_together(lambda e: _err(f"error (rank {comm.rank} of {comm.size}): {e}")):
+            with comm.failing_together(lambda e: _err(_rank_failure(e, comm, run_dir))):
                 trainer = Trainer(loaded, run_dir, progress.hooks(), allow_spec_change=allow_spec_change, comm=comm)
                 _collect_from_here()
                 with progress:
@@ -148,6 +148,14 @@ def train(
     if summary["status"] == "interrupted":
         raise typer.Exit(128 + summary.get("signal", 2))
     raise typer.Exit(1 if summary["status"] == "diverged" else 0)
+
+
+def _rank_failure(e: BaseException, comm, run_dir: Path) -> str:
+    """What one rank of a data-parallel run says before it ends the job."""
+    if isinstance(e, KeyboardInterrupt):
+        return (f"rank {comm.rank} of {comm.size}: stopped at once by Ctrl-C, without saving; --resume continues "
+                f"from the last checkpoint in {run_dir}/checkpoints")
+    return f"error (rank {comm.rank} of {comm.size}): {e}"
 
 
 @app.command()

@@ -27,7 +27,8 @@ SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 
 
 class DistributedError(Exception):
-    """A data-parallel run that cannot start: mpi4py missing, a batch too small to split over the ranks."""
+    """A data-parallel run that cannot start or go on: mpi4py missing, a batch too small to split over the
+    ranks, a rank lost, ranks holding different parameters."""
 
 
 def launched_rank(env=os.environ) -> int | None:
@@ -58,7 +59,7 @@ class Shard:
 
 class Communicator:
     """The processes of a run as the trainer sees them. This base class is one process: every collective is
-    the identity, so a single-process run goes through no code of this module."""
+    the identity, and the trainer takes its single-process path (no shards, no reduction) when size is 1."""
     rank, size = 0, 1
 
     @property

@@ -1,7 +1,9 @@
 """The trainer: data batches -> plan (forward + backward) -> clip -> optimizer step -> schedule -> log ->
 validate -> checkpoint. Everything that shapes the run (parameters, optimizer state, RNG, position in the
 epoch, best validation value, patience) is in the checkpoint, so a resumed run continues bit for bit as if
-it had never stopped; the schedule is a closed form of the step, so it needs no state at all."""
+it had never stopped; the schedule is a closed form of the step, so it needs no state at all. Under mpiexec,
+each process computes its share of every batch and one Allreduce sums them (specgrad/run/distributed.py);
+only rank 0 writes."""
 from __future__ import annotations
 
 import math

@@ -158,3 +158,18 @@ def test_a_truncated_npz_member_is_still_a_clear_error(tmp_path):
     (tmp_path / "d.npz").write_bytes(data[:len(data) // 2])
     with pytest.raises(DataError, match="cannot read .*d.npz as .npz"):
         load_data({"source": "npz", "path": "d.npz"}, 0, tmp_path)
+
+
+def test_a_count_behind_stop_gradient_is_a_constant_to_the_backward_pass():
+    """Synchronized batchnorm divides by count(stop_gradient(x)) on the loss's path: count has no derivative,
+    so the backward pass must not reach it (it used to raise NotDifferentiable)."""
+    from specgrad.graph.autodiff import gradients
+    from specgrad.graph.ir import Graph
+    from specgrad.graph.plan import Plan
+    graph = Graph("float64")
+    w = graph.param("w", (3,))
+    loss = graph.apply("sum", graph.apply("square", w)) / graph.apply("count", graph.apply("stop_gradient", w))
+    grad, = gradients(loss, [w])
+    value = np.array([1.0, -2.0, 0.5])
+    _, g = Plan([loss, grad], [w])(value)
+    np.testing.assert_allclose(g, 2 * value / 3, rtol=1e-15)

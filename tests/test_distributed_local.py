@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import MODELS, ROOT
-from specgrad.ops.nn import dropout
-from specgrad.rng import batch_key, step_key
+from specgrad.engine.ops.nn import dropout
+from specgrad.base.rng import batch_key, step_key
 from specgrad.run.distributed import Communicator, DistributedError, StepReducer, connect, launched_rank
 
 
@@ -163,9 +163,9 @@ def test_a_truncated_npz_member_is_still_a_clear_error(tmp_path):
 def test_a_count_behind_stop_gradient_is_a_constant_to_the_backward_pass():
     """Synchronized batchnorm divides by count(stop_gradient(x)) on the loss's path: count has no derivative,
     so the backward pass must not reach it (it used to raise NotDifferentiable)."""
-    from specgrad.graph.autodiff import gradients
-    from specgrad.graph.ir import Graph
-    from specgrad.graph.plan import Plan
+    from specgrad.engine.autodiff import gradients
+    from specgrad.engine.ir import Graph
+    from specgrad.engine.plan import Plan
     graph = Graph("float64")
     w = graph.param("w", (3,))
     loss = graph.apply("sum", graph.apply("square", w)) / graph.apply("count", graph.apply("stop_gradient", w))

@@ -50,7 +50,7 @@ def launched_size(env=os.environ) -> int | None:
 @dataclass(frozen=True)
 class Shard:
     """One rank's rows of a batch of ``batch_rows``: rows ``first_row`` to ``first_row + rows`` (contiguous),
-    and the weights of its loss terms (``specgrad.graph.build._Builder.shard_loss``): the data term's, so
+    and the weights of its loss terms (``specgrad.model.build._Builder.shard_loss``): the data term's, so
     the ranks' shares sum to the batch's loss, and the penalties', counted once (by rank 0)."""
     first_row: int
     rows: int
@@ -242,10 +242,10 @@ class ShardedRun:
     @classmethod
     def of(cls, comm: Communicator, spec, batches, optimizer) -> "ShardedRun":
         """The part of ``comm``'s process in training ``spec`` (validated) on ``batches``."""
-        from specgrad.components import normalize
-        from specgrad.graph.build import build_model
-        from specgrad.layers.base import DataParallel
-        from specgrad.losses import LOSSES
+        from specgrad.base.components import normalize
+        from specgrad.model.build import build_model
+        from specgrad.model.layers.base import DataParallel
+        from specgrad.model.losses import LOSSES
         options = settings(spec.data["train"])
         model = build_model(spec.data, spec.doc.loc, parallel=DataParallel(options["sync_batchnorm"]))
         mean_loss = LOSSES[normalize(spec.data["loss"])["type"]].meta.get("batch", "mean") == "mean"

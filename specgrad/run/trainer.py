@@ -18,8 +18,8 @@ import numpy as np
 
 from specgrad import __version__
 from specgrad.data.prepare import prepare_data
-from specgrad.graph.build import TrainStep, init_params
-from specgrad.metrics import evaluate
+from specgrad.model.build import TrainStep, init_params
+from specgrad.model.metrics import evaluate
 from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
@@ -28,10 +28,10 @@ from specgrad.run.checkpoint import (CheckpointError, latest_checkpoint, list_ch
                                      save_checkpoint)
 from specgrad.run.distributed import Communicator, ShardedRun
 from specgrad.run.retention import improved, to_keep
-from specgrad.rng import INIT, SHUFFLE, stream
+from specgrad.base.rng import INIT, SHUFFLE, stream
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
 from specgrad.spec import Spec
-from specgrad.spec.errors import SpecError
+from specgrad.base.diagnostics import SpecError
 
 
 class RunError(Exception):
@@ -393,7 +393,7 @@ class Trainer:
         processes."""
         from contextlib import nullcontext
 
-        from specgrad.ops.collective import summing_over
+        from specgrad.engine.ops.collective import summing_over
         return summing_over(self.comm.group_sum) if self.sharded else nullcontext()
 
     def _summary(self, status, start, step, seconds, stopped_early, signum) -> dict:

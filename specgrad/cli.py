@@ -64,18 +64,21 @@ def _err(message: str) -> None:
 
 
 @contextmanager
-def _reported(*errors: type[Exception]):
+def _reported(*errors: type[Exception], echo: bool = True):
     """How every command fails on bad input: a SpecError prints its located diagnostics; OSError and the
     library ``errors`` the command names (a damaged checkpoint, a run directory without its files...) print
-    ``error: message``. Exit 1, never a traceback."""
+    ``error: message``. Exit 1, never a traceback. ``echo=False`` exits without printing (the ranks but
+    the first of a data-parallel run, whose errors before training are the first's)."""
     from specgrad.base.diagnostics import SpecError
     try:
         yield
     except SpecError as e:
-        _err(str(e))
+        if echo:
+            _err(str(e))
         raise typer.Exit(1)
     except (OSError, *errors) as e:
-        _err(f"error: {e}")
+        if echo:
+            _err(f"error: {e}")
         raise typer.Exit(1)
 
 
@@ -149,14 +152,19 @@ def train(
     root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Train a spec: validate, compile, run, checkpoint. Ctrl-C (or SIGTERM) saves a checkpoint at the next
-    step boundary and stops; a second Ctrl-C stops at once."""
+    step boundary and stops; a second Ctrl-C stops at once. Under mpiexec, data-parallel over the processes
+    (docs/distributed.md)."""
     from specgrad.run.checkpoint import CheckpointError
+    from specgrad.run.distributed import DistributedError, connect, launched_rank, run_dir_agreed
     from specgrad.run.trainer import RunError, Trainer, default_run_dir, resume_dir
     from specgrad.spec import load_spec
     from specgrad.base.diagnostics import format_diagnostics
 
     _check_overrides([spec], set_)
-    with _reported(RunError, CheckpointError):
+    first = launched_rank() in (None, 0)     # rank 0 of an MPI job speaks for all (each would say the same)
+    quiet = quiet or not first
+    with _reported(RunError, CheckpointError, DistributedError, echo=first):
+        comm = connect()
         loaded = load_spec(spec, set_, root)
         if loaded.warnings and not quiet:
             _err(format_diagnostics(loaded.warnings, "text"))
@@ -165,12 +173,15 @@ def train(
             run_dir = resume_dir(spec, name) if resume else default_run_dir(name)
             if run_dir is None:
                 raise RunError(f"nothing to resume: no run of '{name}' under runs/{name}; give --run-dir")
+        run_dir = run_dir_agreed(comm, run_dir)
         progress = _Progress(quiet)
         try:
-            trainer = Trainer(loaded, run_dir, progress.hooks(), allow_spec_change=allow_spec_change)
-            _collect_from_here()
-            with progress:
-                summary = trainer.run(resume=resume)
+            # from here on, an error on one rank ends every rank (the others may wait for it in a collective)
+            with comm.failing_together(lambda e: _err(_rank_failure(e, comm, run_dir))):
+                trainer = Trainer(loaded, run_dir, progress.hooks(), allow_spec_change=allow_spec_change, comm=comm)
+                _collect_from_here()
+                with progress:
+                    summary = trainer.run(resume=resume)
         except KeyboardInterrupt:      # Ctrl-C before the loop, or a second one in it (the first saves, stops)
             from specgrad.run.checkpoint import list_checkpoints
             if list_checkpoints(Path(run_dir) / "checkpoints"):
@@ -197,6 +208,12 @@ def _final_results(summary: dict) -> str:
             values = "  ".join(f"{name} {value:.6g}" for name, value in results.items())
             lines.append(f"  {split + ':':<6} {values}")
     return "\n".join(lines)
+def _rank_failure(e: BaseException, comm, run_dir: Path) -> str:
+    """What one rank of a data-parallel run says before it ends the job."""
+    if isinstance(e, KeyboardInterrupt):
+        return (f"rank {comm.rank} of {comm.size}: stopped at once by Ctrl-C, without saving; --resume continues "
+                f"from the last checkpoint in {run_dir}/checkpoints")
+    return f"error (rank {comm.rank} of {comm.size}): {e}"
 
 
 @app.command()

@@ -83,11 +83,41 @@ def csv_(path, columns, delimiter=",", base_dir="."):
 
 
 def load_npz(path: Path, key: tuple = ("path",)) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive. An array stored uncompressed (``np.savez``) is memory-mapped, not read:
+    a process reads only the rows it indexes, and processes on one machine share the pages (a data-parallel
+    run: docs/distributed.md). Compressed ones (``np.savez_compressed``) are read whole."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+            mapped = {name: _mapped_member(path, archive.zip, name) for name in archive.files}
+            return {name: archive[name] if array is None else array for name, array in mapped.items()}
     except (ValueError, OSError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read {path} as .npz: {e}", key) from None
+
+
+def _mapped_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray | None:
+    """The array ``name`` of an .npz archive as a read-only memory map, if it is stored uncompressed and
+    holds plain numbers; None otherwise (the caller then reads it, with numpy's own checks and errors)."""
+    import numpy.lib.format as npy
+    try:
+        info = archive.getinfo(name + ".npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)                     # the member's local header: 30 bytes, then name and extra
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                return None
+            f.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                   + int.from_bytes(local[28:30], "little"))
+            version = npy.read_magic(f)
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+        if dtype.hasobject or offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > Path(path).stat().st_size:
+            return None
+        return np.memmap(path, dtype, "r", offset, shape, "F" if fortran else "C")
+    except (KeyError, ValueError, OSError):
+        return None
 
 
 @SOURCES.register("npz", {"path": PATH, "fields": {
@@ -113,7 +143,16 @@ def npy(fields, base_dir="."):
     for field, path in fields.items():
         full = resolve(path, base_dir, ("fields", field))
         try:
-            out[field] = np.load(full, allow_pickle=False)
+            out[field] = _mapped_npy(full)
         except (ValueError, OSError) as e:
             raise DataError(f"cannot read {path} as .npy: {e}", ("fields", field)) from None
     return out
+
+
+def _mapped_npy(path: Path) -> np.ndarray:
+    """An .npy file memory-mapped (read-only: pages are read when indexed, and shared between processes), or
+    read whole where it cannot be mapped, which gives numpy's own error for a file that is not a plain array."""
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r")
+    except (ValueError, OSError):
+        return np.load(path, allow_pickle=False)

@@ -24,13 +24,14 @@ from specgrad.engine.ir import DEFAULT_DTYPE, Graph, Node, ancestors
 from specgrad.engine.plan import Plan
 from specgrad.model.init import INITIALIZERS, fans_of, init_problem
 from specgrad.model.layers import LAYERS
-from specgrad.model.layers.base import Collected, Context, LayerError, ParamInit, arity
-from specgrad.model.losses import DEFAULT_TARGET, LossError, make_loss
+from specgrad.model.layers.base import Collected, Context, DataParallel, LayerError, ParamInit, arity
+from specgrad.model.losses import DEFAULT_TARGET, LossError, make_loss, penalty_term
 from specgrad.engine.ops.registry import ShapeError, fmt_shape
-from specgrad.base.rng import step_key
+from specgrad.base.rng import batch_key
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError, did_you_mean
 
 BATCH = "B"       # the symbolic batch dimension
+SHARD_INPUTS = ("shard:data_weight", "shard:penalty_weight")   # ':' keeps them apart from data fields
 
 
 @dataclass
@@ -43,11 +44,12 @@ class Forward:
     rng: Node | None                 # the per-step random key, where a layer draws random numbers
     prediction: Node
     loss: Node
+    shard: tuple[Node, Node] | None  # a data-parallel train graph's (data weight, penalty weight) inputs
 
     @property
     def feeds(self) -> list[Node]:
         return [*self.inputs.values(), *self.params.values(), *self.state.values(),
-                *([self.rng] if self.rng is not None else [])]
+                *([self.rng] if self.rng is not None else []), *(self.shard or ())]
 
     def plan(self, outputs) -> Plan:
         """A plan called with ``feed(...)``'s values (just data fields and parameters for a stateless model).
@@ -59,7 +61,8 @@ class Forward:
         return plans[key]
 
     def feed(self, fields: dict, params: dict, state: dict | None = None, key=None) -> list:
-        """Values in ``feeds`` order; fields the outputs do not need (the target, for a prediction) may be absent."""
+        """Values in ``feeds`` order; fields the outputs do not need (the target, for a prediction) may be absent.
+        (Not for a data-parallel train graph, which ``TrainStep`` feeds.)"""
         state = state or {}
         return [*(fields.get(n) for n in self.inputs), *(params[n] for n in self.params),
                 *(state[n] for n in self.state), *([key] if self.rng is not None else [])]
@@ -111,10 +114,14 @@ class TrainStep:
         self.state = init_state(model)
         self.plan = model.plan([model.loss, *model.grads, *model.state_updates.values()])
 
-    def __call__(self, batch: list, params: list, step: int):
+    def __call__(self, batch: list, params: list, step: int, shard=None):
+        """Loss and gradients of batch ``step`` (its index in the run). In a data-parallel run ``batch`` is
+        this process's ``shard`` of it (``specgrad.run.distributed.Shard``: where its rows start in the whole
+        batch, and the weights of its loss terms), and the loss and gradients are its share of the batch's."""
         model = self.model
-        key = [step_key(self.seed, step)] if model.rng is not None else []
-        loss, *rest = self.plan(*batch, *params, *self.state.values(), *key)
+        key = [batch_key(self.seed, step, shard.first_row if shard else 0)] if model.rng is not None else []
+        weights = [np.asarray(w, model.loss.dtype) for w in shard.weights] if model.shard is not None else []
+        loss, *rest = self.plan(*batch, *params, *self.state.values(), *key, *weights)
         n = len(model.grads)
         # copied, so the kept state never aliases an array the plan was fed (an update may be its input)
         self.state.update((name, np.array(value)) for name, value in zip(model.state_updates, rest[n:]))
@@ -132,19 +139,21 @@ class TrainStep:
             self.state[name] = saved.astype(value.dtype, copy=False)
 
 
-def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Callable | None = None) -> Model:
+def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Callable | None = None,
+                parallel: DataParallel | None = None) -> Model:
     """Compile the ``model`` and ``loss`` sections of a validated spec; raises SpecError with every problem.
 
     ``where(path)`` gives the location of the spec value at ``path``; ``formula_loc(path, col)`` the location
-    of a column inside a formula string (defaults to the string's own location).
+    of a column inside a formula string (defaults to the string's own location). With ``parallel``, the train
+    graph is one process's part of a data-parallel step (its eval graph is the usual one).
     """
     formula_loc = formula_loc or (lambda path, col: where(path))
-    train = _Builder(spec, where, formula_loc, training=True)
+    train = _Builder(spec, where, formula_loc, training=True, parallel=parallel)
     forward = train.build()
     if train.errors:
         raise SpecError(train.errors + train.warnings)
     evaluation = forward
-    if train.collected.mode_dependent:
+    if train.collected.mode_dependent or parallel:      # a data-parallel train graph is no eval graph
         in_eval = _Builder(spec, where, formula_loc, training=False)
         evaluation = in_eval.build()
         if in_eval.errors:                      # a layer that builds in train mode but not in eval mode
@@ -168,8 +177,10 @@ _BROKEN = object()   # the implicit input of a layer whose preceding node failed
 class _Builder:
     """One build of a spec's model in one mode, collecting every error on the way."""
 
-    def __init__(self, spec, where, formula_loc, training: bool):
+    def __init__(self, spec, where, formula_loc, training: bool, parallel: DataParallel | None = None):
         self.spec, self.where, self.formula_loc, self.training = spec, where, formula_loc, training
+        self.parallel = parallel
+        self.shard: tuple[Node, Node] | None = None
         self.graph = Graph(spec.get("dtype", DEFAULT_DTYPE))
         self.collected = Collected()
         self.errors: list[Diagnostic] = []
@@ -224,7 +235,8 @@ class _Builder:
                         loss_fn = make_loss(loss_settings)
                         declared = loss_fn.target_of(prediction)       # e.g. int64 labels for cross_entropy
                         target = scope.get(target_name) or graph.input(target_name, declared.shape, declared.dtype)
-                        loss = loss_fn(prediction, target)
+                        loss = (self.shard_loss(loss_fn, prediction, target)
+                                if self.parallel else loss_fn(prediction, target))
                         loss.name = loss.name or "loss"
                     except (ShapeError, LossError) as e:
                         errors.append(Diagnostic(f"loss: {e}", where(("loss",))))
@@ -240,8 +252,22 @@ class _Builder:
         if errors:
             return None
         c = self.collected
-        data = {n: node for n, node in graph.inputs.items() if n not in c.state and node is not c.key}
-        return Forward(graph, data, dict(graph.params), dict(c.state), c.key, prediction, loss)
+        fed_by_run = {c.key, *(self.shard or ())}
+        data = {n: node for n, node in graph.inputs.items() if n not in c.state and node not in fed_by_run}
+        return Forward(graph, data, dict(graph.params), dict(c.state), c.key, prediction, loss, self.shard)
+
+    def shard_loss(self, loss_fn, prediction: Node, target: Node) -> Node:
+        """One process's share of a data-parallel batch's loss, ``data_weight * loss(shard) + penalty_weight *
+        penalties``, so that the shares (and their gradients) of all processes sum to the batch's. The run
+        feeds the weights: rows / batch rows for a loss that is a mean over the batch, 1 for a sum (sse); the
+        penalties, which do not depend on the batch, weigh 1 in one process and 0 in the others."""
+        graph = prediction.graph
+        self.shard = data_weight, penalty_weight = tuple(graph.input(name, (), prediction.dtype)
+                                                         for name in SHARD_INPUTS)
+        loss = loss_fn.build(prediction, target) * data_weight
+        for penalty in loss_fn.penalties:
+            loss = loss + penalty_term(graph.params, penalty) * penalty_weight
+        return loss
 
     def nodes(self, entries, path, scope, broken, prefix, previous, overrides) -> Node | None:
         """Build node definitions in order into ``scope``; returns the last one (None if it failed).
@@ -321,7 +347,7 @@ class _Builder:
                 raise _Skip
             return last
 
-        ctx = Context(self.graph, full_name, self.training, self.collected, overrides, build_nodes)
+        ctx = Context(self.graph, full_name, self.training, self.collected, overrides, build_nodes, self.parallel)
         out = factory(ctx, *inputs, **settings)
         unused = sorted(k for k in init if (full_name, k) not in self.collected.used_overrides)
         if unused:

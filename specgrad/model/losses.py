@@ -29,6 +29,8 @@ PENALTY = {
     },
 }
 
+# An entry's ``batch`` meta says how the loss combines a batch's rows: "mean" (the default) or "sum". A
+# data-parallel run weighs each process's share of the batch by it (specgrad/run/distributed.py).
 # ``target`` names the data field the prediction is compared with (default ``y``); ``penalties`` add
 # weight decay on chosen parameters to the loss. An entry's ``target={"dtype": "float" | "int"}`` meta says
 # what kind of field that must be, which `validate` checks against the fields a data source declares
@@ -105,7 +107,7 @@ def _mean(node):
     return node.graph.apply("mean", node)
 
 
-@LOSSES.register("sse", target=REAL)
+@LOSSES.register("sse", target=REAL, batch="sum")
 def sse():
     """sum of squared errors, the article's loss: sum((y_hat - y) ** 2)"""
     return Loss(lambda pred, target: pred.graph.apply("sum", pred.graph.apply("square", pred - target)))

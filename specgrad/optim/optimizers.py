@@ -47,6 +47,20 @@ class Optimizer:
         # where a caller may write the gradients it passes to ``step`` (they are then not copied)
         self.grad_flat, self.grads = flat_like(params)
 
+    def place_gradients(self, flat: np.ndarray) -> None:
+        """Keep the gradients in ``flat`` from now on (the parameters' one dtype, back to back in order, as
+        ``flat_like`` lays them out), e.g. the head of a buffer a data-parallel run sums over its processes
+        in place, so that no copy goes in or out of it."""
+        dtypes = {p.dtype for p in self.params.values()}
+        n = sum(p.size for p in self.params.values())
+        if dtypes != {flat.dtype} or flat.shape != (n,):
+            raise ValueError(f"gradients of {n} {'/'.join(map(str, dtypes))} values cannot live in a buffer of "
+                             f"{flat.size} {flat.dtype}")
+        self.grad_flat, self.grads, offset = [flat], {}, 0
+        for name, p in self.params.items():
+            self.grads[name] = flat[offset:offset + p.size].reshape(p.shape)
+            offset += p.size
+
     def apply_groups(self, groups) -> None:
         """Give parameters matched by a group that group's lr and weight decay (first match wins)."""
         claimed = set()

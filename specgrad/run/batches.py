@@ -25,11 +25,23 @@ class Batches:
         """The arrays of batch ``index`` (counted from the start of the run)."""
         if self.whole:
             return self.fields
+        idx = self.rows(index)
+        return [a[idx] for a in self.fields]
+
+    def rows(self, index: int) -> np.ndarray | slice:
+        """Which rows batch ``index`` holds, in order: indices, or a slice for the whole data in order. Call
+        it for every batch in turn, as ``get``: the first batch of an epoch reshuffles."""
+        if self.whole:
+            return slice(0, self.n)
         pos = index % self.per_epoch
         if pos == 0:
             self.order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
-        idx = self.order[pos * self.size:(pos + 1) * self.size]
-        return [a[idx] for a in self.fields]
+        return self.order[pos * self.size:(pos + 1) * self.size]
+
+    def batch_sizes(self) -> set[int]:
+        """The sizes the batches of an epoch come in (a full batch, and a shorter last one unless dropped)."""
+        return {self.size, *([self.n % self.size] if self.n % self.size and self.per_epoch * self.size > self.n
+                             else [])}
 
     def state(self) -> tuple[np.ndarray, dict]:
         return self.order, self.rng.bit_generator.state

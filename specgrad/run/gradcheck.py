@@ -8,15 +8,12 @@ from typing import Callable
 
 import numpy as np
 
-from specgrad.base.rng import INIT, step_key, stream
+from specgrad.base.rng import INIT, batch_key, stream
 from specgrad.data.prepare import prepare_data
 from specgrad.engine.autodiff import gradients
 from specgrad.engine.hessian import hvp_nodes
 from specgrad.engine.ir import Graph, Node
 from specgrad.engine.plan import Plan
-from specgrad.base.rng import INIT, stream
-from specgrad.base.rng import step_key
-from specgrad.data.prepare import prepare_data
 from specgrad.model.build import init_params, init_state
 
 
@@ -102,7 +99,7 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
     params = {name: np.asarray(p + 0.01 * rng.standard_normal(p.shape).astype(p.dtype))
               for name, p in init_params(model, rng).items()}
     # train mode, as the gradient is used: first model state (batch statistics), one fixed dropout mask
-    extra = [*init_state(model).values(), *([step_key(0, 0)] if model.rng is not None else [])]
+    extra = [*init_state(model).values(), *([batch_key(0, 0)] if model.rng is not None else [])]
     names = list(params)
     loss_and_grads, loss_only = model.plan([model.loss, *model.grads]), model.plan([model.loss])
     _, *analytic = loss_and_grads(*feeds, *params.values(), *extra)

@@ -1,12 +1,15 @@
 """The trainer: data batches -> plan (forward + backward) -> clip -> optimizer step -> schedule -> log ->
 validate -> checkpoint. Everything that shapes the run (parameters, optimizer state, RNG, position in the
 epoch, best validation value, patience) is in the checkpoint, so a resumed run continues bit for bit as if
-it had never stopped; the schedule is a closed form of the step, so it needs no state at all."""
+it had never stopped; the schedule is a closed form of the step, so it needs no state at all. Under mpiexec,
+each process computes its share of every batch and one Allreduce sums them (specgrad/run/distributed.py);
+only rank 0 writes."""
 from __future__ import annotations
 
 import math
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +21,7 @@ from specgrad.base.diagnostics import SpecError
 from specgrad.base.rng import INIT, SHUFFLE, stream
 from specgrad.base.version import __version__
 from specgrad.data.prepare import prepare_data
+from specgrad.engine.ops.collective import summing_over
 from specgrad.model.build import TrainStep, init_params
 from specgrad.model.metrics import evaluate
 from specgrad.optim.clip import clip, global_norm, param_norms
@@ -31,6 +35,7 @@ from specgrad.run.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from specgrad.run.distributed import Communicator, ShardedRun
 from specgrad.run.retention import improved, to_keep
 from specgrad.run.runlog import (
     MetricsLog,
@@ -114,9 +119,14 @@ class _StopFlag:
 
 
 class Trainer:
-    def __init__(self, spec: Spec, run_dir: Path, hooks: Hooks | None = None, allow_spec_change: bool = False):
+    def __init__(self, spec: Spec, run_dir: Path, hooks: Hooks | None = None, allow_spec_change: bool = False,
+                 comm: Communicator | None = None):
+        """``comm``: the processes of a data-parallel run (``specgrad.run.distributed.connect()``); by default
+        this process alone."""
         self.spec, self.run_dir, self.hooks = spec, Path(run_dir), hooks or Hooks()
         self.allow_spec_change = allow_spec_change
+        self.comm = comm or Communicator()
+        self.root = self.comm.is_root           # the one process that writes the run directory
         self.model = spec.model
         s = spec.settings
         self.seed, self.train_cfg = s.seed, s.train
@@ -131,7 +141,13 @@ class Trainer:
         self.schedule = make_schedule(spec.data.get("schedule"), self.optimizer.lr, self.total_steps)
         if self.schedule.momentum:
             self.optimizer.cycle_momentum()
+        # one process's part of a data-parallel step; None in one process, which runs as it always did
+        self.sharded = ShardedRun.of(self.comm, spec, self.batches, self.optimizer) if self.comm.size > 1 else None
+        if self.sharded:
+            self.model = self.sharded.model
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
+        if self.sharded:
+            self.sharded.start(self.train_step)
         self.resolved = {**spec.data, "seed": self.seed}    # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
         self.validation = self._validation_settings()
@@ -161,11 +177,12 @@ class Trainer:
         return v
 
     # ------------------------------------------------------------------ one step
-    def _forward_backward(self, batch: list[np.ndarray], index: int) -> tuple[float, list[np.ndarray]]:
+    def _forward_backward(self, batch: list[np.ndarray], index: int, shard=None) -> tuple[float, list[np.ndarray]]:
         """Loss and gradients (same order as params) of the ``index``-th micro-batch: the one place a training
         step is computed. ``TrainStep`` feeds the model's state and the dropout key of this index (a function
-        of the seed and the index) and keeps the state updates, which ``_save`` / ``_restore`` carry."""
-        loss, grads = self.train_step(batch, list(self.params.values()), index)
+        of the seed and the index) and keeps the state updates, which ``_save`` / ``_restore`` carry. In a
+        data-parallel run, ``batch`` is this process's ``shard`` of the batch (specgrad/run/distributed.py)."""
+        loss, grads = self.train_step(batch, list(self.params.values()), index, shard)
         return float(loss), grads
 
     def _gradients(self, step: int) -> tuple[float, dict[str, np.ndarray]]:
@@ -175,7 +192,9 @@ class Trainer:
         total, acc = 0.0, self.optimizer.grads
         for j in range(self.accumulate):
             index = step * self.accumulate + j
-            loss, grads = self._forward_backward(self.batches.get(index), index)
+            # in a data-parallel run, this process's rows of the batch and its share of the batch's loss
+            batch, shard = self.sharded.batch(index) if self.sharded else (self.batches.get(index), None)
+            loss, grads = self._forward_backward(batch, index, shard)
             total += loss
             for g_acc, g in zip(acc.values(), grads):
                 if j == 0:
@@ -186,6 +205,8 @@ class Trainer:
             for g in acc.values():
                 g /= self.accumulate
             total /= self.accumulate
+        if self.sharded:            # the one Allreduce: every process now holds the batch's loss and gradients
+            total = self.sharded.reduce(total, self.train_step.state)
         return total, acc
 
     def _validate(self) -> dict[str, float]:
@@ -215,6 +236,10 @@ class Trainer:
                  "spec_hash": self.hash, "spec": self.resolved, "specgrad": __version__,
                  "best": self.best, "stale": self.stale, "skipped": self.skipped,
                  "checkpoints": [[s, v] for s, v in sorted(self.saved.items())]}
+        if self.sharded:
+            self.comm.check_same(arrays, "parameters, optimizer or model state")
+        if not self.root:
+            return
         root = self.run_dir / "checkpoints"
         save_checkpoint(root, step, arrays, state)
         if pruning:     # only now that the new checkpoint is complete
@@ -234,8 +259,9 @@ class Trainer:
                 raise RunError(f"the spec differs from the one {ckpt.path} was trained with:\n{shown}\n"
                                "resume with the run's own spec.yaml, or pass --allow-spec-change")
             self.hooks.on_warning(f"resuming {ckpt.path} with a changed spec:\n{shown}")
-            write_spec(self.run_dir, self.resolved, __version__)
-            self.prepared.save(self.run_dir)      # eval / predict must transform data as the changed spec does
+            if self.root:
+                write_spec(self.run_dir, self.resolved, __version__)
+                self.prepared.save(self.run_dir)  # eval / predict must transform data as the changed spec does
         try:
             for k, v in self.params.items():
                 saved = ckpt.arrays[f"params/{k}"]
@@ -306,15 +332,17 @@ class Trainer:
     def run(self, resume: bool = False) -> dict:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunError(f"the run directory {self.run_dir} is a file")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if not resume and list_checkpoints(self.run_dir / "checkpoints"):
             raise RunError(f"{self.run_dir} already holds a run; continue it with --resume, or train into "
                            "another --run-dir")
+        if self.root:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         start = self._restore() if resume else 0
-        if not resume:
+        if not resume and self.root:
             write_spec(self.run_dir, self.resolved, __version__)
             self.prepared.save(self.run_dir)          # data.json: what eval / predict need to transform data
-        log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
+        log = (MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None) if self.root
+               else NullLog())
         t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch
         patience = self.validation and self.validation.patience
         status, step, t0, stopped_early = "completed", start, time.perf_counter(), False
@@ -323,8 +351,10 @@ class Trainer:
         stop = _StopFlag()
         try:
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
-            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._collectives():
                 while step < self.total_steps:
+                    if self.sharded:            # a signal any process received stops them all, at one step
+                        self.sharded.received = stop.signum
                     record = self._step(step, t.clip)
                     if record is None:
                         status = "diverged"
@@ -339,7 +369,9 @@ class Trainer:
                     if "val" in record or step % t.log_every == 0 or step == self.total_steps:
                         log.write(record)
                     self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
-                    interrupted = stop.signum is not None or self.hooks.should_stop()
+                    # in a data-parallel run, the signal any process had received when the step began
+                    stopped_by = self.sharded.agreed_signal if self.sharded else stop.signum
+                    interrupted = stopped_by is not None or self.hooks.should_stop()
                     if due or interrupted or stopped_early or step == self.total_steps:
                         log.flush()                 # the log holds every step the checkpoint covers
                         self._save(step, value)
@@ -363,18 +395,26 @@ class Trainer:
             except Diverged:
                 self._summary("diverged", start, step, seconds, False, None)
                 raise
-        return self._summary(status, start, step, seconds, stopped_early, stop.signum)
+        return self._summary(status, start, step, seconds, stopped_early,
+                             self.sharded.agreed_signal if self.sharded else stop.signum)
+
+    def _collectives(self):
+        """While a data-parallel run trains, the graph's collectives (synchronized batchnorm) sum over its
+        processes."""
+        return summing_over(self.comm.group_sum) if self.sharded else nullcontext()
 
     def _summary(self, status, start, step, seconds, stopped_early, signum) -> dict:
         metrics = self.spec.settings.metrics
+        # the final evaluation is rank 0's alone: the others' would only repeat it
+        splits = self.splits.items() if self.root else ()
         with np.errstate(all="ignore"):         # a diverged run's final values may be NaN; that is the report
             results = {name: evaluate(self.model, self.params, fields, metrics,
-                                       self.train_step.state) for name, fields in self.splits.items()}
+                                       self.train_step.state) for name, fields in splits}
         summary = {
             "status": status, "steps": step, "epochs": step * self.accumulate / self.batches.per_epoch,
             "seconds": round(seconds, 6),
             "steps_per_s": round((step - start) / seconds, 1) if seconds > 0 else None,
-            "train": results["train"], "val": results.get("val", {}), "spec_hash": self.hash,
+            "train": results.get("train", {}), "val": results.get("val", {}), "spec_hash": self.hash,
         }
         if "test" in results:
             summary["test"] = results["test"]
@@ -385,5 +425,15 @@ class Trainer:
             summary["skipped_steps"] = self.skipped
         if status == "interrupted" and signum is not None:
             summary["signal"] = int(signum)
-        write_summary(self.run_dir, summary)
+        if self.root:
+            write_summary(self.run_dir, summary)
         return summary
+
+
+class NullLog:
+    """The metrics log of a process that writes nothing (ranks other than 0 of a data-parallel run)."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    flush = close = lambda self: None

@@ -73,6 +73,14 @@ class Validation(Cadence):
 
 
 @dataclass(frozen=True)
+class Distributed:
+    SCHEMA: ClassVar[dict] = {"description": "data-parallel training under mpiexec (docs/distributed.md); inert in "
+                                             "one process"}
+    sync_batchnorm: bool = setting({"type": "boolean"}, "batchnorm statistics over the whole batch, as in one "
+                                   "process, or over each process's rows", True)
+
+
+@dataclass(frozen=True)
 class Train:
     steps: int | None = setting(COUNT, "optimizer steps (or give epochs)")
     epochs: int | None = setting(COUNT, "passes over the training split")
@@ -90,6 +98,7 @@ class Train:
                                  "on a non-finite loss or gradient: stop (save the last finite state), skip the "
                                  "step, or fail at once", "stop")
     log_every: int = setting(COUNT, "write every Nth step to metrics.jsonl", 1)
+    distributed: Distributed = nested(Distributed, "data-parallel training under mpiexec", Distributed)
     remat: bool = setting({"type": "boolean"}, "gradient checkpointing: recompute activations in the backward "
                           "pass instead of keeping them (less memory, about one more forward pass)", False)
 

@@ -287,7 +287,7 @@ def silu(x):
 
 
 # ---------------------------------------------------------------------------------------- gradient flow
-@unary("stop_gradient", dtype=None, view=True, onnx=lower.elementwise("Identity"),
+@unary("stop_gradient", dtype=None, view=True, constant=True, onnx=lower.elementwise("Identity"),
        vjp=(lambda g, out, x: emit("broadcast_like", 0.0, x),),
        no_examples="the identity forward, with a zero gradient by definition "
                    "(test_stop_gradient_passes_values_and_blocks_gradients)")

@@ -337,8 +337,8 @@ def avg_pool2d_grad(g, kernel, stride, padding, size):
 
 # ------------------------------------------------------------------------------------------- dropout
 def _dropout_shape(x, key, rate, salt=0):
-    if tuple(key) != ():
-        raise ShapeError(f"dropout's key must be a scalar, got {fmt_shape(key)}")
+    if tuple(key) not in ((), (2,)):
+        raise ShapeError(f"dropout's key must be a scalar or a pair [key, first row], got {fmt_shape(key)}")
     if not 0 <= rate < 1:
         raise ShapeError(f"dropout rate must be in [0, 1), got {rate}")
     return tuple(x)
@@ -351,12 +351,21 @@ def _dropout_dtype(x, key, **_):
 
 @register("dropout", shape=_dropout_shape, attrs=("rate", "salt"), arity=2, dtype=_dropout_dtype, onnx=lower.DROPOUT,
           vjp=(lambda g, out, x, key, rate, salt=0: emit("dropout", g, key, rate=rate, salt=salt), None),
-          examples=[([(3, 4), EXAMPLE_KEY], {"rate": 0.5}), ([(1, 6), EXAMPLE_KEY], {"rate": 0.1, "salt": 3})])
+          examples=[([(3, 4), EXAMPLE_KEY], {"rate": 0.5}), ([(1, 6), EXAMPLE_KEY], {"rate": 0.1, "salt": 3}),
+                    ([(4, 3), np.array([7, 2])], {"rate": 0.5})])
 def dropout(x, key, rate, salt=0):
     """inverted dropout: each entry zeroed with probability ``rate``, the rest scaled by 1 / (1 - rate).
     The mask is drawn from numpy's default_rng([key, salt]) (key: a non-negative integer scalar input, fed a
     new value each step; salt: a constant telling the dropout sites of one model apart), so a run is
-    deterministic, and the backward pass redraws the same mask instead of keeping it"""
+    deterministic, and the backward pass redraws the same mask instead of keeping it. A key [key, r] says
+    that x's first row is row r of a larger batch split over processes: the draws start where that row's
+    start in the whole batch's mask (the generator is advanced past the r rows before it), so every row gets
+    the mask it has in one process, however the batch is split"""
     x = np.asarray(x)
-    keep = np.random.default_rng([int(key), salt]).random(x.shape) >= rate
+    key = np.asarray(key)
+    bits = np.random.default_rng([int(key.flat[0]), salt])
+    first_row = int(key[1]) if key.ndim else 0
+    if first_row:
+        bits.bit_generator.advance(first_row * (x.size // max(len(x), 1)))    # one draw per entry
+    keep = bits.random(x.shape) >= rate
     return x * (keep / (1 - rate)).astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)

@@ -24,7 +24,7 @@ END = "<!-- end of op reference -->"
 
 FAMILIES = {"elementwise": "Elementwise (numpy broadcasting)", "reduce": "Reductions",
             "linalg": "Matrix products and axes", "shape": "Shape, indexing and joining",
-            "nn": "Neural-network ops (fused, NCHW)"}
+            "nn": "Neural-network ops (fused, NCHW)", "collective": "Collectives (data-parallel runs)"}
 
 SHAPE_RULES = {
     **{name: "broadcast(x, y)" for name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "win_share")},
@@ -32,7 +32,8 @@ SHAPE_RULES = {
                               "tanh", "sigmoid", "softplus", "relu", "leaky_relu", "elu", "gelu", "silu",
                               "stop_gradient", "clip", "softmax", "log_softmax")},
     "where": "broadcast(cond, x, y)",
-    "dropout": "x (key: [])",
+    "dropout": "x (key: [] or [2])",
+    "allreduce_sum": "x",
     **{name: "x without `axis` (all axes when omitted); size 1 there with keepdims"
        for name in ("sum", "mean", "max", "min", "var", "logsumexp")},
     "count": "[]",

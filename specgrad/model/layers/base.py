@@ -64,6 +64,14 @@ class Collected:
     mode_dependent: bool = False       # some layer read ``ctx.training``: train and eval graphs differ
 
 
+@dataclass(frozen=True)
+class DataParallel:
+    """How a train graph is built for one process of a data-parallel run (docs/distributed.md): the loss
+    becomes the process's weighted share of the batch's, and with ``sync_batchnorm`` batchnorm takes its
+    statistics over the whole batch (collectives in the graph) rather than over the process's rows."""
+    sync_batchnorm: bool = True
+
+
 KEY_NAME = "rng:key"   # the per-step key input; ':' keeps it apart from every data field and state name
 
 
@@ -71,10 +79,11 @@ class Context:
     """The building site of one layer: the graph, the layer's name (prefix of its parameters) and the mode."""
 
     def __init__(self, graph: Graph, name: str, training: bool, collected: Collected,
-                 overrides: tuple = (), build_nodes: Callable | None = None):
+                 overrides: tuple = (), build_nodes: Callable | None = None, parallel: "DataParallel | None" = None):
         self.graph, self.name, self._training, self.collected = graph, name, training, collected
         self.overrides = overrides          # ((node name, {param: init settings}), ...), innermost last
         self.build_nodes = build_nodes      # builds nested node definitions (residual blocks)
+        self.parallel = parallel            # set when building one process's train graph of a data-parallel run
 
     @property
     def training(self) -> bool:
@@ -87,7 +96,7 @@ class Context:
     def sub(self, name: str) -> "Context":
         """The context of a part of this layer (mlp's ``0``, attention's ``query``): parameters ``<node>.<name>.*``."""
         return Context(self.graph, f"{self.name}.{name}", self._training, self.collected, self.overrides,
-                       self.build_nodes)
+                       self.build_nodes, self.parallel)
 
     def param(self, name: str, shape, init, fans: Fans | None = None) -> Node:
         """A trainable parameter ``<layer>.<name>``; ``init`` is the layer's default initializer."""
@@ -123,10 +132,11 @@ class Context:
         self.collected.state_updates[state.name] = value
 
     def key(self) -> tuple[Node, int]:
-        """The step's random key (a scalar input, new each step) and a salt of this layer's own, so that two
-        layers drawing from the same key draw independently (the ``dropout`` op's ``key`` and ``salt``)."""
+        """The step's random key (an input [key, first row], new each step: see ``rng.batch_key``) and a salt
+        of this layer's own, so that two layers drawing from the same key draw independently (the
+        ``dropout`` op's ``key`` and ``salt``)."""
         collected = self.collected
         if collected.key is None:
-            collected.key = self.graph.input(KEY_NAME, (), "uint64")
+            collected.key = self.graph.input(KEY_NAME, (2,), "uint64")
         collected.key_users += 1
         return collected.key, collected.key_users

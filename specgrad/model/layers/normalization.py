@@ -18,6 +18,20 @@ def _normalize(ctx, x, axes, eps):
     return centered / ctx.apply("sqrt", var + eps), mean, var
 
 
+def _normalize_across_processes(ctx, x, axes, eps):
+    """``_normalize`` over the whole batch of a data-parallel run, each process holding some of its rows:
+    the sums (and the count) are summed over the processes, two passes as in one process (the mean, then
+    the centered squares), so every process normalizes with the whole batch's statistics. The
+    collectives' VJPs sum the statistics' cotangents likewise: the gradients are those of one process."""
+    def over_batch(v):
+        return ctx.apply("allreduce_sum", v)
+    count = over_batch(ctx.apply("count", ctx.apply("stop_gradient", x), axis=axes))   # a size: no gradient
+    mean = over_batch(ctx.apply("sum", x, axis=axes, keepdims=True)) / count
+    centered = x - mean
+    var = over_batch(ctx.apply("sum", ctx.apply("square", centered), axis=axes, keepdims=True)) / count
+    return centered / ctx.apply("sqrt", var + eps), mean, var, count
+
+
 def _affine(ctx, y, n):
     return y * ctx.param("scale", (n,), "ones") + ctx.param("bias", (n,), "zeros")
 
@@ -40,7 +54,8 @@ def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True, axis=1):
     """each feature normalized over the batch: batch statistics in training, running ones in evaluation
 
     Training normalizes with the batch's mean and variance (over every axis but the feature axis) and updates
-    the state running_mean and running_var; evaluation uses those running statistics."""
+    the state running_mean and running_var; evaluation uses those running statistics. In a data-parallel run
+    the batch is the whole batch (train.distributed.sync_batchnorm, the default) or each process's rows."""
     if x.ndim < 2 or not -x.ndim <= axis < x.ndim or axis % x.ndim == 0:
         raise LayerError(f"batchnorm's feature axis {axis} must be a non-batch axis of its input, "
                          f"whose shape is {fmt_shape(x.shape)}")
@@ -50,8 +65,11 @@ def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True, axis=1):
     running_mean = ctx.state("running_mean", (n,), "zeros")
     running_var = ctx.state("running_var", (n,), "ones")
     if ctx.training:
-        y, mean, var = _normalize(ctx, x, axes, eps)
-        count = ctx.apply("count", x, axis=axes)
+        if ctx.parallel and ctx.parallel.sync_batchnorm:
+            y, mean, var, count = _normalize_across_processes(ctx, x, axes, eps)
+        else:
+            y, mean, var = _normalize(ctx, x, axes, eps)
+            count = ctx.apply("count", x, axis=axes)
         unbiased = count / ctx.apply("maximum", count - 1, 1.0)        # the running variance is unbiased
         batch_mean, batch_var = (ctx.apply("squeeze", v, axis=axes) for v in (mean, var))
         ctx.update(running_mean, (1 - momentum) * running_mean + momentum * batch_mean)

@@ -36,7 +36,7 @@ def test_every_op_a_spec_can_write_declares_its_onnx_lowering():
     for name, op in REGISTRY.items():
         if not op.internal:
             assert op.onnx is not None, f"op {name} declares no onnx= lowering at its register() call"
-    assert {name for name, op in REGISTRY.items() if isinstance(op.onnx, NotExportable)} == {"dropout"}
+    assert {name for name, op in REGISTRY.items() if isinstance(op.onnx, NotExportable)} == {"dropout", "allreduce_sum"}
 
 
 def _session(model: onnx.ModelProto):

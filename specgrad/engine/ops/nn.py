@@ -366,6 +366,7 @@ def dropout(x, key, rate, salt=0):
     bits = np.random.default_rng([int(key.flat[0]), salt])
     first_row = int(key[1]) if key.ndim else 0
     if first_row:
-        bits.bit_generator.advance(first_row * (x.size // max(len(x), 1)))    # one draw per entry
+        per_row = x.size // x.shape[0] if x.ndim and x.shape[0] else x.size
+        bits.bit_generator.advance(first_row * per_row)    # one draw per entry
     keep = bits.random(x.shape) >= rate
     return x * (keep / (1 - rate)).astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)

@@ -248,6 +248,9 @@ class ShardedRun:
     @classmethod
     def of(cls, comm: Communicator, spec, batches, optimizer) -> "ShardedRun":
         """The part of ``comm``'s process in training ``spec`` (validated) on ``batches``."""
+        if optimizer.needs_closure:
+            raise DistributedError(f"the {spec.data['optimizer']['type']} optimizer is not supported under mpiexec "
+                                   "yet (its line search re-evaluates the loss); train it in one process")
         sync_batchnorm = spec.settings.train.distributed.sync_batchnorm
         model = build_model(spec.data, spec.doc.loc, parallel=DataParallel(sync_batchnorm))
         mean_loss = LOSSES[normalize(spec.data["loss"])["type"]].meta.get("batch", "mean") == "mean"

@@ -24,6 +24,7 @@ from specgrad.optim.schedules import make_schedule
 from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, prune_checkpoints,
                                      save_checkpoint)
+from specgrad.run.lock import RunLock, RunLocked
 from specgrad.run.retention import improved, to_keep
 from specgrad.rng import INIT, SHUFFLE, stream
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
@@ -298,6 +299,17 @@ class Trainer:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunError(f"the run directory {self.run_dir} is a file")
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = RunLock(self.run_dir)
+            lock.__enter__()
+        except RunLocked as e:
+            raise RunError(str(e)) from None
+        try:            # held until the run ends, however it ends; the kernel drops it if this process dies
+            return self._run(resume)
+        finally:
+            lock.__exit__()
+
+    def _run(self, resume: bool) -> dict:
         if not resume and list_checkpoints(self.run_dir / "checkpoints"):
             raise RunError(f"{self.run_dir} already holds a run; continue it with --resume, or train into "
                            "another --run-dir")

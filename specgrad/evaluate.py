@@ -21,7 +21,7 @@ from specgrad.data.sources import reshape_rows
 from specgrad.fileio import write_npz
 from specgrad.losses import make_loss
 from specgrad.metrics import evaluate
-from specgrad.run.checkpoint import latest_checkpoint
+from specgrad.run.checkpoint import Expected, latest_checkpoint
 from specgrad.run.runlog import spec_hash
 from specgrad.spec import Spec, load_spec
 
@@ -52,7 +52,12 @@ def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None) 
         base_dir, standardizer = load_run_data_state(run_dir)
     except DataError as e:
         raise RunFileError(str(e)) from None
-    ckpt = latest_checkpoint(run_dir / "checkpoints", warn=warn)
+    # only the arrays evaluation needs, each checked against the model before it is read
+    # (shape ``or (1,)``: init_params makes arrays with np.ascontiguousarray, which keeps a scalar as [1])
+    expected = {f"{kind}/{name}": Expected(tuple(node.shape) or (1,), node.dtype)
+                for kind, nodes in (("params", spec.model.params), ("state", spec.model.state))
+                for name, node in nodes.items()}
+    ckpt = latest_checkpoint(run_dir / "checkpoints", warn=warn, expected=expected, partial=True)
     if ckpt is None:
         raise RunFileError(f"{run_dir} has no checkpoint to evaluate")
     if ckpt.state.get("spec_hash") != spec_hash(spec.data):

@@ -1,8 +1,11 @@
 """Writing files so that a reader never sees half of one: shared by the run directory, the data state and
-``predict``. (Checkpoints add fsynced folders and a manifest on top: specgrad/run/checkpoint.py.)"""
+``predict``. (Checkpoints add fsynced folders and a manifest on top: specgrad/run/checkpoint.py.) And reading
+a run directory's small files as untrusted input: regular files only, never through a link, size-capped."""
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -36,3 +39,39 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
                     np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file reached without following a symlink.
+
+    O_NONBLOCK so that opening a FIFO cannot hang; O_NOFOLLOW so that a planted link to /dev/zero, a device
+    or a file outside the run directory is refused instead of read. Raises OSError: ELOOP for a link,
+    EINVAL for anything but a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The whole of a regular file of at most ``limit`` bytes: OSError as ``open_regular``, ValueError when
+    it is larger (only ``limit + 1`` bytes are ever read)."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
+
+
+def why_refused(exc: OSError) -> str:
+    """``open_regular``'s refusals in words."""
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link (refused: only regular files inside the run directory are read)"
+    if exc.errno == errno.EINVAL:
+        return "not a regular file (refused)"
+    return exc.strerror or str(exc)

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import MODELS, run_cli
+
 from specgrad.run.lock import LOCK_FILE, RunLock, RunLocked
 
 POLY = MODELS / "poly.yaml"
@@ -72,10 +72,9 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_sigkilled_holder_res
 
 
 def test_the_lock_is_released_when_the_run_ends_and_refuses_meanwhile(tmp_path):
-    with RunLock(tmp_path):
-        with pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
-            with RunLock(tmp_path):
-                pass
+    with RunLock(tmp_path), pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
+        with RunLock(tmp_path):
+            pass
     with RunLock(tmp_path):        # released: taken again
         pass
 
@@ -85,7 +84,6 @@ def test_a_planted_lock_symlink_is_not_followed(tmp_path):
     target.write_text("precious\n")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / LOCK_FILE).symlink_to(target)
-    with pytest.raises(OSError, match="lock file"):
-        with RunLock(tmp_path / "run"):
-            pass
+    with pytest.raises(OSError, match="lock file"), RunLock(tmp_path / "run"):
+        pass
     assert target.read_text() == "precious\n"

@@ -22,7 +22,7 @@ from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
 from specgrad.run.batches import Batches
-from specgrad.run.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, prune_checkpoints,
+from specgrad.run.checkpoint import (CheckpointError, Expected, latest_checkpoint, list_checkpoints, prune_checkpoints,
                                      save_checkpoint)
 from specgrad.run.lock import RunLock, RunLocked
 from specgrad.run.retention import improved, to_keep
@@ -220,9 +220,28 @@ class Trainer:
         if pruning:     # only now that the new checkpoint is complete
             prune_checkpoints(root, [root / f"step-{s:08d}" for s in self.saved])
 
+    def _expected_arrays(self) -> dict[str, Expected]:
+        """Every array a checkpoint of this run holds, with the shape and dtype this model gives it: what a
+        checkpoint is checked against before any of its data is read (a copied-in one may be hostile)."""
+        order, _ = self.batches.state()
+        n = self.batches.n
+        arrays = {f"params/{k}": v for k, v in self.params.items()}
+        arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_arrays().items()})
+        arrays.update(self.train_step.state_arrays())
+        expected = {k: Expected(v.shape, v.dtype) for k, v in arrays.items()}
+
+        def permutation(saved: np.ndarray) -> str | None:
+            # a mid-epoch resume indexes the data with it: anything but a permutation of the rows is damage
+            if saved.size and (saved.min() < 0 or saved.max() >= n or np.unique(saved).size != n):
+                return f"the batch order is not a permutation of the data's {n} rows"
+            return None
+        expected["order"] = Expected(order.shape, order.dtype, permutation)
+        return expected
+
     def _restore(self) -> int:
         try:
-            ckpt = latest_checkpoint(self.run_dir / "checkpoints", warn=self.hooks.on_warning)
+            ckpt = latest_checkpoint(self.run_dir / "checkpoints", warn=self.hooks.on_warning,
+                                     expected=self._expected_arrays())
         except CheckpointError as e:
             raise RunError(str(e)) from None
         if ckpt is None:

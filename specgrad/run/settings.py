@@ -19,11 +19,10 @@ def train_diagnostics(data: dict, model, loc: Where, broken: set[str] = frozense
 
 def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
     """The optimizer checks its own settings: nesterov needs momentum, groups must match parameters."""
-    import numpy as np
-
     from specgrad.optim.optimizers import make_optimizer
+    from specgrad.spec.sizes import stand_in_params
     try:
-        make_optimizer(data["optimizer"], {n: np.zeros(p.shape, p.dtype) for n, p in model.params.items()})
+        make_optimizer(data["optimizer"], stand_in_params(model.params))    # never the model's real size
     except ValueError as e:
         return [Diagnostic(f"optimizer: {e}", loc(("optimizer",)))]
     return []
@@ -64,6 +63,11 @@ def _validation(data: dict, model, loc: Where) -> list[Diagnostic]:
     return errors
 
 
+def _memory(data: dict, model, loc: Where) -> list[Diagnostic]:
+    from specgrad.spec.sizes import memory_diagnostics
+    return memory_diagnostics(data, model, loc)
+
+
 # each check, with the sections it reads (the model stands for model and loss, which built)
 CHECKS = [({"optimizer"}, _optimizer), ({"metrics"}, _metrics), ({"data"}, _standardize),
-          ({"train", "data", "metrics"}, _validation)]
+          ({"train", "data", "metrics"}, _validation), ({"train", "data", "optimizer"}, _memory)]

@@ -9,6 +9,7 @@ repository and checked by a test."""
 from __future__ import annotations
 
 from specgrad.components import NAME, POSITIVE
+from specgrad.spec.sizes import MEMORY_BUDGET
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://specgrad.dev/schemas/specgrad.schema.json"
@@ -108,6 +109,7 @@ def build_schema() -> dict:
             "remat": {"type": "boolean",
                       "description": "gradient checkpointing: recompute activations in the backward pass "
                                      "instead of keeping them (less memory, about one more forward pass)"},
+            "memory_budget": MEMORY_BUDGET,
         },
     }
     return {

@@ -14,15 +14,35 @@ import numpy as np
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)     # fixed, so identical arrays give byte-identical archives
 
 
+class WriteError(OSError):
+    """Writing a file failed (a full disk, a read-only one...): the message names the file the user knows,
+    never a temporary name beside it."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+def write_error(path: Path, exc: OSError) -> WriteError:
+    return WriteError(exc.errno, exc.strerror or str(exc), str(path))
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step: written beside it, fsynced, then renamed over it."""
+    """Replace ``path`` with ``text`` in one step: written beside it, fsynced, then renamed over it. On failure
+    (WriteError naming ``path``) the previous ``path`` is untouched and the temporary file removed."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise write_error(path, exc) from None
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -8,10 +8,16 @@ import sys
 import tracemalloc
 
 import pytest
-
 from conftest import MODELS, run_cli
+
 from specgrad.spec import check_spec, load_spec
-from specgrad.spec.sizes import default_budget, estimate, machine_memory, optimizer_copies, parse_budget
+from specgrad.spec.sizes import (
+    default_budget,
+    estimate,
+    machine_memory,
+    optimizer_copies,
+    parse_budget,
+)
 
 POLY = MODELS / "poly.yaml"
 MOONS = MODELS / "mlp_moons.yaml"

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Self
 
+from specgrad.fileio import WriteError, write_error
+
 LOCK_FILE = ".lock"
 _HOLDER_MAX_BYTES = 4096     # the holder's note is a short JSON line; never read more of a planted file
 
@@ -38,7 +40,7 @@ class RunLock:
         try:
             fd = os.open(self.path, flags, 0o644)
         except OSError as e:
-            raise OSError(e.errno, f"cannot open the run directory's lock file {self.path}: {e.strerror}") from None
+            raise WriteError(e.errno, f"{e.strerror} (the run directory's lock file)", str(self.path)) from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise RunLocked(f"{self.path} is not a regular file; remove it to train into this run directory")
@@ -50,7 +52,10 @@ class RunLock:
                 raise RunLocked(f"the run directory {self.path.parent} is in use by another specgrad train "
                                 f"({_describe(_read_holder(fd))}); wait for it to finish or train into another "
                                 "--run-dir") from None
-            _write_holder(fd)
+            try:
+                _write_holder(fd)
+            except OSError as e:        # a full disk: say which file, as for every file of the run
+                raise write_error(self.path, e) from None
         except BaseException:
             os.close(fd)
             raise

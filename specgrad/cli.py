@@ -50,6 +50,16 @@ def _reported(*errors: type[Exception]):
         raise typer.Exit(1)
 
 
+@contextmanager
+def _numpy_warnings(shown: bool):
+    if shown:
+        yield
+        return
+    import numpy as np
+    with np.errstate(all="ignore"):
+        yield
+
+
 @app.command()
 def validate(
     paths: List[str] = typer.Argument(..., help="Spec files, folders (searched for *.yaml; names starting with _ "
@@ -112,7 +122,8 @@ def train(
     from specgrad.spec import load_spec
     from specgrad.spec.errors import format_diagnostics
 
-    with _reported(RunError, CheckpointError):
+    # --quiet prints nothing but errors: numpy's floating-point warnings (overflow, invalid value) included
+    with _reported(RunError, CheckpointError), _numpy_warnings(shown=not quiet):
         loaded = load_spec(spec, set_)
         if loaded.warnings and not quiet:
             _err(format_diagnostics(loaded.warnings, "text"))

@@ -32,7 +32,11 @@ def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        if os.path.lexists(tmp):
+            tmp.unlink()            # a leftover of a killed writer with our pid, or something planted there
+        # O_EXCL | O_NOFOLLOW: never write through a link someone put in the run directory
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+        with open(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -61,16 +65,26 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         os.fsync(f.fileno())
 
 
+class ReadError(OSError):
+    """A run directory's file that cannot or may not be read; the message names it and says why."""
+
+    def __str__(self) -> str:
+        return f"cannot read {self.filename}: {self.strerror}"
+
+
 def open_regular(path: Path) -> int:
     """A read-only descriptor of ``path`` if it is a regular file reached without following a symlink.
 
     O_NONBLOCK so that opening a FIFO cannot hang; O_NOFOLLOW so that a planted link to /dev/zero, a device
-    or a file outside the run directory is refused instead of read. Raises OSError: ELOOP for a link,
-    EINVAL for anything but a regular file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    or a file outside the run directory is refused instead of read. Raises ReadError (an OSError whose errno
+    is ELOOP for a link, EINVAL for anything but a regular file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ReadError(exc.errno, why_refused(exc), str(path)) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
+            raise ReadError(errno.EINVAL, why_refused(OSError(errno.EINVAL, "")), str(path))
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

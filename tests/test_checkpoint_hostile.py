@@ -4,6 +4,7 @@ Each tampering recomputes the manifest's sha256 (whoever tampers can), so it is 
 must refuse it: before reading a member, its zip entry and npy header are checked against what the spec's
 model expects; only regular files inside the run directory are opened. A refusal is a CheckpointError
 naming the file, and resume falls back to the previous checkpoint as it does for any other damage."""
+import functools
 import hashlib
 import io
 import json
@@ -107,6 +108,7 @@ def test_missing_and_unexpected_members_are_refused(run):
         resume(run)
 
 
+@pytest.mark.slow
 def test_a_str_array_is_a_clear_error_in_eval_too(run):
     for folder in list_checkpoints(run / "checkpoints"):
         tamper(folder, lambda a: a.update({"params/k": np.array(["a"] * 6)}))
@@ -140,44 +142,45 @@ def test_a_permuted_order_still_resumes_bitwise(run, tmp_path):
 
 def deflate_bomb(path: Path, gib: int = 1) -> None:
     """arrays.npz whose 'params/k.npy' is a deflated member of ``gib`` GiB of float64 zeros with a header
-    that agrees (shape [gib * 2**27]): about 1 MB per GiB on disk."""
+    that agrees (shape [gib * 2**27]) and a true CRC: about 1 MB per GiB on disk."""
+    path.write_bytes(_deflate_bomb_bytes(gib))
+
+
+@functools.cache
+def _deflate_bomb_bytes(gib: int) -> bytes:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
                                                   "shape": (gib << 27,)})
-    compressor, chunk, crc = zlib.compressobj(9, zlib.DEFLATED, -15), bytes(64 << 20), 0
-    parts, size = [compressor.compress(header.getvalue())], len(header.getvalue())
+    chunk = bytes(64 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    # after a full flush the compressor starts afresh, so every 64 MiB block of zeros deflates to the same
+    # bytes: compressed once, repeated
+    head = compressor.compress(header.getvalue()) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    repeats = (gib << 30) // len(chunk)
+    body = head + block * repeats + compressor.flush()
     crc = zlib.crc32(header.getvalue())
-    for _ in range((gib << 30) // len(chunk)):
-        parts.append(compressor.compress(chunk))
-        crc, size = zlib.crc32(chunk, crc), size + len(chunk)
-    parts.append(compressor.flush())
-    body = b"".join(parts)
-    info = zipfile.ZipInfo("params/k.npy", date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED
-    # a raw deflate stream with its true CRC and sizes: a consistent entry, as a careful attacker makes it
-    with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
-        zf.writestr(info, b"")          # placeholder entry, rewritten by hand below
-    local = (b"PK\x03\x04" + (45).to_bytes(2, "little") + (0).to_bytes(2, "little")
-             + (8).to_bytes(2, "little") + (0).to_bytes(4, "little") + crc.to_bytes(4, "little")
-             + (0xFFFFFFFF).to_bytes(4, "little") * 2 + len(info.filename).to_bytes(2, "little")
-             + (20).to_bytes(2, "little") + info.filename.encode()
-             + (1).to_bytes(2, "little") + (16).to_bytes(2, "little") + size.to_bytes(8, "little")
-             + len(body).to_bytes(8, "little"))
-    central = (b"PK\x01\x02" + (45).to_bytes(2, "little") + (45).to_bytes(2, "little")
-               + (0).to_bytes(2, "little") + (8).to_bytes(2, "little") + (0).to_bytes(4, "little")
-               + crc.to_bytes(4, "little") + (0xFFFFFFFF).to_bytes(4, "little") * 2
-               + len(info.filename).to_bytes(2, "little") + (20).to_bytes(2, "little")
-               + (0).to_bytes(2, "little") * 3 + (0).to_bytes(4, "little") + (0).to_bytes(4, "little")
-               + info.filename.encode() + (1).to_bytes(2, "little") + (16).to_bytes(2, "little")
-               + size.to_bytes(8, "little") + len(body).to_bytes(8, "little"))
-    end = (b"PK\x05\x06" + (0).to_bytes(4, "little") + (1).to_bytes(2, "little") * 2
-           + len(central).to_bytes(4, "little") + (len(local) + len(body)).to_bytes(4, "little")
-           + (0).to_bytes(2, "little"))
-    path.write_bytes(local + body + central + end)
+    for _ in range(repeats):
+        crc = zlib.crc32(chunk, crc)
+    size = len(header.getvalue()) + repeats * len(chunk)
+    name = b"params/k.npy"
+
+    def u(n, width):
+        return n.to_bytes(width, "little")
+    # a zip64 entry written by hand, sizes and CRC true: a consistent archive, as a careful attacker makes it
+    zip64 = u(1, 2) + u(16, 2) + u(size, 8) + u(len(body), 8)
+    local = (b"PK\x03\x04" + u(45, 2) + u(0, 2) + u(8, 2) + u(0, 4) + u(crc, 4) + u(0xFFFFFFFF, 4) * 2
+             + u(len(name), 2) + u(len(zip64), 2) + name + zip64)
+    central = (b"PK\x01\x02" + u(45, 2) + u(45, 2) + u(0, 2) + u(8, 2) + u(0, 4) + u(crc, 4)
+               + u(0xFFFFFFFF, 4) * 2 + u(len(name), 2) + u(len(zip64), 2) + u(0, 2) * 3 + u(0, 4) + u(0, 4)
+               + name + zip64)
+    end = (b"PK\x05\x06" + u(0, 4) + u(1, 2) * 2 + u(len(central), 4) + u(len(local) + len(body), 4) + u(0, 2))
+    return local + body + central + end
 
 
+@pytest.mark.slow
 def test_the_deflate_bomb_is_a_consistent_archive(tmp_path):
-    """The bomb is real: zipfile agrees on its size and would inflate it (the first MiB, here)."""
+    """The bomb is real: zipfile agrees on its size and inflates it whole, CRC checked, to 1 GiB."""
     deflate_bomb(tmp_path / "bomb.npz")
     assert (tmp_path / "bomb.npz").stat().st_size < 2 << 20
     with zipfile.ZipFile(tmp_path / "bomb.npz") as zf:
@@ -186,9 +189,13 @@ def test_the_deflate_bomb_is_a_consistent_archive(tmp_path):
         with zf.open(info) as member:
             assert np.lib.format.read_magic(member) == (1, 0)
             assert np.lib.format.read_array_header_1_0(member)[0] == (1 << 27,)
-            assert len(member.read(1 << 20)) == 1 << 20
+            inflated = 0
+            while block := member.read(64 << 20):      # to the end: zipfile checks the CRC there
+                inflated += len(block)
+            assert inflated == 8 << 27
 
 
+@pytest.mark.slow
 def test_a_deflate_bomb_is_refused_before_decompression_in_bounded_memory(run):
     for folder in list_checkpoints(run / "checkpoints"):
         deflate_bomb(folder / "arrays.npz")
@@ -248,6 +255,7 @@ def test_special_files_in_a_checkpoint_are_refused_and_fall_back(run, tmp_path, 
                for w in warned), warned
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
 def test_a_special_latest_pointer_neither_hangs_nor_eats_memory(run, tmp_path, kind):
     special(kind, run / "checkpoints" / "latest", tmp_path)
@@ -266,6 +274,7 @@ def test_a_symlinked_checkpoint_folder_is_not_followed(run, tmp_path):
     assert step == 2 and any("latest: names step-00000003, a symbolic link" in w for w in warned), warned
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
 def test_a_special_data_json_is_a_clear_error_in_eval(run, tmp_path, kind):
     special(kind, run / "data.json", tmp_path)
@@ -273,3 +282,25 @@ def test_a_special_data_json_is_a_clear_error_in_eval(run, tmp_path, kind):
                           text=True, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "data.json" in proc.stderr and ("symbolic link" in proc.stderr or "not a regular file" in proc.stderr)
+
+
+# ------------------------------------------------------------------------------------ the run's own files
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_a_special_metrics_log_is_a_clear_error_at_resume(run, tmp_path, kind):
+    special(kind, run / "metrics.jsonl", tmp_path)
+    result = run_cli("train", POLY, *[a for o in OVERRIDES for a in ("--set", o)], "--run-dir", run, "--resume",
+                     "--quiet", timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"cannot read {run / 'metrics.jsonl'}: " in result.stderr, result.stderr
+
+
+def test_the_run_files_are_never_written_through_a_planted_link(tmp_path):
+    from specgrad.fileio import write_atomic
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / f".summary.json.{os.getpid()}.tmp").symlink_to(victim)
+    write_atomic(tmp_path / "run" / "summary.json", "{}\n")
+    assert victim.read_text() == "precious\n" and (tmp_path / "run" / "summary.json").read_text() == "{}\n"

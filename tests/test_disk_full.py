@@ -54,6 +54,7 @@ def test_a_full_disk_names_the_run_file_it_could_not_write(tmp_path, monkeypatch
     assert not list(run_dir.glob(f".{name}.*.tmp"))          # no temporary debris
 
 
+@pytest.mark.slow
 def test_metrics_full_mid_run_keeps_the_checkpoints_and_resume_works(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(app, ["train", str(POLY), *ARGS[:1], "train.steps=10", *ARGS[2:], "--run-dir",

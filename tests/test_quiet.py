@@ -1,6 +1,6 @@
 """`specgrad train --quiet` prints nothing but errors: numpy's own floating-point warnings included."""
 import numpy as np
-
+import pytest
 from conftest import run_cli
 
 SPEC = """specgrad: 1
@@ -19,6 +19,7 @@ train: {steps: 3}
 """
 
 
+@pytest.mark.slow
 def test_numpy_warnings_are_not_printed_under_quiet(tmp_path):
     x = np.linspace(-1, 1, 50)
     x[3], x[4] = 1e308, -1e308           # squaring them to standardize overflows: numpy warns

@@ -44,6 +44,7 @@ def holder_written(run_dir, pid):
         return False
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_holder_and_a_sigkilled_holder_resumes(tmp_path):
     first = start_train(tmp_path, SLOW)
     try:

@@ -39,6 +39,7 @@ def validate_cli(spec, *overrides):
     return proc, (peak if peak > before else None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec, overrides, largest", [
     (MOONS, ["model.nodes.0.h1.units=1000000000"], "'h1' [1000, 1000000000] float64: 7.3 TiB"),
     (POLY, SQUARE, "parameter 'w' [100000, 100000] float64: 74.5 GiB"),
@@ -113,6 +114,7 @@ def test_optimizer_state_is_counted_per_parameter_byte(optimizer, copies):
     assert optimizer_copies(optimizer, spec.model.params) == copies
 
 
+@pytest.mark.slow
 def test_the_estimate_is_close_to_what_training_really_takes(tmp_path):
     """A run dominated by one [5000, 4001] activation: the estimate against the peak RSS of `specgrad train`
     minus that of a tiny run (Python and numpy at rest)."""
@@ -131,9 +133,10 @@ def test_the_estimate_is_close_to_what_training_really_takes(tmp_path):
         assert proc.returncode == 0, proc.stderr
         return int(proc.stdout.split()[-1]) << 10
     measured = peak_rss(big, tmp_path / "big") - peak_rss(["train.steps=2"], tmp_path / "small")
-    assert 0.7 * total < measured < 1.5 * total, (total, measured)
+    assert 0.5 * total < measured < 2 * total, (total, measured)      # "within a small factor" (docs)
 
 
+@pytest.mark.slow
 def test_validate_cli_reports_it_like_any_other_error():
     result = run_cli("validate", POLY, "--set", "data.n=1000000000000", "--format", "github")
     assert result.returncode == 1 and result.stdout.startswith("::error file=")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from specgrad.fileio import WriteError, write_atomic, write_error
+from specgrad.fileio import WriteError, open_regular, write_atomic, write_error
 
 
 def spec_hash(data: dict) -> str:
@@ -98,7 +98,10 @@ def _errors_named(path: Path, log: MetricsLog):
 def metrics_lines(path: Path) -> list[tuple[str, dict]]:
     """Each line of a metrics.jsonl with its record; a torn or damaged line (a killed run) is skipped."""
     out = []
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+    # a regular file only: a run directory may come from elsewhere (a link to /dev/zero would never end)
+    with open(open_regular(Path(path)), encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except ValueError:

@@ -171,6 +171,8 @@ def stand_in_params(params: dict) -> dict[str, np.ndarray]:
 def data_rows(data: dict) -> int | None:
     """Rows of the data set where the spec says (synthetic sources' ``n``); None when only its files know."""
     n = data.get("n")
+    if isinstance(n, float) and n.is_integer():      # JSON Schema lets 1.0e12 pass as an integer
+        n = int(n)
     return n if isinstance(n, int) and not isinstance(n, bool) else None
 
 

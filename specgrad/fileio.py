@@ -80,6 +80,8 @@ def open_regular(path: Path) -> int:
     is ELOOP for a link, EINVAL for anything but a regular file)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise                       # callers tell "missing" from "refused"
     except OSError as exc:
         raise ReadError(exc.errno, why_refused(exc), str(path)) from None
     try:

@@ -2,13 +2,13 @@
 above its memory budget refused with a located error naming the largest tensors. The estimate is checked
 against the peak memory a real training process reaches."""
 import re
-import resource
 import subprocess
 import sys
 import tracemalloc
 
 import pytest
 from conftest import MODELS, run_cli
+from measure import run_measured
 
 from specgrad.spec import check_spec, load_spec
 from specgrad.spec.sizes import (
@@ -27,16 +27,11 @@ SQUARE = ["model.params={w: {shape: [100000, 100000]}, k: {shape: [100000]}}",
 
 
 def validate_cli(spec, *overrides):
-    """`specgrad validate` in a subprocess limited to 4 GiB of address space, and its peak RSS (None when no
-    child ran higher than an earlier one, which the limit then bounds)."""
+    """`specgrad validate` in a subprocess limited to 4 GiB of address space, with its own peak RSS."""
     args = [a for o in overrides for a in ("--set", o)]
     code = ("import resource, sys, runpy; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
             "sys.argv = ['specgrad'] + sys.argv[1:]; runpy.run_module('specgrad.cli', run_name='__main__')")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-c", code, "validate", str(spec), *args], capture_output=True,
-                          text=True, timeout=60, check=False)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return proc, (peak if peak > before else None)
+    return run_measured(["-c", code, "validate", spec, *args])
 
 
 @pytest.mark.slow
@@ -49,13 +44,13 @@ def validate_cli(spec, *overrides):
      "activation 'phi' [200, 100000001] float64: 149.0 GiB"),
 ])
 def test_a_run_too_large_for_the_machine_is_a_located_error_at_validate(spec, overrides, largest):
-    proc, peak_kib = validate_cli(spec, *overrides)
+    proc = validate_cli(spec, *overrides)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr and "MemoryError" not in proc.stdout + proc.stderr
     assert "error: the run needs about" in proc.stdout and "75% of this machine's" in proc.stdout
     assert largest in proc.stdout, proc.stdout
     assert re.match(r"^(\S+\.yaml|--set .*):\d+:\d+: error: the run needs", proc.stdout), proc.stdout
-    assert peak_kib is None or peak_kib < 300 << 10, f"validate peaked at {peak_kib} KiB"
+    assert proc.peak_kib < 300 << 10, f"validate peaked at {proc.peak_kib} KiB"
 
 
 def test_validate_allocates_nothing_the_size_of_the_model():

@@ -2,8 +2,6 @@
 above its memory budget refused with a located error naming the largest tensors. The estimate is checked
 against the peak memory a real training process reaches."""
 import re
-import subprocess
-import sys
 import tracemalloc
 
 import pytest
@@ -117,14 +115,10 @@ def test_the_estimate_is_close_to_what_training_really_takes(tmp_path):
     total, _, _ = estimate(spec.data, spec.model, spec.doc.loc)
 
     def peak_rss(overrides, run_dir):
-        code = ("import resource, sys, runpy; sys.argv = ['specgrad'] + sys.argv[1:]\n"
-                "try:\n    runpy.run_module('specgrad.cli', run_name='__main__')\n"
-                "except SystemExit:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-        args = [a for o in overrides for a in ("--set", o)]
-        proc = subprocess.run([sys.executable, "-c", code, "train", str(POLY), *args, "--run-dir", str(run_dir),
-                               "--quiet"], capture_output=True, text=True, timeout=300, check=False)
-        assert proc.returncode == 0, proc.stderr
-        return int(proc.stdout.split()[-1]) << 10
+        result = run_measured("train", POLY, *[a for o in overrides for a in ("--set", o)], "--run-dir", run_dir,
+                              "--quiet", timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.peak_kib << 10
     measured = peak_rss(big, tmp_path / "big") - peak_rss(["train.steps=2"], tmp_path / "small")
     assert 0.5 * total < measured < 2 * total, (total, measured)      # "within a small factor" (docs)
 

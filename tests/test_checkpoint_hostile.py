@@ -21,7 +21,7 @@ import pytest
 from conftest import MODELS, run_cli
 from measure import run_measured
 
-from specgrad.fileio import write_npz
+from specgrad.base.fileio import write_npz
 from specgrad.run.checkpoint import (
     CheckpointError,
     Expected,
@@ -295,7 +295,7 @@ def test_a_special_metrics_log_is_a_clear_error_at_resume(run, tmp_path, kind):
 
 
 def test_the_run_files_are_never_written_through_a_planted_link(tmp_path):
-    from specgrad.fileio import write_atomic
+    from specgrad.base.fileio import write_atomic
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     (tmp_path / "run").mkdir()

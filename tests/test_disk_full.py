@@ -11,7 +11,7 @@ from conftest import MODELS
 from typer.testing import CliRunner
 
 from specgrad.cli import app
-from specgrad.fileio import WriteError, write_atomic
+from specgrad.base.fileio import WriteError, write_atomic
 
 POLY = MODELS / "poly.yaml"
 ARGS = ["--set", "train.steps=20", "--set", "train.checkpoint={every: 5}"]

@@ -92,9 +92,9 @@ def test_the_default_budget_is_three_quarters_of_the_machine():
                                                ({"type": "rmsprop", "lr": 0.1, "centered": True}, 3)])
 def test_optimizer_state_is_counted_per_parameter_byte(optimizer, copies):
     """Against the arrays the optimizer really allocates for the real parameters (gradient buffer + slots)."""
-    from specgrad.graph.build import init_params
+    from specgrad.model.build import init_params
     from specgrad.optim.optimizers import make_optimizer
-    from specgrad.rng import INIT, stream
+    from specgrad.base.rng import INIT, stream
     spec = load_spec(MOONS)
     params = init_params(spec.model, stream(0, INIT))
     real = make_optimizer(optimizer, params)

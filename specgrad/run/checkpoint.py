@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrad.fileio import open_regular, read_regular, why_refused, write_npz
+from specgrad.base.fileio import open_regular, read_regular, why_refused, write_npz
 
 __all__ = [
     "Checkpoint",

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Self
 
-from specgrad.fileio import WriteError, write_error
+from specgrad.base.fileio import WriteError, write_error
 
 LOCK_FILE = ".lock"
 _HOLDER_MAX_BYTES = 4096     # the holder's note is a short JSON line; never read more of a planted file

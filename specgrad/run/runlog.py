@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from specgrad.fileio import WriteError, open_regular, write_atomic, write_error
+from specgrad.base.fileio import WriteError, open_regular, write_atomic, write_error
 
 
 def spec_hash(data: dict) -> str:

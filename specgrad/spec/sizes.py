@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specgrad.spec.errors import Diagnostic, Location
+from specgrad.base.diagnostics import Diagnostic, Location
 
 Where = Callable[[tuple], Location]
 
@@ -109,7 +109,7 @@ def _describe(node, batch: int, role: str) -> Tensor:
 def peak_activations(outputs, batch: int, role: str) -> tuple[int, list[Tensor]]:
     """The most bytes alive at once when the graph of ``outputs`` runs in node order, each tensor freed after
     its last use (parameters and constants excluded: counted elsewhere, or tiny); and every tensor counted."""
-    from specgrad.graph.ir import ancestors
+    from specgrad.engine.ir import ancestors
     nodes = [n for n in ancestors(outputs) if n.op not in ("param", "const") and n.dtype is not None]
     position = {n.id: i for i, n in enumerate(nodes)}
     last_use = {n.id: len(nodes) for n in outputs}

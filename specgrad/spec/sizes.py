@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from specgrad.base.diagnostics import Diagnostic, Location
+from specgrad.engine.ir import ancestors
+from specgrad.optim.optimizers import make_optimizer
 
 Where = Callable[[tuple], Location]
 
@@ -109,7 +111,6 @@ def _describe(node, batch: int, role: str) -> Tensor:
 def peak_activations(outputs, batch: int, role: str) -> tuple[int, list[Tensor]]:
     """The most bytes alive at once when the graph of ``outputs`` runs in node order, each tensor freed after
     its last use (parameters and constants excluded: counted elsewhere, or tiny); and every tensor counted."""
-    from specgrad.engine.ir import ancestors
     nodes = [n for n in ancestors(outputs) if n.op not in ("param", "const") and n.dtype is not None]
     position = {n.id: i for i, n in enumerate(nodes)}
     last_use = {n.id: len(nodes) for n in outputs}
@@ -133,7 +134,6 @@ def peak_activations(outputs, batch: int, role: str) -> tuple[int, list[Tensor]]
 def optimizer_copies(settings: dict, params: dict) -> int:
     """Bytes the optimizer allocates per byte of parameters (its slots, gradient buffers, scratch), measured
     on one-element stand-ins of each parameter, so that nothing the size of the model is allocated."""
-    from specgrad.optim.optimizers import make_optimizer
     stand_ins = stand_in_params(params)
     try:
         optimizer = make_optimizer(settings, stand_ins)

@@ -82,6 +82,16 @@ def _reported(*errors: type[Exception], echo: bool = True):
         raise typer.Exit(1)
 
 
+@contextmanager
+def _numpy_warnings(shown: bool):
+    if shown:
+        yield
+        return
+    import numpy as np
+    with np.errstate(all="ignore"):
+        yield
+
+
 @app.command()
 def validate(
     paths: List[str] = typer.Argument(..., help="Spec files, folders (searched for *.yaml; names starting with _ "
@@ -163,7 +173,8 @@ def train(
     _check_overrides([spec], set_)
     first = launched_rank() in (None, 0)     # rank 0 of an MPI job speaks for all (each would say the same)
     quiet = quiet or not first
-    with _reported(RunError, CheckpointError, DistributedError, echo=first):
+    # --quiet prints nothing but errors: numpy's floating-point warnings (overflow, invalid value) included
+    with _reported(RunError, CheckpointError, DistributedError, echo=first), _numpy_warnings(shown=not quiet):
         comm = connect()
         loaded = load_spec(spec, set_, root)
         if loaded.warnings and not quiet:

@@ -91,7 +91,8 @@ def test_train_writes_the_run_directory(tmp_path):
     result = run_cli("train", MODELS / "poly.yaml", "--set", "train.steps=300", "--run-dir", run)
     assert result.returncode == 0, result.stderr
     assert "completed: 300 steps" in result.stdout
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "data.json", "metrics.jsonl", "spec.yaml", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoints", "data.json", "metrics.jsonl", "spec.yaml",
+                                                     "summary.json"]
     assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step")] == ["step-00000300"]
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["step"] == 300 and {"step", "epoch", "loss", "lr", "grad_norm"} <= set(lines[-1])

@@ -1,7 +1,9 @@
 """Writing files so that a reader never sees half of one: shared by the run directory, the data state and
-``predict``. (Checkpoints add fsynced folders and a manifest on top: specgrad/run/checkpoint.py.)"""
+``predict``. (Checkpoints add fsynced folders and a manifest on top: specgrad/run/checkpoint.py.) And reading
+a run directory's small files as untrusted input: regular files only, never through a link, size-capped."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import zipfile
@@ -23,15 +25,39 @@ def not_regular(mode: int) -> str | None:
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)     # fixed, so identical arrays give byte-identical archives
 
 
+class WriteError(OSError):
+    """Writing a file failed (a full disk, a read-only one...): the message names the file the user knows,
+    never a temporary name beside it."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+def write_error(path: Path, exc: OSError) -> WriteError:
+    return WriteError(exc.errno, exc.strerror or str(exc), str(path))
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step: written beside it, fsynced, then renamed over it."""
+    """Replace ``path`` with ``text`` in one step: written beside it, fsynced, then renamed over it. On failure
+    (WriteError naming ``path``) the previous ``path`` is untouched and the temporary file removed."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        if os.path.lexists(tmp):
+            tmp.unlink()            # a leftover of a killed writer with our pid, or something planted there
+        # O_EXCL | O_NOFOLLOW: never write through a link someone put in the run directory
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise write_error(path, exc) from None
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -48,3 +74,51 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
                     np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
+
+
+class ReadError(OSError):
+    """A run directory's file that cannot or may not be read; the message names it and says why."""
+
+    def __str__(self) -> str:
+        return f"cannot read {self.filename}: {self.strerror}"
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file reached without following a symlink.
+
+    O_NONBLOCK so that opening a FIFO cannot hang; O_NOFOLLOW so that a planted link to /dev/zero, a device
+    or a file outside the run directory is refused instead of read. Raises ReadError (an OSError whose errno
+    is ELOOP for a link, EINVAL for anything but a regular file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise                       # callers tell "missing" from "refused"
+    except OSError as exc:
+        raise ReadError(exc.errno, why_refused(exc), str(path)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ReadError(errno.EINVAL, why_refused(OSError(errno.EINVAL, "")), str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The whole of a regular file of at most ``limit`` bytes: OSError as ``open_regular``, ValueError when
+    it is larger (only ``limit + 1`` bytes are ever read)."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
+
+
+def why_refused(exc: OSError) -> str:
+    """``open_regular``'s refusals in words."""
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link (refused: only regular files inside the run directory are read)"
+    if exc.errno == errno.EINVAL:
+        return "not a regular file (refused)"
+    return exc.strerror or str(exc)

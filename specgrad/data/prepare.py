@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from specgrad.data.registry import DataError
-from specgrad.base.fileio import write_atomic
+from specgrad.base.fileio import read_regular, write_atomic
 from specgrad.data.sources import load_splits
 from specgrad.model.losses import make_loss
 from specgrad.base.diagnostics import Diagnostic, SpecError
 
 RUN_FILE = "data.json"
+DATA_STATE_MAX_BYTES = 16 << 20      # a folder and per-field mean/std: kilobytes
 
 
 @dataclass
@@ -78,7 +79,7 @@ def load_run_data_state(run_dir: Path) -> tuple[Path, Standardizer]:
     """The data folder and the standardization a run was trained with."""
     path = Path(run_dir) / RUN_FILE
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(read_regular(path, DATA_STATE_MAX_BYTES))     # a run directory may be hostile
         return Path(state["base_dir"]), Standardizer.from_json(state["standardize"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"cannot read {path}: {e}") from None

@@ -20,6 +20,11 @@ Why it is built this way:
   checkpoint (with a warning) rather than letting training silently restart from step 0.
 * Every failure surfaces as :class:`CheckpointError` naming the folder, the file and the problem,
   so callers need exactly one ``except``.
+* A checkpoint may come from untrusted hands (copied between machines), so loading is bounded: only
+  regular files are opened, never through a symlink (a ``latest`` pointing at /dev/zero or a FIFO is
+  refused, not read); JSON files have a size cap; every ``.npy`` member is checked from its zip and npy
+  headers -- stored uncompressed, a plain numeric dtype, and, when the caller says what the model
+  expects (:class:`Expected`), exactly that shape and dtype -- before a byte of its data is read.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable
@@ -39,11 +45,12 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrad.base.fileio import write_npz
+from specgrad.base.fileio import open_regular, read_regular, why_refused, write_npz
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "Expected",
     "FORMAT_VERSION",
     "latest_checkpoint",
     "list_checkpoints",
@@ -64,10 +71,31 @@ _DEBRIS_DIR = re.compile(r"\.(?:tmp|old)-step-\d{8,}-(\d+)")
 _DEBRIS_LATEST = re.compile(r"\.latest-(\d+)\.tmp")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
+# Caps on what a loader reads from files that are small by construction; a larger one is damage or hostile.
+_LATEST_MAX_BYTES = 4096
+_MANIFEST_MAX_BYTES = 1 << 20
+_STATE_MAX_BYTES = 64 << 20          # holds the resolved spec, itself capped at 10 MiB as a file
+_NPY_HEADER_MAX_BYTES = 1 << 16      # numpy's own limit for a version 1.0 header
+_ZIP_ENTRY_OVERHEAD = 1024           # local + central headers, zip64 extras, per member, beyond its name
+_NUMERIC_KINDS = "biuf"              # bool, signed, unsigned, float: all a checkpoint ever holds
 
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be written or loaded; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What one array of a checkpoint must be for the model that loads it; ``check`` may look at the values
+    (a batch order must be a permutation) and returns the problem, or None."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    check: Callable[[np.ndarray], str | None] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 
 @dataclass
@@ -288,14 +316,24 @@ def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"checkpoint {path}: {problem}")
 
 
+def _is_real_dir(path: Path) -> bool:
+    """A directory, not a symlink to one (a planted link could point anywhere on the machine)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _read_manifest(path: Path) -> tuple[int, dict[str, str]]:
     manifest_path = path / MANIFEST_FILE
     try:
-        raw = manifest_path.read_bytes()
+        raw = read_regular(manifest_path, _MANIFEST_MAX_BYTES)
     except FileNotFoundError:
         raise _fail(path, f"{MANIFEST_FILE}: missing (incomplete or damaged checkpoint)") from None
     except OSError as exc:
-        raise _fail(path, f"{MANIFEST_FILE}: unreadable ({exc})") from exc
+        raise _fail(path, f"{MANIFEST_FILE}: {why_refused(exc)}") from exc
+    except ValueError as exc:
+        raise _fail(path, f"{MANIFEST_FILE}: {exc} (damaged)") from exc
     try:
         manifest = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -324,75 +362,110 @@ def _read_manifest(path: Path) -> tuple[int, dict[str, str]]:
     return step, files
 
 
-def _verify_files(path: Path, files: dict[str, str]) -> None:
+def _verify_files(path: Path, files: dict[str, str], limits: dict[str, int]) -> None:
+    """Each listed file is a regular file within its size limit whose sha256 is the manifest's."""
     for fname, expected in files.items():
         try:
-            actual = _sha256_of(path / fname)
+            fd = open_regular(path / fname)
         except FileNotFoundError:
             raise _fail(path, f"{fname}: missing") from None
         except OSError as exc:
-            raise _fail(path, f"{fname}: unreadable ({exc})") from exc
-        if actual != expected:
+            raise _fail(path, f"{fname}: {why_refused(exc)}") from exc
+        with os.fdopen(fd, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            limit = limits.get(fname, _STATE_MAX_BYTES)
+            if size > limit:
+                raise _fail(path, f"{fname}: {size} bytes, more than the {limit} this model's checkpoint can take")
+            digest = hashlib.sha256()
+            try:
+                while chunk := f.read(_CHUNK):
+                    digest.update(chunk)
+            except OSError as exc:
+                raise _fail(path, f"{fname}: unreadable ({exc})") from exc
+        if digest.hexdigest() != expected:
             raise _fail(path, f"{fname}: sha256 mismatch (file damaged)")
 
 
-def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
-    """Read one ``.npy`` member, checking its header before numpy allocates anything."""
+def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
+                 expected: Expected | None) -> np.ndarray:
+    """Read one ``.npy`` member, after its zip entry and npy header have been checked: nothing is decompressed
+    and nothing is allocated for an array that is not what it should be."""
+    name = f"{ARRAYS_FILE}: {info.filename!r}"
+    if info.compress_type != zipfile.ZIP_STORED:
+        # specgrad never compresses; a deflated member is how a 2 MB file becomes gigabytes in memory
+        raise _fail(path, f"{name} is compressed (refused: checkpoints are stored uncompressed)")
+    if expected is not None and info.file_size > expected.nbytes + _NPY_HEADER_MAX_BYTES:
+        raise _fail(path, f"{name}: {info.file_size} bytes, but {_show(expected)} takes {expected.nbytes}")
     with zf.open(info) as member:
         version = np.lib.format.read_magic(member)
-        if version in ((1, 0), (2, 0)):
-            read_header = (
-                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            )
-            shape, _fortran, dtype = read_header(member)
-            if dtype.hasobject:
-                raise _fail(path, f"{ARRAYS_FILE}: {info.filename!r} is an object array (pickle refused)")
-            expected = math.prod(shape) * dtype.itemsize
-            if info.file_size - member.tell() != expected:
-                raise _fail(path, f"{ARRAYS_FILE}: {info.filename!r}: data size does not match its header")
+        if version not in ((1, 0), (2, 0)):
+            raise _fail(path, f"{name}: unsupported npy format version {version}")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _fortran, dtype = read_header(member)
+        if dtype.hasobject:
+            raise _fail(path, f"{name} is an object array (pickle refused)")
+        if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            raise _fail(path, f"{name} has dtype {dtype.str!r} (refused: only plain numbers are stored)")
+        if expected is not None and (tuple(shape) != tuple(expected.shape) or dtype != np.dtype(expected.dtype)):
+            raise _fail(path, f"{name} is {_show(Expected(tuple(shape), dtype))}; this model expects "
+                              f"{_show(expected)}")
+        if info.file_size - member.tell() != math.prod(shape) * dtype.itemsize:
+            raise _fail(path, f"{name}: data size does not match its header")
         # Re-read from the start: read_array parses the header itself.
         member.seek(0)
-        try:
-            return np.lib.format.read_array(member, allow_pickle=False)
-        except ValueError as exc:
-            if "pickle" in str(exc) or "Object arrays" in str(exc):
-                raise _fail(path, f"{ARRAYS_FILE}: {info.filename!r} is an object array (pickle refused)") from exc
-            raise
+        array = np.lib.format.read_array(member, allow_pickle=False)
+    problem = expected.check(array) if expected is not None and expected.check is not None else None
+    if problem is not None:
+        raise _fail(path, f"{name}: {problem}")
+    return array
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Parse ``arrays.npz`` (the format ``np.savez`` writes), never unpickling.
+def _show(expected: Expected) -> str:
+    return f"{np.dtype(expected.dtype).name}{list(expected.shape)}"
+
+
+def _read_arrays(path: Path, fd: int, expected: dict[str, Expected] | None, partial: bool) -> dict[str, np.ndarray]:
+    """Parse ``arrays.npz`` (the format ``np.savez`` writes, read from the open ``fd``), never unpickling.
 
     Members are read by their exact names with ``np.lib.format.read_array(allow_pickle=False)``
     (what ``np.load`` uses) because ``NpzFile`` lookup is ambiguous for keys such as ``"a"`` and
-    ``"a.npy"``.  Any parser exception is turned into :class:`CheckpointError`: the contract is
-    that a damaged file never leaks another exception type.
+    ``"a.npy"``.  With ``expected``, every member must be one of them with its shape and dtype, and every
+    one must be there; ``partial`` skips (without reading) members not in ``expected``.  Any parser
+    exception is turned into :class:`CheckpointError`: a damaged file never leaks another exception type.
     """
     arrays: dict[str, np.ndarray] = {}
     try:
-        with zipfile.ZipFile(path / ARRAYS_FILE) as zf:
+        with os.fdopen(os.dup(fd), "rb") as f, zipfile.ZipFile(f) as zf:
+            seen: set[str] = set()
             for info in zf.infolist():
                 if not info.filename.endswith(".npy") or info.is_dir():
                     raise _fail(path, f"{ARRAYS_FILE}: unexpected member {info.filename!r}")
                 key = info.filename[: -len(".npy")]
-                if key in arrays:
+                if key in seen:
                     raise _fail(path, f"{ARRAYS_FILE}: duplicate member {info.filename!r}")
-                array = _read_member(path, zf, info)
-                if array.dtype.hasobject:
-                    raise _fail(path, f"{ARRAYS_FILE}: {info.filename!r} is an object array (pickle refused)")
-                arrays[key] = array
+                seen.add(key)
+                if expected is not None and key not in expected:
+                    if partial:
+                        continue
+                    raise _fail(path, f"{ARRAYS_FILE}: unexpected member {info.filename!r} (not part of this model)")
+                arrays[key] = _read_member(path, zf, info, None if expected is None else expected[key])
     except CheckpointError:
         raise
     except Exception as exc:  # zipfile/numpy raise many types on garbage; report them all the same way
         raise _fail(path, f"{ARRAYS_FILE}: not a readable npz archive ({type(exc).__name__}: {exc})") from exc
+    missing = sorted(set(expected or ()) - set(arrays))
+    if missing:
+        raise _fail(path, f"{ARRAYS_FILE}: has no {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                          "(this model needs it)")
     return arrays
 
 
 def _read_state(path: Path) -> dict:
     try:
-        state = json.loads((path / STATE_FILE).read_bytes())
+        state = json.loads(read_regular(path / STATE_FILE, _STATE_MAX_BYTES))
     except OSError as exc:
-        raise _fail(path, f"{STATE_FILE}: unreadable ({exc})") from exc
+        raise _fail(path, f"{STATE_FILE}: {why_refused(exc)}") from exc
     except (ValueError, RecursionError) as exc:
         raise _fail(path, f"{STATE_FILE}: not valid JSON ({exc})") from exc
     if not isinstance(state, dict):
@@ -400,14 +473,30 @@ def _read_state(path: Path) -> dict:
     return state
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Load and verify one checkpoint folder; any problem raises :class:`CheckpointError`."""
+def load_checkpoint(path: Path, expected: dict[str, Expected] | None = None, partial: bool = False) -> Checkpoint:
+    """Load and verify one checkpoint folder; any problem raises :class:`CheckpointError`.
+
+    ``expected``: the arrays the loading model needs, by key, with their shapes and dtypes; each member is
+    checked against it before its data is read, and arrays.npz may be no larger than they take. Without
+    ``partial`` the archive must hold exactly these; with it, other members are skipped unread (``eval``
+    needs the parameters, not the optimizer's moments)."""
     path = Path(path)
-    if not path.is_dir():
-        raise _fail(path, "not a checkpoint folder (missing or not a directory)")
+    if not _is_real_dir(path):
+        raise _fail(path, "not a checkpoint folder (missing, not a directory, or a symbolic link)")
     step, files = _read_manifest(path)
-    _verify_files(path, files)
-    arrays = _read_arrays(path)
+    limits = {MANIFEST_FILE: _MANIFEST_MAX_BYTES, STATE_FILE: _STATE_MAX_BYTES}
+    if expected is not None and not partial:
+        limits[ARRAYS_FILE] = 1024 + sum(e.nbytes + _NPY_HEADER_MAX_BYTES + _ZIP_ENTRY_OVERHEAD + 2 * len(k)
+                                         for k, e in expected.items())
+    _verify_files(path, files, limits)
+    try:
+        fd = open_regular(path / ARRAYS_FILE)
+    except OSError as exc:
+        raise _fail(path, f"{ARRAYS_FILE}: {why_refused(exc)}") from exc
+    try:
+        arrays = _read_arrays(path, fd, expected, partial)
+    finally:
+        os.close(fd)
     state = _read_state(path)
     return Checkpoint(path=path, step=step, arrays=arrays, state=state)
 
@@ -439,10 +528,12 @@ def list_checkpoints(root: Path) -> list[Path]:
 def _read_latest_name(root: Path) -> tuple[str | None, str | None]:
     """The folder name in ``root/latest`` and, if the file is present but unusable, why."""
     try:
-        text = (root / LATEST_FILE).read_text(encoding="utf-8")
+        text = read_regular(root / LATEST_FILE, _LATEST_MAX_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None, None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        return None, why_refused(exc)
+    except ValueError as exc:
         return None, f"unreadable ({exc})"
     name = text.strip()
     if _step_of(name) is None:
@@ -454,7 +545,8 @@ def _default_warn(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn) -> Checkpoint | None:
+def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn,
+                      expected: dict[str, Expected] | None = None, partial: bool = False) -> Checkpoint | None:
     """Load the newest good checkpoint under ``root``, or None if there are none at all.
 
     Tries the folder named by ``root/latest`` first, then every other complete folder newest
@@ -462,14 +554,19 @@ def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn) -
     exist but none loads, raises :class:`CheckpointError` rather than letting a run restart from 0.
     """
     root = Path(root)
+    if os.path.islink(root):
+        raise CheckpointError(f"checkpoint root {root}: a symbolic link (refused: only folders inside the run "
+                              "directory are read)")
     complete = list_checkpoints(root)
     candidates = list(reversed(complete))
     latest_name, latest_problem = _read_latest_name(root)
     if latest_name is not None:
         named = root / latest_name
-        if named.is_dir():
+        if _is_real_dir(named):
             # Even without a manifest it goes first: its load error is what the user must see.
             candidates = [named] + [p for p in candidates if p.name != latest_name]
+        elif os.path.islink(named):
+            latest_problem = f"names {latest_name}, a symbolic link (refused: only folders inside the run directory)"
         else:
             latest_problem = f"names {latest_name}, which does not exist"
     if not candidates:
@@ -479,7 +576,7 @@ def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn) -
     problems: list[str] = []
     for index, path in enumerate(candidates):
         try:
-            return load_checkpoint(path)
+            return load_checkpoint(path, expected, partial)
         except CheckpointError as exc:
             problems.append(str(exc))
             if index + 1 < len(candidates):
@@ -487,14 +584,16 @@ def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn) -
     raise CheckpointError(f"no loadable checkpoint in {root}:\n  " + "\n  ".join(problems))
 
 
-def checkpoint_at(root: Path, step: int) -> Checkpoint:
-    """Load the checkpoint of ``step`` under ``root``; a CheckpointError lists the steps there are if none."""
+def checkpoint_at(root: Path, step: int, expected: dict[str, Expected] | None = None,
+                  partial: bool = False) -> Checkpoint:
+    """Load the checkpoint of ``step`` under ``root`` (checked as ``load_checkpoint`` checks); a CheckpointError
+    lists the steps there are if none."""
     path = Path(root) / _dir_name(step)
     if not path.is_dir():
         steps = [_step_of(p.name) for p in list_checkpoints(root)]
         raise CheckpointError(f"{root} has no checkpoint of step {step} (it has "
                               f"{', '.join(map(str, steps)) or 'none'})")
-    return load_checkpoint(path)
+    return load_checkpoint(path, expected, partial)
 
 
 def prune_checkpoints(root: Path, keep: Iterable[Path]) -> None:

@@ -21,7 +21,7 @@ from specgrad.data.sources import reshape_rows
 from specgrad.base.fileio import write_npz
 from specgrad.model.losses import make_loss
 from specgrad.model.metrics import evaluate
-from specgrad.run.checkpoint import checkpoint_at, latest_checkpoint
+from specgrad.run.checkpoint import Expected, checkpoint_at, latest_checkpoint
 from specgrad.run.runlog import spec_hash
 from specgrad.spec import Spec, load_spec
 
@@ -53,8 +53,12 @@ def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None, 
         base_dir, standardizer = load_run_data_state(run_dir)
     except DataError as e:
         raise RunFileError(str(e)) from None
-    ckpt = (latest_checkpoint(run_dir / "checkpoints", warn=warn) if step is None
-            else checkpoint_at(run_dir / "checkpoints", step))
+    # only the arrays evaluation needs, each checked against the model before it is read
+    expected = {f"{kind}/{name}": Expected(tuple(node.shape), node.dtype)
+                for kind, nodes in (("params", spec.model.params), ("state", spec.model.state))
+                for name, node in nodes.items()}
+    ckpt = (latest_checkpoint(run_dir / "checkpoints", warn=warn, expected=expected, partial=True) if step is None
+            else checkpoint_at(run_dir / "checkpoints", step, expected=expected, partial=True))
     if ckpt is None:
         raise RunFileError(f"{run_dir} has no checkpoint to evaluate")
     if ckpt.state.get("spec_hash") != spec_hash(spec.data):

@@ -4,11 +4,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
-from specgrad.base.fileio import write_atomic
+from specgrad.base.fileio import WriteError, open_regular, write_atomic, write_error
 
 
 def spec_hash(data: dict) -> str:
@@ -47,32 +48,60 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 class MetricsLog:
     """Appends one JSON object per logged step; on resume, drops the lines past the checkpoint's step so the
-    log reads exactly as if the run had never stopped."""
+    log reads exactly as if the run had never stopped. A failed write (a full disk) is a WriteError naming
+    the file."""
 
     def __init__(self, path: Path, resume_step: int | None = None):
         self.path = path
         if resume_step is not None and path.exists():
             kept = [line for line, record in metrics_lines(path) if record["step"] <= resume_step]
             write_atomic(path, "".join(line + "\n" for line in kept))
-        elif resume_step is None and path.exists():
-            path.unlink()
-        self.file = open(path, "a", encoding="utf-8")
+        with self._named():
+            if resume_step is None and path.exists():
+                path.unlink()
+            self.file = open(path, "a", encoding="utf-8")
+
+    failed = False      # a write failed and was reported: closing does not report it again
+
+    def _named(self):
+        return _errors_named(self.path, self)
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
+        with self._named():
+            self.file.write(json.dumps(record) + "\n")
 
     def flush(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        with self._named():
+            self.file.flush()
+            os.fsync(self.file.fileno())
 
     def close(self) -> None:
-        self.file.close()
+        if self.failed:
+            try:
+                self.file.close()
+            except OSError:
+                pass        # what a failed write left in the buffer: that failure was reported
+            return
+        with self._named():
+            self.file.close()
+
+
+@contextmanager
+def _errors_named(path: Path, log: MetricsLog):
+    try:
+        yield
+    except OSError as exc:
+        log.failed = True
+        raise (exc if isinstance(exc, WriteError) else write_error(path, exc)) from None
 
 
 def metrics_lines(path: Path) -> list[tuple[str, dict]]:
     """Each line of a metrics.jsonl with its record; a torn or damaged line (a killed run) is skipped."""
     out = []
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+    # a regular file only: a run directory may come from elsewhere (a link to /dev/zero would never end)
+    with open(open_regular(Path(path)), encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except ValueError:

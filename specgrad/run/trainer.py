@@ -28,14 +28,9 @@ from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
 from specgrad.run.batches import Batches
-from specgrad.run.checkpoint import (
-    CheckpointError,
-    latest_checkpoint,
-    list_checkpoints,
-    prune_checkpoints,
-    save_checkpoint,
-)
+from specgrad.run.checkpoint import CheckpointError, Expected, latest_checkpoint, list_checkpoints, prune_checkpoints, save_checkpoint
 from specgrad.run.distributed import Communicator, ShardedRun
+from specgrad.run.lock import RunLock, RunLocked
 from specgrad.run.retention import improved, to_keep
 from specgrad.run.runlog import (
     MetricsLog,
@@ -245,9 +240,28 @@ class Trainer:
         if pruning:     # only now that the new checkpoint is complete
             prune_checkpoints(root, [root / f"step-{s:08d}" for s in self.saved])
 
+    def _expected_arrays(self) -> dict[str, Expected]:
+        """Every array a checkpoint of this run holds, with the shape and dtype this model gives it: what a
+        checkpoint is checked against before any of its data is read (a copied-in one may be hostile)."""
+        order, _ = self.batches.state()
+        n = self.batches.n
+        arrays = {f"params/{k}": v for k, v in self.params.items()}
+        arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_arrays().items()})
+        arrays.update(self.train_step.state_arrays())
+        expected = {k: Expected(v.shape, v.dtype) for k, v in arrays.items()}
+
+        def permutation(saved: np.ndarray) -> str | None:
+            # a mid-epoch resume indexes the data with it: anything but a permutation of the rows is damage
+            if saved.size and (saved.min() < 0 or saved.max() >= n or np.unique(saved).size != n):
+                return f"the batch order is not a permutation of the data's {n} rows"
+            return None
+        expected["order"] = Expected(order.shape, order.dtype, permutation)
+        return expected
+
     def _restore(self) -> int:
         try:
-            ckpt = latest_checkpoint(self.run_dir / "checkpoints", warn=self.hooks.on_warning)
+            ckpt = latest_checkpoint(self.run_dir / "checkpoints", warn=self.hooks.on_warning,
+                                     expected=self._expected_arrays())
         except CheckpointError as e:
             raise RunError(str(e)) from None
         if ckpt is None:
@@ -332,11 +346,23 @@ class Trainer:
     def run(self, resume: bool = False) -> dict:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunError(f"the run directory {self.run_dir} is a file")
+        if not self.root:           # rank 0 of a data-parallel run holds the run directory for every process
+            return self._run(resume)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = RunLock(self.run_dir)
+            lock.__enter__()
+        except RunLocked as e:
+            raise RunError(str(e)) from None
+        try:            # held until the run ends, however it ends; the kernel drops it if this process dies
+            return self._run(resume)
+        finally:
+            lock.__exit__()
+
+    def _run(self, resume: bool) -> dict:
         if not resume and list_checkpoints(self.run_dir / "checkpoints"):
             raise RunError(f"{self.run_dir} already holds a run; continue it with --resume, or train into "
                            "another --run-dir")
-        if self.root:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         start = self._restore() if resume else 0
         if not resume and self.root:
             write_spec(self.run_dir, self.resolved, __version__)

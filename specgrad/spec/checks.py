@@ -13,6 +13,7 @@ from specgrad.model.metrics import check_metrics, metric_name
 from specgrad.optim.optimizers import OPTIMIZERS, make_optimizer
 from specgrad.optim.schedules import make_schedule
 from specgrad.spec.settings import Train, parse
+from specgrad.spec.sizes import memory_diagnostics, stand_in_params
 
 Where = Callable[[tuple], Location]
 
@@ -25,10 +26,8 @@ def train_diagnostics(data: dict, model, loc: Where, broken: set[str] = frozense
 
 def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
     """The optimizer checks its own settings: nesterov needs momentum, groups must match parameters."""
-    import numpy as np
-
     try:
-        make_optimizer(data["optimizer"], {n: np.zeros(p.shape, p.dtype) for n, p in model.params.items()})
+        make_optimizer(data["optimizer"], stand_in_params(model.params))    # never the model's real size
     except ValueError as e:
         return [Diagnostic(f"optimizer: {e}", loc(("optimizer",)))]
     return []
@@ -94,7 +93,11 @@ def _validation(data: dict, model, loc: Where) -> list[Diagnostic]:
     return errors
 
 
+def _memory(data: dict, model, loc: Where) -> list[Diagnostic]:
+    return memory_diagnostics(data, model, loc)
+
+
 # each check, with the sections it reads (the model stands for model and loss, which built)
 CHECKS = [({"optimizer"}, _optimizer), ({"optimizer", "schedule"}, _schedule), ({"optimizer", "train"}, _full_batch),
           ({"metrics"}, _metrics), ({"data"}, _standardize),
-          ({"train", "data", "metrics"}, _validation)]
+          ({"train", "data", "metrics"}, _validation), ({"train", "data", "optimizer"}, _memory)]

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping
 
 from specgrad.base.components import POSITIVE
 from specgrad.engine.ir import DEFAULT_DTYPE
+from specgrad.spec.sizes import MEMORY_BUDGET
 
 COUNT = {"type": "integer", "minimum": 1}
 
@@ -98,6 +99,8 @@ class Train:
                                  "on a non-finite loss or gradient: stop (save the last finite state), skip the "
                                  "step, or fail at once", "stop")
     log_every: int = setting(COUNT, "write every Nth step to metrics.jsonl", 1)
+    memory_budget: int | str | None = setting(
+        {k: v for k, v in MEMORY_BUDGET.items() if k != "description"}, MEMORY_BUDGET["description"])
     distributed: Distributed = nested(Distributed, "data-parallel training under mpiexec", Distributed)
     remat: bool = setting({"type": "boolean"}, "gradient checkpointing: recompute activations in the backward "
                           "pass instead of keeping them (less memory, about one more forward pass)", False)

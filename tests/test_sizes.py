@@ -128,3 +128,10 @@ def test_validate_cli_reports_it_like_any_other_error():
     result = run_cli("validate", POLY, "--set", "data.n=1000000000000", "--format", "github")
     assert result.returncode == 1 and result.stdout.startswith("::error file=")
     assert "data field 'x' [1000000000000] float64" in result.stdout
+
+
+def test_an_estimate_beyond_a_float_is_reported_not_raised():
+    """Sizes are exact Python ints, so a hostile shape can exceed what a float holds: still a message."""
+    from specgrad.spec.sizes import human
+    assert human(10 ** 400) == "more than 10^12 PiB"
+    assert human(5 * 1024 ** 3) == "5.0 GiB"

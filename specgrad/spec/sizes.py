@@ -85,6 +85,9 @@ def default_budget() -> tuple[int | None, str]:
 
 
 def human(nbytes: float) -> str:
+    """``nbytes`` in B, KiB ... PiB; an estimate beyond what a float holds (sizes are exact Python ints) says so."""
+    if nbytes >= 1024 ** 6 * 10 ** 12:
+        return "more than 10^12 PiB"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if nbytes < 1024 or unit == "PiB":
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"

@@ -57,9 +57,11 @@ def validate(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     format: Format = typer.Option(Format.text, "--format", help="text, json (one object per line) or github."),
 ):
-    """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col."""
+    """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col.
+    A sweep file is checked with every point of its grid and the corners of its ranges."""
     from specgrad.spec import check_spec, find_spec_files
     from specgrad.spec.errors import format_diagnostics
+    from specgrad.sweep.file import check_sweep, is_sweep_file
 
     files, unmatched = find_spec_files(paths)
     if unmatched:
@@ -68,7 +70,7 @@ def validate(
     failed = 0
     for f in files:
         with _reported():
-            ok, diags = check_spec(f, set_)
+            ok, diags = check_sweep(f) if is_sweep_file(f) else check_spec(f, set_)
         _collect_from_here()          # the first spec imported and built everything the others need
         failed += not ok
         if diags:
@@ -283,6 +285,44 @@ def plot(
     with _reported(PlotError):
         path = plot_run(run_dir, output)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="The sweep file (see docs/experiments.md)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes here (default: the "
+                                          "sweep file's workers, else 1)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="The study's database URL, shared by every "
+                                          "machine (default: sqlite in the sweep's folder)."),
+    sweep_dir: Optional[Path] = typer.Option(None, "--dir", help="Where trial run directories go "
+                                             "(default runs/sweeps/NAME)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors and the result."),
+):
+    """Run a sweep: every point checked first, then trials (ordinary run directories) in worker processes,
+    until the study has its trials. Run it again after a kill: finished trials stay, interrupted ones resume."""
+    from specgrad.sweep.file import check_sweep, load_sweep
+    from specgrad.sweep.launch import run_sweep
+    from specgrad.sweep.options import SweepDependencyError
+    from specgrad.sweep.progress import SweepView
+    from specgrad.sweep.study import StudyError
+    from specgrad.spec.errors import SpecError
+
+    with _reported(SweepDependencyError, StudyError):
+        ok, diags = check_sweep(sweep_file)
+        if not ok:
+            raise SpecError(diags)
+        spec = load_sweep(sweep_file)
+        with SweepView(spec, typer.echo, quiet) as view:
+            outcome = run_sweep(spec, workers, storage, sweep_dir, view.update)
+    c, best = outcome.counts, outcome.best
+    typer.echo(f"{c['done']} completed, {c['pruned']} pruned, {c['failed']} failed of {c['target']} trials in "
+               f"{outcome.sweep_dir}" + (f"; {outcome.retried} interrupted trial(s) resumed" if outcome.retried else ""))
+    if best:
+        typer.echo(f"best: trial {best['number']} {spec.metric} {best['value']:.6g} -> {best['run_dir']}")
+    if any(outcome.worker_codes):
+        _err(f"error: a worker failed (exit codes {outcome.worker_codes}); see {outcome.sweep_dir}/workers.log")
+    finished = c["done"] + c["pruned"] + c["failed"] >= c["target"]
+    raise typer.Exit(0 if finished and not any(outcome.worker_codes) else 1)
 
 
 def main():

@@ -46,6 +46,8 @@ class Hooks:
     on_start: Callable[[int, int], None] = lambda start, total: None
     on_step: Callable[[int, float], None] = lambda step, loss: None
     on_warning: Callable[[str], None] = lambda message: None
+    # each validation's results; returning True stops the run there, checkpointed, as "pruned" (a sweep's pruner)
+    on_validation: Callable[[int, dict], bool] = lambda step, results: False
 
 
 def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
@@ -328,16 +330,21 @@ class Trainer:
                         value, new_best = self._validation_step(step, record)
                         due = due or new_best
                         stopped_early = bool(patience) and self.stale >= patience
+                        if self.hooks.on_validation(step, record["val"]) and step < self.total_steps:
+                            status = "pruned"
                     if "val" in record or step % log_every == 0 or step == self.total_steps:
                         log.write(record)
                     self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
                     interrupted = stop.signum is not None
-                    if due or interrupted or stopped_early or step == self.total_steps:
+                    pruned = status == "pruned"
+                    if due or interrupted or stopped_early or pruned or step == self.total_steps:
                         log.flush()                 # the log holds every step the checkpoint covers
                         self._save(step, value)
                         last_saved = step
                     if interrupted:
                         status = "interrupted"
+                        break
+                    if pruned:
                         break
                     if stopped_early:
                         self.hooks.on_warning(f"early stop at step {step}: no better {self.validation['metric']} "

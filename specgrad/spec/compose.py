@@ -397,12 +397,20 @@ def resolve_references(root: Value) -> Value:
 # --- the whole composition ---------------------------------------------------------------------------------------
 
 
-def compose(path, overrides=()) -> Document:
-    """The resolved spec at ``path``: extends and includes merged, ``--set`` applied, references resolved."""
+def compose(path, overrides=(), values=()) -> Document:
+    """The resolved spec at ``path``: extends and includes merged, ``--set`` applied, references resolved.
+
+    ``values`` are ``(path, value, Location)`` triples set after the overrides, each located where it is
+    written (a sweep trial's parameters, at their place in the sweep file)."""
     name = os.fsdecode(path)
     composer = _Composer()
     root = composer.file(name)
     if composer.errors:
         raise SpecError(composer.errors)
     root = apply_overrides(root, overrides)
+    for key, value, loc in values:
+        try:
+            root = set_value(root, tuple(key), None if value is None else _located(value, loc))
+        except _PathError as e:
+            raise SpecError.at(loc, f"cannot set '{_dotted(key)}': {e}") from None
     return document(resolve_references(root), name)

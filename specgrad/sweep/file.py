@@ -304,7 +304,11 @@ def check_sweep(path) -> tuple[bool, list[Diagnostic]]:
         for d in found:
             if d.severity == "error" and (d.message, d.location) not in seen:
                 seen.add((d.message, d.location))
-                diags.append(Diagnostic(f"{d.message} [with {shown}]", d.location))
+                # an error in the base spec names the sweep's place too, so both ends can be found
+                where = "" if d.location and d.location.file == sweep.file else f"; params at {sweep.doc.loc(('params',))}"
+                diags.append(Diagnostic(f"{d.message} [with {shown}{where}]", d.location))
+    diags.sort(key=lambda d: (0, "", 0, 0) if d.location is None else (1, d.location.file, d.location.line,
+                                                                     d.location.col))
     return not any(d.severity == "error" for d in diags), diags
 
 

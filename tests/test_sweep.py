@@ -1,0 +1,258 @@
+"""Sweep files (located errors, every point checked before anything runs) and `specgrad sweep` (trials as run
+directories, resumable after SIGKILL at any moment, nothing counted twice)."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, run_cli
+
+optuna = pytest.importorskip("optuna", reason="sweeps need the specgrad[sweep] extra (optuna)")
+
+from specgrad.sweep.file import check_sweep, load_sweep, points, sweep_schema  # noqa: E402
+
+BASE = """\
+specgrad: 1
+name: tiny
+data: {source: synthetic, function: "sin(3*x)", x: {low: -1, high: 1}, n: 64, noise: 0.05, split: {val: 0.25}}
+model:
+  inputs: {x: []}
+  nodes:
+    - phi: powers(x, 3)
+    - h: {layer: linear, input: phi, units: 16}
+    - r: reshape(h, [-1, 2, 8])
+    - s: sum(r, [1, 2])
+  output: s
+loss: sse
+optimizer: {type: sgd, lr: 1.0e-3}
+train: {steps: STEPS, checkpoint: {every: 50}, validation: {every: 50}}
+"""
+
+
+def write(tmp_path, sweep: str, steps: int = 100) -> Path:
+    (tmp_path / "base.yaml").write_text(BASE.replace("STEPS", str(steps)))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(sweep)
+    return path
+
+
+def errors(path):
+    ok, diags = check_sweep(path)
+    return ok, [f"{d.location.line}:{d.location.col}: {d.text}" for d in diags if d.severity == "error"]
+
+
+def test_schema_file_is_generated_from_the_registries():
+    assert json.loads((ROOT / "schemas" / "sweep.schema.json").read_text()) == sweep_schema()
+
+
+def test_every_grid_point_is_checked_and_a_breaking_width_is_named_with_its_place(tmp_path):
+    path = write(tmp_path, """\
+sweep: 1
+spec: base.yaml
+params:
+  model.nodes.1.h.units: {choice: [16, 32, 12]}
+  optimizer.lr: {choice: [1.0e-3, 1.0e-2]}
+objective: {metric: val.loss, mode: min}
+sampler: grid
+""")
+    assert len(points(load_sweep(path))[0]) == 6
+    ok, found = errors(path)
+    assert not ok
+    # only 16 units reshape to [-1, 2, 8] per sample; 12 and 32 are errors at the reshape in the base spec,
+    # each saying which value of the sweep made it and where the sweep's params are
+    assert len(found) == 2, found
+    assert "9:10: node 'r': reshape of [B, 32] to [-1, 2, 8]" in found[0] and "h.units=32" in found[0]
+    assert "9:10: node 'r': cannot reshape [B, 12] to [-1, 2, 8]" in found[1] and "h.units=12" in found[1]
+    assert all(f"params at {path}:4:3]" in f for f in found)
+
+
+def test_range_corners_are_checked_at_the_sweep_files_line(tmp_path):
+    path = write(tmp_path, """\
+sweep: 1
+spec: base.yaml
+params:
+  optimizer.lr: {float: [1.0e-4, 1.0e-1], log: true}
+  optimizer.momentum: {float: [0.0, 1.5]}
+objective: {metric: val.loss, mode: min}
+""")
+    ok, found = errors(path)
+    assert not ok
+    # the upper corner of momentum, at its place in the sweep file; the lr corners are fine
+    assert found == ["5:23: optimizer.momentum must be < 1, got 1.5 [with optimizer.lr=0.0001, "
+                     "optimizer.momentum=1.5]"]
+
+
+def test_sweep_file_errors_are_located_and_all_reported(tmp_path):
+    path = write(tmp_path, """\
+sweep: 1
+spec: base.yaml
+params:
+  optimizer.lr: {float: [1.0e-1, 1.0e-4], log: true}
+  optimizer.type: {choice: [sgd, adam], log: true}
+  train.steps: {int: [0, 10], log: true}
+  model..x: {choice: [1]}
+objective: {metric: val.loss, mode: min}
+sampler: {type: tpe, n_startup: 3}
+trials: 0
+""")
+    ok, found = errors(path)
+    assert not ok
+    text = "\n".join(found)
+    assert "9:22: unknown key 'n_startup' in sampler; did you mean 'n_startup_trials'?" in text
+    assert "10:9: trials must be >= 1, got 0" in text
+    path.write_text(path.read_text().replace("n_startup", "n_startup_trials").replace("trials: 0", "trials: 5"))
+    ok, found = errors(path)
+    text = "\n".join(found)
+    assert "4:25: the range of 'optimizer.lr' is empty: low 0.1 > high 0.0001" in text
+    assert "5:46: 'log' applies to int and float ranges, not to a choice" in text
+    assert "6:23: a log scale needs low > 0, got 0" in text
+    assert "7:3: 'model..x' is not a spec path" in text
+
+
+def test_objective_and_pruner_are_checked_against_the_base_spec(tmp_path):
+    path = write(tmp_path, """\
+sweep: 1
+spec: base.yaml
+params: {optimizer.lr: {float: [1.0e-4, 1.0e-1]}}
+objective: {metric: test.accuracy, mode: max}
+pruner: median
+""")
+    ok, found = errors(path)
+    text = "\n".join(found)
+    assert "4:21: the objective test.accuracy needs a test split" in text
+    assert "4:21: the spec does not compute 'accuracy'; the objective can be one of test.loss" in text
+    assert "5:9: pruning compares trials on their validation evaluations" in text
+
+
+def test_validate_command_checks_sweep_files_and_the_examples(tmp_path):
+    r = run_cli("validate", ROOT / "models" / "sweeps")
+    assert r.returncode == 0, r.stderr + r.stdout
+    path = write(tmp_path, "sweep: 1\nspec: missing.yaml\nparams: {optimizer.lr: {choice: [1]}}\n"
+                           "objective: {metric: val.loss, mode: min}\n")
+    r = run_cli("validate", path)
+    assert r.returncode == 1 and f"{path}:2:7: error: no such spec file 'missing.yaml'" in r.stdout
+    assert "Traceback" not in r.stderr
+
+
+GRID = """\
+sweep: 1
+spec: base.yaml
+params:
+  optimizer.lr: {choice: [1.0e-3, 3.0e-3]}
+  optimizer.type: {choice: [sgd, adam]}
+objective: {metric: val.loss, mode: min}
+sampler: grid
+"""
+
+
+def study_trials(sweep_dir: Path, name="sweep"):
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'study.db'}")
+    return study.get_trials()
+
+
+def test_sweep_runs_each_trial_as_an_ordinary_run_directory(tmp_path):
+    path = write(tmp_path, GRID)
+    r = run_cli("sweep", path, "--workers", "2", "--dir", tmp_path / "out", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "4 completed, 0 pruned, 0 failed of 4 trials" in r.stdout
+    trials = study_trials(tmp_path / "out")
+    assert sorted(tuple(sorted(t.params.items())) for t in trials) == sorted(
+        tuple(sorted({"optimizer.lr": lr, "optimizer.type": o}.items())) for lr in (1e-3, 3e-3) for o in ("sgd", "adam"))
+    for t in trials:
+        run = tmp_path / "out" / t.user_attrs["run_dir"]
+        spec = yaml.safe_load((run / "spec.yaml").read_text())
+        assert spec["optimizer"]["lr"] == t.params["optimizer.lr"]
+        assert spec["optimizer"]["type"] == t.params["optimizer.type"]
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["val"]["loss"] == t.value
+    # an independent run of the trial's resolved spec gives the same bits: the trial is an ordinary run
+    t = trials[0]
+    run = tmp_path / "out" / t.user_attrs["run_dir"]
+    r = run_cli("train", run / "spec.yaml", "--run-dir", tmp_path / "again", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "again" / "summary.json").read_text())["val"]["loss"] == t.value
+
+
+def _sweep_process(path, out, workers=2):
+    return subprocess.Popen([sys.executable, "-m", "specgrad.cli", "sweep", str(path), "--workers", str(workers),
+                             "--dir", str(out), "--quiet"], cwd=path.parent, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _final_records(out: Path):
+    """params -> (objective, every logged step of its run) for each completed trial."""
+    result = {}
+    for t in study_trials(out):
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            key = tuple(sorted(t.params.items()))
+            assert key not in result, f"{key} completed twice"
+            steps = [json.loads(line)["step"] for line in
+                     (out / t.user_attrs["run_dir"] / "metrics.jsonl").read_text().splitlines()]
+            result[key] = (t.value, steps)
+    return result
+
+
+def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path):
+    path = write(tmp_path, GRID, steps=3000)
+    reference = tmp_path / "reference"
+    assert _sweep_process(path, reference).wait(timeout=600) == 0
+    expected = _final_records(reference)
+    assert len(expected) == 4
+
+    out, rng = tmp_path / "killed", random.Random(int(os.environ.get("SWEEP_KILL_SEED", "0")))
+    for _ in range(4):
+        proc = _sweep_process(path, out)
+        time.sleep(rng.uniform(0.8, 4.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.2)           # the workers die with it (PR_SET_PDEATHSIG)
+    r = run_cli("sweep", path, "--workers", "2", "--dir", out, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "4 completed, 0 pruned, 0 failed of 4 trials" in r.stdout
+    got = _final_records(out)
+    # each point completed once, with the bits of the uninterrupted sweep, every step logged exactly once
+    assert got.keys() == expected.keys()
+    for key, (value, steps) in got.items():
+        assert value == expected[key][0], key
+        assert steps == list(range(1, 3001)), key
+    # every run directory belongs to exactly one completed trial
+    completed = [t.user_attrs["run_dir"] for t in study_trials(out) if t.state.name == "COMPLETE"]
+    assert len(set(completed)) == 4 == len([p for p in out.glob("trial-*") if (p / "summary.json").exists()])
+
+
+def test_pruning_stops_bad_trials_with_a_pruned_run_directory(tmp_path):
+    path = write(tmp_path, """\
+sweep: 1
+spec: base.yaml
+params:
+  optimizer.lr: {choice: [3.0e-3, 1.0e-6, 1.0e-7, 1.0e-8]}
+objective: {metric: val.loss, mode: min}
+sampler: grid
+pruner: {type: median, n_startup_trials: 1}
+""", steps=400)
+    r = run_cli("sweep", path, "--workers", "1", "--dir", tmp_path / "out", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    trials = study_trials(tmp_path / "out")
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned, [(t.params, t.state) for t in trials]
+    for t in pruned:
+        summary = json.loads((tmp_path / "out" / t.user_attrs["run_dir"] / "summary.json").read_text())
+        assert summary["status"] == "pruned" and summary["steps"] < 400
+        assert summary["steps"] == max(t.intermediate_values)
+
+
+def test_a_missing_optuna_is_an_error_naming_the_extra(tmp_path):
+    path = write(tmp_path, GRID)
+    code = ("import sys; sys.modules['optuna'] = None\n"
+            "from specgrad.cli import main; sys.argv = ['specgrad', 'sweep', %r]; main()" % str(path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1
+    assert "pip install 'specgrad[sweep]'" in r.stderr and "Traceback" not in r.stderr

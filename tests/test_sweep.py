@@ -200,7 +200,7 @@ def _final_records(out: Path):
 
 
 def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path):
-    path = write(tmp_path, GRID, steps=3000)
+    path = write(tmp_path, GRID.replace("[sgd, adam]", "[rmsprop, adam]"), steps=3000)
     reference = tmp_path / "reference"
     assert _sweep_process(path, reference).wait(timeout=600) == 0
     expected = _final_records(reference)
@@ -222,8 +222,13 @@ def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path)
     for key, (value, steps) in got.items():
         assert value == expected[key][0], key
         assert steps == list(range(1, 3001)), key
+    # the kills did interrupt trials, whose retries resumed the same run directories
+    trials = study_trials(out)
+    retries = [t for t in trials if t.user_attrs.get("retry_of") is not None]
+    assert retries and all(t.user_attrs["run_dir"] == trials[t.user_attrs["retry_of"]].user_attrs["run_dir"]
+                           for t in retries)
     # every run directory belongs to exactly one completed trial
-    completed = [t.user_attrs["run_dir"] for t in study_trials(out) if t.state.name == "COMPLETE"]
+    completed = [t.user_attrs["run_dir"] for t in trials if t.state.name == "COMPLETE"]
     assert len(set(completed)) == 4 == len([p for p in out.glob("trial-*") if (p / "summary.json").exists()])
 
 

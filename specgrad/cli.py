@@ -325,6 +325,38 @@ def sweep(
     raise typer.Exit(0 if finished and not any(outcome.worker_codes) else 1)
 
 
+class RunsFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+def runs(
+    dirs: List[Path] = typer.Argument(None, help="Run directories, or folders searched for them (default runs/)."),
+    format: RunsFormat = typer.Option(RunsFormat.table, "--format", help="table, json or csv."),
+):
+    """List runs: status, steps, time, objective (a sweep trial's, else the best validation) and final metrics."""
+    from specgrad.run.compare import RunFileError, find_runs, format_rows, run_row
+    with _reported(RunFileError):
+        rows = [run_row(d) for d in find_runs(dirs or [Path("runs")])]
+    typer.echo(format_rows(rows, format.value) if rows else "no runs found")
+
+
+@app.command()
+def compare(
+    run_dirs: List[Path] = typer.Argument(..., help="Two or more run directories."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also overlay their curves in this PNG."),
+):
+    """Show the resolved spec values that differ between runs, beside their status and final metrics."""
+    from specgrad.run.compare import RunFileError, compare_runs, plot_runs
+    from specgrad.run.plot import PlotError
+    with _reported(RunFileError, PlotError):
+        typer.echo(compare_runs(run_dirs))
+        if plot:
+            typer.echo(f"wrote {plot_runs(run_dirs, plot)}")
+
+
 def main():
     # Until a command has imported its libraries and compiled its spec, what it allocates lives to the end of
     # the process: the cyclic collector would only rescan it, again and again (~15% of `specgrad validate`

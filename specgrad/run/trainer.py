@@ -27,6 +27,7 @@ from specgrad.run.checkpoint import (CheckpointError, latest_checkpoint, list_ch
 from specgrad.run.retention import improved, to_keep
 from specgrad.rng import INIT, SHUFFLE, stream
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
+from specgrad.run.tensorboard import with_tensorboard
 from specgrad.spec import Spec
 from specgrad.spec.errors import SpecError
 
@@ -308,6 +309,7 @@ class Trainer:
             write_spec(self.run_dir, self.resolved, __version__)
             self.prepared.save(self.run_dir)          # data.json: what eval / predict need to transform data
         log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
+        log = with_tensorboard(log, self.spec, self.run_dir, start if resume else None)
         t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch
         ckpt_cfg, log_every, clip_cfg = t.get("checkpoint", {}), t.get("log_every", 1), t.get("clip", {})
         patience = self.validation and self.validation["patience"]

@@ -105,6 +105,8 @@ def build_schema() -> dict:
                               "description": "on a non-finite loss or gradient: stop (default; save the last "
                                              "finite state), skip the step, or fail at once"},
             "log_every": {**every, "description": "write every Nth step to metrics.jsonl (default 1)"},
+            "tensorboard": {"type": "boolean", "description": "also write TensorBoard event files to "
+                            "RUN_DIR/tensorboard (needs specgrad[tensorboard])"},
             "remat": {"type": "boolean",
                       "description": "gradient checkpointing: recompute activations in the backward pass "
                                      "instead of keeping them (less memory, about one more forward pass)"},

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from specgrad.sweep.file import Sweep
 from specgrad.sweep.options import optuna_module
 
 HEARTBEAT_S = 5
+ATTEMPTS = 5
 GRACE_S = 30
 RUN_DIR, ERROR, SURPLUS, RETRY_OF = "run_dir", "error", "surplus", "retry_of"
 
@@ -45,17 +47,22 @@ def open_study(sweep: Sweep, storage_url: str):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # heartbeats are marked experimental; they are what lets a killed worker's trial be retried
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    try:
-        storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                             heartbeat_stale_trial_callback=retry_orphan,
-                                             engine_kwargs=_engine_kwargs(storage_url))
-    except ImportError as e:            # a driver for the URL's database (psycopg2 for postgresql://...)
-        raise StudyError(f"cannot open {_shown(storage_url)}: {e}") from None
-    except Exception as e:               # sqlalchemy's errors: a bad URL, a server that does not answer
-        raise StudyError(f"cannot open the study storage {_shown(storage_url)}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
-    return optuna.create_study(study_name=sweep.name, storage=storage, sampler=sweep.make_sampler(),
-                               pruner=sweep.make_pruner(), direction=sweep.direction, load_if_exists=True)
+    # Several machines starting at once race to create the tables and the study; the loser of such a race
+    # sees an IntegrityError from the database and simply tries again.
+    for attempt in range(ATTEMPTS):
+        try:
+            storage = optuna.storages.RDBStorage(
+                storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=retry_orphan, engine_kwargs=_engine_kwargs(storage_url))
+            return optuna.create_study(study_name=sweep.name, storage=storage, sampler=sweep.make_sampler(),
+                                       pruner=sweep.make_pruner(), direction=sweep.direction, load_if_exists=True)
+        except ImportError as e:         # a driver for the URL's database (psycopg2 for postgresql://...)
+            raise StudyError(f"cannot open {_shown(storage_url)}: {e}") from None
+        except Exception as e:           # sqlalchemy's errors: a bad URL, a server that does not answer
+            if attempt + 1 == ATTEMPTS or "IntegrityError" not in type(e).__name__ + str(e)[:200]:
+                raise StudyError(f"cannot open the study storage {_shown(storage_url)}: {type(e).__name__}: "
+                                 f"{str(e).splitlines()[0] if str(e) else ''}") from None
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _engine_kwargs(url: str) -> dict:

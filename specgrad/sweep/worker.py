@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -101,6 +102,7 @@ class Worker:
             assignment = {p.name: p.suggest(trial) for p in self.sweep.params}
             run_name = trial.user_attrs.get(RUN_DIR) or f"trial-{trial.number:04d}"
             trial.set_user_attr(RUN_DIR, run_name)
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")    # who ran it, for the record
             run_dir = self.dir / run_name
             try:
                 summary = self._train(trial, assignment, run_dir)

@@ -207,9 +207,18 @@ def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path)
     assert len(expected) == 4
 
     out, rng = tmp_path / "killed", random.Random(int(os.environ.get("SWEEP_KILL_SEED", "0")))
-    for _ in range(4):
+    def in_progress():
+        return [d for d in out.glob("trial-*") if (d / "checkpoints").is_dir() and not (d / "summary.json").exists()]
+
+    for kill in range(4):
         proc = _sweep_process(path, out)
-        time.sleep(rng.uniform(0.8, 4.0))
+        # the first kill falls anywhere from the workers' start (imports, opening the study, asking); the
+        # others anywhere in the 1.5 s after a trial has checkpointed, so that trials are cut mid-run
+        deadline = time.time() + 120
+        started = (lambda: (out / "workers.log").exists()) if kill == 0 else (lambda: bool(in_progress()))
+        while not started() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.2, 4.0) if kill == 0 else rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         time.sleep(0.2)           # the workers die with it (PR_SET_PDEATHSIG)

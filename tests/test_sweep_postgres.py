@@ -100,10 +100,12 @@ def test_three_machines_share_one_postgresql_study(postgres_url, tmp_path):
     assert sorted((t.params["optimizer.lr"], t.params["optimizer.type"]) for t in complete) == sorted(
         (lr, o) for lr in (1e-3, 3e-3, 1e-2) for o in ("rmsprop", "adam"))
     assert all(t.user_attrs.get("surplus") for t in trials if t.state.name != "COMPLETE")
-    assert len({t.user_attrs["worker"] for t in complete}) >= 2          # the work was shared
+    workers = set()
     for t in complete:
         summary = json.loads((shared / t.user_attrs["run_dir"] / "summary.json").read_text())
         assert summary["val"]["loss"] == t.value
+        workers.add(json.loads((shared / t.user_attrs["run_dir"] / "trial.json").read_text())["worker"])
+    assert len(workers) >= 2          # the work was shared
 
 
 def test_optuna_dashboard_serves_the_study(tmp_path):

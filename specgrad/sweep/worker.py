@@ -66,13 +66,26 @@ class Worker:
                 waiting = any(t.state == S.WAITING for t in trials)
                 if waiting or sum(takes_slot(t) for t in trials) < self.target:
                     trial = self.study.ask()
-                    if trial.user_attrs.get(RUN_DIR) is None and self._surplus(trial):
+                    if trial.user_attrs.get(RETRY_OF) is not None:
+                        self._take_over(trial)
+                    # SQLite is one machine's: its workers' asks are serialized by the lock, never surplus
+                    if not self.local and trial.user_attrs.get(RUN_DIR) is None and self._surplus(trial):
                         continue
                     return trial
                 running = any(t.state == S.RUNNING for t in trials)
             if not running:
                 return None
             time.sleep(1.0)          # a running trial may still fail and need a retry
+
+    def _take_over(self, trial) -> None:
+        """A retry stands for its orphan in the sampler's bookkeeping too: the grid sampler marks which grid
+        point a trial covers in system attributes, which an enqueued trial does not get (and without which
+        Optuna's grid sampler fails when the retry is told)."""
+        original = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
+            self.study._study_id, trial.user_attrs[RETRY_OF]))
+        for key in ("search_space", "grid_id"):
+            if key in original.system_attrs:
+                self.study._storage.set_trial_system_attr(trial._trial_id, key, original.system_attrs[key])
 
     def _surplus(self, trial) -> bool:
         earlier = self.study.get_trials(deepcopy=False)
@@ -101,8 +114,8 @@ class Worker:
         try:
             assignment = {p.name: p.suggest(trial) for p in self.sweep.params}
             run_name = trial.user_attrs.get(RUN_DIR) or f"trial-{trial.number:04d}"
-            trial.set_user_attr(RUN_DIR, run_name)
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")    # who ran it, for the record
+            if trial.user_attrs.get(RUN_DIR) is None:
+                trial.set_user_attr(RUN_DIR, run_name)
             run_dir = self.dir / run_name
             try:
                 summary = self._train(trial, assignment, run_dir)
@@ -213,6 +226,7 @@ def _write_trial(run_dir: Path, sweep: Sweep, trial, assignment: dict) -> None:
     from specgrad.fileio import write_atomic
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"study": sweep.name, "sweep": os.path.abspath(sweep.file), "trial": trial.number,
+              "worker": f"{socket.gethostname()}:{os.getpid()}",
               "retry_of": trial.user_attrs.get(RETRY_OF), "params": assignment,
               "objective": {"metric": sweep.metric, "mode": sweep.mode}}
     write_atomic(run_dir / "trial.json", json.dumps(record, indent=2) + "\n")

@@ -142,8 +142,12 @@ def train(
 
 
 @app.command()
-def schema():
+def schema(sweep: bool = typer.Option(False, "--sweep", help="The schema of sweep files instead.")):
     """Print the JSON Schema of spec files as written (draft 2020-12), for editors and other validators."""
+    if sweep:
+        from specgrad.sweep.file import sweep_schema
+        typer.echo(json.dumps(sweep_schema(), indent=2))
+        return
     from specgrad.spec.schema import editor_schema
     typer.echo(json.dumps(editor_schema(), indent=2))
 

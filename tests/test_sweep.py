@@ -49,7 +49,9 @@ def errors(path):
 
 
 def test_schema_file_is_generated_from_the_registries():
-    assert json.loads((ROOT / "schemas" / "sweep.schema.json").read_text()) == sweep_schema()
+    assert json.loads((ROOT / "schemas" / "sweep.schema.json").read_text()) == sweep_schema(), \
+        "regenerate with: specgrad schema --sweep > schemas/sweep.schema.json"
+    assert json.loads(run_cli("schema", "--sweep").stdout) == sweep_schema()
 
 
 def test_every_grid_point_is_checked_and_a_breaking_width_is_named_with_its_place(tmp_path):

@@ -54,6 +54,19 @@ def test_schema_file_is_generated_from_the_registries():
     assert json.loads(run_cli("schema", "--sweep").stdout) == sweep_schema()
 
 
+def test_sweep_schema_offers_exactly_the_registered_samplers_and_pruners():
+    from specgrad.sweep.options import PRUNERS, SAMPLERS
+    from tests.test_schema import named_enums
+    assert named_enums(sweep_schema()) == {"sampler": set(SAMPLERS.names()), "pruner": set(PRUNERS.names())}
+    for name in SAMPLERS.names():       # each makes the Optuna sampler it names (cmaes and gp may lack a package)
+        if name not in ("cmaes", "gp"):
+            assert "Sampler" in type(SAMPLERS.create({"type": name}, space={"a": [1, 2]})).__name__
+    for name in PRUNERS.names():
+        settings = {"type": name, **({"percentile": 50} if name == "percentile" else {}),
+                    **({"patience": 2} if name == "patient" else {}), **({"lower": 0} if name == "threshold" else {})}
+        assert "Pruner" in type(PRUNERS.create(settings)).__name__
+
+
 def test_every_grid_point_is_checked_and_a_breaking_width_is_named_with_its_place(tmp_path):
     path = write(tmp_path, """\
 sweep: 1
@@ -102,13 +115,14 @@ params:
   model..x: {choice: [1]}
 objective: {metric: val.loss, mode: min}
 sampler: {type: tpe, n_startup: 3}
+pruner: threshold
 trials: 0
 """)
     ok, found = errors(path)
     assert not ok
     text = "\n".join(found)
     assert "9:22: unknown key 'n_startup' in sampler; did you mean 'n_startup_trials'?" in text
-    assert "10:9: trials must be >= 1, got 0" in text
+    assert "11:9: trials must be >= 1, got 0" in text
     path.write_text(path.read_text().replace("n_startup", "n_startup_trials").replace("trials: 0", "trials: 5"))
     ok, found = errors(path)
     text = "\n".join(found)
@@ -116,6 +130,7 @@ trials: 0
     assert "5:46: 'log' applies to int and float ranges, not to a choice" in text
     assert "6:23: a log scale needs low > 0, got 0" in text
     assert "7:3: 'model..x' is not a spec path" in text
+    assert "10:9: the threshold pruner needs a lower or an upper bound" in text
 
 
 def test_objective_and_pruner_are_checked_against_the_base_spec(tmp_path):

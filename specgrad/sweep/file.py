@@ -204,6 +204,8 @@ def load_sweep(path) -> Sweep:
         fixed.append((spec_path, value, doc.loc(("set", name))))
     sampler = _normalize(data.get("sampler", "tpe"))
     pruner = _normalize(data.get("pruner", "none"))
+    if pruner["type"] == "threshold" and not {"lower", "upper"} & set(pruner):
+        diags.append(Diagnostic("the threshold pruner needs a lower or an upper bound", doc.loc(("pruner",))))
     if sampler["type"] == "grid":
         for p in params:
             if p.kind != "choice":

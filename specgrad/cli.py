@@ -316,8 +316,12 @@ def sweep(
         if not ok:
             raise SpecError(diags)
         spec = load_sweep(sweep_file)
-        with SweepView(spec, typer.echo, quiet) as view:
-            outcome = run_sweep(spec, workers, storage, sweep_dir, view.update)
+        try:
+            with SweepView(spec, typer.echo, quiet) as view:
+                outcome = run_sweep(spec, workers, storage, sweep_dir, view.update)
+        except KeyboardInterrupt:      # the workers checkpointed their trials (they got the Ctrl-C too)
+            _err("stopped by Ctrl-C; run the same command again to continue the sweep")
+            raise typer.Exit(130)
     c, best = outcome.counts, outcome.best
     typer.echo(f"{c['done']} completed, {c['pruned']} pruned, {c['failed']} failed of {c['target']} trials in "
                f"{outcome.sweep_dir}" + (f"; {outcome.retried} interrupted trial(s) resumed" if outcome.retried else ""))

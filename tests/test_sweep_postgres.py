@@ -66,7 +66,7 @@ def postgres_url():
         conn.autocommit = True
         conn.cursor().execute("CREATE DATABASE sweeps")
         conn.close()
-        yield f"postgresql+psycopg2://specgrad@127.0.0.1:{port}/sweeps"
+        yield f"postgresql://specgrad@127.0.0.1:{port}/sweeps"     # the driver installed is found
     finally:
         server(str(bin_dir / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
@@ -93,7 +93,7 @@ def test_three_machines_share_one_postgresql_study(postgres_url, tmp_path):
                                  env={**os.environ, "PYTHONPATH": str(ROOT)}) for _ in range(3)]
     outputs = [m.communicate(timeout=600) for m in machines]
     assert [m.returncode for m in machines] == [0, 0, 0], outputs
-    study = optuna.load_study(study_name="sweep", storage=postgres_url)
+    study = optuna.load_study(study_name="sweep", storage=postgres_url.replace("postgresql:", "postgresql+psycopg2:"))
     trials = study.get_trials()
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     # each of the 6 points once; a surplus trial (a race between machines) would be failed, never run

@@ -48,6 +48,7 @@ def open_study(sweep: Sweep, storage_url: str):
     # heartbeats are marked experimental; they are what lets a killed worker's trial be retried
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    storage_url = _with_driver(storage_url)
     # Several machines starting at once race to create the tables and the study; the loser of such a race
     # sees an IntegrityError from the database and simply tries again.
     for attempt in range(ATTEMPTS):
@@ -66,6 +67,18 @@ def open_study(sweep: Sweep, storage_url: str):
                 raise StudyError(f"cannot open the study storage {_shown(storage_url)}: {type(e).__name__}: "
                                  f"{str(e).splitlines()[0] if str(e) else ''}") from None
             time.sleep(0.2 * (attempt + 1))
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 means psycopg (3) by it, 2.0
+    psycopg2; either works, so a URL without a driver takes whichever is there."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{dialect}://" + url[len("postgresql://"):]
+    raise StudyError("a postgresql:// storage needs a driver: pip install psycopg2-binary (or psycopg)")
 
 
 def _prepare_sqlite(url: str) -> None:

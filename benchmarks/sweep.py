@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                          os.environ.get("PYTHONPATH")]))
 
-from specgrad.sweep.file import load_sweep  # noqa: E402
-from specgrad.sweep.launch import run_sweep  # noqa: E402
+from specgrad.sweep.file import load_sweep
+from specgrad.sweep.launch import run_sweep
 
 MLP = """\
 specgrad: 1

@@ -16,7 +16,7 @@ from tests.conftest import ROOT, run_cli
 
 optuna = pytest.importorskip("optuna", reason="sweeps need the specgrad[sweep] extra (optuna)")
 
-from specgrad.sweep.file import check_sweep, load_sweep, points, sweep_schema  # noqa: E402
+from specgrad.sweep.file import check_sweep, load_sweep, points, sweep_schema
 
 BASE = """\
 specgrad: 1

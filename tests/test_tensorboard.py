@@ -1,10 +1,10 @@
 """train.tensorboard: event files read back with TensorBoard's own reader hold exactly metrics.jsonl's values,
 once per step, also after a resume."""
 import json
+import os
 import shutil
 import subprocess
 import sys
-import os
 
 import pytest
 

@@ -9,13 +9,22 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from specgrad.sweep.file import Sweep
-from specgrad.sweep.study import (ERROR, RUN_DIR, default_dir, default_storage, file_lock, open_study,
-                                  repair_owned, tally, trial_states)
+from specgrad.sweep.study import (
+    ERROR,
+    RUN_DIR,
+    default_dir,
+    default_storage,
+    file_lock,
+    open_study,
+    repair_owned,
+    tally,
+    trial_states,
+)
 from specgrad.sweep.worker import BLAS_ENV
 
 POLL_S = 0.5

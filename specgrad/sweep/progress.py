@@ -3,7 +3,7 @@ failed, the best so far); piped, one plain line per trial that ends."""
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from specgrad.sweep.file import Sweep
 from specgrad.sweep.study import ERROR, trial_states

@@ -15,8 +15,17 @@ import time
 from pathlib import Path
 
 from specgrad.sweep.file import Sweep, load_sweep
-from specgrad.sweep.study import (ERROR, HEARTBEAT_S, RETRY_OF, RUN_DIR, SURPLUS, file_lock, open_study,
-                                  takes_slot, trial_states)
+from specgrad.sweep.study import (
+    ERROR,
+    HEARTBEAT_S,
+    RETRY_OF,
+    RUN_DIR,
+    SURPLUS,
+    file_lock,
+    open_study,
+    takes_slot,
+    trial_states,
+)
 
 FINISHED = ("completed", "pruned", "diverged")
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",

@@ -287,3 +287,11 @@ def test_a_missing_optuna_is_an_error_naming_the_extra(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 1
     assert "pip install 'specgrad[sweep]'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sweep_refuses_a_bad_point_before_running_anything(tmp_path):
+    path = write(tmp_path, GRID.replace("[1.0e-3, 3.0e-3]", "[1.0e-3, -1.0]"))
+    r = run_cli("sweep", path, "--dir", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{path}:4:17: error: optimizer.lr must be > 0, got -1.0" in r.stderr
+    assert not (tmp_path / "out").exists()          # no study, no trial: nothing ran

@@ -140,3 +140,42 @@ def test_optuna_dashboard_serves_the_study(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_machine_that_dies_has_its_trial_resumed_by_another(postgres_url, tmp_path):
+    """SIGKILL one of two machines mid-trial: once its trial's heartbeat lapses, the other machine fails
+    it, retries it in the same run directory from its checkpoint, and finishes the study."""
+    import signal
+    (tmp_path / "base.yaml").write_text(BASE.replace("STEPS", "3000"))
+    (tmp_path / "sweep.yaml").write_text(GRID.replace("name: ", "").replace("sampler: grid", "sampler: grid\nname: dies"))
+    shared = tmp_path / "shared"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPECGRAD_SWEEP_HEARTBEAT_S": "1", "SPECGRAD_SWEEP_GRACE_S": "4"}
+    machines = [subprocess.Popen([sys.executable, "-m", "specgrad.cli", "sweep", "sweep.yaml", "--workers", "1",
+                                  "--storage", postgres_url, "--dir", str(shared), "--quiet"],
+                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                 for _ in range(2)]
+    deadline, victim = time.time() + 300, None
+    while victim is None and time.time() < deadline:
+        for run in shared.glob("trial-*"):
+            if (run / "checkpoints").is_dir() and not (run / "summary.json").exists() and (run / "trial.json").exists():
+                worker_pid = int(json.loads((run / "trial.json").read_text())["worker"].rsplit(":", 1)[1])
+                with open(f"/proc/{worker_pid}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+                victim = next(m for m in machines if m.pid == parent)
+                victim_run = run.name
+                break
+        time.sleep(0.05)
+    assert victim is not None
+    victim.send_signal(signal.SIGKILL)                  # the machine dies; its worker with it
+    survivor = next(m for m in machines if m is not victim)
+    assert survivor.wait(timeout=600) == 0
+    study = optuna.load_study(study_name="dies", storage=postgres_url.replace("postgresql:", "postgresql+psycopg2:"))
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 6 and len({tuple(sorted(t.params.items())) for t in complete}) == 6
+    retried = [t for t in complete if t.user_attrs.get("retry_of") is not None]
+    assert [t.user_attrs["run_dir"] for t in retried] == [victim_run]
+    for t in complete:                                  # every step of every run logged exactly once
+        steps = [json.loads(line)["step"] for line in
+                 (shared / t.user_attrs["run_dir"] / "metrics.jsonl").read_text().splitlines()]
+        assert steps == list(range(1, 3001)), t.user_attrs["run_dir"]

@@ -24,9 +24,11 @@ from pathlib import Path
 from specgrad.sweep.file import Sweep
 from specgrad.sweep.options import optuna_module
 
-HEARTBEAT_S = 5
+# A running trial's heartbeat, and how long without one makes it an orphan (the environment variables let a
+# test make a machine's death show within seconds)
+HEARTBEAT_S = int(os.environ.get("SPECGRAD_SWEEP_HEARTBEAT_S", "5"))
+GRACE_S = int(os.environ.get("SPECGRAD_SWEEP_GRACE_S", "30"))
 ATTEMPTS = 5
-GRACE_S = 30
 RUN_DIR, ERROR, SURPLUS, RETRY_OF = "run_dir", "error", "surplus", "retry_of"
 
 

@@ -295,3 +295,23 @@ def test_sweep_refuses_a_bad_point_before_running_anything(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{path}:4:17: error: optimizer.lr must be > 0, got -1.0" in r.stderr
     assert not (tmp_path / "out").exists()          # no study, no trial: nothing ran
+
+
+def test_a_trial_killed_before_it_named_its_run_directory_is_retried_at_its_grid_point(tmp_path):
+    """The narrowest window: asked (RUNNING, its grid point chosen) but killed before recording anything."""
+    from specgrad.sweep.study import default_storage, repair_owned
+    from specgrad.sweep.worker import Worker
+    path = write(tmp_path, GRID, steps=20)
+    out = tmp_path / "out"
+    out.mkdir()
+    worker = Worker(load_sweep(path), out, default_storage(out), 4)
+    orphan = worker.next_trial()                        # ... and the worker dies here
+    assert repair_owned(worker.study) == 1              # what the next `specgrad sweep` does first
+    assert worker.loop() == 4
+    trials = worker.study.get_trials()
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    points = sorted(tuple(sorted(t.params.items())) for t in complete)
+    assert len(points) == 4 and len(set(points)) == 4   # every grid point once, none twice
+    [retry] = [t for t in complete if t.user_attrs.get("retry_of") == orphan.number]
+    assert retry.user_attrs["run_dir"] == "trial-0000" and retry.system_attrs["grid_id"] == \
+        next(t for t in trials if t.number == orphan.number).system_attrs["grid_id"]

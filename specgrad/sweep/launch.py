@@ -22,6 +22,7 @@ from specgrad.sweep.study import (
     file_lock,
     open_study,
     repair_owned,
+    run_dir_name,
     tally,
     trial_states,
 )
@@ -46,7 +47,7 @@ def best_trial(trials, sweep: Sweep, sweep_dir: Path) -> dict | None:
         return None
     best = (max if sweep.mode == "max" else min)(done, key=lambda t: t.value)
     return {"number": best.number, "value": best.value, "params": best.params,
-            "run_dir": str(sweep_dir / best.user_attrs.get(RUN_DIR, f"trial-{best.number:04d}"))}
+            "run_dir": str(sweep_dir / best.user_attrs.get(RUN_DIR, run_dir_name(best.number)))}
 
 
 def run_sweep(sweep: Sweep, workers: int | None = None, storage: str | None = None, sweep_dir: Path | None = None,

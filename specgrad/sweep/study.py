@@ -138,15 +138,22 @@ def takes_slot(t) -> bool:
 
 
 def retry_orphan(study, trial) -> None:
-    """Enqueue ``trial`` again with its parameters and run directory, unless a trial already holds it."""
-    run_dir = trial.user_attrs.get(RUN_DIR)
-    if run_dir is None or not is_orphan(trial):
+    """Enqueue ``trial`` again with its parameters and run directory, unless a trial already holds it. An
+    orphan killed before it recorded its directory gets the name it would have used (and, with a grid
+    sampler, keeps its grid point: the retry takes over its system attributes)."""
+    if not is_orphan(trial):
         return
+    run_dir = trial.user_attrs.get(RUN_DIR) or run_dir_name(trial.number)
     held = any(t.user_attrs.get(RUN_DIR) == run_dir and t.state != trial_states().FAIL
                for t in study.get_trials(deepcopy=False))
     if not held:
         study.enqueue_trial(trial.params, user_attrs={RUN_DIR: run_dir, RETRY_OF: trial.number},
                             skip_if_exists=False)
+
+
+def run_dir_name(number: int) -> str:
+    """A trial's run directory, named by the trial that first runs it."""
+    return f"trial-{number:04d}"
 
 
 def repair_owned(study) -> int:

@@ -23,6 +23,7 @@ from specgrad.sweep.study import (
     SURPLUS,
     file_lock,
     open_study,
+    run_dir_name,
     takes_slot,
     trial_states,
 )
@@ -122,7 +123,7 @@ class Worker:
         self.reported = set()
         try:
             assignment = {p.name: p.suggest(trial) for p in self.sweep.params}
-            run_name = trial.user_attrs.get(RUN_DIR) or f"trial-{trial.number:04d}"
+            run_name = trial.user_attrs.get(RUN_DIR) or run_dir_name(trial.number)
             if trial.user_attrs.get(RUN_DIR) is None:
                 trial.set_user_attr(RUN_DIR, run_name)
             run_dir = self.dir / run_name

@@ -157,7 +157,10 @@ def test_a_machine_that_dies_has_its_trial_resumed_by_another(postgres_url, tmp_
     deadline, victim = time.time() + 300, None
     while victim is None and time.time() < deadline:
         for run in shared.glob("trial-*"):
-            if (run / "checkpoints").is_dir() and not (run / "summary.json").exists() and (run / "trial.json").exists():
+            log = run / "metrics.jsonl"
+            # mid-run: checkpointed, and far enough from the end that it cannot finish before the kill
+            if (run / "checkpoints").is_dir() and (run / "trial.json").exists() and log.exists() \
+                    and len(log.read_bytes().splitlines()) < 2000 and not (run / "summary.json").exists():
                 worker_pid = int(json.loads((run / "trial.json").read_text())["worker"].rsplit(":", 1)[1])
                 with open(f"/proc/{worker_pid}/stat") as f:
                     parent = int(f.read().rsplit(")", 1)[1].split()[1])

@@ -315,3 +315,36 @@ def test_a_trial_killed_before_it_named_its_run_directory_is_retried_at_its_grid
     [retry] = [t for t in complete if t.user_attrs.get("retry_of") == orphan.number]
     assert retry.user_attrs["run_dir"] == "trial-0000" and retry.system_attrs["grid_id"] == \
         next(t for t in trials if t.number == orphan.number).system_attrs["grid_id"]
+
+
+def test_progress_view_lines_and_live_table(tmp_path):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from specgrad.sweep.progress import SweepView
+    from specgrad.sweep.study import tally
+    sweep = load_sweep(write(tmp_path, GRID))
+    dist = {"optimizer.lr": FloatDistribution(1e-4, 1.0)}
+    trials = [create_trial(state=TrialState.COMPLETE, value=0.5, params={"optimizer.lr": 0.001}, distributions=dist),
+              create_trial(state=TrialState.PRUNED, params={"optimizer.lr": 0.003}, distributions=dist,
+                           intermediate_values={50: 0.9}),
+              create_trial(state=TrialState.FAIL, params={"optimizer.lr": 0.01}, distributions=dist,
+                           user_attrs={"error": "run diverged; val.loss = None"}),
+              create_trial(state=TrialState.FAIL, params={"optimizer.lr": 0.01}, distributions=dist),
+              create_trial(state=TrialState.RUNNING, params={"optimizer.lr": 0.02}, distributions=dist)]
+    for number, t in enumerate(trials):
+        t.number = number
+    counts = tally(trials, 4)
+    assert (counts["done"], counts["pruned"], counts["failed"], counts["running"], counts["slots"]) == (1, 1, 1, 1, 4)
+    best = {"number": 0, "value": 0.5}
+    lines = []
+    view = SweepView(sweep, lines.append, live=False)
+    view.update(trials, counts, best)
+    view.update(trials, counts, best)           # each trial's end is printed once
+    assert [line.split("  |")[0] for line in lines] == [
+        "trial 0 completed, val.loss 0.5 (optimizer.lr=0.001)", "trial 1 pruned at step 50 (optimizer.lr=0.003)",
+        "trial 2 failed: run diverged; val.loss = None (optimizer.lr=0.01)",
+        "trial 3 interrupted, to be resumed (optimizer.lr=0.01)"]
+    assert lines[0].endswith("3/4 finished (1 completed, 1 pruned, 1 failed), 1 running; best val.loss 0.5 (trial 0)")
+    with SweepView(sweep, lines.append, live=True) as live:     # the terminal's table renders the same trials
+        live.update(trials, counts, best)

@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from specgrad.graph.autodiff import gradients  # noqa: E402
-from specgrad.graph.ir import Graph  # noqa: E402
-from specgrad.graph.plan import Plan  # noqa: E402
+from specgrad.engine.autodiff import gradients  # noqa: E402
+from specgrad.engine.ir import Graph  # noqa: E402
+from specgrad.engine.plan import Plan  # noqa: E402
 
 
 def deep_mlp_plan(depth, width, remat, dtype="float32"):

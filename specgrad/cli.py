@@ -39,7 +39,7 @@ def _reported(*errors: type[Exception]):
     """How every command fails on bad input: a SpecError prints its located diagnostics; OSError and the
     library ``errors`` the command names (a damaged checkpoint, a run directory without its files...) print
     ``error: message``. Exit 1, never a traceback."""
-    from specgrad.spec.errors import SpecError
+    from specgrad.base.diagnostics import SpecError
     try:
         yield
     except SpecError as e:
@@ -60,7 +60,7 @@ def validate(
     """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col.
     A sweep file is checked with every point of its grid and the corners of its ranges."""
     from specgrad.spec import check_spec, find_spec_files
-    from specgrad.spec.errors import format_diagnostics
+    from specgrad.base.diagnostics import format_diagnostics
     from specgrad.sweep.file import check_sweep, is_sweep_file
 
     files, unmatched = find_spec_files(paths)
@@ -112,7 +112,7 @@ def train(
     from specgrad.run.checkpoint import CheckpointError
     from specgrad.run.trainer import RunError, Trainer, default_run_dir, resume_dir
     from specgrad.spec import load_spec
-    from specgrad.spec.errors import format_diagnostics
+    from specgrad.base.diagnostics import format_diagnostics
 
     with _reported(RunError, CheckpointError):
         loaded = load_spec(spec, set_)
@@ -164,7 +164,7 @@ def eval_(
     split: Optional[Split] = typer.Option(None, "--split", help="Default: test, else val, else train."),
 ):
     """Evaluate a run's latest checkpoint on a split: the loss and the spec's metrics, as JSON."""
-    from specgrad.evaluate import RunFileError, evaluate_run
+    from specgrad.run.evaluate import RunFileError, evaluate_run
     from specgrad.run.checkpoint import CheckpointError
     with _reported(RunFileError, CheckpointError):
         result = evaluate_run(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"))
@@ -178,7 +178,7 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="A .csv or .npz file (default: csv on stdout)."),
 ):
     """Predict with a run's latest checkpoint, transforming the input as the training data was."""
-    from specgrad.evaluate import RunFileError, predict_file
+    from specgrad.run.evaluate import RunFileError, predict_file
     from specgrad.run.checkpoint import CheckpointError
     with _reported(RunFileError, CheckpointError):
         text = predict_file(run_dir, input, output, warn=lambda m: _err(f"warning: {m}"))
@@ -243,7 +243,7 @@ def gradcheck(
     tolerance: float = typer.Option(1e-5, "--tolerance", min=0.0, help="Largest acceptable relative error."),
 ):
     """Compare the model's gradient with finite differences, per parameter, in float64; exit 1 above tolerance."""
-    from specgrad.graph.gradcheck import check_spec
+    from specgrad.run.gradcheck import check_spec
     from specgrad.spec import load_spec
 
     with _reported(ValueError):       # the data lacks a field the model reads
@@ -271,7 +271,7 @@ def graph(
     backward: bool = typer.Option(False, "--backward", help="Also show the backward pass the engine built."),
 ):
     """Show the model as the engine compiled it: every op with its inferred shape (B: the batch)."""
-    from specgrad.graph.show import render_dot, render_text
+    from specgrad.engine.show import render_dot, render_text
     from specgrad.spec import load_spec
 
     with _reported():
@@ -309,7 +309,7 @@ def sweep(
     from specgrad.sweep.options import SweepDependencyError
     from specgrad.sweep.progress import SweepView
     from specgrad.sweep.study import StudyError
-    from specgrad.spec.errors import SpecError
+    from specgrad.base.diagnostics import SpecError
 
     with _reported(SweepDependencyError, StudyError):
         ok, diags = check_sweep(sweep_file)

@@ -3,12 +3,12 @@ the article's worked example, and the polynomial gradient against the hand-deriv
 import numpy as np
 import pytest
 
-from specgrad.graph.autodiff import gradients
-from specgrad.graph.gradcheck import directional_check
-from specgrad.graph.ir import Graph
-from specgrad.graph.plan import Plan
-from specgrad.ops import REGISTRY
-from specgrad.ops.examples import BY_DEFINITION, CASES, NOT_DIFFERENTIABLE
+from specgrad.engine.autodiff import gradients
+from specgrad.run.gradcheck import directional_check
+from specgrad.engine.ir import Graph
+from specgrad.engine.plan import Plan
+from specgrad.engine.ops import REGISTRY
+from specgrad.engine.ops.examples import BY_DEFINITION, CASES, NOT_DIFFERENTIABLE
 
 
 def _vjps(op, n_inputs):

@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from conftest import MODELS, run_cli
 from specgrad.data.sources import load_splits
-from specgrad.evaluate import RunFileError, evaluate_run, predict_file
+from specgrad.run.evaluate import RunFileError, evaluate_run, predict_file
 from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
@@ -155,7 +155,7 @@ def test_predictions_use_eval_mode(tmp_path):
 
 
 def test_csv_output_has_a_column_per_value_and_round_trips():
-    from specgrad.evaluate import to_csv
+    from specgrad.run.evaluate import to_csv
     values = np.random.default_rng(0).standard_normal((3, 2)) / 3
     text = to_csv({"y_hat": values[:, 0], "probability": values, "label": np.array([2, 0, 1])})
     rows = list(csv.reader(io.StringIO(text)))

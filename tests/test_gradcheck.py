@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 
 from conftest import MODELS, run_cli
-from specgrad.graph.gradcheck import check_spec
-from specgrad.ops import REGISTRY
+from specgrad.run.gradcheck import check_spec
+from specgrad.engine.ops import REGISTRY
 from specgrad.spec import load_spec
 
 MLP = """\

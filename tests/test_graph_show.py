@@ -2,7 +2,7 @@
 import re
 
 from conftest import MODELS
-from specgrad.graph.show import graph_nodes, render_dot, render_text
+from specgrad.engine.show import graph_nodes, render_dot, render_text
 from specgrad.spec import load_spec
 
 

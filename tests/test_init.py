@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from specgrad.graph.build import build_model, init_params
-from specgrad.init import INITIALIZERS, fans_of
-from specgrad.spec.errors import SpecError
+from specgrad.model.build import build_model, init_params
+from specgrad.model.init import INITIALIZERS, fans_of
+from specgrad.base.diagnostics import SpecError
 
 
 def draw(settings, shape, fans=None, seed=0):

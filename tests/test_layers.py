@@ -10,11 +10,11 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from conftest import ROOT
-from specgrad.graph.build import build_model, init_params, init_state
-from specgrad.rng import step_key
-from specgrad.init import INITIALIZERS
-from specgrad.layers import LAYERS
-from specgrad.ops import REGISTRY
+from specgrad.model.build import build_model, init_params, init_state
+from specgrad.base.rng import step_key
+from specgrad.model.init import INITIALIZERS
+from specgrad.model.layers import LAYERS
+from specgrad.engine.ops import REGISTRY
 from specgrad.spec.schema import build_schema
 
 
@@ -345,7 +345,7 @@ def test_stacked_recurrent_layers_take_the_steps_without_slicing():
 
 
 def test_mlp_activations_are_registered_ops():
-    from specgrad.layers.dense import ACTIVATIONS
+    from specgrad.model.layers.dense import ACTIVATIONS
     assert "relu" in ACTIVATIONS and all(a in REGISTRY for a in ACTIVATIONS)
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from specgrad.graph.build import build_model, init_state
-from specgrad.metrics import evaluate
+from specgrad.model.build import build_model, init_state
+from specgrad.model.metrics import evaluate
 from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.trainer import Hooks, Trainer
 from specgrad.spec import load_spec
-from specgrad.spec.errors import Location, SpecError
+from specgrad.base.diagnostics import Location, SpecError
 
 SPEC = """\
 specgrad: 1
@@ -173,7 +173,7 @@ def test_a_layer_without_input_needs_a_single_model_input():
 
 
 def test_train_step_state_round_trip_and_mismatch():
-    from specgrad.graph.build import TrainStep
+    from specgrad.model.build import TrainStep
     spec = {"model": {"inputs": {"x": [3]}, "nodes": [{"out": {"layer": "batchnorm", "input": "x"}}],
                       "output": "out"}, "loss": "sse", "train": {"steps": 1}}
     model = build_model(spec, lambda path: None)
@@ -194,7 +194,7 @@ def test_train_step_state_round_trip_and_mismatch():
 
 
 def test_gradcheck_feeds_model_state_and_the_dropout_key(spec_file):
-    from specgrad.graph.gradcheck import check_spec
+    from specgrad.run.gradcheck import check_spec
     checks = check_spec(load_spec(spec_file))
     assert [c.name for c in checks] == ["h.weight", "bn.scale", "bn.bias", "out.weight", "out.bias"]
     assert max(c.error for c in checks) < 1e-6

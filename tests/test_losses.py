@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from autograd.scipy.special import logsumexp
 
-from specgrad.graph.autodiff import gradients
-from specgrad.graph.ir import Graph
-from specgrad.graph.plan import Plan
-from specgrad.losses import LOSSES, LossError, make_loss
+from specgrad.engine.autodiff import gradients
+from specgrad.engine.ir import Graph
+from specgrad.engine.plan import Plan
+from specgrad.model.losses import LOSSES, LossError, make_loss
 from specgrad.spec import SpecError, load_spec
 
 RNG = np.random.default_rng(0)

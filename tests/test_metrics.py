@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from specgrad.metrics import METRICS
+from specgrad.model.metrics import METRICS
 
 RNG = np.random.default_rng(1)
 LOGITS, LABELS = 2 * RNG.standard_normal((200, 5)), RNG.integers(0, 5, 200)

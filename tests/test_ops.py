@@ -3,10 +3,10 @@ dimension, forwards against naive numpy references, one BLAS call per convolutio
 import numpy as np
 import pytest
 
-from specgrad.graph.autodiff import gradients
-from specgrad.graph.ir import Graph
-from specgrad.graph.plan import Plan
-from specgrad.ops import REGISTRY, ShapeError
+from specgrad.engine.autodiff import gradients
+from specgrad.engine.ir import Graph
+from specgrad.engine.plan import Plan
+from specgrad.engine.ops import REGISTRY, ShapeError
 
 
 def grad_of(build, *values):
@@ -251,10 +251,10 @@ def test_dropout_backward_uses_the_forward_mask():
 # ------------------------------------------------------------------------------------------ docs/ops.md
 def test_docs_reference_every_op_as_the_registry_defines_it():
     from conftest import ROOT
-    from specgrad.ops.reference import SHAPE_RULES, render, signature
-    assert set(SHAPE_RULES) == set(REGISTRY), "every op needs a shape-rule line in specgrad/ops/reference.py"
+    from specgrad.engine.ops.reference import SHAPE_RULES, render, signature
+    assert set(SHAPE_RULES) == set(REGISTRY), "every op needs a shape-rule line in specgrad/engine/ops/reference.py"
     text = (ROOT / "docs" / "ops.md").read_text()
-    assert render() in text, "regenerate with: python -m specgrad.ops.reference docs/ops.md"
+    assert render() in text, "regenerate with: python -m specgrad.engine.ops.reference docs/ops.md"
     for op in REGISTRY.values():
         assert f"`{signature(op)}`" in text
 
@@ -312,7 +312,7 @@ def test_attention_layernorm_and_lstm_blocks_compose_from_ops_with_a_symbolic_ba
 
 
 def test_what_each_backward_pass_keeps_is_read_off_the_built_vjps():
-    from specgrad.ops.reference import _example
+    from specgrad.engine.ops.reference import _example
     keeps = {name: _example(REGISTRY[name])[1] for name in ("add", "exp", "relu", "tanh", "max_pool2d", "dropout",
                                                              "matmul", "reshape", "count")}
     assert keeps == {"add": "nothing", "exp": "out", "relu": "x", "tanh": "out", "max_pool2d": "x",

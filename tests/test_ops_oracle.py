@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from specgrad.graph.autodiff import gradients
-from specgrad.graph.ir import Graph
-from specgrad.graph.plan import Plan
+from specgrad.engine.autodiff import gradients
+from specgrad.engine.ir import Graph
+from specgrad.engine.plan import Plan
 
 # Each step of a random graph is written once against a namespace F of primitives, then run twice: with F
 # building specgrad graph nodes, and with F calling autograd.numpy (the math written out independently).
@@ -202,7 +202,7 @@ def _value_and_vjp(name, inputs, values, attrs, cotangent_seed, dtype):
 
 
 def _float32_cases():
-    from specgrad.ops.examples import CASES
+    from specgrad.engine.ops.examples import CASES
     from test_engine import _values
     rng = np.random.default_rng(0)
     return [(n, inputs, _values(n, inputs, rng), a) for n, cases in CASES.items() for inputs, a in cases]

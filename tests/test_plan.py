@@ -6,9 +6,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from specgrad.graph.autodiff import gradients
-from specgrad.graph.ir import Graph
-from specgrad.graph.plan import Plan
+from specgrad.engine.autodiff import gradients
+from specgrad.engine.ir import Graph
+from specgrad.engine.plan import Plan
 
 
 def peak_bytes(fn, *args):

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specgrad.graph.autodiff import gradients
-from specgrad.graph.ir import Graph
-from specgrad.graph.plan import Plan
+from specgrad.engine.autodiff import gradients
+from specgrad.engine.ir import Graph
+from specgrad.engine.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

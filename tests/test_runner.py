@@ -137,7 +137,7 @@ def test_early_stopping_after_patience_evaluations_without_a_better_metric(tmp_p
 
 
 def test_validation_is_the_loss_and_metrics_on_the_val_split(tmp_path):
-    from specgrad.metrics import evaluate
+    from specgrad.model.metrics import evaluate
     trainer, _ = train(tmp_path, *VAL, "train.steps=5", "train.validation={every: 5}")
     want = evaluate(trainer.model, trainer.params, trainer.splits["val"], ["mse"])
     assert records(tmp_path)[-1]["val"] == want and len(trainer.splits["val"]["x"]) == 40

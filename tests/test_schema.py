@@ -10,9 +10,9 @@ from jsonschema import Draft202012Validator
 
 import specgrad
 from conftest import MODELS, ROOT, run_cli
-from specgrad.components import Registry
+from specgrad.base.components import Registry
 from specgrad.data.datasets import DATASETS
-from specgrad.graph.formula import public_ops
+from specgrad.model.formula import public_ops
 from specgrad.spec.schema import build_schema, editor_schema
 
 

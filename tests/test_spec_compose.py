@@ -6,7 +6,7 @@ import pytest
 from conftest import MODELS, run_cli
 from specgrad.spec import SpecError, load_spec
 from specgrad.spec.compose import compose
-from specgrad.spec.errors import Location
+from specgrad.base.diagnostics import Location
 
 
 def write(folder, name, text):

@@ -1,4 +1,4 @@
-"""Tests for specgrad.spec.load (located YAML loading) and specgrad.spec.errors."""
+"""Tests for specgrad.spec.load (located YAML loading) and specgrad.base.diagnostics."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specgrad.spec import load
-from specgrad.spec.errors import (
+from specgrad.base.diagnostics import (
     Diagnostic,
     Location,
     SpecError,

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 from specgrad.spec import check_spec, load_spec
-from specgrad.spec.errors import format_diagnostics
+from specgrad.base.diagnostics import format_diagnostics
 
 BAD = ROOT / "tests" / "data" / "bad_specs"
 CASES = sorted(p.stem for p in BAD.glob("*.yaml") if not p.name.startswith("_"))
@@ -47,8 +47,8 @@ def test_broken_loss_still_checks_the_model(tmp_path):
 
 def test_loss_target_dtype_is_checked_against_the_data(monkeypatch, tmp_path):
     """A loss declaring integer class labels as its target, on a source making real-valued y."""
-    from specgrad.components import Component
-    from specgrad.losses import LOSSES
+    from specgrad.base.components import Component
+    from specgrad.model.losses import LOSSES
     from specgrad.spec import validate
 
     labels = Component("labels_loss", LOSSES["mse"].factory, {}, (), "", {"target": {"dtype": "int"}})
@@ -77,8 +77,8 @@ def test_valid_spec_with_a_warning_is_valid(tmp_path):
 
 
 def test_a_loss_that_is_not_a_scalar_is_an_error(monkeypatch, tmp_path):
-    from specgrad.components import Component
-    from specgrad.losses import LOSSES, Loss
+    from specgrad.base.components import Component
+    from specgrad.model.losses import LOSSES, Loss
     from specgrad.spec import validate
 
     def squared_errors():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrad.components import NAME
+from specgrad.base.components import NAME
 from specgrad.data.registry import SOURCES, DataError
 
 PATH = {"type": "string", "minLength": 1, "description": "file path, relative to the spec file"}
@@ -59,7 +59,7 @@ def select_columns(table: dict[str, np.ndarray], columns: dict, where: str) -> d
     for field, names in columns.items():
         for name in [names] if isinstance(names, str) else names:
             if name not in table:
-                from specgrad.spec.errors import did_you_mean
+                from specgrad.base.diagnostics import did_you_mean
                 raise DataError(f"{where} has no column '{name}'{did_you_mean(name, list(table))}",
                                 ("columns", field))
         out[field] = table[names] if isinstance(names, str) else np.stack([table[n] for n in names], axis=1)

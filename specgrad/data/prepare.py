@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from specgrad.data.registry import DataError
-from specgrad.fileio import write_atomic
+from specgrad.base.fileio import write_atomic
 from specgrad.data.sources import load_splits
-from specgrad.losses import make_loss
-from specgrad.spec.errors import Diagnostic, SpecError
+from specgrad.model.losses import make_loss
+from specgrad.base.diagnostics import Diagnostic, SpecError
 
 RUN_FILE = "data.json"
 
@@ -91,7 +91,7 @@ def data_error(spec, e: DataError) -> SpecError:
 def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer | None = None) -> PreparedData:
     """Load, split, standardize (fitted on the training split unless a run's ``standardizer`` is given) and
     check the data of a validated spec (validation has checked the settings that need no data: see
-    specgrad/run/settings.py); a located SpecError for any problem. ``base_dir`` defaults to the
+    specgrad/spec/checks.py); a located SpecError for any problem. ``base_dir`` defaults to the
     spec file's folder (see ``_data_folder``)."""
     settings = spec.data["data"]
     if base_dir is None:

@@ -6,7 +6,7 @@ against the model) is the same for every source and lives in ``prepare.py``.
 """
 from __future__ import annotations
 
-from specgrad.components import FRACTION, NAME, Registry
+from specgrad.base.components import FRACTION, NAME, Registry
 
 SHAPE = {"type": "array", "items": {"type": "integer", "minimum": 1}}
 

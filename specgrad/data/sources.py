@@ -8,7 +8,7 @@ import numpy as np
 
 from specgrad.data import datasets, files, synthetic  # noqa: F401  (each registers its sources)
 from specgrad.data.registry import SOURCES, DataError
-from specgrad.rng import SPLIT, stream
+from specgrad.base.rng import SPLIT, stream
 
 
 

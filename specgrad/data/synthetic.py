@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from specgrad.components import NON_NEGATIVE, POSITIVE
+from specgrad.base.components import NON_NEGATIVE, POSITIVE
 from specgrad.data.registry import SOURCES, DataError
 
 N = {"type": "integer", "minimum": 1, "description": "number of samples"}
@@ -19,9 +19,9 @@ REAL, LABELLED = {"x": "float", "y": "float"}, {"x": "float", "y": "int"}
 def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
     """Evaluate a formula such as ``sin(3*x)`` on arrays, through the same safe parser and ops as models.
     Values outside a function's domain become NaN, which the data checks then report with their row."""
-    from specgrad.graph.formula import FormulaError, build_formula
-    from specgrad.graph.ir import Graph
-    from specgrad.graph.plan import Plan
+    from specgrad.model.formula import FormulaError, build_formula
+    from specgrad.engine.ir import Graph
+    from specgrad.engine.plan import Plan
 
     graph = Graph()
     scope = {name: graph.input(name, a.shape, a.dtype) for name, a in arrays.items()}

@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
-from specgrad.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry
+from specgrad.base.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry
 
 GROUP = {
     "type": "object", "additionalProperties": False, "required": ["match"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from specgrad.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry, normalize
+from specgrad.base.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry, normalize
 
 WARMUP = {
     "type": "object", "additionalProperties": False, "required": ["steps"],

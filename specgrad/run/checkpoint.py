@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrad.fileio import write_npz
+from specgrad.base.fileio import write_npz
 
 __all__ = [
     "Checkpoint",

@@ -9,7 +9,7 @@ import io
 import json
 from pathlib import Path
 
-from specgrad.spec.errors import SpecError
+from specgrad.base.diagnostics import SpecError
 
 ABSENT = "-"
 

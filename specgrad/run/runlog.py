@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from specgrad.fileio import write_atomic
+from specgrad.base.fileio import write_atomic
 
 
 def spec_hash(data: dict) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from specgrad.spec.errors import SpecError
+from specgrad.base.diagnostics import SpecError
 
 EXTRA = "train.tensorboard needs tensorboardX: pip install 'specgrad[tensorboard]'"
 

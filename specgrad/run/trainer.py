@@ -16,8 +16,8 @@ import numpy as np
 
 from specgrad import __version__
 from specgrad.data.prepare import prepare_data
-from specgrad.graph.build import TrainStep, init_params
-from specgrad.metrics import evaluate
+from specgrad.model.build import TrainStep, init_params
+from specgrad.model.metrics import evaluate
 from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
@@ -25,11 +25,11 @@ from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, prune_checkpoints,
                                      save_checkpoint)
 from specgrad.run.retention import improved, to_keep
-from specgrad.rng import INIT, SHUFFLE, stream
+from specgrad.base.rng import INIT, SHUFFLE, stream
 from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
 from specgrad.run.tensorboard import with_tensorboard
 from specgrad.spec import Spec
-from specgrad.spec.errors import SpecError
+from specgrad.base.diagnostics import SpecError
 
 
 class RunError(Exception):

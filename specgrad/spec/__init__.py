@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from specgrad.spec.errors import Diagnostic, Location, SpecError
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError
 
 
 @dataclass
 class Spec:
     """A resolved, validated spec: its values with their locations, and the compiled model."""
     doc: object            # specgrad.spec.load.Document
-    model: object          # specgrad.graph.build.Model
+    model: object          # specgrad.model.build.Model
     warnings: list[Diagnostic]
 
     @property

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, replace
 
 
-from specgrad.spec.errors import Diagnostic, Location, SpecError, did_you_mean
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError, did_you_mean
 from specgrad.spec.load import MAX_VALUES, Document, load_file, load_string
 from specgrad.spec.schema import FORMAT_VERSION
 

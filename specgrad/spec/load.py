@@ -26,7 +26,7 @@ Deliberate differences from ``safe_load``:
 * Size limits: at most 10 MiB of text, 100 000 values (this refuses "billion
   laughs" alias bombs quickly) and 100 levels of nesting (no RecursionError).
 
-Every failure is a :class:`~specgrad.spec.errors.SpecError` with a location.
+Every failure is a :class:`~specgrad.base.diagnostics.SpecError` with a location.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from .errors import Location, SpecError
+from specgrad.base.diagnostics import Location, SpecError
 
 __all__ = ["Document", "load_string", "load_file", "MAX_BYTES", "MAX_VALUES", "MAX_DEPTH"]
 

@@ -8,7 +8,7 @@ validator checks and completes them. ``schemas/specgrad.schema.json`` is the edi
 repository and checked by a test."""
 from __future__ import annotations
 
-from specgrad.components import NAME, POSITIVE
+from specgrad.base.components import NAME, POSITIVE
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://specgrad.dev/schemas/specgrad.schema.json"
@@ -16,12 +16,12 @@ SCHEMA_ID = "https://specgrad.dev/schemas/specgrad.schema.json"
 
 def build_schema() -> dict:
     from specgrad.data.sources import SOURCES
-    from specgrad.graph.formula import public_ops
-    from specgrad.init import INITIALIZERS
-    from specgrad.layers import LAYERS
-    from specgrad.losses import LOSSES
-    from specgrad.metrics import METRICS
-    from specgrad.ops.registry import REGISTRY
+    from specgrad.model.formula import public_ops
+    from specgrad.model.init import INITIALIZERS
+    from specgrad.model.layers import LAYERS
+    from specgrad.model.losses import LOSSES
+    from specgrad.model.metrics import METRICS
+    from specgrad.engine.ops.registry import REGISTRY
     from specgrad.optim.optimizers import OPTIMIZERS
     from specgrad.optim.schedules import SCHEDULES
 

@@ -1,6 +1,6 @@
 """Validation: the JSON Schema first, rewritten as plain located messages, then the semantic checks
 (names, ops, shapes through the whole model) by building the model, then the run's settings against the
-built model (specgrad/run/settings.py). Every problem in one pass; `train` runs exactly this before it
+built model (specgrad/spec/checks.py). Every problem in one pass; `train` runs exactly this before it
 reads any data."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 
 from functools import lru_cache
 
-from specgrad.spec.errors import Diagnostic, Location, SpecError, closest, did_you_mean
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError, closest, did_you_mean
 from specgrad.spec.load import Document
 from specgrad.spec.schema import build_schema
 
@@ -121,8 +121,8 @@ def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes:
     Nodes whose definition failed the schema are built as a formula that cannot parse: the build then
     skips every node using them, as it does for any broken node, and its message about them (at the
     node's own place) is dropped, since the schema's messages already say what is wrong."""
-    from specgrad.graph.build import build_model
-    from specgrad.run.settings import train_diagnostics
+    from specgrad.model.build import build_model
+    from specgrad.spec.checks import train_diagnostics
     data = doc.data
     diags = []
     train = data.get("train")
@@ -164,9 +164,9 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
     settings) and losses the dtype of their target (``target={"dtype": "int"}`` for class labels); a check
     runs only where both sides declared it.
     """
-    from specgrad.components import normalize
+    from specgrad.base.components import normalize
     from specgrad.data.sources import SOURCES
-    from specgrad.losses import LOSSES
+    from specgrad.model.losses import LOSSES
 
     data = doc.data
     source = SOURCES[data["data"]["source"]]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from specgrad.spec.errors import Diagnostic, Location, SpecError
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError
 from specgrad.spec.load import Document, load_file
 from specgrad.sweep.options import PRUNERS, SAMPLERS
 
@@ -317,7 +317,7 @@ def check_sweep(path) -> tuple[bool, list[Diagnostic]]:
 def objective_diagnostics(sweep: Sweep, base: Document) -> list[Diagnostic]:
     """The objective names a split the base spec makes and a metric it computes; pruning has the
     per-evaluation values it needs."""
-    from specgrad.metrics import metric_name
+    from specgrad.model.metrics import metric_name
     data, out = base.data, []
     split, metric = sweep.split, sweep.metric_name
     where = sweep.doc.loc(("objective", "metric"))

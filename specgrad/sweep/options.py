@@ -4,7 +4,7 @@ reject with a TypeError is refused, located, by ``specgrad validate`` instead. O
 when an object is made (``specgrad[sweep]``)."""
 from __future__ import annotations
 
-from specgrad.components import POSITIVE, Registry
+from specgrad.base.components import POSITIVE, Registry
 
 SAMPLERS = Registry("sampler")
 PRUNERS = Registry("pruner")

@@ -130,7 +130,7 @@ class Worker:
             try:
                 summary = self._train(trial, assignment, run_dir)
             except Exception as e:      # a trial's failure is the study's to record; the worker goes on
-                from specgrad.spec.errors import SpecError
+                from specgrad.base.diagnostics import SpecError
                 message = str(e) if isinstance(e, SpecError) else f"{type(e).__name__}: {e}"
                 trial.set_user_attr(ERROR, message[:2000])
                 self._tell(trial, state=S.FAIL)
@@ -159,7 +159,7 @@ class Worker:
         from specgrad.run.runlog import metrics_lines, spec_hash
         from specgrad.run.trainer import Hooks, Trainer
         from specgrad.spec import Spec
-        from specgrad.spec.errors import SpecError
+        from specgrad.base.diagnostics import SpecError
         from specgrad.spec.validate import validate
 
         doc = self.sweep.compose(assignment)
@@ -233,7 +233,7 @@ def _read_summary(run_dir: Path) -> dict | None:
 
 def _write_trial(run_dir: Path, sweep: Sweep, trial, assignment: dict) -> None:
     """trial.json beside the run's files: which study, trial and values made this run directory."""
-    from specgrad.fileio import write_atomic
+    from specgrad.base.fileio import write_atomic
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"study": sweep.name, "sweep": os.path.abspath(sweep.file), "trial": trial.number,
               "worker": f"{socket.gethostname()}:{os.getpid()}",

@@ -1,0 +1,256 @@
+"""Elementwise ops with numpy broadcasting. Each VJP sits beside its forward and reads like the math;
+cotangents may have the broadcast shape (the engine sums them back to each input's shape).
+
+Conventions at the points where a derivative is not defined (documented in docs/ops.md):
+ties in ``maximum``/``minimum`` split the gradient equally; ``relu``, ``leaky_relu`` and ``elu`` take the
+left derivative at 0; ``abs`` has gradient 0 at 0; ``clip`` passes no gradient at or beyond its bounds.
+"""
+import numpy as np
+
+from specgrad.engine.ops.registry import ShapeError, broadcast_shapes, emit, float_dtype, register, result_dtype, same_shape
+
+
+def binary(name, vjp, dtype=None, fd_domain="real", internal=False):
+    return register(name, shape=broadcast_shapes, vjp=vjp, dtype=dtype, arity=2, fd_domain=fd_domain,
+                    internal=internal)
+
+
+def unary(name, vjp, dtype=float_dtype, fd_domain="real", attrs=(), internal=False, view=False):
+    return register(name, shape=same_shape, vjp=vjp, dtype=dtype, arity=1, fd_domain=fd_domain, attrs=attrs,
+                    internal=internal, view=view)
+
+
+# ------------------------------------------------------------------------------------------ arithmetic
+@binary("add", vjp=(lambda g, out, x, y: g,
+                    lambda g, out, x, y: g))
+def add(x, y, out=None):
+    """x + y"""
+    return np.add(x, y, out=out)
+
+
+@binary("sub", vjp=(lambda g, out, x, y: g,
+                    lambda g, out, x, y: -g))
+def sub(x, y, out=None):
+    """x - y"""
+    return np.subtract(x, y, out=out)
+
+
+@binary("mul", vjp=(lambda g, out, x, y: g * y,
+                    lambda g, out, x, y: g * x))
+def mul(x, y, out=None):
+    """x * y"""
+    return np.multiply(x, y, out=out)
+
+
+@binary("div", dtype=float_dtype,
+        vjp=(lambda g, out, x, y: g / y,
+             lambda g, out, x, y: -g * out / y))
+def div(x, y, out=None):
+    """x / y"""
+    return np.true_divide(x, y, out=out)
+
+
+@binary("pow", fd_domain="positive",
+        vjp=(lambda g, out, x, y: g * y * x ** (y - 1),
+             lambda g, out, x, y: g * out * emit("log", x)))
+def pow_(x, y, out=None):
+    """x ** y (for a non-constant exponent, x must be positive)"""
+    return np.power(x, y, out=out)
+
+
+@binary("maximum", vjp=(lambda g, out, x, y: g * emit("win_share", x, y),
+                        lambda g, out, x, y: g * emit("win_share", y, x)))
+def maximum(x, y, out=None):
+    """elementwise larger of x and y (ties split the gradient equally)"""
+    return np.maximum(x, y, out=out)
+
+
+@binary("minimum", vjp=(lambda g, out, x, y: g * emit("win_share", y, x),
+                        lambda g, out, x, y: g * emit("win_share", x, y)))
+def minimum(x, y, out=None):
+    """elementwise smaller of x and y (ties split the gradient equally)"""
+    return np.minimum(x, y, out=out)
+
+
+@binary("win_share", vjp=(None, None), dtype=float_dtype, internal=True)
+def win_share(x, y):
+    """1 where x > y, 1/2 where x == y, 0 where x < y: x's share of the gradient of maximum(x, y)"""
+    dtype = float_dtype(np.result_type(x), np.result_type(y))
+    return (np.greater(x, y).astype(dtype) + np.equal(x, y).astype(dtype) * dtype.type(0.5))
+
+
+def _where_shape(cond, x, y):
+    return broadcast_shapes(cond, x, y)
+
+
+@register("where", shape=_where_shape, arity=3, dtype=lambda c, x, y: result_dtype(x, y),
+          vjp=(None,
+               lambda g, out, cond, x, y: emit("where", cond, g, 0.0),
+               lambda g, out, cond, x, y: emit("where", cond, 0.0, g)))
+def where(cond, x, y):
+    """x where cond is non-zero, else y (cond is not differentiable)"""
+    return np.where(cond, x, y)
+
+
+def _clip_shape(x, lo=None, hi=None):
+    if lo is not None and hi is not None and lo > hi:
+        raise ShapeError(f"clip bounds are in the wrong order: lo={lo} > hi={hi}")
+    return tuple(x)
+
+
+def _clip_vjp(g, out, x, lo=None, hi=None):
+    if lo is not None:
+        g = g * emit("step", x - lo)
+    if hi is not None:
+        g = g * emit("step", hi - x)
+    return g
+
+
+@register("clip", shape=_clip_shape, attrs=("lo", "hi"), arity=1, vjp=(_clip_vjp,))
+def clip(x, lo=None, hi=None, out=None):
+    """x limited to [lo, hi] (either bound may be omitted); no gradient at or beyond a bound"""
+    return np.clip(x, lo, hi, out=out)
+
+
+@unary("neg", dtype=None, vjp=(lambda g, out, x: -g,))
+def neg(x, out=None):
+    """-x"""
+    return np.negative(x, out=out)
+
+
+@unary("abs", dtype=None, vjp=(lambda g, out, x: g * emit("sign", x),))
+def abs_(x, out=None):
+    """|x| (gradient 0 at 0)"""
+    return np.abs(x, out=out)
+
+
+@unary("sign", dtype=None, vjp=(None,), internal=True)
+def sign(x, out=None):
+    """-1, 0 or 1 by the sign of x: the derivative of abs"""
+    return np.sign(x, out=out)
+
+
+@unary("step", vjp=(None,), internal=True)
+def step(x):
+    """1 where x > 0, else 0 (in x's float dtype): the derivative of relu"""
+    return np.greater(x, 0).astype(float_dtype(np.result_type(x)))
+
+
+# -------------------------------------------------------------------------------------- transcendental
+@unary("exp", vjp=(lambda g, out, x: g * out,))
+def exp(x, out=None):
+    """e ** x"""
+    return np.exp(x, out=out)
+
+
+@unary("log", fd_domain="positive", vjp=(lambda g, out, x: g / x,))
+def log(x, out=None):
+    """natural logarithm"""
+    return np.log(x, out=out)
+
+
+@unary("log1p", fd_domain="positive", vjp=(lambda g, out, x: g / (1 + x),))
+def log1p(x, out=None):
+    """log(1 + x), accurate for small x"""
+    return np.log1p(x, out=out)
+
+
+@unary("sqrt", fd_domain="positive", vjp=(lambda g, out, x: g * 0.5 / out,))
+def sqrt(x, out=None):
+    """square root"""
+    return np.sqrt(x, out=out)
+
+
+@unary("square", dtype=None, vjp=(lambda g, out, x: g * (2 * x),))
+def square(x, out=None):
+    """x ** 2"""
+    return np.square(x, out=out)
+
+
+@unary("sin", vjp=(lambda g, out, x: g * emit("cos", x),))
+def sin(x, out=None):
+    """sine"""
+    return np.sin(x, out=out)
+
+
+@unary("cos", vjp=(lambda g, out, x: -g * emit("sin", x),))
+def cos(x, out=None):
+    """cosine"""
+    return np.cos(x, out=out)
+
+
+@unary("tanh", vjp=(lambda g, out, x: g * (1 - out * out),))
+def tanh(x, out=None):
+    """hyperbolic tangent"""
+    return np.tanh(x, out=out)
+
+
+@unary("sigmoid", vjp=(lambda g, out, x: g * out * (1 - out),))
+def sigmoid(x):
+    """1 / (1 + e ** -x), computed without overflow for any x"""
+    x = np.asarray(x)
+    e = np.exp(-np.abs(x))                      # in (0, 1]: never overflows
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(float_dtype(x.dtype), copy=False)
+
+
+@unary("softplus", vjp=(lambda g, out, x: g * emit("sigmoid", x),))
+def softplus(x):
+    """log(1 + e ** x), computed without overflow for any x"""
+    return np.logaddexp(np.zeros((), float_dtype(np.result_type(x))), x)
+
+
+# ---------------------------------------------------------------------------------------- activations
+@unary("relu", dtype=None, vjp=(lambda g, out, x: g * emit("step", x),))
+def relu(x):
+    """max(x, 0) (gradient 0 at 0)"""
+    return np.maximum(x, 0)
+
+
+@unary("leaky_relu", dtype=None, attrs=("alpha",),
+       vjp=(lambda g, out, x, alpha=0.01: g * (alpha + (1 - alpha) * emit("step", x)),))
+def leaky_relu(x, alpha=0.01):
+    """x for x > 0, alpha * x otherwise (default alpha 0.01)"""
+    return np.where(np.greater(x, 0), x, np.multiply(alpha, x, dtype=np.result_type(x, 0.0)))
+
+
+@unary("elu", attrs=("alpha",),
+       vjp=(lambda g, out, x, alpha=1.0: emit("where", emit("step", x), g, g * (out + alpha)),))
+def elu(x, alpha=1.0):
+    """x for x > 0, alpha * (e ** x - 1) otherwise (default alpha 1)"""
+    return np.where(np.greater(x, 0), x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+GELU_C = float(np.sqrt(2 / np.pi))
+GELU_K = 0.044715
+
+
+def _gelu_vjp(g, out, x):
+    # out = x/2 (1 + t), t = tanh(u), u = C (x + K x^3):  d out/dx = (1 + t)/2 + x/2 (1 - t^2) C (1 + 3K x^2)
+    t = emit("tanh", GELU_C * (x + GELU_K * x * x * x))
+    return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (GELU_C * (1 + 3 * GELU_K * x * x)))
+
+
+@unary("gelu", vjp=(_gelu_vjp,))
+def gelu(x):
+    """Gaussian error linear unit, tanh form: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"""
+    x = np.asarray(x)
+    return 0.5 * x * (1 + np.tanh(GELU_C * (x + GELU_K * x * x * x)))
+
+
+def _silu_vjp(g, out, x):
+    s = emit("sigmoid", x)
+    return g * (s * (1 + x * (1 - s)))
+
+
+@unary("silu", vjp=(_silu_vjp,))
+def silu(x):
+    """x * sigmoid(x) (also called swish)"""
+    return np.multiply(x, sigmoid(x))
+
+
+# ---------------------------------------------------------------------------------------- gradient flow
+@unary("stop_gradient", dtype=None, view=True,
+       vjp=(lambda g, out, x: emit("broadcast_like", 0.0, x),))
+def stop_gradient(x):
+    """x itself, but no gradient flows back through it (its VJP is zero)"""
+    return x

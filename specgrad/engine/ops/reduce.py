@@ -1,0 +1,145 @@
+"""Reductions and the broadcasting helpers the engine emits when it builds a backward pass."""
+import numpy as np
+
+from specgrad.engine.ops.registry import ShapeError, float_dtype, normalize_axes, reduced_shape, register
+
+
+def _axes(axis):
+    """An axis attribute as numpy takes it."""
+    return None if axis is None else tuple(np.atleast_1d(axis))
+
+
+def _expand_back(g, x, axis, keepdims):
+    """The VJP of a reduction: g put back on the reduced axes and broadcast to x's shape."""
+    graph = x.graph
+    if not keepdims and axis is not None:
+        g = graph.apply("expand_dims", g, axis=list(normalize_axes(axis, x.ndim)))
+    return graph.apply("broadcast_like", g, x)
+
+
+@register("sum", shape=reduced_shape, attrs=("axis", "keepdims"), arity=1,
+          vjp=(lambda g, out, x, axis=None, keepdims=False: _expand_back(g, x, axis, keepdims),))
+def sum_(x, axis=None, keepdims=False):
+    """sum over axes (all when axis is omitted)"""
+    return np.sum(x, axis=_axes(axis), keepdims=keepdims)
+
+
+@register("mean", shape=reduced_shape, dtype=float_dtype, attrs=("axis", "keepdims"), arity=1,
+          vjp=(lambda g, out, x, axis=None, keepdims=False:
+               _expand_back(g, x, axis, keepdims) / x.graph.apply("count", x, axis=axis),))
+def mean(x, axis=None, keepdims=False):
+    """mean over axes (all when axis is omitted)"""
+    return np.mean(x, axis=_axes(axis), keepdims=keepdims)
+
+
+@register("count", shape=lambda x, axis=None: (), dtype=float_dtype, attrs=("axis",), arity=1,
+          vjp=(None,), internal=True)
+def count(x, axis=None):
+    """number of elements over axes, as a float scalar (sizes may be known only at run time)"""
+    shape = np.shape(x)
+    return np.asarray(np.prod([shape[a] for a in normalize_axes(axis, len(shape))]), float_dtype(np.result_type(x)))
+
+
+def _keep(out, x, axis, keepdims):
+    """A reduction's result with its reduced axes restored as size 1 (so it broadcasts against x)."""
+    if keepdims or x.ndim == 0:
+        return out
+    return x.graph.apply("expand_dims", out, axis=list(normalize_axes(axis, x.ndim)))
+
+
+def _extremum_vjp(g, out, x, axis=None, keepdims=False):
+    return _expand_back(g, x, axis, keepdims) * x.graph.apply("tie_share", x, _keep(out, x, axis, keepdims),
+                                                             axis=axis)
+
+
+@register("max", shape=reduced_shape, attrs=("axis", "keepdims"), arity=1, vjp=(_extremum_vjp,))
+def max_(x, axis=None, keepdims=False):
+    """largest element over axes (ties split the gradient equally)"""
+    return np.max(x, axis=_axes(axis), keepdims=keepdims)
+
+
+@register("min", shape=reduced_shape, attrs=("axis", "keepdims"), arity=1, vjp=(_extremum_vjp,))
+def min_(x, axis=None, keepdims=False):
+    """smallest element over axes (ties split the gradient equally)"""
+    return np.min(x, axis=_axes(axis), keepdims=keepdims)
+
+
+def _tie_share_shape(x, extremum, axis=None):
+    if len(extremum) != len(x):
+        raise ShapeError(f"tie_share needs the extremum with kept axes, got {list(extremum)} for {list(x)}")
+    return tuple(x)
+
+
+@register("tie_share", shape=_tie_share_shape, dtype=float_dtype, attrs=("axis",), arity=2,
+          vjp=(None, None), internal=True)
+def tie_share(x, extremum, axis=None):
+    """1/k at each of the k elements equal to the extremum over axes, 0 elsewhere: their gradient shares"""
+    hit = np.equal(x, extremum).astype(float_dtype(np.result_type(x)))
+    return hit / np.sum(hit, axis=_axes(axis), keepdims=True)
+
+
+def _var_shape(x, axis=None, keepdims=False, ddof=0):
+    return reduced_shape(x, axis, keepdims)
+
+
+def _var_vjp(g, out, x, axis=None, keepdims=False, ddof=0):
+    graph = x.graph
+    centered = x - graph.apply("mean", x, axis=axis, keepdims=True)
+    return _expand_back(g, x, axis, keepdims) * (2 * centered) / (graph.apply("count", x, axis=axis) - ddof)
+
+
+@register("var", shape=_var_shape, dtype=float_dtype, attrs=("axis", "keepdims", "ddof"), arity=1,
+          vjp=(_var_vjp,))
+def var(x, axis=None, keepdims=False, ddof=0):
+    """variance over axes: mean of squared deviations, divided by n - ddof instead of n (default ddof 0)"""
+    return np.var(x, axis=_axes(axis), keepdims=keepdims, ddof=ddof)
+
+
+@register("logsumexp", shape=reduced_shape, dtype=float_dtype, attrs=("axis", "keepdims"), arity=1,
+          vjp=(lambda g, out, x, axis=None, keepdims=False:
+               _expand_back(g, x, axis, keepdims) * x.graph.apply("exp", x - _keep(out, x, axis, keepdims)),))
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(e ** x)) over axes, computed without overflow (the largest element is factored out)"""
+    x = np.asarray(x, float_dtype(np.result_type(x)))
+    m = np.max(x, axis=_axes(axis), keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)              # all -inf (or an inf) along an axis: nothing to factor out
+    out = np.log(np.sum(np.exp(x - m), axis=_axes(axis), keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=_axes(axis) if axis is not None else None)
+
+
+def _sum_to_shape(g, shape):
+    """Runtime reduction of a broadcast cotangent back to ``shape`` (symbolic dims taken from g)."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
+                                      if d == 1 and g.shape[lead + i] != 1)
+    if axes:
+        g = np.sum(g, axis=axes, keepdims=True)
+    return g.reshape(g.shape[lead:]) if lead else g
+
+
+def _sum_to_infer(g, shape):
+    if len(shape) > len(g):
+        raise ShapeError(f"cannot sum a value of rank {len(g)} to rank {len(shape)}")
+    return tuple(shape)
+
+
+@register("sum_to", shape=_sum_to_infer, attrs=("shape",), view=True, arity=1, internal=True,
+          vjp=(lambda g, out, x, shape: x.graph.apply("broadcast_like", g, x),))
+def sum_to(g, shape):
+    """undo broadcasting: sum g over the axes along which a value of ``shape`` was broadcast"""
+    return _sum_to_shape(np.asarray(g), shape)
+
+
+def _broadcast_like_infer(g, like):
+    from specgrad.engine.ops.registry import broadcast_shapes
+    if broadcast_shapes(g, like) != tuple(like):
+        raise ShapeError(f"cannot broadcast {list(g)} to {list(like)}")
+    return tuple(like)
+
+
+@register("broadcast_like", shape=_broadcast_like_infer, view=True, arity=2, internal=True,
+          dtype=lambda g, like: g if g is not None else like,
+          vjp=(lambda g, out, x, like: x.graph.apply("sum_to", g, shape=x.shape), None))
+def broadcast_like(x, like):
+    """x broadcast to the shape of ``like`` (whose values are not used)"""
+    return np.broadcast_to(x, np.shape(like))

@@ -1,0 +1,281 @@
+"""The execution plan: a graph flattened once into a list of bound numpy calls over numbered slots.
+
+Compile time (``Plan(outputs, feeds)``), once per graph:
+  * topological order of what the outputs need, nothing else (dead branches are never run);
+  * constant folding: a node whose inputs are all constants is evaluated here, once;
+  * implicit broadcasting: ``broadcast_like`` feeding an op that broadcasts anyway is skipped;
+  * liveness: the step after which each value is no longer read.
+
+First call with a new signature of feeds (shapes, strides, dtypes; in training: full batches, then maybe
+a short last one): a small interpreter runs the steps, dropping each value after its last reader, and
+records every value's concrete shape and dtype and which inputs it views (transpose, reshape... return
+views; which ones is numpy's choice, fixed by the signature). Then the plan is *specialized*: each op that
+accepts ``out=`` gets a preallocated buffer; buffers are shared between values whose lifetimes do not
+overlap, where a buffer lives as long as any value that views it; an op may write over an input that dies
+at that op (this is how gradient contributions are accumulated in place); and each step becomes a closure
+over its slot numbers, its forward and its buffer, so a step costs one call (no code is generated: the
+closures are as fast as generated source was). Every later call with that signature runs those steps on
+the same buffers: no allocation for those ops, no per-op bookkeeping.
+
+Outputs, and whatever they view, never live in a buffer: results are fresh arrays that stay valid after
+the next call, and feeds are never written.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import partial
+from typing import Sequence
+
+import numpy as np
+
+from specgrad.engine.ir import SOURCE_KINDS, Node, ancestors
+from specgrad.engine.ops.registry import REGISTRY, ShapeError, broadcast_shapes
+
+NEVER = float("inf")
+MAX_SPECIALIZED = 8      # feed signatures kept specialized (each holds its own buffers)
+
+
+class Plan:
+    def __init__(self, outputs: Sequence[Node], feeds: Sequence[Node]):
+        inputs = implicit_broadcasts(ancestors(outputs))     # node id -> the inputs it will read
+        order = reachable(outputs, inputs)
+        feed_ids = {n.id for n in feeds}
+        missing = [n for n in order if n.op in ("input", "param") and n.id not in feed_ids]
+        if missing:
+            raise ValueError("plan needs values for " + ", ".join(n.name or repr(n) for n in missing))
+        self.constants = fold_constants(order, inputs)      # node id -> value, computed once
+        slot: dict[int, int] = {}
+        for n in feeds:
+            slot.setdefault(n.id, len(slot))
+        self.n_feeds = len(feeds)
+        self.feed_slots = [slot[n.id] for n in feeds]
+        nodes = [n for n in order if n.id not in self.constants and n.id not in feed_ids]
+        needed = {x.id for n in nodes for x in inputs[n.id]} | {n.id for n in outputs}
+        for n in order:                                     # constants get slots too, filled once
+            if n.id not in slot and (n.id not in self.constants or n.id in needed):
+                slot[n.id] = len(slot)
+        self.template = [None] * len(slot)
+        for nid, value in self.constants.items():
+            if nid in slot:
+                self.template[slot[nid]] = value
+        self.steps = [Step(n, [slot[x.id] for x in inputs[n.id]], slot[n.id]) for n in nodes]
+        self.outputs = [slot[n.id] for n in outputs]
+        self.n_slots = len(slot)
+
+        # liveness: slot -> index of the last step that reads it; outputs, feeds and constants are kept
+        self.last_use = defaultdict(lambda: -1)
+        for i, st in enumerate(self.steps):
+            for a in st.args:
+                self.last_use[a] = i
+        kept = {*self.outputs, *self.feed_slots, *(slot[nid] for nid in self.constants if nid in slot)}
+        for s in kept:
+            self.last_use[s] = NEVER
+        self.specialized: dict[tuple, object] = {}
+
+    def __call__(self, *values) -> list:
+        if len(values) != self.n_feeds:
+            raise TypeError(f"plan takes {self.n_feeds} value(s), got {len(values)}")
+        try:
+            key = tuple([(v.shape, v.strides, v.dtype) for v in values])
+        except AttributeError:
+            values = [np.asarray(v) for v in values]
+            key = tuple([(v.shape, v.strides, v.dtype) for v in values])
+        run = self.specialized.get(key)
+        if run is not None:
+            return run(*values)
+        results, layout, views = self.interpret(values)
+        if len(self.specialized) >= MAX_SPECIALIZED:          # e.g. predict on many batch sizes: keep the newest
+            del self.specialized[next(iter(self.specialized))]
+        self.specialized[key] = self.specialize(layout, views)
+        return results
+
+    # ------------------------------------------------------------------ the first call: interpret, record
+    def interpret(self, values) -> tuple[list, dict, dict]:
+        """Run the steps one by one, dropping each value after its last reader. Record each value's shape
+        and dtype, and which inputs it shares memory with (a view: transpose, reshape, ...). Shapes, strides
+        and dtypes of the feeds fix numpy's choice between a view and a copy, hence the signature."""
+        env = self.template.copy()
+        for s, v in zip(self.feed_slots, values):
+            env[s] = v
+        layout, views = {}, {}
+        for i, st in enumerate(self.steps):
+            value = st.fn(*[env[a] for a in st.args])
+            env[st.out] = value
+            layout[st.out] = (value.shape, value.dtype) if type(value) is np.ndarray and value.ndim else None
+            views[st.out] = [a for a in st.args if np.may_share_memory(value, env[a])]
+            for a in st.args:
+                if self.last_use[a] == i:
+                    env[a] = None
+        results = [env[s] for s in self.outputs]
+        return results, layout, views
+
+    # ------------------------------------------------------------------ buffers and bound steps
+    def escaping(self, views: dict) -> set[int]:
+        """Outputs and the values they view: these are allocated afresh on every call."""
+        escapes = set()
+        stack = list(self.outputs)
+        while stack:
+            s = stack.pop()
+            if s not in escapes:
+                escapes.add(s)
+                stack.extend(views.get(s, ()))
+        return escapes
+
+    def assign_buffers(self, layout: dict, views: dict) -> tuple[dict, list]:
+        """Slot -> buffer number for the steps that write into a preallocated buffer, and the buffers'
+        (shape, dtype). A buffer is reused once every value that views it is dead."""
+        escapes = self.escaping(views)
+        buffer_of: dict[int, int] = {}
+        buffers: list[tuple] = []
+        free = defaultdict(list)                    # (shape, dtype) -> buffers nobody can see any more
+        roots: dict[int, frozenset] = {}            # slot -> buffers its value may view
+        holders = defaultdict(int)                  # buffer -> number of live values that may view it
+        for i, st in enumerate(self.steps):
+            args = st.args
+            if st.takes_out and layout[st.out] is not None and st.out not in escapes:
+                kind = layout[st.out]
+                b = self._dying_input_buffer(i, args, buffer_of, roots, holders, buffers, kind)
+                if b is None:
+                    b = free[kind].pop() if free[kind] else len(buffers)
+                    if b == len(buffers):
+                        buffers.append(kind)
+                buffer_of[st.out] = b
+                roots[st.out] = frozenset((b,))
+            else:
+                roots[st.out] = frozenset().union(*[roots.get(a, ()) for a in views[st.out]])
+            for b in roots[st.out]:
+                holders[b] += 1
+            for a in set(args):
+                if self.last_use[a] == i:
+                    for b in roots.get(a, ()):
+                        holders[b] -= 1
+                        if holders[b] == 0:
+                            free[buffers[b]].append(b)
+        return buffer_of, buffers
+
+    def _dying_input_buffer(self, i, args, buffer_of, roots, holders, buffers, kind):
+        """The buffer of an input read for the last time by step i, if it fits: the op writes over it."""
+        for a in args:
+            b = buffer_of.get(a)
+            if b is not None and self.last_use[a] == i and holders[b] == 1 and buffers[b] == kind:
+                return b             # ``a`` releases it after this step; the output takes it over
+        return None
+
+    def specialize(self, layout: dict, views: dict) -> "Specialized":
+        buffer_of, kinds = self.assign_buffers(layout, views)
+        buffers = [np.empty(shape, dtype) for shape, dtype in kinds]
+        steps = []
+        for i, st in enumerate(self.steps):
+            dead = tuple(a for a in dict.fromkeys(st.args) if self.last_use[a] == i and a not in buffer_of)
+            buf = buffers[buffer_of[st.out]] if st.out in buffer_of else None
+            steps.append(bind(st.fn, tuple(st.args), st.out, buf, dead))
+        return Specialized(self, steps, buffers, buffer_of)
+
+
+class Specialized:
+    """The plan for one feed signature: bound steps over an environment list, and their buffers."""
+
+    def __init__(self, plan: Plan, steps: list, buffers: list, buffer_of: dict):
+        self.template, self.feed_slots, self.outputs = plan.template, plan.feed_slots, plan.outputs
+        self.steps, self.buffers, self.buffer_of = steps, buffers, buffer_of
+
+    def __call__(self, *values) -> list:
+        env = self.template.copy()
+        for s, v in zip(self.feed_slots, values):
+            env[s] = v
+        for step in self.steps:
+            step(env)
+        return [env[s] for s in self.outputs]
+
+
+def bind(fn, args: tuple, out: int, buf, dead: tuple):
+    """One step as a closure over slot numbers: env[out] = fn(*env[args]) (written into ``buf`` if
+    given), then the values read for the last time are dropped. Unary and binary steps without drops,
+    the common case, get closures of their own: no argument list is built."""
+    if not dead and len(args) == 2:
+        a, b = args
+        if buf is None:
+            def step(env):
+                env[out] = fn(env[a], env[b])
+        else:
+            def step(env):
+                env[out] = fn(env[a], env[b], out=buf)
+    elif not dead and len(args) == 1:
+        (a,) = args
+        if buf is None:
+            def step(env):
+                env[out] = fn(env[a])
+        else:
+            def step(env):
+                env[out] = fn(env[a], out=buf)
+    else:
+        extra = {"out": buf} if buf is not None else {}
+
+        def step(env):
+            env[out] = fn(*[env[i] for i in args], **extra)
+            for d in dead:
+                env[d] = None
+    return step
+
+
+class Step:
+    """One op application: its bound forward, its argument slots and its output slot."""
+    __slots__ = ("fn", "args", "out", "takes_out", "op")
+
+    def __init__(self, node: Node, args: list, out: int):
+        op = REGISTRY[node.op]
+        self.op = node.op
+        self.fn = partial(op.forward, **node.attrs) if node.attrs else op.forward
+        self.args = args
+        self.out = out
+        self.takes_out = op.writes_out
+
+
+def implicit_broadcasts(order: list[Node]) -> dict[int, tuple]:
+    """Each node's inputs, with ``broadcast_like(a, like)`` replaced by ``a`` where the reader broadcasts
+    anyway (an op whose shape rule is broadcasting gives the same shape and dtype with ``a``). The backward
+    pass of every reduction emits such a node; elided, it costs nothing."""
+    inputs = {}
+    for n in order:
+        args = list(n.inputs)
+        if REGISTRY.get(n.op) is not None and REGISTRY[n.op].infer_shape is broadcast_shapes:
+            for k, x in enumerate(args):
+                if x.op != "broadcast_like" or x.inputs[0].dtype != x.dtype:
+                    continue
+                trial = [a.shape for a in args]
+                trial[k] = x.inputs[0].shape
+                try:
+                    if broadcast_shapes(*trial) == n.shape:
+                        args[k] = x.inputs[0]
+                except ShapeError:
+                    pass
+        inputs[n.id] = tuple(args)
+    return inputs
+
+
+def reachable(outputs: Sequence[Node], inputs: dict[int, tuple]) -> list[Node]:
+    """The nodes the outputs read through ``inputs``, in topological (id) order."""
+    seen: dict[int, Node] = {}
+    stack = list(outputs)
+    while stack:
+        n = stack.pop()
+        if n.id not in seen:
+            seen[n.id] = n
+            stack.extend(inputs[n.id])
+    return sorted(seen.values(), key=lambda n: n.id)
+
+
+def fold_constants(order: list[Node], inputs: dict[int, tuple]) -> dict[int, object]:
+    """Values of constants and of every node that depends on constants only, computed once, read-only."""
+    values: dict[int, object] = {}
+    for n in order:
+        args = inputs[n.id]
+        if n.op == "const":
+            values[n.id] = n.value
+        elif n.op not in SOURCE_KINDS and args and all(x.id in values for x in args):
+            value = REGISTRY[n.op].forward(*[values[x.id] for x in args], **n.attrs)
+            if isinstance(value, np.ndarray):
+                value = value.view()
+                value.flags.writeable = False
+            values[n.id] = value
+    return values

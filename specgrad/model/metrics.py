@@ -1,0 +1,101 @@
+"""Metrics declared in a spec (``metrics: [accuracy, {type: top_k_accuracy, k: 3}, r2]``), computed in numpy
+from the model's predictions and the targets on each split, at the end of a run and by ``specgrad eval``.
+
+Classifiers predict logits, as the classification losses expect: [.., classes] scores against integer
+labels (cross_entropy), or one score per output against 0/1 targets (binary_cross_entropy).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from specgrad.base.components import Registry, normalize
+from specgrad.engine.ops import REGISTRY
+
+METRICS = Registry("metric")
+CLASSIFICATION = ("labels", "probabilities")        # target kinds of the classification losses
+
+
+@dataclass(frozen=True)
+class Metric:
+    compute: Callable                      # (prediction, target) arrays -> float
+    targets: tuple = ("real", "labels", "probabilities")    # loss target kinds it makes sense for
+
+
+def _multiclass(pred: np.ndarray, target: np.ndarray) -> bool:
+    return pred.ndim == target.ndim + 1
+
+
+@METRICS.register("mse")
+def mse():
+    """mean squared error"""
+    return Metric(lambda pred, target: float(np.mean((pred - target) ** 2)))
+
+
+@METRICS.register("mae")
+def mae():
+    """mean absolute error"""
+    return Metric(lambda pred, target: float(np.mean(np.abs(pred - target))))
+
+
+@METRICS.register("r2")
+def r2():
+    """coefficient of determination, 1 - SS_res / SS_tot"""
+    return Metric(lambda pred, target: float(1 - np.sum((pred - target) ** 2)
+                                             / np.sum((target - np.mean(target)) ** 2)), ("real",))
+
+
+@METRICS.register("accuracy")
+def accuracy():
+    """fraction of samples whose predicted class (largest logit, or logit > 0 for one score) is the target"""
+    def compute(pred, target):
+        guess = np.argmax(pred, axis=-1) if _multiclass(pred, target) else (pred > 0)
+        return float(np.mean(guess == target))
+    return Metric(compute, CLASSIFICATION)
+
+
+@METRICS.register("top_k_accuracy", {"k": {"type": "integer", "minimum": 1}})
+def top_k_accuracy(k=5):
+    """fraction of samples whose label is among the k largest logits"""
+    def compute(pred, target):
+        top = np.argsort(-pred, axis=-1, kind="stable")[..., :k]
+        return float(np.mean(np.any(top == target[..., None], axis=-1)))
+    return Metric(compute, ("labels",))
+
+
+@METRICS.register("log_loss")
+def log_loss():
+    """mean negative log-likelihood of the targets under the predicted (softmax or sigmoid) probabilities"""
+    def compute(pred, target):
+        if _multiclass(pred, target):
+            log_p = REGISTRY["log_softmax"].forward(pred)
+            return float(-np.mean(np.take_along_axis(log_p, target[..., None], axis=-1)[..., 0]))
+        return float(np.mean(np.logaddexp(0, pred) - target * pred))
+    return Metric(compute, CLASSIFICATION)
+
+
+def metric_name(settings) -> str:
+    return normalize(settings)["type"]
+
+
+def check_metrics(declared, target_kind: str) -> list[tuple[int, str]]:
+    """(index, message) for each declared metric that does not fit the loss's kind of target."""
+    words = {"real": "real values", "labels": "class labels", "probabilities": "0/1 targets"}
+    return [(i, f"metric '{metric_name(m)}' does not apply to this loss, whose targets are {words[target_kind]}")
+            for i, m in enumerate(declared) if target_kind not in METRICS.create(normalize(m)).targets]
+
+
+def evaluate(model, params: dict, fields: dict, metrics=(), state: dict | None = None) -> dict[str, float]:
+    """The loss (as the spec defines it, over all of ``fields``) and each metric, for given parameter values
+    and model state (default: its initial value), in eval mode (no dropout, batchnorm's running statistics)."""
+    from specgrad.model.build import init_state
+    forward = model.eval
+    plan = forward.plan([forward.loss, forward.prediction])
+    loss, pred = plan(*forward.feed(fields, params, init_state(model) if state is None else state))
+    target = fields[model.target]
+    out = {"loss": float(loss)}
+    for m in metrics:
+        out[metric_name(m)] = METRICS.create(normalize(m)).compute(np.asarray(pred), target)
+    return out

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                          os.environ.get("PYTHONPATH")]))
 
-from specgrad.sweep.file import load_sweep
-from specgrad.sweep.launch import run_sweep
+from specgrad.run.sweep.file import load_sweep
+from specgrad.run.sweep.launch import run_sweep
 
 MLP = """\
 specgrad: 1
@@ -72,8 +72,8 @@ def throughput(trials: int, steps: int, workers: int) -> float:
 
 
 def overhead(trials: int) -> list[float]:
-    from specgrad.sweep.study import default_storage
-    from specgrad.sweep.worker import Worker, one_blas_thread
+    from specgrad.run.sweep.study import default_storage
+    from specgrad.run.sweep.worker import Worker, one_blas_thread
     one_blas_thread()
     with tempfile.TemporaryDirectory() as tmp:
         spec = POLY.replace("steps: 2000", "steps: 1").replace("checkpoint: {every: 500}", "checkpoint: {every: 1}")

@@ -61,7 +61,7 @@ def validate(
     A sweep file is checked with every point of its grid and the corners of its ranges."""
     from specgrad.spec import check_spec, find_spec_files
     from specgrad.base.diagnostics import format_diagnostics
-    from specgrad.sweep.file import check_sweep, is_sweep_file
+    from specgrad.run.sweep.file import check_sweep, is_sweep_file
 
     files, unmatched = find_spec_files(paths)
     if unmatched:
@@ -145,7 +145,7 @@ def train(
 def schema(sweep: bool = typer.Option(False, "--sweep", help="The schema of sweep files instead.")):
     """Print the JSON Schema of spec files as written (draft 2020-12), for editors and other validators."""
     if sweep:
-        from specgrad.sweep.file import sweep_schema
+        from specgrad.run.sweep.file import sweep_schema
         typer.echo(json.dumps(sweep_schema(), indent=2))
         return
     from specgrad.spec.schema import editor_schema
@@ -304,11 +304,11 @@ def sweep(
 ):
     """Run a sweep: every point checked first, then trials (ordinary run directories) in worker processes,
     until the study has its trials. Run it again after a kill: finished trials stay, interrupted ones resume."""
-    from specgrad.sweep.file import check_sweep, load_sweep
-    from specgrad.sweep.launch import run_sweep
-    from specgrad.sweep.options import SweepDependencyError
-    from specgrad.sweep.progress import SweepView
-    from specgrad.sweep.study import StudyError
+    from specgrad.run.sweep.file import check_sweep, load_sweep
+    from specgrad.run.sweep.launch import run_sweep
+    from specgrad.run.sweep.options import SweepDependencyError
+    from specgrad.run.sweep.progress import SweepView
+    from specgrad.run.sweep.study import StudyError
     from specgrad.base.diagnostics import SpecError
 
     with _reported(SweepDependencyError, StudyError):

@@ -31,7 +31,7 @@ def registries() -> dict[str, Registry]:
     """Every component registry in the package (layers, losses, optimizers, ... whichever exist), by kind."""
     found = {}
     for info in pkgutil.walk_packages(specgrad.__path__, "specgrad."):
-        if info.name.endswith(".cli") or info.name.startswith("specgrad.sweep"):
+        if info.name.endswith(".cli") or info.name.startswith("specgrad.run.sweep"):
             continue        # the sweep's samplers and pruners are the sweep schema's (tests/test_sweep.py)
         module = importlib.import_module(info.name)
         found.update({v.kind: v for v in vars(module).values() if isinstance(v, Registry)})

@@ -16,7 +16,7 @@ from tests.conftest import ROOT, run_cli
 
 optuna = pytest.importorskip("optuna", reason="sweeps need the specgrad[sweep] extra (optuna)")
 
-from specgrad.sweep.file import check_sweep, load_sweep, points, sweep_schema
+from specgrad.run.sweep.file import check_sweep, load_sweep, points, sweep_schema
 
 BASE = """\
 specgrad: 1
@@ -55,7 +55,7 @@ def test_schema_file_is_generated_from_the_registries():
 
 
 def test_sweep_schema_offers_exactly_the_registered_samplers_and_pruners():
-    from specgrad.sweep.options import PRUNERS, SAMPLERS
+    from specgrad.run.sweep.options import PRUNERS, SAMPLERS
     from tests.test_schema import named_enums
     assert named_enums(sweep_schema()) == {"sampler": set(SAMPLERS.names()), "pruner": set(PRUNERS.names())}
     for name in SAMPLERS.names():       # each makes the Optuna sampler it names (cmaes and gp may lack a package)
@@ -299,8 +299,8 @@ def test_sweep_refuses_a_bad_point_before_running_anything(tmp_path):
 
 def test_a_trial_killed_before_it_named_its_run_directory_is_retried_at_its_grid_point(tmp_path):
     """The narrowest window: asked (RUNNING, its grid point chosen) but killed before recording anything."""
-    from specgrad.sweep.study import default_storage, repair_owned
-    from specgrad.sweep.worker import Worker
+    from specgrad.run.sweep.study import default_storage, repair_owned
+    from specgrad.run.sweep.worker import Worker
     path = write(tmp_path, GRID, steps=20)
     out = tmp_path / "out"
     out.mkdir()
@@ -321,8 +321,8 @@ def test_progress_view_lines_and_live_table(tmp_path):
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from specgrad.sweep.progress import SweepView
-    from specgrad.sweep.study import tally
+    from specgrad.run.sweep.progress import SweepView
+    from specgrad.run.sweep.study import tally
     sweep = load_sweep(write(tmp_path, GRID))
     dist = {"optimizer.lr": FloatDistribution(1e-4, 1.0)}
     trials = [create_trial(state=TrialState.COMPLETE, value=0.5, params={"optimizer.lr": 0.001}, distributions=dist),

@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
+from specgrad.run.plot import PlotError, read_metrics
+from specgrad.run.runlog import metrics_lines
+from specgrad.spec.load import load_file
 
 ABSENT = "-"
 
@@ -46,7 +49,6 @@ def _finals(summary: dict) -> dict:
 
 def run_row(run_dir: Path) -> dict:
     """One run as a flat record: run, name, status, steps, seconds, objective, value, then final metrics."""
-    from specgrad.run.runlog import metrics_lines
     summary, trial = _json(run_dir / "summary.json"), _json(run_dir / "trial.json")
     spec = _spec(run_dir)
     row = {"run": str(run_dir), "name": spec.get("name", ABSENT) if isinstance(spec, dict) else ABSENT}
@@ -73,7 +75,6 @@ def run_row(run_dir: Path) -> dict:
 
 def _spec(run_dir: Path) -> dict:
     """The run's resolved spec.yaml, read by the spec loader (size limits, no tags, located errors)."""
-    from specgrad.spec.load import load_file
     try:
         return load_file(run_dir / "spec.yaml").data
     except SpecError:
@@ -145,7 +146,6 @@ def compare_runs(run_dirs) -> str:
 
 def plot_runs(run_dirs, output: Path) -> Path:
     """The runs' training loss and validation metrics, overlaid, as one PNG (needs specgrad[plot])."""
-    from specgrad.run.plot import PlotError, read_metrics
     try:
         import matplotlib
         matplotlib.use("Agg")

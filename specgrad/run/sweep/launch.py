@@ -1,5 +1,5 @@
 """``specgrad sweep``: open (or create) the study, retry what a killed sweep left running, start the worker
-processes and watch the study until they are done. The workers do the work (specgrad/sweep/worker.py);
+processes and watch the study until they are done. The workers do the work (specgrad/run/sweep/worker.py);
 this process only starts them and reads the database, so the same command run on several machines against
 one ``--storage`` is a sweep across machines."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from specgrad.sweep.file import Sweep
-from specgrad.sweep.study import (
+from specgrad.run.sweep.file import Sweep
+from specgrad.run.sweep.study import (
     ERROR,
     RUN_DIR,
     default_dir,
@@ -26,7 +26,7 @@ from specgrad.sweep.study import (
     tally,
     trial_states,
 )
-from specgrad.sweep.worker import BLAS_ENV
+from specgrad.run.sweep.worker import BLAS_ENV
 
 POLL_S = 0.5
 
@@ -87,7 +87,7 @@ def run_sweep(sweep: Sweep, workers: int | None = None, storage: str | None = No
 def _start_workers(sweep: Sweep, sweep_dir: Path, url: str, n: int) -> list[subprocess.Popen]:
     env = {**os.environ, **dict.fromkeys(BLAS_ENV, "1"), "SPECGRAD_SWEEP_PARENT": str(os.getpid()),
            "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "specgrad.sweep.worker", sweep.file, "--dir", str(sweep_dir),
+    command = [sys.executable, "-m", "specgrad.run.sweep.worker", sweep.file, "--dir", str(sweep_dir),
                "--storage", url, "--trials", str(sweep.trials)]
     log = open(sweep_dir / "workers.log", "a", encoding="utf-8")     # a worker's own errors, if it has any
     try:

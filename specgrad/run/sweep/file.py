@@ -16,8 +16,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError
+from specgrad.model.metrics import metric_name
+from specgrad.run.sweep.options import PRUNERS, SAMPLERS
+from specgrad.spec.compose import compose, parse_path
 from specgrad.spec.load import Document, load_file
-from specgrad.sweep.options import PRUNERS, SAMPLERS
+from specgrad.spec.validate import _leaf_errors, _translate, validate
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://specgrad.dev/schemas/sweep.schema.json"
@@ -149,7 +152,6 @@ class Sweep:
         return [*self.fixed, *((p.path, assignment[p.name], p.loc) for p in self.params if p.name in assignment)]
 
     def compose(self, assignment: dict) -> Document:
-        from specgrad.spec.compose import compose
         return compose(self.spec, values=self.values(assignment))
 
     def grid(self) -> dict:
@@ -183,7 +185,6 @@ def load_sweep(path) -> Sweep:
     if errors:
         raise SpecError(errors)
     data = doc.data
-    from specgrad.spec.compose import parse_path
     params, diags = [], []
     for name, definition in data["params"].items():
         loc = doc.loc(("params", name))
@@ -260,7 +261,6 @@ def _param(name: str, path: tuple, d: dict, loc: Location):
 
 
 def _schema_diagnostics(error, doc: Document) -> list[Diagnostic]:
-    from specgrad.spec.validate import _leaf_errors, _translate
     return [d for e in _leaf_errors(error) for d in _translate(e, doc)]
 
 
@@ -285,7 +285,6 @@ def points(sweep: Sweep) -> tuple[list[dict], str]:
 def check_sweep(path) -> tuple[bool, list[Diagnostic]]:
     """(valid, diagnostics): the sweep file itself, its objective against the base spec, and every point
     chosen by ``points`` composed onto the base spec and validated as a spec."""
-    from specgrad.spec.validate import validate
     try:
         sweep = load_sweep(path)
         base = sweep.compose({})
@@ -317,7 +316,6 @@ def check_sweep(path) -> tuple[bool, list[Diagnostic]]:
 def objective_diagnostics(sweep: Sweep, base: Document) -> list[Diagnostic]:
     """The objective names a split the base spec makes and a metric it computes; pruning has the
     per-evaluation values it needs."""
-    from specgrad.model.metrics import metric_name
     data, out = base.data, []
     split, metric = sweep.split, sweep.metric_name
     where = sweep.doc.loc(("objective", "metric"))

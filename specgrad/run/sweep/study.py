@@ -21,8 +21,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from specgrad.sweep.file import Sweep
-from specgrad.sweep.options import optuna_module
+from specgrad.run.sweep.file import Sweep
+from specgrad.run.sweep.options import optuna_module
 
 # A running trial's heartbeat, and how long without one makes it an orphan (the environment variables let a
 # test make a machine's death show within seconds)

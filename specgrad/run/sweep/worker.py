@@ -1,6 +1,6 @@
 """A sweep worker: one process, one BLAS thread, kept warm across trials. It asks the study for a trial,
 trains it as an ordinary run directory, reports each validation to the pruner, and tells the result --
-until the study has its trials. Run by ``specgrad sweep`` (``python -m specgrad.sweep.worker``); on several
+until the study has its trials. Run by ``specgrad sweep`` (``python -m specgrad.run.sweep.worker``); on several
 machines, each machine's ``specgrad sweep`` starts its own workers on the same storage."""
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-from specgrad.sweep.file import Sweep, load_sweep
-from specgrad.sweep.study import (
+from specgrad.base.diagnostics import SpecError
+from specgrad.base.fileio import write_atomic
+from specgrad.run.checkpoint import list_checkpoints
+from specgrad.run.runlog import metrics_lines, spec_hash
+from specgrad.run.sweep.file import Sweep, load_sweep
+from specgrad.run.sweep.study import (
     ERROR,
     HEARTBEAT_S,
     RETRY_OF,
@@ -27,6 +31,9 @@ from specgrad.sweep.study import (
     takes_slot,
     trial_states,
 )
+from specgrad.run.trainer import Hooks, Trainer
+from specgrad.spec import Spec
+from specgrad.spec.validate import validate
 
 FINISHED = ("completed", "pruned", "diverged")
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -130,7 +137,6 @@ class Worker:
             try:
                 summary = self._train(trial, assignment, run_dir)
             except Exception as e:      # a trial's failure is the study's to record; the worker goes on
-                from specgrad.base.diagnostics import SpecError
                 message = str(e) if isinstance(e, SpecError) else f"{type(e).__name__}: {e}"
                 trial.set_user_attr(ERROR, message[:2000])
                 self._tell(trial, state=S.FAIL)
@@ -155,12 +161,6 @@ class Worker:
     def _train(self, trial, assignment: dict, run_dir: Path) -> dict:
         """The run's summary: read back when the run already finished (a kill between the end of training
         and the tell), else trained -- resumed from its checkpoints when it has some."""
-        from specgrad.run.checkpoint import list_checkpoints
-        from specgrad.run.runlog import metrics_lines, spec_hash
-        from specgrad.run.trainer import Hooks, Trainer
-        from specgrad.spec import Spec
-        from specgrad.base.diagnostics import SpecError
-        from specgrad.spec.validate import validate
 
         doc = self.sweep.compose(assignment)
         diags, model = validate(doc)
@@ -233,7 +233,6 @@ def _read_summary(run_dir: Path) -> dict | None:
 
 def _write_trial(run_dir: Path, sweep: Sweep, trial, assignment: dict) -> None:
     """trial.json beside the run's files: which study, trial and values made this run directory."""
-    from specgrad.base.fileio import write_atomic
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"study": sweep.name, "sweep": os.path.abspath(sweep.file), "trial": trial.number,
               "worker": f"{socket.gethostname()}:{os.getpid()}",
@@ -243,7 +242,7 @@ def _write_trial(run_dir: Path, sweep: Sweep, trial, assignment: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specgrad.sweep.worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m specgrad.run.sweep.worker", description=__doc__)
     parser.add_argument("sweep")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--storage", required=True)

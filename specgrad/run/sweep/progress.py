@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from specgrad.sweep.file import Sweep
-from specgrad.sweep.study import ERROR, trial_states
+from specgrad.run.sweep.file import Sweep
+from specgrad.run.sweep.study import ERROR, trial_states
 
 
 def _params(params: dict) -> str:

@@ -102,10 +102,12 @@ def validate(
                                         "top-level 'specgrad:' or 'extends:' key (the pre-commit hook's mode)."),
     root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
-    """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col."""
+    """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col.
+    A sweep file is checked with every point of its grid and the corners of its ranges."""
     from specgrad.spec import check_spec, find_spec_files
     from specgrad.base.diagnostics import format_diagnostics
     from specgrad.spec.kind import split_specs
+    from specgrad.run.sweep.file import check_sweep, is_sweep_file
 
     files, unmatched = find_spec_files(paths)
     if unmatched:
@@ -119,7 +121,7 @@ def validate(
     failed = []
     for f in files:
         with _reported():
-            ok, diags = check_spec(f, set_, root)
+            ok, diags = check_sweep(f) if is_sweep_file(f) else check_spec(f, set_, root)
         _collect_from_here()          # the first spec imported and built everything the others need
         if not ok:
             failed.append(str(f))
@@ -228,8 +230,12 @@ def _rank_failure(e: BaseException, comm, run_dir: Path) -> str:
 
 
 @app.command()
-def schema():
+def schema(sweep: bool = typer.Option(False, "--sweep", help="The schema of sweep files instead.")):
     """Print the JSON Schema of spec files as written (draft 2020-12), for editors and other validators."""
+    if sweep:
+        from specgrad.run.sweep.file import sweep_schema
+        typer.echo(json.dumps(sweep_schema(), indent=2))
+        return
     from specgrad.spec.schema import editor_schema
     typer.echo(json.dumps(editor_schema(), indent=2))
 
@@ -430,6 +436,78 @@ def diagnose(
     with _reported(DiagnoseError):
         result = diagnose_run(run_dir)
     typer.echo(json.dumps(result.to_json(), indent=2) if format == ReportFormat.json else format_text(result))
+@app.command()
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="The sweep file (see docs/experiments.md)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes here (default: the "
+                                          "sweep file's workers, else 1)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="The study's database URL, shared by every "
+                                          "machine (default: sqlite in the sweep's folder)."),
+    sweep_dir: Optional[Path] = typer.Option(None, "--dir", help="Where trial run directories go "
+                                             "(default runs/sweeps/NAME)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors and the result."),
+):
+    """Run a sweep: every point checked first, then trials (ordinary run directories) in worker processes,
+    until the study has its trials. Run it again after a kill: finished trials stay, interrupted ones resume."""
+    from specgrad.run.sweep.file import check_sweep, load_sweep
+    from specgrad.run.sweep.launch import run_sweep
+    from specgrad.run.sweep.options import SweepDependencyError
+    from specgrad.run.sweep.progress import SweepView
+    from specgrad.run.sweep.study import StudyError
+    from specgrad.base.diagnostics import SpecError
+
+    with _reported(SweepDependencyError, StudyError):
+        ok, diags = check_sweep(sweep_file)
+        if not ok:
+            raise SpecError(diags)
+        spec = load_sweep(sweep_file)
+        try:
+            with SweepView(spec, typer.echo, quiet) as view:
+                outcome = run_sweep(spec, workers, storage, sweep_dir, view.update)
+        except KeyboardInterrupt:      # the workers checkpointed their trials (they got the Ctrl-C too)
+            _err("stopped by Ctrl-C; run the same command again to continue the sweep")
+            raise typer.Exit(130)
+    c, best = outcome.counts, outcome.best
+    typer.echo(f"{c['done']} completed, {c['pruned']} pruned, {c['failed']} failed of {c['target']} trials in "
+               f"{outcome.sweep_dir}" + (f"; {outcome.retried} interrupted trial(s) resumed" if outcome.retried else ""))
+    if best:
+        typer.echo(f"best: trial {best['number']} {spec.metric} {best['value']:.6g} -> {best['run_dir']}")
+    if any(outcome.worker_codes):
+        _err(f"error: a worker failed (exit codes {outcome.worker_codes}); see {outcome.sweep_dir}/workers.log")
+    finished = c["done"] + c["pruned"] + c["failed"] >= c["target"]
+    raise typer.Exit(0 if finished and not any(outcome.worker_codes) else 1)
+
+
+class RunsFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+def runs(
+    dirs: List[Path] = typer.Argument(None, help="Run directories, or folders searched for them (default runs/)."),
+    format: RunsFormat = typer.Option(RunsFormat.table, "--format", help="table, json or csv."),
+):
+    """List runs: status, steps, time, objective (a sweep trial's, else the best validation) and final metrics."""
+    from specgrad.run.compare import RunFileError, find_runs, format_rows, run_row
+    with _reported(RunFileError):
+        rows = [run_row(d) for d in find_runs(dirs or [Path("runs")])]
+    typer.echo(format_rows(rows, format.value) if rows else "no runs found")
+
+
+@app.command()
+def compare(
+    run_dirs: List[Path] = typer.Argument(..., help="Two or more run directories."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also overlay their curves in this PNG."),
+):
+    """Show the resolved spec values that differ between runs, beside their status and final metrics."""
+    from specgrad.run.compare import RunFileError, compare_runs, plot_runs
+    from specgrad.run.plot import PlotError
+    with _reported(RunFileError, PlotError):
+        typer.echo(compare_runs(run_dirs))
+        if plot:
+            typer.echo(f"wrote {plot_runs(run_dirs, plot)}")
 
 
 def main():

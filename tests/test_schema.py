@@ -33,8 +33,8 @@ def registries() -> dict[str, Registry]:
     """Every component registry in the package (layers, losses, optimizers, ... whichever exist), by kind."""
     found = {}
     for info in pkgutil.walk_packages(specgrad.__path__, "specgrad."):
-        if info.name.endswith(".cli"):
-            continue
+        if info.name.endswith(".cli") or info.name.startswith("specgrad.run.sweep"):
+            continue        # the sweep's samplers and pruners are the sweep schema's (tests/test_sweep.py)
         module = importlib.import_module(info.name)
         found.update({v.kind: v for v in vars(module).values() if isinstance(v, Registry)})
     return found
@@ -121,7 +121,8 @@ def test_every_example_spec_names_the_schema_for_editors():
         if any(part.startswith("_") for part in path.relative_to(MODELS).parts):
             continue        # a fragment (models/_data/...) is a block of a spec, which the spec schema does not describe
         first = path.read_text().splitlines()[0]
-        relative = "../" * (len(path.relative_to(ROOT).parts) - 1) + "schemas/specgrad.schema.json"
+        schema = "sweep.schema.json" if path.parent.name == "sweeps" else "specgrad.schema.json"   # sweep files
+        relative = "../" * (len(path.relative_to(ROOT).parts) - 1) + "schemas/" + schema
         assert first == f"# yaml-language-server: $schema={relative}", path
 
 

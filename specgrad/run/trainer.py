@@ -32,13 +32,8 @@ from specgrad.run.checkpoint import CheckpointError, Expected, latest_checkpoint
 from specgrad.run.distributed import Communicator, ShardedRun
 from specgrad.run.lock import RunLock, RunLocked
 from specgrad.run.retention import improved, to_keep
-from specgrad.run.runlog import (
-    MetricsLog,
-    spec_diff,
-    spec_hash,
-    write_spec,
-    write_summary,
-)
+from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
+from specgrad.run.tensorboard import with_tensorboard
 from specgrad.spec import Spec
 from specgrad.spec.settings import Clip, Validation
 
@@ -59,6 +54,8 @@ class Hooks:
     on_step: Callable[[int, float], None] = lambda step, loss: None
     on_warning: Callable[[str], None] = lambda message: None
     should_stop: Callable[[], bool] = lambda: False     # asked after each step: stop there, as SIGINT does
+    # each validation's results; returning True stops the run there, checkpointed, as "pruned" (a sweep's pruner)
+    on_validation: Callable[[int, dict], bool] = lambda step, results: False
 
 
 def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
@@ -367,8 +364,11 @@ class Trainer:
         if not resume and self.root:
             write_spec(self.run_dir, self.resolved, __version__)
             self.prepared.save(self.run_dir)          # data.json: what eval / predict need to transform data
-        log = (MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None) if self.root
-               else NullLog())
+        if self.root:
+            log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
+            log = with_tensorboard(log, self.spec, self.run_dir, start if resume else None)
+        else:
+            log = NullLog()
         t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch
         patience = self.validation and self.validation.patience
         status, step, t0, stopped_early = "completed", start, time.perf_counter(), False
@@ -392,18 +392,23 @@ class Trainer:
                         value, new_best = self._validation_step(step, record)
                         due = due or new_best
                         stopped_early = bool(patience) and self.stale >= patience
+                        if self.hooks.on_validation(step, record["val"]) and step < self.total_steps:
+                            status = "pruned"
                     if "val" in record or step % t.log_every == 0 or step == self.total_steps:
                         log.write(record)
                     self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
                     # in a data-parallel run, the signal any process had received when the step began
                     stopped_by = self.sharded.agreed_signal if self.sharded else stop.signum
                     interrupted = stopped_by is not None or self.hooks.should_stop()
-                    if due or interrupted or stopped_early or step == self.total_steps:
+                    pruned = status == "pruned"
+                    if due or interrupted or stopped_early or pruned or step == self.total_steps:
                         log.flush()                 # the log holds every step the checkpoint covers
                         self._save(step, value)
                         last_saved = step
                     if interrupted:
                         status = "interrupted"
+                        break
+                    if pruned:
                         break
                     if stopped_early:
                         self.hooks.on_warning(f"early stop at step {step}: no better {self.validation.metric} "

@@ -531,15 +531,16 @@ def resolve_references(root: Value, sizes: dict | None = None) -> Value:
 # --- the whole composition ---------------------------------------------------------------------------------------
 
 
-def compose(path, overrides=(), roots=None) -> Document:
+def compose(path, overrides=(), roots=None, values=()) -> Document:
     """The resolved spec at ``path``: extends and includes merged, ``--set`` applied, references resolved.
 
     Files are read only inside ``roots`` (default: the working directory and the spec's folder, see
     ``default_roots``); each error whose place is in another file names ``path`` and the chain of extends
-    and includes that reached it."""
+    and includes that reached it. ``values`` are ``(path, value, Location)`` triples set after the overrides,
+    each located where it is written (a sweep trial's parameters, at their place in the sweep file)."""
     name = os.fsdecode(path)
     composer = _Composer(default_roots(name) if roots is None else roots)
-    return _finish(composer, lambda: composer.file(name), name, overrides)
+    return _finish(composer, lambda: composer.file(name), name, overrides, values)
 
 
 def compose_mapping(values: dict, overrides=(), roots=None, name: str = MAPPING) -> Document:
@@ -556,13 +557,19 @@ def compose_mapping(values: dict, overrides=(), roots=None, name: str = MAPPING)
                                                        (os.path.realpath(name),)), name, overrides)
 
 
-def _finish(composer: _Composer, read: Callable[[], Value | None], name: str, overrides) -> Document:
-    """``read()``'s tree with --set applied, references resolved and data paths made relative to ``name``."""
+def _finish(composer: _Composer, read: Callable[[], Value | None], name: str, overrides, values=()) -> Document:
+    """``read()``'s tree with --set and ``values`` applied, references resolved and data paths made relative
+    to ``name``."""
     try:
         root = read()
         if composer.errors:
             raise SpecError(composer.errors)
         root = apply_overrides(root, overrides)
+        for key, value, loc in values:
+            try:
+                root = set_value(root, tuple(key), None if value is None else _located(value, loc))
+            except _PathError as e:
+                raise SpecError.at(loc, f"cannot set '{_dotted(key)}': {e}") from None
         root = composer._limit(root, root.loc)
         root = resolve_references(root, composer.sizes)
         root = relocate_data_paths(root, name)

@@ -99,6 +99,8 @@ class Train:
                                  "on a non-finite loss or gradient: stop (save the last finite state), skip the "
                                  "step, or fail at once", "stop")
     log_every: int = setting(COUNT, "write every Nth step to metrics.jsonl", 1)
+    tensorboard: bool = setting({"type": "boolean"}, "also write TensorBoard event files to RUN_DIR/tensorboard "
+                                "(needs specgrad[tensorboard])", False)
     memory_budget: int | str | None = setting(
         {k: v for k, v in MEMORY_BUDGET.items() if k != "description"}, MEMORY_BUDGET["description"])
     distributed: Distributed = nested(Distributed, "data-parallel training under mpiexec", Distributed)

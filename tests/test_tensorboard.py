@@ -1,0 +1,74 @@
+"""train.tensorboard: event files read back with TensorBoard's own reader hold exactly metrics.jsonl's values,
+once per step, also after a resume."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import MODELS, ROOT, run_cli
+
+pytest.importorskip("tensorboardX", reason="needs the specgrad[tensorboard] extra")
+event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+SETTINGS = ["--set", "train.steps=40", "--set", "train.tensorboard=true", "--set", "data.split.val=0.2",
+            "--set", "train.validation.every=10", "--set", "train.checkpoint.every=20"]
+
+
+def scalars(run_dir):
+    acc = event_accumulator.EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def expected(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    out = {"train/loss": [], "train/lr": [], "train/grad_norm": [], "grad_norm/k": [], "val/loss": []}
+    for r in records:
+        for key in ("loss", "lr", "grad_norm"):
+            out[f"train/{key}"].append((r["step"], r[key]))
+        out["grad_norm/k"].append((r["step"], r["grad_norms"]["k"]))
+        if "val" in r:
+            out["val/loss"].append((r["step"], r["val"]["loss"]))
+    return out
+
+
+def assert_same(got, want):
+    assert sorted(got) == sorted(want)
+    for tag, points in want.items():
+        assert [s for s, _ in got[tag]] == [s for s, _ in points], tag
+        # event files hold float32
+        assert [v for _, v in got[tag]] == pytest.approx([v for _, v in points], rel=1e-6), tag
+
+
+def test_event_files_hold_the_logged_scalars(tmp_path):
+    r = run_cli("train", MODELS / "poly.yaml", *SETTINGS, "--run-dir", tmp_path / "run", "--quiet")
+    assert r.returncode == 0, r.stderr
+    got, want = scalars(tmp_path / "run"), expected(tmp_path / "run")
+    assert len(want["train/loss"]) == 40 and len(want["val/loss"]) == 4
+    assert_same(got, want)
+
+
+def test_a_resumed_run_rewrites_the_steps_past_its_checkpoint_once(tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("train", MODELS / "poly.yaml", *SETTINGS, "--run-dir", run, "--quiet").returncode == 0
+    full = scalars(run)
+    shutil.rmtree(run / "checkpoints" / "step-00000040")      # as if killed after logging step 40, saved at 20
+    (run / "summary.json").unlink()
+    r = run_cli("train", run / "spec.yaml", "--resume", "--run-dir", run, "--quiet")
+    assert r.returncode == 0, r.stderr
+    again = scalars(run)
+    assert_same(again, expected(run))
+    assert again == full           # bit-exact resume: the same curves, each step once
+
+
+def test_a_missing_extra_is_a_located_error_naming_it(tmp_path):
+    code = ("import sys; sys.modules['tensorboardX'] = None\n"
+            "from specgrad.cli import main; sys.argv = ['specgrad', 'train', %r, %s, '--run-dir', %r]; main()"
+            % (str(MODELS / "poly.yaml"), ", ".join(repr(s) for s in SETTINGS), str(tmp_path / "run")))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "--set train.tensorboard=true:1:" in r.stderr and "pip install 'specgrad[tensorboard]'" in r.stderr

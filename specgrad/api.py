@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from specgrad.base.diagnostics import Diagnostic, SpecError
+from specgrad.base.fileio import read_small_text
 from specgrad.base.rng import INIT, stream
 from specgrad.data.prepare import prepare_data
 from specgrad.model.build import TrainStep, init_params
@@ -30,7 +31,8 @@ from specgrad.run.checkpoint import list_checkpoints
 from specgrad.run.gradcheck import ParamCheck, check_spec
 from specgrad.run.runlog import metrics_lines
 from specgrad.run.trainer import Hooks, Trainer, default_run_dir
-from specgrad.spec import Spec, check_spec as _check_file, load_mapping, load_spec
+from specgrad.spec import Spec, load_mapping, load_spec
+from specgrad.spec import check_spec as _check_file
 
 __all__ = ["Diagnostic", "Model", "ParamCheck", "Run", "Spec", "SpecError", "check", "compile", "gradcheck",
            "load", "open_run", "train"]
@@ -160,7 +162,7 @@ def open_run(run_dir: str | os.PathLike) -> Run:
     if not (path / "spec.yaml").is_file():
         raise run_files.RunFileError(f"{path} is not a run directory (it has no spec.yaml)")
     summary_file = path / "summary.json"
-    summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
+    summary = json.loads(read_small_text(summary_file)) if summary_file.is_file() else {}
     return Run(path, summary)
 
 

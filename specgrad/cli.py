@@ -104,10 +104,10 @@ def validate(
 ):
     """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col.
     A sweep file is checked with every point of its grid and the corners of its ranges."""
-    from specgrad.spec import check_spec, find_spec_files
     from specgrad.base.diagnostics import format_diagnostics
-    from specgrad.spec.kind import split_specs
     from specgrad.run.sweep.file import check_sweep, is_sweep_file
+    from specgrad.spec import check_spec, find_spec_files
+    from specgrad.spec.kind import split_specs
 
     files, unmatched = find_spec_files(paths)
     if unmatched:
@@ -166,11 +166,16 @@ def train(
     """Train a spec: validate, compile, run, checkpoint. Ctrl-C (or SIGTERM) saves a checkpoint at the next
     step boundary and stops; a second Ctrl-C stops at once. Under mpiexec, data-parallel over the processes
     (docs/distributed.md)."""
+    from specgrad.base.diagnostics import format_diagnostics
     from specgrad.run.checkpoint import CheckpointError
-    from specgrad.run.distributed import DistributedError, connect, launched_rank, run_dir_agreed
+    from specgrad.run.distributed import (
+        DistributedError,
+        connect,
+        launched_rank,
+        run_dir_agreed,
+    )
     from specgrad.run.trainer import RunError, Trainer, default_run_dir, resume_dir
     from specgrad.spec import load_spec
-    from specgrad.base.diagnostics import format_diagnostics
 
     _check_overrides([spec], set_)
     first = launched_rank() in (None, 0)     # rank 0 of an MPI job speaks for all (each would say the same)
@@ -252,8 +257,8 @@ def eval_(
     split: Optional[Split] = typer.Option(None, "--split", help="Default: test, else val, else train."),
 ):
     """Evaluate a run's latest checkpoint on a split: the loss and the spec's metrics, as JSON."""
-    from specgrad.run.evaluate import RunFileError, evaluate_run
     from specgrad.run.checkpoint import CheckpointError
+    from specgrad.run.evaluate import RunFileError, evaluate_run
     with _reported(RunFileError, CheckpointError):
         result = evaluate_run(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"))
     typer.echo(json.dumps(result, indent=2))
@@ -266,8 +271,8 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="A .csv or .npz file (default: csv on stdout)."),
 ):
     """Predict with a run's latest checkpoint, transforming the input as the training data was."""
-    from specgrad.run.evaluate import RunFileError, predict_file
     from specgrad.run.checkpoint import CheckpointError
+    from specgrad.run.evaluate import RunFileError, predict_file
     with _reported(RunFileError, CheckpointError):
         text = predict_file(run_dir, input, output, warn=lambda m: _err(f"warning: {m}"))
     if text is not None:
@@ -285,9 +290,14 @@ def export(
 ):
     """Export a run's model to ONNX (needs specgrad[onnx]): the evaluation graph, raw inputs as predict takes
     them, a dynamic batch; checked by onnx.checker and against specgrad predict with onnxruntime."""
-    from specgrad.run.evaluate import RunFileError
-    from specgrad.run.export import DEFAULT_OPSET, ExportError, UnsupportedOpset, export_onnx
     from specgrad.run.checkpoint import CheckpointError
+    from specgrad.run.evaluate import RunFileError
+    from specgrad.run.export import (
+        DEFAULT_OPSET,
+        ExportError,
+        UnsupportedOpset,
+        export_onnx,
+    )
     with _reported(RunFileError, CheckpointError, ExportError):
         try:
             result = export_onnx(run_dir, output, checkpoint=checkpoint, opset=opset or DEFAULT_OPSET,
@@ -318,7 +328,12 @@ class _Progress:
         self.bar = None
         self.quiet = quiet
         if not quiet and sys.stdout.isatty():
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
             self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                                 _LossColumn(), TimeRemainingColumn(), transient=True)
         self.task = None
@@ -449,12 +464,12 @@ def sweep(
 ):
     """Run a sweep: every point checked first, then trials (ordinary run directories) in worker processes,
     until the study has its trials. Run it again after a kill: finished trials stay, interrupted ones resume."""
+    from specgrad.base.diagnostics import SpecError
     from specgrad.run.sweep.file import check_sweep, load_sweep
     from specgrad.run.sweep.launch import run_sweep
     from specgrad.run.sweep.options import SweepDependencyError
     from specgrad.run.sweep.progress import SweepView
     from specgrad.run.sweep.study import StudyError
-    from specgrad.base.diagnostics import SpecError
 
     with _reported(SweepDependencyError, StudyError):
         ok, diags = check_sweep(sweep_file)

@@ -320,3 +320,18 @@ def test_hostile_case(case, tmp_path):
         assert seconds < BOMB_SECONDS, f"took {seconds:.2f} s"
         if base is not None:
             assert peak - base < BOMB_GROWTH, f"grew by {(peak - base) / MIB:.0f} MiB"
+
+
+@pytest.mark.parametrize("argv", [["validate", "pipe.yaml"], ["validate", "--skip-non-specs", "pipe.yaml"],
+                                  ["diagnose", "run"], ["runs", "run"], ["compare", "run", "run"]])
+def test_fifos_in_readers_of_untrusted_files_never_block(tmp_path, argv):
+    """Every reader of a file that may come from anyone (a spec, a sweep file, a run directory's JSON and
+    YAML) refuses a FIFO without opening it for a blocking read."""
+    os.mkfifo(tmp_path / "pipe.yaml")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("spec.yaml", "summary.json", "metrics.jsonl", "trial.json"):
+        os.mkfifo(run / name)
+    done = subprocess.run([sys.executable, "-m", "specgrad.cli", *argv], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30)
+    assert "Traceback" not in done.stderr, done.stderr

@@ -22,6 +22,46 @@ def not_regular(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
+def read_head(path, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of ``path`` if it is a regular file, else None. A FIFO or a device is
+    refused by ``stat`` before it is opened, and the file is opened non-blocking, so nothing can hang."""
+    try:
+        if not_regular(os.stat(path).st_mode) is not None:
+            return None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError):
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not_regular(os.fstat(f.fileno()).st_mode) is not None:
+            return None
+        return f.read(limit)
+
+
+MAX_SMALL_FILE = 64 << 20
+"""Largest JSON or YAML file of a run directory read whole (summary.json, spec.yaml, trial.json...)."""
+
+
+class UnreadableFile(OSError):
+    """A file that is not a regular file, or larger than a reader accepts; the message names it."""
+
+
+def read_small_text(path, limit: int = MAX_SMALL_FILE) -> str:
+    """The text of ``path``, a regular file of at most ``limit`` bytes (a run directory may come from anyone:
+    a FIFO there must not hang a reader, nor /dev/zero fill its memory). Undecodable bytes are replaced."""
+    try:
+        what = not_regular(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise
+    if what is not None:
+        raise UnreadableFile(f"{path} is {what}, not a regular file")
+    head = read_head(path, limit + 1)
+    if head is None:
+        raise UnreadableFile(f"{path} is not a regular file")
+    if len(head) > limit:
+        raise UnreadableFile(f"{path} is larger than {limit} bytes")
+    return head.decode("utf-8", errors="replace")
+
+
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)     # fixed, so identical arrays give byte-identical archives
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrad.data.registry import DataError
+from specgrad.base.diagnostics import Diagnostic, SpecError
 from specgrad.base.fileio import read_regular, write_atomic
+from specgrad.data.registry import DataError
 from specgrad.data.sources import load_splits
 from specgrad.model.losses import make_loss
-from specgrad.base.diagnostics import Diagnostic, SpecError
 
 RUN_FILE = "data.json"
 DATA_STATE_MAX_BYTES = 16 << 20      # a folder and per-field mean/std: kilobytes

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from specgrad.base.rng import SPLIT, stream
 from specgrad.data import datasets, files, synthetic  # noqa: F401  (each registers its sources)
 from specgrad.data.registry import SOURCES, DataError
-from specgrad.base.rng import SPLIT, stream
-
 
 
 def load_data(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[str, np.ndarray]:

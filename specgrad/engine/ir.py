@@ -11,8 +11,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from specgrad.engine.ops.registry import REGISTRY, ArgumentError, ShapeError, fmt_shape, result_dtype
 from specgrad.base.diagnostics import did_you_mean
+from specgrad.engine.ops.registry import (
+    REGISTRY,
+    ArgumentError,
+    ShapeError,
+    fmt_shape,
+    result_dtype,
+)
 
 SOURCE_KINDS = ("input", "param", "const")
 

@@ -18,17 +18,31 @@ from typing import Callable
 import numpy as np
 
 from specgrad.base.components import normalize
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError, did_you_mean
+from specgrad.base.rng import batch_key
 from specgrad.engine.autodiff import gradients
-from specgrad.model.formula import FormulaError, Scope, apply_call, build_formula, parse_formula, undefined
 from specgrad.engine.ir import DEFAULT_DTYPE, Graph, Node, ancestors
+from specgrad.engine.ops.registry import ShapeError, fmt_shape
 from specgrad.engine.plan import Plan
+from specgrad.model.formula import (
+    FormulaError,
+    Scope,
+    apply_call,
+    build_formula,
+    parse_formula,
+    undefined,
+)
 from specgrad.model.init import INITIALIZERS, fans_of, init_problem
 from specgrad.model.layers import LAYERS
-from specgrad.model.layers.base import Collected, Context, DataParallel, LayerError, ParamInit, arity
+from specgrad.model.layers.base import (
+    Collected,
+    Context,
+    DataParallel,
+    LayerError,
+    ParamInit,
+    arity,
+)
 from specgrad.model.losses import DEFAULT_TARGET, LossError, make_loss, penalty_term
-from specgrad.engine.ops.registry import ShapeError, fmt_shape
-from specgrad.base.rng import batch_key
-from specgrad.base.diagnostics import Diagnostic, Location, SpecError, did_you_mean
 
 BATCH = "B"       # the symbolic batch dimension
 SHARD_INPUTS = ("shard:data_weight", "shard:penalty_weight")   # ':' keeps them apart from data fields

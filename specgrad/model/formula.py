@@ -6,9 +6,9 @@ from __future__ import annotations
 import ast
 import math
 
+from specgrad.base.diagnostics import did_you_mean, excerpt
 from specgrad.engine.ir import Graph, Node
 from specgrad.engine.ops.registry import REGISTRY, ArgumentError, ShapeError, fmt_shape
-from specgrad.base.diagnostics import did_you_mean, excerpt
 
 BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
 UNARY = {ast.USub: "neg"}

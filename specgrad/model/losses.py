@@ -16,7 +16,14 @@ from typing import Callable
 
 import numpy as np
 
-from specgrad.base.components import FRACTION, NAME, NON_NEGATIVE, POSITIVE, Registry, normalize
+from specgrad.base.components import (
+    FRACTION,
+    NAME,
+    NON_NEGATIVE,
+    POSITIVE,
+    Registry,
+    normalize,
+)
 from specgrad.engine.ops import REGISTRY
 
 PENALTY = {

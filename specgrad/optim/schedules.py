@@ -11,7 +11,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from specgrad.base.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry, normalize
+from specgrad.base.components import (
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    Registry,
+    normalize,
+)
 
 WARMUP = {
     "type": "object", "additionalProperties": False, "required": ["steps"],

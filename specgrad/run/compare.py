@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
+from specgrad.base.fileio import read_small_text
 from specgrad.run.plot import PlotError, read_metrics
 from specgrad.run.runlog import metrics_lines
 from specgrad.spec.load import load_file
@@ -36,7 +37,7 @@ def find_runs(paths) -> list[Path]:
 
 def _json(path: Path) -> dict | None:
     try:
-        value = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        value = json.loads(read_small_text(path))
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from specgrad.base.components import normalize
 from specgrad.base.diagnostics import SpecError
+from specgrad.base.fileio import read_small_text
 from specgrad.data.prepare import load_run_data_state, prepare_data
 from specgrad.run.conditioning import linear_conditioning
 from specgrad.run.runlog import metrics_lines
@@ -104,7 +105,7 @@ def read_run(run_dir: Path) -> Run:
     spec = {}
     try:
         import yaml
-        loaded = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8", errors="replace"))
+        loaded = yaml.safe_load(read_small_text(run_dir / "spec.yaml"))
         spec = loaded if isinstance(loaded, dict) else {}
     except (OSError, ValueError, yaml.YAMLError):
         pass
@@ -113,7 +114,7 @@ def read_run(run_dir: Path) -> Run:
 
 def _json_object(path: Path) -> dict:
     try:
-        value = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        value = json.loads(read_small_text(path))
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}

@@ -14,11 +14,16 @@ from typing import Callable
 
 import numpy as np
 
+from specgrad.base.fileio import write_npz
 from specgrad.data.files import load_npz, read_csv, select_columns
-from specgrad.data.prepare import Standardizer, conform, load_run_data_state, prepare_data
+from specgrad.data.prepare import (
+    Standardizer,
+    conform,
+    load_run_data_state,
+    prepare_data,
+)
 from specgrad.data.registry import DataError
 from specgrad.data.sources import reshape_rows
-from specgrad.base.fileio import write_npz
 from specgrad.model.losses import make_loss
 from specgrad.model.metrics import evaluate
 from specgrad.run.checkpoint import Expected, checkpoint_at, latest_checkpoint

@@ -28,11 +28,24 @@ from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
 from specgrad.run.batches import Batches
-from specgrad.run.checkpoint import CheckpointError, Expected, latest_checkpoint, list_checkpoints, prune_checkpoints, save_checkpoint
+from specgrad.run.checkpoint import (
+    CheckpointError,
+    Expected,
+    latest_checkpoint,
+    list_checkpoints,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from specgrad.run.distributed import Communicator, ShardedRun
 from specgrad.run.lock import RunLock, RunLocked
 from specgrad.run.retention import improved, to_keep
-from specgrad.run.runlog import MetricsLog, spec_diff, spec_hash, write_spec, write_summary
+from specgrad.run.runlog import (
+    MetricsLog,
+    spec_diff,
+    spec_hash,
+    write_spec,
+    write_summary,
+)
 from specgrad.run.tensorboard import with_tensorboard
 from specgrad.spec import Spec
 from specgrad.spec.settings import Clip, Validation

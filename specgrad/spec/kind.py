@@ -5,9 +5,9 @@ those are skipped with a note instead of failing the commit. A spec says what it
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
+from specgrad.base.fileio import read_head
 from specgrad.spec.load import load_file
 
 MARKERS = ("specgrad", "extends")
@@ -23,11 +23,10 @@ def is_spec(path) -> bool:
     try:
         data = load_file(path).data
     except SpecError:
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")[:1 << 20]
-        except OSError:
+        head = read_head(path, 1 << 20)        # never blocks: a FIFO or a device gives None
+        if head is None:
             return True
-        return bool(_TOP_LEVEL_MARKER.search(text))
+        return bool(_TOP_LEVEL_MARKER.search(head.decode("utf-8", errors="replace")))
     return any(key in data for key in MARKERS)
 
 

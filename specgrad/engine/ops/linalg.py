@@ -2,7 +2,13 @@
 import numpy as np
 
 from specgrad.engine.ops import onnx_lowerings as lower
-from specgrad.engine.ops.registry import ShapeError, broadcast_shapes, fmt_shape, normalize_axes, register
+from specgrad.engine.ops.registry import (
+    ShapeError,
+    broadcast_shapes,
+    fmt_shape,
+    normalize_axes,
+    register,
+)
 
 
 def _matmul_shape(x, y):

@@ -9,7 +9,15 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from specgrad.engine.ops import onnx_lowerings as lower
-from specgrad.engine.ops.registry import ShapeError, emit, float_dtype, fmt_shape, normalize_axes, register, require_integer
+from specgrad.engine.ops.registry import (
+    ShapeError,
+    emit,
+    float_dtype,
+    fmt_shape,
+    normalize_axes,
+    register,
+    require_integer,
+)
 
 EXAMPLE_LABELS = np.array([[0, 2, 1], [1, 1, 0]])      # integer labels and a dropout key for the ops' examples
 EXAMPLE_KEY = np.array(7)

@@ -2,7 +2,14 @@
 import numpy as np
 
 from specgrad.engine.ops import onnx_lowerings as lower
-from specgrad.engine.ops.registry import ShapeError, broadcast_shapes, float_dtype, normalize_axes, reduced_shape, register
+from specgrad.engine.ops.registry import (
+    ShapeError,
+    broadcast_shapes,
+    float_dtype,
+    normalize_axes,
+    reduced_shape,
+    register,
+)
 
 
 def _axes(axis):

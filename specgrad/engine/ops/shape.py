@@ -6,7 +6,15 @@ Shapes may hold the symbolic batch dimension (a string such as ``"B"``); a shape
 import numpy as np
 
 from specgrad.engine.ops import onnx_lowerings as lower
-from specgrad.engine.ops.registry import PerInput, ShapeError, emit, fmt_shape, normalize_axes, register, require_integer
+from specgrad.engine.ops.registry import (
+    PerInput,
+    ShapeError,
+    emit,
+    fmt_shape,
+    normalize_axes,
+    register,
+    require_integer,
+)
 
 
 def _numeric_size(shape) -> int:

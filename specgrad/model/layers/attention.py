@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from specgrad.engine.ops.registry import fmt_shape
 from specgrad.model.layers.base import LAYERS, LayerError
 from specgrad.model.layers.dense import BIAS, UNITS, linear
-from specgrad.engine.ops.registry import fmt_shape
 
 MASKED = -1e9   # added to the scores a causal mask hides: exp underflows to exactly 0 in softmax
 

@@ -1,8 +1,8 @@
 """Structure: residual blocks over nested node definitions, flatten."""
 from __future__ import annotations
 
-from specgrad.model.layers.base import LAYERS, LayerError
 from specgrad.engine.ops.registry import fmt_shape
+from specgrad.model.layers.base import LAYERS, LayerError
 
 
 @LAYERS.register("residual", {

@@ -1,9 +1,9 @@
 """Convolutional layers over NCHW images: conv2d, max/avg pooling, flatten."""
 from __future__ import annotations
 
+from specgrad.engine.ops.registry import fmt_shape
 from specgrad.model.layers.base import LAYERS, LayerError
 from specgrad.model.layers.dense import BIAS, UNITS
-from specgrad.engine.ops.registry import fmt_shape
 
 SIZE = {"if": {"type": "array"},
         "then": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},

@@ -1,8 +1,8 @@
 """Dense layers: linear, mlp, polynomial features, embedding."""
 from __future__ import annotations
 
-from specgrad.model.layers.base import LAYERS, LayerError
 from specgrad.engine.ops.registry import REGISTRY, fmt_shape
+from specgrad.model.layers.base import LAYERS, LayerError
 
 UNITS = {"type": "integer", "minimum": 1}
 BIAS = {"type": "boolean", "description": "add a learned bias (default true)"}

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from specgrad.base.components import FRACTION, POSITIVE
+from specgrad.engine.ops.registry import fmt_shape
 from specgrad.model.layers.base import LAYERS, LayerError
 from specgrad.model.layers.dense import features
-from specgrad.engine.ops.registry import fmt_shape
 
 EPS = {**POSITIVE, "description": "added to the variance before the square root (default 1e-5)"}
 AFFINE = {"type": "boolean", "description": "learn a per-feature scale and bias (default true)"}

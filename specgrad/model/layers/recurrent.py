@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from specgrad.engine.ops.registry import fmt_shape
 from specgrad.model.layers.base import LAYERS, LayerError
 from specgrad.model.layers.dense import UNITS
-from specgrad.engine.ops.registry import fmt_shape
 
 RETURN_SEQUENCES = {"type": "boolean",
                     "description": "output every step's hidden state [B, T, units] (default true) or only the "

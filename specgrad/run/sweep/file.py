@@ -11,11 +11,13 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError
+from specgrad.base.fileio import read_head
 from specgrad.model.metrics import metric_name
 from specgrad.run.sweep.options import PRUNERS, SAMPLERS
 from specgrad.spec.compose import compose, parse_path
@@ -168,13 +170,8 @@ class Sweep:
 
 def is_sweep_file(path) -> bool:
     """Whether ``path`` holds a sweep (a top-level ``sweep:`` key) rather than a spec."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(65536)
-    except OSError:
-        return False
-    import re
-    return re.search(rb"(?m)^sweep\s*:", head) is not None
+    head = read_head(path, 65536)         # a FIFO or a device is no sweep file, and must not block
+    return head is not None and re.search(rb"(?m)^sweep\s*:", head) is not None
 
 
 def load_sweep(path) -> Sweep:

@@ -27,7 +27,7 @@ from specgrad.model.build import TrainStep, init_params
 from specgrad.model.hessian import hvp
 from specgrad.model.metrics import evaluate as evaluate_fields
 from specgrad.run import evaluate as run_files
-from specgrad.run.checkpoint import list_checkpoints
+from specgrad.run.checkpoint import checkpoints_dir, list_checkpoints
 from specgrad.run.gradcheck import ParamCheck, check_spec
 from specgrad.run.runlog import metrics_lines
 from specgrad.run.trainer import Hooks, Trainer, default_run_dir
@@ -127,7 +127,7 @@ class Run:
 
     @property
     def checkpoints(self) -> list[Path]:
-        return list_checkpoints(self.path / "checkpoints")
+        return list_checkpoints(checkpoints_dir(self.path))
 
     @property
     def spec(self) -> Spec:

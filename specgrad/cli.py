@@ -201,10 +201,10 @@ def train(
                 with progress:
                     summary = trainer.run(resume=resume)
         except KeyboardInterrupt:      # Ctrl-C before the loop, or a second one in it (the first saves, stops)
-            from specgrad.run.checkpoint import list_checkpoints
-            if list_checkpoints(Path(run_dir) / "checkpoints"):
+            from specgrad.run.checkpoint import checkpoints_dir, list_checkpoints
+            if list_checkpoints(checkpoints_dir(run_dir)):
                 _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
-                     f"{run_dir}/checkpoints")
+                     f"{checkpoints_dir(run_dir)}")
             else:
                 _err("stopped at once by Ctrl-C, before the first checkpoint: there is nothing to resume; "
                      "train again to start over")
@@ -229,8 +229,9 @@ def _final_results(summary: dict) -> str:
 def _rank_failure(e: BaseException, comm, run_dir: Path) -> str:
     """What one rank of a data-parallel run says before it ends the job."""
     if isinstance(e, KeyboardInterrupt):
+        from specgrad.run.checkpoint import checkpoints_dir
         return (f"rank {comm.rank} of {comm.size}: stopped at once by Ctrl-C, without saving; --resume continues "
-                f"from the last checkpoint in {run_dir}/checkpoints")
+                f"from the last checkpoint in {checkpoints_dir(run_dir)}")
     return f"error (rank {comm.rank} of {comm.size}): {e}"
 
 

@@ -19,9 +19,15 @@ from hypothesis import strategies as st
 from specgrad.run.checkpoint import (
     Checkpoint,
     CheckpointError,
+    Expected,
+    TrainingArrays,
+    checkpoints_dir,
+    expected_arrays,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    optim_key,
+    param_key,
     prune_checkpoints,
     save_checkpoint,
 )
@@ -33,9 +39,9 @@ def sample_arrays() -> dict[str, np.ndarray]:
     """Arrays whose exact bits matter: NaN payloads, -0.0, subnormals, odd layouts."""
     odd_bits = np.array([0x7FC00001, 0x80000000, 0x00000001, 0x7F800000], dtype=np.uint32).view(np.float32)
     return {
-        "params/w": np.arange(12, dtype=np.float32).reshape(3, 4) / 7,
-        "params/odd_bits": odd_bits,
-        "optim/m/w": np.linspace(-1, 1, 5, dtype=np.float64) * np.pi,
+        param_key("w"): np.arange(12, dtype=np.float32).reshape(3, 4) / 7,
+        param_key("odd_bits"): odd_bits,
+        optim_key("m/w"): np.linspace(-1, 1, 5, dtype=np.float64) * np.pi,
         "data/order": np.array([5, 2, 9, -(2**62)], dtype=np.int64),
         "scalar": np.array(3.25, dtype=np.float64),
         "scalar_int": np.array(7, dtype=np.int64),
@@ -118,7 +124,7 @@ def test_rng_state_round_trip_resumes_the_same_stream(tmp_path: Path) -> None:
 
 
 def test_layout_manifest_and_latest(tmp_path: Path) -> None:
-    path = save_checkpoint(tmp_path, 500, {"params/k": np.ones(2)}, {"step": 500})
+    path = save_checkpoint(tmp_path, 500, {param_key("k"): np.ones(2)}, {"step": 500})
     assert path == tmp_path / "step-00000500"
     assert sorted(p.name for p in path.iterdir()) == ["arrays.npz", "manifest.json", "state.json"]
     manifest = json.loads((path / "manifest.json").read_text())
@@ -131,8 +137,35 @@ def test_layout_manifest_and_latest(tmp_path: Path) -> None:
     with zipfile.ZipFile(path / "arrays.npz") as zf:
         assert all(info.compress_type == zipfile.ZIP_STORED for info in zf.infolist())
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
-        np.testing.assert_array_equal(npz["params/k"], np.ones(2))
+        np.testing.assert_array_equal(npz[param_key("k")], np.ones(2))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_the_array_keys_are_the_format(tmp_path: Path) -> None:
+    """The keys of a training checkpoint are its on-disk format: checkpoints written before must keep
+    loading, so this test spells them out literally (the one place outside specgrad/run/checkpoint.py)."""
+    saved = TrainingArrays(params={"w": np.ones((2, 3)), "b": np.zeros(())},
+                           optim={"t": np.array(4), "m/w": np.full((2, 3), 0.5)},
+                           state={"bn.running_mean": np.arange(3.0)},
+                           order=np.array([2, 0, 1]))
+    arrays = saved.pack()
+    assert list(arrays) == ["params/w", "params/b", "optim/t", "optim/m/w", "order", "state/bn.running_mean"]
+    path = save_checkpoint(checkpoints_dir(tmp_path), 7, arrays, {})
+    assert path == tmp_path / "checkpoints" / "step-00000007"
+    with zipfile.ZipFile(path / "arrays.npz") as zf:
+        assert zf.namelist() == [f"{key}.npy" for key in arrays]
+
+    # what a model expects is checked against exactly these keys, and unpacking gives back the plain names
+    expected = expected_arrays(saved.params, saved.state, saved.optim,
+                               Expected((3,), np.dtype(np.int64)))
+    assert expected.keys() == arrays.keys()
+    back = TrainingArrays.unpack(load_checkpoint(path, expected).arrays)
+    for kind in ("params", "optim", "state"):
+        mine, theirs = getattr(saved, kind), getattr(back, kind)
+        assert mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine), kind
+    np.testing.assert_array_equal(back.order, saved.order)
+    # evaluation asks only for the parameters and the model state
+    assert list(expected_arrays(saved.params, saved.state)) == ["params/w", "params/b", "state/bn.running_mean"]
 
 
 def test_nan_in_state_round_trips(tmp_path: Path) -> None:

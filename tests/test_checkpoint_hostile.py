@@ -23,10 +23,13 @@ from measure import run_measured
 
 from specgrad.base.fileio import write_npz
 from specgrad.run.checkpoint import (
+    ORDER_KEY,
     CheckpointError,
     Expected,
     list_checkpoints,
     load_checkpoint,
+    optim_key,
+    param_key,
 )
 from specgrad.run.trainer import Hooks, RunError, Trainer
 from specgrad.spec import load_spec
@@ -36,6 +39,7 @@ POLY = MODELS / "poly.yaml"
 # is used by the resume) and step 2's is there to fall back to
 OVERRIDES = ["train.steps=3", "train.batch_size=50", "train.checkpoint={every: 1}",
              "optimizer={type: adam, lr: 0.01}"]
+K = param_key("k")                   # poly's one parameter, as its checkpoints hold it
 
 
 @pytest.fixture
@@ -81,29 +85,29 @@ def assert_refused_and_fell_back(run_dir: Path, problem: str) -> None:
 # ------------------------------------------------------------------------------------ arrays: shape, dtype
 
 def test_float32_parameters_where_float64_is_expected_are_refused_not_cast(run):
-    tamper(latest(run), lambda a: a.update({"params/k": a["params/k"].astype(np.float32)}))
-    assert_refused_and_fell_back(run, "'params/k.npy' is float32[6]; this model expects float64[6]")
+    tamper(latest(run), lambda a: a.update({K: a[K].astype(np.float32)}))
+    assert_refused_and_fell_back(run, f"'{K}.npy' is float32[6]; this model expects float64[6]")
 
 
 @pytest.mark.parametrize("dtype", ["<U6", "S8", [("a", "<f8"), ("b", "<i8")], ">f8", "complex128"])
 def test_str_structured_byteswapped_and_complex_arrays_are_refused(run, dtype):
-    tamper(latest(run), lambda a: a.update({"params/k": np.zeros(6, dtype=dtype)}))
-    assert_refused_and_fell_back(run, "'params/k.npy'")
+    tamper(latest(run), lambda a: a.update({K: np.zeros(6, dtype=dtype)}))
+    assert_refused_and_fell_back(run, f"'{K}.npy'")
 
 
-@pytest.mark.parametrize("key", ["params/k", "optim/m/k", "optim/t", "order"])
+@pytest.mark.parametrize("key", [K, optim_key("m/k"), optim_key("t"), ORDER_KEY])
 def test_a_wrong_shape_in_any_array_is_refused(run, key):
     tamper(latest(run), lambda a: a.update({key: np.zeros((7,), a[key].dtype)}))
     assert_refused_and_fell_back(run, f"'{key}.npy' is")
 
 
 def test_missing_and_unexpected_members_are_refused(run):
-    tamper(latest(run), lambda a: a.pop("optim/v/k"))
-    assert_refused_and_fell_back(run, "has no optim/v/k")
+    tamper(latest(run), lambda a: a.pop(optim_key("v/k")))
+    assert_refused_and_fell_back(run, f"has no {optim_key('v/k')}")
     tamper(run / "checkpoints" / "step-00000002", lambda a: a.update({"smuggled": np.zeros(3)}))
     step, warned = resume(run)
     assert step == 1 and any("step-00000002" in w and "unexpected member 'smuggled.npy'" in w for w in warned)
-    tamper(run / "checkpoints" / "step-00000001", lambda a: a.update({"params/k": a["params/k"][:5]}))
+    tamper(run / "checkpoints" / "step-00000001", lambda a: a.update({K: a[K][:5]}))
     with pytest.raises(RunError, match="no loadable checkpoint"):     # never a restart from step 0
         resume(run)
 
@@ -111,10 +115,10 @@ def test_missing_and_unexpected_members_are_refused(run):
 @pytest.mark.slow
 def test_a_str_array_is_a_clear_error_in_eval_too(run):
     for folder in list_checkpoints(run / "checkpoints"):
-        tamper(folder, lambda a: a.update({"params/k": np.array(["a"] * 6)}))
+        tamper(folder, lambda a: a.update({K: np.array(["a"] * 6)}))
     result = run_cli("eval", run)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "'params/k.npy' has dtype '<U1'" in result.stderr
+    assert f"'{K}.npy' has dtype '<U1'" in result.stderr
 
 
 # ------------------------------------------------------------------------------------ the batch order
@@ -141,7 +145,7 @@ def test_a_permuted_order_still_resumes_bitwise(run, tmp_path):
 # ------------------------------------------------------------------------------------ deflate bomb
 
 def deflate_bomb(path: Path, gib: int = 1) -> None:
-    """arrays.npz whose 'params/k.npy' is a deflated member of ``gib`` GiB of float64 zeros with a header
+    """arrays.npz whose parameter k is a deflated member of ``gib`` GiB of float64 zeros with a header
     that agrees (shape [gib * 2**27]) and a true CRC: about 1 MB per GiB on disk."""
     path.write_bytes(_deflate_bomb_bytes(gib))
 
@@ -163,7 +167,7 @@ def _deflate_bomb_bytes(gib: int) -> bytes:
     for _ in range(repeats):
         crc = zlib.crc32(chunk, crc)
     size = len(header.getvalue()) + repeats * len(chunk)
-    name = b"params/k.npy"
+    name = f"{K}.npy".encode()
 
     def u(n, width):
         return n.to_bytes(width, "little")
@@ -207,7 +211,7 @@ def test_a_deflate_bomb_is_refused_before_decompression_in_bounded_memory(run):
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         # eval reads only the parameters, so it finds the compressed member; resume, which expects every
         # array, refuses the file from its size before hashing it
-        assert ("arrays.npz: 'params/k.npy' is compressed (refused" in result.stderr
+        assert (f"arrays.npz: '{K}.npy' is compressed (refused" in result.stderr
                 or "bytes, more than the" in result.stderr), result.stderr
         assert result.peak_kib < 300 << 10, f"{command[0]} peaked at {result.peak_kib} KiB"
     assert time.monotonic() - started < 30

@@ -12,7 +12,7 @@ from specgrad.run.evaluate import RunFileError, load_run
 from specgrad.model.build import init_params, init_state
 from specgrad.engine.ops import REGISTRY
 from specgrad.engine.ops.registry import ShapeError
-from specgrad.run.checkpoint import latest_checkpoint, save_checkpoint
+from specgrad.run.checkpoint import TrainingArrays, expected_arrays, latest_checkpoint, param_key, save_checkpoint
 from specgrad.run.trainer import Trainer
 from specgrad.spec import check_spec, load_spec
 
@@ -22,13 +22,11 @@ SPECS = sorted(p for p in [*MODELS.glob("*.yaml"), *(ROOT / "tests" / "data").rg
 
 def declared(model) -> dict[str, tuple]:
     """Every parameter's and state array's shape as the compiled spec declares it."""
-    return {**{f"params/{n}": tuple(node.shape) for n, node in model.params.items()},
-            **{f"state/{n}": tuple(node.shape) for n, node in model.state.items()}}
+    return {key: e.shape for key, e in expected_arrays(model.params, model.state).items()}
 
 
 def shapes(params: dict, state: dict) -> dict[str, tuple]:
-    return {**{f"params/{n}": np.shape(v) for n, v in params.items()},
-            **{f"state/{n}": np.shape(v) for n, v in state.items()}}
+    return {key: e.shape for key, e in expected_arrays(params, state).items()}
 
 
 def test_the_walk_covers_the_examples_and_a_scalar():
@@ -50,10 +48,11 @@ def test_declared_shape_is_the_shape_everywhere(path, tmp_path):
     assert shapes(trainer.params, trainer.train_step.state) == want
     slots = trainer.optimizer.slots()
     for slot, arrays in slots.items():
-        assert {n: a.shape for n, a in arrays.items()} == {n: want[f"params/{n}"] for n in arrays}, slot
+        assert {n: a.shape for n, a in arrays.items()} == {n: want[param_key(n)] for n in arrays}, slot
 
     ckpt = latest_checkpoint(tmp_path / "run" / "checkpoints")
-    assert {k: v.shape for k, v in ckpt.arrays.items() if k.startswith(("params/", "state/"))} == want
+    saved = TrainingArrays.unpack(ckpt.arrays)
+    assert {k: v.shape for k, v in TrainingArrays(saved.params, {}, saved.state).pack().items()} == want
 
     resumed = Trainer(spec, tmp_path / "run")
     resumed._restore()
@@ -72,7 +71,7 @@ def test_a_checkpoint_with_another_shape_is_refused_by_eval(tmp_path):
     trainer.total_steps = 1
     trainer.run()
     ckpt = latest_checkpoint(tmp_path / "run" / "checkpoints")
-    arrays = {**ckpt.arrays, "params/b": ckpt.arrays["params/b"].reshape(1)}
+    arrays = {**ckpt.arrays, param_key("b"): ckpt.arrays[param_key("b")].reshape(1)}
     save_checkpoint(tmp_path / "run" / "checkpoints", 2, arrays, {**ckpt.state, "step": 2})
     with pytest.raises(RunFileError, match=r"parameter 'b' has shape \[1\], the model's is \[\]"):
         load_run(tmp_path / "run")

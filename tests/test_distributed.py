@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import MODELS, ROOT
+from specgrad.run.checkpoint import TrainingArrays
 
 pytest.importorskip("mpi4py")
 
@@ -96,7 +97,8 @@ def jobs_in(folder: Path) -> list[dict]:
 def final_arrays(run_dir: Path) -> dict[str, np.ndarray]:
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
     with np.load(run_dir / "checkpoints" / latest / "arrays.npz") as z:
-        return {k: z[k] for k in z.files if k.startswith(("params/", "state/"))}
+        saved = TrainingArrays.unpack({k: z[k] for k in z.files})
+    return TrainingArrays(saved.params, {}, saved.state).pack()
 
 
 def relative_difference(ours: dict, theirs: dict) -> float:

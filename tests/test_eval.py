@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 from conftest import MODELS, run_cli
 from specgrad.data.sources import load_splits
 from specgrad.run.evaluate import RunFileError, evaluate_run, predict_file
-from specgrad.run.checkpoint import latest_checkpoint
+from specgrad.run.checkpoint import TrainingArrays, latest_checkpoint
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
 
@@ -44,8 +44,8 @@ def test_predict_applies_the_training_transform(tmp_path):
     spec = load_spec(MODELS / "logistic_regression.yaml")
     x = load_splits(spec.data["data"], 0)["test"]["x"]                         # raw, unstandardized rows
     state = json.loads((run / "data.json").read_text())["standardize"]["x"]
-    params = latest_checkpoint(run / "checkpoints").arrays
-    z = (x - np.array(state["mean"])) / np.array(state["std"]) @ params["params/w"] + params["params/b"]
+    params = TrainingArrays.unpack(latest_checkpoint(run / "checkpoints").arrays).params
+    z = (x - np.array(state["mean"])) / np.array(state["std"]) @ params["w"] + params["b"]
 
     np.savez(tmp_path / "in.npz", x=x)
     result = run_cli("predict", run, tmp_path / "in.npz", "--output", tmp_path / "out.npz")

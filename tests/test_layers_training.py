@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 from specgrad.model.build import build_model, init_state
 from specgrad.model.metrics import evaluate
-from specgrad.run.checkpoint import latest_checkpoint
+from specgrad.run.checkpoint import latest_checkpoint, param_key, state_key
 from specgrad.run.trainer import Hooks, Trainer
 from specgrad.spec import load_spec
 from specgrad.base.diagnostics import Location, SpecError
@@ -51,10 +51,10 @@ def test_running_statistics_are_state_saved_in_checkpoints(spec_file, tmp_path):
     model = trainer.model
     assert list(model.state) == ["bn.running_mean", "bn.running_var"]
     for name, first in init_state(model).items():
-        saved = ckpt.arrays[f"state/{name}"]
+        saved = ckpt.arrays[state_key(name)]
         assert saved.tobytes() == trainer.train_step.state[name].tobytes()
         assert not np.allclose(saved, first)                   # 40 steps moved them
-    assert f"params/bn.scale" in ckpt.arrays and "params/bn.running_mean" not in ckpt.arrays
+    assert param_key("bn.scale") in ckpt.arrays and param_key("bn.running_mean") not in ckpt.arrays
     # the summary's loss is the eval-mode loss: running statistics, no dropout
     fields = trainer.splits["train"]
     assert summary["train"]["loss"] == evaluate(model, trainer.params, fields, (), trainer.train_step.state)["loss"]
@@ -74,7 +74,7 @@ def test_resumed_run_with_batchnorm_and_dropout_is_bitwise_equal(spec_file, tmp_
     a = latest_checkpoint(tmp_path / "a" / "checkpoints")
     b = latest_checkpoint(tmp_path / "b" / "checkpoints")
     assert a.step == b.step == 40
-    assert a.arrays.keys() == b.arrays.keys() and "state/bn.running_var" in a.arrays
+    assert a.arrays.keys() == b.arrays.keys() and state_key("bn.running_var") in a.arrays
     for key in a.arrays:
         assert a.arrays[key].tobytes() == b.arrays[key].tobytes(), key
     assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
@@ -183,15 +183,15 @@ def test_train_step_state_round_trip_and_mismatch():
     params = [np.ones(3), np.zeros(3)]
     step([x, np.zeros((8, 3))], params, 0)
     saved = step.state_arrays()
-    assert sorted(saved) == ["state/out.running_mean", "state/out.running_var"]
-    np.testing.assert_allclose(saved["state/out.running_mean"], 0.1 * x.mean(0), rtol=1e-14)
+    assert sorted(saved) == ["out.running_mean", "out.running_var"]      # plain names: the run layer keys them
+    np.testing.assert_allclose(saved["out.running_mean"], 0.1 * x.mean(0), rtol=1e-14)
     fresh = TrainStep(model, seed=0)
     fresh.load_state(saved)
     assert all(fresh.state[k].tobytes() == step.state[k].tobytes() for k in step.state)
     with pytest.raises(KeyError):
         fresh.load_state({})
     with pytest.raises(ValueError, match="shape"):
-        fresh.load_state({**saved, "state/out.running_var": np.ones(4)})
+        fresh.load_state({**saved, "out.running_var": np.ones(4)})
 
 
 def test_gradcheck_feeds_model_state_and_the_dropout_key(spec_file):

@@ -12,7 +12,7 @@ from faults import assert_same_run, killed_run, no_fsync, run_state  # noqa: F40
 from specgrad.data.prepare import prepare_data
 from specgrad.optim.lbfgs import LBFGS
 from specgrad.optim.optimizers import make_optimizer
-from specgrad.run.checkpoint import latest_checkpoint
+from specgrad.run.checkpoint import latest_checkpoint, optim_key
 from specgrad.run.trainer import RunError, Trainer
 from specgrad.spec import load_spec
 
@@ -142,7 +142,7 @@ def test_state_round_trips_through_a_checkpoint_and_resume_is_bitwise(tmp_path, 
     Trainer(load_spec(POLY_LBFGS, overrides), tmp_path / "whole").run()
     whole = run_state(tmp_path / "whole")
     ckpt = latest_checkpoint(tmp_path / "whole" / "checkpoints")
-    assert ckpt.arrays["optim/old_dirs"].shape == (3, 6)           # a full history, saved
+    assert ckpt.arrays[optim_key("old_dirs")].shape == (3, 6)           # a full history, saved
     # killed in the middle of a line search (evaluation 17 of the run), resumed from step 3's checkpoint
     killed_run(POLY_LBFGS, overrides, tmp_path / "killed", batch=17)
     Trainer(load_spec(POLY_LBFGS, overrides), tmp_path / "killed").run(resume=True)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from conftest import MODELS, run_cli
-from specgrad.run.checkpoint import load_checkpoint
+from specgrad.run.checkpoint import load_checkpoint, param_key
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
 
@@ -32,7 +32,7 @@ def test_poly_reproduces_the_articles_loop(tmp_path, reference):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 2000
     assert abs(summary["train"]["loss"] - sse_ref) <= 1e-9 * sse_ref
-    k = load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00002000").arrays["params/k"]
+    k = load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00002000").arrays[param_key("k")]
     np.testing.assert_allclose(k, k_ref, rtol=1e-9, atol=0)
 
 

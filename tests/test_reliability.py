@@ -27,7 +27,7 @@ from specgrad.cli import app
 from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.spec.settings import Clip
 from specgrad.run import checkpoint as ckpt_module
-from specgrad.run.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
+from specgrad.run.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, param_key
 from specgrad.run.trainer import Diverged, Hooks, Trainer
 from specgrad.spec import SpecError, load_spec
 
@@ -267,7 +267,7 @@ def test_non_finite_values_follow_the_policy(tmp_path, where, value, policy):
     else:
         assert summary["status"] == "completed" and summary["skipped_steps"] == 1
     for path in list_checkpoints(tmp_path / "checkpoints"):
-        assert np.isfinite(load_checkpoint(path).arrays["params/k"]).all()
+        assert np.isfinite(load_checkpoint(path).arrays[param_key("k")]).all()
     assert np.isfinite(trainer.params["k"]).all()
 
 

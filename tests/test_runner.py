@@ -10,7 +10,7 @@ import yaml
 
 from conftest import MODELS, run_cli
 from specgrad.run.batches import Batches
-from specgrad.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from specgrad.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, param_key
 from specgrad.run.retention import improved, to_keep
 from specgrad.run.trainer import Diverged, Hooks, RunError, Trainer
 from specgrad.spec import SpecError, load_spec
@@ -194,8 +194,8 @@ def test_divergence_stop_keeps_the_last_finite_state(tmp_path, where):
     assert summary["status"] == "diverged" and summary["steps"] == 12
     assert "non-finite loss or gradient at step 13" in warnings[0]
     ckpt = latest_checkpoint(tmp_path / "checkpoints")
-    assert ckpt.step == 12 and np.isfinite(ckpt.arrays["params/k"]).all()
-    assert ckpt.arrays["params/k"].tobytes() == trainer.params["k"].tobytes()
+    assert ckpt.step == 12 and np.isfinite(ckpt.arrays[param_key("k")]).all()
+    assert ckpt.arrays[param_key("k")].tobytes() == trainer.params["k"].tobytes()
 
 
 def test_divergence_skip_leaves_parameters_and_optimizer_untouched(tmp_path):
@@ -226,7 +226,7 @@ def test_non_finite_parameters_are_never_saved(tmp_path):
     with pytest.raises(Diverged, match="not finite"):
         trainer.run()
     for path in list_checkpoints(tmp_path / "checkpoints"):
-        assert np.isfinite(load_checkpoint(path).arrays["params/k"]).all()
+        assert np.isfinite(load_checkpoint(path).arrays[param_key("k")]).all()
 
 
 # ---------------------------------------------------------------------------- resume and spec changes

@@ -142,12 +142,13 @@ class TrainStep:
         return loss, rest[:n]
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        return {f"state/{name}": value for name, value in self.state.items()}
+        """The model state by name (where a runner keeps it is the runner's business)."""
+        return dict(self.state)
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        """Restore the state from checkpoint arrays; raises KeyError or ValueError when they do not fit."""
+        """Restore the state from name -> array; raises KeyError or ValueError when they do not fit."""
         for name, value in self.state.items():
-            saved = arrays[f"state/{name}"]
+            saved = arrays[name]
             if saved.shape != value.shape:
                 raise ValueError(f"state {name} has shape {list(saved.shape)}, the model's {list(value.shape)}")
             self.state[name] = saved.astype(value.dtype, copy=False)

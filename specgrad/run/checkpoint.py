@@ -7,6 +7,17 @@ Layout under a checkpoint root::
     root/step-00000500/manifest.json  # {"format": 1, "step": 500, "files": {name: sha256}}
     root/latest                       # "step-00000500\\n": the newest complete checkpoint
 
+A training run keeps its checkpoints in ``<run dir>/checkpoints`` (:func:`checkpoints_dir`), and the keys of
+``arrays.npz`` say what each array is (:class:`TrainingArrays` packs and unpacks them)::
+
+    params/<name>     # a trainable parameter
+    optim/<name>      # the optimizer's state ("optim/t", "optim/m/<param>", ...)
+    state/<name>      # non-trainable model state (batchnorm's running statistics)
+    order             # the batch order of the current epoch
+
+This module is the only place these names are spelled: the trainer, evaluation, export and the tests use
+its helpers, so the layout can never drift between a writer and a reader.
+
 Why it is built this way:
 
 * No pickle anywhere, so loading a checkpoint can never execute code: arrays are read with
@@ -39,7 +50,7 @@ import shutil
 import stat
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +63,13 @@ __all__ = [
     "CheckpointError",
     "Expected",
     "FORMAT_VERSION",
+    "TrainingArrays",
+    "checkpoint_dir",
+    "checkpoints_dir",
+    "expected_arrays",
+    "optim_key",
+    "param_key",
+    "state_key",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -64,6 +82,9 @@ ARRAYS_FILE = "arrays.npz"
 STATE_FILE = "state.json"
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "latest"
+CHECKPOINTS_DIR = "checkpoints"      # a run directory's checkpoint root
+ORDER_KEY = "order"
+_PARAMS, _OPTIM, _STATE = "params/", "optim/", "state/"
 
 _STEP_DIR = re.compile(r"step-(\d{8,})")
 # Debris of a killed (or failed) writer: ".tmp-step-00000500-1234", ".old-step-00000500-1234".
@@ -110,6 +131,81 @@ class Checkpoint:
 
 def _dir_name(step: int) -> str:
     return f"step-{step:08d}"
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    """Where a run directory keeps its checkpoints."""
+    return Path(run_dir) / CHECKPOINTS_DIR
+
+
+def checkpoint_dir(root: Path, step: int) -> Path:
+    """The folder of checkpoint ``step`` under the checkpoint root ``root``."""
+    return Path(root) / _dir_name(step)
+
+
+# --------------------------------------------------------------------------- array keys
+
+
+def param_key(name: str) -> str:
+    return _PARAMS + name
+
+
+def optim_key(name: str) -> str:
+    return _OPTIM + name
+
+
+def state_key(name: str) -> str:
+    return _STATE + name
+
+
+def _section(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+
+
+@dataclass
+class TrainingArrays:
+    """The arrays of a training checkpoint, by kind, each a plain name -> array dict; ``order`` is None
+    where the checkpoint was read without it (evaluation reads only parameters and model state)."""
+
+    params: dict[str, np.ndarray]
+    optim: dict[str, np.ndarray]
+    state: dict[str, np.ndarray]
+    order: np.ndarray | None = None
+
+    def pack(self) -> dict[str, np.ndarray]:
+        """The ``arrays.npz`` keys and arrays that hold these."""
+        arrays = {param_key(k): v for k, v in self.params.items()}
+        arrays.update({optim_key(k): np.asarray(v) for k, v in self.optim.items()})
+        if self.order is not None:
+            arrays[ORDER_KEY] = self.order
+        arrays.update({state_key(k): v for k, v in self.state.items()})
+        return arrays
+
+    @classmethod
+    def unpack(cls, arrays: Mapping[str, np.ndarray]) -> TrainingArrays:
+        """Sort a checkpoint's arrays by kind; keys of no kind are left out."""
+        return cls(_section(arrays, _PARAMS), _section(arrays, _OPTIM), _section(arrays, _STATE),
+                   arrays.get(ORDER_KEY))
+
+
+def _described(value) -> Expected:
+    """The shape and dtype of an array, or of anything that declares them (a graph node)."""
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        value = np.asarray(value)
+    return Expected(tuple(value.shape), np.dtype(value.dtype))
+
+
+def expected_arrays(params: Mapping, state: Mapping, optim: Mapping | None = None,
+                    order: Expected | None = None) -> dict[str, Expected]:
+    """What a checkpoint must hold for a model, checked before any of its data is read: ``params`` and
+    ``state`` map names to arrays or graph nodes (anything with a shape and a dtype), ``optim`` the
+    optimizer's state arrays (None: not read, as in evaluation) and ``order`` the batch order."""
+    expected = {param_key(k): _described(v) for k, v in params.items()}
+    expected.update({optim_key(k): _described(v) for k, v in (optim or {}).items()})
+    if order is not None:
+        expected[ORDER_KEY] = order
+    expected.update({state_key(k): _described(v) for k, v in state.items()})
+    return expected
 
 
 def _step_of(name: str) -> int | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
 from specgrad.base.fileio import read_small_text
+from specgrad.run.checkpoint import CHECKPOINTS_DIR
 from specgrad.run.plot import PlotError, read_metrics
 from specgrad.run.runlog import metrics_lines
 from specgrad.spec.load import load_file
@@ -29,7 +30,7 @@ def find_runs(paths) -> list[Path]:
         if (p / "spec.yaml").is_file():
             found.append(p)
         elif p.is_dir():
-            found += sorted(q.parent for q in p.rglob("spec.yaml") if "checkpoints" not in q.parts)
+            found += sorted(q.parent for q in p.rglob("spec.yaml") if CHECKPOINTS_DIR not in q.parts)
         else:
             raise RunFileError(f"{p}: no such run directory")
     return found

@@ -26,7 +26,13 @@ from specgrad.data.registry import DataError
 from specgrad.data.sources import reshape_rows
 from specgrad.model.losses import make_loss
 from specgrad.model.metrics import evaluate
-from specgrad.run.checkpoint import Expected, checkpoint_at, latest_checkpoint
+from specgrad.run.checkpoint import (
+    TrainingArrays,
+    checkpoint_at,
+    checkpoints_dir,
+    expected_arrays,
+    latest_checkpoint,
+)
 from specgrad.run.runlog import spec_hash
 from specgrad.spec import Spec, load_spec
 
@@ -59,29 +65,27 @@ def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None, 
     except DataError as e:
         raise RunFileError(str(e)) from None
     # only the arrays evaluation needs, each checked against the model before it is read
-    expected = {f"{kind}/{name}": Expected(tuple(node.shape), node.dtype)
-                for kind, nodes in (("params", spec.model.params), ("state", spec.model.state))
-                for name, node in nodes.items()}
-    ckpt = (latest_checkpoint(run_dir / "checkpoints", warn=warn, expected=expected, partial=True) if step is None
-            else checkpoint_at(run_dir / "checkpoints", step, expected=expected, partial=True))
+    expected = expected_arrays(spec.model.params, spec.model.state)
+    root = checkpoints_dir(run_dir)
+    ckpt = (latest_checkpoint(root, warn=warn, expected=expected, partial=True) if step is None
+            else checkpoint_at(root, step, expected=expected, partial=True))
     if ckpt is None:
         raise RunFileError(f"{run_dir} has no checkpoint to evaluate")
     if ckpt.state.get("spec_hash") != spec_hash(spec.data):
         raise RunFileError(f"checkpoint {ckpt.path} was not trained with {run_dir / 'spec.yaml'}")
-    missing = [name for name in spec.model.params if f"params/{name}" not in ckpt.arrays]
-    if missing:
-        raise RunFileError(f"checkpoint {ckpt.path} has no parameter {', '.join(missing)}")
-    missing = [name for name in spec.model.state if f"state/{name}" not in ckpt.arrays]
-    if missing:
-        raise RunFileError(f"checkpoint {ckpt.path} has no model state {', '.join(missing)}")
-    for kind, nodes in (("parameter", spec.model.params), ("model state", spec.model.state)):
+    saved = TrainingArrays.unpack(ckpt.arrays)
+    for kind, nodes, arrays in (("parameter", spec.model.params, saved.params),
+                                ("model state", spec.model.state, saved.state)):
+        missing = [name for name in nodes if name not in arrays]
+        if missing:
+            raise RunFileError(f"checkpoint {ckpt.path} has no {kind} {', '.join(missing)}")
         for name, node in nodes.items():
-            shape = ckpt.arrays[f"{'params' if kind == 'parameter' else 'state'}/{name}"].shape
+            shape = arrays[name].shape
             if shape != tuple(node.shape):     # never fed silently: numpy would broadcast [1] against []
                 raise RunFileError(f"checkpoint {ckpt.path}: {kind} '{name}' has shape {list(shape)}, "
                                    f"the model's is {list(node.shape)}")
-    return TrainedRun(spec, {name: ckpt.arrays[f"params/{name}"] for name in spec.model.params},
-                      {name: ckpt.arrays[f"state/{name}"] for name in spec.model.state},
+    return TrainedRun(spec, {name: saved.params[name] for name in spec.model.params},
+                      {name: saved.state[name] for name in spec.model.state},
                       ckpt.step, base_dir, standardizer)
 
 

@@ -31,6 +31,10 @@ from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import (
     CheckpointError,
     Expected,
+    TrainingArrays,
+    checkpoint_dir,
+    checkpoints_dir,
+    expected_arrays,
     latest_checkpoint,
     list_checkpoints,
     prune_checkpoints,
@@ -92,7 +96,7 @@ def resume_dir(spec_path: Path, name: str) -> Path | None:
     """Where ``--resume`` without ``--run-dir`` continues: the run whose own spec.yaml was given, else the
     newest run of the spec's name."""
     folder = Path(spec_path).parent
-    if Path(spec_path).name == "spec.yaml" and (folder / "checkpoints").is_dir():
+    if Path(spec_path).name == "spec.yaml" and checkpoints_dir(folder).is_dir():
         return folder
     return latest_run_dir(name)
 
@@ -233,10 +237,8 @@ class Trainer:
             keep = to_keep(self.saved, self.keep_last, self.keep_best, mode)
             self.saved = {s: v for s, v in self.saved.items() if s in keep}
         order, rng_state = self.batches.state()
-        arrays = {f"params/{k}": v for k, v in self.params.items()}
-        arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_arrays().items()})
-        arrays["order"] = order
-        arrays.update(self.train_step.state_arrays())
+        arrays = TrainingArrays(self.params, self.optimizer.state_arrays(), self.train_step.state_arrays(),
+                                order).pack()
         state = {"step": step, "epoch": step * self.accumulate // self.batches.per_epoch, "rng": rng_state,
                  "spec_hash": self.hash, "spec": self.resolved, "specgrad": __version__,
                  "best": self.best, "stale": self.stale, "skipped": self.skipped,
@@ -245,32 +247,28 @@ class Trainer:
             self.comm.check_same(arrays, "parameters, optimizer or model state")
         if not self.root:
             return
-        root = self.run_dir / "checkpoints"
+        root = checkpoints_dir(self.run_dir)
         save_checkpoint(root, step, arrays, state)
         if pruning:     # only now that the new checkpoint is complete
-            prune_checkpoints(root, [root / f"step-{s:08d}" for s in self.saved])
+            prune_checkpoints(root, [checkpoint_dir(root, s) for s in self.saved])
 
     def _expected_arrays(self) -> dict[str, Expected]:
         """Every array a checkpoint of this run holds, with the shape and dtype this model gives it: what a
         checkpoint is checked against before any of its data is read (a copied-in one may be hostile)."""
         order, _ = self.batches.state()
         n = self.batches.n
-        arrays = {f"params/{k}": v for k, v in self.params.items()}
-        arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_arrays().items()})
-        arrays.update(self.train_step.state_arrays())
-        expected = {k: Expected(v.shape, v.dtype) for k, v in arrays.items()}
 
         def permutation(saved: np.ndarray) -> str | None:
             # a mid-epoch resume indexes the data with it: anything but a permutation of the rows is damage
             if saved.size and (saved.min() < 0 or saved.max() >= n or np.unique(saved).size != n):
                 return f"the batch order is not a permutation of the data's {n} rows"
             return None
-        expected["order"] = Expected(order.shape, order.dtype, permutation)
-        return expected
+        return expected_arrays(self.params, self.train_step.state_arrays(), self.optimizer.state_arrays(),
+                               Expected(order.shape, order.dtype, permutation))
 
     def _restore(self) -> int:
         try:
-            ckpt = latest_checkpoint(self.run_dir / "checkpoints", warn=self.hooks.on_warning,
+            ckpt = latest_checkpoint(checkpoints_dir(self.run_dir), warn=self.hooks.on_warning,
                                      expected=self._expected_arrays())
         except CheckpointError as e:
             raise RunError(str(e)) from None
@@ -286,19 +284,21 @@ class Trainer:
             if self.root:
                 write_spec(self.run_dir, self.resolved, __version__)
                 self.prepared.save(self.run_dir)  # eval / predict must transform data as the changed spec does
+        saved_arrays = TrainingArrays.unpack(ckpt.arrays)
         try:
             for k, v in self.params.items():
-                saved = ckpt.arrays[f"params/{k}"]
+                saved = saved_arrays.params[k]
                 if saved.shape != v.shape:
                     raise ValueError(f"parameter '{k}' has shape {saved.shape}, the model's is {v.shape}")
                 v[...] = saved
-            self.optimizer.load_state_arrays({k[len("optim/"):]: v for k, v in ckpt.arrays.items()
-                                              if k.startswith("optim/")})
-            self.batches.restore(ckpt.arrays["order"], ckpt.state["rng"])
+            self.optimizer.load_state_arrays(saved_arrays.optim)
+            if saved_arrays.order is None:
+                raise ValueError("it has no batch order")
+            self.batches.restore(saved_arrays.order, ckpt.state["rng"])
             self.best, self.stale = ckpt.state.get("best"), ckpt.state.get("stale", 0)
             self.skipped = ckpt.state.get("skipped", 0)
             self.saved = {int(s): v for s, v in ckpt.state.get("checkpoints", [[ckpt.step, None]])}
-            self.train_step.load_state(ckpt.arrays)
+            self.train_step.load_state(saved_arrays.state)
         except (KeyError, ValueError, TypeError) as e:
             raise RunError(f"checkpoint {ckpt.path} does not fit this model: {e}") from None
         return ckpt.step
@@ -370,7 +370,7 @@ class Trainer:
             lock.__exit__()
 
     def _run(self, resume: bool) -> dict:
-        if not resume and list_checkpoints(self.run_dir / "checkpoints"):
+        if not resume and list_checkpoints(checkpoints_dir(self.run_dir)):
             raise RunError(f"{self.run_dir} already holds a run; continue it with --resume, or train into "
                            "another --run-dir")
         start = self._restore() if resume else 0

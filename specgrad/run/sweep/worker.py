@@ -16,7 +16,7 @@ from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
 from specgrad.base.fileio import read_small_text, write_atomic
-from specgrad.run.checkpoint import list_checkpoints
+from specgrad.run.checkpoint import checkpoints_dir, list_checkpoints
 from specgrad.run.runlog import metrics_lines, spec_hash
 from specgrad.run.sweep.file import Sweep, load_sweep
 from specgrad.run.sweep.study import (
@@ -171,7 +171,7 @@ class Worker:
         if summary and summary.get("status") in FINISHED and \
                 summary.get("spec_hash") == spec_hash({**doc.data, "seed": doc.data.get("seed", 0)}):
             return summary
-        resume = bool(list_checkpoints(run_dir / "checkpoints"))
+        resume = bool(list_checkpoints(checkpoints_dir(run_dir)))
         _write_trial(run_dir, self.sweep, trial, assignment)
 
         def on_start(start, total):

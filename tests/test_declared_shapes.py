@@ -2,17 +2,18 @@
 created, after a training step, in the checkpoint, after a restore, and when a run is evaluated or predicts.
 Shape rules never accept a 0-d operand that the forward would treat differently."""
 import itertools
+import re
 import textwrap
 
 import numpy as np
 import pytest
 from conftest import MODELS, ROOT, run_cli
 
-from specgrad.run.evaluate import RunFileError, load_run
+from specgrad.run.evaluate import load_run
 from specgrad.model.build import init_params, init_state
 from specgrad.engine.ops import REGISTRY
 from specgrad.engine.ops.registry import ShapeError
-from specgrad.run.checkpoint import TrainingArrays, expected_arrays, latest_checkpoint, param_key, save_checkpoint
+from specgrad.run.checkpoint import CheckpointError, TrainingArrays, expected_arrays, latest_checkpoint, param_key, save_checkpoint
 from specgrad.run.trainer import Trainer
 from specgrad.spec import check_spec, load_spec
 
@@ -73,8 +74,15 @@ def test_a_checkpoint_with_another_shape_is_refused_by_eval(tmp_path):
     ckpt = latest_checkpoint(tmp_path / "run" / "checkpoints")
     arrays = {**ckpt.arrays, param_key("b"): ckpt.arrays[param_key("b")].reshape(1)}
     save_checkpoint(tmp_path / "run" / "checkpoints", 2, arrays, {**ckpt.state, "step": 2})
-    with pytest.raises(RunFileError, match=r"parameter 'b' has shape \[1\], the model's is \[\]"):
-        load_run(tmp_path / "run")
+    # refused from its header before its data is read: eval says so and falls back to the last good one,
+    # and asking for that checkpoint by its step is an error
+    refusal = rf"'{param_key('b')}.npy' is float64\[1\]; this model expects float64\[\]"
+    warned = []
+    run = load_run(tmp_path / "run", warned.append)
+    assert run.step == 1 and run.params["b"].shape == ()
+    assert any(re.search(refusal, w) and "step-00000002" in w for w in warned), warned
+    with pytest.raises(CheckpointError, match=refusal):
+        load_run(tmp_path / "run", step=2)
 
 
 STACKED = """\

@@ -12,8 +12,8 @@ from faults import assert_same_run, killed_run, no_fsync, run_state  # noqa: F40
 from specgrad.data.prepare import prepare_data
 from specgrad.optim.lbfgs import LBFGS
 from specgrad.optim.optimizers import make_optimizer
-from specgrad.run.checkpoint import latest_checkpoint, optim_key
-from specgrad.run.trainer import RunError, Trainer
+from specgrad.run.checkpoint import Expected, latest_checkpoint, optim_key
+from specgrad.run.trainer import Hooks, Trainer
 from specgrad.spec import load_spec
 
 POLY_LBFGS = MODELS / "poly_lbfgs.yaml"
@@ -187,9 +187,18 @@ def test_train_refuses_minibatch_lbfgs_before_running(tmp_path):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_resume_with_a_damaged_history_is_a_run_error(tmp_path):
+def test_a_history_longer_than_history_size_is_refused_and_resume_falls_back(tmp_path):
     overrides = ["train.steps=4", "train.checkpoint={every: 2}"]
     Trainer(load_spec(POLY_LBFGS, overrides), tmp_path).run()
-    with pytest.raises(RunError, match="does not fit"):
-        Trainer(load_spec(POLY_LBFGS, overrides + ["optimizer.history_size=1"]), tmp_path,
-                allow_spec_change=True).run(resume=True)
+    # step 4 holds 3 curvature pairs, step 2 one: with history_size 1 the loader refuses step 4 from its
+    # header (never read, never truncated) and the run goes on from step 2, whose history fits
+    warned = []
+    shorter = Trainer(load_spec(POLY_LBFGS, overrides + ["optimizer.history_size=1", "train.steps=6"]), tmp_path,
+                      Hooks(on_warning=warned.append), allow_spec_change=True)
+    assert shorter.run(resume=True)["steps"] == 6
+    refusal = f"'{optim_key('old_dirs')}.npy' is float64[3, 6]; this model expects float64[up to 1, 6]"
+    assert any("step-00000004" in w and refusal in w and "falling back to" in w and w.endswith("step-00000002")
+               for w in warned), warned
+    assert latest_checkpoint(tmp_path / "checkpoints").arrays[optim_key("old_dirs")].shape == (1, 6)
+    # an empty history (a checkpoint before the first pair) fits any history_size
+    assert Expected((1, 6), np.dtype(np.float64), grows=True).admits((0, 6))

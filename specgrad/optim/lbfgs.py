@@ -179,6 +179,10 @@ class LBFGS(Optimizer):
                 "old_steps": np.array(self.old_steps, dtype).reshape(len(self.old_steps), n),
                 "ro": np.array(self.ro, np.float64)}
 
+    def state_limits(self) -> dict[str, tuple[int, ...]]:
+        n = self.d.size
+        return {"old_dirs": (self.history_size, n), "old_steps": (self.history_size, n), "ro": (self.history_size,)}
+
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """The fixed-size state in place; the history (however many pairs, up to history_size) as lists."""
         n = self.d.size

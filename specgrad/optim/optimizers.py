@@ -111,6 +111,11 @@ class Optimizer:
     def slots(self) -> dict[str, dict[str, np.ndarray]]:
         return {}
 
+    def state_limits(self) -> dict[str, tuple[int, ...]]:
+        """The largest shape of each state array whose first dimension grows as the run goes (a history);
+        every other one always has the shape ``state_arrays`` gives it."""
+        return {}
+
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         for key, value in self.state_arrays().items():
             if arrays[key].shape != value.shape:

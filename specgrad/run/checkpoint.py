@@ -108,15 +108,23 @@ class CheckpointError(Exception):
 @dataclass(frozen=True)
 class Expected:
     """What one array of a checkpoint must be for the model that loads it; ``check`` may look at the values
-    (a batch order must be a permutation) and returns the problem, or None."""
+    (a batch order must be a permutation) and returns the problem, or None. With ``grows``, ``shape`` is the
+    largest the array gets and its first dimension may be anything up to that (L-BFGS's history)."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
     check: Callable[[np.ndarray], str | None] | None = None
+    grows: bool = False
 
     @property
     def nbytes(self) -> int:
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    def admits(self, shape: tuple[int, ...]) -> bool:
+        if not self.grows:
+            return tuple(shape) == tuple(self.shape)
+        return (len(shape) == len(self.shape) and 0 <= shape[0] <= self.shape[0]
+                and tuple(shape[1:]) == tuple(self.shape[1:]))
 
 
 @dataclass
@@ -196,12 +204,18 @@ def _described(value) -> Expected:
 
 
 def expected_arrays(params: Mapping, state: Mapping, optim: Mapping | None = None,
-                    order: Expected | None = None) -> dict[str, Expected]:
+                    order: Expected | None = None,
+                    optim_limits: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Expected]:
     """What a checkpoint must hold for a model, checked before any of its data is read: ``params`` and
     ``state`` map names to arrays or graph nodes (anything with a shape and a dtype), ``optim`` the
-    optimizer's state arrays (None: not read, as in evaluation) and ``order`` the batch order."""
+    optimizer's state arrays (None: not read, as in evaluation), ``order`` the batch order, and
+    ``optim_limits`` the largest shapes of the optimizer's arrays that grow (``Optimizer.state_limits``)."""
+    limits = optim_limits or {}
     expected = {param_key(k): _described(v) for k, v in params.items()}
-    expected.update({optim_key(k): _described(v) for k, v in (optim or {}).items()})
+    for k, v in (optim or {}).items():
+        described = _described(v)
+        expected[optim_key(k)] = (Expected(tuple(limits[k]), described.dtype, grows=True) if k in limits
+                                  else described)
     if order is not None:
         expected[ORDER_KEY] = order
     expected.update({state_key(k): _described(v) for k, v in state.items()})
@@ -503,7 +517,7 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
             raise _fail(path, f"{name} is an object array (pickle refused)")
         if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
             raise _fail(path, f"{name} has dtype {dtype.str!r} (refused: only plain numbers are stored)")
-        if expected is not None and (tuple(shape) != tuple(expected.shape) or dtype != np.dtype(expected.dtype)):
+        if expected is not None and (not expected.admits(tuple(shape)) or dtype != np.dtype(expected.dtype)):
             raise _fail(path, f"{name} is {_show(Expected(tuple(shape), dtype))}; this model expects "
                               f"{_show(expected)}")
         if info.file_size - member.tell() != math.prod(shape) * dtype.itemsize:
@@ -518,6 +532,8 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
 
 
 def _show(expected: Expected) -> str:
+    if expected.grows:
+        return f"{np.dtype(expected.dtype).name}[up to {expected.shape[0]}, {', '.join(map(str, expected.shape[1:]))}]"
     return f"{np.dtype(expected.dtype).name}{list(expected.shape)}"
 
 

@@ -264,7 +264,7 @@ class Trainer:
                 return f"the batch order is not a permutation of the data's {n} rows"
             return None
         return expected_arrays(self.params, self.train_step.state_arrays(), self.optimizer.state_arrays(),
-                               Expected(order.shape, order.dtype, permutation))
+                               Expected(order.shape, order.dtype, permutation), self.optimizer.state_limits())
 
     def _restore(self) -> int:
         try:

@@ -13,7 +13,7 @@ from specgrad.data.prepare import prepare_data
 from specgrad.optim.lbfgs import LBFGS
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.run.checkpoint import latest_checkpoint
-from specgrad.run.trainer import RunError, Trainer
+from specgrad.run.trainer import Hooks, RunError, Trainer
 from specgrad.spec import load_spec
 
 POLY_LBFGS = MODELS / "poly_lbfgs.yaml"
@@ -187,9 +187,12 @@ def test_train_refuses_minibatch_lbfgs_before_running(tmp_path):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_resume_with_a_damaged_history_is_a_run_error(tmp_path):
+def test_resume_with_a_history_that_does_not_fit_falls_back(tmp_path):
+    """A checkpoint whose history is longer than this spec's history_size is refused before its data is read
+    (as damage is), and the run resumes from the last checkpoint that fits."""
     overrides = ["train.steps=4", "train.checkpoint={every: 2}"]
     Trainer(load_spec(POLY_LBFGS, overrides), tmp_path).run()
-    with pytest.raises(RunError, match="does not fit"):
-        Trainer(load_spec(POLY_LBFGS, overrides + ["optimizer.history_size=1"]), tmp_path,
-                allow_spec_change=True).run(resume=True)
+    warnings = []
+    Trainer(load_spec(POLY_LBFGS, overrides + ["optimizer.history_size=1"]), tmp_path,
+            Hooks(on_warning=warnings.append), allow_spec_change=True).run(resume=True)
+    assert any("step-00000004" in w and "old_dirs" in w and "this model expects" in w for w in warnings), warnings

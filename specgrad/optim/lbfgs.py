@@ -179,6 +179,13 @@ class LBFGS(Optimizer):
                 "old_steps": np.array(self.old_steps, dtype).reshape(len(self.old_steps), n),
                 "ro": np.array(self.ro, np.float64)}
 
+    def state_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """The history holds up to history_size pairs: its first axis varies up to that."""
+        shapes = super().state_shapes()
+        n, k = self.d.size, self.history_size
+        shapes.update({"old_dirs": ((k, n), (0,)), "old_steps": ((k, n), (0,)), "ro": ((k,), (0,))})
+        return shapes
+
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """The fixed-size state in place; the history (however many pairs, up to history_size) as lists."""
         n = self.d.size

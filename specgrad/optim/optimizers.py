@@ -111,6 +111,11 @@ class Optimizer:
     def slots(self) -> dict[str, dict[str, np.ndarray]]:
         return {}
 
+    def state_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Each state array's largest shape and the axes whose length may be smaller (a checkpoint is checked
+        against these before it is read): exactly today's shapes, unless an optimizer keeps a history."""
+        return {key: (np.shape(value), ()) for key, value in self.state_arrays().items()}
+
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         for key, value in self.state_arrays().items():
             if arrays[key].shape != value.shape:

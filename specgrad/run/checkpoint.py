@@ -89,13 +89,18 @@ class Expected:
     """What one array of a checkpoint must be for the model that loads it; ``check`` may look at the values
     (a batch order must be a permutation) and returns the problem, or None."""
 
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]                 # the largest shape it may have: exact unless ``varies`` says which axes
     dtype: np.dtype
     check: Callable[[np.ndarray], str | None] | None = None
+    varies: tuple[int, ...] = ()           # axes whose length may be anything up to shape's (an optimizer's history)
 
     @property
     def nbytes(self) -> int:
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    def fits(self, shape: tuple[int, ...]) -> bool:
+        return len(shape) == len(self.shape) and all(
+            n <= m if axis in self.varies else n == m for axis, (n, m) in enumerate(zip(shape, self.shape)))
 
 
 @dataclass
@@ -407,7 +412,7 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
             raise _fail(path, f"{name} is an object array (pickle refused)")
         if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
             raise _fail(path, f"{name} has dtype {dtype.str!r} (refused: only plain numbers are stored)")
-        if expected is not None and (tuple(shape) != tuple(expected.shape) or dtype != np.dtype(expected.dtype)):
+        if expected is not None and (not expected.fits(tuple(shape)) or dtype != np.dtype(expected.dtype)):
             raise _fail(path, f"{name} is {_show(Expected(tuple(shape), dtype))}; this model expects "
                               f"{_show(expected)}")
         if info.file_size - member.tell() != math.prod(shape) * dtype.itemsize:

@@ -256,9 +256,11 @@ class Trainer:
         order, _ = self.batches.state()
         n = self.batches.n
         arrays = {f"params/{k}": v for k, v in self.params.items()}
-        arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_arrays().items()})
         arrays.update(self.train_step.state_arrays())
         expected = {k: Expected(v.shape, v.dtype) for k, v in arrays.items()}
+        optim = self.optimizer.state_arrays()
+        for k, (shape, varies) in self.optimizer.state_shapes().items():
+            expected[f"optim/{k}"] = Expected(shape, np.asarray(optim[k]).dtype, varies=varies)
 
         def permutation(saved: np.ndarray) -> str | None:
             # a mid-epoch resume indexes the data with it: anything but a permutation of the rows is damage

@@ -79,7 +79,7 @@ def tree(doc: Document, path: tuple = ()) -> Value:
 
 def document(root: Value, file: str) -> Document:
     """The plain data and location tables the later stages read (``root`` is at most MAX_DEPTH deep)."""
-    doc = Document(None, file)
+    doc = Document({}, file)
 
     def plain(node: Value, path: tuple):
         doc.locations[path] = node.loc

@@ -36,6 +36,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 from yaml.composer import Composer
@@ -59,7 +60,7 @@ MAX_DEPTH = 100
 class Document:
     """A loaded spec: plain data plus where every value and key is in the file."""
 
-    data: object
+    data: dict[str, Any]  # the top level is always a mapping (load_string refuses anything else)
     file: str
     locations: dict[tuple, Location] = field(default_factory=dict)
     key_locations: dict[tuple, Location] = field(default_factory=dict)

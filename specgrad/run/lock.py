@@ -15,7 +15,6 @@ import socket
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Self
 
 from specgrad.base.fileio import WriteError, write_error
 
@@ -34,7 +33,7 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
         self.fd: int | None = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> RunLock:
         # O_NOFOLLOW: a planted symlink (to /dev/zero, to someone else's file) is refused, not locked or truncated
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:

@@ -8,8 +8,8 @@ scaled by the schedule like the base lr (the schedule's factor ``lr(step) / lr``
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from fnmatch import fnmatchcase
-from typing import Callable
 
 import numpy as np
 

@@ -15,9 +15,12 @@ import socket
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING
 
 from specgrad.base.fileio import WriteError, write_error
+
+if TYPE_CHECKING:
+    from typing_extensions import Self     # typing.Self is Python 3.11+; only the type checker reads this
 
 LOCK_FILE = ".lock"
 _HOLDER_MAX_BYTES = 4096     # the holder's note is a short JSON line; never read more of a planted file

@@ -9,8 +9,11 @@ from specgrad import api
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PUBLIC = ["Diagnostic", "Model", "ParamCheck", "Run", "Spec", "SpecError", "check", "compile", "gradcheck", "load",
-          "open_run", "train"]
+PUBLIC = ["Diagnostic", "ERRORS", "Model", "ParamCheck", "Run", "Spec", "SpecError", "UnsupportedOpset",
+          "check", "compare_runs", "compile", "config_text", "connect", "diagnose", "diagnosis_text",
+          "evaluate", "export", "find_runs", "find_specs", "flag_errors", "gradcheck", "graph", "launched_rank",
+          "load", "load_sweep", "open_run", "plot", "plot_runs", "predict", "run_sweep", "runs_table", "schema",
+          "split_specs", "train", "train_run_dir", "validate_file"]
 
 
 def test_public_names_are_pinned():

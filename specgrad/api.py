@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -26,25 +26,22 @@ from specgrad.data.prepare import prepare_data
 from specgrad.model.build import TrainStep, init_params
 from specgrad.model.hessian import hvp
 from specgrad.model.metrics import evaluate as evaluate_fields
-from specgrad.run import compare as run_table
 from specgrad.run import evaluate as run_files
-from specgrad.run.checkpoint import CheckpointError, list_checkpoints
-from specgrad.run.diagnose import DiagnoseError, Diagnosis
-from specgrad.run.distributed import Communicator, DistributedError
+from specgrad.run.checkpoint import list_checkpoints
+from specgrad.run.distributed import Communicator, run_dir_agreed
 from specgrad.run.distributed import connect as _connect
 from specgrad.run.distributed import launched_rank as _launched_rank
-from specgrad.run.distributed import run_dir_agreed
-from specgrad.run.export import ExportError, Exported, UnsupportedOpset
 from specgrad.run.gradcheck import ParamCheck, check_spec
-from specgrad.run.plot import PlotError
 from specgrad.run.runlog import metrics_lines
-from specgrad.run.sweep.file import Sweep, is_sweep_file
-from specgrad.run.sweep.launch import Outcome as SweepOutcome
-from specgrad.run.sweep.options import SweepDependencyError
-from specgrad.run.sweep.study import StudyError
 from specgrad.run.trainer import Hooks, RunError, Trainer, default_run_dir, resume_dir
 from specgrad.spec import Spec, load_mapping, load_spec
 from specgrad.spec import check_spec as _check_file
+
+if TYPE_CHECKING:
+    from specgrad.run.diagnose import Diagnosis
+    from specgrad.run.export import Exported
+    from specgrad.run.sweep.file import Sweep
+    from specgrad.run.sweep.launch import Outcome as SweepOutcome
 
 __all__ = ["Diagnostic", "ERRORS", "Model", "ParamCheck", "Run", "Spec", "SpecError", "UnsupportedOpset", "check",
            "compare_runs", "compile", "config_text", "connect", "diagnose", "diagnosis_text", "evaluate", "export",
@@ -53,12 +50,37 @@ __all__ = ["Diagnostic", "ERRORS", "Model", "ParamCheck", "Run", "Spec", "SpecEr
            "plot", "plot_runs", "predict", "run_sweep", "runs_table", "schema", "split_specs", "train",
            "train_run_dir", "validate_file"]
 
-#: The library's errors whose message is meant for the user as it is (a run directory without its files, a
-#: damaged checkpoint, a failed export, a missing extra...): the CLI prints ``error: message`` for these and
-#: OSError; a SpecError prints its located diagnostics instead.
-ERRORS: tuple[type[Exception], ...] = (RunError, CheckpointError, DistributedError, run_files.RunFileError,
-                                       run_table.RunFileError, ExportError, PlotError, DiagnoseError,
-                                       SweepDependencyError, StudyError)
+
+ERRORS: tuple[type[Exception], ...]        # declared here, given by __getattr__ below on first use
+UnsupportedOpset: type[Exception]          # the export error for an opset no lowering is written for
+
+
+def __getattr__(name: str):
+    # ERRORS and UnsupportedOpset import the modules that define them on first use: a command that succeeds
+    # (the CLI reads ERRORS only when something was raised) does not pay for export, diagnose, sweeps...
+    if name == "ERRORS":
+        return _errors()
+    if name == "UnsupportedOpset":
+        from specgrad.run.export import UnsupportedOpset
+        return UnsupportedOpset
+    raise AttributeError(f"module 'specgrad.api' has no attribute {name!r}")
+
+
+@cache
+def _errors() -> tuple[type[Exception], ...]:
+    """``ERRORS``: the library's errors whose message is meant for the user as it is (a run directory
+    without its files, a damaged checkpoint, a failed export, a missing extra...): the CLI prints
+    ``error: message`` for these and OSError; a SpecError prints its located diagnostics instead."""
+    from specgrad.run import compare
+    from specgrad.run.checkpoint import CheckpointError
+    from specgrad.run.diagnose import DiagnoseError
+    from specgrad.run.distributed import DistributedError
+    from specgrad.run.export import ExportError
+    from specgrad.run.plot import PlotError
+    from specgrad.run.sweep.options import SweepDependencyError
+    from specgrad.run.sweep.study import StudyError
+    return (RunError, CheckpointError, DistributedError, run_files.RunFileError, compare.RunFileError, ExportError,
+            PlotError, DiagnoseError, SweepDependencyError, StudyError)
 
 Arrays = dict[str, np.ndarray]
 
@@ -85,8 +107,8 @@ def validate_file(path: PathLike, overrides: Iterable[str] = (), roots: Iterable
                   ) -> tuple[bool, list[Diagnostic]]:
     """(valid, diagnostics) for one file as ``specgrad validate`` checks it: a spec with ``overrides``, or a
     sweep file with every point of its grid and the corners of its ranges."""
+    from specgrad.run.sweep.file import check_sweep, is_sweep_file
     if is_sweep_file(path):
-        from specgrad.run.sweep.file import check_sweep
         return check_sweep(path)
     return _check_file(path, list(overrides), list(roots))
 
@@ -334,22 +356,27 @@ def diagnosis_text(diagnosis: Diagnosis) -> str:
 def find_runs(paths: Iterable[PathLike] = ("runs",)) -> list[dict]:
     """One flat record per run directory named by ``paths`` or found below them: run, name, status, steps,
     seconds, objective, value, then final metrics (``specgrad runs``)."""
-    return [run_table.run_row(d) for d in run_table.find_runs([Path(p) for p in paths])]
+    from specgrad.run.compare import find_runs as find
+    from specgrad.run.compare import run_row
+    return [run_row(d) for d in find([Path(p) for p in paths])]
 
 
 def runs_table(rows: list[dict], format: str = "table") -> str:   # noqa: A002 -- the CLI's flag
     """:func:`find_runs`'s records as a table, json or csv."""
-    return run_table.format_rows(rows, format)
+    from specgrad.run.compare import format_rows
+    return format_rows(rows, format)
 
 
 def compare_runs(run_dirs: Iterable[PathLike]) -> str:
     """A table with a column per run: the resolved spec values that differ, then status and final metrics."""
-    return run_table.compare_runs([Path(d) for d in run_dirs])
+    from specgrad.run.compare import compare_runs as compare
+    return compare([Path(d) for d in run_dirs])
 
 
 def plot_runs(run_dirs: Iterable[PathLike], output: PathLike) -> Path:
     """The runs' training loss and validation metrics overlaid in one PNG (needs specgrad[plot])."""
-    return run_table.plot_runs([Path(d) for d in run_dirs], Path(output))
+    from specgrad.run.compare import plot_runs as plot_all
+    return plot_all([Path(d) for d in run_dirs], Path(output))
 
 
 def load_sweep(path: PathLike) -> Sweep:

@@ -1,8 +1,9 @@
 """The ``specgrad`` command. Thin: parse flags, call the library, print, set the exit code.
 
 Exit codes (contract): 0 success, 1 invalid spec or failed run, 2 usage error. Bad input prints located
-errors, never a traceback: every command calls the library inside ``_reported``. Library modules are
-imported inside the commands so ``--help`` stays fast.
+errors, never a traceback: every command calls the library inside ``_reported``. The library is
+``specgrad.api`` alone (and ``specgrad.base`` for formatting diagnostics; an import-linter contract forbids the
+rest), imported inside the commands so ``--help`` stays fast.
 """
 from __future__ import annotations
 
@@ -65,11 +66,10 @@ def _err(message: str) -> None:
 
 @contextmanager
 def _reported(*errors: type[Exception], echo: bool = True):
-    """How every command fails on bad input: a SpecError prints its located diagnostics; OSError and the
+    """How every command fails on bad input: a SpecError prints its located diagnostics; OSError, the
     library's ``api.ERRORS`` (a damaged checkpoint, a run directory without its files...) and the ``errors``
-    the command names print
-    ``error: message``. Exit 1, never a traceback. ``echo=False`` exits without printing (the ranks but
-    the first of a data-parallel run, whose errors before training are the first's)."""
+    the command names print ``error: message``. Exit 1, never a traceback. ``echo=False`` exits without
+    printing (the ranks but the first of a data-parallel run, whose errors before training are the first's)."""
     from specgrad import api
     try:
         yield

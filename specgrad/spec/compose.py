@@ -173,7 +173,7 @@ def attribute(diags, spec: str, origins: dict) -> list[Diagnostic]:
 class _Composer:
     """Reads a spec file and every file it extends or includes; collects every problem before raising."""
 
-    def __init__(self, roots=()):
+    def __init__(self, roots: tuple[str, ...] | list[str] = ()) -> None:
         self.errors: list[Diagnostic] = []
         self.files: dict[tuple, Value] = {}         # (real path, key) -> composed file, read once
         self.sizes: dict[int, tuple] = {}           # id -> (value, (size, depth) once expanded), see ``_measure``

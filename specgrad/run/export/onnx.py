@@ -171,7 +171,8 @@ def to_onnx(forward, params: dict, state: dict, standardize: dict, inputs: list[
         else:
             args = [values[x.id] if x.id in values else b.const(x.value, node.dtype) for x in node.inputs]
             lowering = REGISTRY[node.op].onnx
-            assert lowering is not None, node.op         # unexportable() above refused every op without one
+            # unexportable() above refused every op without a lowering (None or a NotExportable)
+            assert lowering is not None and not isinstance(lowering, NotExportable), node.op
             values[node.id] = lowering(b, node, *args, **node.attrs)
 
     pred = forward.prediction

@@ -34,7 +34,7 @@ def emitted(op: Op, dtype) -> list[str]:
              for i, s in enumerate(inputs)]
     out = graph.apply(op.name, *nodes, **attrs)
     b = Emitter(DEFAULT_OPSET)
-    if op.onnx is None:
+    if op.onnx is None or isinstance(op.onnx, NotExportable):
         raise ValueError(f"op '{op.name}' declares no ONNX lowering")
     op.onnx(b, out, *(n.name for n in nodes), **attrs)
     return list(dict.fromkeys(n.op_type for n in b.nodes))

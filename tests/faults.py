@@ -1,6 +1,7 @@
 """Fault injection for the resume and reliability tests: train in a forked child that SIGKILLs itself at an
 exact point (a given micro-batch, or inside a given step of a checkpoint write), and compare finished runs
-bit for bit."""
+bit for bit. Faults in the training loop go through the trainer's public hooks (``on_batch``,
+``on_gradients``, ``validate``); faults in a checkpoint write wrap the file-writing functions it calls."""
 from __future__ import annotations
 
 import json

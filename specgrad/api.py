@@ -257,14 +257,21 @@ class Run:
 def train(spec: Spec, run_dir: PathLike | None = None, *, resume: bool = False,
           allow_spec_change: bool = False, on_step: Callable[[int, float], None] | None = None,
           on_warning: Callable[[str], None] | None = None, should_stop: Callable[[], bool] | None = None,
-          on_start: Callable[[int, int], None] | None = None, comm: Communicator | None = None) -> Run:
+          on_start: Callable[[int, int], None] | None = None, on_batch: Callable[[int], None] | None = None,
+          on_gradients: Callable[[int, float, Arrays], float] | None = None,
+          validate: Callable[[int, Arrays], dict[str, float]] | None = None,
+          comm: Communicator | None = None) -> Run:
     """Train ``spec`` into ``run_dir`` (default runs/NAME/TIMESTAMP). ``on_start(first_step, total)`` hears
     the start (after a resume's checkpoint is read), ``on_step(step, loss)`` every step; ``should_stop()``
     returning true ends the run at the next step boundary with a checkpoint (status "interrupted"), as
-    Ctrl-C does. ``comm`` (:func:`connect`) makes it one rank of a data-parallel run. Raises SpecError (bad
-    data), RunError or CheckpointError."""
+    Ctrl-C does. ``on_batch(index)`` is called before each micro-batch is computed; ``on_gradients(step,
+    loss, grads)`` sees each step's gradients before clipping and the divergence check, may change them in
+    place, and returns the loss to use; ``validate(step, params)`` replaces the evaluation on the val split
+    (docs/api.md, "Callbacks"). ``comm`` (:func:`connect`) makes it one rank of a data-parallel run. Raises
+    SpecError (bad data), RunError or CheckpointError."""
     path = Path(run_dir) if run_dir is not None else default_run_dir(spec.data["name"])
-    given = {"on_start": on_start, "on_step": on_step, "on_warning": on_warning, "should_stop": should_stop}
+    given = {"on_start": on_start, "on_step": on_step, "on_warning": on_warning, "should_stop": should_stop,
+             "on_batch": on_batch, "on_gradients": on_gradients, "validate": validate}
     hooks = Hooks(**{name: hook for name, hook in given.items() if hook is not None})
     summary = Trainer(spec, path, hooks, allow_spec_change=allow_spec_change, comm=comm).run(resume=resume)
     return Run(path, summary)

@@ -5,8 +5,11 @@ The public API (``specgrad.load``, ``compile``, ``train``, ``open_run``, ``gradc
 ``--help`` imports no numpy)."""
 from specgrad.base.version import __version__
 
-_API = ("Diagnostic", "Model", "ParamCheck", "Run", "Spec", "SpecError", "check", "compile", "gradcheck",
-        "load", "open_run", "train")
+_API = ("Diagnostic", "ERRORS", "Model", "ParamCheck", "Run", "Spec", "SpecError", "UnsupportedOpset", "check",
+        "compare_runs", "compile", "config_text", "connect", "diagnose", "diagnosis_text", "evaluate", "export",
+        "find_runs", "find_specs", "flag_errors", "gradcheck", "graph", "launched_rank", "load", "load_sweep",
+        "open_run", "plot", "plot_runs", "predict", "run_sweep", "runs_table", "schema", "split_specs", "train",
+        "train_run_dir", "validate_file")
 __all__ = ["__version__", *_API]
 
 

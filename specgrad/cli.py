@@ -1,8 +1,9 @@
 """The ``specgrad`` command. Thin: parse flags, call the library, print, set the exit code.
 
 Exit codes (contract): 0 success, 1 invalid spec or failed run, 2 usage error. Bad input prints located
-errors, never a traceback: every command calls the library inside ``_reported``. Library modules are
-imported inside the commands so ``--help`` stays fast.
+errors, never a traceback: every command calls the library inside ``_reported``. The library is
+``specgrad.api`` alone (and ``specgrad.base`` for formatting diagnostics; an import-linter contract forbids the
+rest), imported inside the commands so ``--help`` stays fast.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import List, Optional
 
 import typer
@@ -44,13 +46,12 @@ def _check_overrides(specs, overrides) -> None:
     the spec) is a usage error: exit 2, like an unknown flag."""
     if not overrides:
         return
+    from specgrad import api
     from specgrad.base.diagnostics import format_diagnostics
-    from specgrad.spec.overrides import override_errors
-    for spec in specs:
-        errors = override_errors(spec, overrides)
-        if errors:
-            _err(format_diagnostics(errors, "text"))
-            raise typer.Exit(2)
+    errors = api.flag_errors(specs, overrides)
+    if errors:
+        _err(format_diagnostics(errors, "text"))
+        raise typer.Exit(2)
 
 
 class Format(str, Enum):
@@ -65,18 +66,18 @@ def _err(message: str) -> None:
 
 @contextmanager
 def _reported(*errors: type[Exception], echo: bool = True):
-    """How every command fails on bad input: a SpecError prints its located diagnostics; OSError and the
-    library ``errors`` the command names (a damaged checkpoint, a run directory without its files...) print
-    ``error: message``. Exit 1, never a traceback. ``echo=False`` exits without printing (the ranks but
-    the first of a data-parallel run, whose errors before training are the first's)."""
-    from specgrad.base.diagnostics import SpecError
+    """How every command fails on bad input: a SpecError prints its located diagnostics; OSError, the
+    library's ``api.ERRORS`` (a damaged checkpoint, a run directory without its files...) and the ``errors``
+    the command names print ``error: message``. Exit 1, never a traceback. ``echo=False`` exits without
+    printing (the ranks but the first of a data-parallel run, whose errors before training are the first's)."""
+    from specgrad import api
     try:
         yield
-    except SpecError as e:
+    except api.SpecError as e:
         if echo:
             _err(str(e))
         raise typer.Exit(1)
-    except (OSError, *errors) as e:
+    except (OSError, *api.ERRORS, *errors) as e:
         if echo:
             _err(f"error: {e}")
         raise typer.Exit(1)
@@ -104,24 +105,22 @@ def validate(
 ):
     """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col.
     A sweep file is checked with every point of its grid and the corners of its ranges."""
+    from specgrad import api
     from specgrad.base.diagnostics import format_diagnostics
-    from specgrad.run.sweep.file import check_sweep, is_sweep_file
-    from specgrad.spec import check_spec, find_spec_files
-    from specgrad.spec.kind import split_specs
 
-    files, unmatched = find_spec_files(paths)
+    files, unmatched = api.find_specs(paths)
     if unmatched:
         _err("error: no spec files found in " + " ".join(unmatched))
         raise typer.Exit(2)
     _check_overrides(files, set_)
     if skip_non_specs:
-        files, others = split_specs(files)
+        files, others = api.split_specs(files)
         for f in others:
             _err(f"note: skipped {f}: not a specgrad spec (no top-level 'specgrad:' or 'extends:' key)")
     failed = []
     for f in files:
         with _reported():
-            ok, diags = check_sweep(f) if is_sweep_file(f) else check_spec(f, set_, root)
+            ok, diags = api.validate_file(f, set_, root)
         _collect_from_here()          # the first spec imported and built everything the others need
         if not ok:
             failed.append(str(f))
@@ -142,13 +141,12 @@ def config(
     root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Print the resolved spec: extends and includes merged, --set applied, ${...} references resolved."""
-    from specgrad.spec.compose import compose, default_roots
-    from specgrad.spec.render import resolved_yaml
+    from specgrad import api
 
     _check_overrides([spec], set_)
     with _reported():
-        doc = compose(spec, set_, default_roots(spec, root))
-    typer.echo(resolved_yaml(doc, explain), nl=False)
+        text = api.config_text(spec, set_, root, explain)
+    typer.echo(text, nl=False)
 
 
 @app.command()
@@ -166,45 +164,30 @@ def train(
     """Train a spec: validate, compile, run, checkpoint. Ctrl-C (or SIGTERM) saves a checkpoint at the next
     step boundary and stops; a second Ctrl-C stops at once. Under mpiexec, data-parallel over the processes
     (docs/distributed.md)."""
+    from specgrad import api
     from specgrad.base.diagnostics import format_diagnostics
-    from specgrad.run.checkpoint import CheckpointError
-    from specgrad.run.distributed import (
-        DistributedError,
-        connect,
-        launched_rank,
-        run_dir_agreed,
-    )
-    from specgrad.run.trainer import RunError, Trainer, default_run_dir, resume_dir
-    from specgrad.spec import load_spec
 
     _check_overrides([spec], set_)
-    first = launched_rank() in (None, 0)     # rank 0 of an MPI job speaks for all (each would say the same)
+    first = api.launched_rank() in (None, 0)     # rank 0 of an MPI job speaks for all (each would say the same)
     quiet = quiet or not first
     # --quiet prints nothing but errors: numpy's floating-point warnings (overflow, invalid value) included
-    with _reported(RunError, CheckpointError, DistributedError, echo=first), _numpy_warnings(shown=not quiet):
-        comm = connect()
-        loaded = load_spec(spec, set_, root)
+    with _reported(echo=first), _numpy_warnings(shown=not quiet):
+        comm = api.connect()
+        loaded = api.load(spec, set_, root)
         if loaded.warnings and not quiet:
             _err(format_diagnostics(loaded.warnings, "text"))
-        name = loaded.data["name"]
-        if run_dir is None:
-            run_dir = resume_dir(spec, name) if resume else default_run_dir(name)
-            if run_dir is None:
-                raise RunError(f"nothing to resume: no run of '{name}' under runs/{name}; give --run-dir")
-        run_dir = run_dir_agreed(comm, run_dir)
+        run_dir = api.train_run_dir(spec, loaded.data["name"], resume=resume, run_dir=run_dir, comm=comm)
         progress = _Progress(quiet)
         try:
             # from here on, an error on one rank ends every rank (the others may wait for it in a collective)
-            with comm.failing_together(lambda e: _err(_rank_failure(e, comm, run_dir))):
-                trainer = Trainer(loaded, run_dir, progress.hooks(), allow_spec_change=allow_spec_change, comm=comm)
-                _collect_from_here()
-                with progress:
-                    summary = trainer.run(resume=resume)
+            with comm.failing_together(lambda e: _err(_rank_failure(e, comm, run_dir))), progress:
+                summary = api.train(loaded, run_dir, resume=resume, allow_spec_change=allow_spec_change, comm=comm,
+                                    **vars(progress.hooks())).summary
         except KeyboardInterrupt:      # Ctrl-C before the loop, or a second one in it (the first saves, stops)
-            from specgrad.run.checkpoint import checkpoints_dir, list_checkpoints
-            if list_checkpoints(checkpoints_dir(run_dir)):
+            saved = api.Run(Path(run_dir)).checkpoints
+            if saved:
                 _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
-                     f"{checkpoints_dir(run_dir)}")
+                     f"{saved[-1].parent}")
             else:
                 _err("stopped at once by Ctrl-C, before the first checkpoint: there is nothing to resume; "
                      "train again to start over")
@@ -226,24 +209,22 @@ def _final_results(summary: dict) -> str:
             values = "  ".join(f"{name} {value:.6g}" for name, value in results.items())
             lines.append(f"  {split + ':':<6} {values}")
     return "\n".join(lines)
+
+
 def _rank_failure(e: BaseException, comm, run_dir: Path) -> str:
     """What one rank of a data-parallel run says before it ends the job."""
+    from specgrad import api
     if isinstance(e, KeyboardInterrupt):
-        from specgrad.run.checkpoint import checkpoints_dir
         return (f"rank {comm.rank} of {comm.size}: stopped at once by Ctrl-C, without saving; --resume continues "
-                f"from the last checkpoint in {checkpoints_dir(run_dir)}")
+                f"from the last checkpoint in {api.Run(Path(run_dir)).checkpoints_dir}")
     return f"error (rank {comm.rank} of {comm.size}): {e}"
 
 
 @app.command()
 def schema(sweep: bool = typer.Option(False, "--sweep", help="The schema of sweep files instead.")):
     """Print the JSON Schema of spec files as written (draft 2020-12), for editors and other validators."""
-    if sweep:
-        from specgrad.run.sweep.file import sweep_schema
-        typer.echo(json.dumps(sweep_schema(), indent=2))
-        return
-    from specgrad.spec.schema import editor_schema
-    typer.echo(json.dumps(editor_schema(), indent=2))
+    from specgrad import api
+    typer.echo(json.dumps(api.schema(sweep), indent=2))
 
 
 class Split(str, Enum):
@@ -258,10 +239,9 @@ def eval_(
     split: Optional[Split] = typer.Option(None, "--split", help="Default: test, else val, else train."),
 ):
     """Evaluate a run's latest checkpoint on a split: the loss and the spec's metrics, as JSON."""
-    from specgrad.run.checkpoint import CheckpointError
-    from specgrad.run.evaluate import RunFileError, evaluate_run
-    with _reported(RunFileError, CheckpointError):
-        result = evaluate_run(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"))
+    from specgrad import api
+    with _reported():
+        result = api.evaluate(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"))
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -272,10 +252,9 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="A .csv or .npz file (default: csv on stdout)."),
 ):
     """Predict with a run's latest checkpoint, transforming the input as the training data was."""
-    from specgrad.run.checkpoint import CheckpointError
-    from specgrad.run.evaluate import RunFileError, predict_file
-    with _reported(RunFileError, CheckpointError):
-        text = predict_file(run_dir, input, output, warn=lambda m: _err(f"warning: {m}"))
+    from specgrad import api
+    with _reported():
+        text = api.predict(run_dir, input, output, warn=lambda m: _err(f"warning: {m}"))
     if text is not None:
         typer.echo(text, nl=False)
 
@@ -291,19 +270,12 @@ def export(
 ):
     """Export a run's model to ONNX (needs specgrad[onnx]): the evaluation graph, raw inputs as predict takes
     them, a dynamic batch; checked by onnx.checker and against specgrad predict with onnxruntime."""
-    from specgrad.run.checkpoint import CheckpointError
-    from specgrad.run.evaluate import RunFileError
-    from specgrad.run.export import (
-        DEFAULT_OPSET,
-        ExportError,
-        UnsupportedOpset,
-        export_onnx,
-    )
-    with _reported(RunFileError, CheckpointError, ExportError):
+    from specgrad import api
+    with _reported():
         try:
-            result = export_onnx(run_dir, output, checkpoint=checkpoint, opset=opset or DEFAULT_OPSET,
-                                 warn=lambda m: _err(f"warning: {m}"))
-        except UnsupportedOpset as e:           # a flag value no lowering is written for: a usage error
+            result = api.export(run_dir, output, checkpoint=checkpoint, opset=opset,
+                                warn=lambda m: _err(f"warning: {m}"))
+        except api.UnsupportedOpset as e:           # a flag value no lowering is written for: a usage error
             _err(f"error: {e}")
             raise typer.Exit(2)
     typer.echo(result.summary())
@@ -341,12 +313,12 @@ class _Progress:
         self.total = self.start = 0
         self.t0 = 0.0
 
-    def hooks(self):
+    def hooks(self) -> SimpleNamespace:
+        """The callbacks for ``api.train`` (``**vars(hooks)``)."""
         import time
 
-        from specgrad.run.trainer import Hooks
-
         def on_start(start, total):
+            _collect_from_here()          # the run is built: what it allocated so far lives to the end
             self.start, self.total, self.t0 = start, total, time.perf_counter()
             if self.bar:
                 self.task = self.bar.add_task("train", total=total, completed=start, loss=None)   # no loss yet
@@ -364,7 +336,7 @@ class _Progress:
         def on_warning(message):
             if not self.quiet:
                 _err(f"warning: {message}")
-        return Hooks(on_start, on_step, on_warning)
+        return SimpleNamespace(on_start=on_start, on_step=on_step, on_warning=on_warning)
 
     def __enter__(self):
         if self.bar:
@@ -384,12 +356,11 @@ def gradcheck(
     root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Compare the model's gradient with finite differences, per parameter, in float64; exit 1 above tolerance."""
-    from specgrad.run.gradcheck import check_spec
-    from specgrad.spec import load_spec
+    from specgrad import api
 
     _check_overrides([spec], set_)
     with _reported(ValueError):       # the data lacks a field the model reads
-        checks = check_spec(load_spec(spec, [*set_, "dtype=float64"], root), batch_size=batch_size)
+        checks = api.gradcheck(api.load(spec, [*set_, "dtype=float64"], root), batch_size=batch_size)
     width = max([len("parameter"), *(len(c.name) for c in checks)])
     typer.echo(f"{'parameter':<{width}}  {'shape':<14} {'entries':>7}  relative error")
     for c in checks:
@@ -414,13 +385,12 @@ def graph(
     root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Show the model as the engine compiled it: every op with its inferred shape (B: the batch)."""
-    from specgrad.engine.show import render_dot, render_text
-    from specgrad.spec import load_spec
+    from specgrad import api
 
     _check_overrides([spec], set_)
     with _reported():
-        model = load_spec(spec, set_, root).model
-    typer.echo((render_dot if format == GraphFormat.dot else render_text)(model, backward))
+        loaded = api.load(spec, set_, root)
+    typer.echo(api.graph(loaded, dot=format == GraphFormat.dot, backward=backward))
 
 
 @app.command()
@@ -429,9 +399,9 @@ def plot(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The PNG to write (default RUN_DIR/plot.png)."),
 ):
     """Plot a run's training loss, learning rate and validation metrics to a PNG (needs specgrad[plot])."""
-    from specgrad.run.plot import PlotError, plot_run
-    with _reported(PlotError):
-        path = plot_run(run_dir, output)
+    from specgrad import api
+    with _reported():
+        path = api.plot(run_dir, output)
     typer.echo(f"wrote {path}")
 
 
@@ -447,11 +417,10 @@ def diagnose(
 ):
     """Read a run and report exploding or vanishing gradients, poor conditioning, plateaus and overfitting, with
     the evidence and a next step as spec changes. Exit 0 whatever it finds."""
-    from specgrad.run.diagnose import DiagnoseError, format_text
-    from specgrad.run.diagnose import diagnose as diagnose_run
-    with _reported(DiagnoseError):
-        result = diagnose_run(run_dir)
-    typer.echo(json.dumps(result.to_json(), indent=2) if format == ReportFormat.json else format_text(result))
+    from specgrad import api
+    with _reported():
+        result = api.diagnose(run_dir)
+    typer.echo(json.dumps(result.to_json(), indent=2) if format == ReportFormat.json else api.diagnosis_text(result))
 @app.command()
 def sweep(
     sweep_file: Path = typer.Argument(..., help="The sweep file (see docs/experiments.md)."),
@@ -465,21 +434,13 @@ def sweep(
 ):
     """Run a sweep: every point checked first, then trials (ordinary run directories) in worker processes,
     until the study has its trials. Run it again after a kill: finished trials stay, interrupted ones resume."""
-    from specgrad.base.diagnostics import SpecError
-    from specgrad.run.sweep.file import check_sweep, load_sweep
-    from specgrad.run.sweep.launch import run_sweep
-    from specgrad.run.sweep.options import SweepDependencyError
-    from specgrad.run.sweep.progress import SweepView
-    from specgrad.run.sweep.study import StudyError
+    from specgrad import api
 
-    with _reported(SweepDependencyError, StudyError):
-        ok, diags = check_sweep(sweep_file)
-        if not ok:
-            raise SpecError(diags)
-        spec = load_sweep(sweep_file)
+    with _reported():
+        spec = api.load_sweep(sweep_file)
         try:
-            with SweepView(spec, typer.echo, quiet) as view:
-                outcome = run_sweep(spec, workers, storage, sweep_dir, view.update)
+            outcome = api.run_sweep(spec, workers=workers, storage=storage, sweep_dir=sweep_dir, echo=typer.echo,
+                                    quiet=quiet)
         except KeyboardInterrupt:      # the workers checkpointed their trials (they got the Ctrl-C too)
             _err("stopped by Ctrl-C; run the same command again to continue the sweep")
             raise typer.Exit(130)
@@ -506,10 +467,10 @@ def runs(
     format: RunsFormat = typer.Option(RunsFormat.table, "--format", help="table, json or csv."),
 ):
     """List runs: status, steps, time, objective (a sweep trial's, else the best validation) and final metrics."""
-    from specgrad.run.compare import RunFileError, find_runs, format_rows, run_row
-    with _reported(RunFileError):
-        rows = [run_row(d) for d in find_runs(dirs or [Path("runs")])]
-    typer.echo(format_rows(rows, format.value) if rows else "no runs found")
+    from specgrad import api
+    with _reported():
+        rows = api.find_runs(dirs or [Path("runs")])
+    typer.echo(api.runs_table(rows, format.value) if rows else "no runs found")
 
 
 @app.command()
@@ -518,12 +479,11 @@ def compare(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also overlay their curves in this PNG."),
 ):
     """Show the resolved spec values that differ between runs, beside their status and final metrics."""
-    from specgrad.run.compare import RunFileError, compare_runs, plot_runs
-    from specgrad.run.plot import PlotError
-    with _reported(RunFileError, PlotError):
-        typer.echo(compare_runs(run_dirs))
+    from specgrad import api
+    with _reported():
+        typer.echo(api.compare_runs(run_dirs))
         if plot:
-            typer.echo(f"wrote {plot_runs(run_dirs, plot)}")
+            typer.echo(f"wrote {api.plot_runs(run_dirs, plot)}")
 
 
 def main():

@@ -1,3 +1,5 @@
+"""Fixtures shared by the test modules, and the few plain constants and helpers they import (paths, and
+``run_cli``, which runs the command as a user would: a function of its arguments, no setup to share)."""
 import importlib.util
 import os
 import subprocess
@@ -24,3 +26,22 @@ def reference():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def no_fsync(monkeypatch):
+    """fsync guards against power loss, which the fault tests do not simulate (a SIGKILLed process's writes
+    are in the page cache all the same); without it the many checkpoint writes cost seconds of I/O wait."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory):
+    """The final state of a faults.RICH run that nothing interrupted: what every resumed run must equal.
+    Computed once for the session (it is only read)."""
+    from faults import POLY, RICH, run_state
+
+    import specgrad as sg
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    sg.train(sg.load(POLY, RICH), run_dir)
+    return run_state(run_dir)

@@ -1,20 +1,20 @@
 """Fault injection for the resume and reliability tests: train in a forked child that SIGKILLs itself at an
 exact point (a given micro-batch, or inside a given step of a checkpoint write), and compare finished runs
-bit for bit."""
+bit for bit. Faults in the training loop go through the trainer's public hooks (``on_batch``,
+``on_gradients``, ``validate``); faults in a checkpoint write wrap the file-writing functions it calls."""
 from __future__ import annotations
 
 import json
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
+import specgrad as sg
 from specgrad.run import checkpoint as ckpt_module
 from specgrad.run import trainer as trainer_module
 from specgrad.run.checkpoint import list_checkpoints, load_checkpoint
 from specgrad.run.trainer import Trainer
-from specgrad.spec import load_spec
 
 POLY = Path(__file__).resolve().parents[1] / "models" / "poly.yaml"
 # Everything with state at once: shuffled minibatches (5 an epoch) accumulated 3 at a time, so optimizer
@@ -32,27 +32,59 @@ CHECKPOINT_STAGES = ["arrays.npz", "arrays.npz:torn", "state.json", "state.json:
                      "manifest.json:torn", "rename", "latest", "latest:torn", "prune", "prune:half-deleted"]
 
 
-@pytest.fixture(autouse=False)
-def no_fsync(monkeypatch):
-    """fsync guards against power loss, which these tests do not simulate (a SIGKILLed process's writes
-    are in the page cache all the same); without it the many checkpoint writes cost seconds of I/O wait."""
-    monkeypatch.setattr(os, "fsync", lambda fd: None)
-
-
 def _die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _arm_batch(n: int) -> None:
-    """Die when the n-th micro-batch of this process (1-based) is about to be computed."""
-    real, count = Trainer._forward_backward, [0]
+def die_at_batch(n: int):
+    """An ``on_batch`` hook that dies when the n-th micro-batch of this process (1-based, counting an L-BFGS
+    line search's re-evaluations) is about to be computed."""
+    count = [0]
 
-    def forward_backward(self, batch, *rest):
+    def on_batch(index):
         count[0] += 1
         if count[0] == n:
             _die()
-        return real(self, batch, *rest)
-    Trainer._forward_backward = forward_backward
+    return on_batch
+
+
+def hooks_in_every_run(**extra) -> None:
+    """From now on, every run in this process, the `specgrad train` command's included, also calls the hooks
+    ``extra`` (after its own front end's). The command takes no hooks: a forked child that runs it reaches its
+    trainer this way, through the public ``Trainer.run`` and ``Trainer.hooks``; the child never returns."""
+    real = Trainer.run
+
+    def chain(first, second):
+        def both(*args):
+            first(*args)
+            return second(*args)
+        return both
+
+    def run(self, resume=False):
+        self.hooks = replace(self.hooks, **{name: hook if getattr(self.hooks, name) is None
+                                            else chain(getattr(self.hooks, name), hook)
+                                            for name, hook in extra.items()})
+        return real(self, resume)
+    Trainer.run = run
+
+
+def poison(step: int, where: str, value: float = float("nan")):
+    """An ``on_gradients`` hook that makes step ``step``'s loss (``where="loss"``) or one entry of the
+    gradient of k (``"grad"``) ``value``, as a real divergence would."""
+    def on_gradients(s, loss, grads):
+        if s == step:
+            if where == "loss":
+                return value
+            grads["k"][1] = value
+        return loss
+    return on_gradients
+
+
+def scripted_validation(values, metric: str = "loss"):
+    """A ``validate`` hook whose metric takes ``values`` in turn, so the best and the ties are known in
+    advance."""
+    it = iter(values)
+    return lambda step, params: {"loss": 0.0, metric: next(it)}
 
 
 def _wrap(module, name, wrapper_of):
@@ -137,18 +169,19 @@ def in_child(body) -> int:
 
 
 def _train(spec_path, overrides, run_dir, batch, stage, save, resume, cli):
-    if batch is not None:
-        _arm_batch(batch)
+    on_batch = die_at_batch(batch) if batch is not None else None
     if stage is not None:
         _arm_checkpoint(stage, save)
     if cli:
         from specgrad.cli import app
+        if on_batch:
+            hooks_in_every_run(on_batch=on_batch)
         args = ["train", str(spec_path), "--run-dir", str(run_dir), "--quiet"]
         for o in overrides:
             args += ["--set", o]
         app(args + (["--resume"] if resume else []))
     else:
-        Trainer(load_spec(spec_path, overrides), run_dir).run(resume=resume)
+        sg.train(sg.load(spec_path, overrides), run_dir, resume=resume, on_batch=on_batch)
 
 
 def run_state(run_dir: Path) -> dict:
@@ -182,15 +215,7 @@ def assert_same_run(a: dict, b: dict) -> None:
 
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The final state of a RICH run that nothing interrupted: what every resumed run must equal."""
-    run_dir = tmp_path_factory.mktemp("uninterrupted")
-    Trainer(load_spec(POLY, RICH), run_dir).run()
-    return run_state(run_dir)
-
-
 def resume(run_dir):
     """Resume a RICH run in ``run_dir`` to its end; its final state."""
-    Trainer(load_spec(POLY, RICH), run_dir).run(resume=True)
+    sg.train(sg.load(POLY, RICH), run_dir, resume=True)
     return run_state(run_dir)

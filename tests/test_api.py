@@ -9,8 +9,11 @@ from specgrad import api
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PUBLIC = ["Diagnostic", "Model", "ParamCheck", "Run", "Spec", "SpecError", "check", "compile", "gradcheck", "load",
-          "open_run", "train"]
+PUBLIC = ["Diagnostic", "ERRORS", "Model", "ParamCheck", "Run", "Spec", "SpecError", "UnsupportedOpset",
+          "check", "compare_runs", "compile", "config_text", "connect", "diagnose", "diagnosis_text",
+          "evaluate", "export", "find_runs", "find_specs", "flag_errors", "gradcheck", "graph", "launched_rank",
+          "load", "load_sweep", "open_run", "plot", "plot_runs", "predict", "run_sweep", "runs_table", "schema",
+          "split_specs", "train", "train_run_dir", "validate_file"]
 
 
 def test_public_names_are_pinned():
@@ -50,3 +53,34 @@ def test_load_mapping_reports_located_errors(monkeypatch):
 def test_load_mapping_refuses_values_yaml_cannot_hold():
     with pytest.raises(specgrad.SpecError, match="plain values"):
         specgrad.load({"specgrad": 1, "name": "x", "seed": object()})
+
+
+def test_errors_are_what_the_cli_prints(tmp_path, monkeypatch):
+    """A folder that is no run: api.evaluate raises one of api.ERRORS, and `specgrad eval` prints its message."""
+    import subprocess
+    import sys
+    with pytest.raises(api.ERRORS) as e:
+        api.evaluate(tmp_path)
+    cli = subprocess.run([sys.executable, "-m", "specgrad.cli", "eval", str(tmp_path)], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert cli.returncode == 1 and cli.stderr.strip() == f"error: {e.value}"
+
+
+def test_train_run_dir(tmp_path, monkeypatch):
+    """--run-dir wins; --resume with no run of the name is a RunError naming it; else a new runs/NAME/STAMP."""
+    monkeypatch.chdir(tmp_path)
+    assert api.train_run_dir("poly.yaml", "poly", run_dir="here") == Path("here")
+    with pytest.raises(api.ERRORS, match="nothing to resume: no run of 'poly' under runs/poly"):
+        api.train_run_dir("poly.yaml", "poly", resume=True)
+    fresh = api.train_run_dir("poly.yaml", "poly")
+    assert fresh.parent == Path("runs/poly") and not fresh.exists()
+
+
+def test_config_text_and_flag_errors(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    import yaml
+    text = api.config_text("models/poly.yaml", ["optimizer.lr=0.5"])
+    assert yaml.safe_load(text)["optimizer"]["lr"] == 0.5
+    assert api.flag_errors(["models/poly.yaml"], ["optimizer.lr=0.5"]) == []
+    (error,) = api.flag_errors(["models/poly.yaml"], ["optimizer.lr"])
+    assert "expected --set KEY=VALUE" in error.message

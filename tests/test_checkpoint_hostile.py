@@ -68,11 +68,20 @@ def tamper(folder: Path, change) -> None:
     rehash(folder, "arrays.npz")
 
 
+class Restored(Exception):
+    """Raised by ``on_start``, which hears the step a resume restored: the run stops there, before training on."""
+
+
 def resume(run_dir: Path) -> tuple[int, list[str]]:
     """Resume in-process; the step it restored and the warnings it gave."""
     warned: list[str] = []
-    trainer = Trainer(load_spec(POLY, OVERRIDES), run_dir, Hooks(on_warning=warned.append))
-    return trainer._restore(), warned           # what run(resume=True) does first, without training on
+
+    def on_start(start, total):
+        raise Restored(start)
+    trainer = Trainer(load_spec(POLY, OVERRIDES), run_dir, Hooks(on_start=on_start, on_warning=warned.append))
+    with pytest.raises(Restored) as restored:
+        trainer.run(resume=True)
+    return restored.value.args[0], warned
 
 
 def assert_refused_and_fell_back(run_dir: Path, problem: str) -> None:

@@ -167,7 +167,7 @@ def test_rank_0_alone_writes_and_reports(tmp_path):
     assert job.returncode == 0, err
     runs = list((tmp_path / "runs" / "mlp_moons").iterdir())
     assert len(runs) == 1                                   # the ranks agreed on rank 0's run directory
-    assert sorted(p.name for p in runs[0].iterdir()) == ["checkpoints", "data.json", "metrics.jsonl", "spec.yaml",
+    assert sorted(p.name for p in runs[0].iterdir()) == [".lock", "checkpoints", "data.json", "metrics.jsonl", "spec.yaml",
                                                         "summary.json"]
     assert out.count("completed:") == 1 and f"-> runs/mlp_moons/{runs[0].name}" in out
     assert [r["step"] for r in logged(runs[0])] == list(range(1, 15))

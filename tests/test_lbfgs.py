@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import MODELS, run_cli
-from faults import assert_same_run, killed_run, no_fsync, run_state  # noqa: F401  (fixture)
+from faults import assert_same_run, killed_run, run_state
 from specgrad.data.prepare import prepare_data
 from specgrad.optim.lbfgs import LBFGS
 from specgrad.optim.optimizers import make_optimizer

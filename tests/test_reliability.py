@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import ROOT
-from faults import (CHECKPOINT_STAGES, POLY, RICH, assert_same_run, in_child, killed_run, resume, run_state,
-                    no_fsync, uninterrupted)  # noqa: F401  (fixtures)
+from faults import (CHECKPOINT_STAGES, POLY, RICH, assert_same_run, hooks_in_every_run, in_child, killed_run, poison,
+                    resume, run_state, scripted_validation)
+import specgrad as sg
 from specgrad.cli import app
 from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.spec.settings import Clip
@@ -197,14 +198,9 @@ def test_a_second_sigint_exits_at_once_without_saving(tmp_path):
             if step == 10:
                 os.kill(os.getpid(), signal.SIGINT)
                 os.kill(os.getpid(), signal.SIGINT)
-        from specgrad import cli
-        real = cli._Progress.hooks
-        cli._Progress.hooks = lambda self: Hooks(on_step=on_step)
-        try:
-            cli.app(["train", str(POLY), "--set", "train.steps=100", "--set", "train.checkpoint={every: 4}",
-                     "--run-dir", str(tmp_path), "--quiet"])
-        finally:
-            cli._Progress.hooks = real
+        hooks_in_every_run(on_step=on_step)        # in the forked child only
+        app(["train", str(POLY), "--set", "train.steps=100", "--set", "train.checkpoint={every: 4}",
+             "--run-dir", str(tmp_path), "--quiet"])
     status = in_child(twice_at_step_10)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 130
     assert latest_checkpoint(tmp_path / "checkpoints").step == 8                   # nothing saved at step 10
@@ -213,11 +209,6 @@ def test_a_second_sigint_exits_at_once_without_saving(tmp_path):
 
 # ---------------------------------------------------------------------------- 5. retention with NaN and ties
 
-def scripted(trainer, values):
-    it = iter(values)
-    trainer._validate = lambda: {"loss": next(it)}
-
-
 @pytest.mark.parametrize("values, keep, expected, best", [
     ([float("nan")] * 5, "{every: 2, keep_last: 1, keep_best: 1}", [10], None),
     ([float("nan"), 0.5, float("nan"), 0.5, 0.5], "{every: 2, keep_last: 1, keep_best: 1}", [4, 10], 4),
@@ -225,37 +216,21 @@ def scripted(trainer, values):
     ([0.4, float("nan"), 0.3, 0.3, float("inf")], "{every: 2, keep_last: 1, keep_best: 1}", [6, 10], 6),
 ])
 def test_retention_keeps_exactly_the_expected_checkpoints(tmp_path, values, keep, expected, best):
-    trainer = Trainer(load_spec(POLY, ["data.split={val: 0.2}", "train.steps=10", "train.validation={every: 2}",
-                                       f"train.checkpoint={keep}"]), tmp_path)
-    scripted(trainer, values)
-    summary = trainer.run()
+    summary = sg.train(sg.load(POLY, ["data.split={val: 0.2}", "train.steps=10", "train.validation={every: 2}",
+                                      f"train.checkpoint={keep}"]), tmp_path, validate=scripted_validation(values)).summary
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == [f"step-{s:08d}" for s in expected]
     assert (summary["best"] or {}).get("step") == best
 
 
 # ---------------------------------------------------------------------------- 6. NaN / Inf under each policy
 
-def poison(trainer, at, where, value):
-    real = trainer._gradients
-
-    def gradients(step):
-        loss, grads = real(step)
-        if step == at:
-            if where == "loss":
-                loss = value
-            else:
-                grads["k"][1] = value
-        return loss, grads
-    trainer._gradients = gradients
-
-
 @pytest.mark.parametrize("where", ["loss", "grad"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("policy", ["stop", "skip", "fail"])
 def test_non_finite_values_follow_the_policy(tmp_path, where, value, policy):
     trainer = Trainer(load_spec(POLY, ["train.steps=20", "train.checkpoint={every: 5}",
-                                       f"train.on_divergence={policy}"]), tmp_path)
-    poison(trainer, 7, where, value)
+                                       f"train.on_divergence={policy}"]), tmp_path,
+                      Hooks(on_gradients=poison(8, where, value)))
     if policy == "fail":
         with pytest.raises(Diverged, match="non-finite loss or gradient at step 8"):
             trainer.run()

@@ -5,8 +5,7 @@ import random
 
 import pytest
 
-from faults import (CHECKPOINT_STAGES, POLY, RICH, assert_same_run, killed_run, resume,
-                    no_fsync, uninterrupted)  # noqa: F401  (fixtures)
+from faults import CHECKPOINT_STAGES, POLY, RICH, assert_same_run, killed_run, resume
 from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.trainer import RunError, Trainer
 from specgrad.spec import load_spec

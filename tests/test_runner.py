@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
+import specgrad as sg
 from conftest import MODELS, run_cli
+from faults import poison, scripted_validation
 from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, param_key
 from specgrad.run.retention import improved, to_keep
@@ -83,30 +85,22 @@ def test_keep_last_keeps_the_newest(tmp_path):
     assert steps_on_disk(tmp_path) == [40, 45, 50]
 
 
-def scripted_validation(trainer, values):
-    """Validation that returns ``values`` in turn (as mse), so the best and the ties are known in advance."""
-    it = iter(values)
-    trainer._validate = lambda: {"loss": 0.0, "mse": next(it)}
-
-
 SCRIPT = [0.5, 0.3, 0.4, 0.3, float("nan"), 0.35, 0.6, 0.7, 0.8, 0.9]   # validations at steps 4, 8, ..., 40
 
 
 def test_a_new_best_saves_and_survives_retention(tmp_path):
-    trainer = Trainer(load_spec(POLY, [*VAL, "train.steps=40", "train.validation={every: 4, metric: mse}",
-                                       "train.checkpoint={every: 10, keep_last: 2}"]), tmp_path)
-    scripted_validation(trainer, SCRIPT)
-    summary = trainer.run()
+    summary = sg.train(sg.load(POLY, [*VAL, "train.steps=40", "train.validation={every: 4, metric: mse}",
+                                      "train.checkpoint={every: 10, keep_last: 2}"]), tmp_path,
+                       validate=scripted_validation(SCRIPT, "mse")).summary
     # saved: 4 and 8 (new bests), 10, 20, 30, 40 (every 10); the tie at 12 and the NaN at 20 are not best
     assert summary["best"] == {"step": 8, "value": 0.3}
     assert steps_on_disk(tmp_path) == [8, 30, 40]
 
 
 def test_keep_best_keeps_the_m_best_and_never_a_nan(tmp_path):
-    trainer = Trainer(load_spec(POLY, [*VAL, "train.steps=40", "train.validation={every: 4, metric: mse}",
-                                       "train.checkpoint={every: 4, keep_last: 1, keep_best: 3}"]), tmp_path)
-    scripted_validation(trainer, SCRIPT)
-    trainer.run()
+    sg.train(sg.load(POLY, [*VAL, "train.steps=40", "train.validation={every: 4, metric: mse}",
+                            "train.checkpoint={every: 4, keep_last: 1, keep_best: 3}"]), tmp_path,
+             validate=scripted_validation(SCRIPT, "mse"))
     # ranked: 0.3 at 8, 0.3 at 16 (tie: the earlier first), 0.35 at 24; the NaN at 20 never counts
     assert steps_on_disk(tmp_path) == [8, 16, 24, 40]
     assert json.loads((tmp_path / "checkpoints" / "step-00000040" / "state.json").read_text())["checkpoints"] == [
@@ -127,9 +121,8 @@ def test_retention_rules():
 # ---------------------------------------------------------------------------- validation and early stopping
 
 def test_early_stopping_after_patience_evaluations_without_a_better_metric(tmp_path):
-    trainer = Trainer(load_spec(POLY, [*VAL, "train.steps=400", "train.validation={every: 4, patience: 3, metric: mse}"]), tmp_path)
-    scripted_validation(trainer, SCRIPT)
-    summary = trainer.run()
+    summary = sg.train(sg.load(POLY, [*VAL, "train.steps=400", "train.validation={every: 4, patience: 3, metric: mse}"]),
+                       tmp_path, validate=scripted_validation(SCRIPT, "mse")).summary
     # best 0.3 at step 8; 12 (a tie), 16, 20 are not better: the third stale evaluation stops the run
     assert summary["stopped_early"] and summary["steps"] == 20 and summary["status"] == "completed"
     assert summary["best"] == {"step": 8, "value": 0.3}
@@ -169,27 +162,11 @@ def test_settings_errors_are_reported_together_and_located(tmp_path):
 
 # ---------------------------------------------------------------------------- divergence
 
-def poison_at(trainer, step, where):
-    """Make the gradient (or the loss) of optimizer step ``step`` (0-based) non-finite."""
-    real = trainer._gradients
-
-    def gradients(s):
-        loss, grads = real(s)
-        if s == step:
-            if where == "loss":
-                loss = float("nan")
-            else:
-                grads["k"][2] = np.inf
-        return loss, grads
-    trainer._gradients = gradients
-
-
 @pytest.mark.parametrize("where", ["loss", "grad"])
 def test_divergence_stop_keeps_the_last_finite_state(tmp_path, where):
-    trainer = Trainer(load_spec(POLY, ["train.steps=30", "train.checkpoint={every: 5}"]), tmp_path)
-    poison_at(trainer, 12, where)
     warnings = []
-    trainer.hooks = Hooks(on_warning=warnings.append)
+    trainer = Trainer(load_spec(POLY, ["train.steps=30", "train.checkpoint={every: 5}"]), tmp_path,
+                      Hooks(on_warning=warnings.append, on_gradients=poison(13, where)))
     summary = trainer.run()
     assert summary["status"] == "diverged" and summary["steps"] == 12
     assert "non-finite loss or gradient at step 13" in warnings[0]
@@ -200,8 +177,7 @@ def test_divergence_stop_keeps_the_last_finite_state(tmp_path, where):
 
 def test_divergence_skip_leaves_parameters_and_optimizer_untouched(tmp_path):
     trainer = Trainer(load_spec(POLY, ["train.steps=20", "optimizer={type: adam, lr: 0.01}",
-                                       "train.on_divergence=skip"]), tmp_path)
-    poison_at(trainer, 5, "grad")
+                                       "train.on_divergence=skip"]), tmp_path, Hooks(on_gradients=poison(6, "grad")))
     summary = trainer.run()
     assert summary["status"] == "completed" and summary["skipped_steps"] == 1
     log = records(tmp_path)
@@ -211,8 +187,7 @@ def test_divergence_skip_leaves_parameters_and_optimizer_untouched(tmp_path):
 
 def test_divergence_fail_raises_and_saves_nothing_new(tmp_path):
     trainer = Trainer(load_spec(POLY, ["train.steps=20", "train.checkpoint={every: 4}",
-                                       "train.on_divergence=fail"]), tmp_path)
-    poison_at(trainer, 9, "loss")
+                                       "train.on_divergence=fail"]), tmp_path, Hooks(on_gradients=poison(10, "loss")))
     with pytest.raises(Diverged, match="step 10 .on_divergence: fail"):
         trainer.run()
     assert steps_on_disk(tmp_path) == [4, 8]
@@ -227,6 +202,37 @@ def test_non_finite_parameters_are_never_saved(tmp_path):
         trainer.run()
     for path in list_checkpoints(tmp_path / "checkpoints"):
         assert np.isfinite(load_checkpoint(path).arrays[param_key("k")]).all()
+
+
+def test_on_gradients_returns_the_loss_that_is_logged_and_sees_the_gradient_that_is_applied(tmp_path):
+    """The hook's loss is the one logged; gradients it leaves alone are applied bit for bit as without it;
+    what it writes into them is what the optimizer applies (plain SGD: the step is -lr * gradient)."""
+    overrides = ["train.steps=5", "train.accumulate=2", "train.batch_size=100"]
+    plain = sg.train(sg.load(POLY, overrides), tmp_path / "plain")
+    doubled = sg.train(sg.load(POLY, overrides), tmp_path / "doubled",
+                       on_gradients=lambda step, loss, grads: 2 * loss)
+    assert [r["loss"] for r in doubled.metrics] == [2 * r["loss"] for r in plain.metrics]
+    assert [r["grad_norm"] for r in doubled.metrics] == [r["grad_norm"] for r in plain.metrics]
+
+    def unit(step, loss, grads):
+        grads["k"][...] = 1.0
+        return loss
+    sg.train(sg.load(POLY, overrides), tmp_path / "unit", on_gradients=unit)
+    k = latest_checkpoint(tmp_path / "unit" / "checkpoints").arrays["params/k"]
+    np.testing.assert_allclose(k, np.full(6, -5 * 1.0e-3), rtol=1e-12)      # 5 steps of -lr * 1, from zeros
+
+
+def test_on_batch_hears_every_micro_batch_index_in_order(tmp_path):
+    heard = []
+    sg.train(sg.load(POLY, ["train.steps=4", "train.accumulate=3", "train.batch_size=50"]), tmp_path,
+             on_batch=heard.append)
+    assert heard == list(range(12))
+
+
+def test_a_validate_hook_without_the_validation_metric_is_a_clear_error(tmp_path):
+    with pytest.raises(RunError, match="validate hook's results at step 4 have no 'mse' .* they have loss"):
+        sg.train(sg.load(POLY, [*VAL, "train.steps=8", "train.validation={every: 4, metric: mse}"]), tmp_path,
+                 validate=lambda step, params: {"loss": 1.0})
 
 
 # ---------------------------------------------------------------------------- resume and spec changes

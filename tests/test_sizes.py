@@ -34,7 +34,6 @@ def validate_cli(spec, *overrides):
     (MOONS, ["model.nodes.0.h1.units=1000000000"], "'h1' [1000, 1000000000] float64: 7.3 TiB"),
     (POLY, SQUARE, "parameter 'w' [100000, 100000] float64: 74.5 GiB"),
     (POLY, ["data.n=1000000000000"], "data field 'x' [1000000000000] float64: 7.3 TiB"),
-    (POLY, ["data.n=1.0e+12"], "data field 'x' [1000000000000] float64: 7.3 TiB"),
     (POLY, ["model.params.k.shape=[100000001]", "model.nodes.0.phi=powers(x, 100000000)"],
      "activation 'phi' [200, 100000001] float64: 149.0 GiB"),
 ])

@@ -175,7 +175,7 @@ def _format_one(diag: Diagnostic, fmt: str) -> str:
     if fmt == "json":
         import json  # lazily: only machine output needs it
 
-        record = {
+        record: dict[str, object] = {
             "file": loc.file if loc else None,
             "line": loc.line if loc else None,
             "col": loc.col if loc else None,

@@ -91,7 +91,7 @@ def vjp_of(node: Node, k: int):
 def saved_values(order: list[Node], on_path: set[int]) -> set[int]:
     """The forward nodes the backward pass reads, found by building each VJP once on placeholders in a
     scratch graph and seeing which placeholders the result depends on."""
-    saved = set()
+    saved: set[int] = set()
     scratch = Graph()
     for n in order:
         if n.id not in on_path or n.op in SOURCE_KINDS:

@@ -67,7 +67,7 @@ DEFAULT_DTYPE = "float64"
 class Graph:
     """An append-only list of nodes; appending in dependency order makes ``nodes`` a topological order."""
 
-    def __init__(self, dtype=DEFAULT_DTYPE):
+    def __init__(self, dtype: str | np.dtype = DEFAULT_DTYPE) -> None:
         self.nodes: list[Node] = []
         self.inputs: dict[str, Node] = {}
         self.params: dict[str, Node] = {}

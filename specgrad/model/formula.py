@@ -10,8 +10,8 @@ from specgrad.base.diagnostics import did_you_mean, excerpt
 from specgrad.engine.ir import Graph, Node
 from specgrad.engine.ops.registry import REGISTRY, ArgumentError, ShapeError, fmt_shape
 
-BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
-UNARY = {ast.USub: "neg"}
+BINARY: dict[type[ast.operator], str] = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
+UNARY: dict[type[ast.unaryop], str] = {ast.USub: "neg"}
 MAX_DEPTH = 100
 """Deepest nesting of a formula's syntax tree (``-(-(-x))``, ``a + b + c`` chains): the tree is walked
 recursively, so its depth is bounded before anything walks it."""
@@ -62,7 +62,7 @@ def parse_formula(text: str) -> ast.Expression:
         raise FormulaError(f"invalid formula: {e.msg}", max((e.offset or 1) - 1, 0)) from None
     except (RecursionError, MemoryError, ValueError):
         raise FormulaError(f"formula nested deeper than {MAX_DEPTH} levels") from None
-    stack = [(tree.body, 1)]
+    stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
@@ -179,7 +179,7 @@ def build_formula(text: str, graph: Graph, scope: dict[str, Node]) -> Node:
     tree = parse_formula(text)
     lead = len(text) - len(text.lstrip())
     source = text.strip()
-    labels = {n.id: name for name, n in scope.items()}
+    labels: dict[int, str | None] = {n.id: name for name, n in scope.items()}   # None: no source segment
 
     def visit(node: ast.AST):
         out = _visit(node)

@@ -65,7 +65,7 @@ def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float, norm: float 
     return norm
 
 
-def clip(grads: dict[str, np.ndarray], settings, norms: dict[str, float]) -> None:
+def clip(grads: dict[str, np.ndarray], settings, norms: dict[str, float] | None) -> None:
     """Apply the spec's clip settings (``train.clip``: max_value, max_param_norm, max_norm; None: no clipping)
     in place; ``norms`` are the gradients' per-parameter norms as given (reused when no earlier rule changed
     the gradients)."""

@@ -39,7 +39,7 @@ class LBFGS(Optimizer):
     needs_closure = True
 
     def __init__(self, params, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
-                 history_size=100, line_search_fn="strong_wolfe"):
+                 history_size=100, line_search_fn="strong_wolfe") -> None:
         super().__init__(params, lr)
         if len({p.dtype for p in params.values()}) > 1:
             raise ValueError("lbfgs needs parameters of one dtype")
@@ -234,7 +234,12 @@ def strong_wolfe(along: Callable[[float], tuple[float, np.ndarray]], t: float, d
     evals, done, it = 1, False, 0
     gtd_new = float(g_new @ d)
     t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
-    bracket = bracket_f = bracket_g = bracket_gtd = None
+    # the bracket's two ends (a single point once both conditions hold): step, loss, gradient, slope; every
+    # way out of the loop below sets them
+    bracket: list[float]
+    bracket_f: list[float]
+    bracket_g: list[np.ndarray]
+    bracket_gtd: list[float]
     while it < max_evals:
         if f_new > f + C1 * t * gtd or (it > 1 and f_new >= f_prev):
             # insufficient decrease, or no better than the last trial: the minimum lies between them

@@ -8,6 +8,7 @@ scaled by the schedule like the base lr (the schedule's factor ``lr(step) / lr``
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 
 import numpy as np
@@ -79,13 +80,17 @@ class Optimizer:
                 if "weight_decay" in group:
                     self.weight_decay[name] = group["weight_decay"]
 
-    def step(self, grads: dict[str, np.ndarray], lr: float) -> None:
+    def step(self, grads: dict[str, np.ndarray], lr: float, loss: float | None = None,
+             closure: Callable[[], float] | None = None) -> int | None:
         """One update with base learning rate ``lr`` (the schedule's value this step). ``grads`` may be
-        overwritten (they are this step's scratch space)."""
+        overwritten (they are this step's scratch space). ``loss`` and ``closure`` are for an optimizer that
+        ``needs_closure`` (L-BFGS), which returns the evaluations the step used; the others ignore them and
+        return None."""
         self.t += 1
         for name, p in self.params.items():
             lr_p = lr if self.lr_scale[name] == 1.0 else lr * self.lr_scale[name]
             self.update(name, p, grads[name], lr_p, self.weight_decay[name])
+        return None
 
     def update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float, weight_decay: float) -> None:
         raise NotImplementedError
@@ -97,11 +102,15 @@ class Optimizer:
     def cycle_momentum(self) -> None:
         """Prepare for ``set_momentum`` before every step: the buffers a momentum needs exist from the
         start (torch's OneCycleLR sets the group's momentum before the first step, even from 0)."""
-        if self.cycled is None:
-            raise ValueError(f"{type(self).__name__} has no momentum or beta1 for the schedule to cycle")
+        self._cycled_setting()
 
     def set_momentum(self, value: float) -> None:
-        setattr(self, self.cycled, value)
+        setattr(self, self._cycled_setting(), value)
+
+    def _cycled_setting(self) -> str:
+        if self.cycled is None:
+            raise ValueError(f"{type(self).__name__} has no momentum or beta1 for the schedule to cycle")
+        return self.cycled
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Every array the optimizer's future depends on, by a stable key (the step count included)."""

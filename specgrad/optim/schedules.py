@@ -119,7 +119,8 @@ def make_schedule(settings, base_lr: float, total_steps: int) -> Schedule:
         return _schedule(SCHEDULES.create(settings, base_lr=base_lr, total_steps=total_steps))
     n, start = warmup["steps"], warmup.get("start_factor", 0.0)
     main = _schedule(SCHEDULES.create(settings, base_lr=base_lr, total_steps=max(1, total_steps - n)))
-    momentum = main.momentum and (lambda step: main.momentum(max(0, step - n)))
+    main_momentum = main.momentum
+    momentum = None if main_momentum is None else (lambda step: main_momentum(max(0, step - n)))
     return Schedule(lambda step: base_lr * (start + (1 - start) * step / n) if step < n else main(step - n), momentum)
 
 

@@ -4,6 +4,8 @@ which rows it holds. The order of the current epoch and the RNG state are all a 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -43,10 +45,10 @@ class Batches:
         return {self.size, *([self.n % self.size] if self.n % self.size and self.per_epoch * self.size > self.n
                              else [])}
 
-    def state(self) -> tuple[np.ndarray, dict]:
+    def state(self) -> tuple[np.ndarray, Mapping[str, Any]]:
         return self.order, self.rng.bit_generator.state
 
-    def restore(self, order: np.ndarray, rng_state: dict) -> None:
+    def restore(self, order: np.ndarray, rng_state: Mapping[str, Any]) -> None:
         if order.shape != (self.n,):
             raise ValueError(f"the saved batch order has {order.shape[0]} rows, the data has {self.n}")
         self.order = order

@@ -111,7 +111,7 @@ class Expected:
     (a batch order must be a permutation) and returns the problem, or None. With ``grows``, ``shape`` is the
     largest the array gets and its first dimension may be anything up to that (L-BFGS's history)."""
 
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]                 # the largest shape it may have: exact unless ``varies`` says which axes
     dtype: np.dtype
     check: Callable[[np.ndarray], str | None] | None = None
     grows: bool = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
@@ -75,8 +76,9 @@ def run_row(run_dir: Path) -> dict:
     return row
 
 
-def _spec(run_dir: Path) -> dict:
-    """The run's resolved spec.yaml, read by the spec loader (size limits, no tags, located errors)."""
+def _spec(run_dir: Path) -> object:
+    """The run's resolved spec.yaml, read by the spec loader (size limits, no tags, located errors): what the
+    file holds, a mapping unless it was damaged; {} when it cannot be read."""
     try:
         return load_file(run_dir / "spec.yaml").data
     except SpecError:
@@ -112,6 +114,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def flatten(value, prefix: str = "") -> dict:
     """``{"model.nodes.1.h.units": 16, ...}``: every leaf of a spec by its dotted path (lists by index)."""
+    items: Iterable[tuple[object, object]]
     if isinstance(value, dict) and value:
         items = value.items()
     elif isinstance(value, list) and value:

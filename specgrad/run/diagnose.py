@@ -168,7 +168,8 @@ def exploding(run: Run) -> Finding | None:
     bad = [r["step"] for r in records if r.get("loss") is None or r.get("grad_norm", 0) is None]
     skipped = [r["step"] for r in records if r.get("skipped")] or []
     diverged = run.summary.get("status") == "diverged"
-    evidence, values = [], {}
+    evidence: list[str] = []
+    values: dict[str, float] = {}
     growth = 0.0
     if norms:
         first_step, first = norms[0]
@@ -235,8 +236,8 @@ def vanishing(run: Run) -> Finding | None:
     counted = 0
     for r in run.records:
         per_param = _mapping(r.get("grad_norms"))
-        values = {n: _number(v) for n, v in per_param.items()}
-        if not values or any(v is None for v in values.values()):
+        values = {n: v for n, raw in per_param.items() if (v := _number(raw)) is not None}
+        if not values or len(values) < len(per_param):      # a norm missing or not finite: not counted
             continue
         layers: dict[str, float] = {}
         for name, v in values.items():
@@ -311,7 +312,8 @@ def conditioning(run: Run, checked: list[str]) -> Finding | None:
     if measured is None:
         return None
     c = measured
-    final = _number(_mapping(run.summary.get("train")).get("loss")) or (_series(run.records, "loss") or [(0, None)])[-1][1]
+    losses = _series(run.records, "loss")
+    final = _number(_mapping(run.summary.get("train")).get("loss")) or (losses[-1][1] if losses else None)
     checked.append(f"conditioning: the model is linear in its {c.columns} parameters; cond(XᵀX) = {c.condition:.3g}")
     if c.condition < ILL_CONDITIONED or final is None:
         return None
@@ -330,7 +332,6 @@ def conditioning(run: Run, checked: list[str]) -> Finding | None:
                         f"{c.optimum_loss:.5g} (numpy lstsq on the same features)")
     elif opt_type not in ("sgd", None):
         return None
-    losses = _series(run.records, "loss")
     if len(losses) >= 4:
         (s0, l0), (s1, l1) = losses[len(losses) // 2], losses[-1]
         evidence.append(f"plain descent crawls: loss {l0:.5g} at step {s0} -> {l1:.5g} at step {s1}; it needs about "
@@ -408,8 +409,8 @@ def plateau(run: Run) -> Finding | None:
 
 
 def overfitting(run: Run, checked: list[str]) -> Finding | None:
-    validations = [(r["step"], _number(_mapping(r.get("val")).get("loss"))) for r in run.records if r.get("val")]
-    validations = [(s, v) for s, v in validations if v is not None]
+    validations = [(r["step"], v) for r in run.records
+                   if r.get("val") and (v := _number(_mapping(r.get("val")).get("loss"))) is not None]
     if len(validations) < 3:
         if not validations:
             checked.append("overfitting: not checked (no validation in the log: set train.validation)")

@@ -137,8 +137,8 @@ class MPICommunicator(Communicator):
                                    f"--resume, on any number of processes") from None
 
     def broadcast_text(self, text: str) -> str:
-        data = np.frombuffer(text.encode("utf-8"), np.uint8) if self.is_root else None
-        length = np.array([len(data) if self.is_root else 0], np.int64)
+        data = np.frombuffer(text.encode("utf-8"), np.uint8)     # only the root's is sent
+        length = np.array([len(data)], np.int64)
         self.comm.Bcast(length, root=0)
         buffer = data.copy() if self.is_root else np.empty(int(length[0]), np.uint8)
         self.comm.Bcast(buffer, root=0)
@@ -275,6 +275,7 @@ class ShardedRun:
     def reduce(self, loss: float, state: dict[str, np.ndarray]) -> float:
         """Sum this step's shares over the processes (the optimizer's gradients and ``state``, in place);
         the batch's loss."""
+        assert self.reducer is not None, "start() sizes the reducer before the first step"
         loss, self.agreed_signal = self.reducer(loss, self.received, state)
         return loss
 

@@ -66,13 +66,28 @@ class Diverged(RunError):
 
 @dataclass
 class Hooks:
-    """What a front end (the CLI's progress bar) hears about; the library itself prints nothing."""
+    """What a front end (the CLI's progress bar) hears about, and where a caller may step in (docs/api.md,
+    "Callbacks"); the library itself prints nothing. A hook that raises ends the run with that exception,
+    keeping the checkpoints already written."""
     on_start: Callable[[int, int], None] = lambda start, total: None
     on_step: Callable[[int, float], None] = lambda step, loss: None
     on_warning: Callable[[str], None] = lambda message: None
     should_stop: Callable[[], bool] = lambda: False     # asked after each step: stop there, as SIGINT does
     # each validation's results; returning True stops the run there, checkpointed, as "pruned" (a sweep's pruner)
     on_validation: Callable[[int, dict], bool] = lambda step, results: False
+    # The hooks below are None unless given: an unset one costs the loop a None check, nothing more.
+    # before micro-batch ``index`` is computed ((N - 1) * accumulate + j for step N's j-th; an L-BFGS line
+    # search computes the same indices again): profiling, fault injection
+    on_batch: Callable[[int], None] | None = None
+    # step N's mean loss and gradients (N numbered as on_step and metrics.jsonl number it; name -> writable
+    # array, summed over the processes of a data-parallel run), before the divergence check and clipping:
+    # inspect them, change them in place (gradient surgery), and return the loss to use. Every evaluation of
+    # the step's gradients passes through it, an L-BFGS line search's included, so the optimizer only ever
+    # sees what it returns.
+    on_gradients: Callable[[int, float, dict[str, np.ndarray]], float] | None = None
+    # replaces the evaluation on the val split at each validation: (step, parameters) -> {name: value},
+    # holding train.validation.metric; the parameters are the live arrays, to read, not to change
+    validate: Callable[[int, dict[str, np.ndarray]], dict[str, float]] | None = None
 
 
 def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
@@ -199,8 +214,11 @@ class Trainer:
         # copied into the optimizer's gradient buffers (allocated once): the plan may hand back its own
         # constants or read-only views, and clipping and accumulation write into these
         total, acc = 0.0, self.optimizer.grads
+        on_batch = self.hooks.on_batch
         for j in range(self.accumulate):
             index = step * self.accumulate + j
+            if on_batch is not None:
+                on_batch(index)
             # in a data-parallel run, this process's rows of the batch and its share of the batch's loss
             batch, shard = self.sharded.batch(index) if self.sharded else (self.batches.get(index), None)
             loss, grads = self._forward_backward(batch, index, shard)
@@ -216,11 +234,19 @@ class Trainer:
             total /= self.accumulate
         if self.sharded:            # the one Allreduce: every process now holds the batch's loss and gradients
             total = self.sharded.reduce(total, self.train_step.state)
+        if self.hooks.on_gradients is not None:
+            total = float(self.hooks.on_gradients(step + 1, total, acc))      # numbered as logged
         return total, acc
 
-    def _validate(self) -> dict[str, float]:
-        return evaluate(self.model, self.params, self.splits["val"], self.spec.settings.metrics,
-                        self.train_step.state)
+    def _validate(self, step: int) -> dict[str, float]:
+        if self.hooks.validate is None:
+            return evaluate(self.model, self.params, self.splits["val"], self.spec.settings.metrics,
+                            self.train_step.state)
+        results = dict(self.hooks.validate(step, self.params))
+        if self.validation.metric not in results:
+            raise RunError(f"the validate hook's results at step {step} have no '{self.validation.metric}' "
+                           f"(train.validation.metric); they have {', '.join(results) or 'nothing'}")
+        return results
 
     # ------------------------------------------------------------------ state
     def _save(self, step: int, value: float | None = None) -> None:
@@ -344,7 +370,7 @@ class Trainer:
     def _validation_step(self, step: int, record: dict) -> tuple[float, bool]:
         """Evaluate on the val split after ``step`` steps (into ``record``); the metric and whether it is a
         new best. Updates the best and the patience count."""
-        record["val"] = results = self._validate()
+        record["val"] = results = self._validate(step)
         value = results[self.validation.metric]
         best = self.best["value"] if self.best else None
         if improved(value, best, self.validation.mode, self.validation.min_delta):
@@ -386,9 +412,9 @@ class Trainer:
         patience = self.validation and self.validation.patience
         status, step, t0, stopped_early = "completed", start, time.perf_counter(), False
         last_saved = start if resume else None
-        self.hooks.on_start(start, self.total_steps)
         stop = _StopFlag()
         try:
+            self.hooks.on_start(start, self.total_steps)      # inside: a hook that raises still closes the log
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
             with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._collectives():
                 while step < self.total_steps:

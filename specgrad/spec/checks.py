@@ -4,13 +4,14 @@ data: the optimizer's own rules, metrics against the loss, standardization, vali
 identically, each at its place in the spec, before any data is loaded."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Set as AbstractSet
+from typing import Callable, cast
 
 from specgrad.base.components import normalize
 from specgrad.base.diagnostics import Diagnostic, Location
 from specgrad.model.losses import make_loss
 from specgrad.model.metrics import check_metrics, metric_name
-from specgrad.optim.optimizers import OPTIMIZERS, make_optimizer
+from specgrad.optim.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from specgrad.optim.schedules import make_schedule
 from specgrad.spec.settings import Train, parse
 from specgrad.spec.sizes import memory_diagnostics, stand_in_params
@@ -18,7 +19,7 @@ from specgrad.spec.sizes import memory_diagnostics, stand_in_params
 Where = Callable[[tuple], Location]
 
 
-def train_diagnostics(data: dict, model, loc: Where, broken: set[str] = frozenset()) -> list[Diagnostic]:
+def train_diagnostics(data: dict, model, loc: Where, broken: AbstractSet[str] = frozenset()) -> list[Diagnostic]:
     """Problems with the optimizer, metrics, data and train settings of a spec whose model built. A check
     that reads a section in ``broken`` (one with a schema error, already reported) is skipped."""
     return [d for sections, check in CHECKS if not sections & broken for d in check(data, model, loc)]
@@ -36,7 +37,8 @@ def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
 def _schedule(data: dict, model, loc: Where) -> list[Diagnostic]:
     """A schedule that cycles momentum needs an optimizer that has one (torch's OneCycleLR refuses too)."""
     optimizer = normalize(data["optimizer"])["type"]
-    if OPTIMIZERS[optimizer].factory.cycled is None and make_schedule(data.get("schedule"), 1.0, 10).momentum:
+    factory = cast("type[Optimizer]", OPTIMIZERS[optimizer].factory)    # the registry holds Optimizer classes
+    if factory.cycled is None and make_schedule(data.get("schedule"), 1.0, 10).momentum:
         return [Diagnostic(f"schedule: onecycle cycles the optimizer's momentum (cycle_momentum: true by default), "
                            f"which {optimizer} does not have; set cycle_momentum: false",
                            loc(("schedule",)))]

@@ -58,16 +58,21 @@ MAX_TEXT = MAX_BYTES
 # --- a spec as a tree of located values --------------------------------------------------------------------
 
 
+Scalar = str | int | float | bool | None
+"""What a YAML scalar loads as (the loader refuses every other kind)."""
+
+
 @dataclass(frozen=True)
 class Value:
     """One value with its place: ``value`` is a scalar, a list of Values or a dict of name -> Value."""
-    value: object
+    value: Scalar | list[Value] | dict[str, Value]
     loc: Location
     key_loc: Location | None = None     # where the mapping key naming this value is written
 
 
 def tree(doc: Document, path: tuple = ()) -> Value:
     data = _get(doc.data, path)
+    value: Scalar | list[Value] | dict[str, Value]
     if isinstance(data, dict):
         value = {k: tree(doc, path + (k,)) for k in data}
     elif isinstance(data, list):
@@ -79,7 +84,7 @@ def tree(doc: Document, path: tuple = ()) -> Value:
 
 def document(root: Value, file: str) -> Document:
     """The plain data and location tables the later stages read (``root`` is at most MAX_DEPTH deep)."""
-    doc = Document(None, file)
+    doc = Document({}, file)
 
     def plain(node: Value, path: tuple):
         doc.locations[path] = node.loc
@@ -152,7 +157,8 @@ def attribute(diags, spec: str, origins: dict) -> list[Diagnostic]:
         if loc is None or loc.file == spec or d.spec is not None or loc.file.startswith("--set "):
             out.append(d)
             continue
-        chain, file = [], loc.file
+        chain: list[tuple[str, Location]] = []
+        file = loc.file
         while file in origins and len(chain) < MAX_CHAIN:
             how, site = origins[file]
             chain.append((how, site))
@@ -167,7 +173,7 @@ def attribute(diags, spec: str, origins: dict) -> list[Diagnostic]:
 class _Composer:
     """Reads a spec file and every file it extends or includes; collects every problem before raising."""
 
-    def __init__(self, roots=()):
+    def __init__(self, roots: tuple[str, ...] | list[str] = ()) -> None:
         self.errors: list[Diagnostic] = []
         self.files: dict[tuple, Value] = {}         # (real path, key) -> composed file, read once
         self.sizes: dict[int, tuple] = {}           # id -> (value, (size, depth) once expanded), see ``_measure``
@@ -220,27 +226,32 @@ class _Composer:
         merged in; relative names in it resolve against ``name``'s folder. ``stack`` ends with ``name``."""
         check_version(doc)
         root = self._includes(tree(doc), name, stack, top=key == EXTENDS, depth=depth)
+        assert isinstance(root.value, dict), "load_string refuses a document that is not a mapping"
         if key == EXTENDS and INCLUDE in root.value:
             self.errors.append(Diagnostic("the top level of a spec takes its bases with 'extends'; 'include' is "
                                           "for the mappings inside it", root.value[INCLUDE].key_loc))
         bases = root.value.pop(EXTENDS, None) if key == EXTENDS else None
         if bases is not None:
             base = self._merged(bases, name, stack, EXTENDS, depth)
-            root = self._limit(merge(base, root), bases.loc) if base is not None else root
+            if base is not None:
+                merged = merge(base, root)
+                assert merged is not None, "merge is None only for a null, and root is a mapping"
+                root = self._limit(merged, bases.loc)
         return root
 
     def _merged(self, names: Value, naming_file: str, stack: tuple, key: str, depth: int = 0) -> Value | None:
         """The files named by an ``extends`` or ``include`` value, merged in order."""
         items = names.value if isinstance(names.value, list) else [names]
-        if not items or not all(isinstance(item.value, str) and item.value for item in items):
+        files = [item.value for item in items if isinstance(item.value, str) and item.value]
+        if not items or len(files) != len(items):
             self.errors.append(Diagnostic(f"'{key}' must be a file name or a list of file names", names.loc))
             return None
         out = None
-        for item in items:
-            if "\0" in item.value or len(item.value) > 4096:
-                self.errors.append(Diagnostic(f"'{key}' names no possible file: {excerpt(item.value)}", item.loc))
+        for item, file in zip(items, files):
+            if "\0" in file or len(file) > 4096:
+                self.errors.append(Diagnostic(f"'{key}' names no possible file: {excerpt(file)}", item.loc))
                 continue
-            path = os.path.normpath(os.path.join(os.path.dirname(naming_file), item.value))
+            path = os.path.normpath(os.path.join(os.path.dirname(naming_file), file))
             part = self.file(path, stack, item.loc, key, depth)
             if part is not None:
                 out = part if out is None else merge(out, part)
@@ -262,7 +273,11 @@ class _Composer:
         if top or INCLUDE not in node.value:
             return here
         fragment = self._merged(node.value[INCLUDE], naming_file, stack, INCLUDE, depth)
-        return self._limit(merge(fragment, here), node.value[INCLUDE].loc) if fragment is not None else here
+        if fragment is None:
+            return here
+        merged = merge(fragment, here)
+        assert merged is not None, "merge is None only for a null, and here is a mapping"
+        return self._limit(merged, node.value[INCLUDE].loc)
 
 
 def check_version(doc: Document) -> None:
@@ -309,7 +324,7 @@ def parse_override(text: str) -> tuple[tuple, object, Location]:
         doc = load_string(prefix + raw, loc.file)
     except SpecError as e:
         raise SpecError([Diagnostic(f"cannot parse value: {d.message}",
-                                    Location(loc.file, 1, value_col + max(d.location.col - 1 - len(prefix), 0)))
+                                    Location(loc.file, 1, value_col + max((d.location.col if d.location else 1) - 1 - len(prefix), 0)))
                          for d in e.diagnostics]) from None
     if list(doc.data) != ["value"]:
         raise SpecError.at(Location(loc.file, 1, value_col), "cannot parse value: expected one value")
@@ -327,6 +342,8 @@ def _located(value, loc: Location) -> Value:
 def set_value(root: Value, path: tuple, new: Value | None) -> Value:
     """``root`` with the value at ``path`` replaced by ``new`` (None removes it); missing mappings are made."""
     if not path:
+        if new is None:
+            raise _PathError("the whole spec cannot be removed")
         return new
     key, rest = path[0], path[1:]
     if isinstance(root.value, list):
@@ -404,13 +421,14 @@ class _References:
         elif isinstance(node.value, list):
             out = replace(node, value=[self.resolve(v, path + (i,)) for i, v in enumerate(node.value)])
         elif isinstance(node.value, str) and "${" in node.value:
-            out = self._string(node, path)
+            out = self._string(node, node.value, path)
         else:
             out = node
         self.done[path] = out
         return out
 
-    def _string(self, node: Value, path: tuple) -> Value:
+    def _string(self, node: Value, text: str, path: tuple) -> Value:
+        """``node``, whose value is the string ``text``, with the references in it resolved."""
         if path in self.active:
             cycle = " -> ".join("${" + _dotted(p) + "}" for p in self.active[self.active.index(path):])
             raise _Cycle(f"reference cycle: {excerpt(cycle, 400, False)} -> ${{{excerpt(_dotted(path), 100, False)}}}")
@@ -420,7 +438,7 @@ class _References:
                          "to c...)")
         self.active.append(path)
         try:
-            whole = REFERENCE.fullmatch(node.value)
+            whole = REFERENCE.fullmatch(text)
             if whole and whole.group(1) is not None:
                 target = self._lookup(whole.group(1), node.loc)
                 if target is None:
@@ -433,10 +451,11 @@ class _References:
                     (*node.loc.history, f"value of ${{{excerpt(whole.group(1), 100, False)}}} from {target.loc}",
                      *target.loc.history)))
                 return replace(target, loc=loc, key_loc=node.key_loc)
-            pieces, notes, failed, written = [], [], False, 0
+            pieces: list[str] = []
+            notes, failed, written = [], False, 0
             at = 0
-            for match in REFERENCE.finditer(node.value):
-                pieces.append(node.value[at:match.start()])
+            for match in REFERENCE.finditer(text):
+                pieces.append(text[at:match.start()])
                 at = match.end()
                 if match.group(1) is None:
                     pieces.append("${")
@@ -461,7 +480,7 @@ class _References:
                 pieces.append(piece)
             if failed:
                 return node
-            pieces.append(node.value[at:])
+            pieces.append(text[at:])
             self.text += written
             return replace(node, value="".join(pieces), loc=Location(
                 node.loc.file, node.loc.line, node.loc.col, capped_history((*node.loc.history, *notes))))
@@ -485,7 +504,8 @@ class _References:
         except _PathError as e:
             self.errors.append(Diagnostic(f"${{{excerpt(text, 100, False)}}}: {e}", site))
             return None
-        node, walked = self.root, ()
+        node = self.root
+        walked: tuple = ()
         for key in path:
             node = self.resolve(node, walked) if isinstance(node.value, str) else node
             if isinstance(node.value, dict) and key in node.value:
@@ -564,6 +584,7 @@ def _finish(composer: _Composer, read: Callable[[], Value | None], name: str, ov
         root = read()
         if composer.errors:
             raise SpecError(composer.errors)
+        assert root is not None, "read() is None only once it has recorded an error"
         root = apply_overrides(root, overrides)
         for key, value, loc in values:
             try:

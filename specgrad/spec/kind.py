@@ -5,6 +5,8 @@ those are skipped with a note instead of failing the commit. A spec says what it
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
 from specgrad.base.fileio import read_head
@@ -30,9 +32,10 @@ def is_spec(path) -> bool:
     return any(key in data for key in MARKERS)
 
 
-def split_specs(files) -> tuple[list, list]:
+def split_specs(files: Iterable[Path]) -> tuple[list[Path], list[Path]]:
     """(specs, others) of ``files``, in order."""
-    specs, others = [], []
+    specs: list[Path] = []
+    others: list[Path] = []
     for f in files:
         (specs if is_spec(f) else others).append(f)
     return specs, others

@@ -36,6 +36,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 from yaml.composer import Composer
@@ -59,7 +60,7 @@ MAX_DEPTH = 100
 class Document:
     """A loaded spec: plain data plus where every value and key is in the file."""
 
-    data: object
+    data: dict[str, Any]  # the top level is always a mapping (load_string refuses anything else)
     file: str
     locations: dict[tuple, Location] = field(default_factory=dict)
     key_locations: dict[tuple, Location] = field(default_factory=dict)
@@ -366,11 +367,13 @@ class _Builder:
         self._alias: Location | None = None  # outermost alias being expanded
         self._sizes: dict[int, int] = {}  # id of node -> size with aliases expanded
 
-    def build(self, root: MappingNode) -> dict:
+    def build(self, root: MappingNode) -> dict[str, Any]:
         # Refuse a bomb before building any of it: its size is known from memoized sizes of its parts.
         if self._expanded_size(root) > MAX_VALUES:
             raise SpecError.at(self._crossing(root, 0, None), _TOO_LARGE)
-        return self._value(root, (), 1)
+        data = self._value(root, (), 1)
+        assert isinstance(data, dict), "a mapping node builds a dict"
+        return data
 
     def _crossing(self, node: Node, count: int, alias: Location | None) -> Location:
         """Where building in document order would pass the limit: the outermost alias being expanded."""

@@ -46,7 +46,7 @@ def data_path_keys(settings) -> list[tuple]:
     source = SOURCES.entries.get(settings["source"])
     if source is None:
         return []
-    keys = []
+    keys: list[tuple[str, ...]] = []
     for name, schema in source.properties.items():
         if _is_path(schema) and isinstance(settings.get(name), str):
             keys.append((name,))
@@ -90,7 +90,9 @@ def relocate_data_paths(root, spec_file: str):
 def data_file_diagnostics(doc) -> list[Diagnostic]:
     """Every data file the spec names exists, is a regular file (not a FIFO, a device or a folder) and lies
     inside the folders the spec may read; checked by ``stat`` only, nothing is opened."""
-    settings = doc.data.get("data") if isinstance(doc.data, dict) else None
+    settings = doc.data.get("data")
+    if not isinstance(settings, dict):
+        return []       # data_path_keys names none
     folder = str(data_folder(Path(os.path.abspath(doc.file)).parent))
     roots = (*doc.roots, os.path.realpath(folder)) if doc.roots else ()
     out = []

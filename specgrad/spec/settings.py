@@ -41,7 +41,9 @@ class Cadence:
         if self.every and done_steps % self.every == 0:
             return True
         e = self.every_epochs
-        return bool(e) and batches // per_epoch > prev_batches // per_epoch and (batches // per_epoch) % e == 0
+        if not e:
+            return False
+        return batches // per_epoch > prev_batches // per_epoch and (batches // per_epoch) % e == 0
 
 
 @dataclass(frozen=True)

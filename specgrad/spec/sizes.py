@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ DEFAULT_FRACTION = 0.75        # of the machine's memory: leaves room for the OS
 _UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 _BUDGET_TEXT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*")
-MEMORY_BUDGET = {
+MEMORY_BUDGET: dict[str, Any] = {
     "anyOf": [{"type": "integer", "minimum": 1},
               {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$"}],
     "description": "memory the run may take, in bytes or with a unit ('8 GiB', '500 MB'); validate refuses a "
@@ -56,7 +57,10 @@ def parse_budget(value) -> int:
     """``train.memory_budget`` in bytes (the schema has checked its form)."""
     if isinstance(value, int):
         return value
-    number, unit = _BUDGET_TEXT.fullmatch(value).groups()
+    match = _BUDGET_TEXT.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not a memory budget: {value!r}")     # the schema refuses this form first
+    number, unit = match.groups()
     return int(float(number) * _UNITS[unit])
 
 
@@ -217,6 +221,7 @@ def estimate(spec: dict, model, loc: Where) -> tuple[int, list[Tensor], str]:
 def memory_diagnostics(spec: dict, model, loc: Where) -> list[Diagnostic]:
     """A located error when the run's estimated memory exceeds its budget, naming the largest tensors."""
     setting = spec["train"].get("memory_budget")
+    budget: int | None
     if setting is not None:
         budget, source = parse_budget(setting), "train.memory_budget"
     else:

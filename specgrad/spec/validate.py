@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Set as AbstractSet
 from functools import lru_cache
 
 from specgrad.base.components import normalize
@@ -201,7 +202,7 @@ def _named_entry(entry) -> bool:
     return isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry)), str)
 
 
-def semantic_checks(doc: Document, broken: set[str] = frozenset(), broken_nodes: set[int] = frozenset()):
+def semantic_checks(doc: Document, broken: AbstractSet[str] = frozenset(), broken_nodes: AbstractSet[int] = frozenset()):
     """Rules the schema cannot express, on every section the schema passed; returns (diagnostics, model).
 
     Nodes whose definition failed the schema are built as a formula that cannot parse: the build then

@@ -90,7 +90,8 @@ def _gradient(op: Op) -> str:
     inputs = _inputs(op)
     if op.arity is None:
         return "all inputs"
-    flags = [op.vjps[k] is not None for k in range(len(inputs))]
+    vjps = op.vjps if op.vjps is not None else (None,) * len(inputs)
+    flags = [vjps[k] is not None for k in range(len(inputs))]
     if not any(flags):
         return "none"
     if all(flags):
@@ -109,7 +110,8 @@ def _example(op: Op):
              for name, spec in zip(_names(op, len(inputs)), inputs)]
     out = graph.apply(op.name, *nodes, **attrs)
     g = graph.input("g", out.shape)
-    cotangents = [op.vjps[k](g, out, *nodes, **attrs) for k in range(len(nodes)) if op.vjps[k] is not None]
+    vjps = op.vjps if op.vjps is not None else (None,) * len(nodes)
+    cotangents = [vjp(g, out, *nodes, **attrs) for vjp in (vjps[k] for k in range(len(nodes))) if vjp is not None]
     backward = graph.nodes[g.id + 1:]                  # the nodes the VJPs emitted
     read = {x.id for n in backward for x in n.inputs} | {c.id for c in cotangents}
     keeps = [n.name for n in nodes if n.id in read] + ["out"] * (out.id in read)

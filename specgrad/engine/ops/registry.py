@@ -29,9 +29,12 @@ import inspect
 import sys
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:       # onnx_lowerings imports this module
+    from specgrad.engine.ops.onnx_lowerings import NotExportable
 
 Dim = "int | str"
 Shape = tuple
@@ -50,7 +53,7 @@ class Op:
     name: str
     forward: Callable                      # (*arrays, **attrs) -> ndarray
     infer_shape: Callable                  # (*shapes, **attrs) -> shape
-    vjps: tuple | None                     # one builder per input; None entry: not differentiable there
+    vjps: tuple | PerInput | None          # one builder per input; None entry: not differentiable there
     infer_dtype: Callable | None = None    # (*dtypes, **attrs) -> dtype; default: numpy promotion
     doc: str = ""
     attrs: tuple = ()                      # names of the attributes the op takes
@@ -59,7 +62,7 @@ class Op:
     internal: bool = False                 # emitted by the engine, not written in specs
     writes_out: bool = False               # forward accepts ``out=`` (a preallocated result buffer)
     view: bool = False                     # result may share memory with an input
-    onnx: Callable | None = None           # ONNX lowering (specgrad/engine/ops/onnx_lowerings.py); None: not exportable
+    onnx: Callable | NotExportable | None = None   # ONNX lowering (specgrad/engine/ops/onnx_lowerings.py); None: not exportable
     examples: tuple = ()                   # example calls ([input, ...], attrs), checked by finite differences
     no_examples: str | None = None         # why the op has no examples (and what checks it instead)
     # locally constant in its inputs (a step, a sign, a size): the derivative is zero wherever it is defined,
@@ -94,9 +97,9 @@ class PerInput:
         raise TypeError("the VJPs of a variadic op are indexed per input, not iterated")
 
 
-def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
+def register(name: str, *, shape: Callable, vjp: Sequence | PerInput | None, dtype: Callable | None = None,
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
-             internal: bool = False, view: bool = False, onnx: Callable | None = None,
+             internal: bool = False, view: bool = False, onnx: Callable | NotExportable | None = None,
              examples: Sequence = (), no_examples: str | None = None, constant: bool = False,
              inert: Sequence[int] = ()) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc.

@@ -42,11 +42,11 @@ class Emitter:
 
     def op(self, op_type: str, *inputs: str | None, **attributes) -> str:
         """One ONNX node with one output, whose name is returned; ``None`` marks an omitted optional input."""
-        inputs = list(inputs)
-        while inputs and inputs[-1] is None:
-            inputs.pop()
+        given = list(inputs)
+        while given and given[-1] is None:
+            given.pop()
         out = self.fresh()
-        self.nodes.append(helper.make_node(op_type, ["" if x is None else x for x in inputs], [out], **attributes))
+        self.nodes.append(helper.make_node(op_type, ["" if x is None else x for x in given], [out], **attributes))
         return out
 
     def initializer(self, name: str, value: np.ndarray) -> str:
@@ -170,7 +170,10 @@ def to_onnx(forward, params: dict, state: dict, standardize: dict, inputs: list[
                 values[node.id] = b.const(node.value, node.dtype)
         else:
             args = [values[x.id] if x.id in values else b.const(x.value, node.dtype) for x in node.inputs]
-            values[node.id] = REGISTRY[node.op].onnx(b, node, *args, **node.attrs)
+            lowering = REGISTRY[node.op].onnx
+            # unexportable() above refused every op without a lowering (None or a NotExportable)
+            assert lowering is not None and not isinstance(lowering, NotExportable), node.op
+            values[node.id] = lowering(b, node, *args, **node.attrs)
 
     pred = forward.prediction
     outs = {output: (values[pred.id], pred.dtype, pred.shape)}

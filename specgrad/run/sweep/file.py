@@ -182,6 +182,7 @@ def load_sweep(path) -> Sweep:
     if errors:
         raise SpecError(errors)
     data = doc.data
+    assert isinstance(data, dict)          # the schema above takes only a mapping
     params, diags = [], []
     for name, definition in data["params"].items():
         loc = doc.loc(("params", name))
@@ -232,7 +233,8 @@ def _param(name: str, path: tuple, d: dict, loc: Location):
     if len(kinds) != 1:
         return None, [((), f"'{name}' needs exactly one of choice, int and float"
                           + (f"; it has {', '.join(kinds)}" if kinds else ""))]
-    kind, problems = kinds[0], []
+    kind = kinds[0]
+    problems: list[tuple[tuple[str | int, ...], str]] = []
     if kind == "choice":
         for key in ("log", "step"):
             if key in d:
@@ -313,7 +315,9 @@ def check_sweep(path) -> tuple[bool, list[Diagnostic]]:
 def objective_diagnostics(sweep: Sweep, base: Document) -> list[Diagnostic]:
     """The objective names a split the base spec makes and a metric it computes; pruning has the
     per-evaluation values it needs."""
-    data, out = base.data, []
+    data = base.data
+    assert isinstance(data, dict)          # check_sweep validated it: a mapping
+    out: list[Diagnostic] = []
     split, metric = sweep.split, sweep.metric_name
     where = sweep.doc.loc(("objective", "metric"))
     if split != "train" and not (data["data"].get("split") or {}).get(split):

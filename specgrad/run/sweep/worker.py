@@ -127,7 +127,7 @@ class Worker:
         """Train one trial in its run directory; returns its final state's name."""
         S = trial_states()
         stop_heartbeat = self._heartbeat(trial)
-        self.reported = set()
+        self.reported: set[int] = set()        # the steps whose value the pruner has been told
         try:
             assignment = {p.name: p.suggest(trial) for p in self.sweep.params}
             run_name = trial.user_attrs.get(RUN_DIR) or run_dir_name(trial.number)
@@ -167,9 +167,11 @@ class Worker:
         if model is None:
             raise SpecError([d for d in diags if d.severity == "error"])
         spec = Spec(doc, model, diags)
+        data = doc.data
+        assert isinstance(data, dict)          # validate() built a model from it: a mapping
         summary = _read_summary(run_dir)
         if summary and summary.get("status") in FINISHED and \
-                summary.get("spec_hash") == spec_hash({**doc.data, "seed": doc.data.get("seed", 0)}):
+                summary.get("spec_hash") == spec_hash({**data, "seed": data.get("seed", 0)}):
             return summary
         resume = bool(list_checkpoints(checkpoints_dir(run_dir)))
         _write_trial(run_dir, self.sweep, trial, assignment)

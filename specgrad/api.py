@@ -117,14 +117,14 @@ def find_specs(paths: Iterable[str]) -> tuple[list[Path], list[str]]:
     """The spec files named by ``paths`` (files, folders searched for *.yaml -- names starting with ``_`` are
     fragments and skipped -- or globs), and the paths that named nothing."""
     from specgrad.spec import find_spec_files
-    return find_spec_files(list(paths))
+    return find_spec_files([Path(p) for p in paths])
 
 
 def split_specs(files: Iterable[PathLike]) -> tuple[list, list]:
     """(specs, others) of ``files``, in order: others are YAML files without a top-level ``specgrad:`` or
     ``extends:`` key (``--skip-non-specs``)."""
     from specgrad.spec.kind import split_specs as split
-    return split(list(files))
+    return split([Path(f) for f in files])
 
 
 def flag_errors(paths: Iterable[PathLike], overrides: Iterable[str]) -> list[Diagnostic]:
@@ -274,9 +274,10 @@ def train(spec: Spec, run_dir: PathLike | None = None, *, resume: bool = False,
     (docs/api.md, "Callbacks"). ``comm`` (:func:`connect`) makes it one rank of a data-parallel run. Raises
     SpecError (bad data), RunError or CheckpointError."""
     path = Path(run_dir) if run_dir is not None else default_run_dir(spec.data["name"])
-    given = {"on_start": on_start, "on_step": on_step, "on_warning": on_warning, "should_stop": should_stop,
-             "on_batch": on_batch, "on_gradients": on_gradients, "validate": validate}
-    hooks = Hooks(**{name: hook for name, hook in given.items() if hook is not None})
+    unset = Hooks()
+    hooks = Hooks(on_start=on_start or unset.on_start, on_step=on_step or unset.on_step,
+                  on_warning=on_warning or unset.on_warning, should_stop=should_stop or unset.should_stop,
+                  on_batch=on_batch, on_gradients=on_gradients, validate=validate)
     summary = Trainer(spec, path, hooks, allow_spec_change=allow_spec_change, comm=comm).run(resume=resume)
     return Run(path, summary)
 

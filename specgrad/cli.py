@@ -71,13 +71,14 @@ def _reported(*errors: type[Exception], echo: bool = True):
     the command names print ``error: message``. Exit 1, never a traceback. ``echo=False`` exits without
     printing (the ranks but the first of a data-parallel run, whose errors before training are the first's)."""
     from specgrad import api
+    printed: tuple[type[BaseException], ...] = (OSError, *api.ERRORS, *errors)
     try:
         yield
     except api.SpecError as e:
         if echo:
             _err(str(e))
         raise typer.Exit(1)
-    except (OSError, *api.ERRORS, *errors) as e:
+    except printed as e:
         if echo:
             _err(f"error: {e}")
         raise typer.Exit(1)

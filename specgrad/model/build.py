@@ -165,18 +165,20 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
     formula_loc = formula_loc or (lambda path, col: where(path))
     train = _Builder(spec, where, formula_loc, training=True, parallel=parallel)
     forward = train.build()
-    if train.errors:
+    if train.errors or forward is None:
         raise SpecError(train.errors + train.warnings)
-    evaluation = forward
+    evaluation: Forward | None = forward
     if train.collected.mode_dependent or parallel:      # a data-parallel train graph is no eval graph
         in_eval = _Builder(spec, where, formula_loc, training=False)
         evaluation = in_eval.build()
         if in_eval.errors:                      # a layer that builds in train mode but not in eval mode
             raise SpecError(in_eval.errors)
+    assert evaluation is not None
     settings = spec.get("train")
     grads = gradients(forward.loss, list(forward.params.values()),
                       remat=isinstance(settings, dict) and settings.get("remat", False))
     c = train.collected
+    assert train.target is not None                              # every build names the loss's target
     forward_fields = {f.name: getattr(forward, f.name) for f in dataclasses.fields(Forward)}
     return Model(**forward_fields, inits=c.inits, target=train.target, grads=grads, state_inits=c.state_inits,
                  state_updates=c.state_updates, eval=evaluation, warnings=train.warnings)
@@ -264,7 +266,7 @@ class _Builder:
             for name, p in graph.params.items():
                 if p.id not in reaching:
                     self.warnings.append(Diagnostic(f"parameter '{name}' does not affect the loss", p.loc, "warning"))
-        if errors:
+        if errors or prediction is None or loss is None:      # (a broken output or loss was reported already)
             return None
         c = self.collected
         fed_by_run = {c.key, *(self.shard or ())}
@@ -291,7 +293,7 @@ class _Builder:
             (name, body), = entry.items()
             here = path + (i, name)
             if name in scope or name in broken:
-                kind = {"input": "an input", "param": "a parameter"}.get(getattr(scope.get(name), "op", None))
+                kind = {"input": "an input", "param": "a parameter"}.get(str(getattr(scope.get(name), "op", "")))
                 self.errors.append(Diagnostic(f"'{name}' is already defined as {kind}" if kind
                                               else f"'{name}' is defined twice", self.where(here)))
                 previous = _BROKEN

@@ -59,6 +59,9 @@ class Plan:
             if nid in slot:
                 self.template[slot[nid]] = value
         self.steps = [Step(n, [slot[x.id] for x in inputs[n.id]], slot[n.id]) for n in nodes]
+        # the matrix products of the steps, as their ops declare them: (rule, input shapes, attrs)
+        self._products = [(REGISTRY[n.op].products, [x.shape for x in inputs[n.id]], n.attrs)
+                          for n in nodes if REGISTRY[n.op].products is not None]
         self.outputs = [slot[n.id] for n in outputs]
         self.n_slots = len(slot)
 
@@ -71,6 +74,14 @@ class Plan:
         for s in kept:
             self.last_use[s] = NEVER
         self.specialized: dict[tuple, object] = {}
+
+    def products(self, dims: dict[str, int]) -> list[tuple[int, int, int, int]]:
+        """The BLAS matrix products one call of the plan makes, ``(calls, m, k, n)`` each (``calls`` products
+        of [m, k] by [k, n]), with the symbolic dims of the shapes given by ``dims`` (the batch: ``{"B": 64}``).
+        The runner picks BLAS's thread count from these; the plan itself never changes threads."""
+        def concrete(shape):
+            return tuple(dims[d] if isinstance(d, str) else d for d in shape)
+        return [p for rule, shapes, attrs in self._products for p in rule(*map(concrete, shapes), **attrs)]
 
     def __call__(self, *values) -> list:
         if len(values) != self.n_feeds:

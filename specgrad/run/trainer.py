@@ -18,11 +18,12 @@ from specgrad.base.diagnostics import SpecError
 from specgrad.base.rng import INIT, SHUFFLE, stream
 from specgrad.base.version import __version__
 from specgrad.data.prepare import prepare_data
-from specgrad.model.build import TrainStep, init_params
+from specgrad.model.build import BATCH, TrainStep, init_params
 from specgrad.model.metrics import evaluate
 from specgrad.optim.clip import clip, global_norm, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
+from specgrad.run import threads
 from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import (
     CheckpointError,
@@ -130,6 +131,8 @@ class Trainer:
         self.optimizer = make_optimizer(dict(spec.data["optimizer"]), self.params)
         self.schedule = make_schedule(spec.data.get("schedule"), s.optimizer["lr"], self.total_steps)
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
+        # BLAS threads for the loop, from the sizes of the step's matrix products (run/threads.py)
+        self.threads = threads.decide(self.train_step.plan.products({BATCH: self.batches.size}), t.threads)
         self.resolved = {**spec.data, "seed": self.seed}    # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
         self.validation = self._validation_settings()
@@ -313,7 +316,7 @@ class Trainer:
         stop = _StopFlag()
         try:
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
-            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with stop, threads.applied(self.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while step < self.total_steps:
                     record = self._step(step, t.clip)
                     if record is None:
@@ -365,6 +368,7 @@ class Trainer:
             "seconds": round(seconds, 6),
             "steps_per_s": round((step - start) / seconds, 1) if seconds > 0 else None,
             "train": results["train"], "val": results.get("val", {}), "spec_hash": self.hash,
+            "threads": {"blas": self.threads.threads, "why": self.threads.reason},
         }
         if "test" in results:
             summary["test"] = results["test"]

@@ -62,6 +62,8 @@ class Op:
     onnx: Callable | None = None           # ONNX lowering (specgrad/engine/ops/onnx_lowerings.py); None: not exportable
     examples: tuple = ()                   # example calls ([input, ...], attrs), checked by finite differences
     no_examples: str | None = None         # why the op has no examples (and what checks it instead)
+    products: Callable | None = None       # (*shapes, **attrs) -> [(calls, m, k, n)]: the BLAS matrix products
+                                           # its forward makes (a run picks its thread count from them)
 
     def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -90,10 +92,12 @@ class PerInput:
 def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callable | None = None,
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
              internal: bool = False, view: bool = False, onnx: Callable | None = None,
-             examples: Sequence = (), no_examples: str | None = None) -> Callable:
+             examples: Sequence = (), no_examples: str | None = None,
+             products: Callable | None = None) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc.
     ``onnx`` is the op's lowering to ONNX nodes (see specgrad/engine/ops/onnx_lowerings.py), or a ``NotExportable``
-    saying why there is none."""
+    saying why there is none. ``products`` gives, from concrete input shapes and the attributes, the matrix
+    products (``(calls, m, k, n)``: ``calls`` BLAS calls of [m, k] @ [k, n]) the forward hands to BLAS."""
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
@@ -102,7 +106,7 @@ def register(name: str, *, shape: Callable, vjp: Sequence | None, dtype: Callabl
         if bool(examples) == bool(no_examples):
             raise ValueError(f"op {name!r} needs either examples or the reason it has none (no_examples)")
         REGISTRY[name] = Op(name, forward, shape, vjps, dtype, (forward.__doc__ or "").strip(), tuple(attrs),
-                            arity, fd_domain, internal, writes_out, view, onnx, tuple(examples), no_examples)
+                            arity, fd_domain, internal, writes_out, view, onnx, tuple(examples), no_examples, products)
         return forward
     return deco
 

@@ -1,6 +1,7 @@
 """The execution plan: results equal a naive evaluation, buffers are preallocated and reused across calls,
 no op ever writes over a value that is still live (views included), dead values are freed, constants are
 folded, and gradient contributions are accumulated in place."""
+import dataclasses
 import tracemalloc
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from specgrad.engine.autodiff import gradients
 from specgrad.engine.ir import Graph
+from specgrad.engine.ops.registry import REGISTRY
 from specgrad.engine.plan import Plan
 
 
@@ -173,3 +175,41 @@ def test_dead_branches_are_not_run():
     g.apply("sin", x)                   # not an ancestor of the output
     plan = Plan([used], [x])
     assert [st.op for st in plan.steps] == ["exp"]
+
+
+def test_values_of_the_data_alone_are_computed_once_while_the_same_read_only_data_comes_back(monkeypatch):
+    calls = []
+    real = REGISTRY["powers"]
+    monkeypatch.setitem(REGISTRY, "powers", dataclasses.replace(
+        real, forward=lambda x, degree: calls.append(1) or real.forward(x, degree)))
+    g = Graph()
+    x, k = g.input("x", ("B",)), g.param("k", (4,))
+    loss = g.apply("sum", g.apply("square", g.apply("powers", x, degree=3) @ k))
+    (gk,) = gradients(loss, [k])
+    plan = Plan([loss, gk], [x, k], data=[x])
+    rng = np.random.default_rng(0)
+
+    def naive(xv, kv):
+        phi = np.stack([xv ** j for j in range(4)], axis=-1)
+        return np.concatenate([[np.sum((phi @ kv) ** 2)], 2 * (phi @ kv) @ phi])
+
+    def flat(results):
+        return np.concatenate([[results[0]], results[1]])
+
+    xv = rng.standard_normal(16)
+    frozen = xv.view()
+    frozen.flags.writeable = False
+    for step in range(4):                       # the same read-only array: powers runs on the first two calls
+        kv = rng.standard_normal(4)             # (interpreted, then specialized) and never again
+        got = plan(frozen, kv)
+        np.testing.assert_allclose(flat(got), naive(xv, kv), rtol=1e-12)
+    assert len(calls) == 2
+    other = rng.standard_normal(16)             # other data, read-only too: computed again
+    other.flags.writeable = False
+    np.testing.assert_allclose(flat(plan(other, kv)), naive(other, kv), rtol=1e-12)
+    assert len(calls) == 3
+    writable = rng.standard_normal(16)          # writable data may change between calls: never reused
+    for _ in range(2):
+        writable *= 1.5
+        np.testing.assert_allclose(flat(plan(writable, kv)), naive(writable, kv), rtol=1e-12)
+    assert len(calls) == 5

@@ -19,6 +19,13 @@ the same buffers: no allocation for those ops, no per-op bookkeeping.
 
 Outputs, and whatever they view, never live in a buffer: results are fresh arrays that stay valid after
 the next call, and feeds are never written.
+
+Values computed from data feeds alone (``Plan(..., data=[...])``: polynomial features of the inputs, one-hot
+labels) are computed once and reused while the same data comes back: when every data feed of a call is the
+very array object of the previous call and read-only (``flags.writeable`` False, which the trainer sets on
+the whole-batch arrays it feeds at every step of full-batch training), those steps are skipped and their
+values of the previous call are used. A caller must not change a read-only array's contents through a
+writable base while feeding it; the trainer never does.
 """
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ MAX_SPECIALIZED = 8      # feed signatures kept specialized (each holds its own 
 
 
 class Plan:
-    def __init__(self, outputs: Sequence[Node], feeds: Sequence[Node]):
+    def __init__(self, outputs: Sequence[Node], feeds: Sequence[Node], data: Sequence[Node] = ()):
         inputs = implicit_broadcasts(ancestors(outputs))     # node id -> the inputs it will read
         order = reachable(outputs, inputs)
         feed_ids = {n.id for n in feeds}
@@ -65,12 +72,24 @@ class Plan:
         self.outputs = [slot[n.id] for n in outputs]
         self.n_slots = len(slot)
 
-        # liveness: slot -> index of the last step that reads it; outputs, feeds and constants are kept
+        # steps that read data feeds (and constants) only, and the values of theirs that other steps read
+        self.data_slots = [slot[n.id] for n in data if n.id in slot]
+        fixed = {*self.data_slots, *(slot[nid] for nid in self.constants if nid in slot)}
+        self.data_steps = []
+        for i, st in enumerate(self.steps):
+            if self.data_slots and all(a in fixed for a in st.args):
+                fixed.add(st.out)
+                self.data_steps.append(i)
+        derived = {self.steps[i].out for i in self.data_steps}
+        self.reused = sorted({a for st in self.steps if st.out not in derived for a in st.args if a in derived})
+
+        # liveness: slot -> index of the last step that reads it; outputs, feeds, constants and values
+        # derived from data alone (reused by the next call) are kept
         self.last_use = defaultdict(lambda: -1)
         for i, st in enumerate(self.steps):
             for a in st.args:
                 self.last_use[a] = i
-        kept = {*self.outputs, *self.feed_slots, *(slot[nid] for nid in self.constants if nid in slot)}
+        kept = {*self.outputs, *self.feed_slots, *(slot[nid] for nid in self.constants if nid in slot), *self.reused}
         for s in kept:
             self.last_use[s] = NEVER
         self.specialized: dict[tuple, object] = {}
@@ -189,13 +208,35 @@ class Specialized:
     def __init__(self, plan: Plan, steps: list, buffers: list, buffer_of: dict):
         self.template, self.feed_slots, self.outputs = plan.template, plan.feed_slots, plan.outputs
         self.steps, self.buffers, self.buffer_of = steps, buffers, buffer_of
+        # the data feeds' positions among the call's values, the steps that read anything else, and the
+        # values derived from data alone that those steps read (kept from the previous call)
+        position = {s: i for i, s in enumerate(plan.feed_slots)}
+        self.data_positions = [position[s] for s in plan.data_slots] if plan.data_steps else []
+        skipped = set(plan.data_steps)
+        self.other_steps = [step for i, step in enumerate(steps) if i not in skipped]
+        self.reused_slots = plan.reused
+        self.last_data: list = []
+        self.reused_values: list = []
 
     def __call__(self, *values) -> list:
         env = self.template.copy()
         for s, v in zip(self.feed_slots, values):
             env[s] = v
-        for step in self.steps:
+        steps = self.steps
+        if self.data_positions:
+            data = [values[i] for i in self.data_positions]
+            if self.last_data and all(a is b for a, b in zip(data, self.last_data)) and \
+                    not any(a.flags.writeable for a in data):
+                steps = self.other_steps
+                for s, v in zip(self.reused_slots, self.reused_values):
+                    env[s] = v
+            else:
+                self.last_data = []
+        for step in steps:
             step(env)
+        if self.data_positions and steps is self.steps:
+            self.last_data = data
+            self.reused_values = [env[s] for s in self.reused_slots]
         return [env[s] for s in self.outputs]
 
 

@@ -55,7 +55,7 @@ class Forward:
         plans = self.__dict__.setdefault("_plans", {})
         key = tuple(n.id for n in outputs)
         if key not in plans:
-            plans[key] = Plan(outputs, self.feeds)
+            plans[key] = Plan(outputs, self.feeds, data=list(self.inputs.values()))
         return plans[key]
 
     def feed(self, fields: dict, params: dict, state: dict | None = None, key=None) -> list:

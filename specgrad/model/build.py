@@ -101,9 +101,13 @@ class TrainStep:
         self.model, self.seed = model, seed
         self.state = init_state(model)
         self.plan = model.plan([model.loss, *model.grads, *model.state_updates.values()])
+        self.stateless = not model.state and not model.state_updates and model.rng is None
 
     def __call__(self, batch: list, params: list, step: int):
         model = self.model
+        if self.stateless:                  # no state, no random key: the plan's results are loss and grads
+            loss, *grads = self.plan(*batch, *params)
+            return loss, grads
         key = [step_key(self.seed, step)] if model.rng is not None else []
         loss, *rest = self.plan(*batch, *params, *self.state.values(), *key)
         n = len(model.grads)

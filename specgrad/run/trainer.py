@@ -20,7 +20,7 @@ from specgrad.base.version import __version__
 from specgrad.data.prepare import prepare_data
 from specgrad.model.build import BATCH, TrainStep, init_params
 from specgrad.model.metrics import evaluate
-from specgrad.optim.clip import clip, global_norm, param_norms
+from specgrad.optim.clip import clip, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
 from specgrad.run import threads
@@ -173,7 +173,13 @@ class Trainer:
         """The step's loss and gradients: the mean over its ``accumulate`` batches, in writable arrays."""
         # copied into the optimizer's gradient buffers (allocated once): the plan may hand back its own
         # constants or read-only views, and clipping and accumulation write into these
-        total, acc = 0.0, self.optimizer.grads
+        acc = self.optimizer.grads
+        if self.accumulate == 1:                            # the common case, without the bookkeeping
+            loss, grads = self._forward_backward(self.batches.get(step), step)
+            for g_acc, g in zip(acc.values(), grads):
+                np.copyto(g_acc, g)
+            return loss, acc
+        total = 0.0
         for j in range(self.accumulate):
             index = step * self.accumulate + j
             loss, grads = self._forward_backward(self.batches.get(index), index)
@@ -183,11 +189,9 @@ class Trainer:
                     np.copyto(g_acc, g)
                 else:
                     g_acc += g
-        if self.accumulate > 1:
-            for g in acc.values():
-                g /= self.accumulate
-            total /= self.accumulate
-        return total, acc
+        for g in acc.values():
+            g /= self.accumulate
+        return total / self.accumulate, acc
 
     def _validate(self) -> dict[str, float]:
         return evaluate(self.model, self.params, self.splits["val"], self.spec.settings.metrics,
@@ -255,16 +259,18 @@ class Trainer:
         return ckpt.step
 
     # ------------------------------------------------------------------ loop
-    def _step(self, step: int, clip_settings: Clip | None) -> dict | None:
-        """Optimizer step ``step`` (0-based) and its log record; None when the divergence policy stops the
-        run here (``on_divergence: fail`` raises instead)."""
+    def _step(self, step: int, clip_settings: Clip | None, logged: bool) -> dict | None:
+        """Optimizer step ``step`` (0-based) and its record (with the per-parameter gradient norms when
+        ``logged``: they are computed only for records that are written); None when the divergence policy
+        stops the run here (``on_divergence: fail`` raises instead)."""
         loss, grads = self._gradients(step)
-        norms = param_norms(grads)
-        norm = global_norm(grads, norms)
+        # the global norm over the flat gradient buffers, one product per dtype; per parameter only if logged
+        norm = math.sqrt(sum(float(np.vdot(f, f)) for f in self.optimizer.grad_flat))
+        norms = param_norms(grads) if logged else None
         lr = self.schedule(step)
         finite = math.isfinite(loss) and math.isfinite(norm)
         if finite:
-            clip(grads, clip_settings, norms)
+            clip(grads, clip_settings, norms, norm)
             self.optimizer.step(grads, lr)
         else:
             message = f"non-finite loss or gradient at step {step + 1}"
@@ -277,9 +283,11 @@ class Trainer:
             self.hooks.on_warning(f"{message}; step skipped")
         k = self.accumulate
         record = {"step": step + 1, "epoch": (step * k + k - 1) // self.batches.per_epoch,
-                  "loss": loss if math.isfinite(loss) else None, "lr": lr, "grad_norm": norm if finite else None,
-                  # a finite global norm means finite per-parameter ones: the dict is logged as it is
-                  "grad_norms": norms if finite else {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
+                  "loss": loss if math.isfinite(loss) else None, "lr": lr, "grad_norm": norm if finite else None}
+        if logged:
+            # a finite global norm means finite per-parameter ones: the dict is logged as it is
+            record["grad_norms"] = norms if finite else {n: (v if math.isfinite(v) else None)
+                                                          for n, v in norms.items()}
         if not finite:
             record["skipped"] = True
         return record
@@ -316,20 +324,24 @@ class Trainer:
         stop = _StopFlag()
         try:
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
-            with stop, threads.applied(self.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with stop, threads.applied(self.threads), self.optimizer.parallel(self.threads.threads or 1), \
+                    np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while step < self.total_steps:
-                    record = self._step(step, t.clip)
+                    done = step + 1
+                    validating = bool(self.validation) and self.validation.due(done, step * k, done * k, per_epoch)
+                    logged = validating or done % t.log_every == 0 or done == self.total_steps
+                    record = self._step(step, t.clip, logged)
                     if record is None:
                         status = "diverged"
                         break
-                    step += 1
+                    step = done
                     due = t.checkpoint.due(step, (step - 1) * k, step * k, per_epoch)
                     value = None
-                    if self.validation and self.validation.due(step, (step - 1) * k, step * k, per_epoch):
+                    if validating:
                         value, new_best = self._validation_step(step, record)
                         due = due or new_best
                         stopped_early = bool(patience) and self.stale >= patience
-                    if "val" in record or step % t.log_every == 0 or step == self.total_steps:
+                    if logged:
                         log.write(record)
                     self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
                     interrupted = stop.signum is not None or self.hooks.should_stop()

@@ -161,6 +161,7 @@ def load_mapping_errors(mapping) -> list[str]:
     return []
 
 
+@pytest.mark.slow
 def test_cli_train_respects_an_environment_variable(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in threads.ENV_VARS}
     env["OPENBLAS_NUM_THREADS"] = "1"

@@ -35,7 +35,8 @@ def test_small_products_get_one_thread_large_ones_every_cpu():
     assert threads.decide(DIGITS, environ=CLEAN, cpus=8).threads == 1
     assert threads.decide(WIDE, environ=CLEAN, cpus=2).threads == 2
     assert threads.decide(WIDE, environ=CLEAN, cpus=64).threads == 12       # 205 MFLOP / 16 MFLOP a thread
-    assert threads.decide([], environ=CLEAN, cpus=4).threads == 1           # no products at all (poly's gemv)
+    assert threads.decide([], environ=CLEAN, cpus=4).threads is None        # no products: nothing to limit
+    assert threads.decide([], 2, environ=CLEAN, cpus=4).threads == 2        # unless the spec asks
 
 
 def test_typical_product_is_the_flop_weighted_median():

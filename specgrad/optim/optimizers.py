@@ -8,7 +8,6 @@ scaled by the schedule like the base lr (the schedule's factor ``lr(step) / lr``
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 
@@ -65,6 +64,8 @@ class Optimizer:
         if workers <= 1:
             yield self
             return
+        # imported here: concurrent.futures brings logging along (~5 ms), for runs that use threads only
+        from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(workers, thread_name_prefix="specgrad-optim") as pool:
             self._pool = pool
             try:

@@ -11,7 +11,7 @@ In order, the first that applies decides:
 3. **The spec's ``train.threads``**: a number of threads (at most the CPUs this process may use), or
    ``auto`` (the default).
 4. **auto**: one thread per ``FLOPS_PER_THREAD`` of the plan's typical product (FLOP-weighted median), at
-   least one, at most the usable CPUs. Small products (digits' 64x128 layers) get one thread: a second one
+   least one, at most the usable CPUs; a plan without matrix products leaves BLAS as it is. Small products (digits' 64x128 layers) get one thread: a second one
    costs a synchronisation per call that outweighs its help, and on a machine shared with other work a
    descheduled helper thread stalls every call. Large ones (wide's 256x784x512) get every CPU.
 
@@ -30,8 +30,6 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
-
-from threadpoolctl import threadpool_limits
 
 # variables through which a user sets BLAS / OpenMP threads; if one is set, specgrad keeps its hands off
 ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -106,6 +104,8 @@ def decide(products: Sequence[tuple[int, int, int, int]], setting: int | str = "
     if setting != "auto":
         n = min(int(setting), cap)
         return Decision(n, f"train.threads: {setting}" + (f", capped by {why}" if n < int(setting) else ""))
+    if not products:
+        return Decision(None, "auto: no matrix products, BLAS is left as it is")
     flops = typical_flops(products)
     n = max(1, min(cap, int(flops // FLOPS_PER_THREAD)))
     return Decision(n, f"auto: typical product {flops / 1e6:.3g} MFLOP, {why}")
@@ -117,6 +117,7 @@ def applied(decision: Decision) -> Iterator[Decision]:
     if decision.threads is None:
         yield decision
         return
+    from threadpoolctl import threadpool_limits     # imported where threads change (not for poly's start-up)
     with threadpool_limits(limits=decision.threads, user_api="blas"):
         yield decision
 
@@ -135,6 +136,7 @@ class limit:
         if int(n) < 1:
             raise ValueError(f"threads.limit needs at least 1 thread, got {n}")
         self.previous, _limit = _limit, int(n) if _limit is None else min(_limit, int(n))
+        from threadpoolctl import threadpool_limits
         self._blas = None if user_setting() else threadpool_limits(limits=_limit, user_api="blas")
 
     def __enter__(self) -> "limit":

@@ -117,15 +117,21 @@ class Graph:
 
     def at(self, loc):
         """Context manager: nodes created inside carry ``loc`` (a spec location) for error messages."""
-        graph = self
+        return _At(self, loc)
 
-        class _At:
-            def __enter__(self):
-                self.prev, graph.loc = graph.loc, loc
 
-            def __exit__(self, *exc):
-                graph.loc = self.prev
-        return _At()
+class _At:
+    """``Graph.at``'s context (one class, not one per call: a spec enters hundreds)."""
+    __slots__ = ("graph", "loc", "prev")
+
+    def __init__(self, graph: Graph, loc):
+        self.graph, self.loc = graph, loc
+
+    def __enter__(self):
+        self.prev, self.graph.loc = self.graph.loc, self.loc
+
+    def __exit__(self, *exc):
+        self.graph.loc = self.prev
 
 
 def _check_attrs(op, attrs: dict) -> None:

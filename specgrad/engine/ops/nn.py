@@ -74,7 +74,14 @@ def softmax_cross_entropy(logits, labels):
     x = _float_array(logits)
     m = x.max(axis=-1, keepdims=True)
     lse = np.log(np.exp(x - m).sum(axis=-1)) + m[..., 0]
-    return (lse - _at_labels(x, labels)).mean()
+    return _mean(lse - _at_labels(x, labels))
+
+
+def _mean(v):
+    """``v.mean()`` with the same bits (numpy's own steps: the sum, divided by the count as an intp, then
+    cast to the sum's type), without ``mean``'s Python wrapper: a loss runs once a step."""
+    total = np.add.reduce(v, axis=None)
+    return total.dtype.type(total / np.intp(v.size))
 
 
 def _float_array(x, *others):

@@ -213,3 +213,26 @@ def test_values_of_the_data_alone_are_computed_once_while_the_same_read_only_dat
         writable *= 1.5
         np.testing.assert_allclose(flat(plan(writable, kv)), naive(writable, kv), rtol=1e-12)
     assert len(calls) == 5
+
+
+def test_outputs_written_into_the_callers_arrays_are_the_same_bits():
+    g = Graph()
+    x, w1, w2 = g.input("x", ("B", 5)), g.param("w1", (5, 4)), g.param("w2", (4, 3))
+    loss = g.apply("sum", g.apply("tanh", x @ w1) @ w2)
+    grads = gradients(loss, [w1, w2])
+    plain = Plan([loss, *grads], [x, w1, w2])
+    into = Plan([loss, *grads], [x, w1, w2])
+    arrays = {1: np.empty((5, 4)), 2: np.empty((4, 3))}
+    into.write_outputs_into(arrays)
+    rng = np.random.default_rng(2)
+    for _ in range(3):                          # interpreted, then specialized: written into the arrays
+        feeds = [rng.standard_normal((6, 5)), rng.standard_normal((5, 4)), rng.standard_normal((4, 3))]
+        want, got = plain(*feeds), into(*feeds)
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b)
+    assert got[1] is arrays[1] and got[2] is arrays[2]
+    other = Plan([loss, *grads], [x, w1, w2])
+    other.write_outputs_into({1: np.empty((5, 4), np.float32)})   # another dtype: a fresh array as before
+    for _ in range(2):
+        result = other(*feeds)
+    assert result[1] is not arrays[1] and result[1].dtype == np.float64

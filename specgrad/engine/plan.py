@@ -93,6 +93,15 @@ class Plan:
         for s in kept:
             self.last_use[s] = NEVER
         self.specialized: dict[tuple, object] = {}
+        self.output_arrays: dict[int, np.ndarray] = {}
+
+    def write_outputs_into(self, arrays: dict[int, np.ndarray]) -> None:
+        """From the next call on, output ``k`` is written straight into ``arrays[k]`` where the op producing it
+        writes into an array (``out=``) of that shape and dtype, and no other value shows it; the call then
+        returns that array. The caller owns these arrays: each call overwrites what the last one left there
+        (a trainer's gradient buffers: no fresh result, no copy). Other outputs stay fresh arrays."""
+        self.output_arrays = dict(arrays)
+        self.specialized.clear()
 
     def products(self, dims: dict[str, int]) -> list[tuple[int, int, int, int]]:
         """The BLAS matrix products one call of the plan makes, ``(calls, m, k, n)`` each (``calls`` products
@@ -194,12 +203,25 @@ class Plan:
     def specialize(self, layout: dict, views: dict) -> "Specialized":
         buffer_of, kinds = self.assign_buffers(layout, views)
         buffers = [np.empty(shape, dtype) for shape, dtype in kinds]
+        into = self._caller_arrays(layout, views)
         steps = []
         for i, st in enumerate(self.steps):
             dead = tuple(a for a in dict.fromkeys(st.args) if self.last_use[a] == i and a not in buffer_of)
-            buf = buffers[buffer_of[st.out]] if st.out in buffer_of else None
+            buf = buffers[buffer_of[st.out]] if st.out in buffer_of else into.get(st.out) if st.takes_out else None
             steps.append(bind(st.fn, tuple(st.args), st.out, buf, dead))
         return Specialized(self, steps, buffers, buffer_of)
+
+
+    def _caller_arrays(self, layout: dict, views: dict) -> dict[int, np.ndarray]:
+        """Slot -> the caller's array its output is written into (``write_outputs_into``), where that is
+        safe: an output slot listed once, of the array's shape and dtype, that no other value views."""
+        viewed = {a for shown in views.values() for a in shown}
+        into = {}
+        for k, arr in self.output_arrays.items():
+            s = self.outputs[k]
+            if self.outputs.count(s) == 1 and s not in viewed and layout.get(s) == (arr.shape, arr.dtype):
+                into[s] = arr
+        return into
 
 
 class Specialized:

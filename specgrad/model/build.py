@@ -100,7 +100,9 @@ class TrainStep:
     def __init__(self, model: Model, seed: int):
         self.model, self.seed = model, seed
         self.state = init_state(model)
-        self.plan = model.plan([model.loss, *model.grads, *model.state_updates.values()])
+        # a plan of its own (not the model's shared one): a trainer may have it write gradients into its buffers
+        self.plan = Plan([model.loss, *model.grads, *model.state_updates.values()], model.feeds,
+                         data=list(model.inputs.values()))
         self.stateless = not model.state and not model.state_updates and model.rng is None
 
     def __call__(self, batch: list, params: list, step: int):

@@ -131,6 +131,8 @@ class Trainer:
         self.optimizer = make_optimizer(dict(spec.data["optimizer"]), self.params)
         self.schedule = make_schedule(spec.data.get("schedule"), s.optimizer["lr"], self.total_steps)
         self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
+        if self.accumulate == 1:            # the plan writes the gradients where the optimizer reads them
+            self.train_step.plan.write_outputs_into({1 + i: g for i, g in enumerate(self.optimizer.grads.values())})
         # BLAS threads for the loop, from the sizes of the step's matrix products (run/threads.py)
         self.threads = threads.decide(self.train_step.plan.products({BATCH: self.batches.size}), t.threads)
         self.resolved = {**spec.data, "seed": self.seed}    # the spec as run: the seed used is written down
@@ -177,7 +179,8 @@ class Trainer:
         if self.accumulate == 1:                            # the common case, without the bookkeeping
             loss, grads = self._forward_backward(self.batches.get(step), step)
             for g_acc, g in zip(acc.values(), grads):
-                np.copyto(g_acc, g)
+                if g is not g_acc:                          # the plan wrote most of them there already
+                    np.copyto(g_acc, g)
             return loss, acc
         total = 0.0
         for j in range(self.accumulate):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from functools import partial
+from operator import is_
 from typing import Sequence
 
 import numpy as np
@@ -247,8 +248,8 @@ class Specialized:
         steps = self.steps
         if self.data_positions:
             data = [values[i] for i in self.data_positions]
-            if self.last_data and all(a is b for a, b in zip(data, self.last_data)) and \
-                    not any(a.flags.writeable for a in data):
+            if self.last_data and all(map(is_, data, self.last_data)) and \
+                    not any([a.flags.writeable for a in data]):
                 steps = self.other_steps
                 for s, v in zip(self.reused_slots, self.reused_values):
                     env[s] = v

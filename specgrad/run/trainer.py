@@ -268,7 +268,7 @@ class Trainer:
         stops the run here (``on_divergence: fail`` raises instead)."""
         loss, grads = self._gradients(step)
         # the global norm over the flat gradient buffers, one product per dtype; per parameter only if logged
-        norm = math.sqrt(sum(float(np.vdot(f, f)) for f in self.optimizer.grad_flat))
+        norm = math.sqrt(sum([float(np.vdot(f, f)) for f in self.optimizer.grad_flat]))
         norms = param_norms(grads) if logged else None
         lr = self.schedule(step)
         finite = math.isfinite(loss) and math.isfinite(norm)

@@ -26,6 +26,8 @@ def _expand_back(g, x, axis, keepdims):
                     ([(3, 1)], {"axis": -1})])
 def sum_(x, axis=None, keepdims=False):
     """sum over axes (all when axis is omitted)"""
+    if axis is None and type(x) is np.ndarray and x.dtype.kind == "f":
+        return np.add.reduce(x, axis=None, keepdims=keepdims)    # np.sum's own reduction, minus its wrapper
     return np.sum(x, axis=_axes(axis), keepdims=keepdims)
 
 

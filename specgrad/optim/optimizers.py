@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from specgrad.base.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry
+from specgrad.optim.sharing import Sharing
 
 GROUP = {
     "type": "object", "additionalProperties": False, "required": ["match"],
@@ -49,32 +50,26 @@ class Optimizer:
 
     def map(self, fn, items) -> None:
         """fn(item) for every item: on the optimizer's threads when ``parallel`` gave it some, else here."""
-        pool = self.__dict__.get("_pool")
-        if pool is None or len(items) < 2:
+        sharing = self.__dict__.get("_sharing")
+        if sharing is None or len(items) < 2:
             for item in items:
                 fn(item)
-            return
-        # one task per thread, each a contiguous run of items: a task costs ~10 µs to hand over
-        n = min(self._workers, len(items))
-        runs = [items[len(items) * i // n:len(items) * (i + 1) // n] for i in range(n)]
-        for _ in pool.map(lambda run: [fn(item) for item in run], runs):
-            pass
+        else:
+            sharing.run(fn, items)
 
     @contextmanager
     def parallel(self, workers: int):
-        """Inside the block, updates over several chunks of the flat buffers run on ``workers`` threads
-        (numpy releases the GIL in its loops). Elementwise, so the bits do not depend on it."""
+        """Inside the block, updates over several chunks of the flat buffers run on ``workers`` threads, this
+        one included (specgrad/optim/sharing.py). Elementwise, so the bits do not depend on it."""
         if workers <= 1:
             yield self
             return
-        # imported here: concurrent.futures brings logging along (~5 ms), for runs that use threads only
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(workers, thread_name_prefix="specgrad-optim") as pool:
-            self._pool, self._workers = pool, workers
-            try:
-                yield self
-            finally:
-                self._pool = None
+        self._sharing = Sharing(workers - 1)
+        try:
+            yield self
+        finally:
+            self._sharing.close()
+            self._sharing = None
 
     def apply_groups(self, groups) -> None:
         """Give parameters matched by a group that group's lr and weight decay (first match wins)."""

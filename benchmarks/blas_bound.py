@@ -14,7 +14,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from specgrad.run.threads import user_setting, usable_cpus
+from specgrad.run.threads import usable_cpus, user_setting
 from specgrad.spec import load_spec
 
 

@@ -114,7 +114,7 @@ def table(axis: str, rows: list[dict]) -> str:
 
 
 def plot(axis: str, rows: list[dict], path: Path) -> None:
-    import matplotlib                    # the plot extra, for this script only
+    import matplotlib  # the plot extra, for this script only
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)

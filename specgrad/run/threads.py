@@ -117,7 +117,8 @@ def applied(decision: Decision) -> Iterator[Decision]:
     if decision.threads is None:
         yield decision
         return
-    from threadpoolctl import threadpool_limits     # imported where threads change (not for poly's start-up)
+    # imported where threads change: not at start-up, nor for a plan without matrix products (poly)
+    from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=decision.threads, user_api="blas"):
         yield decision
 

@@ -97,12 +97,13 @@ class TrainStep:
     parameters, the state and the step's random key, keeps the updated state, and returns loss and gradients.
     A runner saves ``state_arrays()`` in its checkpoints and gives them back to ``load_state``."""
 
-    def __init__(self, model: Model, seed: int):
+    def __init__(self, model: Model, seed: int, own_plan: bool = False):
         self.model, self.seed = model, seed
         self.state = init_state(model)
-        # a plan of its own (not the model's shared one): a trainer may have it write gradients into its buffers
-        self.plan = Plan([model.loss, *model.grads, *model.state_updates.values()], model.feeds,
-                         data=list(model.inputs.values()))
+        outputs = [model.loss, *model.grads, *model.state_updates.values()]
+        # ``own_plan``: a plan not shared with the model's other users, which a trainer may have write the
+        # gradients into its own buffers (Plan.write_outputs_into); else the model's compiled plan
+        self.plan = Plan(outputs, model.feeds, data=list(model.inputs.values())) if own_plan else model.plan(outputs)
         self.stateless = not model.state and not model.state_updates and model.rng is None
 
     def __call__(self, batch: list, params: list, step: int):

@@ -130,7 +130,7 @@ class Trainer:
         self.params = init_params(self.model, stream(self.seed, INIT))
         self.optimizer = make_optimizer(dict(spec.data["optimizer"]), self.params)
         self.schedule = make_schedule(spec.data.get("schedule"), s.optimizer["lr"], self.total_steps)
-        self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
+        self.train_step = TrainStep(self.model, self.seed, own_plan=True)   # feeds state + key, keeps updates
         if self.accumulate == 1:            # the plan writes the gradients where the optimizer reads them
             self.train_step.plan.write_outputs_into({1 + i: g for i, g in enumerate(self.optimizer.grads.values())})
         # BLAS threads for the loop, from the sizes of the step's matrix products (run/threads.py)

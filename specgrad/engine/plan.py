@@ -240,11 +240,16 @@ class Specialized:
         self.reused_slots = plan.reused
         self.last_data: list = []
         self.reused_values: list = []
+        n = len(plan.feed_slots)
+        self.rest = plan.template[n:] if plan.feed_slots == list(range(n)) else None
 
     def __call__(self, *values) -> list:
-        env = self.template.copy()
-        for s, v in zip(self.feed_slots, values):
-            env[s] = v
+        if self.rest is not None:                   # feeds hold the first slots, in order: one list build
+            env = [*values, *self.rest]
+        else:
+            env = self.template.copy()
+            for s, v in zip(self.feed_slots, values):
+                env[s] = v
         steps = self.steps
         if self.data_positions:
             data = [values[i] for i in self.data_positions]

@@ -4,6 +4,7 @@
     python benchmarks/startup.py --explain       # and where the time of `specgrad train models/poly.yaml` goes
 
 Each round runs, one after the other, ``python -c "import numpy, yaml, jsonschema, typer"`` (the baseline),
+the same plus ``typer._adapters`` (what typer's parameter coercion imports: pydantic),
 ``specgrad train models/poly.yaml --quiet`` (2,000 steps, 4 checkpoints) and ``specgrad validate models/``,
 each a fresh process; the figure of a command is the median over the rounds of its wall time divided by the
 baseline's in the same round (the target is 1.3x at most), with the median wall and CPU times beside it.
@@ -32,6 +33,8 @@ BASELINE = "import numpy, yaml, jsonschema, typer"
 # packages a command imports beyond the baseline's, by top-level name, for --explain
 COMMANDS = {
     "baseline": ["-c", BASELINE],
+    # what typer's parameter coercion adds to any command with a non-boolean parameter (it imports pydantic)
+    "typer_coercion": ["-c", BASELINE + ", typer._adapters"],
     "train": ["-m", "specgrad.cli", "train", "models/poly.yaml", "--quiet", "--run-dir"],
     "validate": ["-m", "specgrad.cli", "validate", "models/"],
 }
@@ -151,7 +154,8 @@ def main(argv=None):
         print(f"{mode.replace('_', ' ')} (load average {record['load_avg']:.2f} -> {record['load_avg_end']:.2f}, "
               f"{args.rounds} interleaved rounds):")
         print(f"  python -c \"{BASELINE}\": {r['baseline']['wall']} s wall, {r['baseline']['cpu']} s CPU")
-        for name, label in (("train", "specgrad train models/poly.yaml"), ("validate", "specgrad validate models/")):
+        for name, label in (("typer_coercion", "the baseline + typer's coercion (pydantic), no specgrad"),
+                            ("train", "specgrad train models/poly.yaml"), ("validate", "specgrad validate models/")):
             print(f"  {label}: {r[name]['wall']} s wall, {r[name]['cpu']} s CPU; {r[name]['ratio']}x the baseline "
                   f"(CPU {r[name]['cpu_ratio']}x; target <= 1.3x)")
     with open(ROOT / "benchmarks" / "results.jsonl", "a") as f:

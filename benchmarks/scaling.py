@@ -106,9 +106,11 @@ def table(axis: str, rows: list[dict]) -> str:
     head = (f"| {axis} | GFLOP/step | specgrad | numpy | PyTorch | BLAS bound | specgrad / bound | "
             "specgrad / numpy | specgrad / PyTorch |")
     lines = [head, "|" + "---|" * 9]
+    def rate(x):                         # steps/s: whole numbers, but 3 digits below 10 (width 4096)
+        return f"{x:,.0f}" if x >= 10 else f"{x:.3g}"
     for r in rows:
-        lines.append(f"| {r[axis]} | {r['gflop_per_step']:.3g} | {r['specgrad']:,.0f} | {r['numpy']:,.0f} | "
-                     f"{r['torch']:,.0f} | {r['bound']:,.0f} | {r['specgrad'] / r['bound']:.2f} | "
+        lines.append(f"| {r[axis]} | {r['gflop_per_step']:.3g} | {rate(r['specgrad'])} | {rate(r['numpy'])} | "
+                     f"{rate(r['torch'])} | {rate(r['bound'])} | {r['specgrad'] / r['bound']:.2f} | "
                      f"{r['specgrad'] / r['numpy']:.2f} | {r['specgrad'] / r['torch']:.2f} |")
     return "\n".join(lines)
 

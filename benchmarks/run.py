@@ -3,6 +3,7 @@
     python benchmarks/run.py                      # poly, digits, wide; 5 interleaved runs each
     python benchmarks/run.py --tasks poly --repeat 9
     python benchmarks/run.py --threads 1          # one BLAS thread for every framework
+    python benchmarks/run.py --busy               # each round also beside one competing CPU-bound process
 
 On a machine that sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (to work around old OpenBLAS builds), run it as
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py`` so that numpy uses the kernel
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,6 +47,7 @@ ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
 import baselines  # noqa: E402
+from blas_bound import blas_bound, spec_products  # noqa: E402
 from specgrad_loops import specgrad_mlp, specgrad_poly  # noqa: E402
 
 HEAVY = ("numpy", "yaml", "jsonschema", "typer", "rich", "sklearn", "torch")
@@ -66,10 +69,12 @@ def poly_task():
 
 def mlp_task(name, X, y, Xt, yt, sizes, epochs, bs):
     spec = BENCH / "specs" / f"{name}.yaml"
+    steps = epochs * -(-len(X) // bs)
     return {
         "numpy": lambda: baselines.mlp_numpy(X, y, Xt, yt, sizes, epochs, bs, 1e-3)[0],
         "specgrad": lambda: specgrad_mlp(spec, X, y),
         "torch": lambda: baselines.mlp_torch(X, y, Xt, yt, sizes, epochs, bs, 1e-3)[0],
+        "bound": lambda: blas_bound(spec_products(spec, bs), np.float32, steps),
     }, {
         "numpy": lambda: baselines.mlp_numpy(X[:bs], y[:bs], Xt, yt, sizes, 1, bs, 1e-3),
         "specgrad": lambda: specgrad_mlp(spec, X[:bs], y[:bs]),
@@ -105,6 +110,9 @@ def worker(task: str, fw: str, memory: bool) -> dict:
     """One framework on one task in this (fresh) process: warm up, run the loop once, time it."""
     loops, warmups = TASKS[task]()
     loop = loops[fw]
+    if fw == "bound":                    # the products alone: the loop times itself (its best thread count)
+        steps, seconds, threads = loop()
+        return {"steps": steps, "seconds": seconds, "threads": threads}
     if fw == "specgrad":                 # specgrad's entries prepare (load the spec, write data), return the run
         warmups.get(fw, loop)()()
         loop = loop()
@@ -138,24 +146,59 @@ def in_worker(task, fw, threads=None, memory=False) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def run_task(name, repeat, frameworks, threads):
-    rates, whole_run = {fw: [] for fw in frameworks}, []
+def run_task(name, repeat, frameworks, threads, busy=False):
+    """Interleaved rounds of every framework; with ``busy``, each round twice, quiet then beside one competing
+    CPU-bound process, so that both sets of ratios come from the same minutes."""
+    frameworks = [fw for fw in frameworks if fw != "bound" or name != "poly"]     # poly has no BLAS product
+    moods = ("quiet", "busy") if busy else ("quiet",)
+    rates = {mood: {fw: [] for fw in frameworks} for mood in moods}
+    whole_run, bound_threads = [], []
     for _ in range(repeat):              # interleaved, so that a busy machine slows all of them alike
-        for fw in frameworks:
-            r = in_worker(name, fw, threads)
-            rates[fw].append(r["steps"] / r["seconds"])
-            if "run_seconds" in r:
-                whole_run.append(r["steps"] / r["run_seconds"])
+        for mood in moods:
+            with competing_process(mood == "busy"):
+                for fw in frameworks:
+                    r = in_worker(name, fw, threads)
+                    rates[mood][fw].append(r["steps"] / r["seconds"])
+                    if "run_seconds" in r and mood == "quiet":
+                        whole_run.append(r["steps"] / r["run_seconds"])
+                    if "threads" in r and mood == "quiet":
+                        bound_threads.append(r["threads"])
     out = {fw: {"steps_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
-           for fw, r in rates.items()}
+           for fw, r in rates["quiet"].items()}
     # with the final checkpoint, which the loops above do not write
     out["specgrad"]["whole_run_steps_per_s"] = round(statistics.median(whole_run), 1)
+    if bound_threads:
+        out["bound"]["threads"] = bound_threads
     for fw in ("numpy", "specgrad"):
         out[fw]["peak_mb"] = round(in_worker(name, fw, threads, memory=True)["peak_bytes"] / 2 ** 20, 2)
-    # the ratio of each round (runs moments apart), then the median: steadier than a ratio of medians
-    out["ratios"] = {f"specgrad/{fw}": round(statistics.median(a / b for a, b in zip(rates["specgrad"], rates[fw])), 2)
-                     for fw in frameworks if fw != "specgrad"}
+    out["ratios"] = round_ratios(rates["quiet"], frameworks)
+    if busy:
+        out["busy"] = {fw: {"steps_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
+                       for fw, r in rates["busy"].items()}
+        out["busy"]["ratios"] = round_ratios(rates["busy"], frameworks)
     return out
+
+
+def round_ratios(rates, frameworks) -> dict:
+    """specgrad over each other framework: the ratio of each round (runs moments apart), then the median,
+    steadier than a ratio of medians."""
+    return {f"specgrad/{fw}": round(statistics.median(a / b for a, b in zip(rates["specgrad"], rates[fw])), 2)
+            for fw in frameworks if fw != "specgrad"}
+
+
+@contextmanager
+def competing_process(on: bool):
+    """One CPU-bound process beside the measurement (``--busy``): another user's job on the same machine."""
+    if not on:
+        yield
+        return
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)                  # running before the measurement starts
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 # ------------------------------------------------------------------------------------ whole processes
@@ -211,6 +254,8 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads for every framework (default: theirs); "
                         "1 gives steadier figures on a machine that other jobs keep busy")
+    parser.add_argument("--busy", action="store_true", help="run every round twice: quiet, then beside one "
+                        "competing CPU-bound process; prints both sets of ratios and busy / quiet")
     parser.add_argument("--record", action="store_true",
                         help="append the results as one JSON line to --results (nothing is written without it)")
     parser.add_argument("--results", default=str(BENCH / "results.jsonl"), help="where --record appends")
@@ -229,10 +274,11 @@ def main(argv=None):
         if done.returncode == 0:
             frameworks.append("torch")
             torch_version = done.stdout.strip()
+    frameworks.append("bound")        # the step's matrix products alone (MLP tasks): the BLAS bound
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__,
                           "torch": torch_version},
-              "repeat": args.repeat, "threads": args.threads, "load_avg": os.getloadavg()[0], "blas": blas(),
+              "repeat": args.repeat, "threads": args.threads, "busy": args.busy, "load_avg": os.getloadavg()[0], "blas": blas(),
               "openblas_env": {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ},
               "tasks": {}}
     for lib in record["blas"]:
@@ -242,12 +288,17 @@ def main(argv=None):
         print(f"note: {', '.join(f'{k}={v}' for k, v in record['openblas_env'].items())} is set; to benchmark "
               "numpy's own kernel, run this command under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")
     for name in args.tasks.split(","):
-        record["tasks"][name] = res = run_task(name, args.repeat, frameworks, args.threads)
-        line = "  ".join(f"{fw} {res[fw]['steps_per_s']:>9,.1f}/s" for fw in frameworks)
+        record["tasks"][name] = res = run_task(name, args.repeat, frameworks, args.threads, args.busy)
+        line = "  ".join(f"{fw} {res[fw]['steps_per_s']:>9,.1f}/s" for fw in frameworks if fw in res)
         mem = "  ".join(f"{fw} {res[fw]['peak_mb']} MB" for fw in ("numpy", "specgrad"))
         print(f"{name:7s} {line}   {'  '.join(f'{k} {v}x' for k, v in res['ratios'].items())}   peak: {mem}   "
               f"(specgrad's whole run, final checkpoint included: {res['specgrad']['whole_run_steps_per_s']:,.1f}/s)",
               flush=True)
+        if args.busy:
+            busy = res["busy"]
+            kept = "  ".join(f"{k} {v}x ({v / res['ratios'][k]:.2f} of quiet)" for k, v in busy["ratios"].items())
+            line = "  ".join(f"{fw} {busy[fw]['steps_per_s']:>9,.1f}/s" for fw in frameworks if fw in busy)
+            print(f"{'  busy':7s} {line}   {kept}", flush=True)
     record["process_s"] = {
         "train models/poly.yaml": process_seconds(["train", "models/poly.yaml", "--quiet"], args.repeat),
         "validate models/": process_seconds(["validate", "models/"], args.repeat),

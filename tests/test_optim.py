@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from specgrad.optim.optimizers import OPTIMIZERS, make_optimizer
+from specgrad.optim.optimizers import CHUNK, OPTIMIZERS, make_optimizer
 
 STEPS = 5
 
@@ -175,13 +175,19 @@ def test_a_group_that_matches_no_parameter_is_a_located_error(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["adam", "adamw"])
-def test_adam_over_all_parameters_at_once_equals_one_parameter_at_a_time_bitwise(kind):
-    """Adam updates every parameter in one pass over flat buffers; the result must be the bits of PyTorch's
-    formula applied to each parameter on its own, with numpy, whatever the shapes, dtypes and groups."""
+@pytest.mark.parametrize("group_lr", [0.05, None])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_adam_over_all_parameters_at_once_equals_one_parameter_at_a_time_bitwise(kind, group_lr, workers):
+    """Adam updates every parameter in one pass over flat buffers, chunk by chunk, on one thread or several;
+    the result must be the bits of PyTorch's formula applied to each parameter on its own, with numpy,
+    whatever the shapes, dtypes, groups and threads (w3 spans several chunks)."""
     rng = np.random.default_rng(0)
-    shapes = {"w1": ((5, 4), np.float32), "b1": ((4,), np.float32), "w2": ((4, 3), np.float64), "s": ((), np.float32)}
+    shapes = {"w1": ((5, 4), np.float32), "b1": ((4,), np.float32), "w2": ((4, 3), np.float64), "s": ((), np.float32),
+              "w3": ((3, CHUNK + 7), np.float32)}
     p0 = {k: rng.standard_normal(s).astype(dt) for k, (s, dt) in shapes.items()}
-    settings = {"type": kind, "lr": 0.01, "weight_decay": 0.1, "groups": [{"match": "b*", "lr": 0.05}]}
+    settings = {"type": kind, "lr": 0.01, "weight_decay": 0.1}
+    if group_lr:
+        settings["groups"] = [{"match": "b*", "lr": group_lr}]
     params = {k: v.copy() for k, v in p0.items()}
     opt = make_optimizer(settings, params)
     want = {k: v.copy() for k, v in p0.items()}
@@ -190,9 +196,10 @@ def test_adam_over_all_parameters_at_once_equals_one_parameter_at_a_time_bitwise
     for t in range(1, 6):
         grads = {k: rng.standard_normal(s).astype(dt) for k, (s, dt) in shapes.items()}
         lr = 0.01 * (1 - 0.1 * t)
-        opt.step({k: g.copy() for k, g in grads.items()}, lr)
+        with opt.parallel(workers):
+            opt.step({k: g.copy() for k, g in grads.items()}, lr)
         for k, p in want.items():
-            lr_p = lr * (0.05 / 0.01) if k == "b1" else lr
+            lr_p = lr * (group_lr / 0.01) if k == "b1" and group_lr else lr
             g = grads[k]
             if kind == "adamw":
                 p *= 1 - lr_p * 0.1

@@ -1,6 +1,7 @@
 """The execution plan: results equal a naive evaluation, buffers are preallocated and reused across calls,
 no op ever writes over a value that is still live (views included), dead values are freed, constants are
 folded, and gradient contributions are accumulated in place."""
+import dataclasses
 import tracemalloc
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from specgrad.engine.autodiff import gradients
 from specgrad.engine.ir import Graph
+from specgrad.engine.ops.registry import REGISTRY
 from specgrad.engine.plan import Plan
 
 
@@ -173,3 +175,64 @@ def test_dead_branches_are_not_run():
     g.apply("sin", x)                   # not an ancestor of the output
     plan = Plan([used], [x])
     assert [st.op for st in plan.steps] == ["exp"]
+
+
+def test_values_of_the_data_alone_are_computed_once_while_the_same_read_only_data_comes_back(monkeypatch):
+    calls = []
+    real = REGISTRY["powers"]
+    monkeypatch.setitem(REGISTRY, "powers", dataclasses.replace(
+        real, forward=lambda x, degree: calls.append(1) or real.forward(x, degree)))
+    g = Graph()
+    x, k = g.input("x", ("B",)), g.param("k", (4,))
+    loss = g.apply("sum", g.apply("square", g.apply("powers", x, degree=3) @ k))
+    (gk,) = gradients(loss, [k])
+    plan = Plan([loss, gk], [x, k], data=[x])
+    rng = np.random.default_rng(0)
+
+    def naive(xv, kv):
+        phi = np.stack([xv ** j for j in range(4)], axis=-1)
+        return np.concatenate([[np.sum((phi @ kv) ** 2)], 2 * (phi @ kv) @ phi])
+
+    def flat(results):
+        return np.concatenate([[results[0]], results[1]])
+
+    xv = rng.standard_normal(16)
+    frozen = xv.view()
+    frozen.flags.writeable = False
+    for step in range(4):                       # the same read-only array: powers runs on the first two calls
+        kv = rng.standard_normal(4)             # (interpreted, then specialized) and never again
+        got = plan(frozen, kv)
+        np.testing.assert_allclose(flat(got), naive(xv, kv), rtol=1e-12)
+    assert len(calls) == 2
+    other = rng.standard_normal(16)             # other data, read-only too: computed again
+    other.flags.writeable = False
+    np.testing.assert_allclose(flat(plan(other, kv)), naive(other, kv), rtol=1e-12)
+    assert len(calls) == 3
+    writable = rng.standard_normal(16)          # writable data may change between calls: never reused
+    for _ in range(2):
+        writable *= 1.5
+        np.testing.assert_allclose(flat(plan(writable, kv)), naive(writable, kv), rtol=1e-12)
+    assert len(calls) == 5
+
+
+def test_outputs_written_into_the_callers_arrays_are_the_same_bits():
+    g = Graph()
+    x, w1, w2 = g.input("x", ("B", 5)), g.param("w1", (5, 4)), g.param("w2", (4, 3))
+    loss = g.apply("sum", g.apply("tanh", x @ w1) @ w2)
+    grads = gradients(loss, [w1, w2])
+    plain = Plan([loss, *grads], [x, w1, w2])
+    into = Plan([loss, *grads], [x, w1, w2])
+    arrays = {1: np.empty((5, 4)), 2: np.empty((4, 3))}
+    into.write_outputs_into(arrays)
+    rng = np.random.default_rng(2)
+    for _ in range(3):                          # interpreted, then specialized: written into the arrays
+        feeds = [rng.standard_normal((6, 5)), rng.standard_normal((5, 4)), rng.standard_normal((4, 3))]
+        want, got = plain(*feeds), into(*feeds)
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b)
+    assert got[1] is arrays[1] and got[2] is arrays[2]
+    other = Plan([loss, *grads], [x, w1, w2])
+    other.write_outputs_into({1: np.empty((5, 4), np.float32)})   # another dtype: a fresh array as before
+    for _ in range(2):
+        result = other(*feeds)
+    assert result[1] is not arrays[1] and result[1].dtype == np.float64

@@ -7,6 +7,7 @@ backward pass live in the same graph, so the same planning applies to both.
 from __future__ import annotations
 
 import inspect
+from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -122,21 +123,27 @@ class Graph:
 
     def at(self, loc):
         """Context manager: nodes created inside carry ``loc`` (a spec location) for error messages."""
-        graph = self
+        return _At(self, loc)
 
-        class _At:
-            def __enter__(self):
-                self.prev, graph.loc = graph.loc, loc
 
-            def __exit__(self, *exc):
-                graph.loc = self.prev
-        return _At()
+class _At:
+    """``Graph.at``'s context (one class, not one per call: a spec enters hundreds)."""
+    __slots__ = ("graph", "loc", "prev")
+
+    def __init__(self, graph: Graph, loc):
+        self.graph, self.loc = graph, loc
+
+    def __enter__(self):
+        self.prev, self.graph.loc = self.graph.loc, self.loc
+
+    def __exit__(self, *exc):
+        self.graph.loc = self.prev
 
 
 def _check_attrs(op, attrs: dict) -> None:
     """Attributes the op's forward requires are given, and text is given only where the op takes text
     (``one_hot``'s dtype; a symbolic dim such as "B" inside a shape list is fine)."""
-    params = inspect.signature(op.forward).parameters
+    params = _parameters(op.forward)
     missing = [a for a in op.attrs if a in params and params[a].default is inspect.Parameter.empty
                and a not in attrs]
     if missing:
@@ -164,6 +171,13 @@ def _integers(value) -> bool:
         return all(_integers(v) and not isinstance(v, (list, tuple)) for v in value)
     return value is None or isinstance(value, str) or (isinstance(value, (int, np.integer))
                                                        and not isinstance(value, bool))
+
+
+@lru_cache(maxsize=None)
+def _parameters(forward) -> Any:
+    """A forward's parameters, read once per op (inspect.signature costs ~50 µs; a spec applies ops by the
+    hundred)."""
+    return inspect.signature(forward).parameters
 
 
 def ancestors(outputs: Iterable[Node]) -> list[Node]:

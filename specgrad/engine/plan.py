@@ -19,11 +19,19 @@ the same buffers: no allocation for those ops, no per-op bookkeeping.
 
 Outputs, and whatever they view, never live in a buffer: results are fresh arrays that stay valid after
 the next call, and feeds are never written.
+
+Values computed from data feeds alone (``Plan(..., data=[...])``: polynomial features of the inputs, one-hot
+labels) are computed once and reused while the same data comes back: when every data feed of a call is the
+very array object of the previous call and read-only (``flags.writeable`` False, which the trainer sets on
+the whole-batch arrays it feeds at every step of full-batch training), those steps are skipped and their
+values of the previous call are used. A caller must not change a read-only array's contents through a
+writable base while feeding it; the trainer never does.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from functools import partial
+from operator import is_
 from typing import Sequence
 
 import numpy as np
@@ -36,7 +44,7 @@ MAX_SPECIALIZED = 8      # feed signatures kept specialized (each holds its own 
 
 
 class Plan:
-    def __init__(self, outputs: Sequence[Node], feeds: Sequence[Node]):
+    def __init__(self, outputs: Sequence[Node], feeds: Sequence[Node], data: Sequence[Node] = ()):
         inputs = implicit_broadcasts(ancestors(outputs))     # node id -> the inputs it will read
         order = reachable(outputs, inputs)
         feed_ids = {n.id for n in feeds}
@@ -59,18 +67,50 @@ class Plan:
             if nid in slot:
                 self.template[slot[nid]] = value
         self.steps = [Step(n, [slot[x.id] for x in inputs[n.id]], slot[n.id]) for n in nodes]
+        # the matrix products of the steps, as their ops declare them: (rule, input shapes, attrs)
+        self._products = [(REGISTRY[n.op].products, [x.shape for x in inputs[n.id]], n.attrs)
+                          for n in nodes if REGISTRY[n.op].products is not None]
         self.outputs = [slot[n.id] for n in outputs]
         self.n_slots = len(slot)
 
-        # liveness: slot -> index of the last step that reads it; outputs, feeds and constants are kept
+        # steps that read data feeds (and constants) only, and the values of theirs that other steps read
+        self.data_slots = [slot[n.id] for n in data if n.id in slot]
+        fixed = {*self.data_slots, *(slot[nid] for nid in self.constants if nid in slot)}
+        self.data_steps = []
+        for i, st in enumerate(self.steps):
+            if self.data_slots and all(a in fixed for a in st.args):
+                fixed.add(st.out)
+                self.data_steps.append(i)
+        derived = {self.steps[i].out for i in self.data_steps}
+        self.reused = sorted({a for st in self.steps if st.out not in derived for a in st.args if a in derived})
+
+        # liveness: slot -> index of the last step that reads it; outputs, feeds, constants and values
+        # derived from data alone (reused by the next call) are kept
         self.last_use = defaultdict(lambda: -1)
         for i, st in enumerate(self.steps):
             for a in st.args:
                 self.last_use[a] = i
-        kept = {*self.outputs, *self.feed_slots, *(slot[nid] for nid in self.constants if nid in slot)}
+        kept = {*self.outputs, *self.feed_slots, *(slot[nid] for nid in self.constants if nid in slot), *self.reused}
         for s in kept:
             self.last_use[s] = NEVER
         self.specialized: dict[tuple, object] = {}
+        self.output_arrays: dict[int, np.ndarray] = {}
+
+    def write_outputs_into(self, arrays: dict[int, np.ndarray]) -> None:
+        """From the next call on, output ``k`` is written straight into ``arrays[k]`` where the op producing it
+        writes into an array (``out=``) of that shape and dtype, and no other value shows it; the call then
+        returns that array. The caller owns these arrays: each call overwrites what the last one left there
+        (a trainer's gradient buffers: no fresh result, no copy). Other outputs stay fresh arrays."""
+        self.output_arrays = dict(arrays)
+        self.specialized.clear()
+
+    def products(self, dims: dict[str, int]) -> list[tuple[int, int, int, int]]:
+        """The BLAS matrix products one call of the plan makes, ``(calls, m, k, n)`` each (``calls`` products
+        of [m, k] by [k, n]), with the symbolic dims of the shapes given by ``dims`` (the batch: ``{"B": 64}``).
+        The runner picks BLAS's thread count from these; the plan itself never changes threads."""
+        def concrete(shape):
+            return tuple(dims[d] if isinstance(d, str) else d for d in shape)
+        return [p for rule, shapes, attrs in self._products for p in rule(*map(concrete, shapes), **attrs)]
 
     def __call__(self, *values) -> list:
         if len(values) != self.n_feeds:
@@ -164,12 +204,25 @@ class Plan:
     def specialize(self, layout: dict, views: dict) -> "Specialized":
         buffer_of, kinds = self.assign_buffers(layout, views)
         buffers = [np.empty(shape, dtype) for shape, dtype in kinds]
+        into = self._caller_arrays(layout, views)
         steps = []
         for i, st in enumerate(self.steps):
             dead = tuple(a for a in dict.fromkeys(st.args) if self.last_use[a] == i and a not in buffer_of)
-            buf = buffers[buffer_of[st.out]] if st.out in buffer_of else None
+            buf = buffers[buffer_of[st.out]] if st.out in buffer_of else into.get(st.out) if st.takes_out else None
             steps.append(bind(st.fn, tuple(st.args), st.out, buf, dead))
         return Specialized(self, steps, buffers, buffer_of)
+
+
+    def _caller_arrays(self, layout: dict, views: dict) -> dict[int, np.ndarray]:
+        """Slot -> the caller's array its output is written into (``write_outputs_into``), where that is
+        safe: an output slot listed once, of the array's shape and dtype, that no other value views."""
+        viewed = {a for shown in views.values() for a in shown}
+        into = {}
+        for k, arr in self.output_arrays.items():
+            s = self.outputs[k]
+            if self.outputs.count(s) == 1 and s not in viewed and layout.get(s) == (arr.shape, arr.dtype):
+                into[s] = arr
+        return into
 
 
 class Specialized:
@@ -178,13 +231,40 @@ class Specialized:
     def __init__(self, plan: Plan, steps: list, buffers: list, buffer_of: dict):
         self.template, self.feed_slots, self.outputs = plan.template, plan.feed_slots, plan.outputs
         self.steps, self.buffers, self.buffer_of = steps, buffers, buffer_of
+        # the data feeds' positions among the call's values, the steps that read anything else, and the
+        # values derived from data alone that those steps read (kept from the previous call)
+        position = {s: i for i, s in enumerate(plan.feed_slots)}
+        self.data_positions = [position[s] for s in plan.data_slots] if plan.data_steps else []
+        skipped = set(plan.data_steps)
+        self.other_steps = [step for i, step in enumerate(steps) if i not in skipped]
+        self.reused_slots = plan.reused
+        self.last_data: list = []
+        self.reused_values: list = []
+        n = len(plan.feed_slots)
+        self.rest = plan.template[n:] if plan.feed_slots == list(range(n)) else None
 
     def __call__(self, *values) -> list:
-        env = self.template.copy()
-        for s, v in zip(self.feed_slots, values):
-            env[s] = v
-        for step in self.steps:
+        if self.rest is not None:                   # feeds hold the first slots, in order: one list build
+            env = [*values, *self.rest]
+        else:
+            env = self.template.copy()
+            for s, v in zip(self.feed_slots, values):
+                env[s] = v
+        steps = self.steps
+        if self.data_positions:
+            data = [values[i] for i in self.data_positions]
+            if self.last_data and all(map(is_, data, self.last_data)) and \
+                    not any([a.flags.writeable for a in data]):
+                steps = self.other_steps
+                for s, v in zip(self.reused_slots, self.reused_values):
+                    env[s] = v
+            else:
+                self.last_data = []
+        for step in steps:
             step(env)
+        if self.data_positions and steps is self.steps:
+            self.last_data = data
+            self.reused_values = [env[s] for s in self.reused_slots]
         return [env[s] for s in self.outputs]
 
 

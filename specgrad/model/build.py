@@ -71,7 +71,7 @@ class Forward:
         plans = self.__dict__.setdefault("_plans", {})
         key = tuple(n.id for n in outputs)
         if key not in plans:
-            plans[key] = Plan(outputs, self.feeds)
+            plans[key] = Plan(outputs, self.feeds, data=list(self.inputs.values()))
         return plans[key]
 
     def feed(self, fields: dict, params: dict, state: dict | None = None, key=None) -> list:
@@ -123,16 +123,23 @@ class TrainStep:
     parameters, the state and the step's random key, keeps the updated state, and returns loss and gradients.
     A runner saves ``state_arrays()`` in its checkpoints and gives them back to ``load_state``."""
 
-    def __init__(self, model: Model, seed: int):
+    def __init__(self, model: Model, seed: int, own_plan: bool = False):
         self.model, self.seed = model, seed
         self.state = init_state(model)
-        self.plan = model.plan([model.loss, *model.grads, *model.state_updates.values()])
+        outputs = [model.loss, *model.grads, *model.state_updates.values()]
+        # ``own_plan``: a plan not shared with the model's other users, which a trainer may have write the
+        # gradients into its own buffers (Plan.write_outputs_into); else the model's compiled plan
+        self.plan = Plan(outputs, model.feeds, data=list(model.inputs.values())) if own_plan else model.plan(outputs)
+        self.stateless = not model.state and not model.state_updates and model.rng is None
 
     def __call__(self, batch: list, params: list, step: int, shard=None):
         """Loss and gradients of batch ``step`` (its index in the run). In a data-parallel run ``batch`` is
         this process's ``shard`` of it (``specgrad.run.distributed.Shard``: where its rows start in the whole
         batch, and the weights of its loss terms), and the loss and gradients are its share of the batch's."""
         model = self.model
+        if self.stateless and model.shard is None:     # no state, key or shard weights: loss and grads alone
+            loss, *grads = self.plan(*batch, *params)
+            return loss, grads
         key = [batch_key(self.seed, step, shard.first_row if shard else 0)] if model.rng is not None else []
         weights = [np.asarray(w, model.loss.dtype) for w in shard.weights] if model.shard is not None else []
         loss, *rest = self.plan(*batch, *params, *self.state.values(), *key, *weights)

@@ -65,17 +65,20 @@ def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float, norm: float 
     return norm
 
 
-def clip(grads: dict[str, np.ndarray], settings, norms: dict[str, float] | None) -> None:
+def clip(grads: dict[str, np.ndarray], settings, norms: dict[str, float] | None = None,
+         norm: float | None = None) -> None:
     """Apply the spec's clip settings (``train.clip``: max_value, max_param_norm, max_norm; None: no clipping)
-    in place; ``norms`` are the gradients' per-parameter norms as given (reused when no earlier rule changed
-    the gradients)."""
+    in place; ``norms`` (per parameter) and ``norm`` (global) are the gradients' norms as given, when known,
+    reused while no earlier rule changed the gradients."""
     if settings is None:
         return
     if settings.max_value is not None:
         clip_value(grads, settings.max_value)
-        norms = None
+        norms = norm = None
     if settings.max_param_norm is not None:
         if clip_param_norm(grads, settings.max_param_norm, norms):
-            norms = None
+            norms = norm = None
     if settings.max_norm is not None:
-        clip_global_norm(grads, settings.max_norm, None if norms is None else global_norm(grads, norms))
+        if norm is None and norms is not None:
+            norm = global_norm(grads, norms)
+        clip_global_norm(grads, settings.max_norm, norm)

@@ -17,8 +17,11 @@ class Batches:
         self.n = len(self.fields[0])
         self.size = self.n if batch_size == "full" else min(int(batch_size), self.n)
         self.per_epoch = self.n // self.size if drop_last else math.ceil(self.n / self.size)
-        # a single batch holding every row in order needs no indexing (and no copy)
+        # a single batch holding every row in order needs no indexing (and no copy); fed read-only, the same
+        # arrays at every step, so that the plan computes what depends on the data alone once (engine/plan.py)
         self.whole = self.size == self.n and not drop_last
+        if self.whole:
+            self.fields = [_read_only(a) for a in self.fields]
         self.shuffle = shuffle and not self.whole
         self.rng = rng
         self.order = np.arange(self.n)
@@ -53,3 +56,9 @@ class Batches:
             raise ValueError(f"the saved batch order has {order.shape[0]} rows, the data has {self.n}")
         self.order = order
         self.rng.bit_generator.state = rng_state
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view

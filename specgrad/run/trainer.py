@@ -22,11 +22,12 @@ from specgrad.base.rng import INIT, SHUFFLE, stream
 from specgrad.base.version import __version__
 from specgrad.data.prepare import prepare_data
 from specgrad.engine.ops.collective import summing_over
-from specgrad.model.build import TrainStep, init_params
+from specgrad.model.build import BATCH, TrainStep, init_params
 from specgrad.model.metrics import evaluate
-from specgrad.optim.clip import clip, global_norm, param_norms
+from specgrad.optim.clip import clip, param_norms
 from specgrad.optim.optimizers import make_optimizer
 from specgrad.optim.schedules import make_schedule
+from specgrad.run import threads
 from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import (
     CheckpointError,
@@ -169,9 +170,15 @@ class Trainer:
         self.sharded = ShardedRun.of(self.comm, spec, self.batches, self.optimizer) if self.comm.size > 1 else None
         if self.sharded:
             self.model = self.sharded.model
-        self.train_step = TrainStep(self.model, self.seed)    # feeds model state + key, keeps state updates
+        self.train_step = TrainStep(self.model, self.seed, own_plan=True)   # feeds state + key, keeps updates
         if self.sharded:
             self.sharded.start(self.train_step)
+        elif self.accumulate == 1 and not self.optimizer.needs_closure:
+            # the plan writes the gradients where the optimizer reads them (not under a line search, which
+            # evaluates again while the optimizer still holds the step's gradients)
+            self.train_step.plan.write_outputs_into({1 + i: g for i, g in enumerate(self.optimizer.grads.values())})
+        # BLAS threads for the loop, from the sizes of the step's matrix products (run/threads.py)
+        self.threads = threads.decide(self.train_step.plan.products({BATCH: self.batches.size}), t.threads)
         self.resolved = {**spec.data, "seed": self.seed}    # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
         self.validation = self._validation_settings()
@@ -224,10 +231,10 @@ class Trainer:
             loss, grads = self._forward_backward(batch, index, shard)
             total += loss
             for g_acc, g in zip(acc.values(), grads):
-                if j == 0:
-                    np.copyto(g_acc, g)
-                else:
+                if j > 0:
                     g_acc += g
+                elif g is not g_acc:                        # the plan may have written it there already
+                    np.copyto(g_acc, g)
         if self.accumulate > 1:
             for g in acc.values():
                 g /= self.accumulate
@@ -330,17 +337,19 @@ class Trainer:
         return ckpt.step
 
     # ------------------------------------------------------------------ loop
-    def _step(self, step: int, clip_settings: Clip | None) -> dict | None:
-        """Optimizer step ``step`` (0-based) and its log record; None when the divergence policy stops the
-        run here (``on_divergence: fail`` raises instead)."""
+    def _step(self, step: int, clip_settings: Clip | None, logged: bool) -> dict | None:
+        """Optimizer step ``step`` (0-based) and its record (with the per-parameter gradient norms when
+        ``logged``: they are computed only for records that are written); None when the divergence policy
+        stops the run here (``on_divergence: fail`` raises instead)."""
         loss, grads = self._gradients(step)
-        norms = param_norms(grads)
-        norm = global_norm(grads, norms)
+        # the global norm over the flat gradient buffers, one product per dtype; per parameter only if logged
+        norm = math.sqrt(sum([float(np.vdot(f, f)) for f in self.optimizer.grad_flat]))
+        norms = param_norms(grads) if logged else None
         lr = self.schedule(step)
         finite = math.isfinite(loss) and math.isfinite(norm)
         evals = None
         if finite:
-            clip(grads, clip_settings, norms)
+            clip(grads, clip_settings, norms, norm)
             if self.schedule.momentum:
                 self.optimizer.set_momentum(self.schedule.momentum(step))
             if self.optimizer.needs_closure:      # L-BFGS evaluates again along its line search
@@ -358,9 +367,11 @@ class Trainer:
             self.hooks.on_warning(f"{message}; step skipped")
         k = self.accumulate
         record = {"step": step + 1, "epoch": (step * k + k - 1) // self.batches.per_epoch,
-                  "loss": loss if math.isfinite(loss) else None, "lr": lr, "grad_norm": norm if finite else None,
-                  # a finite global norm means finite per-parameter ones: the dict is logged as it is
-                  "grad_norms": norms if finite else {n: (v if math.isfinite(v) else None) for n, v in norms.items()}}
+                  "loss": loss if math.isfinite(loss) else None, "lr": lr, "grad_norm": norm if finite else None}
+        if logged:
+            # a finite global norm means finite per-parameter ones: the dict is logged as it is
+            record["grad_norms"] = norms if finite else {n: (v if math.isfinite(v) else None)
+                                                          for n, v in norms.items()}
         if not finite:
             record["skipped"] = True
         if evals is not None:
@@ -416,24 +427,28 @@ class Trainer:
         try:
             self.hooks.on_start(start, self.total_steps)      # inside: a hook that raises still closes the log
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
-            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._collectives():
+            with stop, threads.applied(self.threads), self.optimizer.parallel(self.threads.threads or 1), \
+                    np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._collectives():
                 while step < self.total_steps:
                     if self.sharded:            # a signal any process received stops them all, at one step
                         self.sharded.received = stop.signum
-                    record = self._step(step, t.clip)
+                    done = step + 1
+                    validating = bool(self.validation) and self.validation.due(done, step * k, done * k, per_epoch)
+                    logged = validating or done % t.log_every == 0 or done == self.total_steps
+                    record = self._step(step, t.clip, logged)
                     if record is None:
                         status = "diverged"
                         break
-                    step += 1
+                    step = done
                     due = t.checkpoint.due(step, (step - 1) * k, step * k, per_epoch)
                     value = None
-                    if self.validation and self.validation.due(step, (step - 1) * k, step * k, per_epoch):
+                    if validating:
                         value, new_best = self._validation_step(step, record)
                         due = due or new_best
                         stopped_early = bool(patience) and self.stale >= patience
                         if self.hooks.on_validation(step, record["val"]) and step < self.total_steps:
                             status = "pruned"
-                    if "val" in record or step % t.log_every == 0 or step == self.total_steps:
+                    if logged:
                         log.write(record)
                     self.hooks.on_step(step, record["loss"] if record["loss"] is not None else math.nan)
                     # in a data-parallel run, the signal any process had received when the step began
@@ -485,6 +500,7 @@ class Trainer:
             "seconds": round(seconds, 6),
             "steps_per_s": round((step - start) / seconds, 1) if seconds > 0 else None,
             "train": results.get("train", {}), "val": results.get("val", {}), "spec_hash": self.hash,
+            "threads": {"blas": self.threads.threads, "why": self.threads.reason},
         }
         if "test" in results:
             summary["test"] = results["test"]

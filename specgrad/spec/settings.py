@@ -108,6 +108,11 @@ class Train:
     distributed: Distributed = nested(Distributed, "data-parallel training under mpiexec", Distributed)
     remat: bool = setting({"type": "boolean"}, "gradient checkpointing: recompute activations in the backward "
                           "pass instead of keeping them (less memory, about one more forward pass)", False)
+    threads: int | str = setting({"if": {"type": "string"}, "then": {"const": "auto"},
+                                  "else": {"type": "integer", "minimum": 1}},
+                                 "BLAS threads for the matrix products: auto (one where they are small, every CPU "
+                                 "where they are large) or a number; OMP_NUM_THREADS and the like win if set",
+                                 "auto")
 
 
 @dataclass(frozen=True)

@@ -154,8 +154,10 @@ def sign(x, out=None):
 
 @unary("step", constant=True, vjp=(None,), internal=True,
        no_examples="piecewise constant (relu's derivative): zero almost everywhere")
-def step(x):
+def step(x, out=None):
     """1 where x > 0, else 0 (in x's float dtype): the derivative of relu"""
+    if out is not None:                     # the comparison's booleans written as 0.0 / 1.0 into the buffer
+        return np.greater(x, 0, out=out)
     return np.greater(x, 0).astype(float_dtype(np.result_type(x)))
 
 
@@ -235,9 +237,9 @@ def softplus(x):
 # ---------------------------------------------------------------------------------------- activations
 @unary("relu", dtype=None, onnx=lower.elementwise("Relu"), vjp=(lambda g, out, x: g * emit("step", x),),
        examples=[([(3, 4)], {}), ([(1, 5)], {})])
-def relu(x):
+def relu(x, out=None):
     """max(x, 0) (gradient 0 at 0)"""
-    return np.maximum(x, 0)
+    return np.maximum(x, 0, out=out)
 
 
 @unary("leaky_relu", dtype=None, attrs=("alpha",), onnx=lower.leaky_relu,

@@ -22,6 +22,14 @@ def _matmul_shape(x, y):
     return batch + xs[-2:-1] * (len(x) > 1) + ys[-1:] * (len(y) > 1)
 
 
+def _matmul_products(x, y):
+    """One BLAS call of [m, k] @ [k, n] per element of the broadcast batch dimensions."""
+    xs = (1,) + tuple(x) if len(x) == 1 else tuple(x)
+    ys = tuple(y) + (1,) if len(y) == 1 else tuple(y)
+    calls = int(np.prod(broadcast_shapes(xs[:-2], ys[:-2]), dtype=np.int64))
+    return [(calls, xs[-2], xs[-1], ys[-1])]
+
+
 def _mT(n):
     return n.graph.apply("transpose", n)
 
@@ -51,6 +59,7 @@ def _matmul_vjp_y(g, out, x, y):
 
 
 @register("matmul", shape=_matmul_shape, vjp=(_matmul_vjp_x, _matmul_vjp_y), arity=2, onnx=lower.matmul,
+          products=_matmul_products,
           examples=[([(3, 4), (4, 5)], {}), ([(4,), (4, 5)], {}), ([(3, 4), (4,)], {}), ([(4,), (4,)], {}),
                     ([(2, 3, 4), (4, 5)], {}), ([(2, 3, 4), (1, 4, 5)], {}), ([(4,), (2, 4, 5)], {}),
                     ([(2, 3, 4), (4,)], {}), ([(3, 1), (1, 4)], {})])
@@ -80,7 +89,8 @@ def _transpose_vjp(g, out, x, axes=None):
           examples=[([(3, 4)], {}), ([(2, 3, 4)], {"axes": [2, 0, 1]}), ([(1, 3, 1)], {})])
 def transpose(x, axes=None):
     """permute axes (default: swap the last two)"""
-    return np.swapaxes(x, -1, -2) if axes is None else np.transpose(x, axes)
+    # the method, not np.swapaxes: its Python wrapper was a third of this op's cost, run per matmul VJP
+    return x.swapaxes(-1, -2) if axes is None else np.transpose(x, axes)
 
 
 def _expand_shape(x, axis):

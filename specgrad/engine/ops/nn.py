@@ -82,7 +82,14 @@ def softmax_cross_entropy(logits, labels):
     x = _float_array(logits)
     m = x.max(axis=-1, keepdims=True)
     lse = np.log(np.exp(x - m).sum(axis=-1)) + m[..., 0]
-    return (lse - _at_labels(x, labels)).mean()
+    return _mean(lse - _at_labels(x, labels))
+
+
+def _mean(v):
+    """``v.mean()`` with the same bits (numpy's own steps: the sum, divided by the count as an intp, then
+    cast to the sum's type), without ``mean``'s Python wrapper: a loss runs once a step."""
+    total = np.add.reduce(v, axis=None)
+    return total.dtype.type(total / np.intp(v.size))
 
 
 def _float_array(x, *others):
@@ -214,6 +221,12 @@ def _conv_shape(x, w, stride=1, padding=0):
     return (x[0], w[0]) + _out_size(x[2:], tuple(w[2:]), stride, padding)
 
 
+def _conv_products(n, c, o, out_hw, kernel):
+    """conv2d and its two VJPs are one tensordot each: [N Ho Wo] x [C kh kw] x [O] in some order."""
+    rows, taps = n * out_hw[0] * out_hw[1], c * kernel[0] * kernel[1]
+    return [(1, rows, taps, o)]
+
+
 def _conv_x_vjp(g, out, x, w, stride=1, padding=0):
     return emit("conv2d_input_grad", g, w, stride=stride, padding=padding, size=list(x.shape[2:]))
 
@@ -224,6 +237,8 @@ def _conv_w_vjp(g, out, x, w, stride=1, padding=0):
 
 @register("conv2d", shape=_conv_shape, attrs=("stride", "padding"), arity=2, vjp=(_conv_x_vjp, _conv_w_vjp),
           onnx=lower.conv2d,
+          products=lambda x, w, stride=1, padding=0: _conv_products(x[0], x[1], w[0],
+                                                                    _conv_shape(x, w, stride, padding)[2:], w[2:]),
           examples=[([(2, 3, 5, 5), (4, 3, 3, 3)], {}), ([(1, 2, 6, 5), (3, 2, 3, 2)], {"stride": 2, "padding": 1}),
                     ([(2, 1, 4, 4), (1, 1, 1, 1)], {"stride": [1, 2], "padding": [0, 1]})])
 def conv2d(x, w, stride=1, padding=0):
@@ -243,7 +258,7 @@ def _conv_input_grad_shape(g, w, stride, padding, size):
 
 
 @register("conv2d_input_grad", shape=_conv_input_grad_shape, attrs=("stride", "padding", "size"), arity=2,
-          internal=True,
+          internal=True, products=lambda g, w, stride, padding, size: _conv_products(g[0], w[1], w[0], g[2:], w[2:]),
           vjp=(lambda c, out, g, w, stride, padding, size: emit("conv2d", c, w, stride=stride, padding=padding),
                lambda c, out, g, w, stride, padding, size: emit("conv2d_weight_grad", c, g, stride=stride,
                                                                   padding=padding, kernel=list(w.shape[2:]))),
@@ -265,7 +280,8 @@ def _conv_weight_grad_shape(x, g, stride, padding, kernel):
 
 
 @register("conv2d_weight_grad", shape=_conv_weight_grad_shape, attrs=("stride", "padding", "kernel"), arity=2,
-          internal=True,
+          internal=True, products=lambda x, g, stride, padding, kernel: _conv_products(x[0], x[1], g[1], g[2:],
+                                                                                      _pair(kernel, "kernel")),
           vjp=(lambda c, out, x, g, stride, padding, kernel:
                emit("conv2d_input_grad", g, c, stride=stride, padding=padding, size=list(x.shape[2:])),
                lambda c, out, x, g, stride, padding, kernel: emit("conv2d", x, c, stride=stride, padding=padding)),

@@ -1,4 +1,6 @@
 """Reductions and the broadcasting helpers the engine emits when it builds a backward pass."""
+from functools import lru_cache
+
 import numpy as np
 
 from specgrad.engine.ops import onnx_lowerings as lower
@@ -31,6 +33,8 @@ def _expand_back(g, x, axis, keepdims):
                     ([(3, 1)], {"axis": -1})])
 def sum_(x, axis=None, keepdims=False):
     """sum over axes (all when axis is omitted)"""
+    if axis is None and type(x) is np.ndarray and x.dtype.kind == "f":
+        return np.add.reduce(x, axis=None, keepdims=keepdims)    # np.sum's own reduction, minus its wrapper
     return np.sum(x, axis=_axes(axis), keepdims=keepdims)
 
 
@@ -130,12 +134,21 @@ def logsumexp(x, axis=None, keepdims=False):
 
 def _sum_to_shape(g, shape):
     """Runtime reduction of a broadcast cotangent back to ``shape`` (symbolic dims taken from g)."""
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
-                                      if d == 1 and g.shape[lead + i] != 1)
+    axes, lead, leading_only = _sum_axes(g.shape, tuple(shape))
+    if leading_only:                         # a bias gradient: sum over the batch axes, nothing to reshape
+        return np.add.reduce(g, axis=axes)
     if axes:
         g = np.sum(g, axis=axes, keepdims=True)
     return g.reshape(g.shape[lead:]) if lead else g
+
+
+@lru_cache(maxsize=1024)
+def _sum_axes(g_shape: tuple, shape: tuple) -> tuple[tuple, int, bool]:
+    """The axes to sum (leading ones, then broadcast size-1 ones), the number of leading axes, and whether
+    only leading axes are summed. Worked out once per pair of shapes: the plan calls with the same ones."""
+    lead = len(g_shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and g_shape[lead + i] != 1)
+    return axes, lead, bool(axes) and axes == tuple(range(lead))
 
 
 def _sum_to_infer(g, shape):

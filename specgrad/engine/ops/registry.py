@@ -72,6 +72,8 @@ class Op:
     # inputs the result does not depend on smoothly: read only for their shape (``like``) or as a condition
     # (``where``'s): zero derivative, nothing flows back to them (their VJP entry is None)
     inert: tuple = ()
+    products: Callable | None = None       # (*shapes, **attrs) -> [(calls, m, k, n)]: the BLAS matrix products
+                                           # its forward makes (a run picks its thread count from them)
 
     def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -101,10 +103,12 @@ def register(name: str, *, shape: Callable, vjp: Sequence | PerInput | None, dty
              attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
              internal: bool = False, view: bool = False, onnx: Callable | NotExportable | None = None,
              examples: Sequence = (), no_examples: str | None = None, constant: bool = False,
-             inert: Sequence[int] = ()) -> Callable:
+             inert: Sequence[int] = (), products: Callable | None = None) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc.
     ``onnx`` is the op's lowering to ONNX nodes (see specgrad/engine/ops/onnx_lowerings.py), or a ``NotExportable``
-    saying why there is none; ``constant`` and ``inert`` tell second derivatives what has none (see ``Op``)."""
+    saying why there is none; ``constant`` and ``inert`` tell second derivatives what has none (see ``Op``).
+    ``products`` gives, from concrete input shapes and the attributes, the matrix products (``(calls, m, k,
+    n)``: ``calls`` BLAS calls of [m, k] @ [k, n]) the forward hands to BLAS."""
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
@@ -114,7 +118,7 @@ def register(name: str, *, shape: Callable, vjp: Sequence | PerInput | None, dty
             raise ValueError(f"op {name!r} needs either examples or the reason it has none (no_examples)")
         REGISTRY[name] = Op(name, forward, shape, vjps, dtype, (forward.__doc__ or "").strip(), tuple(attrs),
                             arity, fd_domain, internal, writes_out, view, onnx, tuple(examples), no_examples,
-                            constant, tuple(inert))
+                            constant, tuple(inert), products)
         return forward
     return deco
 

@@ -6,6 +6,7 @@ are those the plan declares (``Plan.products``), in the same shapes; each is tim
 every usable CPU, and the faster setting is the bound (the best the BLAS does for them), unless a thread
 variable is set, in which case BLAS keeps it (as it does for every framework in the comparison).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,15 +27,21 @@ def spec_products(spec_path, batch: int) -> list[tuple[int, int, int, int]]:
 
 
 def _operands(products, dtype, rng):
-    return [(rng.standard_normal((calls, m, k)).astype(dtype).squeeze(0) if calls == 1 else
-             rng.standard_normal((calls, m, k)).astype(dtype),
-             rng.standard_normal((k, n)).astype(dtype),
-             np.empty((m, n) if calls == 1 else (calls, m, n), dtype)) for calls, m, k, n in products]
+    return [
+        (
+            rng.standard_normal((calls, m, k)).astype(dtype).squeeze(0)
+            if calls == 1
+            else rng.standard_normal((calls, m, k)).astype(dtype),
+            rng.standard_normal((k, n)).astype(dtype),
+            np.empty((m, n) if calls == 1 else (calls, m, n), dtype),
+        )
+        for calls, m, k, n in products
+    ]
 
 
 def _time(operands, steps) -> float:
     matmul = np.matmul
-    for a, b, out in operands:                       # warm-up: pages touched, BLAS threads started
+    for a, b, out in operands:  # warm-up: pages touched, BLAS threads started
         matmul(a, b, out=out)
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -57,4 +64,5 @@ def blas_bound(products, dtype, steps: int, environ=os.environ):
             if best is None or seconds < best[1]:
                 best = (steps, seconds, n)
         return best
+
     return run()

@@ -17,6 +17,7 @@ part and a part per row, from which docs/distributed.md projects 8 and 64 proces
 average is recorded before and after: on a shared machine, read the figures with it. Results are printed
 and appended as one JSON line to benchmarks/results.jsonl.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,19 +48,23 @@ def worker(data: Path, epochs: int, batch_size: int) -> None:
     from specgrad.spec import load_spec
 
     comm = connect()
-    spec = load_spec(SPEC, [f"data.path={data}", f"train.epochs={epochs}", f"train.batch_size={batch_size}",
-                            "train.log_every=1000"])
+    spec = load_spec(
+        SPEC, [f"data.path={data}", f"train.epochs={epochs}", f"train.batch_size={batch_size}", "train.log_every=1000"]
+    )
     marks: dict[str, float] = {}
-    hooks = Hooks(on_start=lambda start, total: marks.setdefault("start", time.perf_counter()),
-                  on_step=lambda step, loss: marks.__setitem__("last", time.perf_counter()))
+    hooks = Hooks(
+        on_start=lambda start, total: marks.setdefault("start", time.perf_counter()),
+        on_step=lambda step, loss: marks.__setitem__("last", time.perf_counter()),
+    )
     waited = []
-    if comm.size > 1:                         # time the step's Allreduce where the trainer calls it
+    if comm.size > 1:  # time the step's Allreduce where the trainer calls it
         plain = comm.allreduce
 
         def timed(buffer):
             t0 = time.perf_counter()
             plain(buffer)
             waited.append(time.perf_counter() - t0)
+
         comm.allreduce = timed
     run_dir = Path(tempfile.mkdtemp(prefix="specgrad-dist-")) if comm.is_root else None
     run_dir = Path(comm.broadcast_text(str(run_dir)))
@@ -72,9 +77,18 @@ def worker(data: Path, epochs: int, batch_size: int) -> None:
     if comm.is_root:
         steps = summary["steps"]
         seconds = marks["last"] - marks["start"]
-        print(json.dumps({"steps": steps, "seconds": seconds, "steps_per_s": (steps - 1) / seconds,
-                          "allreduce_in_step_ms": 1e3 * statistics.median(waited) if waited else None,
-                          "allreduce_alone_ms": alone, "allreduce_bytes": size}))
+        print(
+            json.dumps(
+                {
+                    "steps": steps,
+                    "seconds": seconds,
+                    "steps_per_s": (steps - 1) / seconds,
+                    "allreduce_in_step_ms": 1e3 * statistics.median(waited) if waited else None,
+                    "allreduce_alone_ms": alone,
+                    "allreduce_bytes": size,
+                }
+            )
+        )
 
 
 def _allreduce_alone(comm, run_dir) -> tuple[float, int]:
@@ -97,10 +111,21 @@ def _mpiexec() -> str:
 
 
 def launch(processes: int, threads: int, data: Path, epochs: int, batch_size: int = 256) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **{v: str(threads) for v in (
-        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    command = [sys.executable, __file__, "--worker", str(data), "--epochs", str(epochs),
-               "--batch-size", str(batch_size)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        str(data),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+    ]
     if processes > 1:
         command = [_mpiexec(), "-n", str(processes), *command]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
@@ -124,9 +149,10 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="specgrad-dist-data-"))
     try:
-        rng = np.random.default_rng(1)                    # benchmarks/run.py's wide data
-        np.savez(folder / "wide.npz", x=rng.standard_normal((4096, 784)).astype(np.float32),
-                 y=rng.integers(0, 10, 4096))
+        rng = np.random.default_rng(1)  # benchmarks/run.py's wide data
+        np.savez(
+            folder / "wide.npz", x=rng.standard_normal((4096, 784)).astype(np.float32), y=rng.integers(0, 10, 4096)
+        )
         load_before = os.getloadavg()
         runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
         halves = []
@@ -144,22 +170,29 @@ def main() -> None:
     two = runs["2 processes x 1 thread"]
     step_ms = 1e3 / base
     half_ms = 1e3 / statistics.median(h["steps_per_s"] for h in halves)
-    per_row_ms = (step_ms - half_ms) / 128                 # t(rows) = fixed + rows * per_row
+    per_row_ms = (step_ms - half_ms) / 128  # t(rows) = fixed + rows * per_row
     fixed_ms = step_ms - 256 * per_row_ms
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "benchmark": "distributed-wide",
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=ROOT).stdout.strip(),
-        "cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": load_after,
-        "rounds": args.rounds, "steps": two[0]["steps"],
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "distributed-wide",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip(),
+        "cpus": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "rounds": args.rounds,
+        "steps": two[0]["steps"],
         "steps_per_s": rate,
         "speedup_2_processes": rate["2 processes x 1 thread"] / base,
         "speedup_2_threads": rate["1 process x 2 threads"] / base,
         "allreduce_in_step_ms": statistics.median(r["allreduce_in_step_ms"] for r in two),
         "allreduce_alone_ms": statistics.median(r["allreduce_alone_ms"] for r in two),
         "allreduce_bytes": two[0]["allreduce_bytes"],
-        "step_ms_1_process": step_ms, "step_ms_half_batch": half_ms,
-        "step_fixed_ms": fixed_ms, "step_per_row_ms": per_row_ms,
+        "step_ms_1_process": step_ms,
+        "step_ms_half_batch": half_ms,
+        "step_fixed_ms": fixed_ms,
+        "step_per_row_ms": per_row_ms,
     }
     print(json.dumps(result, indent=2))
     with open(BENCH / "results.jsonl", "a", encoding="utf-8") as f:

@@ -7,6 +7,7 @@ The problem is the same as in benchmarks/run.py (spec from benchmarks/specs, the
 digits and wide); one warm-up run, then the profiled run. Only ``Trainer.run`` is profiled (not loading the
 spec or the data), with the steps repeated ``--rounds`` times for steadier figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="profiled runs of the whole training loop")
     args = parser.parse_args(argv)
     loops, _ = TASKS[args.task]()
-    run = loops["specgrad"]()                 # prepares (spec, data) and returns the run
-    run()                                     # warm-up
+    run = loops["specgrad"]()  # prepares (spec, data) and returns the run
+    run()  # warm-up
     profiler = cProfile.Profile()
     steps = seconds = 0
     for _ in range(args.rounds):
@@ -38,8 +39,7 @@ def main(argv=None):
         n, s, _ = run()
         profiler.disable()
         steps, seconds = steps + n, seconds + s
-    print(f"{args.task}: {steps} steps in {seconds:.3f} s under the profiler "
-          f"({1e6 * seconds / steps:.0f} us a step)")
+    print(f"{args.task}: {steps} steps in {seconds:.3f} s under the profiler ({1e6 * seconds / steps:.0f} us a step)")
     pstats.Stats(profiler, stream=sys.stdout).sort_stats(args.sort).print_stats(args.top)
 
 

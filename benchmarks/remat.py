@@ -8,6 +8,7 @@ tracemalloc sees during a call on them, less the gradients it returns — what a
 parameters, data and gradients. Cost: median seconds of a forward + backward call. Gradients are checked
 to be bitwise equal.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,7 @@ def deep_mlp_plan(depth, width, remat, dtype="float32"):
 
 
 def step_memory(plan, values):
-    plan(*values)                                     # first call: specialize, allocate buffers
+    plan(*values)  # first call: specialize, allocate buffers
     tracemalloc.start()
     grads = plan(*values)
     transient = tracemalloc.get_traced_memory()[1]
@@ -68,21 +69,29 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     d, w = args.depth, args.width
-    values = [rng.standard_normal((args.batch, w)).astype(np.float32),
-              *[(rng.standard_normal((w, w)) / np.sqrt(w)).astype(np.float32) for _ in range(d)],
-              *[np.zeros(w, np.float32) for _ in range(d)]]
+    values = [
+        rng.standard_normal((args.batch, w)).astype(np.float32),
+        *[(rng.standard_normal((w, w)) / np.sqrt(w)).astype(np.float32) for _ in range(d)],
+        *[np.zeros(w, np.float32) for _ in range(d)],
+    ]
     activation = args.batch * w * 4
     plans = [deep_mlp_plan(d, w, remat) for remat in (False, True)]
     (m0, g0), (m1, g1) = [step_memory(p, values) for p in plans]
     s0, s1 = interleaved_seconds(plans, values, args.repeat)
     matmuls = [sum(st.op == "matmul" for st in p.steps) for p in plans]
     same = all(np.array_equal(a, b) for a, b in zip(g0, g1))
-    print(f"deep MLP: {d} tanh layers of {w}, batch {args.batch}, float32 (one activation = {activation / 2**20:.2f} MB)")
+    print(
+        f"deep MLP: {d} tanh layers of {w}, batch {args.batch}, float32 (one activation = {activation / 2**20:.2f} MB)"
+    )
     for name, mem, sec, mm in (("plain", m0, s0, matmuls[0]), ("remat", m1, s1, matmuls[1])):
-        print(f"  {name}  step memory {mem / 2**20:7.1f} MB ({mem / activation:5.1f} activations)"
-              f"   {mm} matrix products   forward+backward {sec * 1e3:7.1f} ms")
-    print(f"  checkpointing: memory x{m1 / m0:.2f}, matrix products x{matmuls[1] / matmuls[0]:.2f}, "
-          f"time x{s1 / s0:.2f}; gradients bitwise equal: {same}")
+        print(
+            f"  {name}  step memory {mem / 2**20:7.1f} MB ({mem / activation:5.1f} activations)"
+            f"   {mm} matrix products   forward+backward {sec * 1e3:7.1f} ms"
+        )
+    print(
+        f"  checkpointing: memory x{m1 / m0:.2f}, matrix products x{matmuls[1] / matmuls[0]:.2f}, "
+        f"time x{s1 / s0:.2f}; gradients bitwise equal: {same}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ the BLAS in use) is appended to a file only when asked, so a run leaves the repo
     python benchmarks/run.py --record                  # append to benchmarks/results.jsonl
     python benchmarks/run.py --record --results FILE   # append to FILE
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,20 +111,20 @@ def worker(task: str, fw: str, memory: bool) -> dict:
     """One framework on one task in this (fresh) process: warm up, run the loop once, time it."""
     loops, warmups = TASKS[task]()
     loop = loops[fw]
-    if fw == "bound":                    # the products alone: the loop times itself (its best thread count)
+    if fw == "bound":  # the products alone: the loop times itself (its best thread count)
         steps, seconds, threads = loop()
         return {"steps": steps, "seconds": seconds, "threads": threads}
-    if fw == "specgrad":                 # specgrad's entries prepare (load the spec, write data), return the run
+    if fw == "specgrad":  # specgrad's entries prepare (load the spec, write data), return the run
         warmups.get(fw, loop)()()
         loop = loop()
     else:
         warmups.get(fw, loop)()
-    if memory:              # the baselines get their data from outside; so is it counted for specgrad
+    if memory:  # the baselines get their data from outside; so is it counted for specgrad
         return {"peak_bytes": peak_memory(loop) - getattr(loop, "loads_bytes", 0)}
     t0 = time.perf_counter()
     result = loop()
     seconds = time.perf_counter() - t0
-    if fw == "specgrad":                 # the loop's own time (the trainer's hooks), and the whole run's
+    if fw == "specgrad":  # the loop's own time (the trainer's hooks), and the whole run's
         steps, seconds, run_seconds = result
         return {"steps": steps, "seconds": seconds, "run_seconds": run_seconds}
     steps = result[0] if isinstance(result, tuple) else result
@@ -149,11 +150,11 @@ def in_worker(task, fw, threads=None, memory=False) -> dict:
 def run_task(name, repeat, frameworks, threads, busy=False):
     """Interleaved rounds of every framework; with ``busy``, each round twice, quiet then beside one competing
     CPU-bound process, so that both sets of ratios come from the same minutes."""
-    frameworks = [fw for fw in frameworks if fw != "bound" or name != "poly"]     # poly has no BLAS product
+    frameworks = [fw for fw in frameworks if fw != "bound" or name != "poly"]  # poly has no BLAS product
     moods = ("quiet", "busy") if busy else ("quiet",)
     rates = {mood: {fw: [] for fw in frameworks} for mood in moods}
     whole_run, bound_threads = [], []
-    for _ in range(repeat):              # interleaved, so that a busy machine slows all of them alike
+    for _ in range(repeat):  # interleaved, so that a busy machine slows all of them alike
         for mood in moods:
             with competing_process(mood == "busy"):
                 for fw in frameworks:
@@ -163,18 +164,22 @@ def run_task(name, repeat, frameworks, threads, busy=False):
                         whole_run.append(r["steps"] / r["run_seconds"])
                     if "threads" in r and mood == "quiet":
                         bound_threads.append(r["threads"])
-    out = {fw: {"steps_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
-           for fw, r in rates["quiet"].items()}
+    out = {
+        fw: {"steps_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
+        for fw, r in rates["quiet"].items()
+    }
     # with the final checkpoint, which the loops above do not write
     out["specgrad"]["whole_run_steps_per_s"] = round(statistics.median(whole_run), 1)
     if bound_threads:
         out["bound"]["threads"] = bound_threads
     for fw in ("numpy", "specgrad"):
-        out[fw]["peak_mb"] = round(in_worker(name, fw, threads, memory=True)["peak_bytes"] / 2 ** 20, 2)
+        out[fw]["peak_mb"] = round(in_worker(name, fw, threads, memory=True)["peak_bytes"] / 2**20, 2)
     out["ratios"] = round_ratios(rates["quiet"], frameworks)
     if busy:
-        out["busy"] = {fw: {"steps_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
-                       for fw, r in rates["busy"].items()}
+        out["busy"] = {
+            fw: {"steps_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
+            for fw, r in rates["busy"].items()
+        }
         out["busy"]["ratios"] = round_ratios(rates["busy"], frameworks)
     return out
 
@@ -182,8 +187,11 @@ def run_task(name, repeat, frameworks, threads, busy=False):
 def round_ratios(rates, frameworks) -> dict:
     """specgrad over each other framework: the ratio of each round (runs moments apart), then the median,
     steadier than a ratio of medians."""
-    return {f"specgrad/{fw}": round(statistics.median(a / b for a, b in zip(rates["specgrad"], rates[fw])), 2)
-            for fw in frameworks if fw != "specgrad"}
+    return {
+        f"specgrad/{fw}": round(statistics.median(a / b for a, b in zip(rates["specgrad"], rates[fw])), 2)
+        for fw in frameworks
+        if fw != "specgrad"
+    }
 
 
 @contextmanager
@@ -194,7 +202,7 @@ def competing_process(on: bool):
         return
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        time.sleep(0.2)                  # running before the measurement starts
+        time.sleep(0.2)  # running before the measurement starts
         yield
     finally:
         hog.kill()
@@ -211,8 +219,9 @@ def process_seconds(args, repeat) -> dict:
             extra = ["--run-dir", str(Path(tmp) / f"run{i}")] if args[0] == "train" else []
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "specgrad.cli", *args, *extra], cwd=ROOT,
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, "-m", "specgrad.cli", *args, *extra], cwd=ROOT, capture_output=True, text=True
+            )
             wall.append(time.perf_counter() - t0)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -236,14 +245,17 @@ def blas() -> list[dict]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
-    return [{k: info.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
-            for info in threadpool_info()]
+    return [
+        {k: info.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
+        for info in threadpool_info()
+    ]
 
 
 def commit() -> str:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return done.stdout.strip() + ("+dirty" if dirty else "")
 
 
@@ -252,12 +264,23 @@ def main(argv=None):
     parser.add_argument("--tasks", default="poly,digits,wide")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved runs per framework (median)")
     parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads for every framework (default: theirs); "
-                        "1 gives steadier figures on a machine that other jobs keep busy")
-    parser.add_argument("--busy", action="store_true", help="run every round twice: quiet, then beside one "
-                        "competing CPU-bound process; prints both sets of ratios and busy / quiet")
-    parser.add_argument("--record", action="store_true",
-                        help="append the results as one JSON line to --results (nothing is written without it)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="BLAS/OpenMP threads for every framework (default: theirs); "
+        "1 gives steadier figures on a machine that other jobs keep busy",
+    )
+    parser.add_argument(
+        "--busy",
+        action="store_true",
+        help="run every round twice: quiet, then beside one "
+        "competing CPU-bound process; prints both sets of ratios and busy / quiet",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="append the results as one JSON line to --results (nothing is written without it)",
+    )
     parser.add_argument("--results", default=str(BENCH / "results.jsonl"), help="where --record appends")
     parser.add_argument("--worker", nargs=2, metavar=("TASK", "FRAMEWORK"), help=argparse.SUPPRESS)
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
@@ -269,31 +292,49 @@ def main(argv=None):
     frameworks = ["numpy", "specgrad"]
     torch_version = None
     if not args.no_torch:
-        done = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
+        )
         if done.returncode == 0:
             frameworks.append("torch")
             torch_version = done.stdout.strip()
-    frameworks.append("bound")        # the step's matrix products alone (MLP tasks): the BLAS bound
-    record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
-              "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__,
-                          "torch": torch_version},
-              "repeat": args.repeat, "threads": args.threads, "busy": args.busy, "load_avg": os.getloadavg()[0], "blas": blas(),
-              "openblas_env": {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ},
-              "tasks": {}}
+    frameworks.append("bound")  # the step's matrix products alone (MLP tasks): the BLAS bound
+    record = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "torch": torch_version,
+        },
+        "repeat": args.repeat,
+        "threads": args.threads,
+        "busy": args.busy,
+        "load_avg": os.getloadavg()[0],
+        "blas": blas(),
+        "openblas_env": {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ},
+        "tasks": {},
+    }
     for lib in record["blas"]:
-        print(f"BLAS: {lib['internal_api']} {lib['version']}, {lib['architecture']} kernel, "
-              f"{lib['num_threads']} threads by default")
+        print(
+            f"BLAS: {lib['internal_api']} {lib['version']}, {lib['architecture']} kernel, "
+            f"{lib['num_threads']} threads by default"
+        )
     if record["openblas_env"]:
-        print(f"note: {', '.join(f'{k}={v}' for k, v in record['openblas_env'].items())} is set; to benchmark "
-              "numpy's own kernel, run this command under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")
+        print(
+            f"note: {', '.join(f'{k}={v}' for k, v in record['openblas_env'].items())} is set; to benchmark "
+            "numpy's own kernel, run this command under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`"
+        )
     for name in args.tasks.split(","):
         record["tasks"][name] = res = run_task(name, args.repeat, frameworks, args.threads, args.busy)
         line = "  ".join(f"{fw} {res[fw]['steps_per_s']:>9,.1f}/s" for fw in frameworks if fw in res)
         mem = "  ".join(f"{fw} {res[fw]['peak_mb']} MB" for fw in ("numpy", "specgrad"))
-        print(f"{name:7s} {line}   {'  '.join(f'{k} {v}x' for k, v in res['ratios'].items())}   peak: {mem}   "
-              f"(specgrad's whole run, final checkpoint included: {res['specgrad']['whole_run_steps_per_s']:,.1f}/s)",
-              flush=True)
+        print(
+            f"{name:7s} {line}   {'  '.join(f'{k} {v}x' for k, v in res['ratios'].items())}   peak: {mem}   "
+            f"(specgrad's whole run, final checkpoint included: {res['specgrad']['whole_run_steps_per_s']:,.1f}/s)",
+            flush=True,
+        )
         if args.busy:
             busy = res["busy"]
             kept = "  ".join(f"{k} {v}x ({v / res['ratios'][k]:.2f} of quiet)" for k, v in busy["ratios"].items())

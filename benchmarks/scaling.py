@@ -12,6 +12,7 @@ those of benchmarks/run.py: specgrad's trainer on a generated spec, ``baselines.
 warm-up, in one process per point. It prints the tables, writes the plots to docs/img/scaling-*.png and
 replaces the section between the scaling markers in docs/performance.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,19 +47,35 @@ def mlp_spec(width: int, depth: int, batch: int) -> str:
     params, nodes, h = [], [], "x"
     for i in range(1, depth + 1):
         fan_out = 10 if i == depth else width
-        params.append(f"    w{i}: {{shape: [{width}, {fan_out}], init: {{type: normal, std: {(2 / width) ** 0.5:.6g}}}}}")
+        params.append(
+            f"    w{i}: {{shape: [{width}, {fan_out}], init: {{type: normal, std: {(2 / width) ** 0.5:.6g}}}}}"
+        )
         params.append(f"    b{i}: {{shape: [{fan_out}], init: zeros}}")
         if i < depth:
             nodes.append(f"    - h{i}: relu({h} @ w{i} + b{i})")
             h = f"h{i}"
         else:
             nodes.append(f"    - logits: {h} @ w{i} + b{i}")
-    return "\n".join([
-        "specgrad: 1", "name: scaling", "seed: 0", "dtype: float32",
-        "data: {source: npz, path: unused.npz}",
-        "model:", f"  inputs: {{x: [{width}]}}", "  params:", *params, "  nodes:", *nodes, "  output: logits",
-        "loss: cross_entropy", "optimizer: {type: adam, lr: 1.0e-3}",
-        f"train: {{epochs: 1, batch_size: {batch}, log_every: 100}}", ""])
+    return "\n".join(
+        [
+            "specgrad: 1",
+            "name: scaling",
+            "seed: 0",
+            "dtype: float32",
+            "data: {source: npz, path: unused.npz}",
+            "model:",
+            f"  inputs: {{x: [{width}]}}",
+            "  params:",
+            *params,
+            "  nodes:",
+            *nodes,
+            "  output: logits",
+            "loss: cross_entropy",
+            "optimizer: {type: adam, lr: 1.0e-3}",
+            f"train: {{epochs: 1, batch_size: {batch}, log_every: 100}}",
+            "",
+        ]
+    )
 
 
 def point(batch: int, width: int, depth: int, seconds: float) -> dict:
@@ -67,7 +84,7 @@ def point(batch: int, width: int, depth: int, seconds: float) -> dict:
     spec = folder / "mlp.yaml"
     spec.write_text(mlp_spec(width, depth, batch))
     products = spec_products(spec, batch)
-    probe = blas_bound(products, np.float32, 2)                 # the bound's step time sizes the runs
+    probe = blas_bound(products, np.float32, 2)  # the bound's step time sizes the runs
     steps = int(max(3, min(400, seconds / max(probe[1] / 2, 1e-6) / 3)))
     rng = np.random.default_rng(1)
     X = rng.standard_normal((batch * steps, width)).astype(np.float32)
@@ -77,7 +94,7 @@ def point(batch: int, width: int, depth: int, seconds: float) -> dict:
     # warm-ups: a step or two of each, so that imports, first allocations and thread pools are done
     baselines.mlp_numpy(X[:batch], y[:batch], X[:batch], y[:batch], sizes, 1, batch, 1e-3)
     baselines.mlp_torch(X[:batch], y[:batch], X[:batch], y[:batch], sizes, 1, batch, 1e-3)
-    specgrad_mlp(spec, X[:2 * batch], y[:2 * batch])()
+    specgrad_mlp(spec, X[: 2 * batch], y[: 2 * batch])()
     run = specgrad_mlp(spec, X, y)
     n, loop_seconds, _ = run()
     out["specgrad"] = n / loop_seconds
@@ -94,8 +111,16 @@ def point(batch: int, width: int, depth: int, seconds: float) -> dict:
 
 
 def in_process(batch, width, depth, seconds) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--point", str(batch), str(width), str(depth),
-           "--seconds", str(seconds)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--point",
+        str(batch),
+        str(width),
+        str(depth),
+        "--seconds",
+        str(seconds),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"point batch={batch} width={width} depth={depth} failed:\n{done.stderr}")
@@ -103,22 +128,30 @@ def in_process(batch, width, depth, seconds) -> dict:
 
 
 def table(axis: str, rows: list[dict]) -> str:
-    head = (f"| {axis} | GFLOP/step | specgrad | numpy | PyTorch | BLAS bound | specgrad / bound | "
-            "specgrad / numpy | specgrad / PyTorch |")
+    head = (
+        f"| {axis} | GFLOP/step | specgrad | numpy | PyTorch | BLAS bound | specgrad / bound | "
+        "specgrad / numpy | specgrad / PyTorch |"
+    )
     lines = [head, "|" + "---|" * 9]
-    def rate(x):                         # steps/s: whole numbers, but 3 digits below 10 (width 4096)
+
+    def rate(x):  # steps/s: whole numbers, but 3 digits below 10 (width 4096)
         return f"{x:,.0f}" if x >= 10 else f"{x:.3g}"
+
     for r in rows:
-        lines.append(f"| {r[axis]} | {r['gflop_per_step']:.3g} | {rate(r['specgrad'])} | {rate(r['numpy'])} | "
-                     f"{rate(r['torch'])} | {rate(r['bound'])} | {r['specgrad'] / r['bound']:.2f} | "
-                     f"{r['specgrad'] / r['numpy']:.2f} | {r['specgrad'] / r['torch']:.2f} |")
+        lines.append(
+            f"| {r[axis]} | {r['gflop_per_step']:.3g} | {rate(r['specgrad'])} | {rate(r['numpy'])} | "
+            f"{rate(r['torch'])} | {rate(r['bound'])} | {r['specgrad'] / r['bound']:.2f} | "
+            f"{r['specgrad'] / r['numpy']:.2f} | {r['specgrad'] / r['torch']:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def plot(axis: str, rows: list[dict], path: Path) -> None:
     import matplotlib  # the plot extra, for this script only
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
     xs = [r[axis] for r in rows]
     styles = {"specgrad": "o-", "numpy": "s--", "torch": "^--", "bound": "k:"}
@@ -127,8 +160,16 @@ def plot(axis: str, rows: list[dict], path: Path) -> None:
         ax.plot(xs, [r[fw] for r in rows], styles[fw], label=names[fw])
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel(axis + ("  (width 256, depth 4)" if axis == "batch" else "  (batch 256, depth 4)"
-                          if axis == "width" else "  (batch 256, width 256)"))
+    ax.set_xlabel(
+        axis
+        + (
+            "  (width 256, depth 4)"
+            if axis == "batch"
+            else "  (batch 256, depth 4)"
+            if axis == "width"
+            else "  (batch 256, width 256)"
+        )
+    )
     ax.set_ylabel("training steps / s")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -175,9 +216,13 @@ def main(argv=None):
     if args.no_docs:
         return
     (ROOT / "docs" / "img").mkdir(exist_ok=True)
-    parts = [BEGIN, "",
-             f"`python benchmarks/scaling.py` ({started}, load average {min(load):.2f}-{max(load):.2f} while it "
-             f"ran; steps/s, higher is better; every framework at its default threads):", ""]
+    parts = [
+        BEGIN,
+        "",
+        f"`python benchmarks/scaling.py` ({started}, load average {min(load):.2f}-{max(load):.2f} while it "
+        f"ran; steps/s, higher is better; every framework at its default threads):",
+        "",
+    ]
     for axis, text in tables.items():
         plot(axis, results[axis], ROOT / "docs" / "img" / f"scaling-{axis}.png")
         parts += [f"**{axis}**", "", text, "", f"![steps/s against {axis}](img/scaling-{axis}.png)", ""]

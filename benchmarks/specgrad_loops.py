@@ -5,6 +5,7 @@ returning (steps, seconds of the training loop, seconds of the whole ``Trainer.r
 digits and wide train on the reference's arrays (written to an .npz that the spec's ``data.path`` is set
 to), so that all frameworks see the same data.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -18,6 +19,7 @@ import numpy as np
 
 def _load(spec_path: Path, overrides=()):
     from specgrad.spec import load_spec
+
     return load_spec(spec_path, list(overrides))
 
 
@@ -26,9 +28,12 @@ def _trainer_run(spec) -> tuple[int, float, float]:
     seconds of the whole run as the trainer reports them, which adds the final checkpoint (written and
     fsynced: a few ms to tens of ms, by the disk's mood) that the hand-written loops do not have."""
     from specgrad.run.trainer import Hooks, Trainer
+
     marks = {}
-    hooks = Hooks(on_start=lambda start, total: marks.setdefault("start", time.perf_counter()),
-                  on_step=lambda step, loss: marks.__setitem__("last", time.perf_counter()))
+    hooks = Hooks(
+        on_start=lambda start, total: marks.setdefault("start", time.perf_counter()),
+        on_step=lambda step, loss: marks.__setitem__("last", time.perf_counter()),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         summary = Trainer(spec, Path(tmp) / "run", hooks=hooks).run()
     return summary["steps"], marks["last"] - marks["start"], summary["seconds"]
@@ -46,6 +51,6 @@ def specgrad_mlp(spec_path: Path, X: np.ndarray, y: np.ndarray):
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     np.savez(folder / "data.npz", x=X, y=y)
     spec = _load(spec_path, [f"data.path={folder / 'data.npz'}"])
-    run = lambda: _trainer_run(spec)                  # noqa: E731
-    run.loads_bytes = X.nbytes + y.nbytes             # the trainer reads the data itself, inside the run
+    run = lambda: _trainer_run(spec)  # noqa: E731
+    run.loads_bytes = X.nbytes + y.nbytes  # the trainer reads the data itself, inside the run
     return run

@@ -13,6 +13,7 @@ Python byte-compiles specgrad's modules once, as an installed package is (pip co
 this machine sets PYTHONDONTWRITEBYTECODE=1, under which every process would compile ~70 modules from
 source again (``--no-bytecode`` measures that too).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,18 +62,23 @@ def measure(rounds: int, env: dict) -> dict:
                 times[name].append(run_once(args, env))
     out = {}
     for name, runs in times.items():
-        out[name] = {"wall": round(statistics.median(w for w, _ in runs), 3),
-                     "cpu": round(statistics.median(c for _, c in runs), 3)}
+        out[name] = {
+            "wall": round(statistics.median(w for w, _ in runs), 3),
+            "cpu": round(statistics.median(c for _, c in runs), 3),
+        }
         if name != "baseline":
             out[name]["ratio"] = round(statistics.median(w / b for (w, _), (b, _) in zip(runs, times["baseline"])), 2)
-            out[name]["cpu_ratio"] = round(statistics.median(c / b for (_, c), (_, b) in zip(runs, times["baseline"])), 2)
+            out[name]["cpu_ratio"] = round(
+                statistics.median(c / b for (_, c), (_, b) in zip(runs, times["baseline"])), 2
+            )
     return out
 
 
 def import_times(args: list[str], env: dict) -> dict[str, float]:
     """Self import time (ms) by top-level package, from ``python -X importtime``."""
-    done = subprocess.run([sys.executable, "-X", "importtime", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     totals: dict[str, float] = {}
     for line in done.stderr.splitlines():
         if line.startswith("import time:") and "self [us]" not in line:
@@ -139,8 +145,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     compileall.compile_dir(ROOT / "specgrad", quiet=1)
-    record = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_avg": os.getloadavg()[0],
-              "with_bytecode": measure(args.rounds, env)}
+    record = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_avg": os.getloadavg()[0],
+        "with_bytecode": measure(args.rounds, env),
+    }
     if args.no_bytecode:
         for cache in (ROOT / "specgrad").rglob("__pycache__"):
             shutil.rmtree(cache)
@@ -151,13 +160,20 @@ def main(argv=None):
         if mode not in record:
             continue
         r = record[mode]
-        print(f"{mode.replace('_', ' ')} (load average {record['load_avg']:.2f} -> {record['load_avg_end']:.2f}, "
-              f"{args.rounds} interleaved rounds):")
-        print(f"  python -c \"{BASELINE}\": {r['baseline']['wall']} s wall, {r['baseline']['cpu']} s CPU")
-        for name, label in (("typer_coercion", "the baseline + typer's coercion (pydantic), no specgrad"),
-                            ("train", "specgrad train models/poly.yaml"), ("validate", "specgrad validate models/")):
-            print(f"  {label}: {r[name]['wall']} s wall, {r[name]['cpu']} s CPU; {r[name]['ratio']}x the baseline "
-                  f"(CPU {r[name]['cpu_ratio']}x; target <= 1.3x)")
+        print(
+            f"{mode.replace('_', ' ')} (load average {record['load_avg']:.2f} -> {record['load_avg_end']:.2f}, "
+            f"{args.rounds} interleaved rounds):"
+        )
+        print(f'  python -c "{BASELINE}": {r["baseline"]["wall"]} s wall, {r["baseline"]["cpu"]} s CPU')
+        for name, label in (
+            ("typer_coercion", "the baseline + typer's coercion (pydantic), no specgrad"),
+            ("train", "specgrad train models/poly.yaml"),
+            ("validate", "specgrad validate models/"),
+        ):
+            print(
+                f"  {label}: {r[name]['wall']} s wall, {r[name]['cpu']} s CPU; {r[name]['ratio']}x the baseline "
+                f"(CPU {r[name]['cpu_ratio']}x; target <= 1.3x)"
+            )
     with open(ROOT / "benchmarks" / "results.jsonl", "a") as f:
         f.write(json.dumps({"startup": record}) + "\n")
     if args.explain:

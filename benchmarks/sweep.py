@@ -11,6 +11,7 @@ steps); a trial's overhead is its wall time from ask to tell minus the seconds i
 the run directory's files, the final evaluation, and the database. The load average is printed beside the
 figures: on a shared machine it says how much the figures can be trusted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ from pathlib import Path
 for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(name, "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                         os.environ.get("PYTHONPATH")]))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+)
 
 from specgrad.run.sweep.file import load_sweep
 from specgrad.run.sweep.launch import run_sweep
@@ -54,15 +56,18 @@ POLY = (Path(__file__).resolve().parents[1] / "models" / "poly.yaml").read_text(
 def sweep_file(folder: Path, spec: str, params: str, trials: int) -> Path:
     (folder / "base.yaml").write_text(spec)
     path = folder / "bench.yaml"
-    path.write_text(f"sweep: 1\nspec: base.yaml\nparams:\n{params}\nobjective: {{metric: val.loss, mode: min}}\n"
-                    f"sampler: random\ntrials: {trials}\n")
+    path.write_text(
+        f"sweep: 1\nspec: base.yaml\nparams:\n{params}\nobjective: {{metric: val.loss, mode: min}}\n"
+        f"sampler: random\ntrials: {trials}\n"
+    )
     return path
 
 
 def throughput(trials: int, steps: int, workers: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        path = sweep_file(Path(tmp), MLP.replace("STEPS", str(steps)),
-                          "  optimizer.lr: {float: [1.0e-3, 2.0e-3]}", trials)
+        path = sweep_file(
+            Path(tmp), MLP.replace("STEPS", str(steps)), "  optimizer.lr: {float: [1.0e-3, 2.0e-3]}", trials
+        )
         t0, c0 = time.perf_counter(), os.times()
         outcome = run_sweep(load_sweep(path), workers=workers, sweep_dir=Path(tmp) / "out")
         seconds, c1 = time.perf_counter() - t0, os.times()
@@ -74,6 +79,7 @@ def throughput(trials: int, steps: int, workers: int) -> float:
 def overhead(trials: int) -> list[float]:
     from specgrad.run.sweep.study import default_storage
     from specgrad.run.sweep.worker import Worker, one_blas_thread
+
     one_blas_thread()
     with tempfile.TemporaryDirectory() as tmp:
         spec = POLY.replace("steps: 2000", "steps: 1").replace("checkpoint: {every: 500}", "checkpoint: {every: 1}")
@@ -89,7 +95,7 @@ def overhead(trials: int) -> list[float]:
             worker.run_trial(trial)
             total, cpu = time.perf_counter() - t0, time.process_time() - c0
             summary = json.loads((out / f"trial-{trial.number:04d}" / "summary.json").read_text())
-            if i >= 3:                       # the first trials import and warm everything
+            if i >= 3:  # the first trials import and warm everything
                 # wall: beyond the training loop; cpu: this process's CPU time beyond the loop's
                 # wall time, a lower bound that a loaded machine inflates less
                 result.append((total - summary["seconds"], max(cpu - summary["seconds"], 0.0)))
@@ -106,9 +112,11 @@ def main():
     load = os.getloadavg()
     pairs = overhead(args.overhead_trials)
     costs, cpu = [w for w, _ in pairs], [c for _, c in pairs]
-    print(f"per-trial overhead in a warm worker: median {1000 * statistics.median(costs):.1f} ms wall "
-          f"(min {1000 * min(costs):.1f} ms), CPU beyond the loop median {1000 * statistics.median(cpu):.1f} ms, "
-          f"over {len(costs)} trials")
+    print(
+        f"per-trial overhead in a warm worker: median {1000 * statistics.median(costs):.1f} ms wall "
+        f"(min {1000 * min(costs):.1f} ms), CPU beyond the loop median {1000 * statistics.median(cpu):.1f} ms, "
+        f"over {len(costs)} trials"
+    )
     # 1 and 2 workers take turns, round after round, so that a neighbour's job that comes and goes on a
     # shared machine hits both alike; the median of the rounds' ratios is the figure
     # the cores the workers actually got (their CPU seconds per wall second) say whether a shortfall is the
@@ -118,21 +126,34 @@ def main():
         (one, cores1), (two, cores2) = throughput(args.trials, args.steps, 1), throughput(args.trials, args.steps, 2)
         ones.append(one)
         twos.append(two)
-        print(f"  round: 1 worker {one:.3f} trials/s on {cores1:.2f} cores, 2 workers {two:.3f} trials/s on "
-              f"{cores2:.2f} cores: {two / one:.2f}x  (load {os.getloadavg()[0]:.2f})")
+        print(
+            f"  round: 1 worker {one:.3f} trials/s on {cores1:.2f} cores, 2 workers {two:.3f} trials/s on "
+            f"{cores2:.2f} cores: {two / one:.2f}x  (load {os.getloadavg()[0]:.2f})"
+        )
     ratios = [b / a for a, b in zip(ones, twos)]
     one, two = statistics.median(ones), statistics.median(twos)
-    print(f"throughput: 1 worker {one:.3f} trials/s, 2 workers {two:.3f} trials/s (medians): "
-          f"{statistics.median(ratios):.2f}x (median of {len(ratios)} rounds)")
-    print(f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, after "
-          + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs")
-    record = {"date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()), "benchmark": "sweep",
-              "overhead_ms_median": round(1000 * statistics.median(costs), 2),
-              "overhead_ms_min": round(1000 * min(costs), 2),
-              "overhead_cpu_ms_median": round(1000 * statistics.median(cpu), 2), "trials_per_s_1": round(one, 4),
-              "trials_per_s_2": round(two, 4), "speedup": round(statistics.median(ratios), 3),
-              "speedups": [round(r, 3) for r in ratios], "load_avg": load[0],
-              "cpus": os.cpu_count()}
+    print(
+        f"throughput: 1 worker {one:.3f} trials/s, 2 workers {two:.3f} trials/s (medians): "
+        f"{statistics.median(ratios):.2f}x (median of {len(ratios)} rounds)"
+    )
+    print(
+        f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, after "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + f" on {os.cpu_count()} CPUs"
+    )
+    record = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        "benchmark": "sweep",
+        "overhead_ms_median": round(1000 * statistics.median(costs), 2),
+        "overhead_ms_min": round(1000 * min(costs), 2),
+        "overhead_cpu_ms_median": round(1000 * statistics.median(cpu), 2),
+        "trials_per_s_1": round(one, 4),
+        "trials_per_s_2": round(two, 4),
+        "speedup": round(statistics.median(ratios), 3),
+        "speedups": [round(r, 3) for r in ratios],
+        "load_avg": load[0],
+        "cpus": os.cpu_count(),
+    }
     with open(Path(__file__).resolve().parent / "results.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
 

@@ -3,6 +3,7 @@ imports included), and the checking alone, in process. Run from the repository r
 
     python benchmarks/validate_models.py [RUNS]
 """
+
 import statistics
 import subprocess
 import sys
@@ -24,8 +25,9 @@ def wall(args, runs):
 def main(runs=9):
     sys.path.insert(0, str(ROOT))
     from specgrad.spec import check_spec, find_spec_files
+
     files, _ = find_spec_files([ROOT / "models"])
-    check_spec(files[0])                                   # imports, schema compilation
+    check_spec(files[0])  # imports, schema compilation
     start = time.perf_counter()
     for _ in range(runs):
         assert all(check_spec(f)[0] for f in files)

@@ -8,14 +8,16 @@
 
 Everything here is stable API; the modules below it (engine, model, spec, run) may change between versions.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,16 +45,48 @@ if TYPE_CHECKING:
     from specgrad.run.sweep.file import Sweep
     from specgrad.run.sweep.launch import Outcome as SweepOutcome
 
-__all__ = ["Diagnostic", "ERRORS", "Model", "ParamCheck", "Run", "Spec", "SpecError", "UnsupportedOpset", "check",
-           "compare_runs", "compile", "config_text", "connect", "diagnose", "diagnosis_text", "evaluate", "export",
-           "find_runs",
-           "find_specs", "flag_errors", "gradcheck", "graph", "launched_rank", "load", "load_sweep", "open_run",
-           "plot", "plot_runs", "predict", "run_sweep", "runs_table", "schema", "split_specs", "train",
-           "train_run_dir", "validate_file"]
+__all__ = [
+    "Diagnostic",
+    "ERRORS",
+    "Model",
+    "ParamCheck",
+    "Run",
+    "Spec",
+    "SpecError",
+    "UnsupportedOpset",
+    "check",
+    "compare_runs",
+    "compile",
+    "config_text",
+    "connect",
+    "diagnose",
+    "diagnosis_text",
+    "evaluate",
+    "export",
+    "find_runs",
+    "find_specs",
+    "flag_errors",
+    "gradcheck",
+    "graph",
+    "launched_rank",
+    "load",
+    "load_sweep",
+    "open_run",
+    "plot",
+    "plot_runs",
+    "predict",
+    "run_sweep",
+    "runs_table",
+    "schema",
+    "split_specs",
+    "train",
+    "train_run_dir",
+    "validate_file",
+]
 
 
-ERRORS: tuple[type[Exception], ...]        # declared here, given by __getattr__ below on first use
-UnsupportedOpset: type[Exception]          # the export error for an opset no lowering is written for
+ERRORS: tuple[type[Exception], ...]  # declared here, given by __getattr__ below on first use
+UnsupportedOpset: type[Exception]  # the export error for an opset no lowering is written for
 
 
 def __getattr__(name: str):
@@ -62,6 +96,7 @@ def __getattr__(name: str):
         return _errors()
     if name == "UnsupportedOpset":
         from specgrad.run.export import UnsupportedOpset
+
         return UnsupportedOpset
     raise AttributeError(f"module 'specgrad.api' has no attribute {name!r}")
 
@@ -79,8 +114,20 @@ def _errors() -> tuple[type[Exception], ...]:
     from specgrad.run.plot import PlotError
     from specgrad.run.sweep.options import SweepDependencyError
     from specgrad.run.sweep.study import StudyError
-    return (RunError, CheckpointError, DistributedError, run_files.RunFileError, compare.RunFileError, ExportError,
-            PlotError, DiagnoseError, SweepDependencyError, StudyError)
+
+    return (
+        RunError,
+        CheckpointError,
+        DistributedError,
+        run_files.RunFileError,
+        compare.RunFileError,
+        ExportError,
+        PlotError,
+        DiagnoseError,
+        SweepDependencyError,
+        StudyError,
+    )
+
 
 Arrays = dict[str, np.ndarray]
 
@@ -103,11 +150,13 @@ def check(path: PathLike, overrides: Iterable[str] = ()) -> list[Diagnostic]:
     return _check_file(path, list(overrides))[1]
 
 
-def validate_file(path: PathLike, overrides: Iterable[str] = (), roots: Iterable[PathLike] = ()
-                  ) -> tuple[bool, list[Diagnostic]]:
+def validate_file(
+    path: PathLike, overrides: Iterable[str] = (), roots: Iterable[PathLike] = ()
+) -> tuple[bool, list[Diagnostic]]:
     """(valid, diagnostics) for one file as ``specgrad validate`` checks it: a spec with ``overrides``, or a
     sweep file with every point of its grid and the corners of its ranges."""
     from specgrad.run.sweep.file import check_sweep, is_sweep_file
+
     if is_sweep_file(path):
         return check_sweep(path)
     return _check_file(path, list(overrides), list(roots))
@@ -117,6 +166,7 @@ def find_specs(paths: Iterable[str]) -> tuple[list[Path], list[str]]:
     """The spec files named by ``paths`` (files, folders searched for *.yaml -- names starting with ``_`` are
     fragments and skipped -- or globs), and the paths that named nothing."""
     from specgrad.spec import find_spec_files
+
     return find_spec_files([Path(p) for p in paths])
 
 
@@ -124,6 +174,7 @@ def split_specs(files: Iterable[PathLike]) -> tuple[list, list]:
     """(specs, others) of ``files``, in order: others are YAML files without a top-level ``specgrad:`` or
     ``extends:`` key (``--skip-non-specs``)."""
     from specgrad.spec.kind import split_specs as split
+
     return split([Path(f) for f in files])
 
 
@@ -131,6 +182,7 @@ def flag_errors(paths: Iterable[PathLike], overrides: Iterable[str]) -> list[Dia
     """Mistakes in the ``--set`` flags themselves (no '=', a value that does not parse, a path the spec
     cannot have), found on the first of ``paths`` that shows any; [] when there are none."""
     from specgrad.spec.overrides import override_errors
+
     overrides = list(overrides)
     if overrides:
         for path in paths:
@@ -140,12 +192,14 @@ def flag_errors(paths: Iterable[PathLike], overrides: Iterable[str]) -> list[Dia
     return []
 
 
-def config_text(path: PathLike, overrides: Iterable[str] = (), roots: Iterable[PathLike] = (),
-                explain: bool = False) -> str:
+def config_text(
+    path: PathLike, overrides: Iterable[str] = (), roots: Iterable[PathLike] = (), explain: bool = False
+) -> str:
     """The resolved spec as YAML (extends and includes merged, overrides applied, references resolved);
     with ``explain`` each line ends in the ``file:line:col`` its value comes from. Raises SpecError."""
     from specgrad.spec.compose import compose, default_roots
     from specgrad.spec.render import resolved_yaml
+
     return resolved_yaml(compose(path, list(overrides), default_roots(path, list(roots))), explain)
 
 
@@ -153,8 +207,10 @@ def schema(sweep: bool = False) -> dict:
     """The JSON Schema (draft 2020-12) of spec files as written, or of sweep files."""
     if sweep:
         from specgrad.run.sweep.file import sweep_schema
+
         return sweep_schema()
     from specgrad.spec.schema import editor_schema
+
     return editor_schema()
 
 
@@ -162,12 +218,14 @@ def graph(spec: Spec, *, dot: bool = False, backward: bool = False) -> str:
     """The compiled model, one op a line with its inferred shape (or a Graphviz digraph with ``dot``);
     ``backward`` adds the backward pass the engine built."""
     from specgrad.engine.show import render_dot, render_text
+
     return (render_dot if dot else render_text)(spec.model, backward)
 
 
 @dataclass
 class Model:
     """A compiled spec: the engine's graph of the model, with what it takes to run it by hand."""
+
     spec: Spec
 
     @property
@@ -188,16 +246,22 @@ class Model:
         """The prepared splits as training sees them: {"train", "val"?, "test"?} -> {field: array}."""
         return prepare_data(self.spec).splits
 
-    def forward(self, params: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray],
-                state: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    def forward(
+        self,
+        params: Mapping[str, np.ndarray],
+        batch: Mapping[str, np.ndarray],
+        state: Mapping[str, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """The model's output on ``batch`` in eval mode (no dropout; batchnorm's running statistics)."""
         forward = self.spec.model.eval
-        (out,) = forward.plan([forward.prediction])(*forward.feed(dict(batch), dict(params),
-                                                                  dict(state) if state else self._state()))
+        (out,) = forward.plan([forward.prediction])(
+            *forward.feed(dict(batch), dict(params), dict(state) if state else self._state())
+        )
         return np.asarray(out)
 
-    def loss_and_grads(self, params: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray],
-                       step: int = 0) -> tuple[float, Arrays]:
+    def loss_and_grads(
+        self, params: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray], step: int = 0
+    ) -> tuple[float, Arrays]:
         """The training loss on ``batch`` and its gradient for every parameter, as the trainer's step
         ``step`` computes them (train mode: dropout drawn from the seed and the step)."""
         train_step = TrainStep(self.spec.model, self.spec.settings.seed)
@@ -205,8 +269,9 @@ class Model:
         loss, grads = train_step(fields, [params[name] for name in self.spec.model.params], step)
         return float(loss), {name: np.array(g) for name, g in zip(self.spec.model.params, grads)}
 
-    def hvp(self, params: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray],
-            vector: Mapping[str, np.ndarray]) -> Arrays:
+    def hvp(
+        self, params: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray], vector: Mapping[str, np.ndarray]
+    ) -> Arrays:
         """H v, H the Hessian of the training loss on ``batch`` in the parameters at ``params``, for ``vector``
         given as one block per parameter: the backward pass differentiated again (docs/engine.md)."""
         fields = {name: batch[name] for name in self.spec.model.inputs if name in batch}
@@ -220,7 +285,7 @@ class Model:
         return TrainStep(self.spec.model, 0).state
 
 
-def compile(spec: Spec) -> Model:   # noqa: A001 -- the pipeline's own word for it
+def compile(spec: Spec) -> Model:  # noqa: A001 -- the pipeline's own word for it
     """The compiled model of a loaded spec (validation already built it; this gives it a handle)."""
     return Model(spec)
 
@@ -228,6 +293,7 @@ def compile(spec: Spec) -> Model:   # noqa: A001 -- the pipeline's own word for 
 @dataclass
 class Run:
     """A run directory: its summary, metrics and checkpoints; evaluation and prediction with its weights."""
+
     path: Path
     summary: dict = field(default_factory=dict)
 
@@ -258,13 +324,21 @@ class Run:
         return run_files.predict(run_files.load_run(self.path), dict(inputs))
 
 
-def train(spec: Spec, run_dir: PathLike | None = None, *, resume: bool = False,
-          allow_spec_change: bool = False, on_step: Callable[[int, float], None] | None = None,
-          on_warning: Callable[[str], None] | None = None, should_stop: Callable[[], bool] | None = None,
-          on_start: Callable[[int, int], None] | None = None, on_batch: Callable[[int], None] | None = None,
-          on_gradients: Callable[[int, float, Arrays], float] | None = None,
-          validate: Callable[[int, Arrays], dict[str, float]] | None = None,
-          comm: Communicator | None = None) -> Run:
+def train(
+    spec: Spec,
+    run_dir: PathLike | None = None,
+    *,
+    resume: bool = False,
+    allow_spec_change: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    on_gradients: Callable[[int, float, Arrays], float] | None = None,
+    validate: Callable[[int, Arrays], dict[str, float]] | None = None,
+    comm: Communicator | None = None,
+) -> Run:
     """Train ``spec`` into ``run_dir`` (default runs/NAME/TIMESTAMP). ``on_start(first_step, total)`` hears
     the start (after a resume's checkpoint is read), ``on_step(step, loss)`` every step; ``should_stop()``
     returning true ends the run at the next step boundary with a checkpoint (status "interrupted"), as
@@ -275,9 +349,15 @@ def train(spec: Spec, run_dir: PathLike | None = None, *, resume: bool = False,
     SpecError (bad data), RunError or CheckpointError."""
     path = Path(run_dir) if run_dir is not None else default_run_dir(spec.data["name"])
     unset = Hooks()
-    hooks = Hooks(on_start=on_start or unset.on_start, on_step=on_step or unset.on_step,
-                  on_warning=on_warning or unset.on_warning, should_stop=should_stop or unset.should_stop,
-                  on_batch=on_batch, on_gradients=on_gradients, validate=validate)
+    hooks = Hooks(
+        on_start=on_start or unset.on_start,
+        on_step=on_step or unset.on_step,
+        on_warning=on_warning or unset.on_warning,
+        should_stop=should_stop or unset.should_stop,
+        on_batch=on_batch,
+        on_gradients=on_gradients,
+        validate=validate,
+    )
     summary = Trainer(spec, path, hooks, allow_spec_change=allow_spec_change, comm=comm).run(resume=resume)
     return Run(path, summary)
 
@@ -292,8 +372,14 @@ def connect() -> Communicator:
     return _connect()
 
 
-def train_run_dir(spec_path: PathLike, name: str, *, resume: bool = False, run_dir: PathLike | None = None,
-                  comm: Communicator | None = None) -> Path:
+def train_run_dir(
+    spec_path: PathLike,
+    name: str,
+    *,
+    resume: bool = False,
+    run_dir: PathLike | None = None,
+    comm: Communicator | None = None,
+) -> Path:
     """Where ``specgrad train`` writes: ``run_dir`` if given; else, with ``resume``, the run whose own spec.yaml
     ``spec_path`` is or the newest run of ``name`` (RunError when there is none); else a new
     runs/NAME/TIMESTAMP. Under ``comm``, every rank gets rank 0's answer."""
@@ -328,27 +414,46 @@ def evaluate(run_dir: PathLike, split: str | None = None, *, warn: Callable[[str
     return run_files.evaluate_run(Path(run_dir), split, warn=warn or (lambda message: None))
 
 
-def predict(run_dir: PathLike, input_file: PathLike, output: PathLike | None = None, *,
-            warn: Callable[[str], None] | None = None) -> str | None:
+def predict(
+    run_dir: PathLike,
+    input_file: PathLike,
+    output: PathLike | None = None,
+    *,
+    warn: Callable[[str], None] | None = None,
+) -> str | None:
     """``specgrad predict``: predictions of a run's latest checkpoint for the samples in ``input_file`` (.csv or
     .npz), written to ``output`` (.csv or .npz); without ``output``, the CSV text is returned."""
-    return run_files.predict_file(Path(run_dir), Path(input_file), Path(output) if output else None,
-                                  warn=warn or (lambda message: None))
+    return run_files.predict_file(
+        Path(run_dir), Path(input_file), Path(output) if output else None, warn=warn or (lambda message: None)
+    )
 
 
-def export(run_dir: PathLike, output: PathLike | None = None, *, checkpoint: int | None = None,
-           opset: int | None = None, warn: Callable[[str], None] | None = None) -> Exported:
+def export(
+    run_dir: PathLike,
+    output: PathLike | None = None,
+    *,
+    checkpoint: int | None = None,
+    opset: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Exported:
     """Export a run's model to ONNX (``output`` default RUN_DIR/model.onnx; needs specgrad[onnx]), checked
     against predict; ``opset`` default and range in docs/export.md (:class:`UnsupportedOpset` outside it)."""
     from specgrad.run.export import DEFAULT_OPSET, export_onnx
-    return export_onnx(Path(run_dir), Path(output) if output else None, checkpoint=checkpoint,
-                       opset=opset or DEFAULT_OPSET, warn=warn or (lambda message: None))
+
+    return export_onnx(
+        Path(run_dir),
+        Path(output) if output else None,
+        checkpoint=checkpoint,
+        opset=opset or DEFAULT_OPSET,
+        warn=warn or (lambda message: None),
+    )
 
 
 def plot(run_dir: PathLike, output: PathLike | None = None) -> Path:
     """A PNG of a run's training loss, learning rate and validation metrics (default RUN_DIR/plot.png; needs
     specgrad[plot]); returns its path."""
     from specgrad.run.plot import plot_run
+
     return plot_run(Path(run_dir), Path(output) if output else None)
 
 
@@ -356,12 +461,14 @@ def diagnose(run_dir: PathLike) -> Diagnosis:
     """Read a run and find exploding or vanishing gradients, poor conditioning, plateaus and overfitting, each
     with its evidence and a next step (``.to_json()`` for tools, :func:`diagnosis_text` for people)."""
     from specgrad.run.diagnose import diagnose as diagnose_run
+
     return diagnose_run(Path(run_dir))
 
 
 def diagnosis_text(diagnosis: Diagnosis) -> str:
     """A :func:`diagnose` result as ``specgrad diagnose`` prints it."""
     from specgrad.run.diagnose import format_text
+
     return format_text(diagnosis)
 
 
@@ -370,24 +477,28 @@ def find_runs(paths: Iterable[PathLike] = ("runs",)) -> list[dict]:
     seconds, objective, value, then final metrics (``specgrad runs``)."""
     from specgrad.run.compare import find_runs as find
     from specgrad.run.compare import run_row
+
     return [run_row(d) for d in find([Path(p) for p in paths])]
 
 
-def runs_table(rows: list[dict], format: str = "table") -> str:   # noqa: A002 -- the CLI's flag
+def runs_table(rows: list[dict], format: str = "table") -> str:  # noqa: A002 -- the CLI's flag
     """:func:`find_runs`'s records as a table, json or csv."""
     from specgrad.run.compare import format_rows
+
     return format_rows(rows, format)
 
 
 def compare_runs(run_dirs: Iterable[PathLike]) -> str:
     """A table with a column per run: the resolved spec values that differ, then status and final metrics."""
     from specgrad.run.compare import compare_runs as compare
+
     return compare([Path(d) for d in run_dirs])
 
 
 def plot_runs(run_dirs: Iterable[PathLike], output: PathLike) -> Path:
     """The runs' training loss and validation metrics overlaid in one PNG (needs specgrad[plot])."""
     from specgrad.run.compare import plot_runs as plot_all
+
     return plot_all([Path(d) for d in run_dirs], Path(output))
 
 
@@ -395,19 +506,27 @@ def load_sweep(path: PathLike) -> Sweep:
     """Load a sweep file, every point of it checked against its base spec first; raises SpecError."""
     from specgrad.run.sweep.file import check_sweep
     from specgrad.run.sweep.file import load_sweep as load_file
+
     ok, diagnostics = check_sweep(path)
     if not ok:
         raise SpecError(diagnostics)
     return load_file(path)
 
 
-def run_sweep(sweep: Sweep, *, workers: int | None = None, storage: str | None = None,
-              sweep_dir: PathLike | None = None, echo: Callable[[str], None] = print,
-              quiet: bool = False) -> SweepOutcome:
+def run_sweep(
+    sweep: Sweep,
+    *,
+    workers: int | None = None,
+    storage: str | None = None,
+    sweep_dir: PathLike | None = None,
+    echo: Callable[[str], None] = print,
+    quiet: bool = False,
+) -> SweepOutcome:
     """Run a loaded sweep until its study has its trials, in ``workers`` processes here (default the sweep
     file's), with progress to ``echo``; ``storage`` a database URL shared by every machine. Run it again
     after a kill: finished trials stay, interrupted ones resume."""
     from specgrad.run.sweep.launch import run_sweep as launch
     from specgrad.run.sweep.progress import SweepView
+
     with SweepView(sweep, echo, quiet) as view:
         return launch(sweep, workers, storage, Path(sweep_dir) if sweep_dir else None, view.update)

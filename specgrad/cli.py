@@ -5,6 +5,7 @@ errors, never a traceback: every command calls the library inside ``_reported``.
 ``specgrad.api`` alone (and ``specgrad.base`` for formatting diagnostics; an import-linter contract forbids the
 rest), imported inside the commands so ``--help`` stays fast.
 """
+
 from __future__ import annotations
 
 import gc
@@ -14,30 +15,40 @@ from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from types import SimpleNamespace
-from typing import List, Optional
 
 import typer
 
 # Plain help text: rich's help formatter alone would import rich, markdown-it and pygments (~55 ms) into
 # every `--help`.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Declarative training: a YAML spec in, a trained, resumable run out.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Declarative training: a YAML spec in, a trained, resumable run out.",
+)
 
 SET_HELP = "Override a spec value, e.g. --set optimizer.lr=0.01 (YAML-typed; repeatable)."
-ROOT_HELP = ("Another folder that extends, include and data files may come from (repeatable); by default only "
-             "the working directory and the spec's own folder, symlinks resolved.")
+ROOT_HELP = (
+    "Another folder that extends, include and data files may come from (repeatable); by default only "
+    "the working directory and the spec's own folder, symlinks resolved."
+)
 
 
 def _version(value: bool) -> None:
     if value:
         from specgrad import __version__
+
         typer.echo(f"specgrad {__version__}")
         raise typer.Exit(0)
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")):
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+):
     """Declarative training: a YAML spec in, a trained, resumable run out."""
 
 
@@ -48,10 +59,11 @@ def _check_overrides(specs, overrides) -> None:
         return
     from specgrad import api
     from specgrad.base.diagnostics import format_diagnostics
+
     errors = api.flag_errors(specs, overrides)
     if errors:
         _err(format_diagnostics(errors, "text"))
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 class Format(str, Enum):
@@ -71,17 +83,18 @@ def _reported(*errors: type[Exception], echo: bool = True):
     the command names print ``error: message``. Exit 1, never a traceback. ``echo=False`` exits without
     printing (the ranks but the first of a data-parallel run, whose errors before training are the first's)."""
     from specgrad import api
+
     printed: tuple[type[BaseException], ...] = (OSError, *api.ERRORS, *errors)
     try:
         yield
     except api.SpecError as e:
         if echo:
             _err(str(e))
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except printed as e:
         if echo:
             _err(f"error: {e}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 @contextmanager
@@ -90,19 +103,25 @@ def _numpy_warnings(shown: bool):
         yield
         return
     import numpy as np
+
     with np.errstate(all="ignore"):
         yield
 
 
 @app.command()
 def validate(
-    paths: List[str] = typer.Argument(..., help="Spec files, folders (searched for *.yaml; names starting with _ "
-                                      "are fragments and skipped) or globs."),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    paths: list[str] = typer.Argument(
+        ..., help="Spec files, folders (searched for *.yaml; names starting with _ are fragments and skipped) or globs."
+    ),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     format: Format = typer.Option(Format.text, "--format", help="text, json (one object per line) or github."),
-    skip_non_specs: bool = typer.Option(False, "--skip-non-specs", help="Skip, with a note, YAML files without a "
-                                        "top-level 'specgrad:' or 'extends:' key (the pre-commit hook's mode)."),
-    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
+    skip_non_specs: bool = typer.Option(
+        False,
+        "--skip-non-specs",
+        help="Skip, with a note, YAML files without a "
+        "top-level 'specgrad:' or 'extends:' key (the pre-commit hook's mode).",
+    ),
+    root: list[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col.
     A sweep file is checked with every point of its grid and the corners of its ranges."""
@@ -112,7 +131,7 @@ def validate(
     files, unmatched = api.find_specs(paths)
     if unmatched:
         _err("error: no spec files found in " + " ".join(unmatched))
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     _check_overrides(files, set_)
     if skip_non_specs:
         files, others = api.split_specs(files)
@@ -122,24 +141,27 @@ def validate(
     for f in files:
         with _reported():
             ok, diags = api.validate_file(f, set_, root)
-        _collect_from_here()          # the first spec imported and built everything the others need
+        _collect_from_here()  # the first spec imported and built everything the others need
         if not ok:
             failed.append(str(f))
         if diags:
             typer.echo(format_diagnostics(diags, format.value))
     if format == Format.text:
-        _err(f"{len(files) - len(failed)} of {len(files)} spec(s) valid"
-             + (f"; invalid: {', '.join(failed)}" if failed else ""))
+        _err(
+            f"{len(files) - len(failed)} of {len(files)} spec(s) valid"
+            + (f"; invalid: {', '.join(failed)}" if failed else "")
+        )
     raise typer.Exit(1 if failed else 0)
 
 
 @app.command()
 def config(
     spec: Path = typer.Argument(..., help="The spec file."),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
-    explain: bool = typer.Option(False, "--explain", help="End each line with the file:line:col its value "
-                                 "comes from, and what it overrides."),
-    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    explain: bool = typer.Option(
+        False, "--explain", help="End each line with the file:line:col its value comes from, and what it overrides."
+    ),
+    root: list[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Print the resolved spec: extends and includes merged, --set applied, ${...} references resolved."""
     from specgrad import api
@@ -153,14 +175,20 @@ def config(
 @app.command()
 def train(
     spec: Path = typer.Argument(..., help="The spec file to train."),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where the run goes (default runs/NAME/TIMESTAMP)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in the run directory "
-                                "(default: the newest run of this spec's name)."),
-    allow_spec_change: bool = typer.Option(False, "--allow-spec-change", help="Resume even though the spec "
-                                           "differs from the checkpoint's (the differences are printed)."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Where the run goes (default runs/NAME/TIMESTAMP)."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue from the latest checkpoint in the run directory (default: the newest run of this spec's name).",
+    ),
+    allow_spec_change: bool = typer.Option(
+        False,
+        "--allow-spec-change",
+        help="Resume even though the spec differs from the checkpoint's (the differences are printed).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
-    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
+    root: list[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Train a spec: validate, compile, run, checkpoint. Ctrl-C (or SIGTERM) saves a checkpoint at the next
     step boundary and stops; a second Ctrl-C stops at once. Under mpiexec, data-parallel over the processes
@@ -169,7 +197,7 @@ def train(
     from specgrad.base.diagnostics import format_diagnostics
 
     _check_overrides([spec], set_)
-    first = api.launched_rank() in (None, 0)     # rank 0 of an MPI job speaks for all (each would say the same)
+    first = api.launched_rank() in (None, 0)  # rank 0 of an MPI job speaks for all (each would say the same)
     quiet = quiet or not first
     # --quiet prints nothing but errors: numpy's floating-point warnings (overflow, invalid value) included
     with _reported(echo=first), _numpy_warnings(shown=not quiet):
@@ -182,17 +210,27 @@ def train(
         try:
             # from here on, an error on one rank ends every rank (the others may wait for it in a collective)
             with comm.failing_together(lambda e: _err(_rank_failure(e, comm, run_dir))), progress:
-                summary = api.train(loaded, run_dir, resume=resume, allow_spec_change=allow_spec_change, comm=comm,
-                                    **vars(progress.hooks())).summary
-        except KeyboardInterrupt:      # Ctrl-C before the loop, or a second one in it (the first saves, stops)
+                summary = api.train(
+                    loaded,
+                    run_dir,
+                    resume=resume,
+                    allow_spec_change=allow_spec_change,
+                    comm=comm,
+                    **vars(progress.hooks()),
+                ).summary
+        except KeyboardInterrupt:  # Ctrl-C before the loop, or a second one in it (the first saves, stops)
             saved = api.Run(Path(run_dir)).checkpoints
             if saved:
-                _err(f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
-                     f"{saved[-1].parent}")
+                _err(
+                    f"stopped at once by Ctrl-C, without saving; --resume continues from the last checkpoint in "
+                    f"{saved[-1].parent}"
+                )
             else:
-                _err("stopped at once by Ctrl-C, before the first checkpoint: there is nothing to resume; "
-                     "train again to start over")
-            raise typer.Exit(130)
+                _err(
+                    "stopped at once by Ctrl-C, before the first checkpoint: there is nothing to resume; "
+                    "train again to start over"
+                )
+            raise typer.Exit(130) from None
     if not quiet:
         typer.echo(f"{summary['status']}: {summary['steps']} steps in {summary['seconds']:.2f}s -> {run_dir}")
         typer.echo(_final_results(summary))
@@ -215,9 +253,12 @@ def _final_results(summary: dict) -> str:
 def _rank_failure(e: BaseException, comm, run_dir: Path) -> str:
     """What one rank of a data-parallel run says before it ends the job."""
     from specgrad import api
+
     if isinstance(e, KeyboardInterrupt):
-        return (f"rank {comm.rank} of {comm.size}: stopped at once by Ctrl-C, without saving; --resume continues "
-                f"from the last checkpoint in {api.Run(Path(run_dir)).checkpoints_dir}")
+        return (
+            f"rank {comm.rank} of {comm.size}: stopped at once by Ctrl-C, without saving; --resume continues "
+            f"from the last checkpoint in {api.Run(Path(run_dir)).checkpoints_dir}"
+        )
     return f"error (rank {comm.rank} of {comm.size}): {e}"
 
 
@@ -225,6 +266,7 @@ def _rank_failure(e: BaseException, comm, run_dir: Path) -> str:
 def schema(sweep: bool = typer.Option(False, "--sweep", help="The schema of sweep files instead.")):
     """Print the JSON Schema of spec files as written (draft 2020-12), for editors and other validators."""
     from specgrad import api
+
     typer.echo(json.dumps(api.schema(sweep), indent=2))
 
 
@@ -237,10 +279,11 @@ class Split(str, Enum):
 @app.command("eval")
 def eval_(
     run_dir: Path = typer.Argument(..., help="A run directory (runs/NAME/TIMESTAMP)."),
-    split: Optional[Split] = typer.Option(None, "--split", help="Default: test, else val, else train."),
+    split: Split | None = typer.Option(None, "--split", help="Default: test, else val, else train."),
 ):
     """Evaluate a run's latest checkpoint on a split: the loss and the spec's metrics, as JSON."""
     from specgrad import api
+
     with _reported():
         result = api.evaluate(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"))
     typer.echo(json.dumps(result, indent=2))
@@ -250,10 +293,11 @@ def eval_(
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory (runs/NAME/TIMESTAMP)."),
     input: Path = typer.Argument(..., help="Samples to predict on: .csv (header row) or .npz (arrays by input name)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="A .csv or .npz file (default: csv on stdout)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="A .csv or .npz file (default: csv on stdout)."),
 ):
     """Predict with a run's latest checkpoint, transforming the input as the training data was."""
     from specgrad import api
+
     with _reported():
         text = api.predict(run_dir, input, output, warn=lambda m: _err(f"warning: {m}"))
     if text is not None:
@@ -263,22 +307,26 @@ def predict(
 @app.command()
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory (runs/NAME/TIMESTAMP)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The .onnx file (default RUN_DIR/model.onnx)."),
-    checkpoint: Optional[int] = typer.Option(None, "--checkpoint", min=0, help="The step of the checkpoint to "
-                                             "export (default: the latest)."),
-    opset: Optional[int] = typer.Option(None, "--opset", help="The ONNX opset to target (default and supported "
-                                       "range: docs/export.md)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="The .onnx file (default RUN_DIR/model.onnx)."),
+    checkpoint: int | None = typer.Option(
+        None, "--checkpoint", min=0, help="The step of the checkpoint to export (default: the latest)."
+    ),
+    opset: int | None = typer.Option(
+        None, "--opset", help="The ONNX opset to target (default and supported range: docs/export.md)."
+    ),
 ):
     """Export a run's model to ONNX (needs specgrad[onnx]): the evaluation graph, raw inputs as predict takes
     them, a dynamic batch; checked by onnx.checker and against specgrad predict with onnxruntime."""
     from specgrad import api
+
     with _reported():
         try:
-            result = api.export(run_dir, output, checkpoint=checkpoint, opset=opset,
-                                warn=lambda m: _err(f"warning: {m}"))
-        except api.UnsupportedOpset as e:           # a flag value no lowering is written for: a usage error
+            result = api.export(
+                run_dir, output, checkpoint=checkpoint, opset=opset, warn=lambda m: _err(f"warning: {m}")
+            )
+        except api.UnsupportedOpset as e:  # a flag value no lowering is written for: a usage error
             _err(f"error: {e}")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
     typer.echo(result.summary())
 
 
@@ -291,6 +339,7 @@ def _LossColumn():
         def render(self, task):
             loss = task.fields.get("loss")
             return Text("" if loss is None else f"loss {loss:.4g}")
+
     return LossColumn()
 
 
@@ -308,8 +357,15 @@ class _Progress:
                 TextColumn,
                 TimeRemainingColumn,
             )
-            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                _LossColumn(), TimeRemainingColumn(), transient=True)
+
+            self.bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                _LossColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
         self.task = None
         self.total = self.start = 0
         self.t0 = 0.0
@@ -319,10 +375,10 @@ class _Progress:
         import time
 
         def on_start(start, total):
-            _collect_from_here()          # the run is built: what it allocated so far lives to the end
+            _collect_from_here()  # the run is built: what it allocated so far lives to the end
             self.start, self.total, self.t0 = start, total, time.perf_counter()
             if self.bar:
-                self.task = self.bar.add_task("train", total=total, completed=start, loss=None)   # no loss yet
+                self.task = self.bar.add_task("train", total=total, completed=start, loss=None)  # no loss yet
 
         def on_step(step, loss):
             if self.bar:
@@ -331,12 +387,12 @@ class _Progress:
             elif not self.quiet and (step % max(1, self.total // 10) == 0 or step == self.total):
                 elapsed = time.perf_counter() - self.t0
                 eta = elapsed / (step - self.start) * (self.total - step) if step > self.start else 0.0
-                typer.echo(f"step {step}/{self.total} ({100 * step // self.total}%)  loss {loss:.6g}  "
-                           f"eta {eta:.1f}s")
+                typer.echo(f"step {step}/{self.total} ({100 * step // self.total}%)  loss {loss:.6g}  eta {eta:.1f}s")
 
         def on_warning(message):
             if not self.quiet:
                 _err(f"warning: {message}")
+
         return SimpleNamespace(on_start=on_start, on_step=on_step, on_warning=on_warning)
 
     def __enter__(self):
@@ -351,16 +407,16 @@ class _Progress:
 @app.command()
 def gradcheck(
     spec: Path = typer.Argument(..., help="The spec whose model to check."),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Rows of the training data to use."),
     tolerance: float = typer.Option(1e-5, "--tolerance", min=0.0, help="Largest acceptable relative error."),
-    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
+    root: list[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Compare the model's gradient with finite differences, per parameter, in float64; exit 1 above tolerance."""
     from specgrad import api
 
     _check_overrides([spec], set_)
-    with _reported(ValueError):       # the data lacks a field the model reads
+    with _reported(ValueError):  # the data lacks a field the model reads
         checks = api.gradcheck(api.load(spec, [*set_, "dtype=float64"], root), batch_size=batch_size)
     width = max([len("parameter"), *(len(c.name) for c in checks)])
     typer.echo(f"{'parameter':<{width}}  {'shape':<14} {'entries':>7}  relative error")
@@ -380,10 +436,10 @@ class GraphFormat(str, Enum):
 @app.command()
 def graph(
     spec: Path = typer.Argument(..., help="The spec whose compiled graph to show."),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     format: GraphFormat = typer.Option(GraphFormat.text, "--format", help="text, or dot for Graphviz."),
     backward: bool = typer.Option(False, "--backward", help="Also show the backward pass the engine built."),
-    root: List[Path] = typer.Option([], "--root", help=ROOT_HELP),
+    root: list[Path] = typer.Option([], "--root", help=ROOT_HELP),
 ):
     """Show the model as the engine compiled it: every op with its inferred shape (B: the batch)."""
     from specgrad import api
@@ -397,10 +453,11 @@ def graph(
 @app.command()
 def plot(
     run_dir: Path = typer.Argument(..., help="A run directory (with metrics.jsonl)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The PNG to write (default RUN_DIR/plot.png)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="The PNG to write (default RUN_DIR/plot.png)."),
 ):
     """Plot a run's training loss, learning rate and validation metrics to a PNG (needs specgrad[plot])."""
     from specgrad import api
+
     with _reported():
         path = api.plot(run_dir, output)
     typer.echo(f"wrote {path}")
@@ -413,24 +470,34 @@ class ReportFormat(str, Enum):
 
 @app.command()
 def diagnose(
-    run_dir: Path = typer.Argument(..., help="A run directory (with metrics.jsonl; summary.json and spec.yaml if any)."),
+    run_dir: Path = typer.Argument(
+        ..., help="A run directory (with metrics.jsonl; summary.json and spec.yaml if any)."
+    ),
     format: ReportFormat = typer.Option(ReportFormat.text, "--format", help="text, or json for tools."),
 ):
     """Read a run and report exploding or vanishing gradients, poor conditioning, plateaus and overfitting, with
     the evidence and a next step as spec changes. Exit 0 whatever it finds."""
     from specgrad import api
+
     with _reported():
         result = api.diagnose(run_dir)
     typer.echo(json.dumps(result.to_json(), indent=2) if format == ReportFormat.json else api.diagnosis_text(result))
+
+
 @app.command()
 def sweep(
     sweep_file: Path = typer.Argument(..., help="The sweep file (see docs/experiments.md)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes here (default: the "
-                                          "sweep file's workers, else 1)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="The study's database URL, shared by every "
-                                          "machine (default: sqlite in the sweep's folder)."),
-    sweep_dir: Optional[Path] = typer.Option(None, "--dir", help="Where trial run directories go "
-                                             "(default runs/sweeps/NAME)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Worker processes here (default: the sweep file's workers, else 1)."
+    ),
+    storage: str | None = typer.Option(
+        None,
+        "--storage",
+        help="The study's database URL, shared by every machine (default: sqlite in the sweep's folder).",
+    ),
+    sweep_dir: Path | None = typer.Option(
+        None, "--dir", help="Where trial run directories go (default runs/sweeps/NAME)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors and the result."),
 ):
     """Run a sweep: every point checked first, then trials (ordinary run directories) in worker processes,
@@ -440,14 +507,17 @@ def sweep(
     with _reported():
         spec = api.load_sweep(sweep_file)
         try:
-            outcome = api.run_sweep(spec, workers=workers, storage=storage, sweep_dir=sweep_dir, echo=typer.echo,
-                                    quiet=quiet)
-        except KeyboardInterrupt:      # the workers checkpointed their trials (they got the Ctrl-C too)
+            outcome = api.run_sweep(
+                spec, workers=workers, storage=storage, sweep_dir=sweep_dir, echo=typer.echo, quiet=quiet
+            )
+        except KeyboardInterrupt:  # the workers checkpointed their trials (they got the Ctrl-C too)
             _err("stopped by Ctrl-C; run the same command again to continue the sweep")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
     c, best = outcome.counts, outcome.best
-    typer.echo(f"{c['done']} completed, {c['pruned']} pruned, {c['failed']} failed of {c['target']} trials in "
-               f"{outcome.sweep_dir}" + (f"; {outcome.retried} interrupted trial(s) resumed" if outcome.retried else ""))
+    typer.echo(
+        f"{c['done']} completed, {c['pruned']} pruned, {c['failed']} failed of {c['target']} trials in "
+        f"{outcome.sweep_dir}" + (f"; {outcome.retried} interrupted trial(s) resumed" if outcome.retried else "")
+    )
     if best:
         typer.echo(f"best: trial {best['number']} {spec.metric} {best['value']:.6g} -> {best['run_dir']}")
     if any(outcome.worker_codes):
@@ -464,11 +534,12 @@ class RunsFormat(str, Enum):
 
 @app.command()
 def runs(
-    dirs: List[Path] = typer.Argument(None, help="Run directories, or folders searched for them (default runs/)."),
+    dirs: list[Path] = typer.Argument(None, help="Run directories, or folders searched for them (default runs/)."),
     format: RunsFormat = typer.Option(RunsFormat.table, "--format", help="table, json or csv."),
 ):
     """List runs: status, steps, time, objective (a sweep trial's, else the best validation) and final metrics."""
     from specgrad import api
+
     with _reported():
         rows = api.find_runs(dirs or [Path("runs")])
     typer.echo(api.runs_table(rows, format.value) if rows else "no runs found")
@@ -476,11 +547,12 @@ def runs(
 
 @app.command()
 def compare(
-    run_dirs: List[Path] = typer.Argument(..., help="Two or more run directories."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also overlay their curves in this PNG."),
+    run_dirs: list[Path] = typer.Argument(..., help="Two or more run directories."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also overlay their curves in this PNG."),
 ):
     """Show the resolved spec values that differ between runs, beside their status and final metrics."""
     from specgrad import api
+
     with _reported():
         typer.echo(api.compare_runs(run_dirs))
         if plot:

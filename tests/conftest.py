@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules, and the few plain constants and helpers they import (paths, and
 ``run_cli``, which runs the command as a user would: a function of its arguments, no setup to share)."""
+
 import importlib.util
 import os
 import subprocess
@@ -14,8 +15,14 @@ MODELS = ROOT / "models"
 
 def run_cli(*args, cwd=None, timeout=120):
     """Run the specgrad command exactly as a user would (same interpreter as the tests)."""
-    return subprocess.run([sys.executable, "-m", "specgrad.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "specgrad.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 @pytest.fixture
@@ -42,6 +49,7 @@ def uninterrupted(tmp_path_factory):
     from faults import POLY, RICH, run_state
 
     import specgrad as sg
+
     run_dir = tmp_path_factory.mktemp("uninterrupted")
     sg.train(sg.load(POLY, RICH), run_dir)
     return run_state(run_dir)

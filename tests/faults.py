@@ -2,6 +2,7 @@
 exact point (a given micro-batch, or inside a given step of a checkpoint write), and compare finished runs
 bit for bit. Faults in the training loop go through the trainer's public hooks (``on_batch``,
 ``on_gradients``, ``validate``); faults in a checkpoint write wrap the file-writing functions it calls."""
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,36 @@ POLY = Path(__file__).resolve().parents[1] / "models" / "poly.yaml"
 # Everything with state at once: shuffled minibatches (5 an epoch) accumulated 3 at a time, so optimizer
 # steps straddle epochs; Adam; warmup + cosine; clipping; validation with a best metric and patience;
 # retention. 40 steps = 120 micro-batches; a checkpoint every 4 steps and on each new best.
-RICH = ["data.split={val: 0.2}", "loss=mse", "metrics=[mse]", "optimizer={type: adam, lr: 0.05}",
-        "schedule={type: cosine, min_lr: 0.001, warmup: {steps: 5}}", "train.steps=40", "train.batch_size=32",
-        "train.accumulate=3", "train.clip={max_norm: 0.5}", "train.validation={every: 3, patience: 100, min_delta: 0.01}",
-        "train.checkpoint={every: 4, keep_last: 2, keep_best: 1}"]
+RICH = [
+    "data.split={val: 0.2}",
+    "loss=mse",
+    "metrics=[mse]",
+    "optimizer={type: adam, lr: 0.05}",
+    "schedule={type: cosine, min_lr: 0.001, warmup: {steps: 5}}",
+    "train.steps=40",
+    "train.batch_size=32",
+    "train.accumulate=3",
+    "train.clip={max_norm: 0.5}",
+    "train.validation={every: 3, patience: 100, min_delta: 0.01}",
+    "train.checkpoint={every: 4, keep_last: 2, keep_best: 1}",
+]
 
 
 # Points inside the writing of one checkpoint where a kill can land, in the order a save reaches them.
 # "file:torn" writes half of the file, then dies; the others die just before that file or step.
-CHECKPOINT_STAGES = ["arrays.npz", "arrays.npz:torn", "state.json", "state.json:torn", "manifest.json",
-                     "manifest.json:torn", "rename", "latest", "latest:torn", "prune", "prune:half-deleted"]
+CHECKPOINT_STAGES = [
+    "arrays.npz",
+    "arrays.npz:torn",
+    "state.json",
+    "state.json:torn",
+    "manifest.json",
+    "manifest.json:torn",
+    "rename",
+    "latest",
+    "latest:torn",
+    "prune",
+    "prune:half-deleted",
+]
 
 
 def _die():
@@ -45,6 +66,7 @@ def die_at_batch(n: int):
         count[0] += 1
         if count[0] == n:
             _die()
+
     return on_batch
 
 
@@ -58,25 +80,33 @@ def hooks_in_every_run(**extra) -> None:
         def both(*args):
             first(*args)
             return second(*args)
+
         return both
 
     def run(self, resume=False):
-        self.hooks = replace(self.hooks, **{name: hook if getattr(self.hooks, name) is None
-                                            else chain(getattr(self.hooks, name), hook)
-                                            for name, hook in extra.items()})
+        self.hooks = replace(
+            self.hooks,
+            **{
+                name: hook if getattr(self.hooks, name) is None else chain(getattr(self.hooks, name), hook)
+                for name, hook in extra.items()
+            },
+        )
         return real(self, resume)
+
     Trainer.run = run
 
 
 def poison(step: int, where: str, value: float = float("nan")):
     """An ``on_gradients`` hook that makes step ``step``'s loss (``where="loss"``) or one entry of the
     gradient of k (``"grad"``) ``value``, as a real divergence would."""
+
     def on_gradients(s, loss, grads):
         if s == step:
             if where == "loss":
                 return value
             grads["k"][1] = value
         return loss
+
     return on_gradients
 
 
@@ -96,15 +126,16 @@ def _arm_checkpoint(stage: str, save: int) -> None:
     """Die at ``stage`` of the ``save``-th checkpoint this process writes (1-based)."""
     point, _, how = stage.partition(":")
     saves = [0]
-    armed = lambda: saves[0] == save                                     # noqa: E731
+    armed = lambda: saves[0] == save  # noqa: E731
 
     def counting(real):
         def save_checkpoint(*args, **kwargs):
             saves[0] += 1
             return real(*args, **kwargs)
+
         return save_checkpoint
 
-    def writer(real):                        # write_npz(path, arrays) and _write_durably(path, data)
+    def writer(real):  # write_npz(path, arrays) and _write_durably(path, data)
         def write(path, payload):
             name = Path(path).name
             if armed() and (name == point or (point == "latest" and name.startswith(".latest-"))):
@@ -114,6 +145,7 @@ def _arm_checkpoint(stage: str, save: int) -> None:
                         f.truncate(Path(path).stat().st_size // 2)
                 _die()
             return real(path, payload)
+
         return write
 
     def before(real):
@@ -121,14 +153,16 @@ def _arm_checkpoint(stage: str, save: int) -> None:
             if armed():
                 _die()
             return real(*args, **kwargs)
+
         return call
 
-    def half_delete(real):                   # shutil.rmtree of a pruned checkpoint moved aside
+    def half_delete(real):  # shutil.rmtree of a pruned checkpoint moved aside
         def rmtree(path, *args, **kwargs):
             if armed() and Path(path).name.startswith(".old-step-") and not kwargs.get("ignore_errors"):
                 (Path(path) / "arrays.npz").unlink()
                 _die()
             return real(path, *args, **kwargs)
+
         return rmtree
 
     _wrap(trainer_module, "save_checkpoint", counting)
@@ -142,21 +176,31 @@ def _arm_checkpoint(stage: str, save: int) -> None:
             _wrap(ckpt_module.shutil, "rmtree", half_delete)
 
 
-def killed_run(spec_path, overrides, run_dir, *, batch: int | None = None, stage: str | None = None,
-               save: int = 1, resume: bool = False, cli: bool = False) -> None:
+def killed_run(
+    spec_path,
+    overrides,
+    run_dir,
+    *,
+    batch: int | None = None,
+    stage: str | None = None,
+    save: int = 1,
+    resume: bool = False,
+    cli: bool = False,
+) -> None:
     """Train in a forked child that SIGKILLs itself at micro-batch ``batch`` or at ``stage`` of its
     ``save``-th checkpoint; with ``cli``, the child runs the ``specgrad train`` command itself. Asserts
     that the child really died by SIGKILL (a fault that does not happen fails the test)."""
     status = in_child(lambda: _train(spec_path, overrides, run_dir, batch, stage, save, resume, cli))
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, \
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
         f"the child was meant to die by SIGKILL but exited with status {status}"
+    )
 
 
 def in_child(body) -> int:
     """Run ``body`` in a forked child and return its wait status; the child exits with the code of a
     SystemExit (as the CLI raises), 0 when ``body`` returns, 3 on any other exception."""
     pid = os.fork()
-    if pid == 0:                                         # the child: never returns into pytest
+    if pid == 0:  # the child: never returns into pytest
         code = 3
         try:
             body()
@@ -174,6 +218,7 @@ def _train(spec_path, overrides, run_dir, batch, stage, save, resume, cli):
         _arm_checkpoint(stage, save)
     if cli:
         from specgrad.cli import app
+
         if on_batch:
             hooks_in_every_run(on_batch=on_batch)
         args = ["train", str(spec_path), "--run-dir", str(run_dir), "--quiet"]
@@ -191,13 +236,19 @@ def run_state(run_dir: Path) -> dict:
     checkpoints = {}
     for path in list_checkpoints(run_dir / "checkpoints"):
         c = load_checkpoint(path)
-        checkpoints[path.name] = ({k: (a.dtype.str, a.shape, a.tobytes()) for k, a in c.arrays.items()},
-                                  json.dumps(c.state, sort_keys=True))
+        checkpoints[path.name] = (
+            {k: (a.dtype.str, a.shape, a.tobytes()) for k, a in c.arrays.items()},
+            json.dumps(c.state, sort_keys=True),
+        )
     summary = json.loads((run_dir / "summary.json").read_text())
     for timing in ("seconds", "steps_per_s"):
         summary.pop(timing)
-    return {"checkpoints": checkpoints, "metrics": (run_dir / "metrics.jsonl").read_bytes(),
-            "summary": summary, "latest": (run_dir / "checkpoints" / "latest").read_text()}
+    return {
+        "checkpoints": checkpoints,
+        "metrics": (run_dir / "metrics.jsonl").read_bytes(),
+        "summary": summary,
+        "latest": (run_dir / "checkpoints" / "latest").read_text(),
+    }
 
 
 def assert_same_run(a: dict, b: dict) -> None:
@@ -212,7 +263,6 @@ def assert_same_run(a: dict, b: dict) -> None:
     assert a["metrics"] == b["metrics"]
     assert a["summary"] == b["summary"]
     assert a["latest"] == b["latest"]
-
 
 
 def resume(run_dir):

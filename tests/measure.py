@@ -1,6 +1,7 @@
 """Run the specgrad CLI in a subprocess and measure that process's own peak memory: VmHWM of its address space,
 read by the child itself as it exits. (ru_maxrss would not do: Linux carries it across fork and exec, so a
 child of a large pytest process reports the parent's size.)"""
+
 from __future__ import annotations
 
 import os
@@ -28,17 +29,27 @@ class Measured:
     returncode: int
     stdout: str
     stderr: str
-    peak_kib: int          # the child's peak resident memory (VmHWM)
+    peak_kib: int  # the child's peak resident memory (VmHWM)
 
 
 def run_measured(*cli_args, timeout: float = 60, address_limit: int = 0) -> Measured:
     """``specgrad *cli_args``, optionally under an address-space limit (bytes)."""
     with tempfile.TemporaryDirectory() as folder:
         peak_file = os.path.join(folder, "peak")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MEASURE_PEAK_FILE": peak_file,
-               "MEASURE_ADDRESS_LIMIT": str(address_limit)}
-        proc = subprocess.run([sys.executable, "-c", _CHILD, *map(str, cli_args)], capture_output=True, text=True,
-                              timeout=timeout, env=env, check=False)
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "MEASURE_PEAK_FILE": peak_file,
+            "MEASURE_ADDRESS_LIMIT": str(address_limit),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, *map(str, cli_args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
         with open(peak_file) as f:
             peak = int(f.read())
     return Measured(proc.returncode, proc.stdout, proc.stderr, peak)

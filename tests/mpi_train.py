@@ -5,6 +5,7 @@ interpreter and of MPI for many short runs: tests/test_distributed.py). Usage:
 
 JOBS.json is a list of ``{"spec": path, "set": [K=V, ...], "run_dir": path, "resume": false}``.
 """
+
 import json
 import sys
 

@@ -1,4 +1,5 @@
 """The public API: its names are pinned, and every example in docs/api.md runs as written."""
+
 import re
 from pathlib import Path
 
@@ -9,11 +10,44 @@ from specgrad import api
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PUBLIC = ["Diagnostic", "ERRORS", "Model", "ParamCheck", "Run", "Spec", "SpecError", "UnsupportedOpset",
-          "check", "compare_runs", "compile", "config_text", "connect", "diagnose", "diagnosis_text",
-          "evaluate", "export", "find_runs", "find_specs", "flag_errors", "gradcheck", "graph", "launched_rank",
-          "load", "load_sweep", "open_run", "plot", "plot_runs", "predict", "run_sweep", "runs_table", "schema",
-          "split_specs", "train", "train_run_dir", "validate_file"]
+PUBLIC = [
+    "Diagnostic",
+    "ERRORS",
+    "Model",
+    "ParamCheck",
+    "Run",
+    "Spec",
+    "SpecError",
+    "UnsupportedOpset",
+    "check",
+    "compare_runs",
+    "compile",
+    "config_text",
+    "connect",
+    "diagnose",
+    "diagnosis_text",
+    "evaluate",
+    "export",
+    "find_runs",
+    "find_specs",
+    "flag_errors",
+    "gradcheck",
+    "graph",
+    "launched_rank",
+    "load",
+    "load_sweep",
+    "open_run",
+    "plot",
+    "plot_runs",
+    "predict",
+    "run_sweep",
+    "runs_table",
+    "schema",
+    "split_specs",
+    "train",
+    "train_run_dir",
+    "validate_file",
+]
 
 
 def test_public_names_are_pinned():
@@ -24,7 +58,7 @@ def test_public_names_are_pinned():
         assert getattr(specgrad, name) is getattr(api, name)
         assert f"`{name}" in (ROOT / "docs" / "api.md").read_text(), f"{name} is not documented in docs/api.md"
     with pytest.raises(AttributeError):
-        specgrad.not_a_name
+        _ = specgrad.not_a_name
 
 
 @pytest.mark.slow
@@ -35,13 +69,14 @@ def test_docs_examples_run(tmp_path, monkeypatch):
     assert len(blocks) >= 6
     namespace = {"tmp": tmp_path}
     for i, block in enumerate(blocks):
-        exec(compile(block, f"docs/api.md block {i + 1}", "exec"), namespace)   # the doc's own code
+        exec(compile(block, f"docs/api.md block {i + 1}", "exec"), namespace)  # the doc's own code
 
 
 def test_load_mapping_reports_located_errors(monkeypatch):
     """A mapping is checked as a file's text is: the same diagnostics, located in '<mapping>'."""
     monkeypatch.chdir(ROOT)
     import yaml
+
     values = yaml.safe_load((ROOT / "models" / "poly.yaml").read_text())
     values["optimizer"]["lr"] = "fast"
     with pytest.raises(specgrad.SpecError) as e:
@@ -59,10 +94,12 @@ def test_errors_are_what_the_cli_prints(tmp_path, monkeypatch):
     """A folder that is no run: api.evaluate raises one of api.ERRORS, and `specgrad eval` prints its message."""
     import subprocess
     import sys
+
     with pytest.raises(api.ERRORS) as e:
         api.evaluate(tmp_path)
-    cli = subprocess.run([sys.executable, "-m", "specgrad.cli", "eval", str(tmp_path)], capture_output=True,
-                         text=True, cwd=ROOT)
+    cli = subprocess.run(
+        [sys.executable, "-m", "specgrad.cli", "eval", str(tmp_path)], capture_output=True, text=True, cwd=ROOT
+    )
     assert cli.returncode == 1 and cli.stderr.strip() == f"error: {e.value}"
 
 
@@ -79,6 +116,7 @@ def test_train_run_dir(tmp_path, monkeypatch):
 def test_config_text_and_flag_errors(monkeypatch):
     monkeypatch.chdir(ROOT)
     import yaml
+
     text = api.config_text("models/poly.yaml", ["optimizer.lr=0.5"])
     assert yaml.safe_load(text)["optimizer"]["lr"] == 0.5
     assert api.flag_errors(["models/poly.yaml"], ["optimizer.lr=0.5"]) == []

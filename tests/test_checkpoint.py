@@ -144,10 +144,12 @@ def test_layout_manifest_and_latest(tmp_path: Path) -> None:
 def test_the_array_keys_are_the_format(tmp_path: Path) -> None:
     """The keys of a training checkpoint are its on-disk format: checkpoints written before must keep
     loading, so this test spells them out literally (the one place outside specgrad/run/checkpoint.py)."""
-    saved = TrainingArrays(params={"w": np.ones((2, 3)), "b": np.zeros(())},
-                           optim={"t": np.array(4), "m/w": np.full((2, 3), 0.5)},
-                           state={"bn.running_mean": np.arange(3.0)},
-                           order=np.array([2, 0, 1]))
+    saved = TrainingArrays(
+        params={"w": np.ones((2, 3)), "b": np.zeros(())},
+        optim={"t": np.array(4), "m/w": np.full((2, 3), 0.5)},
+        state={"bn.running_mean": np.arange(3.0)},
+        order=np.array([2, 0, 1]),
+    )
     arrays = saved.pack()
     assert list(arrays) == ["params/w", "params/b", "optim/t", "optim/m/w", "order", "state/bn.running_mean"]
     path = save_checkpoint(checkpoints_dir(tmp_path), 7, arrays, {})
@@ -156,8 +158,7 @@ def test_the_array_keys_are_the_format(tmp_path: Path) -> None:
         assert zf.namelist() == [f"{key}.npy" for key in arrays]
 
     # what a model expects is checked against exactly these keys, and unpacking gives back the plain names
-    expected = expected_arrays(saved.params, saved.state, saved.optim,
-                               Expected((3,), np.dtype(np.int64)))
+    expected = expected_arrays(saved.params, saved.state, saved.optim, Expected((3,), np.dtype(np.int64)))
     assert expected.keys() == arrays.keys()
     back = TrainingArrays.unpack(load_checkpoint(path, expected).arrays)
     for kind in ("params", "optim", "state"):
@@ -494,6 +495,7 @@ def test_read_only_root_gives_checkpoint_error(tmp_path: Path, monkeypatch) -> N
             # root ignores permission bits; a read-only mount stops even root, at the first new folder
             def read_only(path, *args, **kwargs):
                 raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
             monkeypatch.setattr(os, "mkdir", read_only)
         with pytest.raises(CheckpointError, match=str(tmp_path)):
             save_checkpoint(tmp_path, 200, {"w": np.zeros(3)}, {"step": 200})

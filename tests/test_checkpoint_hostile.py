@@ -4,6 +4,7 @@ Each tampering recomputes the manifest's sha256 (whoever tampers can), so it is 
 must refuse it: before reading a member, its zip entry and npy header are checked against what the spec's
 model expects; only regular files inside the run directory are opened. A refusal is a CheckpointError
 naming the file, and resume falls back to the previous checkpoint as it does for any other damage."""
+
 import functools
 import hashlib
 import io
@@ -37,9 +38,8 @@ from specgrad.spec import load_spec
 POLY = MODELS / "poly.yaml"
 # 200 rows in batches of 50: 4 batches an epoch, so the checkpoint at step 3 is mid-epoch (its batch order
 # is used by the resume) and step 2's is there to fall back to
-OVERRIDES = ["train.steps=3", "train.batch_size=50", "train.checkpoint={every: 1}",
-             "optimizer={type: adam, lr: 0.01}"]
-K = param_key("k")                   # poly's one parameter, as its checkpoints hold it
+OVERRIDES = ["train.steps=3", "train.batch_size=50", "train.checkpoint={every: 1}", "optimizer={type: adam, lr: 0.01}"]
+K = param_key("k")  # poly's one parameter, as its checkpoints hold it
 
 
 @pytest.fixture
@@ -78,6 +78,7 @@ def resume(run_dir: Path) -> tuple[int, list[str]]:
 
     def on_start(start, total):
         raise Restored(start)
+
     trainer = Trainer(load_spec(POLY, OVERRIDES), run_dir, Hooks(on_start=on_start, on_warning=warned.append))
     with pytest.raises(Restored) as restored:
         trainer.run(resume=True)
@@ -87,11 +88,13 @@ def resume(run_dir: Path) -> tuple[int, list[str]]:
 def assert_refused_and_fell_back(run_dir: Path, problem: str) -> None:
     step, warned = resume(run_dir)
     assert step == 2, warned
-    assert any("step-00000003" in w and "arrays.npz" in w and problem in w and "falling back to" in w
-               for w in warned), warned
+    assert any(
+        "step-00000003" in w and "arrays.npz" in w and problem in w and "falling back to" in w for w in warned
+    ), warned
 
 
 # ------------------------------------------------------------------------------------ arrays: shape, dtype
+
 
 def test_float32_parameters_where_float64_is_expected_are_refused_not_cast(run):
     tamper(latest(run), lambda a: a.update({K: a[K].astype(np.float32)}))
@@ -117,7 +120,7 @@ def test_missing_and_unexpected_members_are_refused(run):
     step, warned = resume(run)
     assert step == 1 and any("step-00000002" in w and "unexpected member 'smuggled.npy'" in w for w in warned)
     tamper(run / "checkpoints" / "step-00000001", lambda a: a.update({K: a[K][:5]}))
-    with pytest.raises(RunError, match="no loadable checkpoint"):     # never a restart from step 0
+    with pytest.raises(RunError, match="no loadable checkpoint"):  # never a restart from step 0
         resume(run)
 
 
@@ -132,9 +135,15 @@ def test_a_str_array_is_a_clear_error_in_eval_too(run):
 
 # ------------------------------------------------------------------------------------ the batch order
 
-@pytest.mark.parametrize("order", [lambda n: np.arange(n) + n,                      # out of range
-                                   lambda n: np.zeros(n, np.int64),                 # in range, repeated
-                                   lambda n: -1 - np.arange(n)])                    # negative: would wrap
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        lambda n: np.arange(n) + n,  # out of range
+        lambda n: np.zeros(n, np.int64),  # in range, repeated
+        lambda n: -1 - np.arange(n),
+    ],
+)  # negative: would wrap
 def test_a_batch_order_that_is_not_a_permutation_is_refused_at_restore(run, order):
     tamper(latest(run), lambda a: a.update({"order": order(len(a["order"])).astype(a["order"].dtype)}))
     assert_refused_and_fell_back(run, "not a permutation of the data's 200 rows")
@@ -153,6 +162,7 @@ def test_a_permuted_order_still_resumes_bitwise(run, tmp_path):
 
 # ------------------------------------------------------------------------------------ deflate bomb
 
+
 def deflate_bomb(path: Path, gib: int = 1) -> None:
     """arrays.npz whose parameter k is a deflated member of ``gib`` GiB of float64 zeros with a header
     that agrees (shape [gib * 2**27]) and a true CRC: about 1 MB per GiB on disk."""
@@ -162,8 +172,7 @@ def deflate_bomb(path: Path, gib: int = 1) -> None:
 @functools.cache
 def _deflate_bomb_bytes(gib: int) -> bytes:
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
-                                                  "shape": (gib << 27,)})
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (gib << 27,)})
     chunk = bytes(64 << 20)
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     # after a full flush the compressor starts afresh, so every 64 MiB block of zeros deflates to the same
@@ -180,14 +189,40 @@ def _deflate_bomb_bytes(gib: int) -> bytes:
 
     def u(n, width):
         return n.to_bytes(width, "little")
+
     # a zip64 entry written by hand, sizes and CRC true: a consistent archive, as a careful attacker makes it
     zip64 = u(1, 2) + u(16, 2) + u(size, 8) + u(len(body), 8)
-    local = (b"PK\x03\x04" + u(45, 2) + u(0, 2) + u(8, 2) + u(0, 4) + u(crc, 4) + u(0xFFFFFFFF, 4) * 2
-             + u(len(name), 2) + u(len(zip64), 2) + name + zip64)
-    central = (b"PK\x01\x02" + u(45, 2) + u(45, 2) + u(0, 2) + u(8, 2) + u(0, 4) + u(crc, 4)
-               + u(0xFFFFFFFF, 4) * 2 + u(len(name), 2) + u(len(zip64), 2) + u(0, 2) * 3 + u(0, 4) + u(0, 4)
-               + name + zip64)
-    end = (b"PK\x05\x06" + u(0, 4) + u(1, 2) * 2 + u(len(central), 4) + u(len(local) + len(body), 4) + u(0, 2))
+    local = (
+        b"PK\x03\x04"
+        + u(45, 2)
+        + u(0, 2)
+        + u(8, 2)
+        + u(0, 4)
+        + u(crc, 4)
+        + u(0xFFFFFFFF, 4) * 2
+        + u(len(name), 2)
+        + u(len(zip64), 2)
+        + name
+        + zip64
+    )
+    central = (
+        b"PK\x01\x02"
+        + u(45, 2)
+        + u(45, 2)
+        + u(0, 2)
+        + u(8, 2)
+        + u(0, 4)
+        + u(crc, 4)
+        + u(0xFFFFFFFF, 4) * 2
+        + u(len(name), 2)
+        + u(len(zip64), 2)
+        + u(0, 2) * 3
+        + u(0, 4)
+        + u(0, 4)
+        + name
+        + zip64
+    )
+    end = b"PK\x05\x06" + u(0, 4) + u(1, 2) * 2 + u(len(central), 4) + u(len(local) + len(body), 4) + u(0, 2)
     return local + body + central + end
 
 
@@ -203,7 +238,7 @@ def test_the_deflate_bomb_is_a_consistent_archive(tmp_path):
             assert np.lib.format.read_magic(member) == (1, 0)
             assert np.lib.format.read_array_header_1_0(member)[0] == (1 << 27,)
             inflated = 0
-            while block := member.read(64 << 20):      # to the end: zipfile checks the CRC there
+            while block := member.read(64 << 20):  # to the end: zipfile checks the CRC there
                 inflated += len(block)
             assert inflated == 8 << 27
 
@@ -214,14 +249,17 @@ def test_a_deflate_bomb_is_refused_before_decompression_in_bounded_memory(run):
         deflate_bomb(folder / "arrays.npz")
         rehash(folder, "arrays.npz")
     started = time.monotonic()
-    for command in (["eval", run], ["train", POLY, *[a for o in OVERRIDES for a in ("--set", o)], "--run-dir",
-                                    run, "--resume", "--quiet"]):
+    for command in (
+        ["eval", run],
+        ["train", POLY, *[a for o in OVERRIDES for a in ("--set", o)], "--run-dir", run, "--resume", "--quiet"],
+    ):
         result = run_measured(*command)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         # eval reads only the parameters, so it finds the compressed member; resume, which expects every
         # array, refuses the file from its size before hashing it
-        assert (f"arrays.npz: '{K}.npy' is compressed (refused" in result.stderr
-                or "bytes, more than the" in result.stderr), result.stderr
+        assert (
+            f"arrays.npz: '{K}.npy' is compressed (refused" in result.stderr or "bytes, more than the" in result.stderr
+        ), result.stderr
         assert result.peak_kib < 300 << 10, f"{command[0]} peaked at {result.peak_kib} KiB"
     assert time.monotonic() - started < 30
 
@@ -235,14 +273,27 @@ def test_a_stored_member_whose_header_disagrees_with_the_model_is_not_read(tmp_p
     with zipfile.ZipFile(folder / "arrays.npz", "w") as zf:
         zf.writestr("w.npy", header.getvalue() + bytes(64))
     (folder / "state.json").write_text("{}")
-    (folder / "manifest.json").write_text(json.dumps({"format": 1, "step": 1, "files": {
-        f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in ("arrays.npz", "state.json")}}))
-    with pytest.raises(CheckpointError, match=r"'w.npy' is float64\[1000000000000\]; this model expects "
-                                              r"float64\[3\]"):
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "step": 1,
+                "files": {
+                    f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in ("arrays.npz", "state.json")
+                },
+            }
+        )
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"'w.npy' is float64\[1000000000000\]; this model expects "
+        r"float64\[3\]",
+    ):
         load_checkpoint(folder, {"w": Expected((3,), np.dtype("float64"))})
 
 
 # ------------------------------------------------------------------------------------ special files
+
 
 def special(kind: str, path: Path, tmp_path: Path) -> None:
     path.unlink()
@@ -250,7 +301,7 @@ def special(kind: str, path: Path, tmp_path: Path) -> None:
         path.symlink_to("/dev/zero")
     elif kind == "fifo":
         os.mkfifo(path)
-    else:                                    # a link to an ordinary file elsewhere: still not followed
+    else:  # a link to an ordinary file elsewhere: still not followed
         outside = tmp_path / "elsewhere.json"
         outside.write_text("{}")
         path.symlink_to(outside)
@@ -262,8 +313,9 @@ def test_special_files_in_a_checkpoint_are_refused_and_fall_back(run, tmp_path, 
     special(kind, latest(run) / name, tmp_path)
     step, warned = resume(run)
     assert step == 2
-    assert any(f"step-00000003: {name}: " in w and ("symbolic link" in w or "not a regular file" in w)
-               for w in warned), warned
+    assert any(
+        f"step-00000003: {name}: " in w and ("symbolic link" in w or "not a regular file" in w) for w in warned
+    ), warned
 
 
 @pytest.mark.slow
@@ -271,7 +323,7 @@ def test_special_files_in_a_checkpoint_are_refused_and_fall_back(run, tmp_path, 
 def test_a_special_latest_pointer_neither_hangs_nor_eats_memory(run, tmp_path, kind):
     special(kind, run / "checkpoints" / "latest", tmp_path)
     step, warned = resume(run)
-    assert step == 3                          # the newest complete folder, found without the pointer
+    assert step == 3  # the newest complete folder, found without the pointer
     assert any("latest" in w for w in warned), warned
     result = run_cli("eval", run, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -289,26 +341,41 @@ def test_a_symlinked_checkpoint_folder_is_not_followed(run, tmp_path):
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
 def test_a_special_data_json_is_a_clear_error_in_eval(run, tmp_path, kind):
     special(kind, run / "data.json", tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "specgrad.cli", "eval", str(run)], capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "specgrad.cli", "eval", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "data.json" in proc.stderr and ("symbolic link" in proc.stderr or "not a regular file" in proc.stderr)
 
 
 # ------------------------------------------------------------------------------------ the run's own files
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
 def test_a_special_metrics_log_is_a_clear_error_at_resume(run, tmp_path, kind):
     special(kind, run / "metrics.jsonl", tmp_path)
-    result = run_cli("train", POLY, *[a for o in OVERRIDES for a in ("--set", o)], "--run-dir", run, "--resume",
-                     "--quiet", timeout=60)
+    result = run_cli(
+        "train",
+        POLY,
+        *[a for o in OVERRIDES for a in ("--set", o)],
+        "--run-dir",
+        run,
+        "--resume",
+        "--quiet",
+        timeout=60,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"cannot read {run / 'metrics.jsonl'}: " in result.stderr, result.stderr
 
 
 def test_the_run_files_are_never_written_through_a_planted_link(tmp_path):
     from specgrad.base.fileio import write_atomic
+
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     (tmp_path / "run").mkdir()

@@ -1,4 +1,5 @@
 """`specgrad runs` and `specgrad compare` against the run directories' own files."""
+
 import csv
 import io
 import json
@@ -12,9 +13,21 @@ from tests.conftest import MODELS, run_cli
 def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for name, lr in (("a", "1.0e-3"), ("b", "3.0e-3")):
-        r = run_cli("train", MODELS / "poly.yaml", "--set", "train.steps=60", "--set", f"optimizer.lr={lr}",
-                    "--set", "data.split.val=0.2", "--set", "train.validation.every=20",
-                    "--run-dir", root / name, "--quiet")
+        r = run_cli(
+            "train",
+            MODELS / "poly.yaml",
+            "--set",
+            "train.steps=60",
+            "--set",
+            f"optimizer.lr={lr}",
+            "--set",
+            "data.split.val=0.2",
+            "--set",
+            "train.validation.every=20",
+            "--run-dir",
+            root / name,
+            "--quiet",
+        )
         assert r.returncode == 0, r.stderr
     return root
 
@@ -37,6 +50,7 @@ def test_runs_lists_each_run_with_its_summary(two_runs):
 
 def test_an_unfinished_run_shows_how_far_it_got(two_runs, tmp_path):
     import shutil
+
     shutil.copytree(two_runs / "a", tmp_path / "killed")
     (tmp_path / "killed" / "summary.json").unlink()
     row = json.loads(run_cli("runs", tmp_path, "--format", "json").stdout)[0]
@@ -48,7 +62,7 @@ def test_compare_shows_only_the_values_that_differ(two_runs, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     keys = [line.split()[0] for line in lines[1:]]
-    assert keys[0] == "optimizer.lr" and keys[1] == "status"          # the one spec value that differs
+    assert keys[0] == "optimizer.lr" and keys[1] == "status"  # the one spec value that differs
     assert lines[1].split()[1:] == ["0.001", "0.003"]
     val = json.loads((two_runs / "b" / "summary.json").read_text())["val"]["loss"]
     assert f"{val:.6g}" in next(line for line in lines if line.startswith("val.loss"))

@@ -1,4 +1,5 @@
 """Data sources, splits, standardization and the checks of data against the model."""
+
 import json
 import sys
 
@@ -13,13 +14,16 @@ from specgrad.spec import SpecError, load_spec
 
 
 def test_synthetic_sources_are_seeded_and_shaped():
-    for settings in [{"source": "spirals", "n": 301}, {"source": "moons", "n": 200},
-                     {"source": "blobs", "n": 90, "classes": 3, "features": 5}]:
+    for settings in [
+        {"source": "spirals", "n": 301},
+        {"source": "moons", "n": 200},
+        {"source": "blobs", "n": 90, "classes": 3, "features": 5},
+    ]:
         a, b, c = (load_data(settings, seed) for seed in (0, 0, 1))
         assert all(np.array_equal(a[k], b[k]) for k in a) and not np.array_equal(a["x"], c["x"])
         assert a["x"].dtype == np.float64 and a["y"].dtype == np.int64 and len(a["x"]) == len(a["y"])
         counts = np.bincount(a["y"])
-        assert counts.max() - counts.min() <= 1                     # balanced classes
+        assert counts.max() - counts.min() <= 1  # balanced classes
     assert load_data({"source": "spirals", "n": 301, "classes": 4}, 0)["x"].shape == (301, 2)
     assert load_data({"source": "blobs", "n": 90, "features": 5}, 0)["x"].shape == (90, 5)
 
@@ -77,7 +81,7 @@ def test_npz_and_npy_fields(tmp_path):
     np.save(tmp_path / "y.npy", y)
     d = load_data({"source": "npy", "fields": {"x": "x.npy", "y": "y.npy"}}, 0, tmp_path)
     assert np.array_equal(d["x"], x) and np.array_equal(d["y"], y)
-    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}, None], dtype=object))   # would need pickle to read
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}, None], dtype=object))  # would need pickle to read
     with pytest.raises(DataError, match="cannot read"):
         load_data({"source": "npz", "path": "obj.npz"}, 0, tmp_path)
     np.savez(tmp_path / "ragged.npz", x=x, y=y[:5])
@@ -94,7 +98,7 @@ def test_bundled_datasets_and_reshape():
 
 
 def test_missing_scikit_learn_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn", None)        # import sklearn now raises ImportError
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(DataError, match=r"pip install 'specgrad\[datasets\]'") as e:
         load_data({"source": "dataset", "name": "iris"}, 0)
@@ -134,7 +138,7 @@ def test_standardization_is_fitted_on_train_and_saved_with_the_run(tmp_path):
     np.testing.assert_allclose(train.std(axis=0), 1)
     raw = load_splits(spec.data["data"], 0)
     mean, std = raw["train"]["x"].mean(axis=0), raw["train"]["x"].std(axis=0)
-    np.testing.assert_array_equal(test, (raw["test"]["x"] - mean) / std)        # test rows: train's statistics
+    np.testing.assert_array_equal(test, (raw["test"]["x"] - mean) / std)  # test rows: train's statistics
     Trainer(spec, tmp_path / "run").run()
     saved = Standardizer.from_json(json.loads((tmp_path / "run" / "data.json").read_text())["standardize"])
     assert np.array_equal(saved.stats["x"][0], mean) and np.array_equal(saved.stats["x"][1], std)  # bit for bit
@@ -148,7 +152,7 @@ def test_labels_are_checked_against_the_loss(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 3, 1]))
     with pytest.raises(SpecError, match=r"holds label 3, outside \[0, 3\) for a prediction with 3 classes"):
         prepare_data(load_spec(path))
-    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.array([0.0, 1, 2, 1]))     # integral floats are fine
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.array([0.0, 1, 2, 1]))  # integral floats are fine
     assert prepare_data(load_spec(path)).splits["train"]["y"].dtype == np.int64
 
 
@@ -160,22 +164,34 @@ def test_data_errors_point_at_the_data_setting(tmp_path):
 
 def test_metrics_must_fit_the_loss(tmp_path):
     path = write(tmp_path, CLASSIFIER.replace("metrics: [accuracy]", "metrics: [accuracy, r2]"), DATA="blobs, n: 20")
-    with pytest.raises(SpecError, match=r"spec.yaml:11:21: error: metric 'r2' does not apply to this loss, "
-                                        r"whose targets are class labels"):
+    with pytest.raises(
+        SpecError,
+        match=r"spec.yaml:11:21: error: metric 'r2' does not apply to this loss, "
+        r"whose targets are class labels",
+    ):
         prepare_data(load_spec(path))
 
 
 KIND = {"f": "float", "i": "int"}
 
 
-@pytest.mark.parametrize("settings", [
-    {"source": "synthetic", "function": "x", "n": 5}, {"source": "spirals", "n": 6}, {"source": "moons", "n": 6},
-    {"source": "blobs", "n": 6}, {"source": "adding", "n": 5, "length": 3},
-    {"source": "dataset", "name": "iris"}, {"source": "dataset", "name": "diabetes"},
-], ids=lambda s: s.get("name", s["source"]))
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"source": "synthetic", "function": "x", "n": 5},
+        {"source": "spirals", "n": 6},
+        {"source": "moons", "n": 6},
+        {"source": "blobs", "n": 6},
+        {"source": "adding", "n": 5, "length": 3},
+        {"source": "dataset", "name": "iris"},
+        {"source": "dataset", "name": "diabetes"},
+    ],
+    ids=lambda s: s.get("name", s["source"]),
+)
 def test_declared_fields_are_the_loaded_ones(settings):
     """Validation reads a source's declared fields (names and kinds) without loading it: they must not drift."""
     from specgrad.data.sources import SOURCES
+
     declared = SOURCES[settings["source"]].meta["fields"]
     declared = declared(settings) if callable(declared) else declared
     loaded = load_data(settings, 0)
@@ -184,6 +200,7 @@ def test_declared_fields_are_the_loaded_ones(settings):
 
 def test_float_data_is_not_truncated_into_an_integer_input(tmp_path):
     from conftest import MODELS
+
     spec = load_spec(MODELS / "poly.yaml", ["model.inputs.x={shape: [], dtype: int64}"])
     with pytest.raises(SpecError, match="data field 'x' holds non-integer values"):
         Trainer(spec, tmp_path)
@@ -191,23 +208,29 @@ def test_float_data_is_not_truncated_into_an_integer_input(tmp_path):
 
 def test_a_synthetic_formula_is_checked_before_any_data_is_drawn():
     from conftest import MODELS
+
     from specgrad.spec import check_spec
+
     ok, diags = check_spec(MODELS / "poly.yaml", ["data.function=sin(3*z)"])
     assert not ok and [d.message for d in diags] == ["data: function: undefined name 'z'"]
 
 
 def test_data_with_nan_is_a_located_error(tmp_path):
     from conftest import MODELS
-    spec = load_spec(MODELS / "poly.yaml", ["data.function=log(x)"])      # log of negative x: NaN
+
+    spec = load_spec(MODELS / "poly.yaml", ["data.function=log(x)"])  # log of negative x: NaN
     with pytest.raises(SpecError, match="data field 'y' holds NaN or infinite values"):
         Trainer(spec, tmp_path)
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"x": np.float64(1.0), "y": np.ones(2)}, "field 'x' is a single value"),
-    ({"x": np.array(["a", "b"]), "y": np.ones(2)}, "field 'x' holds <U1 values, not numbers"),
-    ({"x": np.ones(0), "y": np.ones(0)}, "the data holds no rows"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.float64(1.0), "y": np.ones(2)}, "field 'x' is a single value"),
+        ({"x": np.array(["a", "b"]), "y": np.ones(2)}, "field 'x' holds <U1 values, not numbers"),
+        ({"x": np.ones(0), "y": np.ones(0)}, "the data holds no rows"),
+    ],
+)
 def test_unusable_arrays_are_data_errors(tmp_path, arrays, message):
     np.savez(tmp_path / "d.npz", **arrays)
     with pytest.raises(DataError, match=message):
@@ -222,6 +245,8 @@ def test_a_csv_that_is_not_utf8_is_a_data_error(tmp_path):
 
 def test_an_empty_interval_of_x_is_caught_by_validate():
     from conftest import MODELS
+
     from specgrad.spec import check_spec
+
     ok, diags = check_spec(MODELS / "poly.yaml", ["data.x.low=5"])
     assert not ok and diags[0].message == "data: x.low must be below x.high, got 5 and 1"

@@ -1,6 +1,7 @@
 """Every parameter and state array has exactly its declared shape, 0-d (``shape: []``) included: when
 created, after a training step, in the checkpoint, after a restore, and when a run is evaluated or predicts.
 Shape rules never accept a 0-d operand that the forward would treat differently."""
+
 import itertools
 import re
 import textwrap
@@ -9,16 +10,26 @@ import numpy as np
 import pytest
 from conftest import MODELS, ROOT, run_cli
 
-from specgrad.run.evaluate import load_run
-from specgrad.model.build import init_params, init_state
 from specgrad.engine.ops import REGISTRY
 from specgrad.engine.ops.registry import ShapeError
-from specgrad.run.checkpoint import CheckpointError, TrainingArrays, expected_arrays, latest_checkpoint, param_key, save_checkpoint
+from specgrad.model.build import init_params, init_state
+from specgrad.run.checkpoint import (
+    CheckpointError,
+    TrainingArrays,
+    expected_arrays,
+    latest_checkpoint,
+    param_key,
+    save_checkpoint,
+)
+from specgrad.run.evaluate import load_run
 from specgrad.run.trainer import Trainer
 from specgrad.spec import check_spec, load_spec
 
-SPECS = sorted(p for p in [*MODELS.glob("*.yaml"), *(ROOT / "tests" / "data").rglob("*.yaml")]
-               if "hostile" not in p.parts and check_spec(p)[0])     # the hostile corpus is not for training
+SPECS = sorted(
+    p
+    for p in [*MODELS.glob("*.yaml"), *(ROOT / "tests" / "data").rglob("*.yaml")]
+    if "hostile" not in p.parts and check_spec(p)[0]
+)  # the hostile corpus is not for training
 
 
 def declared(model) -> dict[str, tuple]:
@@ -33,7 +44,7 @@ def shapes(params: dict, state: dict) -> dict[str, tuple]:
 def test_the_walk_covers_the_examples_and_a_scalar():
     assert len(SPECS) >= 16 and MODELS / "logistic_regression.yaml" in SPECS
     model = load_spec(MODELS / "logistic_regression.yaml").model
-    assert model.params["b"].shape == ()       # declared `shape: []`: a 0-d bias, not a vector of one
+    assert model.params["b"].shape == ()  # declared `shape: []`: a 0-d bias, not a vector of one
 
 
 @pytest.mark.slow
@@ -44,7 +55,7 @@ def test_declared_shape_is_the_shape_everywhere(path, tmp_path):
     assert shapes(init_params(spec.model, np.random.default_rng(0)), init_state(spec.model)) == want
 
     trainer = Trainer(spec, tmp_path / "run")
-    trainer.total_steps = 1                     # one step, one checkpoint, the summary's evaluation
+    trainer.total_steps = 1  # one step, one checkpoint, the summary's evaluation
     assert trainer.run()["status"] == "completed"
     assert shapes(trainer.params, trainer.train_step.state) == want
     slots = trainer.optimizer.slots()
@@ -60,7 +71,7 @@ def test_declared_shape_is_the_shape_everywhere(path, tmp_path):
     assert shapes(resumed.params, resumed.train_step.state) == want
     assert all(np.array_equal(resumed.params[n], trainer.params[n]) for n in trainer.params)
 
-    run = load_run(tmp_path / "run")               # what eval and predict use
+    run = load_run(tmp_path / "run")  # what eval and predict use
     assert shapes(run.params, run.state) == want
 
 
@@ -114,12 +125,13 @@ def test_stacked_scalar_parameters_train_the_declared_model(tmp_path):
     # by hand: the residual r = a + b x - y; sse = sum r^2; dsse/da = 2 sum r, dsse/db = 2 sum r x
     a, b = 1.5, 2.5
     r = a + b * x - y
-    first_loss = np.sum(r ** 2)
+    first_loss = np.sum(r**2)
     a1, b1 = a - 0.01 * 2 * np.sum(r), b - 0.01 * 2 * np.sum(r * x)
     second_loss = np.sum((a1 + b1 * x - y) ** 2)
     trainer.run()
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     import json
+
     losses = [json.loads(line)["loss"] for line in lines]
     assert losses[0] == pytest.approx(first_loss, rel=1e-12)
     assert losses[1] == pytest.approx(second_loss, rel=1e-12)
@@ -127,9 +139,15 @@ def test_stacked_scalar_parameters_train_the_declared_model(tmp_path):
     assert float(trainer.params["a"]) == pytest.approx(a1 - 0.01 * 2 * np.sum(a1 + b1 * x - y), rel=1e-12)
 
 
-@pytest.mark.parametrize("optimizer", ["{type: adam, lr: 0.1}", "{type: sgd, lr: 0.01, momentum: 0.9}",
-                                       "{type: rmsprop, lr: 0.01, centered: true, momentum: 0.5}",
-                                       "{type: adagrad, lr: 0.1}"])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        "{type: adam, lr: 0.1}",
+        "{type: sgd, lr: 0.01, momentum: 0.9}",
+        "{type: rmsprop, lr: 0.01, centered: true, momentum: 0.5}",
+        "{type: adagrad, lr: 0.1}",
+    ],
+)
 def test_every_optimizer_keeps_a_scalar_scalar(optimizer, tmp_path):
     path = tmp_path / "stacked.yaml"
     path.write_text(textwrap.dedent(STACKED).replace("{type: sgd, lr: 0.01}", optimizer))
@@ -180,6 +198,7 @@ def test_shape_rules_on_zero_d_operands(name, inputs, attrs):
 
 def test_gradcheck_of_scalar_parameters(tmp_path):
     from specgrad.run.gradcheck import check_spec as gradcheck
+
     path = tmp_path / "stacked.yaml"
     path.write_text(textwrap.dedent(STACKED))
     checks = gradcheck(load_spec(path))

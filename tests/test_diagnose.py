@@ -1,15 +1,16 @@
 """``specgrad diagnose``: each rule on a real run built to show it, its next step checked by running it where
 that is cheap, a healthy run without findings, and the command's formats and errors."""
+
 import json
 
 import pytest
-
 from conftest import MODELS, run_cli
+
 from specgrad.run.diagnose import diagnose
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
 
-pytestmark = pytest.mark.slow          # every test trains at least one real run
+pytestmark = pytest.mark.slow  # every test trains at least one real run
 
 DEEP_SIGMOID = """\
 specgrad: 1
@@ -77,7 +78,7 @@ def rules(run_dir):
 def test_too_large_lr_is_exploding_with_a_clip_and_lr_from_the_norms(tmp_path):
     run_dir = train(tmp_path, MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300"])
     found = rules(run_dir)
-    assert set(found) == {"exploding"}                  # not also the valley: the blow-up comes first
+    assert set(found) == {"exploding"}  # not also the valley: the blow-up comes first
     f = found["exploding"]
     assert "the run ended diverged" in " ".join(f.evidence)
     # the clip threshold is the norm before the growth; the first norm is poly's initial gradient
@@ -92,11 +93,15 @@ def test_too_large_lr_is_exploding_with_a_clip_and_lr_from_the_norms(tmp_path):
 
 
 def test_skipped_non_finite_steps_are_evidence(tmp_path):
-    run_dir = train(tmp_path, MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300",
-                                                     "train.on_divergence=skip"])
+    run_dir = train(
+        tmp_path, MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300", "train.on_divergence=skip"]
+    )
     f = rules(run_dir)["exploding"]
-    skipped = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-               if json.loads(line).get("skipped")]
+    skipped = [
+        json.loads(line)["step"]
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line).get("skipped")
+    ]
     assert skipped and f.values["first_non_finite_step"] == skipped[0]
     assert f"{len(skipped)} step(s) skipped under on_divergence: skip, the first at step {skipped[0]}" in f.evidence
 
@@ -118,7 +123,7 @@ def test_poly_with_plain_descent_is_poorly_conditioned_and_lbfgs_fixes_it(tmp_pa
     found = rules(run_dir)
     assert set(found) == {"conditioning"}
     f = found["conditioning"]
-    assert f.values["condition"] == pytest.approx(1944, rel=0.01)        # the article's "about 2000"
+    assert f.values["condition"] == pytest.approx(1944, rel=0.01)  # the article's "about 2000"
     assert f.values["final_loss"] / f.values["optimum_loss"] > 3
     fixed = train(tmp_path, MODELS / "poly.yaml", f.overrides, "fixed")
     assert not rules(fixed)
@@ -167,8 +172,17 @@ def test_a_small_model_overfits_and_early_stopping_keeps_its_best(tmp_path):
     assert any("stopped early" in note and "optimizer.weight_decay=0.01" in note for note in report.checked)
 
 
-@pytest.mark.parametrize("spec", ["poly_lbfgs.yaml", "poly_adam.yaml", "linear_regression.yaml",
-                                  "mlp_digits.yaml", "poly_momentum.yaml", "poly_early_stop.yaml"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "poly_lbfgs.yaml",
+        "poly_adam.yaml",
+        "linear_regression.yaml",
+        "mlp_digits.yaml",
+        "poly_momentum.yaml",
+        "poly_early_stop.yaml",
+    ],
+)
 def test_healthy_runs_report_nothing_alarming(tmp_path, spec):
     run_dir = train(tmp_path, MODELS / spec)
     assert diagnose(run_dir).findings == []
@@ -190,15 +204,18 @@ def test_a_run_killed_before_its_summary_is_still_diagnosed(tmp_path):
     run_dir = train(tmp_path, MODELS / "poly.yaml", ["optimizer.lr=0.01", "train.steps=300"])
     (run_dir / "summary.json").unlink()
     with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write('{"step": 9')                                   # a torn last line
+        f.write('{"step": 9')  # a torn last line
     assert [f.rule for f in diagnose(run_dir).findings] == ["exploding"]
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda d: None, "is not a run directory"),
-    (lambda d: d.mkdir(), "cannot read"),
-    (lambda d: (d.mkdir(), (d / "metrics.jsonl").write_text("")), "has no records"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: None, "is not a run directory"),
+        (lambda d: d.mkdir(), "cannot read"),
+        (lambda d: (d.mkdir(), (d / "metrics.jsonl").write_text("")), "has no records"),
+    ],
+)
 def test_unreadable_run_directories_are_clear_errors(tmp_path, setup, message):
     run_dir = tmp_path / "run"
     setup(run_dir)
@@ -212,14 +229,23 @@ from hypothesis import strategies as st  # noqa: E402
 
 from specgrad.run.diagnose import DiagnoseError  # noqa: E402
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-                    max_leaves=8)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 NUMBER = st.none() | st.floats(allow_nan=False) | st.integers(-3, 3) | JSON
-RECORD = st.fixed_dictionaries({"step": st.integers(0, 50)}, optional={
-    "loss": NUMBER, "grad_norm": NUMBER, "lr": NUMBER, "skipped": JSON,
-    "grad_norms": st.dictionaries(st.sampled_from(["a.w", "a.b", "b.w", "k"]), NUMBER, max_size=4) | JSON,
-    "val": st.dictionaries(st.sampled_from(["loss", "mse"]), NUMBER, max_size=2) | JSON})
+RECORD = st.fixed_dictionaries(
+    {"step": st.integers(0, 50)},
+    optional={
+        "loss": NUMBER,
+        "grad_norm": NUMBER,
+        "lr": NUMBER,
+        "skipped": JSON,
+        "grad_norms": st.dictionaries(st.sampled_from(["a.w", "a.b", "b.w", "k"]), NUMBER, max_size=4) | JSON,
+        "val": st.dictionaries(st.sampled_from(["loss", "mse"]), NUMBER, max_size=2) | JSON,
+    },
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -228,6 +254,7 @@ def test_damaged_run_files_give_a_report_or_a_clear_error(tmp_path, records, sum
     """Whatever a damaged or hand-edited run directory holds, diagnose reports or raises DiagnoseError, and
     plot draws: never a traceback."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -5,6 +5,7 @@ must end with the parameters and model state of one process within 1e-12 (relati
 value: summation order is all that differs), and log the same losses. The tests start real MPI jobs with the
 ``mpiexec`` of the mpich wheel (``specgrad[mpi]``); they skip where mpi4py or mpiexec is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,40 +19,48 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import MODELS, ROOT
+
 from specgrad.run.checkpoint import TrainingArrays
 
 pytest.importorskip("mpi4py")
 
 
 def _mpiexec() -> str | None:
-    beside = Path(sys.executable).parent / "mpiexec"      # the mpich wheel installs it beside python
+    beside = Path(sys.executable).parent / "mpiexec"  # the mpich wheel installs it beside python
     return str(beside) if beside.is_file() else shutil.which("mpiexec")
 
 
 MPIEXEC = _mpiexec()
-pytestmark = [pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install 'specgrad[mpi]')"),
-              pytest.mark.slow]          # real MPI jobs: seconds each
+pytestmark = [
+    pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install 'specgrad[mpi]')"),
+    pytest.mark.slow,
+]  # real MPI jobs: seconds each
 # one BLAS thread per process: N processes on a few cores must not each start a thread per core
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-       "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": str(ROOT),
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONUNBUFFERED": "1",
+}
 
 SHORT_STEPS = ["train.epochs=null", "train.steps=6"]
 # every example, shortened to a few seconds; each still crosses what it shows (an epoch's reshuffle, a short
 # last batch, accumulation, validation, clipping)
 EXAMPLES = {
-    "poly.yaml": ["train.steps=12"],                            # sse: a sum over the batch
+    "poly.yaml": ["train.steps=12"],  # sse: a sum over the batch
     "poly_adagrad.yaml": ["train.steps=12"],
     "poly_adam.yaml": ["train.steps=12"],
-    "poly_adamw.yaml": ["train.steps=12"],                      # batches of 50, parameter groups
-    "poly_momentum.yaml": ["train.steps=12"],                   # reshuffles after 10 steps, clipping
+    "poly_adamw.yaml": ["train.steps=12"],  # batches of 50, parameter groups
+    "poly_momentum.yaml": ["train.steps=12"],  # reshuffles after 10 steps, clipping
     "poly_onecycle.yaml": ["train.steps=12"],
-    "poly_rmsprop.yaml": ["train.steps=12"],                    # accumulate 2, a short last batch of 8
-    "poly_early_stop.yaml": ["train.epochs=12"],                # validation every 2 epochs, patience
+    "poly_rmsprop.yaml": ["train.steps=12"],  # accumulate 2, a short last batch of 8
+    "poly_early_stop.yaml": ["train.epochs=12"],  # validation every 2 epochs, patience
     "linear_regression.yaml": ["train.steps=12"],
-    "logistic_regression.yaml": ["train.steps=12"],             # an l2 penalty, counted once
-    "mlp_moons.yaml": ["train.epochs=1"],                       # batchnorm and dropout
+    "logistic_regression.yaml": ["train.steps=12"],  # an l2 penalty, counted once
+    "mlp_moons.yaml": ["train.epochs=1"],  # batchnorm and dropout
     "mlp_digits.yaml": SHORT_STEPS,
     "residual_mlp.yaml": SHORT_STEPS,
     "cnn_digits.yaml": SHORT_STEPS,
@@ -65,8 +74,10 @@ EXAMPLES = {
 # batchnorm and dropout
 VARIANTS = {
     "poly_l2": ("poly.yaml", ["train.steps=12", "loss={type: sse, penalties: [{type: l2, params: [k], weight: 0.5}]}"]),
-    "moons_accumulate": ("mlp_moons.yaml", ["train.epochs=1", "train.batch_size=45", "train.accumulate=2",
-                                            "train.clip={max_norm: 0.5}"]),
+    "moons_accumulate": (
+        "mlp_moons.yaml",
+        ["train.epochs=1", "train.batch_size=45", "train.accumulate=2", "train.clip={max_norm: 0.5}"],
+    ),
 }
 
 
@@ -90,8 +101,10 @@ def train_all(jobs: list[dict], folder: Path, processes: int | None, timeout: fl
 
 
 def jobs_in(folder: Path) -> list[dict]:
-    return [{"spec": str(MODELS / spec), "set": overrides, "run_dir": str(folder / name)}
-            for name, (spec, overrides) in {**{n: (n, o) for n, o in EXAMPLES.items()}, **VARIANTS}.items()]
+    return [
+        {"spec": str(MODELS / spec), "set": overrides, "run_dir": str(folder / name)}
+        for name, (spec, overrides) in {**{n: (n, o) for n, o in EXAMPLES.items()}, **VARIANTS}.items()
+    ]
 
 
 def final_arrays(run_dir: Path) -> dict[str, np.ndarray]:
@@ -140,8 +153,11 @@ def test_per_process_batchnorm_statistics_are_a_setting(one_process, tmp_path):
     """With sync_batchnorm: false each process normalizes with its own rows' statistics (and the running
     statistics are averaged over the processes): a different model from one process's, but one every
     process agrees on (checked at each checkpoint) and that trains."""
-    job = {"spec": str(MODELS / "mlp_moons.yaml"), "run_dir": str(tmp_path / "run"),
-           "set": [*EXAMPLES["mlp_moons.yaml"], "train.distributed.sync_batchnorm=false"]}
+    job = {
+        "spec": str(MODELS / "mlp_moons.yaml"),
+        "run_dir": str(tmp_path / "run"),
+        "set": [*EXAMPLES["mlp_moons.yaml"], "train.distributed.sync_batchnorm=false"],
+    }
     train_all([job], tmp_path, 2)
     ours, theirs = final_arrays(tmp_path / "run"), final_arrays(one_process / "mlp_moons.yaml")
     assert relative_difference(ours, theirs) > 1e-6
@@ -151,8 +167,14 @@ def test_per_process_batchnorm_statistics_are_a_setting(one_process, tmp_path):
 
 # ------------------------------------------------------------------------------------- as a user runs it
 def specgrad_under_mpiexec(processes: int, *args, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([MPIEXEC, "-n", str(processes), sys.executable, "-m", "specgrad.cli", *map(str, args)],
-                            env=ENV, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [MPIEXEC, "-n", str(processes), sys.executable, "-m", "specgrad.cli", *map(str, args)],
+        env=ENV,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_an_example_that_does_not_train_data_parallel_is_a_clear_error(tmp_path):
@@ -166,9 +188,15 @@ def test_rank_0_alone_writes_and_reports(tmp_path):
     out, err = job.communicate(timeout=300)
     assert job.returncode == 0, err
     runs = list((tmp_path / "runs" / "mlp_moons").iterdir())
-    assert len(runs) == 1                                   # the ranks agreed on rank 0's run directory
-    assert sorted(p.name for p in runs[0].iterdir()) == [".lock", "checkpoints", "data.json", "metrics.jsonl", "spec.yaml",
-                                                        "summary.json"]
+    assert len(runs) == 1  # the ranks agreed on rank 0's run directory
+    assert sorted(p.name for p in runs[0].iterdir()) == [
+        ".lock",
+        "checkpoints",
+        "data.json",
+        "metrics.jsonl",
+        "spec.yaml",
+        "summary.json",
+    ]
     assert out.count("completed:") == 1 and f"-> runs/mlp_moons/{runs[0].name}" in out
     assert [r["step"] for r in logged(runs[0])] == list(range(1, 15))
 
@@ -199,12 +227,13 @@ def wait_for_checkpoint(run_dir: Path, job: subprocess.Popen, least_step: int, t
     raise AssertionError("no checkpoint in time")
 
 
-LONG = ["--set", "train.checkpoint.every=20"]          # mlp_moons: 30 epochs of 14 steps
+LONG = ["--set", "train.checkpoint.every=20"]  # mlp_moons: 30 epochs of 14 steps
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     from conftest import run_cli
+
     run_dir = tmp_path_factory.mktemp("whole") / "run"
     done = run_cli("train", MODELS / "mlp_moons.yaml", *LONG, "--run-dir", run_dir, "-q", timeout=300)
     assert done.returncode == 0, done.stderr
@@ -212,8 +241,9 @@ def uninterrupted(tmp_path_factory):
 
 
 def resume_and_compare(run_dir: Path, processes: int, uninterrupted: Path, cwd: Path) -> None:
-    job = specgrad_under_mpiexec(processes, "train", MODELS / "mlp_moons.yaml", *LONG, "--resume",
-                                 "--run-dir", run_dir, cwd=cwd)
+    job = specgrad_under_mpiexec(
+        processes, "train", MODELS / "mlp_moons.yaml", *LONG, "--resume", "--run-dir", run_dir, cwd=cwd
+    )
     out, err = job.communicate(timeout=300)
     assert job.returncode == 0, err
     assert relative_difference(final_arrays(run_dir), final_arrays(uninterrupted)) <= 1e-12
@@ -229,13 +259,13 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes_on_other_process_counts(
     os.kill(rank_pid(job, 1), signal.SIGKILL)
     killed = time.monotonic()
     out, err = job.communicate(timeout=60)
-    assert time.monotonic() - killed < 10                       # within seconds, not a hang
+    assert time.monotonic() - killed < 10  # within seconds, not a hang
     assert job.returncode != 0
     # whoever notices first says so: mpiexec (a process killed by signal 9), or a rank whose collective failed
     said = out + err
     assert "a process of this run stopped" in said or "Killed (signal 9)" in said, said
     assert "Traceback" not in said
-    resume_and_compare(run_dir, 2, uninterrupted, tmp_path)     # 3 processes -> 2
+    resume_and_compare(run_dir, 2, uninterrupted, tmp_path)  # 3 processes -> 2
 
 
 def test_a_signal_to_one_rank_stops_all_at_one_step_and_the_run_resumes(uninterrupted, tmp_path):
@@ -248,4 +278,4 @@ def test_a_signal_to_one_rank_stops_all_at_one_step_and_the_run_resumes(uninterr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["signal"] == signal.SIGTERM
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == f"step-{summary['steps']:08d}"
-    resume_and_compare(run_dir, 4, uninterrupted, tmp_path)     # 2 processes -> 4
+    resume_and_compare(run_dir, 4, uninterrupted, tmp_path)  # 2 processes -> 4

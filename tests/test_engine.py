@@ -1,13 +1,14 @@
 """The engine: every registered op's VJP against finite differences (the test enumerates the registry),
 the article's worked example, and the polynomial gradient against the hand-derived one."""
+
 import numpy as np
 import pytest
 
 from specgrad.engine.autodiff import gradients
-from specgrad.run.gradcheck import directional_check
 from specgrad.engine.ir import Graph
-from specgrad.engine.plan import Plan
 from specgrad.engine.ops import REGISTRY
+from specgrad.engine.plan import Plan
+from specgrad.run.gradcheck import directional_check
 
 CASES = {name: op.examples for name, op in REGISTRY.items() if op.examples}
 
@@ -27,6 +28,7 @@ def test_every_registered_op_is_checked():
 
 def test_an_op_must_give_examples_or_say_why_not():
     from specgrad.engine.ops.registry import register
+
     with pytest.raises(ValueError, match="needs either examples or the reason it has none"):
         register("unchecked", shape=lambda x: x, vjp=(lambda g, out, x: g,), arity=1)(lambda x: x)
     assert "unchecked" not in REGISTRY
@@ -56,8 +58,10 @@ def _build(name, inputs, values, attrs):
     def build(params):
         it = iter(params)
         graph = params[0].graph
-        return graph.apply(name, *[next(it) if isinstance(s, tuple) else graph.const(v)
-                                   for v, s in zip(values, inputs)], **attrs)
+        return graph.apply(
+            name, *[next(it) if isinstance(s, tuple) else graph.const(v) for v, s in zip(values, inputs)], **attrs
+        )
+
     return diff, build
 
 
@@ -68,7 +72,7 @@ ALL_CASES = [(n, inputs, a) for n, cases in CASES.items() for inputs, a in cases
 def test_op_gradient_matches_finite_differences(name, inputs, attrs):
     rng = np.random.default_rng(0)
     diff, build = _build(name, inputs, _values(name, inputs, rng), attrs)
-    for trial in range(2):          # two random directions, two random output weightings
+    for _trial in range(2):  # two random directions, two random output weightings
         err = directional_check(build, diff, rng)
         assert err < 1e-7, f"{name}{inputs}{attrs}: relative error {err:.2e}"
 
@@ -77,8 +81,7 @@ def test_op_gradient_matches_finite_differences(name, inputs, attrs):
 def test_shape_and_dtype_rules_match_the_forward(name, inputs, attrs):
     rng = np.random.default_rng(0)
     for dtype in (np.float64, np.float32):
-        values = [v.astype(dtype) if isinstance(s, tuple) else v
-                  for v, s in zip(_values(name, inputs, rng), inputs)]
+        values = [v.astype(dtype) if isinstance(s, tuple) else v for v, s in zip(_values(name, inputs, rng), inputs)]
         g = Graph(dtype)
         nodes = [g.input(f"x{i}", v.shape, v.dtype) for i, v in enumerate(values)]
         out = g.apply(name, *nodes, **attrs)
@@ -105,7 +108,7 @@ def test_out_buffers_and_views_are_declared(name, inputs, attrs):
 def test_stop_gradient_passes_values_and_blocks_gradients():
     g = Graph()
     x = g.param("x", (3,))
-    loss = g.apply("sum", g.apply("stop_gradient", x) * x)      # d/dx = stop_gradient(x) = x, not 2x
+    loss = g.apply("sum", g.apply("stop_gradient", x) * x)  # d/dx = stop_gradient(x) = x, not 2x
     (gx,) = gradients(loss, [x])
     xv = np.array([1.0, -2.0, 3.0])
     value, grad = Plan([loss, gx], [x])(xv)
@@ -128,13 +131,13 @@ def test_articles_worked_example():
     loss = g.apply("square", c)
     grads = gradients(loss, [a, b, d])
     L, ga, gb, gd = Plan([loss, *grads], [a, b, d])(np.float64(2), np.float64(-3), np.float64(10))
-    assert (L, ga, gb, gd) == (16.0, -24.0, 16.0, 8.0)      # dL/dc = 2c = 8; dL/da = 8b; dL/db = 8a; dL/dd = 8
+    assert (L, ga, gb, gd) == (16.0, -24.0, 16.0, 8.0)  # dL/dc = 2c = 8; dL/da = 8b; dL/db = 8a; dL/dd = 8
 
 
 def test_gradients_are_summed_where_a_value_feeds_several_branches():
     g = Graph()
     x = g.param("x", ())
-    loss = x * x + g.apply("exp", x) * x          # d/dx = 2x + e^x (x + 1)
+    loss = x * x + g.apply("exp", x) * x  # d/dx = 2x + e^x (x + 1)
     (gx,) = gradients(loss, [x])
     (v,) = Plan([gx], [x])(np.float64(0.7))
     assert v == pytest.approx(2 * 0.7 + np.exp(0.7) * 1.7, rel=1e-15)
@@ -148,17 +151,17 @@ def test_polynomial_gradient_is_the_hand_derived_one():
     loss = g.apply("sum", g.apply("square", y - g.apply("powers", x, degree=5) @ k))
     (gk,) = gradients(loss, [k])
     (got,) = Plan([gk], [x, y, k])(xv, yv, kv)
-    r = yv - sum(kv[j] * xv ** j for j in range(6))
-    hand = np.array([-2 * (r * xv ** j).sum() for j in range(6)])
+    r = yv - sum(kv[j] * xv**j for j in range(6))
+    hand = np.array([-2 * (r * xv**j).sum() for j in range(6)])
     np.testing.assert_allclose(got, hand, rtol=1e-12)
 
 
 def test_no_gradient_work_for_data_inputs():
     g = Graph()
     x, k = g.input("x", ("B", 3)), g.param("k", (3,))
-    h = g.apply("exp", x)                         # depends on data only
+    h = g.apply("exp", x)  # depends on data only
     loss = g.apply("sum", h @ k)
     before = len(g.nodes)
     gradients(loss, [k])
     emitted = {n.op for n in g.nodes[before:]}
-    assert "exp" not in emitted and "mul" not in emitted   # d/dk = h^T g needs no derivative of exp
+    assert "exp" not in emitted and "mul" not in emitted  # d/dk = h^T g needs no derivative of exp

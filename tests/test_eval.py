@@ -1,16 +1,17 @@
 """`specgrad eval` and `specgrad predict` end to end, exactly as a user runs them."""
+
 import csv
 import io
 import json
 
 import numpy as np
 import pytest
+from conftest import MODELS, run_cli
 from threadpoolctl import threadpool_limits
 
-from conftest import MODELS, run_cli
 from specgrad.data.sources import load_splits
-from specgrad.run.evaluate import RunFileError, evaluate_run, predict_file
 from specgrad.run.checkpoint import TrainingArrays, latest_checkpoint
+from specgrad.run.evaluate import RunFileError, evaluate_run, predict_file
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
 
@@ -31,18 +32,18 @@ def test_eval_reproduces_the_summary_of_the_run(tmp_path):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert (out["split"], out["step"], out["samples"]) == ("val", 200, 57)
-    assert {k: out[k] for k in summary["val"]} == summary["val"]               # same checkpoint, same bits
+    assert {k: out[k] for k in summary["val"]} == summary["val"]  # same checkpoint, same bits
     for split in ("train", "test"):
         out = evaluate_run(run, split)
         assert {k: out[k] for k in summary[split]} == summary[split]
-    assert evaluate_run(run)["split"] == "test"                                # the default: most held out
+    assert evaluate_run(run)["split"] == "test"  # the default: most held out
 
 
 @pytest.mark.slow
 def test_predict_applies_the_training_transform(tmp_path):
     run = trained(tmp_path, MODELS / "logistic_regression.yaml", "train.steps=200")
     spec = load_spec(MODELS / "logistic_regression.yaml")
-    x = load_splits(spec.data["data"], 0)["test"]["x"]                         # raw, unstandardized rows
+    x = load_splits(spec.data["data"], 0)["test"]["x"]  # raw, unstandardized rows
     state = json.loads((run / "data.json").read_text())["standardize"]["x"]
     params = TrainingArrays.unpack(latest_checkpoint(run / "checkpoints").arrays).params
     z = (x - np.array(state["mean"])) / np.array(state["std"]) @ params["w"] + params["b"]
@@ -56,8 +57,10 @@ def test_predict_applies_the_training_transform(tmp_path):
         np.testing.assert_allclose(out["probability"], 1 / (1 + np.exp(-z)), rtol=0, atol=1e-14)
 
     header = ",".join(f"f{i}" for i in range(x.shape[1]))
-    (tmp_path / "in.csv").write_text(header + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in x) + "\n")
-    result = run_cli("predict", run, tmp_path / "in.csv")                    # csv on stdout
+    (tmp_path / "in.csv").write_text(
+        header + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in x) + "\n"
+    )
+    result = run_cli("predict", run, tmp_path / "in.csv")  # csv on stdout
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(rows[0]) == ["z", "label", "probability"] and len(rows) == len(x)
@@ -89,7 +92,7 @@ def test_a_csv_spec_predicts_from_columns_by_name(tmp_path):
     (tmp_path / "data" / "points.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "spec.yaml").write_text(CSV_SPEC)
     run = trained(tmp_path, tmp_path / "spec.yaml")
-    (tmp_path / "new.csv").write_text("b,a\n1.0,2.0\n0.0,-1.0\n")            # any column order, no target
+    (tmp_path / "new.csv").write_text("b,a\n1.0,2.0\n0.0,-1.0\n")  # any column order, no target
     result = run_cli("predict", run, tmp_path / "new.csv", "-o", tmp_path / "pred.csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(tmp_path / "pred.csv")))
@@ -104,7 +107,7 @@ def test_a_csv_spec_predicts_from_columns_by_name(tmp_path):
 def test_images_may_come_flat(tmp_path):
     run = trained(tmp_path, MODELS / "cnn_digits.yaml", "train={steps: 2, batch_size: 64}")
     spec = load_spec(MODELS / "cnn_digits.yaml")
-    x = load_splits(spec.data["data"], 0)["test"]["x"][:5]                   # [5, 1, 8, 8]
+    x = load_splits(spec.data["data"], 0)["test"]["x"][:5]  # [5, 1, 8, 8]
     np.savez(tmp_path / "flat.npz", x=x.reshape(5, 64))
     np.savez(tmp_path / "images.npz", x=x)
     assert run_cli("predict", run, tmp_path / "flat.npz", "-o", tmp_path / "flat-out.npz").returncode == 0
@@ -122,7 +125,7 @@ def test_bad_runs_and_inputs_are_clear_errors(tmp_path):
     np.savez(tmp_path / "wrong.npz", z=np.zeros(3))
     np.savez(tmp_path / "text.npz", x=np.array(["a", "b"]))
     (tmp_path / "in.csv").write_text("x\n0.5\n")
-    (tmp_path / "two.csv").write_text("a,w\n0.5,1\n")        # no column named x: all columns, in order
+    (tmp_path / "two.csv").write_text("a,w\n0.5,1\n")  # no column named x: all columns, in order
     for args, message in [
         ((tmp_path / "nope.csv",), "input file"),
         ((run / "spec.yaml",), "the input must be a .csv or .npz file"),
@@ -135,8 +138,10 @@ def test_bad_runs_and_inputs_are_clear_errors(tmp_path):
             predict_file(run, *args)
         assert message in str(e.value)
     # the commands: exit 1 with the message, never a traceback; 2 for a usage error
-    for args, message in [(("eval", tmp_path), "is not a run directory (it has no spec.yaml)"),
-                          (("predict", run, tmp_path / "in.csv", "-o", tmp_path / "out.txt"), "must be a .csv")]:
+    for args, message in [
+        (("eval", tmp_path), "is not a run directory (it has no spec.yaml)"),
+        (("predict", run, tmp_path / "in.csv", "-o", tmp_path / "out.txt"), "must be a .csv"),
+    ]:
         result = run_cli(*args)
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert run_cli("eval", run, "--split", "tset").returncode == 2
@@ -153,28 +158,30 @@ def test_predictions_use_eval_mode(tmp_path):
     predict_file(run, tmp_path / "all.npz", tmp_path / "all-out.npz")
     together = np.load(tmp_path / "all-out.npz")["logits"]
     for i in range(len(x)):
-        np.savez(tmp_path / "one.npz", x=x[i:i + 1])
+        np.savez(tmp_path / "one.npz", x=x[i : i + 1])
         predict_file(run, tmp_path / "one.npz", tmp_path / "one-out.npz")
-        np.testing.assert_allclose(np.load(tmp_path / "one-out.npz")["logits"], together[i:i + 1], rtol=1e-12)
+        np.testing.assert_allclose(np.load(tmp_path / "one-out.npz")["logits"], together[i : i + 1], rtol=1e-12)
     assert len(np.unique(together.round(6), axis=0)) == len(x)
 
 
 def test_csv_output_has_a_column_per_value_and_round_trips():
     from specgrad.run.evaluate import to_csv
+
     values = np.random.default_rng(0).standard_normal((3, 2)) / 3
     text = to_csv({"y_hat": values[:, 0], "probability": values, "label": np.array([2, 0, 1])})
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["y_hat", "probability_0", "probability_1", "label"]
     back = np.array([[float(v) for v in row] for row in rows[1:]])
-    assert np.array_equal(back[:, 1:3], values) and rows[1][3] == "2"      # exact floats, integer labels
+    assert np.array_equal(back[:, 1:3], values) and rows[1][3] == "2"  # exact floats, integer labels
 
 
 @pytest.mark.slow
 def test_review_inputs_that_once_crashed_are_clear_errors(tmp_path):
     run = trained(tmp_path, MODELS / "poly.yaml", "train.steps=20")
     # an output named like np.savez's own parameter
-    renamed = trained(tmp_path / "named", MODELS / "poly.yaml", "train.steps=20", "model.nodes.1={file: phi @ k}",
-                      "model.output=file")
+    renamed = trained(
+        tmp_path / "named", MODELS / "poly.yaml", "train.steps=20", "model.nodes.1={file: phi @ k}", "model.output=file"
+    )
     np.savez(tmp_path / "x.npz", x=np.linspace(-1, 1, 5))
     assert run_cli("predict", renamed, tmp_path / "x.npz", "-o", tmp_path / "out.npz").returncode == 0
     assert np.load(tmp_path / "out.npz", allow_pickle=False)["file"].shape == (5,)

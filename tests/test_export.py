@@ -1,6 +1,7 @@
 """`specgrad export`: every op's ONNX lowering against its numpy forward under onnxruntime (the test
 enumerates the registry), every model in models/ trained briefly and exported, its onnxruntime outputs
 compared with `specgrad predict`'s on the test split in float32 and float64, and the command's errors."""
+
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -9,27 +10,26 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import MODELS, ROOT, run_cli
+
+from specgrad.base.diagnostics import SpecError
 from specgrad.data.sources import load_splits
+from specgrad.engine.ir import Graph
+from specgrad.engine.ops import REGISTRY
+from specgrad.engine.ops.onnx_lowerings import NotExportable
+from specgrad.engine.plan import Plan
 from specgrad.run.evaluate import load_run, predict
 from specgrad.run.export import DEFAULT_OPSET, OPSETS, ExportError, export_onnx, relative_difference
 from specgrad.run.export.onnx import DECODERS, to_onnx
-from specgrad.engine.ir import Graph
-from specgrad.engine.plan import Plan
-from specgrad.engine.ops import REGISTRY
-from specgrad.engine.ops.onnx_lowerings import NotExportable
 from specgrad.run.runlog import spec_hash
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
-from specgrad.base.diagnostics import SpecError
 
 # Tests that train every example or run the command in a subprocess take over a second: marked slow.
 # relative to each output's largest magnitude (docs/export.md)
 TOLERANCE = {np.float64: 1e-9, np.float32: 1e-5}
 CASES = {name: op.examples for name, op in REGISTRY.items() if op.examples}
-EXPORTABLE = sorted(name for name, op in REGISTRY.items()
-                    if not op.internal and not isinstance(op.onnx, NotExportable))
+EXPORTABLE = sorted(name for name, op in REGISTRY.items() if not op.internal and not isinstance(op.onnx, NotExportable))
 
 
 def test_every_op_a_spec_can_write_declares_its_onnx_lowering():
@@ -85,12 +85,27 @@ def test_op_lowering_matches_the_forward_in_onnxruntime(name, inputs, attrs, dty
 
 
 def test_every_exportable_op_has_cases():
-    assert {c[0] for c in OP_CASES} == set(EXPORTABLE) - {"one_hot", "stop_gradient"}   # tested below
+    assert {c[0] for c in OP_CASES} == set(EXPORTABLE) - {"one_hot", "stop_gradient"}  # tested below
 
 
 @pytest.mark.parametrize("opset", [OPSETS.start, OPSETS.stop - 1])
-@pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "var", "logsumexp", "squeeze", "expand_dims",
-                                  "softmax", "log_softmax", "softmax_cross_entropy", "avg_pool2d"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sum",
+        "mean",
+        "max",
+        "min",
+        "var",
+        "logsumexp",
+        "squeeze",
+        "expand_dims",
+        "softmax",
+        "log_softmax",
+        "softmax_cross_entropy",
+        "avg_pool2d",
+    ],
+)
 def test_opset_dependent_lowerings_at_the_oldest_and_newest_opset(name, opset):
     """Reductions take their axes as an attribute before opset 18 and as an input from it."""
     for inputs, attrs in CASES[name]:
@@ -101,8 +116,12 @@ def test_one_hot_and_integer_promotion():
     graph = Graph()
     labels = graph.input("labels", ("B", 3), "int64")
     ids = np.array([[0, 2, 1], [1, 1, 0]])
-    for out in (graph.apply("one_hot", labels, depth=4, dtype="float32"), graph.apply("exp", labels),
-                graph.apply("stop_gradient", labels), labels + graph.const(np.array([0.5, 1.5, 2.5, 3.5]).reshape(4, 1, 1))):
+    for out in (
+        graph.apply("one_hot", labels, depth=4, dtype="float32"),
+        graph.apply("exp", labels),
+        graph.apply("stop_gradient", labels),
+        labels + graph.const(np.array([0.5, 1.5, 2.5, 3.5]).reshape(4, 1, 1)),
+    ):
         (want,) = Plan([out], [labels])(ids)
         (got,) = _session(_export_graph(graph, [labels], out)).run(None, {"labels": ids})
         assert got.dtype == want.dtype
@@ -148,7 +167,7 @@ def test_accurate_composites_at_the_extremes():
     for name in ("softplus", "elu", "log1p", "sigmoid", "silu", "tanh", "exp", "gelu"):
         value = np.abs(x) if name == "log1p" else x
         out = graph.apply(name, node)
-        with np.errstate(over="ignore"):                # exp(800) overflows to inf in the forward: expected
+        with np.errstate(over="ignore"):  # exp(800) overflows to inf in the forward: expected
             (want,) = Plan([out], [node])(value)
         (got,) = _session(_export_graph(graph, [node], out)).run(None, {"x": value})
         np.testing.assert_allclose(got, want, rtol=1e-14, atol=0, err_msg=name)
@@ -191,8 +210,10 @@ def test_every_example_exports_and_onnxruntime_matches_predict(tmp_path, spec_na
     assert [i.name for i in session.get_inputs()] == list(fields)
     assert [o.name for o in session.get_outputs()] == list(want)
     assert all(i.shape[0] == "batch" for i in session.get_inputs())
-    feed = {name: np.asarray(v, np.int64 if run.spec.model.inputs[name].dtype.kind in "iu" else dtype)
-            for name, v in fields.items()}
+    feed = {
+        name: np.asarray(v, np.int64 if run.spec.model.inputs[name].dtype.kind in "iu" else dtype)
+        for name, v in fields.items()
+    }
     got = dict(zip(want, session.run(None, feed)))
     for name, expected in want.items():
         assert got[name].dtype == expected.dtype, name
@@ -200,9 +221,14 @@ def test_every_example_exports_and_onnxruntime_matches_predict(tmp_path, spec_na
             np.testing.assert_array_equal(got[name], expected, err_msg=f"{spec_name}: {name}")
         else:
             tol = TOLERANCE[dtype]
-            np.testing.assert_allclose(got[name], expected, rtol=tol, atol=tol * np.abs(expected).max(),
-                                       err_msg=f"{spec_name} on the {split} split: {name}")
-    one = session.run(None, {name: v[:1] for name, v in feed.items()})      # any batch size, down to one
+            np.testing.assert_allclose(
+                got[name],
+                expected,
+                rtol=tol,
+                atol=tol * np.abs(expected).max(),
+                err_msg=f"{spec_name} on the {split} split: {name}",
+            )
+    one = session.run(None, {name: v[:1] for name, v in feed.items()})  # any batch size, down to one
     np.testing.assert_allclose(one[0], got[list(want)[0]][:1], rtol=TOLERANCE[dtype])
 
 
@@ -226,8 +252,10 @@ def test_eval_mode_running_statistics_and_no_dropout(tmp_path):
 def trained(tmp_path_factory):
     """mlp_moons (standardized inputs, a classifier) trained 4 steps with a checkpoint every 2."""
     run_dir = tmp_path_factory.mktemp("export") / "run"
-    spec = load_spec(MODELS / "mlp_moons.yaml", ["train.epochs=null", "train.steps=4", "train.checkpoint.every=2",
-                                                 "train.checkpoint.keep=null"])
+    spec = load_spec(
+        MODELS / "mlp_moons.yaml",
+        ["train.epochs=null", "train.steps=4", "train.checkpoint.every=2", "train.checkpoint.keep=null"],
+    )
     Trainer(spec, run_dir).run()
     return run_dir
 
@@ -244,17 +272,22 @@ def test_cli_exports_a_checkpoint_at_an_opset(trained, tmp_path):
     latest = run_cli("export", trained)
     assert latest.returncode == 0 and (trained / "model.onnx").is_file() and "step 4" in latest.stdout
     fields = raw_split(load_run(trained))[1]
-    older, newer = (ort.InferenceSession(str(p)).run(None, {k: v.astype(np.float64) for k, v in fields.items()})[0]
-                    for p in (out, trained / "model.onnx"))
-    assert not np.allclose(older, newer)           # the checkpoint asked for, not the latest
+    older, newer = (
+        ort.InferenceSession(str(p)).run(None, {k: v.astype(np.float64) for k, v in fields.items()})[0]
+        for p in (out, trained / "model.onnx")
+    )
+    assert not np.allclose(older, newer)  # the checkpoint asked for, not the latest
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args,code,message", [
-    (["--opset", "12"], 2, "opset 12 is not supported; use one of 13..21"),
-    (["--checkpoint", "3"], 1, "has no checkpoint of step 3 (it has 2, 4)"),
-    (["--output", "{a_file}/m.onnx"], 1, "error: "),          # a folder that is a file: not even root writes there
-])
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["--opset", "12"], 2, "opset 12 is not supported; use one of 13..21"),
+        (["--checkpoint", "3"], 1, "has no checkpoint of step 3 (it has 2, 4)"),
+        (["--output", "{a_file}/m.onnx"], 1, "error: "),  # a folder that is a file: not even root writes there
+    ],
+)
 def test_cli_errors(trained, tmp_path, args, code, message):
     (tmp_path / "a_file").write_text("")
     result = run_cli("export", trained, *(a.format(a_file=tmp_path / "a_file") for a in args))
@@ -272,8 +305,10 @@ def test_not_a_run_directory(tmp_path):
 def test_missing_extra_names_it(trained):
     """Without onnx installed (simulated: the import fails), the command says which extra to install."""
     for module in ("onnx", "onnxruntime"):
-        code = (f"import sys; sys.modules[{module!r}] = None; sys.argv = ['specgrad', 'export', {str(trained)!r}]; "
-                "from specgrad.cli import main; main()")
+        code = (
+            f"import sys; sys.modules[{module!r}] = None; sys.argv = ['specgrad', 'export', {str(trained)!r}]; "
+            "from specgrad.cli import main; main()"
+        )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert result.returncode == 1, result.stderr
         assert f"({module} is missing): pip install 'specgrad[onnx]'" in result.stderr
@@ -284,8 +319,10 @@ def test_missing_extra_names_it(trained):
 def test_an_op_without_lowering_is_a_located_error(tmp_path):
     """A graph holding an op with no ONNX form: the error names the op and the spec line it came from."""
     from specgrad.engine.ops.registry import register
-    register("twice", shape=lambda x: tuple(x), vjp=(lambda g, out, x: 2 * g,), arity=1,
-             no_examples="a test-only op")(lambda x: 2 * x)
+
+    register("twice", shape=lambda x: tuple(x), vjp=(lambda g, out, x: 2 * g,), arity=1, no_examples="a test-only op")(
+        lambda x: 2 * x
+    )
     try:
         spec = tmp_path / "s.yaml"
         text = (MODELS / "poly.yaml").read_text().replace("y_hat: phi @ k", "y_hat: twice(phi @ k)")
@@ -294,17 +331,20 @@ def test_an_op_without_lowering_is_a_located_error(tmp_path):
         train_briefly(spec, tmp_path / "run", "float64", steps=1)
         with pytest.raises(SpecError) as e:
             export_onnx(tmp_path / "run")
-        line = next(i for i, t in enumerate((tmp_path / "run" / "spec.yaml").read_text().splitlines(), 1)
-                    if "twice" in t)
+        line = next(
+            i for i, t in enumerate((tmp_path / "run" / "spec.yaml").read_text().splitlines(), 1) if "twice" in t
+        )
         assert f"spec.yaml:{line}:" in str(e.value)
         assert "op 'twice' cannot be exported to ONNX: it declares no ONNX lowering" in str(e.value)
         assert not (tmp_path / "run" / "model.onnx").exists()
     finally:
         del REGISTRY["twice"]
     # the command prints the same located error, exit 1, no traceback (the op registered in its process too)
-    code = ("from specgrad.engine.ops.registry import register; register('twice', shape=lambda x: tuple(x), "
-            "vjp=(lambda g, out, x: 2 * g,), arity=1, no_examples='test-only')(lambda x: 2 * x); import sys; "
-            f"sys.argv = ['specgrad', 'export', {str(tmp_path / 'run')!r}]; from specgrad.cli import main; main()")
+    code = (
+        "from specgrad.engine.ops.registry import register; register('twice', shape=lambda x: tuple(x), "
+        "vjp=(lambda g, out, x: 2 * g,), arity=1, no_examples='test-only')(lambda x: 2 * x); import sys; "
+        f"sys.argv = ['specgrad', 'export', {str(tmp_path / 'run')!r}]; from specgrad.cli import main; main()"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"spec.yaml:{line}:" in result.stderr and ": error: op 'twice' cannot be exported" in result.stderr
@@ -312,6 +352,7 @@ def test_an_op_without_lowering_is_a_located_error(tmp_path):
 
 def test_dropout_op_is_declared_not_exportable():
     from specgrad.run.export.onnx import unexportable
+
     graph = Graph()
     x, key = graph.input("x", ("B", 3)), graph.input("key", (), "int64")
     out = graph.apply("dropout", x, key, rate=0.5)
@@ -321,6 +362,7 @@ def test_dropout_op_is_declared_not_exportable():
 
 def test_every_decoding_loss_has_an_onnx_decoder():
     from specgrad.model.losses import LOSSES, make_loss
+
     decoding = {name for name in LOSSES.names() if make_loss(name).decode is not None}
     assert decoding == set(DECODERS)
 
@@ -328,6 +370,7 @@ def test_every_decoding_loss_has_an_onnx_decoder():
 def test_export_refuses_a_model_that_disagrees_with_predict(trained, monkeypatch):
     """The onnxruntime check is real: a lowering that computes something else fails the export."""
     import specgrad.run.export.onnx as exporter
+
     real = exporter._decode_labels
 
     def off_by_a_bit(b, pred, node):
@@ -335,6 +378,7 @@ def test_export_refuses_a_model_that_disagrees_with_predict(trained, monkeypatch
         value, dtype, shape = out["probability"]
         out["probability"] = (b.op("Mul", value, b.const(1 + 1e-6, dtype)), dtype, shape)
         return out
+
     monkeypatch.setitem(exporter.DECODERS, "cross_entropy", off_by_a_bit)
     with pytest.raises(ExportError, match="onnxruntime's 'probability' differs from specgrad predict's"):
         export_onnx(trained, trained / "bad.onnx")
@@ -353,6 +397,7 @@ def test_a_numpy_scalar_constant_keeps_a_float32_model_float32():
 
 def test_docs_list_every_lowering_as_the_registry_declares_it():
     from specgrad.run.export.reference import render
+
     text = (ROOT / "docs" / "export.md").read_text()
     assert render() in text, "regenerate with: python -m specgrad.run.export.reference docs/export.md"
     for name in EXPORTABLE + ["dropout"]:

@@ -1,11 +1,12 @@
 """``specgrad gradcheck``: finite differences against the compiled model's gradient, per parameter."""
+
 import dataclasses
 
 import pytest
-
 from conftest import MODELS, run_cli
-from specgrad.run.gradcheck import check_spec
+
 from specgrad.engine.ops import REGISTRY
+from specgrad.run.gradcheck import check_spec
 from specgrad.spec import load_spec
 
 MLP = """\
@@ -52,11 +53,11 @@ def test_a_wrong_gradient_fails_the_check(tmp_path, monkeypatch):
     spec = tmp_path / "mlp.yaml"
     spec.write_text(MLP)
     tanh = REGISTRY["tanh"]
-    wrong = (lambda g, out, x: g * (1 - out),)                 # forgot to square
+    wrong = (lambda g, out, x: g * (1 - out),)  # forgot to square
     monkeypatch.setitem(REGISTRY, "tanh", dataclasses.replace(tanh, vjps=wrong))
     checks = {c.name: c.error for c in check_spec(load_spec(spec))}
     assert checks["W"] > 1e-3 and checks["b"] > 1e-3
-    assert checks["v"] < 1e-8                                  # v's gradient does not pass through tanh's VJP
+    assert checks["v"] < 1e-8  # v's gradient does not pass through tanh's VJP
 
 
 @pytest.mark.slow

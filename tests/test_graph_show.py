@@ -1,8 +1,10 @@
 """`specgrad graph`: the compiled graph, named after the spec's nodes, as text and as Graphviz dot."""
-import pytest
+
 import re
 
+import pytest
 from conftest import MODELS
+
 from specgrad.engine.show import graph_nodes, render_dot, render_text
 from specgrad.spec import load_spec
 
@@ -35,6 +37,7 @@ def test_dot_has_one_edge_per_input():
 @pytest.mark.slow
 def test_graph_command_as_a_user_runs_it(tmp_path):
     from conftest import run_cli
+
     text = run_cli("graph", MODELS / "poly.yaml")
     assert text.returncode == 0 and "y_hat = matmul(phi, k)" in text.stdout
     dot = run_cli("graph", MODELS / "poly.yaml", "--format", "dot", "--backward")

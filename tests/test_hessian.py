@@ -1,20 +1,22 @@
 """Hessian-vector products through the engine (the backward pass differentiated again): every op against
 finite differences of its gradient, composed models against torch.autograd.functional.hvp (a test-only
 oracle) and a closed form, and a clear error for the op whose second derivative is not implemented."""
+
 import numpy as np
 import pytest
-
-from specgrad.model.hessian import SecondDerivativeMissing, hvp
-from specgrad.model.build import init_params
-from specgrad.run.gradcheck import directional_hvp_check
-from specgrad.engine.ops.registry import REGISTRY
-from specgrad.spec import load_spec
 from test_engine import ALL_CASES, _build, _values
+
+from specgrad.engine.ops.registry import REGISTRY
+from specgrad.model.build import init_params
+from specgrad.model.hessian import SecondDerivativeMissing, hvp
+from specgrad.run.gradcheck import directional_hvp_check
+from specgrad.spec import load_spec
 
 # op -> why its second derivative (a Hessian-vector product through it) is not implemented; every other op
 # with finite-difference examples is checked against finite differences of its gradient
-NO_SECOND_DERIVATIVE = {"max_pool2d": "its backward op max_pool2d_grad has no VJP (a gradient routed to each "
-                                      "window's maxima)"}
+NO_SECOND_DERIVATIVE = {
+    "max_pool2d": "its backward op max_pool2d_grad has no VJP (a gradient routed to each window's maxima)"
+}
 
 
 def test_ops_without_second_derivative_are_examples():
@@ -29,16 +31,20 @@ def test_op_hvp_matches_finite_differences_of_its_gradient(name, inputs, attrs):
         with pytest.raises(SecondDerivativeMissing, match=f"second derivative of {name} is not implemented"):
             directional_hvp_check(build, diff, rng)
         return
-    for _ in range(2):                # two pairs of random directions, two random output weightings
+    for _ in range(2):  # two pairs of random directions, two random output weightings
         err = directional_hvp_check(build, diff, rng)
         assert err < 1e-6, f"{name}{inputs}{attrs}: relative error {err:.2e}"
 
 
 # ---------------------------------------------------------------------------------------- composed models
-HEADER = "specgrad: 1\nname: m\ndata: {source: synthetic, function: sin(3*x), x: {low: -1, high: 1}, n: 20}\n" \
-         "optimizer: {type: sgd, lr: 0.1}\ntrain: {steps: 1}\n"
+HEADER = (
+    "specgrad: 1\nname: m\ndata: {source: synthetic, function: sin(3*x), x: {low: -1, high: 1}, n: 20}\n"
+    "optimizer: {type: sgd, lr: 0.1}\ntrain: {steps: 1}\n"
+)
 
-MLP = HEADER + """
+MLP = (
+    HEADER
+    + """
 model:
   inputs: {x: [3]}
   params:
@@ -54,18 +60,25 @@ model:
   output: y_hat
 loss: mse
 """
+)
 
 
 def mlp_torch(x, y):
     import torch
+
     def loss(W1, b1, W2, b2, v):
         h2 = torch.tanh(torch.tanh(x @ W1 + b1) @ W2 + b2)
         return ((h2 @ v - y) ** 2).mean()
+
     return loss
 
 
-SOFTMAX = HEADER.replace("source: synthetic, function: sin(3*x), x: {low: -1, high: 1}, n: 20",
-                         "source: blobs, n: 20, classes: 3, features: 4") + """
+SOFTMAX = (
+    HEADER.replace(
+        "source: synthetic, function: sin(3*x), x: {low: -1, high: 1}, n: 20",
+        "source: blobs, n: 20, classes: 3, features: 4",
+    )
+    + """
 model:
   inputs: {x: [4]}
   params:
@@ -76,16 +89,21 @@ model:
   output: logits
 loss: {type: cross_entropy, label_smoothing: 0.1}
 """
+)
 
 
 def softmax_torch(x, y):
     import torch
+
     def loss(W, b):
         return torch.nn.functional.cross_entropy(x @ W + b, y, label_smoothing=0.1)
+
     return loss
 
 
-POLY = HEADER + """
+POLY = (
+    HEADER
+    + """
 model:
   inputs: {x: []}
   params: {k: {shape: [6], init: normal}}
@@ -94,12 +112,15 @@ model:
   output: y_hat
 loss: sse
 """
+)
 
 
 def poly_torch(x, y):
     import torch
+
     def loss(k):
         return ((x[:, None] ** torch.arange(6) @ k - y) ** 2).sum()
+
     return loss
 
 
@@ -113,19 +134,24 @@ def model_and_point(tmp_path, text, fields, seed=0):
     return model, params, vector
 
 
-@pytest.mark.parametrize("text, oracle, fields", [
-    (MLP, mlp_torch, lambda rng: {"x": rng.standard_normal((16, 3)), "y": rng.standard_normal(16)}),
-    (SOFTMAX, softmax_torch, lambda rng: {"x": rng.standard_normal((16, 4)), "y": rng.integers(0, 3, 16)}),
-    (POLY, poly_torch, lambda rng: {"x": rng.uniform(-1, 1, 16), "y": rng.standard_normal(16)}),
-], ids=["mlp_tanh", "softmax_cross_entropy", "poly"])
+@pytest.mark.parametrize(
+    "text, oracle, fields",
+    [
+        (MLP, mlp_torch, lambda rng: {"x": rng.standard_normal((16, 3)), "y": rng.standard_normal(16)}),
+        (SOFTMAX, softmax_torch, lambda rng: {"x": rng.standard_normal((16, 4)), "y": rng.integers(0, 3, 16)}),
+        (POLY, poly_torch, lambda rng: {"x": rng.uniform(-1, 1, 16), "y": rng.standard_normal(16)}),
+    ],
+    ids=["mlp_tanh", "softmax_cross_entropy", "poly"],
+)
 def test_model_hvp_equals_torch(tmp_path, text, oracle, fields):
-    torch = pytest.importorskip("torch")          # the test-only oracle
+    torch = pytest.importorskip("torch")  # the test-only oracle
     data = fields(np.random.default_rng(5))
     model, params, vector = model_and_point(tmp_path, text, data)
     ours = hvp(model, data, params, vector)
     f = oracle(*(torch.tensor(data[k]) for k in ("x", "y")))
-    _, theirs = torch.autograd.functional.hvp(f, tuple(torch.tensor(p) for p in params.values()),
-                                              tuple(torch.tensor(v) for v in vector.values()))
+    _, theirs = torch.autograd.functional.hvp(
+        f, tuple(torch.tensor(p) for p in params.values()), tuple(torch.tensor(v) for v in vector.values())
+    )
     for name, expected in zip(params, theirs):
         np.testing.assert_allclose(ours[name], expected.numpy(), rtol=1e-10, atol=1e-12)
 
@@ -156,7 +182,9 @@ def test_model_hvp_matches_finite_differences_of_the_compiled_gradient(tmp_path)
 
 
 def test_a_model_with_max_pooling_names_the_op(tmp_path):
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 model:
   inputs: {x: [1, 4, 4]}
   params: {w: {shape: [2, 1, 3, 3], init: normal}}
@@ -167,17 +195,23 @@ model:
   output: y_hat
 loss: mse
 """
+    )
     data = {"x": np.random.default_rng(0).standard_normal((2, 1, 4, 4)), "y": np.zeros(2)}
     model, params, vector = model_and_point(tmp_path, text, data)
-    with pytest.raises(SecondDerivativeMissing, match=r"second derivative of max_pool2d is not implemented.*"
-                                                      r"used at .*spec\.yaml:\d+:\d+"):
+    with pytest.raises(
+        SecondDerivativeMissing,
+        match=r"second derivative of max_pool2d is not implemented.*"
+        r"used at .*spec\.yaml:\d+:\d+",
+    ):
         hvp(model, data, params, vector)
 
 
 def test_relu_model_has_a_piecewise_hessian(tmp_path):
     """relu's derivative is a step: its second derivative is zero, so a one-layer relu model with a squared
     loss has the Gauss-Newton Hessian 2/n J^T J exactly (J the Jacobian of the predictions)."""
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 model:
   inputs: {x: [3]}
   params: {w: {shape: [3], init: normal}}
@@ -186,10 +220,12 @@ model:
   output: y_hat
 loss: mse
 """
+    )
     rng = np.random.default_rng(4)
     data = {"x": rng.standard_normal((20, 3)), "y": rng.standard_normal(20)}
     model, params, vector = model_and_point(tmp_path, text, data)
     active = (data["x"] @ params["w"] > 0)[:, None]
     jac = data["x"] * active
-    np.testing.assert_allclose(hvp(model, data, params, vector)["w"], 2 / 20 * jac.T @ jac @ vector["w"],
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        hvp(model, data, params, vector)["w"], 2 / 20 * jac.T @ jac @ vector["w"], rtol=1e-12, atol=1e-14
+    )

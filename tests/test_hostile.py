@@ -7,6 +7,7 @@ Processes: by default each case is a fork of this test process with specgrad alr
 ``specgrad.cli.main`` as ``python -m specgrad.cli``, 10-50x cheaper to start); cases marked ``exec`` always
 run as ``python -m specgrad.cli``, and SPECGRAD_HOSTILE_EXEC=1 runs every case that way.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,17 +31,19 @@ import yaml
 HERE = Path(__file__).parent / "data" / "hostile"
 MANIFEST = yaml.safe_load((HERE / "manifest.yaml").read_text(encoding="utf-8"))
 REPO = Path(__file__).resolve().parent.parent
-TIMEOUT = float(os.environ.get("SPECGRAD_HOSTILE_TIMEOUT", "20"))   # wall seconds; generous for a loaded CI box
+TIMEOUT = float(os.environ.get("SPECGRAD_HOSTILE_TIMEOUT", "20"))  # wall seconds; generous for a loaded CI box
 BOMB_SECONDS = 2.0 * float(os.environ.get("SPECGRAD_HOSTILE_SLOWDOWN", "3"))  # the 2 s budget, loaded-box slack
-MEMORY = 1 << 30              # address space each case may add
-BOMB_GROWTH = 300 << 20       # what a bomb may add to resident memory
+MEMORY = 1 << 30  # address space each case may add
+BOMB_GROWTH = 300 << 20  # what a bomb may add to resident memory
 EXEC_ALL = os.environ.get("SPECGRAD_HOSTILE_EXEC") == "1"
 TOKEN = "SECRET" + uuid.uuid4().hex
 INROOT = "INROOT" + uuid.uuid4().hex
 MIB = 1 << 20
 
+
 def _corpus_module():
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("make_corpus", HERE / "make_corpus.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -48,7 +51,7 @@ def _corpus_module():
 
 
 CORPUS = _corpus_module()
-BASE = CORPUS.BASE                # a valid spec: the cases break it in one way each
+BASE = CORPUS.BASE  # a valid spec: the cases break it in one way each
 
 
 def test_manifest_is_what_make_corpus_writes():
@@ -69,7 +72,9 @@ def plant_outside(outside: Path) -> None:
     outside.mkdir()
     (outside / "secret.env").write_text(f"AWS_SECRET_ACCESS_KEY={TOKEN}\nDB_PASSWORD={TOKEN}\n")
     (outside / "secret.yaml").write_text(f"password: {TOKEN}\nloss: {TOKEN}\nnested: {{k: {TOKEN}}}\n")
-    (outside / "id_rsa").write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{TOKEN}\n-----END OPENSSH PRIVATE KEY-----\n")
+    (outside / "id_rsa").write_text(
+        f"-----BEGIN OPENSSH PRIVATE KEY-----\n{TOKEN}\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
     (outside / "secret.csv").write_text(f"{TOKEN},b\n1,2\n")
     np.savez(outside / "secret.npz", **{TOKEN: np.zeros(2)})
     (outside / "base.yaml").write_text(BASE)
@@ -95,33 +100,52 @@ def make_bomb(root: Path, name: str) -> None:
     elif name == "string_doubling_1_line":
         _refs(root, ["a0: xxxxxxxxxxxxxxxx"], [f"a{i}: '" + f"${{vars.a{i - 1}}}" * 4 + "'" for i in range(1, 25)])
     elif name == "list_doubling":
-        _refs(root, ["a0: [1, 2, 3, 4, 5, 6, 7, 8]"], [f"a{i}: ['${{vars.a{i - 1}}}', '${{vars.a{i - 1}}}']"
-                                                        for i in range(1, 41)])
+        _refs(
+            root,
+            ["a0: [1, 2, 3, 4, 5, 6, 7, 8]"],
+            [f"a{i}: ['${{vars.a{i - 1}}}', '${{vars.a{i - 1}}}']" for i in range(1, 41)],
+        )
     elif name == "mapping_doubling":
-        _refs(root, ["a0: {p: 1, q: 2}"], [f"a{i}: {{l: '${{vars.a{i - 1}}}', r: '${{vars.a{i - 1}}}'}}"
-                                          for i in range(1, 41)])
+        _refs(
+            root,
+            ["a0: {p: 1, q: 2}"],
+            [f"a{i}: {{l: '${{vars.a{i - 1}}}', r: '${{vars.a{i - 1}}}'}}" for i in range(1, 41)],
+        )
     elif name == "nested_reference_lists":
-        _refs(root, ["a0: [[1, 2], [3, 4]]"], [f"a{i}: [['${{vars.a{i - 1}}}'], ['${{vars.a{i - 1}}}', 1]]"
-                                               for i in range(1, 60)])
+        _refs(
+            root,
+            ["a0: [[1, 2], [3, 4]]"],
+            [f"a{i}: [['${{vars.a{i - 1}}}'], ['${{vars.a{i - 1}}}', 1]]" for i in range(1, 60)],
+        )
     elif name in ("extends_doubling_30", "include_doubling_30"):
         key = "extends" if name.startswith("extends") else "include"
         if key == "extends":
             write(root, "spec.yaml", "extends: [e0.yaml, e0.yaml]\n")
             for i in range(30):
-                write(root, f"e{i}.yaml", (f"extends: [e{i + 1}.yaml, e{i + 1}.yaml]\n" if i < 29 else BASE)
-                      + f"v{i}: {{a: 1, b: [1, 2, 3]}}\n")
+                write(
+                    root,
+                    f"e{i}.yaml",
+                    (f"extends: [e{i + 1}.yaml, e{i + 1}.yaml]\n" if i < 29 else BASE)
+                    + f"v{i}: {{a: 1, b: [1, 2, 3]}}\n",
+                )
         else:
             write(root, "spec.yaml", BASE + "vars: {include: [f0.yaml, f0.yaml]}\n")
             for i in range(30):
-                write(root, f"f{i}.yaml", (f"include: [f{i + 1}.yaml, f{i + 1}.yaml]\n" if i < 29 else "")
-                      + f"v{i}: {{a: 1, b: [1, 2, 3]}}\n")
+                write(
+                    root,
+                    f"f{i}.yaml",
+                    (f"include: [f{i + 1}.yaml, f{i + 1}.yaml]\n" if i < 29 else "")
+                    + f"v{i}: {{a: 1, b: [1, 2, 3]}}\n",
+                )
     elif name == "alias_billion_laughs":
         lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
         lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
         _refs(root, lines, [])
     elif name == "merge_key_bomb":
         lines = ["m0: &m0 {a: 1, b: 2, c: 3, d: 4}"]
-        lines += [f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}, *m{i - 1}], x{i}: {{<<: *m{i - 1}}}}}" for i in range(1, 25)]
+        lines += [
+            f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}, *m{i - 1}], x{i}: {{<<: *m{i - 1}}}}}" for i in range(1, 25)
+        ]
         _refs(root, lines, [])
     elif name == "flow_list_9mb":
         write(root, "spec.yaml", BASE + "vars: [" + "1," * (big // 2) + "1]\n")
@@ -156,8 +180,11 @@ def make_deep(root: Path, name: str) -> list[str]:
         _refs(root, [f"a{i}: '${{vars.a{i + 1}}}'" for i in range(n)], [f"a{n}: 1"])
     elif name in ("include_chain_60", "extends_chain_60"):
         key = name.split("_")[0]
-        write(root, "spec.yaml", BASE.replace("loss: sse", "loss: {include: c0.yaml}") if key == "include"
-              else "extends: c0.yaml\n")
+        write(
+            root,
+            "spec.yaml",
+            BASE.replace("loss: sse", "loss: {include: c0.yaml}") if key == "include" else "extends: c0.yaml\n",
+        )
         for i in range(60):
             write(root, f"c{i}.yaml", f"{key}: c{i + 1}.yaml\n" if key == "extends" else f"include: c{i + 1}.yaml\n")
         write(root, "c60.yaml", BASE if key == "extends" else "type: sse\n")
@@ -167,11 +194,13 @@ def make_deep(root: Path, name: str) -> list[str]:
             write(root, f"n{i}.yaml", "a: " + "{a: " * 60 + f"{{include: n{i + 1}.yaml}}" + "}" * 60 + "\n")
         write(root, "n20.yaml", "z: 1\n")
     elif name.startswith("formula_"):
-        text = {"formula_480_terms": "+".join(["x"] * 480) + " + phi @ k",
-                "formula_5000_minus": "-" * 5000 + "(phi @ k)",
-                "formula_300_parentheses": "(" * 300 + "phi @ k" + ")" * 300,
-                "formula_300_calls": "sin(" * 300 + "phi @ k" + ")" * 300,
-                "formula_power_tower": "**".join(["x"] * 500) + " + phi @ k"}[name]
+        text = {
+            "formula_480_terms": "+".join(["x"] * 480) + " + phi @ k",
+            "formula_5000_minus": "-" * 5000 + "(phi @ k)",
+            "formula_300_parentheses": "(" * 300 + "phi @ k" + ")" * 300,
+            "formula_300_calls": "sin(" * 300 + "phi @ k" + ")" * 300,
+            "formula_power_tower": "**".join(["x"] * 500) + " + phi @ k",
+        }[name]
         write(root, "spec.yaml", BASE.replace("phi @ k", text))
     elif name.startswith("set_path_"):
         n = int(name.split("_")[2])
@@ -189,15 +218,17 @@ def make_special(root: Path, name: str, outside: Path) -> None:
         os.mkfifo(root / "pipe.yaml")
     if "socket" in name:
         s = socket.socket(socket.AF_UNIX)
-        s.bind(str(root / "sock.yaml"))          # left bound: the folder is removed with the test
+        s.bind(str(root / "sock.yaml"))  # left bound: the folder is removed with the test
     if name == "dev_zero_symlink_include":
         os.symlink("/dev/zero", root / "zero.yaml")
 
 
-SETUPS = {"bomb": lambda root, outside, v: make_bomb(root, v),
-          "deep": lambda root, outside, v: make_deep(root, v),
-          "special": lambda root, outside, v: make_special(root, v, outside),
-          "outside_base": lambda root, outside, v: None}
+SETUPS = {
+    "bomb": lambda root, outside, v: make_bomb(root, v),
+    "deep": lambda root, outside, v: make_deep(root, v),
+    "special": lambda root, outside, v: make_special(root, v, outside),
+    "outside_base": lambda root, outside, v: None,
+}
 
 
 def setup_case(case: dict, root: Path, outside: Path) -> list[str]:
@@ -232,8 +263,16 @@ def run_exec(args, cwd: Path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1", "COLUMNS": "200"}
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "specgrad.cli", *args], cwd=cwd, capture_output=True,
-                              preexec_fn=limit, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "specgrad.cli", *args],
+            cwd=cwd,
+            capture_output=True,
+            preexec_fn=limit,
+            timeout=TIMEOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"hung: no exit within {TIMEOUT} s")
     seconds = time.perf_counter() - start
@@ -247,13 +286,14 @@ def run_forked(args, cwd: Path):
     import specgrad.model.build
     import specgrad.spec.validate  # noqa: F401
     from specgrad.spec.validate import validator
+
     validator()
     with tempfile.TemporaryFile() as out:
         vm, rss_at_fork = _statm()
         limit = vm + MEMORY
         start = time.perf_counter()
         pid = os.fork()
-        if pid == 0:                                      # the child: never returns into pytest
+        if pid == 0:  # the child: never returns into pytest
             code = 70
             try:
                 os.chdir(cwd)
@@ -266,12 +306,13 @@ def run_forked(args, cwd: Path):
                 resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
                 sys.argv = ["specgrad", *args]
                 from specgrad.cli import main
+
                 try:
                     main()
                     code = 0
                 except SystemExit as e:
                     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            except BaseException:                     # noqa: BLE001  (shown, then asserted absent)
+            except BaseException:  # noqa: BLE001  (shown, then asserted absent)
                 traceback.print_exc()
                 code = 71
             finally:
@@ -322,8 +363,16 @@ def test_hostile_case(case, tmp_path):
             assert peak - base < BOMB_GROWTH, f"grew by {(peak - base) / MIB:.0f} MiB"
 
 
-@pytest.mark.parametrize("argv", [["validate", "pipe.yaml"], ["validate", "--skip-non-specs", "pipe.yaml"],
-                                  ["diagnose", "run"], ["runs", "run"], ["compare", "run", "run"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "pipe.yaml"],
+        ["validate", "--skip-non-specs", "pipe.yaml"],
+        ["diagnose", "run"],
+        ["runs", "run"],
+        ["compare", "run", "run"],
+    ],
+)
 def test_fifos_in_readers_of_untrusted_files_never_block(tmp_path, argv):
     """Every reader of a file that may come from anyone (a spec, a sweep file, a run directory's JSON and
     YAML) refuses a FIFO without opening it for a blocking read."""
@@ -332,6 +381,7 @@ def test_fifos_in_readers_of_untrusted_files_never_block(tmp_path, argv):
     run.mkdir()
     for name in ("spec.yaml", "summary.json", "metrics.jsonl", "trial.json"):
         os.mkfifo(run / name)
-    done = subprocess.run([sys.executable, "-m", "specgrad.cli", *argv], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "specgrad.cli", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
     assert "Traceback" not in done.stderr, done.stderr

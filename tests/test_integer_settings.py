@@ -2,17 +2,18 @@
 integer), and a 2.0 used as a seed, a size, a count or an axis fails far from the spec. Every integer of the
 schema, every integer argument of a layer and every integer attribute of an op refuses a whole float with
 a located error at validate."""
+
 import numpy as np
 import pytest
-
 from conftest import MODELS
+
 from specgrad.engine.ir import INTEGER_ATTRS, NON_INTEGER_ATTRS, Graph
 from specgrad.engine.ops import REGISTRY, ShapeError
 from specgrad.spec import check_spec, load_spec
 
-try:                                  # the FD examples may move into each op's register() call
+try:  # the FD examples may move into each op's register() call
     from specgrad.engine.ops.examples import CASES
-except ImportError:                   # pragma: no cover
+except ImportError:  # pragma: no cover
     CASES = {op.name: op.examples for op in REGISTRY.values() if getattr(op, "examples", None)}
 
 SPECS = sorted(p for p in MODELS.glob("*.yaml"))
@@ -48,8 +49,10 @@ def test_every_integer_setting_refuses_a_whole_float(spec):
         messages = _messages(spec, path, f"{value}.0")
         if wants_integer:
             checked += 1
-            assert any(m.startswith(f"{_dotted(path)} must be an integer, got {value}.0") for m in messages), \
-                (name, messages)
+            assert any(m.startswith(f"{_dotted(path)} must be an integer, got {value}.0") for m in messages), (
+                name,
+                messages,
+            )
         else:
             assert not any("must be an integer" in m for m in messages), (name, messages)
     assert checked, "every example spec has an integer setting (seed, steps...)"
@@ -57,22 +60,26 @@ def test_every_integer_setting_refuses_a_whole_float(spec):
 
 def _dotted(path) -> str:
     from specgrad.spec.validate import dotted
+
     return dotted(path)
 
 
-@pytest.mark.parametrize("text,where", [
-    ("seed: 2.0", "seed must be an integer, got 2.0"),
-    ("n: 200.0", "data.n must be an integer, got 200.0"),
-    ("k: {shape: [6.0], init: zeros}", "model.params.k.shape[0] must be an integer, got 6.0"),
-    ("checkpoint: {every: 500, keep_last: 2.0}", "train.checkpoint.keep_last must be an integer, got 2.0"),
-    ("batch_size: 32.0", "train.batch_size must be an integer, got 32.0"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ("seed: 2.0", "seed must be an integer, got 2.0"),
+        ("n: 200.0", "data.n must be an integer, got 200.0"),
+        ("k: {shape: [6.0], init: zeros}", "model.params.k.shape[0] must be an integer, got 6.0"),
+        ("checkpoint: {every: 500, keep_last: 2.0}", "train.checkpoint.keep_last must be an integer, got 2.0"),
+        ("batch_size: 32.0", "train.batch_size must be an integer, got 32.0"),
+    ],
+)
 def test_the_error_is_located_at_the_value(tmp_path, text, where):
     spec = (MODELS / "poly.yaml").read_text()
     key = text.split(":")[0]
     lines = spec.splitlines()
     index = next(i for i, line in enumerate(lines) if line.strip().startswith(key + ":"))
-    indent = lines[index][:len(lines[index]) - len(lines[index].lstrip())]
+    indent = lines[index][: len(lines[index]) - len(lines[index].lstrip())]
     lines[index] = indent + text
     (tmp_path / "spec.yaml").write_text("\n".join(lines) + "\n")
     _, diags = check_spec(tmp_path / "spec.yaml")
@@ -88,8 +95,9 @@ def test_a_layer_argument_takes_an_integer():
 def test_every_op_attribute_is_classified():
     """A new attribute must be declared integer or not, so that the check below covers it."""
     attrs = {a for op in REGISTRY.values() for a in op.attrs}
-    assert attrs <= INTEGER_ATTRS | NON_INTEGER_ATTRS and not INTEGER_ATTRS & NON_INTEGER_ATTRS, \
+    assert attrs <= INTEGER_ATTRS | NON_INTEGER_ATTRS and not INTEGER_ATTRS & NON_INTEGER_ATTRS, (
         attrs - INTEGER_ATTRS - NON_INTEGER_ATTRS
+    )
 
 
 def _as_floats(value):
@@ -102,17 +110,29 @@ def _float_variants():
     for name, cases in CASES.items():
         for inputs, attrs in cases:
             for key, value in attrs.items():
-                if key in INTEGER_ATTRS and _as_floats(value) != value or (
-                        key in INTEGER_ATTRS and isinstance(value, (list, tuple))
-                        and any(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+                if (
+                    key in INTEGER_ATTRS
+                    and _as_floats(value) != value
+                    or (
+                        key in INTEGER_ATTRS
+                        and isinstance(value, (list, tuple))
+                        and any(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                    )
+                ):
                     yield pytest.param(name, inputs, {**attrs, key: _as_floats(value)}, key, id=f"{name}-{key}")
 
 
 @pytest.mark.parametrize("name,inputs,attrs,key", list(_float_variants()))
 def test_every_integer_op_attribute_refuses_a_whole_float(name, inputs, attrs, key):
     graph = Graph()
-    nodes = [graph.input(f"x{i}", spec if isinstance(spec, tuple) else np.shape(spec),
-                         None if isinstance(spec, tuple) else np.asarray(spec).dtype) for i, spec in enumerate(inputs)]
+    nodes = [
+        graph.input(
+            f"x{i}",
+            spec if isinstance(spec, tuple) else np.shape(spec),
+            None if isinstance(spec, tuple) else np.asarray(spec).dtype,
+        )
+        for i, spec in enumerate(inputs)
+    ]
     with pytest.raises(ShapeError, match=f"argument '{key}' of {name} must be an integer"):
         graph.apply(name, *nodes, **attrs)
 
@@ -120,4 +140,5 @@ def test_every_integer_op_attribute_refuses_a_whole_float(name, inputs, attrs, k
 def test_a_formula_argument_takes_an_integer():
     _, diags = check_spec(MODELS / "poly.yaml", ["model.nodes.1.y_hat=sum(phi * k, axis=[0, 1.0])"])
     assert [d.message for d in diags] == [
-        "node 'y_hat': argument 'axis' of sum must be an integer or a list of integers, got [0, 1.0]"]
+        "node 'y_hat': argument 'axis' of sum must be an integer or a list of integers, got [0, 1.0]"
+    ]

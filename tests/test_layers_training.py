@@ -1,19 +1,20 @@
 """Layers in a run: train/eval modes, batchnorm's running statistics in checkpoints, bit-exact resume with
 dropout, and layer specs checked with located errors."""
+
 import os
 import signal
 import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
+from specgrad.base.diagnostics import Location, SpecError
 from specgrad.model.build import build_model, init_state
 from specgrad.model.metrics import evaluate
 from specgrad.run.checkpoint import latest_checkpoint, param_key, state_key
 from specgrad.run.trainer import Hooks, Trainer
 from specgrad.spec import load_spec
-from specgrad.base.diagnostics import Location, SpecError
 
 SPEC = """\
 specgrad: 1
@@ -53,7 +54,7 @@ def test_running_statistics_are_state_saved_in_checkpoints(spec_file, tmp_path):
     for name, first in init_state(model).items():
         saved = ckpt.arrays[state_key(name)]
         assert saved.tobytes() == trainer.train_step.state[name].tobytes()
-        assert not np.allclose(saved, first)                   # 40 steps moved them
+        assert not np.allclose(saved, first)  # 40 steps moved them
     assert param_key("bn.scale") in ckpt.arrays and param_key("bn.running_mean") not in ckpt.arrays
     # the summary's loss is the eval-mode loss: running statistics, no dropout
     fields = trainer.splits["train"]
@@ -66,8 +67,9 @@ def test_resumed_run_with_batchnorm_and_dropout_is_bitwise_equal(spec_file, tmp_
     Trainer(load_spec(spec_file), tmp_path / "a").run()
 
     def stop_at(step, loss):
-        if step == 23:               # Ctrl-C between checkpoints: the run saves step 23 and stops
+        if step == 23:  # Ctrl-C between checkpoints: the run saves step 23 and stops
             os.kill(os.getpid(), signal.SIGINT)
+
     interrupted = Trainer(load_spec(spec_file), tmp_path / "b", Hooks(on_step=stop_at)).run()
     assert interrupted["status"] == "interrupted" and interrupted["steps"] == 23
     Trainer(load_spec(spec_file), tmp_path / "b").run(resume=True)
@@ -119,16 +121,23 @@ def spec_errors(tmp_path, nodes: str, inputs="{x: [4]}") -> list[str]:
 
 
 def test_layer_spec_errors_are_located(tmp_path):
-    errors = spec_errors(tmp_path, """\
+    errors = spec_errors(
+        tmp_path,
+        """\
         - h: {layer: lineer, units: 8}
         - y_hat: {layer: linear, unit: 1}
-        """)
-    assert errors == ["11:18: unknown layer 'lineer'; did you mean 'linear'?",
-                      "12:30: unknown key 'unit' in model.nodes[1].y_hat; did you mean 'units'?"]
+        """,
+    )
+    assert errors == [
+        "11:18: unknown layer 'lineer'; did you mean 'linear'?",
+        "12:30: unknown key 'unit' in model.nodes[1].y_hat; did you mean 'units'?",
+    ]
 
 
 def test_layer_build_errors_are_located(tmp_path):
-    errors = spec_errors(tmp_path, """\
+    errors = spec_errors(
+        tmp_path,
+        """\
         - h: {layer: linear, input: x, units: 8, init: {wieght: zeros}}
         - r:
             layer: residual
@@ -137,7 +146,9 @@ def test_layer_build_errors_are_located(tmp_path):
               - a: {layer: linear, units: 5}
               - b: {layer: conv2d, filters: 2, kernel: 1}
         - y_hat: {layer: attention, heads: 3, input: x}
-        """, inputs="{x: [2, 4]}")
+        """,
+        inputs="{x: [2, 4]}",
+    )
     assert errors == [
         "11:61: node 'h': init names 'wieght', which is not a parameter of this layer; did you mean 'weight'?",
         "17:16: node 'b': conv2d needs images [B, channels, height, width], got shape [B, 2, 5]",
@@ -147,43 +158,59 @@ def test_layer_build_errors_are_located(tmp_path):
 
 def test_embedding_needs_an_integer_input(tmp_path):
     errors = spec_errors(tmp_path, "- y_hat: {layer: embedding, vocab: 5, units: 1}\n")
-    assert errors == ["11:14: node 'y_hat': embedding needs integer ids, got float64; declare the model input "
-                      "as {shape: [4], dtype: int64}"]
-    errors = spec_errors(tmp_path, "- e: {layer: embedding, vocab: 5, units: 1}\n- y_hat: squeeze(e, -1)\n",
-                         inputs="{x: {shape: [4], dtype: int64}}")
+    assert errors == [
+        "11:14: node 'y_hat': embedding needs integer ids, got float64; declare the model input "
+        "as {shape: [4], dtype: int64}"
+    ]
+    errors = spec_errors(
+        tmp_path,
+        "- e: {layer: embedding, vocab: 5, units: 1}\n- y_hat: squeeze(e, -1)\n",
+        inputs="{x: {shape: [4], dtype: int64}}",
+    )
     assert errors == []
 
 
 def test_layer_inputs_are_checked(tmp_path):
-    errors = spec_errors(tmp_path, """\
+    errors = spec_errors(
+        tmp_path,
+        """\
         - h: {layer: linear, inputs: [x, x], units: 2}
         - y_hat: {layer: linear, units: 1}
-        """)
-    assert errors == ["11:10: node 'h': layer linear takes 1 input(s), got 2"]   # y_hat (fed h) is not re-reported
+        """,
+    )
+    assert errors == ["11:10: node 'h': layer linear takes 1 input(s), got 2"]  # y_hat (fed h) is not re-reported
     errors = spec_errors(tmp_path, "- y_hat: {layer: linear, input: x, inputs: [x], units: 1}\n")
     assert errors == ["11:48: node 'y_hat': give either 'input' or 'inputs', not both"]
 
 
 def test_a_layer_without_input_needs_a_single_model_input():
-    spec = {"model": {"inputs": {"a": [2], "b": [2]}, "nodes": [{"out": {"layer": "linear", "units": 1}}],
-                      "output": "out"}, "loss": "sse", "train": {"steps": 1}}
+    spec = {
+        "model": {"inputs": {"a": [2], "b": [2]}, "nodes": [{"out": {"layer": "linear", "units": 1}}], "output": "out"},
+        "loss": "sse",
+        "train": {"steps": 1},
+    }
     with pytest.raises(SpecError) as info:
         build_model(spec, lambda path: Location(".".join(map(str, path)), 1, 1))
     assert [(d.location.file, d.message) for d in info.value.diagnostics] == [
-        ("model.nodes.0.out", "node 'out': no input: name one with 'input: NAME'")]
+        ("model.nodes.0.out", "node 'out': no input: name one with 'input: NAME'")
+    ]
 
 
 def test_train_step_state_round_trip_and_mismatch():
     from specgrad.model.build import TrainStep
-    spec = {"model": {"inputs": {"x": [3]}, "nodes": [{"out": {"layer": "batchnorm", "input": "x"}}],
-                      "output": "out"}, "loss": "sse", "train": {"steps": 1}}
+
+    spec = {
+        "model": {"inputs": {"x": [3]}, "nodes": [{"out": {"layer": "batchnorm", "input": "x"}}], "output": "out"},
+        "loss": "sse",
+        "train": {"steps": 1},
+    }
     model = build_model(spec, lambda path: None)
     step = TrainStep(model, seed=0)
     x = np.random.default_rng(0).standard_normal((8, 3))
     params = [np.ones(3), np.zeros(3)]
     step([x, np.zeros((8, 3))], params, 0)
     saved = step.state_arrays()
-    assert sorted(saved) == ["out.running_mean", "out.running_var"]      # plain names: the run layer keys them
+    assert sorted(saved) == ["out.running_mean", "out.running_var"]  # plain names: the run layer keys them
     np.testing.assert_allclose(saved["out.running_mean"], 0.1 * x.mean(0), rtol=1e-14)
     fresh = TrainStep(model, seed=0)
     fresh.load_state(saved)
@@ -196,6 +223,7 @@ def test_train_step_state_round_trip_and_mismatch():
 
 def test_gradcheck_feeds_model_state_and_the_dropout_key(spec_file):
     from specgrad.run.gradcheck import check_spec
+
     checks = check_spec(load_spec(spec_file))
     assert [c.name for c in checks] == ["h.weight", "bn.scale", "bn.bias", "out.weight", "out.bias"]
     assert max(c.error for c in checks) < 1e-6

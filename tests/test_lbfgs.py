@@ -2,13 +2,14 @@
 the optimizer alone (every branch of the line search is exercised there), and on models/poly.yaml through
 the trainer; models/poly_lbfgs.yaml reaches numpy.polyfit's optimum; checkpoints carry the whole state; and
 the settings L-BFGS cannot take are located errors."""
+
 import json
 
 import numpy as np
 import pytest
-
 from conftest import MODELS, run_cli
 from faults import assert_same_run, killed_run, run_state
+
 from specgrad.data.prepare import prepare_data
 from specgrad.optim.lbfgs import LBFGS
 from specgrad.optim.optimizers import make_optimizer
@@ -48,14 +49,15 @@ def ours(settings, w0, steps):
     path, evals = [], []
     for _ in range(steps):
         g = rosenbrock_grad(flat())
-        evals.append(opt.step({"a": g[:2], "b": g[2:]}, settings.get("lr", 1.0), loss=float(rosenbrock(flat())),
-                              closure=closure))
+        evals.append(
+            opt.step({"a": g[:2], "b": g[2:]}, settings.get("lr", 1.0), loss=float(rosenbrock(flat())), closure=closure)
+        )
         path.append(flat())
     return np.array(path), evals
 
 
 def theirs(settings, w0, steps):
-    torch = pytest.importorskip("torch")          # the test-only oracle
+    torch = pytest.importorskip("torch")  # the test-only oracle
     a, b = (torch.tensor(v.copy(), requires_grad=True) for v in (w0[:2], w0[2:]))
     kwargs = dict(settings)
     kwargs["line_search_fn"] = None if kwargs.get("line_search_fn") == "none" else "strong_wolfe"
@@ -76,14 +78,17 @@ def theirs(settings, w0, steps):
     return np.array(path), evals
 
 
-@pytest.mark.parametrize("settings", [
-    {},                                                     # torch's defaults: 20 iterations a step
-    {"max_iter": 5, "history_size": 3},                     # the history shifts
-    {"max_iter": 1, "max_eval": 10},                        # one iteration a step: state carried across steps
-    {"max_iter": 4, "max_eval": 5, "lr": 0.7},              # the evaluation budget cuts line searches short
-    {"max_iter": 3, "lr": 0.5, "line_search_fn": "none"},   # fixed steps
-    {"tolerance_grad": 1e-3, "tolerance_change": 1e-4},     # stops early
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # torch's defaults: 20 iterations a step
+        {"max_iter": 5, "history_size": 3},  # the history shifts
+        {"max_iter": 1, "max_eval": 10},  # one iteration a step: state carried across steps
+        {"max_iter": 4, "max_eval": 5, "lr": 0.7},  # the evaluation budget cuts line searches short
+        {"max_iter": 3, "lr": 0.5, "line_search_fn": "none"},  # fixed steps
+        {"tolerance_grad": 1e-3, "tolerance_change": 1e-4},  # stops early
+    ],
+)
 def test_trajectory_equals_torch_on_rosenbrock(settings):
     w0 = np.array([-1.2, 1.0, -0.5, 0.8, 1.5])
     (path, evals), (expected, expected_evals) = ours(settings, w0, 12), theirs(settings, w0, 12)
@@ -122,7 +127,7 @@ def test_trajectory_equals_torch_on_poly_through_the_trainer(tmp_path):
 def test_poly_lbfgs_reaches_polyfit_within_50_iterations(tmp_path):
     spec = load_spec(POLY_LBFGS)
     settings = spec.data["optimizer"]
-    assert spec.data["train"]["steps"] * settings["max_iter"] <= 50          # iterations, at most
+    assert spec.data["train"]["steps"] * settings["max_iter"] <= 50  # iterations, at most
     trainer = Trainer(spec, tmp_path)
     summary = trainer.run()
     assert int(trainer.optimizer.n_iter) <= 50
@@ -137,12 +142,11 @@ def test_poly_lbfgs_reaches_polyfit_within_50_iterations(tmp_path):
 
 
 def test_state_round_trips_through_a_checkpoint_and_resume_is_bitwise(tmp_path, no_fsync):
-    overrides = ["optimizer.max_iter=2", "optimizer.history_size=3", "train.steps=12",
-                 "train.checkpoint={every: 3}"]
+    overrides = ["optimizer.max_iter=2", "optimizer.history_size=3", "train.steps=12", "train.checkpoint={every: 3}"]
     Trainer(load_spec(POLY_LBFGS, overrides), tmp_path / "whole").run()
     whole = run_state(tmp_path / "whole")
     ckpt = latest_checkpoint(tmp_path / "whole" / "checkpoints")
-    assert ckpt.arrays[optim_key("old_dirs")].shape == (3, 6)           # a full history, saved
+    assert ckpt.arrays[optim_key("old_dirs")].shape == (3, 6)  # a full history, saved
     # killed in the middle of a line search (evaluation 17 of the run), resumed from step 3's checkpoint
     killed_run(POLY_LBFGS, overrides, tmp_path / "killed", batch=17)
     Trainer(load_spec(POLY_LBFGS, overrides), tmp_path / "killed").run(resume=True)
@@ -161,16 +165,20 @@ def test_a_checkpoint_with_a_damaged_history_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setting, place, message", [
-    ("train.batch_size=32", "batch_size", "needs full-batch training"),
-    ("train.accumulate=2", "accumulate", "whole-data steps"),
-    ("train.clip={max_norm: 1.0}", "clip", "needs the true gradient"),
-    ("optimizer.groups=[{match: k, lr: 0.1}]", "groups", "no parameter groups"),
-])
+@pytest.mark.parametrize(
+    "setting, place, message",
+    [
+        ("train.batch_size=32", "batch_size", "needs full-batch training"),
+        ("train.accumulate=2", "accumulate", "whole-data steps"),
+        ("train.clip={max_norm: 1.0}", "clip", "needs the true gradient"),
+        ("optimizer.groups=[{match: k, lr: 0.1}]", "groups", "no parameter groups"),
+    ],
+)
 def test_settings_lbfgs_cannot_take_are_located_errors(tmp_path, setting, place, message):
     spec = tmp_path / "spec.yaml"
-    spec.write_text((MODELS / "poly_lbfgs.yaml").read_text().replace("extends: poly.yaml",
-                                                                     f"extends: {MODELS / 'poly.yaml'}"))
+    spec.write_text(
+        (MODELS / "poly_lbfgs.yaml").read_text().replace("extends: poly.yaml", f"extends: {MODELS / 'poly.yaml'}")
+    )
     result = run_cli("validate", spec, "--set", setting, "--format", "json")
     assert result.returncode == 1
     errors = [json.loads(line) for line in result.stdout.splitlines()]
@@ -182,7 +190,7 @@ def test_settings_lbfgs_cannot_take_are_located_errors(tmp_path, setting, place,
 def test_train_refuses_minibatch_lbfgs_before_running(tmp_path):
     result = run_cli("train", POLY_LBFGS, "--set", "train.batch_size=32", "--run-dir", tmp_path / "run")
     assert result.returncode == 1
-    assert "--set train.batch_size=32:1:" in result.stderr           # located at the value that is wrong
+    assert "--set train.batch_size=32:1:" in result.stderr  # located at the value that is wrong
     assert "needs full-batch training" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
@@ -193,12 +201,17 @@ def test_a_history_longer_than_history_size_is_refused_and_resume_falls_back(tmp
     # step 4 holds 3 curvature pairs, step 2 one: with history_size 1 the loader refuses step 4 from its
     # header (never read, never truncated) and the run goes on from step 2, whose history fits
     warned = []
-    shorter = Trainer(load_spec(POLY_LBFGS, overrides + ["optimizer.history_size=1", "train.steps=6"]), tmp_path,
-                      Hooks(on_warning=warned.append), allow_spec_change=True)
+    shorter = Trainer(
+        load_spec(POLY_LBFGS, overrides + ["optimizer.history_size=1", "train.steps=6"]),
+        tmp_path,
+        Hooks(on_warning=warned.append),
+        allow_spec_change=True,
+    )
     assert shorter.run(resume=True)["steps"] == 6
     refusal = f"'{optim_key('old_dirs')}.npy' is float64[3, 6]; this model expects float64[up to 1, 6]"
-    assert any("step-00000004" in w and refusal in w and "falling back to" in w and w.endswith("step-00000002")
-               for w in warned), warned
+    assert any(
+        "step-00000004" in w and refusal in w and "falling back to" in w and w.endswith("step-00000002") for w in warned
+    ), warned
     assert latest_checkpoint(tmp_path / "checkpoints").arrays[optim_key("old_dirs")].shape == (1, 6)
     # an empty history (a checkpoint before the first pair) fits any history_size
     assert Expected((1, 6), np.dtype(np.float64), grows=True).admits((0, 6))

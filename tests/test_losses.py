@@ -1,4 +1,5 @@
 """Losses: values and gradients against HIPS autograd on the textbook formulas, target declarations, penalties."""
+
 import autograd
 import autograd.numpy as anp
 import numpy as np
@@ -33,7 +34,7 @@ def engine(settings, pred, target, params=None):
 
 def huber(r, delta):
     a = anp.abs(r)
-    return anp.mean(anp.where(a <= delta, 0.5 * r ** 2, delta * (a - 0.5 * delta)))
+    return anp.mean(anp.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta)))
 
 
 def cross_entropy(z, labels, eps=0.0):
@@ -71,7 +72,7 @@ def test_classification_losses_declare_their_targets():
     logits = graph.input("z", ("B", 10))
     labels = make_loss("cross_entropy").target_of(logits)
     assert (labels.shape, labels.dtype, labels.kind, labels.classes) == (("B",), np.int64, "labels", 10)
-    assert LOSSES["cross_entropy"].meta["target"]["dtype"] == "int"      # what validation reads, without a graph
+    assert LOSSES["cross_entropy"].meta["target"]["dtype"] == "int"  # what validation reads, without a graph
     probs = make_loss("binary_cross_entropy").target_of(logits)
     assert (probs.shape, probs.dtype, probs.kind) == (("B", 10), np.float64, "probabilities")
     assert make_loss("mse").target_of(logits).kind == "real"
@@ -80,12 +81,22 @@ def test_classification_losses_declare_their_targets():
 
 
 def test_penalties_add_weight_decay_on_matched_params():
-    w = {"h.weight": RNG.standard_normal((3, 3)), "h.bias": RNG.standard_normal(3), "out.weight": RNG.standard_normal(3)}
-    settings = {"type": "mse", "penalties": [{"type": "l2", "params": ["*.weight"], "weight": 0.01},
-                                             {"type": "l1", "params": ["h.bias"], "weight": 0.1}]}
+    w = {
+        "h.weight": RNG.standard_normal((3, 3)),
+        "h.bias": RNG.standard_normal(3),
+        "out.weight": RNG.standard_normal(3),
+    }
+    settings = {
+        "type": "mse",
+        "penalties": [
+            {"type": "l2", "params": ["*.weight"], "weight": 0.01},
+            {"type": "l1", "params": ["h.bias"], "weight": 0.1},
+        ],
+    }
 
     def reference(p, hw, hb, ow):
-        return anp.mean((p - TARGET) ** 2) + 0.01 * (anp.sum(hw ** 2) + anp.sum(ow ** 2)) + 0.1 * anp.sum(anp.abs(hb))
+        return anp.mean((p - TARGET) ** 2) + 0.01 * (anp.sum(hw**2) + anp.sum(ow**2)) + 0.1 * anp.sum(anp.abs(hb))
+
     value, grads = engine(settings, PRED, TARGET, w)
     assert value == pytest.approx(float(reference(PRED, *w.values())), rel=1e-12)
     for i, g in enumerate(grads):
@@ -105,5 +116,4 @@ train: {steps: 1}
 """)
     with pytest.raises(SpecError) as e:
         load_spec(spec)
-    assert str(e.value) == (f"{spec}:5:7: error: loss: l2 penalty: no parameter matches *.weight "
-                            "(parameters: k)")
+    assert str(e.value) == (f"{spec}:5:7: error: loss: l2 penalty: no parameter matches *.weight (parameters: k)")

@@ -1,4 +1,5 @@
 """Metrics against scikit-learn's implementations (an independent reference)."""
+
 import numpy as np
 import pytest
 from sklearn import metrics as sk
@@ -24,15 +25,18 @@ def test_classification_metrics_match_scikit_learn():
     assert metric("accuracy")(LOGITS, LABELS) == pytest.approx(sk.accuracy_score(LABELS, LOGITS.argmax(1)), abs=0)
     for k in (1, 2, 3):
         assert metric("top_k_accuracy", k=k)(LOGITS, LABELS) == pytest.approx(
-            sk.top_k_accuracy_score(LABELS, LOGITS, k=k, labels=range(5)), abs=0)
-    assert metric("log_loss")(LOGITS, LABELS) == pytest.approx(sk.log_loss(LABELS, softmax(LOGITS), labels=range(5)),
-                                                               rel=1e-12)
+            sk.top_k_accuracy_score(LABELS, LOGITS, k=k, labels=range(5)), abs=0
+        )
+    assert metric("log_loss")(LOGITS, LABELS) == pytest.approx(
+        sk.log_loss(LABELS, softmax(LOGITS), labels=range(5)), rel=1e-12
+    )
 
 
 def test_binary_metrics_read_one_logit_per_sample():
     assert metric("accuracy")(SCORES, BINARY) == pytest.approx(sk.accuracy_score(BINARY, SCORES > 0), abs=0)
-    assert metric("log_loss")(SCORES, BINARY) == pytest.approx(sk.log_loss(BINARY, 1 / (1 + np.exp(-SCORES))),
-                                                               rel=1e-12)
+    assert metric("log_loss")(SCORES, BINARY) == pytest.approx(
+        sk.log_loss(BINARY, 1 / (1 + np.exp(-SCORES))), rel=1e-12
+    )
 
 
 def test_regression_metrics_match_scikit_learn():
@@ -63,19 +67,35 @@ def sigmoid(z):
 ORACLES = {
     "mse": [(P3, Y3, sk.mean_squared_error(Y3, P3))],
     "mae": [(P3, Y3, sk.mean_absolute_error(Y3, P3))],
-    "r2": [(P3, Y3, sk.r2_score(Y3, P3)),
-           (np.broadcast_to(Y3.mean(0), Y3.shape), Y3, sk.r2_score(Y3, np.broadcast_to(Y3.mean(0), Y3.shape))),
-           (P3.reshape(150, 3, 1), Y3.reshape(150, 3, 1), sk.r2_score(Y3, P3))],
-    "accuracy": [(MULTILABEL_SCORES, MULTILABEL, sk.accuracy_score(MULTILABEL, MULTILABEL_SCORES > 0)),
-                 (LOGITS, LABELS, sk.accuracy_score(LABELS, LOGITS.argmax(1))),
-                 (SEQ_LOGITS[:, :1], SEQ_LABELS[:, :1], sk.accuracy_score(SEQ_LABELS[:, 0], SEQ_LOGITS[:, 0].argmax(1)))],
-    "top_k_accuracy": [(TEN_LOGITS[:, None], TEN_LABELS[:, None],           # the default k = 5 of 10 classes
-                        sk.top_k_accuracy_score(TEN_LABELS, TEN_LOGITS, k=5, labels=range(10)))],
-    "log_loss": [(MULTILABEL_SCORES, MULTILABEL,
-                  np.mean([sk.log_loss(MULTILABEL[:, j], sigmoid(MULTILABEL_SCORES[:, j])) for j in range(4)])),
-                 (SEQ_LOGITS, SEQ_LABELS,
-                  np.mean([sk.log_loss(SEQ_LABELS[:, t], softmax(SEQ_LOGITS[:, t]), labels=range(5))
-                           for t in range(3)]))],
+    "r2": [
+        (P3, Y3, sk.r2_score(Y3, P3)),
+        (np.broadcast_to(Y3.mean(0), Y3.shape), Y3, sk.r2_score(Y3, np.broadcast_to(Y3.mean(0), Y3.shape))),
+        (P3.reshape(150, 3, 1), Y3.reshape(150, 3, 1), sk.r2_score(Y3, P3)),
+    ],
+    "accuracy": [
+        (MULTILABEL_SCORES, MULTILABEL, sk.accuracy_score(MULTILABEL, MULTILABEL_SCORES > 0)),
+        (LOGITS, LABELS, sk.accuracy_score(LABELS, LOGITS.argmax(1))),
+        (SEQ_LOGITS[:, :1], SEQ_LABELS[:, :1], sk.accuracy_score(SEQ_LABELS[:, 0], SEQ_LOGITS[:, 0].argmax(1))),
+    ],
+    "top_k_accuracy": [
+        (
+            TEN_LOGITS[:, None],
+            TEN_LABELS[:, None],  # the default k = 5 of 10 classes
+            sk.top_k_accuracy_score(TEN_LABELS, TEN_LOGITS, k=5, labels=range(10)),
+        )
+    ],
+    "log_loss": [
+        (
+            MULTILABEL_SCORES,
+            MULTILABEL,
+            np.mean([sk.log_loss(MULTILABEL[:, j], sigmoid(MULTILABEL_SCORES[:, j])) for j in range(4)]),
+        ),
+        (
+            SEQ_LOGITS,
+            SEQ_LABELS,
+            np.mean([sk.log_loss(SEQ_LABELS[:, t], softmax(SEQ_LOGITS[:, t]), labels=range(5)) for t in range(3)]),
+        ),
+    ],
 }
 
 
@@ -83,8 +103,9 @@ def test_every_metric_has_a_multi_output_oracle():
     assert set(ORACLES) == set(METRICS.names())
 
 
-@pytest.mark.parametrize("name,pred,target,expected",
-                         [(n, p, t, e) for n, cases in ORACLES.items() for p, t, e in cases])
+@pytest.mark.parametrize(
+    "name,pred,target,expected", [(n, p, t, e) for n, cases in ORACLES.items() for p, t, e in cases]
+)
 def test_metrics_on_several_outputs_match_scikit_learn(name, pred, target, expected):
     assert metric(name)(pred, target) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
@@ -107,9 +128,13 @@ def test_multi_output_classification_counts_a_sample_when_every_output_is_right(
     subset = np.mean(np.all(guess == SEQ_LABELS, axis=1))
     # scikit-learn does not score multiclass-multioutput; its multilabel rule (subset accuracy) applied to
     # "output t is right" indicators is the same definition
-    assert metric("accuracy")(SEQ_LOGITS, SEQ_LABELS) == sk.accuracy_score(np.ones_like(SEQ_LABELS),
-                                                                          (guess == SEQ_LABELS).astype(int)) == subset
+    assert (
+        metric("accuracy")(SEQ_LOGITS, SEQ_LABELS)
+        == sk.accuracy_score(np.ones_like(SEQ_LABELS), (guess == SEQ_LABELS).astype(int))
+        == subset
+    )
     assert metric("top_k_accuracy", k=1)(SEQ_LOGITS, SEQ_LABELS) == metric("accuracy")(SEQ_LOGITS, SEQ_LABELS)
     top2 = np.argsort(-SEQ_LOGITS, axis=-1)[..., :2]
     assert metric("top_k_accuracy", k=2)(SEQ_LOGITS, SEQ_LABELS) == np.mean(
-        np.all(np.any(top2 == SEQ_LABELS[..., None], -1), axis=1))
+        np.all(np.any(top2 == SEQ_LABELS[..., None], -1), axis=1)
+    )

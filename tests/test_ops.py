@@ -1,12 +1,13 @@
 """Op conventions the finite-difference check cannot see: ties, kinks, extreme logits, the symbolic batch
 dimension, forwards against naive numpy references, one BLAS call per convolution, seeded dropout."""
+
 import numpy as np
 import pytest
 
 from specgrad.engine.autodiff import gradients
 from specgrad.engine.ir import Graph
-from specgrad.engine.plan import Plan
 from specgrad.engine.ops import REGISTRY, ShapeError
+from specgrad.engine.plan import Plan
 
 
 def grad_of(build, *values):
@@ -22,21 +23,23 @@ def grad_of(build, *values):
 # ------------------------------------------------------------------------------------------------ ties
 def test_maximum_and_minimum_split_ties_equally():
     for op in ("maximum", "minimum"):
-        _, (gx, gy) = grad_of(lambda x, y: x.graph.apply(op, x, y), [1.0, 2.0, 3.0], [1.0, 0.0, 5.0])
+        _, (gx, gy) = grad_of(lambda x, y, op=op: x.graph.apply(op, x, y), [1.0, 2.0, 3.0], [1.0, 0.0, 5.0])
         first_wins = [0.0, 1.0, 0.0] if op == "maximum" else [0.0, 0.0, 1.0]
         np.testing.assert_array_equal(gx, np.add([0.5, 0, 0], first_wins))
         np.testing.assert_array_equal(gy, np.subtract([1, 1, 1], gx))
 
 
-@pytest.mark.parametrize("op,row,share", [("max", [3.0, 1.0, 3.0, 3.0], [1 / 3, 0, 1 / 3, 1 / 3]),
-                                          ("min", [2.0, 0.5, 0.5, 4.0], [0, 0.5, 0.5, 0])])
+@pytest.mark.parametrize(
+    "op,row,share",
+    [("max", [3.0, 1.0, 3.0, 3.0], [1 / 3, 0, 1 / 3, 1 / 3]), ("min", [2.0, 0.5, 0.5, 4.0], [0, 0.5, 0.5, 0])],
+)
 def test_max_and_min_reductions_split_ties_equally(op, row, share):
     x = np.array([row, [1.0, 2.0, 3.0, 4.0]])
     for kwargs in ({"axis": 1}, {"axis": -1, "keepdims": True}):
-        _, (gx,) = grad_of(lambda p: p.graph.apply(op, p, **kwargs), x)
+        _, (gx,) = grad_of(lambda p, kwargs=kwargs: p.graph.apply(op, p, **kwargs), x)
         np.testing.assert_allclose(gx[0], share, rtol=1e-15)
         assert gx[1].sum() == 1.0 and np.count_nonzero(gx[1]) == 1
-    _, (gx,) = grad_of(lambda p: p.graph.apply("max", p), np.full((2, 2), 7.0))     # all tied: 1/4 each
+    _, (gx,) = grad_of(lambda p: p.graph.apply("max", p), np.full((2, 2), 7.0))  # all tied: 1/4 each
     np.testing.assert_array_equal(gx, np.full((2, 2), 0.25))
 
 
@@ -53,8 +56,13 @@ def test_kinks_take_the_documented_side():
     assert grad_of(lambda p: p.graph.apply("abs", p), x)[1][0].tolist() == [-1.0, 0.0, 1.0]
     assert grad_of(lambda p: p.graph.apply("leaky_relu", p, alpha=0.1), x)[1][0].tolist() == [0.1, 0.1, 1.0]
     assert grad_of(lambda p: p.graph.apply("elu", p), x)[1][0].tolist() == [np.exp(-1.0), 1.0, 1.0]
-    assert grad_of(lambda p: p.graph.apply("clip", p, lo=0.0, hi=2.0), [-1.0, 0.0, 1.0, 2.0, 3.0])[1][0].tolist() \
-        == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert grad_of(lambda p: p.graph.apply("clip", p, lo=0.0, hi=2.0), [-1.0, 0.0, 1.0, 2.0, 3.0])[1][0].tolist() == [
+        0.0,
+        0.0,
+        1.0,
+        0.0,
+        0.0,
+    ]
 
 
 # ---------------------------------------------------------------------------------------- extreme logits
@@ -149,23 +157,30 @@ def test_the_batch_dimension_flows_through_shape_rules_and_gradients(name, shape
     out = g.apply(name, *nodes, **attrs)
     assert out.shape == expected
     rng = np.random.default_rng(0)
-    values = [rng.integers(0, 3, [5 if d == B else d for d in s]) if n.dtype.kind == "i"
-              else rng.standard_normal([5 if d == B else d for d in s]) for n, s in zip(nodes, shapes)]
+    values = [
+        rng.integers(0, 3, [5 if d == B else d for d in s])
+        if n.dtype.kind == "i"
+        else rng.standard_normal([5 if d == B else d for d in s])
+        for n, s in zip(nodes, shapes)
+    ]
     (value,) = Plan([out], nodes)(*values)
     assert np.shape(value) == tuple(5 if d == B else d for d in expected)
     float_nodes = [n for n in nodes if n.dtype.kind == "f"]
     loss = out if out.shape == () else g.apply("sum", out)
-    grads = gradients(loss, float_nodes)                      # the backward pass builds with the symbolic dim
+    grads = gradients(loss, float_nodes)  # the backward pass builds with the symbolic dim
     for node, grad in zip(float_nodes, Plan(grads, nodes)(*values)):
         assert grad.shape == values[nodes.index(node)].shape
 
 
-@pytest.mark.parametrize("shape,attrs,message", [
-    ((B, 4, 4), {"shape": [B, -1]}, "write ['B', 16], or flatten"),
-    ((B, 4, 4), {"shape": [-1, 4]}, "merge the batch dimension"),
-    ((B, 4), {"shape": [4, 2, 2]}, "drops the batch dimension"),
-    ((3, 4), {"shape": [5, -1]}, "cannot reshape"),
-])
+@pytest.mark.parametrize(
+    "shape,attrs,message",
+    [
+        ((B, 4, 4), {"shape": [B, -1]}, "write ['B', 16], or flatten"),
+        ((B, 4, 4), {"shape": [-1, 4]}, "merge the batch dimension"),
+        ((B, 4), {"shape": [4, 2, 2]}, "drops the batch dimension"),
+        ((3, 4), {"shape": [5, -1]}, "cannot reshape"),
+    ],
+)
 def test_reshape_explains_what_it_cannot_do(shape, attrs, message):
     g = Graph()
     with pytest.raises(ShapeError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -181,7 +196,7 @@ def naive_conv2d(x, w, stride, padding):
     out = np.zeros((n, o, (hp - kh) // sh + 1, (wp - kw) // sw + 1))
     for i in range(out.shape[2]):
         for j in range(out.shape[3]):
-            patch = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            patch = xp[:, :, i * sh : i * sh + kh, j * sw : j * sw + kw]
             out[:, :, i, j] = np.einsum("nchw,ochw->no", patch, w)
     return out
 
@@ -192,21 +207,25 @@ def test_conv2d_and_pooling_match_naive_loops():
     got = REGISTRY["conv2d"](x, w, stride=[2, 1], padding=[1, 0])
     np.testing.assert_allclose(got, naive_conv2d(x, w, (2, 1), (1, 0)), rtol=1e-12, atol=1e-12)
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    windows = np.stack([xp[:, :, i:i + 3, j:j + 3] for i in range(0, 7, 2) for j in range(0, 6, 2)], axis=2)
-    np.testing.assert_array_equal(REGISTRY["max_pool2d"](x, kernel=3, stride=2, padding=1),
-                                  windows.max(axis=(-2, -1)).reshape(2, 3, 4, 3))
+    windows = np.stack([xp[:, :, i : i + 3, j : j + 3] for i in range(0, 7, 2) for j in range(0, 6, 2)], axis=2)
+    np.testing.assert_array_equal(
+        REGISTRY["max_pool2d"](x, kernel=3, stride=2, padding=1), windows.max(axis=(-2, -1)).reshape(2, 3, 4, 3)
+    )
     np.testing.assert_allclose(REGISTRY["avg_pool2d"](x, kernel=2)[..., 1, 2], x[..., 2:4, 4:6].mean(axis=(-2, -1)))
 
 
 def test_each_convolution_pass_is_one_blas_call(monkeypatch):
     calls = []
-    real_dot = np.dot                           # tensordot's one BLAS call, looked up in its module's globals
+    real_dot = np.dot  # tensordot's one BLAS call, looked up in its module's globals
     namespace = np.tensordot.__wrapped__.__globals__
     monkeypatch.setitem(namespace, "dot", lambda *a, **k: calls.append(1) or real_dot(*a, **k))
     rng = np.random.default_rng(0)
     x, w, g = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((2, 4, 8, 8))
-    for name, args, attrs in [("conv2d", (x, w), {}), ("conv2d_input_grad", (g, w), {"size": [8, 8]}),
-                              ("conv2d_weight_grad", (x, g), {"kernel": [3, 3]})]:
+    for name, args, attrs in [
+        ("conv2d", (x, w), {}),
+        ("conv2d_input_grad", (g, w), {"size": [8, 8]}),
+        ("conv2d_weight_grad", (x, g), {"kernel": [3, 3]}),
+    ]:
         calls.clear()
         REGISTRY[name](*args, stride=1, padding=1, **attrs)
         assert len(calls) == 1, name
@@ -220,9 +239,12 @@ def test_take_gradient_accumulates_repeated_indices():
 
 def test_one_hot_and_concat_stack_slices():
     np.testing.assert_array_equal(REGISTRY["one_hot"](np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
-    _, grads = grad_of(lambda a, b: a.graph.apply("concat", a, b, a, axis=0) * a.graph.const(np.arange(5.0)[:, None]),
-                       np.ones((2, 1)), np.ones((1, 1)))
-    np.testing.assert_array_equal(grads[0][:, 0], [0 + 3, 1 + 4])         # a feeds rows 0-1 and 3-4
+    _, grads = grad_of(
+        lambda a, b: a.graph.apply("concat", a, b, a, axis=0) * a.graph.const(np.arange(5.0)[:, None]),
+        np.ones((2, 1)),
+        np.ones((1, 1)),
+    )
+    np.testing.assert_array_equal(grads[0][:, 0], [0 + 3, 1 + 4])  # a feeds rows 0-1 and 3-4
     np.testing.assert_array_equal(grads[1][:, 0], [2])
 
 
@@ -251,7 +273,9 @@ def test_dropout_backward_uses_the_forward_mask():
 # ------------------------------------------------------------------------------------------ docs/ops.md
 def test_docs_reference_every_op_as_the_registry_defines_it():
     from conftest import ROOT
+
     from specgrad.engine.ops.reference import SHAPE_RULES, render, signature
+
     assert set(SHAPE_RULES) == set(REGISTRY), "every op needs a shape-rule line in specgrad/engine/ops/reference.py"
     text = (ROOT / "docs" / "ops.md").read_text()
     assert render() in text, "regenerate with: python -m specgrad.engine.ops.reference docs/ops.md"
@@ -259,12 +283,15 @@ def test_docs_reference_every_op_as_the_registry_defines_it():
         assert f"`{signature(op)}`" in text
 
 
-@pytest.mark.parametrize("op,shapes,attrs,message", [
-    ("take", [(5, 3), (2,)], {}, "take's indices must be integers"),
-    ("one_hot", [(4,)], {"depth": 3}, "one_hot's labels must be integers"),
-    ("softmax_cross_entropy", [(4, 3), (4,)], {}, "softmax_cross_entropy's labels must be integers"),
-    ("dropout", [(4, 3), ()], {"rate": 0.5}, "dropout's key must be integers"),
-])
+@pytest.mark.parametrize(
+    "op,shapes,attrs,message",
+    [
+        ("take", [(5, 3), (2,)], {}, "take's indices must be integers"),
+        ("one_hot", [(4,)], {"depth": 3}, "one_hot's labels must be integers"),
+        ("softmax_cross_entropy", [(4, 3), (4,)], {}, "softmax_cross_entropy's labels must be integers"),
+        ("dropout", [(4, 3), ()], {"rate": 0.5}, "dropout's key must be integers"),
+    ],
+)
 def test_labels_indices_and_keys_must_be_integers(op, shapes, attrs, message):
     g = Graph()
     with pytest.raises(ShapeError, match=message):
@@ -278,12 +305,22 @@ def test_attention_layernorm_and_lstm_blocks_compose_from_ops_with_a_symbolic_ba
     T, D, H = 3, 4, 2
     g = Graph()
     x = g.input("x", ("B", T, D))
-    P = {name: g.param(name, shape) for name, shape in
-         [("Wq", (D, D)), ("Wk", (D, D)), ("Wv", (D, D)), ("gain", (D,)), ("Wl", (2 * D, 4 * D)), ("bl", (4 * D,))]}
+    P = {
+        name: g.param(name, shape)
+        for name, shape in [
+            ("Wq", (D, D)),
+            ("Wk", (D, D)),
+            ("Wv", (D, D)),
+            ("gain", (D,)),
+            ("Wl", (2 * D, 4 * D)),
+            ("bl", (4 * D,)),
+        ]
+    }
     a = g.apply
 
-    def heads(t):                                        # [B, T, D] -> [B, H, T, D/H]
+    def heads(t):  # [B, T, D] -> [B, H, T, D/H]
         return a("transpose", a("reshape", t, shape=["B", T, H, D // H]), axes=[0, 2, 1, 3])
+
     q, k, v = heads(x @ P["Wq"]), heads(x @ P["Wk"]), heads(x @ P["Wv"])
     att = a("softmax", q @ a("transpose", k) / np.sqrt(D // H)) @ v
     h = x + a("reshape", a("transpose", att, axes=[0, 2, 1, 3]), shape=[-1, T, D])
@@ -306,14 +343,26 @@ def test_attention_layernorm_and_lstm_blocks_compose_from_ops_with_a_symbolic_ba
     loss_at = Plan([loss], [x, *params])
     for k_, (p, grad) in enumerate(zip(pv, got)):
         d = rng.standard_normal(p.shape)
-        shifted = lambda s: float(loss_at(xv, *pv[:k_], p + s * 1e-6 * d, *pv[k_ + 1:])[0])
+        shifted = lambda s, k_=k_, p=p, d=d: float(loss_at(xv, *pv[:k_], p + s * 1e-6 * d, *pv[k_ + 1 :])[0])
         numeric = (shifted(1) - shifted(-1)) / 2e-6
         assert np.sum(grad * d) == pytest.approx(numeric, rel=1e-6), params[k_].name
 
 
 def test_what_each_backward_pass_keeps_is_read_off_the_built_vjps():
     from specgrad.engine.ops.reference import _example
-    keeps = {name: _example(REGISTRY[name])[1] for name in ("add", "exp", "relu", "tanh", "max_pool2d", "dropout",
-                                                             "matmul", "reshape", "count")}
-    assert keeps == {"add": "nothing", "exp": "out", "relu": "x", "tanh": "out", "max_pool2d": "x",
-                     "dropout": "key", "matmul": "x, y", "reshape": "nothing", "count": "—"}
+
+    keeps = {
+        name: _example(REGISTRY[name])[1]
+        for name in ("add", "exp", "relu", "tanh", "max_pool2d", "dropout", "matmul", "reshape", "count")
+    }
+    assert keeps == {
+        "add": "nothing",
+        "exp": "out",
+        "relu": "x",
+        "tanh": "out",
+        "max_pool2d": "x",
+        "dropout": "key",
+        "matmul": "x, y",
+        "reshape": "nothing",
+        "count": "—",
+    }

@@ -1,10 +1,12 @@
 """Composed random graphs against HIPS autograd, an independent engine: values and gradients agree to 1e-10
 in float64. And float32 against float64, op by op, to the tolerances documented in docs/ops.md."""
+
 import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from specgrad.engine.autodiff import gradients
 from specgrad.engine.ir import Graph
@@ -15,7 +17,7 @@ from specgrad.engine.plan import Plan
 COND = np.array([[True, False, True, True], [False, False, True, False], [True, True, False, True]])
 LABELS = np.array([3, 0, 2])
 INDICES = np.array([3, 0, 1, 1])
-FULL = (3, 4)                   # every value in a random graph broadcasts to this shape
+FULL = (3, 4)  # every value in a random graph broadcasts to this shape
 
 STEPS = {
     "add": lambda F, x, y: x + y,
@@ -49,14 +51,16 @@ STEPS = {
     "softmax": lambda F, x, y: F.softmax(F.broadcast_to(x, FULL)),
     "log_softmax": lambda F, x, y: F.log_softmax(F.broadcast_to(x, FULL)),
     "cross_entropy": lambda F, x, y: F.softmax_cross_entropy(F.broadcast_to(x, FULL), LABELS),
-    "binary_cross_entropy": lambda F, x, y: F.sigmoid_binary_cross_entropy(F.broadcast_to(x, FULL),
-                                                                           F.sigmoid(F.broadcast_to(y, FULL))),
+    "binary_cross_entropy": lambda F, x, y: F.sigmoid_binary_cross_entropy(
+        F.broadcast_to(x, FULL), F.sigmoid(F.broadcast_to(y, FULL))
+    ),
     "matmul": lambda F, x, y: F.broadcast_to(x, FULL) @ F.W,
     "reshape": lambda F, x, y: F.transpose(F.reshape(F.reshape(F.broadcast_to(x, FULL), [12]), [4, 3])),
     "take": lambda F, x, y: F.take(F.broadcast_to(x, FULL), INDICES, axis=1),
     "stack": lambda F, x, y: F.max(F.stack(F.broadcast_to(x, FULL), F.broadcast_to(y, FULL)), axis=0),
-    "concat": lambda F, x, y: F.slice(F.concat(F.broadcast_to(x, FULL), F.broadcast_to(y, FULL), axis=1),
-                                      axis=1, start=2, stop=6),
+    "concat": lambda F, x, y: F.slice(
+        F.concat(F.broadcast_to(x, FULL), F.broadcast_to(y, FULL), axis=1), axis=1, start=2, stop=6
+    ),
 }
 
 
@@ -85,17 +89,36 @@ class Autograd:
 
     def __init__(self, W):
         self.W = W
-        for name in ("square", "sqrt", "exp", "log", "log1p", "sin", "cos", "tanh", "abs", "maximum", "minimum",
-                     "transpose", "reshape", "sum", "mean", "max", "min", "var", "clip"):
+        for name in (
+            "square",
+            "sqrt",
+            "exp",
+            "log",
+            "log1p",
+            "sin",
+            "cos",
+            "tanh",
+            "abs",
+            "maximum",
+            "minimum",
+            "transpose",
+            "reshape",
+            "sum",
+            "mean",
+            "max",
+            "min",
+            "var",
+            "clip",
+        ):
             setattr(self, name, getattr(anp, name))
 
-    pow = staticmethod(lambda x, y: x ** y)
+    pow = staticmethod(lambda x, y: x**y)
     softplus = staticmethod(lambda x: anp.logaddexp(0.0, x))
     sigmoid = staticmethod(lambda x: 1 / (1 + anp.exp(-x)))
     relu = staticmethod(lambda x: anp.where(x > 0, x, 0.0))
     leaky_relu = staticmethod(lambda x: anp.where(x > 0, x, 0.01 * x))
     elu = staticmethod(lambda x: anp.where(x > 0, x, anp.exp(anp.minimum(x, 0.0)) - 1))
-    gelu = staticmethod(lambda x: 0.5 * x * (1 + anp.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))))
+    gelu = staticmethod(lambda x: 0.5 * x * (1 + anp.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))))
     silu = staticmethod(lambda x: x / (1 + anp.exp(-x)))
     broadcast_to = staticmethod(lambda x, shape: x + np.zeros(shape))
     where = staticmethod(lambda c, x, y: anp.where(c, x + np.zeros(c.shape), y + np.zeros(c.shape)))
@@ -106,7 +129,7 @@ class Autograd:
 
     @staticmethod
     def logsumexp(x, axis=None, keepdims=False):
-        m = np.max(getattr(x, "_value", x), axis=axis, keepdims=True)        # a constant shift
+        m = np.max(getattr(x, "_value", x), axis=axis, keepdims=True)  # a constant shift
         out = anp.log(anp.sum(anp.exp(x - m), axis=axis, keepdims=True)) + m
         return out if keepdims else anp.squeeze(out, axis)
 
@@ -149,13 +172,17 @@ def reference(program, values, W, weights):
     def f(args):
         *leaves, w = args
         return run_graph(program, Autograd(w), leaves, weights)
+
     return f([*values, W]), autograd.grad(f)([*values, W])
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(program=st.lists(st.tuples(st.integers(0, len(NAMES) - 1), st.integers(0, 99), st.integers(0, 99)),
-                        min_size=1, max_size=8),
-       seed=st.integers(0, 2 ** 16))
+@given(
+    program=st.lists(
+        st.tuples(st.integers(0, len(NAMES) - 1), st.integers(0, 99), st.integers(0, 99)), min_size=1, max_size=8
+    ),
+    seed=st.integers(0, 2**16),
+)
 @pytest.mark.slow
 def test_random_graphs_agree_with_autograd(program, seed):
     rng = np.random.default_rng(seed)
@@ -176,11 +203,52 @@ def test_every_public_op_of_these_families_is_exercised_by_the_random_graphs():
     for step in STEPS.values():
         step(F, x, y)
     used = {n.op for n in g.nodes}
-    assert used >= {"add", "sub", "mul", "div", "neg", "pow", "maximum", "minimum", "where", "clip", "abs", "exp",
-                    "log", "log1p", "sqrt", "square", "tanh", "sigmoid", "softplus", "sin", "cos", "relu",
-                    "leaky_relu", "elu", "gelu", "silu", "sum", "mean", "max", "min", "var", "logsumexp", "softmax",
-                    "log_softmax", "softmax_cross_entropy", "sigmoid_binary_cross_entropy", "matmul", "transpose",
-                    "reshape", "broadcast_to", "take", "stack", "concat", "slice"}
+    assert used >= {
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "neg",
+        "pow",
+        "maximum",
+        "minimum",
+        "where",
+        "clip",
+        "abs",
+        "exp",
+        "log",
+        "log1p",
+        "sqrt",
+        "square",
+        "tanh",
+        "sigmoid",
+        "softplus",
+        "sin",
+        "cos",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "gelu",
+        "silu",
+        "sum",
+        "mean",
+        "max",
+        "min",
+        "var",
+        "logsumexp",
+        "softmax",
+        "log_softmax",
+        "softmax_cross_entropy",
+        "sigmoid_binary_cross_entropy",
+        "matmul",
+        "transpose",
+        "reshape",
+        "broadcast_to",
+        "take",
+        "stack",
+        "concat",
+        "slice",
+    }
 
 
 # --------------------------------------------------------------------------------- float32 vs float64
@@ -190,20 +258,26 @@ FLOAT32_RTOL = 1e-6
 
 def _value_and_vjp(name, inputs, values, attrs, cotangent_seed, dtype):
     g = Graph(dtype)
-    nodes = [g.param(f"p{i}", v.shape, dtype) if isinstance(s, tuple) else g.const(v)
-             for i, (v, s) in enumerate(zip(values, inputs))]
+    nodes = [
+        g.param(f"p{i}", v.shape, dtype) if isinstance(s, tuple) else g.const(v)
+        for i, (v, s) in enumerate(zip(values, inputs))
+    ]
     params = [n for n in nodes if n.op == "param"]
     out = g.apply(name, *nodes, **attrs)
-    (shape,) = [np.shape(v) for v in Plan([out], params)(*[v.astype(dtype) for v, s in zip(values, inputs)
-                                                              if isinstance(s, tuple)])]
+    (shape,) = [
+        np.shape(v)
+        for v in Plan([out], params)(*[v.astype(dtype) for v, s in zip(values, inputs) if isinstance(s, tuple)])
+    ]
     weights = np.random.default_rng(cotangent_seed).standard_normal(shape).astype(dtype)
     loss = g.apply("sum", out * g.const(weights))
-    return Plan([out, *gradients(loss, params)], params)(*[v.astype(dtype) for v, s in zip(values, inputs)
-                                                           if isinstance(s, tuple)])
+    return Plan([out, *gradients(loss, params)], params)(
+        *[v.astype(dtype) for v, s in zip(values, inputs) if isinstance(s, tuple)]
+    )
 
 
 def _float32_cases():
     from test_engine import CASES, _values
+
     rng = np.random.default_rng(0)
     return [(n, inputs, _values(n, inputs, rng), a) for n, cases in CASES.items() for inputs, a in cases]
 

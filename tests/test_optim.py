@@ -1,5 +1,6 @@
 """Each optimizer against PyTorch's documented update rule, written out by hand here for a few steps, one
 coordinate at a time in plain Python floats (a different code path from the optimizers' numpy)."""
+
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ def grads_at(t, p):
 def run(settings, p0):
     params = {"w": np.array(p0, dtype=np.float64)}
     opt = make_optimizer(settings, params)
-    lrs = [settings["lr"] * (1 - 0.1 * t) for t in range(STEPS)]      # a varying lr, as a schedule gives
+    lrs = [settings["lr"] * (1 - 0.1 * t) for t in range(STEPS)]  # a varying lr, as a schedule gives
     for t in range(STEPS):
         opt.step({"w": np.array(grads_at(t, list(params["w"])))}, lrs[t])
     return params["w"], lrs
@@ -49,7 +50,7 @@ def by_hand_adam(p, lrs, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, dec
                 gi += weight_decay * p[i]
             m[i] = beta1 * m[i] + (1 - beta1) * gi
             v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
-            m_hat, v_hat = m[i] / (1 - beta1 ** t), v[i] / (1 - beta2 ** t)
+            m_hat, v_hat = m[i] / (1 - beta1**t), v[i] / (1 - beta2**t)
             p[i] -= lr * m_hat / (math.sqrt(v_hat) + eps)
     return p
 
@@ -90,19 +91,31 @@ CASES = [
     ({"type": "sgd", "lr": 0.1, "momentum": 0.9}, by_hand_sgd, {"momentum": 0.9}),
     ({"type": "sgd", "lr": 0.1, "momentum": 0.8, "dampening": 0.3}, by_hand_sgd, {"momentum": 0.8, "dampening": 0.3}),
     ({"type": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}, by_hand_sgd, {"momentum": 0.9, "nesterov": True}),
-    ({"type": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.05}, by_hand_sgd,
-     {"momentum": 0.9, "weight_decay": 0.05}),
+    (
+        {"type": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.05},
+        by_hand_sgd,
+        {"momentum": 0.9, "weight_decay": 0.05},
+    ),
     ({"type": "adam", "lr": 0.01}, by_hand_adam, {}),
-    ({"type": "adam", "lr": 0.01, "beta1": 0.5, "beta2": 0.9, "eps": 1e-6, "weight_decay": 0.1}, by_hand_adam,
-     {"beta1": 0.5, "beta2": 0.9, "eps": 1e-6, "weight_decay": 0.1}),
+    (
+        {"type": "adam", "lr": 0.01, "beta1": 0.5, "beta2": 0.9, "eps": 1e-6, "weight_decay": 0.1},
+        by_hand_adam,
+        {"beta1": 0.5, "beta2": 0.9, "eps": 1e-6, "weight_decay": 0.1},
+    ),
     ({"type": "adamw", "lr": 0.01}, by_hand_adam, {"weight_decay": 0.01, "decoupled": True}),
     ({"type": "adamw", "lr": 0.01, "weight_decay": 0.3}, by_hand_adam, {"weight_decay": 0.3, "decoupled": True}),
     ({"type": "adagrad", "lr": 0.1}, by_hand_adagrad, {}),
-    ({"type": "adagrad", "lr": 0.1, "lr_decay": 0.2, "initial_accumulator_value": 0.5, "weight_decay": 0.1},
-     by_hand_adagrad, {"lr_decay": 0.2, "initial_accumulator_value": 0.5, "weight_decay": 0.1}),
+    (
+        {"type": "adagrad", "lr": 0.1, "lr_decay": 0.2, "initial_accumulator_value": 0.5, "weight_decay": 0.1},
+        by_hand_adagrad,
+        {"lr_decay": 0.2, "initial_accumulator_value": 0.5, "weight_decay": 0.1},
+    ),
     ({"type": "rmsprop", "lr": 0.01}, by_hand_rmsprop, {}),
-    ({"type": "rmsprop", "lr": 0.01, "momentum": 0.9, "centered": True, "alpha": 0.9, "weight_decay": 0.01},
-     by_hand_rmsprop, {"momentum": 0.9, "centered": True, "alpha": 0.9, "weight_decay": 0.01}),
+    (
+        {"type": "rmsprop", "lr": 0.01, "momentum": 0.9, "centered": True, "alpha": 0.9, "weight_decay": 0.01},
+        by_hand_rmsprop,
+        {"momentum": 0.9, "centered": True, "alpha": 0.9, "weight_decay": 0.01},
+    ),
 ]
 
 
@@ -112,7 +125,7 @@ def test_update_equals_the_documented_formula(settings, by_hand, kwargs):
     got, lrs = run(settings, p0)
     want = by_hand(p0, lrs, **kwargs)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
-    assert not np.allclose(got, p0)          # it moved
+    assert not np.allclose(got, p0)  # it moved
 
 
 # optimizers that need a closure are checked step for step against torch in a file of their own
@@ -132,13 +145,19 @@ def test_parameters_are_updated_in_place():
 
 def test_parameter_groups_give_their_own_lr_and_weight_decay():
     params = {"w1": np.ones(2), "w2": np.ones(2), "b": np.ones(2)}
-    opt = make_optimizer({"type": "sgd", "lr": 0.1, "weight_decay": 0.5,
-                          "groups": [{"match": "b*", "lr": 0.01, "weight_decay": 0.0},
-                                     {"match": ["w2", "b"], "lr": 1.0}]}, params)
+    opt = make_optimizer(
+        {
+            "type": "sgd",
+            "lr": 0.1,
+            "weight_decay": 0.5,
+            "groups": [{"match": "b*", "lr": 0.01, "weight_decay": 0.0}, {"match": ["w2", "b"], "lr": 1.0}],
+        },
+        params,
+    )
     grads = {k: np.full(2, 2.0) for k in params}
-    opt.step(grads, 0.2)            # the schedule gives twice the base lr this step: groups scale with it
+    opt.step(grads, 0.2)  # the schedule gives twice the base lr this step: groups scale with it
     np.testing.assert_allclose(params["w1"], 1 - 0.2 * (2 + 0.5 * 1))
-    np.testing.assert_allclose(params["b"], 1 - 0.02 * 2)            # first match wins: b is in group 1 only
+    np.testing.assert_allclose(params["b"], 1 - 0.02 * 2)  # first match wins: b is in group 1 only
     np.testing.assert_allclose(params["w2"], 1 - 2.0 * (2 + 0.5 * 1))
 
 
@@ -159,6 +178,7 @@ def test_state_round_trips_through_state_arrays():
 @pytest.mark.slow
 def test_nesterov_without_momentum_is_a_located_error(tmp_path):
     from conftest import MODELS, run_cli
+
     result = run_cli("train", MODELS / "poly.yaml", "--set", "optimizer.nesterov=true", "--run-dir", tmp_path)
     assert result.returncode == 1
     assert "error: optimizer: nesterov momentum needs momentum > 0" in result.stderr
@@ -168,8 +188,10 @@ def test_nesterov_without_momentum_is_a_located_error(tmp_path):
 @pytest.mark.slow
 def test_a_group_that_matches_no_parameter_is_a_located_error(tmp_path):
     from conftest import MODELS, run_cli
-    result = run_cli("train", MODELS / "poly.yaml", "--set", "optimizer.groups=[{match: 'bias*', lr: 0.1}]",
-                     "--run-dir", tmp_path)
+
+    result = run_cli(
+        "train", MODELS / "poly.yaml", "--set", "optimizer.groups=[{match: 'bias*', lr: 0.1}]", "--run-dir", tmp_path
+    )
     assert result.returncode == 1
     assert "error: optimizer: groups[0] matches no parameter (bias*; the parameters are k)" in result.stderr
 
@@ -182,8 +204,13 @@ def test_adam_over_all_parameters_at_once_equals_one_parameter_at_a_time_bitwise
     the result must be the bits of PyTorch's formula applied to each parameter on its own, with numpy,
     whatever the shapes, dtypes, groups and threads (w3 spans several chunks)."""
     rng = np.random.default_rng(0)
-    shapes = {"w1": ((5, 4), np.float32), "b1": ((4,), np.float32), "w2": ((4, 3), np.float64), "s": ((), np.float32),
-              "w3": ((3, CHUNK + 7), np.float32)}
+    shapes = {
+        "w1": ((5, 4), np.float32),
+        "b1": ((4,), np.float32),
+        "w2": ((4, 3), np.float64),
+        "s": ((), np.float32),
+        "w3": ((3, CHUNK + 7), np.float32),
+    }
     p0 = {k: rng.standard_normal(s).astype(dt) for k, (s, dt) in shapes.items()}
     settings = {"type": kind, "lr": 0.01, "weight_decay": 0.1}
     if group_lr:
@@ -207,7 +234,7 @@ def test_adam_over_all_parameters_at_once_equals_one_parameter_at_a_time_bitwise
                 g = g + 0.1 * p
             m[k] = m[k] * 0.9 + (1 - 0.9) * g
             v[k] = v[k] * 0.999 + (1 - 0.999) * (g * g)
-            p -= lr_p * (m[k] / (1 - 0.9 ** t)) / (np.sqrt(v[k] / (1 - 0.999 ** t)) + 1e-8)
+            p -= lr_p * (m[k] / (1 - 0.9**t)) / (np.sqrt(v[k] / (1 - 0.999**t)) + 1e-8)
     for k in p0:
         assert params[k].dtype == p0[k].dtype
         np.testing.assert_array_equal(params[k], want[k])

@@ -1,4 +1,5 @@
 """Clipping bounds: what each rule guarantees, and that gradients under the threshold keep their bits."""
+
 import math
 
 import numpy as np
@@ -22,17 +23,17 @@ def test_global_norm_bound_and_direction():
     before = global_norm(g)
     assert before == math.sqrt(25 + 1 + 4 + 4 + 0.25)
     assert clip_global_norm(g, 2.0) == before
-    assert global_norm(g) == pytest.approx(2.0 * before / (before + 1e-6), rel=1e-15)   # just under 2
+    assert global_norm(g) == pytest.approx(2.0 * before / (before + 1e-6), rel=1e-15)  # just under 2
     for k, v in grads().items():
         np.testing.assert_allclose(g[k], v * 2.0 / (before + 1e-6), rtol=1e-15)
 
 
 def test_per_parameter_norm_bounds_each_gradient_alone():
-    g = grads()                                                   # norms: a 5, b sqrt(9.25) = 3.04
+    g = grads()  # norms: a 5, b sqrt(9.25) = 3.04
     assert clip_param_norm(g, 3.1)
-    assert param_norms(g)["a"] == pytest.approx(3.1 * 5 / (5 + 1e-6), rel=1e-15)   # a scaled to the bound...
+    assert param_norms(g)["a"] == pytest.approx(3.1 * 5 / (5 + 1e-6), rel=1e-15)  # a scaled to the bound...
     np.testing.assert_allclose(g["a"], grads()["a"] * 3.1 / (5 + 1e-6), rtol=1e-15)
-    assert g["b"].tobytes() == grads()["b"].tobytes()             # ...b, under it, untouched
+    assert g["b"].tobytes() == grads()["b"].tobytes()  # ...b, under it, untouched
     assert not clip_param_norm(g, 10.0)
 
 

@@ -1,6 +1,7 @@
 """The execution plan: results equal a naive evaluation, buffers are preallocated and reused across calls,
 no op ever writes over a value that is still live (views included), dead values are freed, constants are
 folded, and gradient contributions are accumulated in place."""
+
 import dataclasses
 import tracemalloc
 
@@ -71,7 +72,7 @@ def test_feeds_are_never_written_and_results_survive_the_next_call():
     x0, w0 = xv.copy(), wv.copy()
     first = [np.array(r, copy=True) for r in plan(xv, wv)]
     kept = plan(xv, wv)
-    plan(rng.standard_normal((8, 5)), rng.standard_normal((5, 5)))      # must not touch ``kept``
+    plan(rng.standard_normal((8, 5)), rng.standard_normal((5, 5)))  # must not touch ``kept``
     assert np.array_equal(xv, x0) and np.array_equal(wv, w0)
     for a, b in zip(first, kept):
         assert np.array_equal(a, b)
@@ -87,9 +88,9 @@ def test_buffers_are_preallocated_and_reused_across_calls():
     xv = np.random.default_rng(2).standard_normal((500, 200))
     (first,) = plan(xv)
     buffers = only_run(plan).buffers
-    assert len(buffers) <= 2                 # 60 elementwise ops, written in place into one or two buffers
+    assert len(buffers) <= 2  # 60 elementwise ops, written in place into one or two buffers
     ids = [id(b) for b in buffers]
-    assert peak_bytes(plan, xv) < xv.nbytes / 4      # the second call allocates nothing of that size
+    assert peak_bytes(plan, xv) < xv.nbytes / 4  # the second call allocates nothing of that size
     (second,) = plan(xv)
     assert second == first and [id(b) for b in only_run(plan).buffers] == ids
 
@@ -120,8 +121,8 @@ def test_liveness_frees_what_the_backward_pass_does_not_need():
     (gw,) = gradients(loss, [w])
     plan = Plan([loss, gw], [x, w])
     xv, wv = np.ones((1000, 100)), np.ones(100)
-    first_call = peak_bytes(plan, xv, wv)         # the interpreter: drops each value after its last use
-    assert first_call < 5 * xv.nbytes             # 60 intermediates, never more than a few alive at once
+    first_call = peak_bytes(plan, xv, wv)  # the interpreter: drops each value after its last use
+    assert first_call < 5 * xv.nbytes  # 60 intermediates, never more than a few alive at once
     assert sum(b.nbytes for b in only_run(plan).buffers) <= 3 * xv.nbytes
 
 
@@ -157,13 +158,19 @@ def test_branch_contributions_accumulate_in_place():
         for b in bs[1:]:
             t = t * b + b
         return anp.sum(t)
+
     expected = autograd.grad(f)(xv)
     np.testing.assert_allclose(plan(xv)[0], expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(plan(xv)[0], expected, rtol=1e-12, atol=1e-12)
     run = only_run(plan)
-    in_place = [st for st in plan.steps if st.op == "add" and st.out in run.buffer_of
-                and any(run.buffer_of.get(a) == run.buffer_of[st.out] for a in st.args)]
-    assert in_place                     # a partial sum that dies at the add is overwritten by the new sum
+    in_place = [
+        st
+        for st in plan.steps
+        if st.op == "add"
+        and st.out in run.buffer_of
+        and any(run.buffer_of.get(a) == run.buffer_of[st.out] for a in st.args)
+    ]
+    assert in_place  # a partial sum that dies at the add is overwritten by the new sum
     # x feeds eleven VJPs; their contributions are summed into a few shared buffers, not one each
     assert len(run.buffers) < 11
 
@@ -172,7 +179,7 @@ def test_dead_branches_are_not_run():
     g = Graph()
     x = g.input("x", (3,))
     used = g.apply("exp", x)
-    g.apply("sin", x)                   # not an ancestor of the output
+    g.apply("sin", x)  # not an ancestor of the output
     plan = Plan([used], [x])
     assert [st.op for st in plan.steps] == ["exp"]
 
@@ -180,8 +187,11 @@ def test_dead_branches_are_not_run():
 def test_values_of_the_data_alone_are_computed_once_while_the_same_read_only_data_comes_back(monkeypatch):
     calls = []
     real = REGISTRY["powers"]
-    monkeypatch.setitem(REGISTRY, "powers", dataclasses.replace(
-        real, forward=lambda x, degree: calls.append(1) or real.forward(x, degree)))
+    monkeypatch.setitem(
+        REGISTRY,
+        "powers",
+        dataclasses.replace(real, forward=lambda x, degree: calls.append(1) or real.forward(x, degree)),
+    )
     g = Graph()
     x, k = g.input("x", ("B",)), g.param("k", (4,))
     loss = g.apply("sum", g.apply("square", g.apply("powers", x, degree=3) @ k))
@@ -190,7 +200,7 @@ def test_values_of_the_data_alone_are_computed_once_while_the_same_read_only_dat
     rng = np.random.default_rng(0)
 
     def naive(xv, kv):
-        phi = np.stack([xv ** j for j in range(4)], axis=-1)
+        phi = np.stack([xv**j for j in range(4)], axis=-1)
         return np.concatenate([[np.sum((phi @ kv) ** 2)], 2 * (phi @ kv) @ phi])
 
     def flat(results):
@@ -199,16 +209,16 @@ def test_values_of_the_data_alone_are_computed_once_while_the_same_read_only_dat
     xv = rng.standard_normal(16)
     frozen = xv.view()
     frozen.flags.writeable = False
-    for step in range(4):                       # the same read-only array: powers runs on the first two calls
-        kv = rng.standard_normal(4)             # (interpreted, then specialized) and never again
+    for _step in range(4):  # the same read-only array: powers runs on the first two calls
+        kv = rng.standard_normal(4)  # (interpreted, then specialized) and never again
         got = plan(frozen, kv)
         np.testing.assert_allclose(flat(got), naive(xv, kv), rtol=1e-12)
     assert len(calls) == 2
-    other = rng.standard_normal(16)             # other data, read-only too: computed again
+    other = rng.standard_normal(16)  # other data, read-only too: computed again
     other.flags.writeable = False
     np.testing.assert_allclose(flat(plan(other, kv)), naive(other, kv), rtol=1e-12)
     assert len(calls) == 3
-    writable = rng.standard_normal(16)          # writable data may change between calls: never reused
+    writable = rng.standard_normal(16)  # writable data may change between calls: never reused
     for _ in range(2):
         writable *= 1.5
         np.testing.assert_allclose(flat(plan(writable, kv)), naive(writable, kv), rtol=1e-12)
@@ -225,14 +235,14 @@ def test_outputs_written_into_the_callers_arrays_are_the_same_bits():
     arrays = {1: np.empty((5, 4)), 2: np.empty((4, 3))}
     into.write_outputs_into(arrays)
     rng = np.random.default_rng(2)
-    for _ in range(3):                          # interpreted, then specialized: written into the arrays
+    for _ in range(3):  # interpreted, then specialized: written into the arrays
         feeds = [rng.standard_normal((6, 5)), rng.standard_normal((5, 4)), rng.standard_normal((4, 3))]
         want, got = plain(*feeds), into(*feeds)
         for a, b in zip(want, got):
             np.testing.assert_array_equal(a, b)
     assert got[1] is arrays[1] and got[2] is arrays[2]
     other = Plan([loss, *grads], [x, w1, w2])
-    other.write_outputs_into({1: np.empty((5, 4), np.float32)})   # another dtype: a fresh array as before
+    other.write_outputs_into({1: np.empty((5, 4), np.float32)})  # another dtype: a fresh array as before
     for _ in range(2):
         result = other(*feeds)
     assert result[1] is not arrays[1] and result[1].dtype == np.float64

@@ -1,10 +1,11 @@
 """models/poly.yaml is the article's problem exactly, and poly_adam.yaml reaches the least-squares optimum."""
-import pytest
+
 import json
 
 import numpy as np
-
+import pytest
 from conftest import MODELS, run_cli
+
 from specgrad.run.checkpoint import load_checkpoint, param_key
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
@@ -13,10 +14,10 @@ from specgrad.spec import load_spec
 def articles_loop(x, y, steps, lr):
     """The seed article's hand-written loop (as in reference.poly_numpy), returning k as well."""
     k = np.zeros(6)
-    powers = np.vstack([x ** j for j in range(6)])
+    powers = np.vstack([x**j for j in range(6)])
     for _ in range(steps):
         r = y - (k[:, None] * powers).sum(axis=0)
-        k -= lr * np.array([-2 * (r * x ** j).sum() for j in range(6)])
+        k -= lr * np.array([-2 * (r * x**j).sum() for j in range(6)])
     return k, float(((y - (k[:, None] * powers).sum(0)) ** 2).sum())
 
 
@@ -28,7 +29,7 @@ def test_poly_reproduces_the_articles_loop(tmp_path, reference):
 
     result = run_cli("train", MODELS / "poly.yaml", "--run-dir", tmp_path / "run", "--quiet")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == ""                                   # --quiet
+    assert result.stdout == ""  # --quiet
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 2000
     assert abs(summary["train"]["loss"] - sse_ref) <= 1e-9 * sse_ref

@@ -1,20 +1,20 @@
 """The pre-commit hook, as documented without `files:`, is handed every changed YAML file of a repository:
 those that are not specs are skipped with a note, so committing a workflow or the repository's own
 .pre-commit-config.yaml is not blocked, while specs are still checked."""
+
 import re
 import shlex
 
 import yaml
-
 from conftest import MODELS, ROOT, run_cli
 
 HOOK = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())[0]
 
 NOT_SPECS = {
     ".pre-commit-config.yaml": "repos:\n  - repo: https://github.com/OWNER/specgrad\n    rev: v0.1.0\n"
-                               "    hooks:\n      - id: specgrad-validate\n",
-    "ci.yml": "on: [push]\njobs:\n  test: {runs-on: ubuntu-latest}\n",        # `on` is YAML's true
-    "template.yaml": "Resources:\n  Bucket: !Ref Name\n",                       # a tag specgrad refuses
+    "    hooks:\n      - id: specgrad-validate\n",
+    "ci.yml": "on: [push]\njobs:\n  test: {runs-on: ubuntu-latest}\n",  # `on` is YAML's true
+    "template.yaml": "Resources:\n  Bucket: !Ref Name\n",  # a tag specgrad refuses
     "list.yaml": "- a\n- b\n",
 }
 
@@ -46,7 +46,10 @@ def test_specs_are_still_checked_even_when_broken(tmp_path):
     done = run_hook("broken.yaml", "child.yaml", "incomplete.yaml", cwd=tmp_path)
     assert done.returncode == 1
     assert "note:" not in done.stderr and "0 of 3 spec(s) valid" in done.stderr
-    assert "broken.yaml:" in done.stdout + done.stderr and "child.yaml:1:10: error: no such file" in done.stdout + done.stderr
+    assert (
+        "broken.yaml:" in done.stdout + done.stderr
+        and "child.yaml:1:10: error: no such file" in done.stdout + done.stderr
+    )
 
 
 def test_without_the_flag_every_file_named_is_a_spec(tmp_path):

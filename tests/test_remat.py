@@ -1,4 +1,5 @@
 """Gradient checkpointing: the same gradients, bit for bit, with much less memory held for the backward pass."""
+
 import tracemalloc
 from pathlib import Path
 
@@ -28,17 +29,19 @@ def deep_mlp(depth, width, remat):
 
 def values(depth, width, batch, seed=0):
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal((batch, width)),
-            *[rng.standard_normal((width, width)) / np.sqrt(width) for _ in range(depth)],
-            *[rng.standard_normal(width) * 0.1 for _ in range(depth)]]
+    return [
+        rng.standard_normal((batch, width)),
+        *[rng.standard_normal((width, width)) / np.sqrt(width) for _ in range(depth)],
+        *[rng.standard_normal(width) * 0.1 for _ in range(depth)],
+    ]
 
 
 def test_checkpointed_gradients_are_bitwise_the_plain_ones():
     vals = values(12, 16, 8)
     plain, n_plain = deep_mlp(12, 16, remat=False)
     remat, n_remat = deep_mlp(12, 16, remat=True)
-    assert n_remat > n_plain                    # the recomputation is really there
-    for _ in range(2):                          # interpreted first call, then the specialized plan
+    assert n_remat > n_plain  # the recomputation is really there
+    for _ in range(2):  # interpreted first call, then the specialized plan
         for a, b in zip(plain(*vals), remat(*vals)):
             assert np.array_equal(a, b)
 
@@ -54,7 +57,8 @@ def test_checkpointed_gradients_match_autograd():
         h = vals[0]
         for w, b in zip(params[:depth], params[depth:]):
             h = anp.tanh(anp.dot(h, w) + b)
-        return anp.mean(h ** 2)
+        return anp.mean(h**2)
+
     expected = autograd.grad(loss)(vals[1:])
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
@@ -80,8 +84,8 @@ def test_checkpointing_holds_fewer_activations():
     activation = batch * width * 8
     plain = step_memory(deep_mlp(depth, width, False)[0], vals)
     remat = step_memory(deep_mlp(depth, width, True)[0], vals)
-    assert plain > depth * activation           # plain keeps each layer's output for the backward pass
-    assert remat < plain / 2                    # about 2 sqrt(depth) of them with checkpointing
+    assert plain > depth * activation  # plain keeps each layer's output for the backward pass
+    assert remat < plain / 2  # about 2 sqrt(depth) of them with checkpointing
 
 
 def test_remat_is_a_spec_option(tmp_path):

@@ -1,12 +1,12 @@
 """The repository stands on its own and tools leave it as they found it: docs link only inside it, the
 benchmark writes its results file only when asked, and every third-party package imported is declared."""
+
 import ast
 import importlib.util
 import re
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -15,8 +15,11 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_docs_do_not_point_outside_the_repository(doc):
     text = doc.read_text()
-    outside = [m for m in re.findall(r"(?:\]\(|`)((?:\.\./)+[^)`\s]*)", text)
-               if not (doc.parent / m).resolve().is_relative_to(ROOT)]
+    outside = [
+        m
+        for m in re.findall(r"(?:\]\(|`)((?:\.\./)+[^)`\s]*)", text)
+        if not (doc.parent / m).resolve().is_relative_to(ROOT)
+    ]
     assert outside == [] and "../shared" not in text
 
 
@@ -50,6 +53,7 @@ def test_benchmark_appends_results_only_when_asked(tmp_path, monkeypatch, capsys
 
 def _declared_dependencies() -> set[str]:
     import tomllib
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
     return {re.split(r"[<>=\[; ]", d, maxsplit=1)[0].lower().replace("-", "_") for d in names}

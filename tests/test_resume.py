@@ -1,11 +1,12 @@
 """A run killed anywhere (mid-epoch, mid-accumulation, inside a checkpoint write) and resumed ends bitwise
 equal to an uninterrupted run: parameters, optimizer state, RNG, schedule position, best metric, the
 checkpoints kept, metrics.jsonl and summary.json."""
+
 import random
 
 import pytest
-
 from faults import CHECKPOINT_STAGES, POLY, RICH, assert_same_run, killed_run, resume
+
 from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.trainer import RunError, Trainer
 from specgrad.spec import load_spec
@@ -16,19 +17,19 @@ pytestmark = pytest.mark.usefixtures("no_fsync")
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_killed_at_a_random_micro_batch_and_resumed_is_bitwise_equal(tmp_path, uninterrupted, seed):
-    batch = random.Random(seed).randrange(3 * 4 + 1, 120)          # after the first checkpoint (step 4)
+    batch = random.Random(seed).randrange(3 * 4 + 1, 120)  # after the first checkpoint (step 4)
     killed_run(POLY, RICH, tmp_path, batch=batch)
     resumed_from = latest_checkpoint(tmp_path / "checkpoints").step
-    assert resumed_from < (batch - 1) // 3 + 1                       # it really died before the end
+    assert resumed_from < (batch - 1) // 3 + 1  # it really died before the end
     assert_same_run(resume(tmp_path), uninterrupted)
 
 
 def test_killed_mid_accumulation_mid_epoch(tmp_path, uninterrupted):
-    batch = 3 * 34 + 2           # micro-batch 104 (1-based): the 2nd of step 35's three, row block 3 of 5
-    index = batch - 1            # of epoch 20; late, where validations stop improving by min_delta
+    batch = 3 * 34 + 2  # micro-batch 104 (1-based): the 2nd of step 35's three, row block 3 of 5
+    index = batch - 1  # of epoch 20; late, where validations stop improving by min_delta
     assert index % 3 == 1 and index % 5 == 3
     killed_run(POLY, RICH, tmp_path, batch=batch)
-    assert latest_checkpoint(tmp_path / "checkpoints").step == 33     # the last save before the kill
+    assert latest_checkpoint(tmp_path / "checkpoints").step == 33  # the last save before the kill
     assert_same_run(resume(tmp_path), uninterrupted)
 
 

@@ -1,6 +1,7 @@
 """One writer per run directory (docs/reliability.md, "Checkpoints and run directories from untrusted hands"):
 a second `specgrad train` into a directory another one is writing is refused, naming the holder; the lock
 dies with its holder, SIGKILL included, so a killed run resumes."""
+
 import json
 import os
 import signal
@@ -24,9 +25,22 @@ def sets(overrides):
 
 
 def start_train(run_dir, overrides):
-    return subprocess.Popen([sys.executable, "-m", "specgrad.cli", "train", str(POLY), *sets(overrides),
-                             "--run-dir", str(run_dir), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "specgrad.cli",
+            "train",
+            str(POLY),
+            *sets(overrides),
+            "--run-dir",
+            str(run_dir),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(predicate, proc, timeout=60):
@@ -48,8 +62,7 @@ def holder_written(run_dir, pid):
 def test_a_second_writer_is_refused_naming_the_holder_and_a_sigkilled_holder_resumes(tmp_path):
     first = start_train(tmp_path, SLOW)
     try:
-        wait_for(lambda: (tmp_path / "checkpoints" / "latest").exists() and holder_written(tmp_path, first.pid),
-                 first)
+        wait_for(lambda: (tmp_path / "checkpoints" / "latest").exists() and holder_written(tmp_path, first.pid), first)
         spec_before = (tmp_path / "spec.yaml").read_bytes()
         second = run_cli("train", POLY, *sets(SLOW + ["optimizer.lr=0.002"]), "--run-dir", tmp_path, "--quiet")
         assert second.returncode == 1
@@ -58,16 +71,17 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_sigkilled_holder_res
         # the resuming kind of second writer is refused too
         again = run_cli("train", POLY, *sets(SLOW), "--run-dir", tmp_path, "--resume", "--quiet")
         assert again.returncode == 1 and f"pid {first.pid}" in again.stderr
-        assert (tmp_path / "spec.yaml").read_bytes() == spec_before       # nothing of the second one mixed in
-        assert first.poll() is None                                        # the holder was not disturbed
+        assert (tmp_path / "spec.yaml").read_bytes() == spec_before  # nothing of the second one mixed in
+        assert first.poll() is None  # the holder was not disturbed
     finally:
         first.kill()
         first.wait()
     assert first.returncode == -signal.SIGKILL
     # the kernel released the lock with the dead holder: its own resume is not blocked
-    shorter = ["train.steps=4000", *SLOW[1:]]      # to end the test in seconds (hence --allow-spec-change)
-    resumed = run_cli("train", POLY, *sets(shorter), "--run-dir", tmp_path, "--resume", "--allow-spec-change",
-                      "--quiet")
+    shorter = ["train.steps=4000", *SLOW[1:]]  # to end the test in seconds (hence --allow-spec-change)
+    resumed = run_cli(
+        "train", POLY, *sets(shorter), "--run-dir", tmp_path, "--resume", "--allow-spec-change", "--quiet"
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
 
@@ -76,7 +90,7 @@ def test_the_lock_is_released_when_the_run_ends_and_refuses_meanwhile(tmp_path):
     with RunLock(tmp_path), pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
         with RunLock(tmp_path):
             pass
-    with RunLock(tmp_path):        # released: taken again
+    with RunLock(tmp_path):  # released: taken again
         pass
 
 

@@ -1,5 +1,6 @@
 """The training loop's promises: batching, accumulation, checkpoints and retention, validation and early
 stopping, divergence policies, spec changes on resume, metrics.jsonl, summary.json and plots."""
+
 import json
 import math
 import sys
@@ -7,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 import yaml
-
-import specgrad as sg
 from conftest import MODELS, run_cli
 from faults import poison, scripted_validation
+
+import specgrad as sg
 from specgrad.run.batches import Batches
 from specgrad.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, param_key
 from specgrad.run.retention import improved, to_keep
@@ -36,17 +37,19 @@ def steps_on_disk(run_dir):
 
 # ---------------------------------------------------------------------------- batching
 
+
 def test_shuffling_is_seeded_and_differs_each_epoch():
     fields = {"i": np.arange(10)}
     a = Batches(fields, 4, True, False, np.random.default_rng(7))
     b = Batches(fields, 4, True, False, np.random.default_rng(7))
     epochs = [[a.get(e * 3 + j)[0] for j in range(3)] for e in range(2)]
-    assert [len(x) for x in epochs[0]] == [4, 4, 2]                 # the last batch is smaller...
+    assert [len(x) for x in epochs[0]] == [4, 4, 2]  # the last batch is smaller...
     for e in range(2):
         assert sorted(np.concatenate(epochs[e])) == list(range(10))  # ...and each epoch sees every row once
     assert not np.array_equal(np.concatenate(epochs[0]), np.concatenate(epochs[1]))
-    assert all(np.array_equal(b.get(i)[0], np.concatenate(epochs[i // 3])[4 * (i % 3):4 * (i % 3) + 4])
-               for i in range(6))
+    assert all(
+        np.array_equal(b.get(i)[0], np.concatenate(epochs[i // 3])[4 * (i % 3) : 4 * (i % 3) + 4]) for i in range(6)
+    )
 
 
 def test_drop_last_skips_the_short_batch():
@@ -73,11 +76,12 @@ def test_epochs_count_optimizer_steps_through_accumulation(tmp_path):
 
 # ---------------------------------------------------------------------------- checkpoints and retention
 
+
 def test_checkpoints_every_n_steps_every_epoch_and_at_the_end(tmp_path):
     train(tmp_path / "s", "train.steps=25", "train.checkpoint={every: 10}")
     assert steps_on_disk(tmp_path / "s") == [10, 20, 25]
     train(tmp_path / "e", "train.steps=11", "train.batch_size=50", "train.checkpoint={every_epochs: 2}")
-    assert steps_on_disk(tmp_path / "e") == [8, 11]                  # 4 batches an epoch
+    assert steps_on_disk(tmp_path / "e") == [8, 11]  # 4 batches an epoch
 
 
 def test_keep_last_keeps_the_newest(tmp_path):
@@ -85,44 +89,72 @@ def test_keep_last_keeps_the_newest(tmp_path):
     assert steps_on_disk(tmp_path) == [40, 45, 50]
 
 
-SCRIPT = [0.5, 0.3, 0.4, 0.3, float("nan"), 0.35, 0.6, 0.7, 0.8, 0.9]   # validations at steps 4, 8, ..., 40
+SCRIPT = [0.5, 0.3, 0.4, 0.3, float("nan"), 0.35, 0.6, 0.7, 0.8, 0.9]  # validations at steps 4, 8, ..., 40
 
 
 def test_a_new_best_saves_and_survives_retention(tmp_path):
-    summary = sg.train(sg.load(POLY, [*VAL, "train.steps=40", "train.validation={every: 4, metric: mse}",
-                                      "train.checkpoint={every: 10, keep_last: 2}"]), tmp_path,
-                       validate=scripted_validation(SCRIPT, "mse")).summary
+    summary = sg.train(
+        sg.load(
+            POLY,
+            [
+                *VAL,
+                "train.steps=40",
+                "train.validation={every: 4, metric: mse}",
+                "train.checkpoint={every: 10, keep_last: 2}",
+            ],
+        ),
+        tmp_path,
+        validate=scripted_validation(SCRIPT, "mse"),
+    ).summary
     # saved: 4 and 8 (new bests), 10, 20, 30, 40 (every 10); the tie at 12 and the NaN at 20 are not best
     assert summary["best"] == {"step": 8, "value": 0.3}
     assert steps_on_disk(tmp_path) == [8, 30, 40]
 
 
 def test_keep_best_keeps_the_m_best_and_never_a_nan(tmp_path):
-    sg.train(sg.load(POLY, [*VAL, "train.steps=40", "train.validation={every: 4, metric: mse}",
-                            "train.checkpoint={every: 4, keep_last: 1, keep_best: 3}"]), tmp_path,
-             validate=scripted_validation(SCRIPT, "mse"))
+    sg.train(
+        sg.load(
+            POLY,
+            [
+                *VAL,
+                "train.steps=40",
+                "train.validation={every: 4, metric: mse}",
+                "train.checkpoint={every: 4, keep_last: 1, keep_best: 3}",
+            ],
+        ),
+        tmp_path,
+        validate=scripted_validation(SCRIPT, "mse"),
+    )
     # ranked: 0.3 at 8, 0.3 at 16 (tie: the earlier first), 0.35 at 24; the NaN at 20 never counts
     assert steps_on_disk(tmp_path) == [8, 16, 24, 40]
     assert json.loads((tmp_path / "checkpoints" / "step-00000040" / "state.json").read_text())["checkpoints"] == [
-        [8, 0.3], [16, 0.3], [24, 0.35], [40, 0.9]]
+        [8, 0.3],
+        [16, 0.3],
+        [24, 0.35],
+        [40, 0.9],
+    ]
 
 
 def test_retention_rules():
     saved = {10: 0.5, 20: float("nan"), 30: 0.3, 40: 0.3, 50: None, 60: 0.9}
-    assert to_keep(saved, 1, 1, "min") == {60, 30}                  # tie: the earlier reached it first
+    assert to_keep(saved, 1, 1, "min") == {60, 30}  # tie: the earlier reached it first
     assert to_keep(saved, 2, 2, "min") == {50, 60, 30, 40}
     assert to_keep(saved, 1, 1, "max") == {60}
     assert to_keep(saved, None, 0, "min") == set(saved)
-    assert to_keep({20: float("nan")}, None, 1, "min") == {20}       # NaN is never best, but keep_last is all
+    assert to_keep({20: float("nan")}, None, 1, "min") == {20}  # NaN is never best, but keep_last is all
     assert not improved(float("nan"), None, "min") and not improved(0.3, 0.3, "min")
     assert improved(0.29, 0.3, "min") and not improved(0.295, 0.3, "min", min_delta=0.01)
 
 
 # ---------------------------------------------------------------------------- validation and early stopping
 
+
 def test_early_stopping_after_patience_evaluations_without_a_better_metric(tmp_path):
-    summary = sg.train(sg.load(POLY, [*VAL, "train.steps=400", "train.validation={every: 4, patience: 3, metric: mse}"]),
-                       tmp_path, validate=scripted_validation(SCRIPT, "mse")).summary
+    summary = sg.train(
+        sg.load(POLY, [*VAL, "train.steps=400", "train.validation={every: 4, patience: 3, metric: mse}"]),
+        tmp_path,
+        validate=scripted_validation(SCRIPT, "mse"),
+    ).summary
     # best 0.3 at step 8; 12 (a tie), 16, 20 are not better: the third stale evaluation stops the run
     assert summary["stopped_early"] and summary["steps"] == 20 and summary["status"] == "completed"
     assert summary["best"] == {"step": 8, "value": 0.3}
@@ -131,6 +163,7 @@ def test_early_stopping_after_patience_evaluations_without_a_better_metric(tmp_p
 
 def test_validation_is_the_loss_and_metrics_on_the_val_split(tmp_path):
     from specgrad.model.metrics import evaluate
+
     trainer, _ = train(tmp_path, *VAL, "train.steps=5", "train.validation={every: 5}")
     want = evaluate(trainer.model, trainer.params, trainer.splits["val"], ["mse"])
     assert records(tmp_path)[-1]["val"] == want and len(trainer.splits["val"]["x"]) == 40
@@ -147,8 +180,16 @@ def test_validation_needs_a_val_split_and_a_computed_metric(tmp_path):
 
 @pytest.mark.slow
 def test_settings_errors_are_reported_together_and_located(tmp_path):
-    result = run_cli("train", POLY, "--set", "train.validation={metric: r2}", "--set", "optimizer.nesterov=true",
-                     "--run-dir", tmp_path)
+    result = run_cli(
+        "train",
+        POLY,
+        "--set",
+        "train.validation={metric: r2}",
+        "--set",
+        "optimizer.nesterov=true",
+        "--run-dir",
+        tmp_path,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         "--set train.validation={metric: r2}:1:18: error: train.validation needs a validation split: set "
@@ -162,11 +203,15 @@ def test_settings_errors_are_reported_together_and_located(tmp_path):
 
 # ---------------------------------------------------------------------------- divergence
 
+
 @pytest.mark.parametrize("where", ["loss", "grad"])
 def test_divergence_stop_keeps_the_last_finite_state(tmp_path, where):
     warnings = []
-    trainer = Trainer(load_spec(POLY, ["train.steps=30", "train.checkpoint={every: 5}"]), tmp_path,
-                      Hooks(on_warning=warnings.append, on_gradients=poison(13, where)))
+    trainer = Trainer(
+        load_spec(POLY, ["train.steps=30", "train.checkpoint={every: 5}"]),
+        tmp_path,
+        Hooks(on_warning=warnings.append, on_gradients=poison(13, where)),
+    )
     summary = trainer.run()
     assert summary["status"] == "diverged" and summary["steps"] == 12
     assert "non-finite loss or gradient at step 13" in warnings[0]
@@ -176,8 +221,11 @@ def test_divergence_stop_keeps_the_last_finite_state(tmp_path, where):
 
 
 def test_divergence_skip_leaves_parameters_and_optimizer_untouched(tmp_path):
-    trainer = Trainer(load_spec(POLY, ["train.steps=20", "optimizer={type: adam, lr: 0.01}",
-                                       "train.on_divergence=skip"]), tmp_path, Hooks(on_gradients=poison(6, "grad")))
+    trainer = Trainer(
+        load_spec(POLY, ["train.steps=20", "optimizer={type: adam, lr: 0.01}", "train.on_divergence=skip"]),
+        tmp_path,
+        Hooks(on_gradients=poison(6, "grad")),
+    )
     summary = trainer.run()
     assert summary["status"] == "completed" and summary["skipped_steps"] == 1
     log = records(tmp_path)
@@ -186,8 +234,11 @@ def test_divergence_skip_leaves_parameters_and_optimizer_untouched(tmp_path):
 
 
 def test_divergence_fail_raises_and_saves_nothing_new(tmp_path):
-    trainer = Trainer(load_spec(POLY, ["train.steps=20", "train.checkpoint={every: 4}",
-                                       "train.on_divergence=fail"]), tmp_path, Hooks(on_gradients=poison(10, "loss")))
+    trainer = Trainer(
+        load_spec(POLY, ["train.steps=20", "train.checkpoint={every: 4}", "train.on_divergence=fail"]),
+        tmp_path,
+        Hooks(on_gradients=poison(10, "loss")),
+    )
     with pytest.raises(Diverged, match="step 10 .on_divergence: fail"):
         trainer.run()
     assert steps_on_disk(tmp_path) == [4, 8]
@@ -196,8 +247,9 @@ def test_divergence_fail_raises_and_saves_nothing_new(tmp_path):
 
 def test_non_finite_parameters_are_never_saved(tmp_path):
     # a finite gradient times a huge lr overflows the parameters: the save is refused
-    trainer = Trainer(load_spec(POLY, ["train.steps=40", "optimizer.lr=1.0e+308", "train.checkpoint={every: 1}"]),
-                      tmp_path)
+    trainer = Trainer(
+        load_spec(POLY, ["train.steps=40", "optimizer.lr=1.0e+308", "train.checkpoint={every: 1}"]), tmp_path
+    )
     with pytest.raises(Diverged, match="not finite"):
         trainer.run()
     for path in list_checkpoints(tmp_path / "checkpoints"):
@@ -209,33 +261,38 @@ def test_on_gradients_returns_the_loss_that_is_logged_and_sees_the_gradient_that
     what it writes into them is what the optimizer applies (plain SGD: the step is -lr * gradient)."""
     overrides = ["train.steps=5", "train.accumulate=2", "train.batch_size=100"]
     plain = sg.train(sg.load(POLY, overrides), tmp_path / "plain")
-    doubled = sg.train(sg.load(POLY, overrides), tmp_path / "doubled",
-                       on_gradients=lambda step, loss, grads: 2 * loss)
+    doubled = sg.train(sg.load(POLY, overrides), tmp_path / "doubled", on_gradients=lambda step, loss, grads: 2 * loss)
     assert [r["loss"] for r in doubled.metrics] == [2 * r["loss"] for r in plain.metrics]
     assert [r["grad_norm"] for r in doubled.metrics] == [r["grad_norm"] for r in plain.metrics]
 
     def unit(step, loss, grads):
         grads["k"][...] = 1.0
         return loss
+
     sg.train(sg.load(POLY, overrides), tmp_path / "unit", on_gradients=unit)
     k = latest_checkpoint(tmp_path / "unit" / "checkpoints").arrays["params/k"]
-    np.testing.assert_allclose(k, np.full(6, -5 * 1.0e-3), rtol=1e-12)      # 5 steps of -lr * 1, from zeros
+    np.testing.assert_allclose(k, np.full(6, -5 * 1.0e-3), rtol=1e-12)  # 5 steps of -lr * 1, from zeros
 
 
 def test_on_batch_hears_every_micro_batch_index_in_order(tmp_path):
     heard = []
-    sg.train(sg.load(POLY, ["train.steps=4", "train.accumulate=3", "train.batch_size=50"]), tmp_path,
-             on_batch=heard.append)
+    sg.train(
+        sg.load(POLY, ["train.steps=4", "train.accumulate=3", "train.batch_size=50"]), tmp_path, on_batch=heard.append
+    )
     assert heard == list(range(12))
 
 
 def test_a_validate_hook_without_the_validation_metric_is_a_clear_error(tmp_path):
     with pytest.raises(RunError, match="validate hook's results at step 4 have no 'mse' .* they have loss"):
-        sg.train(sg.load(POLY, [*VAL, "train.steps=8", "train.validation={every: 4, metric: mse}"]), tmp_path,
-                 validate=lambda step, params: {"loss": 1.0})
+        sg.train(
+            sg.load(POLY, [*VAL, "train.steps=8", "train.validation={every: 4, metric: mse}"]),
+            tmp_path,
+            validate=lambda step, params: {"loss": 1.0},
+        )
 
 
 # ---------------------------------------------------------------------------- resume and spec changes
+
 
 def test_resume_with_a_changed_spec_shows_the_difference(tmp_path):
     train(tmp_path, "train.steps=20")
@@ -244,8 +301,9 @@ def test_resume_with_a_changed_spec_shows_the_difference(tmp_path):
     assert "optimizer.lr: 0.001 -> 0.002" in str(err.value) and "train.steps: 20 -> 30" in str(err.value)
     assert "--allow-spec-change" in str(err.value)
     warnings = []
-    trainer, summary = train(tmp_path, "train.steps=30", resume=True, allow_spec_change=True,
-                             hooks=Hooks(on_warning=warnings.append))
+    trainer, summary = train(
+        tmp_path, "train.steps=30", resume=True, allow_spec_change=True, hooks=Hooks(on_warning=warnings.append)
+    )
     assert summary["steps"] == 30 and "train.steps: 20 -> 30" in warnings[0]
     assert "steps: 30" in (tmp_path / "spec.yaml").read_text()
 
@@ -255,12 +313,14 @@ def test_cli_refuses_a_changed_spec_unless_allowed(tmp_path):
     assert run_cli("train", POLY, "--set", "train.steps=20", "--run-dir", tmp_path, "-q").returncode == 0
     refused = run_cli("train", POLY, "--set", "train.steps=25", "--run-dir", tmp_path, "--resume", "-q")
     assert refused.returncode == 1 and "train.steps: 20 -> 25" in refused.stderr
-    allowed = run_cli("train", POLY, "--set", "train.steps=25", "--run-dir", tmp_path, "--resume",
-                      "--allow-spec-change")
+    allowed = run_cli(
+        "train", POLY, "--set", "train.steps=25", "--run-dir", tmp_path, "--resume", "--allow-spec-change"
+    )
     assert allowed.returncode == 0 and "completed: 25 steps" in allowed.stdout
 
 
 # ---------------------------------------------------------------------------- observability
+
 
 def test_metrics_jsonl_has_every_field(tmp_path):
     train(tmp_path, *VAL, "train.steps=6", "train.validation={every: 3}", "train.clip={max_norm: 0.01}")
@@ -269,7 +329,7 @@ def test_metrics_jsonl_has_every_field(tmp_path):
     first = log[0]
     assert set(first) == {"step", "epoch", "loss", "lr", "grad_norm", "grad_norms"}
     assert first["grad_norm"] == pytest.approx(math.sqrt(sum(v * v for v in first["grad_norms"].values())))
-    assert first["grad_norm"] > 0.01                                 # logged before clipping
+    assert first["grad_norm"] > 0.01  # logged before clipping
     assert set(log[2]["val"]) == {"loss", "mse"}
 
 
@@ -289,7 +349,7 @@ def test_summary_follows_the_contract(tmp_path):
 @pytest.mark.slow
 def test_plain_progress_lines_without_a_terminal(tmp_path):
     result = run_cli("train", POLY, "--set", "train.steps=100", "--run-dir", tmp_path)
-    lines = [l for l in result.stdout.splitlines() if l.startswith("step ")]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert len(lines) == 10 and lines[-1].startswith("step 100/100 (100%)  loss ") and "eta" in lines[0]
     assert run_cli("train", POLY, "--set", "train.steps=100", "--run-dir", tmp_path / "q", "-q").stdout == ""
 
@@ -304,8 +364,9 @@ def test_plot_writes_a_png(tmp_path):
 
 def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
     from specgrad.run.plot import PlotError, plot_run
+
     train(tmp_path, "train.steps=5")
-    monkeypatch.setitem(sys.modules, "matplotlib", None)             # import matplotlib now fails
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     with pytest.raises(PlotError, match=r"pip install 'specgrad\[plot\]'"):
         plot_run(tmp_path)
 
@@ -317,7 +378,9 @@ def test_plot_of_a_folder_without_metrics_is_a_clear_error(tmp_path):
 
 def test_progress_bar_on_a_terminal_shows_loss_and_eta(monkeypatch):
     from rich.progress import TimeRemainingColumn
+
     from specgrad import cli
+
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     progress = cli._Progress(quiet=False)
     assert progress.bar is not None
@@ -345,6 +408,7 @@ def test_the_run_spec_records_the_seed_used(tmp_path):
 
 def test_resume_finds_the_newest_run_or_the_run_of_the_given_spec(tmp_path):
     from specgrad.run.trainer import latest_run_dir, resume_dir
+
     for stamp in ("20261128-091528", "20261128-091528-2", "20261128-091528-10", "20261127-235959-99"):
         (tmp_path / "poly" / stamp).mkdir(parents=True)
     assert latest_run_dir("poly", tmp_path).name == "20261128-091528-10"

@@ -1,4 +1,5 @@
 """The lr sequence of each schedule, against closed forms written out here, and the lr actually logged."""
+
 import json
 import math
 
@@ -29,8 +30,11 @@ def test_step():
 
 
 def test_multistep():
-    np.testing.assert_allclose(seq({"type": "multistep", "milestones": [2, 5], "gamma": 0.1}, 7),
-                               [0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001], rtol=1e-12)
+    np.testing.assert_allclose(
+        seq({"type": "multistep", "milestones": [2, 5], "gamma": 0.1}, 7),
+        [0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001],
+        rtol=1e-12,
+    )
 
 
 def test_exponential():
@@ -39,9 +43,17 @@ def test_exponential():
 
 def test_cosine_with_a_floor():
     got = seq({"type": "cosine", "min_lr": 0.02}, 5)
-    np.testing.assert_allclose(got, [0.1, 0.02 + 0.04 * (1 + math.cos(math.pi / 5)), 0.02 + 0.04 * (1 + math.cos(2 * math.pi / 5)),
-                                     0.02 + 0.04 * (1 + math.cos(3 * math.pi / 5)), 0.02 + 0.04 * (1 + math.cos(4 * math.pi / 5))],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        got,
+        [
+            0.1,
+            0.02 + 0.04 * (1 + math.cos(math.pi / 5)),
+            0.02 + 0.04 * (1 + math.cos(2 * math.pi / 5)),
+            0.02 + 0.04 * (1 + math.cos(3 * math.pi / 5)),
+            0.02 + 0.04 * (1 + math.cos(4 * math.pi / 5)),
+        ],
+        rtol=1e-12,
+    )
     assert min(got) > 0.02 and make_schedule({"type": "cosine", "min_lr": 0.02}, LR, 5)(5) == pytest.approx(0.02)
 
 
@@ -61,8 +73,11 @@ def test_onecycle_matches_torch_onecycle_closed_form():
 
     def anneal(a, b, pct):
         return b + (a - b) / 2 * (math.cos(math.pi * pct) + 1)
-    want = [anneal(initial, peak, s / up_end) if s <= up_end else anneal(peak, final, (s - up_end) / (down_end - up_end))
-            for s in range(total)]
+
+    want = [
+        anneal(initial, peak, s / up_end) if s <= up_end else anneal(peak, final, (s - up_end) / (down_end - up_end))
+        for s in range(total)
+    ]
     np.testing.assert_allclose(got, want, rtol=1e-12)
     assert got[0] == pytest.approx(initial) and got[2] == pytest.approx(peak) and got[-1] == pytest.approx(final)
 
@@ -72,21 +87,24 @@ def test_every_registered_schedule_is_checked_here():
 
 
 def test_the_lr_of_every_step_is_logged(tmp_path):
-    spec = load_spec(MODELS / "poly.yaml", ["train.steps=12", "schedule={type: multistep, milestones: [3, 7], "
-                                            "warmup: {steps: 2}}"])
+    spec = load_spec(
+        MODELS / "poly.yaml", ["train.steps=12", "schedule={type: multistep, milestones: [3, 7], warmup: {steps: 2}}"]
+    )
     Trainer(spec, tmp_path).run()
-    logged = [json.loads(l)["lr"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     f = make_schedule({"type": "multistep", "milestones": [3, 7], "warmup": {"steps": 2}}, 1e-3, 12)
     assert logged == [f(s) for s in range(12)]
-    assert len(set(logged)) == 5      # two warmup values, then the three levels of the multistep
+    assert len(set(logged)) == 5  # two warmup values, then the three levels of the multistep
 
 
 # ---------------------------------------------------------------- onecycle's momentum, against torch.optim
 
-ONECYCLE_SPECS = {      # optimizer settings, and the torch optimizer a port would use
+ONECYCLE_SPECS = {  # optimizer settings, and the torch optimizer a port would use
     "sgd": ("{type: sgd, lr: 0.5, momentum: 0.9}", lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9)),
-    "sgd_nesterov": ("{type: sgd, lr: 0.5, momentum: 0.9, nesterov: true, weight_decay: 0.01}",
-                     lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    "sgd_nesterov": (
+        "{type: sgd, lr: 0.5, momentum: 0.9, nesterov: true, weight_decay: 0.01}",
+        lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9, nesterov=True, weight_decay=0.01),
+    ),
     "sgd_without_momentum": ("{type: sgd, lr: 0.5}", lambda p: torch.optim.SGD(p, lr=0.5)),
     "adam": ("{type: adam, lr: 0.05}", lambda p: torch.optim.Adam(p, lr=0.05)),
     "adamw": ("{type: adamw, lr: 0.05, weight_decay: 0.1}", lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.1)),
@@ -96,7 +114,7 @@ ONECYCLE_SPECS = {      # optimizer settings, and the torch optimizer a port wou
 
 def _torch_onecycle(make_optimizer, x, y, steps, **onecycle):
     """The same fit ported to PyTorch: mse of powers(x, 5) @ k, full batch, OneCycleLR with its defaults."""
-    phi = torch.from_numpy(np.stack([x ** j for j in range(6)], axis=1))
+    phi = torch.from_numpy(np.stack([x**j for j in range(6)], axis=1))
     target = torch.from_numpy(y)
     k = torch.zeros(6, dtype=torch.float64, requires_grad=True)
     optimizer = make_optimizer([k])
@@ -116,9 +134,16 @@ def _torch_onecycle(make_optimizer, x, y, steps, **onecycle):
 
 
 def _specgrad_onecycle(tmp_path, optimizer, steps, schedule="{type: onecycle}"):
-    spec = load_spec(MODELS / "poly_onecycle.yaml", [f"optimizer={optimizer}", f"schedule={schedule}",
-                                                     f"train.steps={steps}", "train.batch_size=full",
-                                                     "train.log_every=1"])
+    spec = load_spec(
+        MODELS / "poly_onecycle.yaml",
+        [
+            f"optimizer={optimizer}",
+            f"schedule={schedule}",
+            f"train.steps={steps}",
+            "train.batch_size=full",
+            "train.log_every=1",
+        ],
+    )
     trainer = Trainer(spec, tmp_path)
     trainer.run()
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -143,8 +168,9 @@ def test_cycle_momentum_false_keeps_the_optimizers_momentum(tmp_path):
     settings, torch_optimizer = ONECYCLE_SPECS["sgd"]
     trainer, losses = _specgrad_onecycle(tmp_path, settings, 30, "{type: onecycle, cycle_momentum: false}")
     assert trainer.schedule.momentum is None and trainer.optimizer.momentum == 0.9
-    k, torch_losses, momenta = _torch_onecycle(torch_optimizer, trainer.data["x"], trainer.data["y"], 30,
-                                               cycle_momentum=False)
+    k, torch_losses, momenta = _torch_onecycle(
+        torch_optimizer, trainer.data["x"], trainer.data["y"], 30, cycle_momentum=False
+    )
     assert set(momenta) == {0.9}
     np.testing.assert_allclose(losses, torch_losses, rtol=1e-12, atol=0)
     np.testing.assert_allclose(trainer.params["k"], k, rtol=1e-12, atol=1e-14)
@@ -153,10 +179,12 @@ def test_cycle_momentum_false_keeps_the_optimizers_momentum(tmp_path):
 @pytest.mark.slow
 def test_onecycle_momentum_bounds_are_settings(tmp_path):
     settings, torch_optimizer = ONECYCLE_SPECS["adam"]
-    trainer, losses = _specgrad_onecycle(tmp_path, settings, 30, "{type: onecycle, base_momentum: 0.6, "
-                                                                 "max_momentum: 0.9, pct_start: 0.25}")
-    _, torch_losses, momenta = _torch_onecycle(torch_optimizer, trainer.data["x"], trainer.data["y"], 30,
-                                               base_momentum=0.6, max_momentum=0.9, pct_start=0.25)
+    trainer, losses = _specgrad_onecycle(
+        tmp_path, settings, 30, "{type: onecycle, base_momentum: 0.6, max_momentum: 0.9, pct_start: 0.25}"
+    )
+    _, torch_losses, momenta = _torch_onecycle(
+        torch_optimizer, trainer.data["x"], trainer.data["y"], 30, base_momentum=0.6, max_momentum=0.9, pct_start=0.25
+    )
     np.testing.assert_allclose([trainer.schedule.momentum(s) for s in range(30)], momenta, rtol=1e-15)
     np.testing.assert_allclose(losses, torch_losses, rtol=1e-12, atol=0)
 
@@ -164,12 +192,19 @@ def test_onecycle_momentum_bounds_are_settings(tmp_path):
 @pytest.mark.slow
 def test_onecycle_with_an_optimizer_without_momentum_is_a_validate_error(tmp_path):
     from conftest import run_cli
+
     result = run_cli("validate", MODELS / "poly_onecycle.yaml", "--set", "optimizer={type: adagrad, lr: 0.1}")
     assert result.returncode == 1
     assert "schedule: onecycle cycles the optimizer's momentum" in result.stdout
     assert "set cycle_momentum: false" in result.stdout
-    ok = run_cli("validate", MODELS / "poly_onecycle.yaml", "--set", "optimizer={type: adagrad, lr: 0.1}",
-                 "--set", "schedule.cycle_momentum=false")
+    ok = run_cli(
+        "validate",
+        MODELS / "poly_onecycle.yaml",
+        "--set",
+        "optimizer={type: adagrad, lr: 0.1}",
+        "--set",
+        "schedule.cycle_momentum=false",
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
@@ -179,6 +214,7 @@ def test_a_run_resumed_inside_the_momentum_cycle_is_bitwise_the_same(optimizer, 
     """The momentum is a closed form of the step and its buffers are in the checkpoint (allocated from the
     start, even for an SGD declared without momentum)."""
     import shutil
+
     overrides = [f"optimizer={optimizer}", "train.steps=20", "train.batch_size=40", "train.checkpoint={every: 7}"]
     spec = load_spec(MODELS / "poly_onecycle.yaml", overrides)
     whole = Trainer(spec, tmp_path / "whole")

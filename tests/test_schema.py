@@ -1,15 +1,16 @@
 """The JSON Schema is generated from the registries (the two cannot drift), and its editor form accepts
 spec files exactly as written, so an independent validator checks them before specgrad composes them."""
+
 import importlib
 import json
 import pkgutil
 
 import pytest
 import yaml
+from conftest import MODELS, ROOT, run_cli
 from jsonschema import Draft202012Validator
 
 import specgrad
-from conftest import MODELS, ROOT, run_cli
 from specgrad.base.components import Registry
 from specgrad.data.datasets import DATASETS
 from specgrad.model.formula import public_ops
@@ -34,7 +35,7 @@ def registries() -> dict[str, Registry]:
     found = {}
     for info in pkgutil.walk_packages(specgrad.__path__, "specgrad."):
         if info.name.endswith(".cli") or info.name.startswith("specgrad.run.sweep"):
-            continue        # the sweep's samplers and pruners are the sweep schema's (tests/test_sweep.py)
+            continue  # the sweep's samplers and pruners are the sweep schema's (tests/test_sweep.py)
         module = importlib.import_module(info.name)
         found.update({v.kind: v for v in vars(module).values() if isinstance(v, Registry)})
     return found
@@ -53,6 +54,7 @@ def named_enums(schema) -> dict[str, set]:
         elif isinstance(node, list):
             for value in node:
                 walk(value)
+
     walk(schema)
     return out
 
@@ -63,7 +65,7 @@ def test_schema_accepts_exactly_the_registered_names(make):
     assert {"loss", "optimizer", "schedule", "initializer", "data source", "metric"} <= set(regs)
     expected = {kind: set(reg.names()) for kind, reg in regs.items()}
     expected["op"] = set(public_ops())
-    expected["dataset"] = set(DATASETS)        # the bundled data sets the `dataset` source offers
+    expected["dataset"] = set(DATASETS)  # the bundled data sets the `dataset` source offers
     assert named_enums(make()) == expected
 
 
@@ -79,6 +81,7 @@ def test_every_registered_name_validates_in_a_spec():
     """Not only listed: each optimizer and schedule, with its required settings, passes the schema."""
     from specgrad.optim.optimizers import OPTIMIZERS
     from specgrad.optim.schedules import SCHEDULES
+
     validator = Draft202012Validator(build_schema())
     base = yaml.safe_load((MODELS / "poly.yaml").read_text())
     for reg, key in ((OPTIMIZERS, "optimizer"), (SCHEDULES, "schedule")):
@@ -97,12 +100,12 @@ def test_editor_schema_accepts_specs_as_written():
     for path in MODELS.glob("*.yaml"):
         assert _editor_errors(yaml.safe_load(path.read_text())) == [], path
     written = {
-        "extends": ["poly.yaml", "_sgd.yaml"],            # no other key is required next to extends
+        "extends": ["poly.yaml", "_sgd.yaml"],  # no other key is required next to extends
         "vars": {"lr": 0.01, "width": 8},
         "optimizer": {"type": "adam", "lr": "${vars.lr}"},
         "model": {"params": {"w": {"shape": ["${vars.width}"], "init": {"include": "_init.yaml"}}}},
         "data": {"include": "_data.yaml", "n": 50},
-        "schedule": None,                                  # removes the base's schedule
+        "schedule": None,  # removes the base's schedule
         "name": "run-${vars.width}",
     }
     assert _editor_errors(written) == []
@@ -119,17 +122,25 @@ def test_editor_schema_still_catches_mistakes():
 def test_every_example_spec_names_the_schema_for_editors():
     for path in MODELS.rglob("*.yaml"):
         if any(part.startswith("_") for part in path.relative_to(MODELS).parts):
-            continue        # a fragment (models/_data/...) is a block of a spec, which the spec schema does not describe
+            continue  # a fragment (models/_data/...) is a block of a spec, which the spec schema does not describe
         first = path.read_text().splitlines()[0]
-        schema = "sweep.schema.json" if path.parent.name == "sweeps" else "specgrad.schema.json"   # sweep files
+        schema = "sweep.schema.json" if path.parent.name == "sweeps" else "specgrad.schema.json"  # sweep files
         relative = "../" * (len(path.relative_to(ROOT).parts) - 1) + "schemas/" + schema
         assert first == f"# yaml-language-server: $schema={relative}", path
 
 
 # ------------------------------------------------------------------------- third-party validators
-MISTAKES = [("train", "steps", 0), ("train", "steps", "many"), ("optimizer", "lr", -1), ("seed", None, -3),
-            ("train", "batch_size", 0), ("train", "checkpoint", {"every": 0}), ("data", "noise", "loud"),
-            ("model", "output", "1bad"), ("train", "clip", {"max_norm": 0})]
+MISTAKES = [
+    ("train", "steps", 0),
+    ("train", "steps", "many"),
+    ("optimizer", "lr", -1),
+    ("seed", None, -3),
+    ("train", "batch_size", 0),
+    ("train", "checkpoint", {"every": 0}),
+    ("data", "noise", "loud"),
+    ("model", "output", "1bad"),
+    ("train", "clip", {"max_norm": 0}),
+]
 
 
 @pytest.mark.parametrize("section,key,value", MISTAKES)
@@ -138,6 +149,7 @@ def test_references_do_not_hide_the_real_error(section, key, value):
     validator picks (jsonschema's best_match, as check-jsonschema reports it) is still the real one, the
     same as the composed spec's schema reports, never "is not of type 'string'"."""
     from jsonschema.exceptions import best_match
+
     spec = yaml.safe_load((MODELS / "poly.yaml").read_text())
     if key is None:
         spec[section] = value
@@ -153,6 +165,7 @@ def _ajv() -> list[str] | None:
     """ajv-cli, if installed: on PATH, in $AJV, or under /tmp/ajv (npm install --prefix /tmp/ajv ajv-cli)."""
     import os
     import shutil
+
     for candidate in (os.environ.get("AJV"), shutil.which("ajv"), "/tmp/ajv/node_modules/.bin/ajv"):
         if candidate and os.access(candidate, os.X_OK):
             return [candidate]
@@ -164,19 +177,35 @@ def test_ajv_compiles_the_schema_in_strict_mode(tmp_path):
     """Ajv, the validator most JavaScript tools embed, compiles the schema in strict mode with no warning:
     no union types, every required key declared, every keyword beside its type."""
     import subprocess
-    done = subprocess.run([*_ajv(), "compile", "--spec=draft2020", "--strict=true",
-                           "-s", str(ROOT / "schemas" / "specgrad.schema.json")],
-                          capture_output=True, text=True, timeout=120)
+
+    done = subprocess.run(
+        [*_ajv(), "compile", "--spec=draft2020", "--strict=true", "-s", str(ROOT / "schemas" / "specgrad.schema.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "strict mode" not in done.stdout + done.stderr, done.stdout + done.stderr
 
 
-@pytest.mark.skipif(not __import__("shutil").which("check-jsonschema"),
-                    reason="check-jsonschema is not installed (pip install check-jsonschema)")
+@pytest.mark.skipif(
+    not __import__("shutil").which("check-jsonschema"),
+    reason="check-jsonschema is not installed (pip install check-jsonschema)",
+)
 def test_check_jsonschema_reports_the_real_error(tmp_path):
     import subprocess
+
     spec = (MODELS / "poly.yaml").read_text().replace("steps: 2000", "steps: 0")
     (tmp_path / "poly.yaml").write_text(spec)
-    done = subprocess.run(["check-jsonschema", "--schemafile", str(ROOT / "schemas" / "specgrad.schema.json"),
-                           str(tmp_path / "poly.yaml")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            "check-jsonschema",
+            "--schemafile",
+            str(ROOT / "schemas" / "specgrad.schema.json"),
+            str(tmp_path / "poly.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "$.train.steps: 0 is less than the minimum of 1" in done.stdout and "string" not in done.stdout

@@ -1,5 +1,6 @@
 """Work shared between the caller and helper threads (specgrad/optim/sharing.py): every item exactly once,
 the caller never waits for a helper that has not started, errors reach the caller."""
+
 import threading
 import time
 
@@ -17,6 +18,7 @@ def test_every_item_is_done_exactly_once():
             def record(item, done=done, lock=lock):
                 with lock:
                     done.append(item)
+
             sharing.run(record, list(range(n)))
             assert sorted(done) == list(range(n))
     finally:
@@ -26,7 +28,7 @@ def test_every_item_is_done_exactly_once():
 def test_the_caller_does_the_work_when_a_helper_is_held_up():
     sharing = Sharing(1)
     blocker = threading.Event()
-    sharing.tasks.put(blocker.wait)          # the helper is busy elsewhere (as if descheduled)
+    sharing.tasks.put(blocker.wait)  # the helper is busy elsewhere (as if descheduled)
     try:
         seen = []
         t0 = time.perf_counter()
@@ -42,9 +44,11 @@ def test_the_caller_does_the_work_when_a_helper_is_held_up():
 def test_an_error_in_any_thread_reaches_the_caller():
     sharing = Sharing(2)
     try:
+
         def fail_on_three(item):
             if item == 3:
                 raise ValueError("three")
+
         with pytest.raises(ValueError, match="three"):
             sharing.run(fail_on_three, list(range(8)))
     finally:

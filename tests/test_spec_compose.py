@@ -1,12 +1,13 @@
 """Composition (extends, include, --set, ${...}) and provenance: every resolved value knows its place."""
+
 import textwrap
 
 import pytest
-
 from conftest import MODELS, run_cli
+
+from specgrad.base.diagnostics import Location
 from specgrad.spec import SpecError, load_spec
 from specgrad.spec.compose import compose
-from specgrad.base.diagnostics import Location
 
 
 def write(folder, name, text):
@@ -41,23 +42,27 @@ BASE = """\
 
 
 def test_extends_deep_merges_mappings_replaces_lists_and_null_removes(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)          # the base is outside the child's folder: the working directory allows it
+    monkeypatch.chdir(tmp_path)  # the base is outside the child's folder: the working directory allows it
     write(tmp_path, "base.yaml", BASE)
-    child = write(tmp_path, "exp/child.yaml", """\
+    child = write(
+        tmp_path,
+        "exp/child.yaml",
+        """\
         extends: ../base.yaml
         name: child
         optimizer: {lr: 0.5}             # merged: type stays sgd
         model:
           nodes: [y_hat: "powers(x, 5) @ k"]   # a list replaces the base's whole list
         schedule: null                   # removes the base's schedule
-        """)
+        """,
+    )
     data = compose(child).data
     assert data["name"] == "child"
     assert data["optimizer"] == {"type": "sgd", "lr": 0.5}
     assert data["model"]["nodes"] == [{"y_hat": "powers(x, 5) @ k"}]
     assert data["model"]["params"] == {"k": {"shape": [6], "init": "zeros"}}
     assert "schedule" not in data and "extends" not in data
-    assert list(data)[:3] == ["specgrad", "name", "data"]      # the base's key order
+    assert list(data)[:3] == ["specgrad", "name", "data"]  # the base's key order
 
 
 def test_several_bases_merge_in_order(tmp_path):
@@ -71,9 +76,13 @@ def test_several_bases_merge_in_order(tmp_path):
 
 def test_include_a_fragment_with_local_overrides(tmp_path):
     write(tmp_path, "fragments/_data.yaml", "source: synthetic\nfunction: sin(3*x)\nn: 200\nnoise: 0.05\n")
-    spec = write(tmp_path, "spec.yaml", BASE.replace(
-        "data: {source: synthetic, function: sin(3*x), n: 20}",
-        "data: {include: fragments/_data.yaml, n: 50}"))
+    spec = write(
+        tmp_path,
+        "spec.yaml",
+        BASE.replace(
+            "data: {source: synthetic, function: sin(3*x), n: 20}", "data: {include: fragments/_data.yaml, n: 50}"
+        ),
+    )
     data = load_spec(spec).data
     assert data["data"] == {"source": "synthetic", "function": "sin(3*x)", "n": 50, "noise": 0.05}
     doc = compose(spec)
@@ -90,13 +99,20 @@ def test_fragment_paths_are_relative_to_the_file_naming_them(tmp_path):
 
 
 def test_references_keep_types_interpolate_and_follow_overrides(tmp_path):
-    spec = write(tmp_path, "spec.yaml", BASE.replace("name: base", "name: poly-${vars.degree}") + textwrap.dedent("""\
+    spec = write(
+        tmp_path,
+        "spec.yaml",
+        BASE.replace("name: base", "name: poly-${vars.degree}")
+        + textwrap.dedent("""\
         vars: {degree: 5, width: "${vars.degree}"}
-        """).replace("train: {steps: 10", "train: {steps: 10"))
-    spec.write_text(spec.read_text().replace("shape: [6]", "shape: [6]").replace("powers(x, 5)", "powers(x, ${vars.degree})"))
+        """).replace("train: {steps: 10", "train: {steps: 10"),
+    )
+    spec.write_text(
+        spec.read_text().replace("shape: [6]", "shape: [6]").replace("powers(x, 5)", "powers(x, ${vars.degree})")
+    )
     doc = compose(spec, ["vars.degree=5"])
     assert doc.data["name"] == "poly-5"
-    assert doc.data["vars"]["width"] == 5                       # a whole-string reference keeps the type
+    assert doc.data["vars"]["width"] == 5  # a whole-string reference keeps the type
     assert doc.data["model"]["nodes"][0]["phi"] == "powers(x, 5)"
     loc = doc.loc(("vars", "width"))
     assert (loc.line, loc.col) == (15, 26)
@@ -111,15 +127,21 @@ def test_escaped_reference_stays_literal(tmp_path):
 def test_extends_cycle_and_missing_files_are_located(tmp_path):
     a = write(tmp_path, "a.yaml", "extends: b.yaml\nname: a\n")
     write(tmp_path, "b.yaml", "extends: [a.yaml]\n")
-    assert messages(a) == [f"{a}: {tmp_path / 'b.yaml'}:1:11: error: '{tmp_path / 'a.yaml'}' extends or includes "
-                           f"itself: a.yaml -> b.yaml -> a.yaml (extended by {a}:1:10)"]
+    assert messages(a) == [
+        f"{a}: {tmp_path / 'b.yaml'}:1:11: error: '{tmp_path / 'a.yaml'}' extends or includes "
+        f"itself: a.yaml -> b.yaml -> a.yaml (extended by {a}:1:10)"
+    ]
     c = write(tmp_path, "c.yaml", BASE.replace("loss: sse", "loss: {include: nope.yaml}") + "extends: missing.yaml\n")
-    assert messages(c) == [f"{c}:11:17: error: no such file '{tmp_path / 'nope.yaml'}'",
-                           f"{c}:15:10: error: no such file '{tmp_path / 'missing.yaml'}'"]
+    assert messages(c) == [
+        f"{c}:11:17: error: no such file '{tmp_path / 'nope.yaml'}'",
+        f"{c}:15:10: error: no such file '{tmp_path / 'missing.yaml'}'",
+    ]
 
 
 def test_reference_errors_are_located(tmp_path):
-    spec = write(tmp_path, "spec.yaml", BASE + "vars: {a: '${vars.b}', b: '${vars.a}', c: '${vars.wdth}', d: 'x${model}'}\n")
+    spec = write(
+        tmp_path, "spec.yaml", BASE + "vars: {a: '${vars.b}', b: '${vars.a}', c: '${vars.wdth}', d: 'x${model}'}\n"
+    )
     assert messages(spec) == [
         f"{spec}:15:11: error: reference cycle: ${{vars.a}} -> ${{vars.b}} -> ${{vars.a}}",
         f"{spec}:15:43: error: ${{vars.wdth}} refers to nothing: vars.wdth is not defined",
@@ -140,25 +162,32 @@ def test_set_with_list_index_and_its_errors(tmp_path):
 
 def test_child_of_poly_gets_the_error_at_its_own_line(tmp_path):
     """The issue's acceptance test: extend models/poly.yaml, set a bad value, see the child's line."""
-    child = write(tmp_path, "child.yaml", f"""\
-        extends: {MODELS / 'poly.yaml'}
+    child = write(
+        tmp_path,
+        "child.yaml",
+        f"""\
+        extends: {MODELS / "poly.yaml"}
         name: child
         optimizer:
           lr: -0.5
-        """)
-    assert messages(child) == [f"{child}:4:7: error: optimizer.lr must be > 0, got -0.5 "
-                               f"(overrides {MODELS / 'poly.yaml'}:29:28)"]
+        """,
+    )
+    assert messages(child) == [
+        f"{child}:4:7: error: optimizer.lr must be > 0, got -0.5 (overrides {MODELS / 'poly.yaml'}:29:28)"
+    ]
     # and through --set, the flag is the place, with both earlier places in the history
     assert messages(child, ["optimizer.lr=0"]) == [
         f"--set optimizer.lr=0:1:14: error: optimizer.lr must be > 0, got 0 "
-        f"(overrides {child}:4:7, overrides {MODELS / 'poly.yaml'}:29:28)"]
+        f"(overrides {child}:4:7, overrides {MODELS / 'poly.yaml'}:29:28)"
+    ]
 
 
 def test_poly_adam_is_poly_with_differences():
     doc = compose(MODELS / "poly_adam.yaml")
     poly = compose(MODELS / "poly.yaml").data
-    assert {k: v for k, v in doc.data.items() if k not in ("name", "optimizer", "schedule")} == \
-        {k: v for k, v in poly.items() if k not in ("name", "optimizer")}
+    assert {k: v for k, v in doc.data.items() if k not in ("name", "optimizer", "schedule")} == {
+        k: v for k, v in poly.items() if k not in ("name", "optimizer")
+    }
     assert doc.data["optimizer"] == {"type": "adam", "lr": 0.1}
     assert doc.loc(("model", "nodes")).file.endswith("poly.yaml")
 
@@ -173,6 +202,7 @@ def test_config_explain_names_each_origin(tmp_path):
     assert adam.split("# ")[1].startswith(f"{MODELS / 'poly_adam.yaml'}:15:19 (overrides ")
     plain = run_cli("config", MODELS / "poly_adam.yaml")
     import yaml
+
     assert yaml.safe_load(plain.stdout) == compose(MODELS / "poly_adam.yaml").data
     assert run_cli("config", tmp_path / "nope.yaml").returncode == 1
 
@@ -182,8 +212,10 @@ def test_unknown_format_version_is_a_clear_error(tmp_path):
     assert messages(spec) == [f"{spec}:1:11: error: unsupported spec format version 2; this specgrad reads version 1"]
     write(tmp_path, "old.yaml", BASE.replace("specgrad: 1", "specgrad: '1.0'"))
     child = write(tmp_path, "child.yaml", "extends: old.yaml\n")
-    assert messages(child) == [f"{child}: {tmp_path / 'old.yaml'}:1:11: error: unsupported spec format version "
-                               f"'1.0'; this specgrad reads version 1 (extended by {child}:1:10)"]
+    assert messages(child) == [
+        f"{child}: {tmp_path / 'old.yaml'}:1:11: error: unsupported spec format version "
+        f"'1.0'; this specgrad reads version 1 (extended by {child}:1:10)"
+    ]
 
 
 def test_set_values_are_typed_like_file_values(tmp_path):
@@ -192,10 +224,13 @@ def test_set_values_are_typed_like_file_values(tmp_path):
     assert data == {"day": "2024-01-01", "n": 16, "list": [1, {"a": "b"}]}
     assert messages(spec, ["vars.x=!!python/name:os.system"]) == [
         "--set vars.x=!!python/name:os.system:1:8: error: cannot parse value: tag '!!python/name:os.system' is "
-        "not allowed in a spec (only strings, numbers, booleans, null, lists and mappings)"]
+        "not allowed in a spec (only strings, numbers, booleans, null, lists and mappings)"
+    ]
 
 
 def test_include_at_the_top_of_a_spec_points_to_extends(tmp_path):
     spec = write(tmp_path, "spec.yaml", "include: base.yaml\n")
-    assert messages(spec) == [f"{spec}:1:1: error: the top level of a spec takes its bases with 'extends'; "
-                              "'include' is for the mappings inside it"]
+    assert messages(spec) == [
+        f"{spec}:1:1: error: the top level of a spec takes its bases with 'extends'; "
+        "'include' is for the mappings inside it"
+    ]

@@ -1,15 +1,16 @@
 """Never a traceback: mutated specs give a valid spec or located errors with exit 1, in bounded time and
 memory. Mutations: deleted keys, swapped types, random bytes, deep nesting, aliases, composition."""
-import pytest
+
 import time
 import tracemalloc
 
+import pytest
 import yaml
+from conftest import MODELS, ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import MODELS, ROOT
 from specgrad.cli import app
 from specgrad.spec import check_spec
 
@@ -17,10 +18,17 @@ VALID = [yaml.safe_load((MODELS / name).read_text()) for name in ("poly.yaml",)]
 VALID.append({**VALID[0], "vars": {"n": 5}, "train": {"steps": "${vars.n}", "batch_size": 8, "clip": {"max_norm": 1}}})
 
 ANY_VALUE = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-              st.text(max_size=12), st.sampled_from(["${vars.n}", "${nope}", "x @ k", "sum(", "B", "full"])),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**6), 10**6),
+        st.floats(allow_nan=True),
+        st.text(max_size=12),
+        st.sampled_from(["${vars.n}", "${nope}", "x @ k", "sum(", "B", "full"]),
+    ),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 def paths(value, prefix=()):
@@ -42,9 +50,9 @@ def mutated_data(draw):
         for key in where[:-1]:
             parent = parent[key]
         if draw(st.booleans()):
-            del parent[where[-1]]                            # a deleted key or list item
+            del parent[where[-1]]  # a deleted key or list item
         else:
-            parent[where[-1]] = draw(ANY_VALUE)              # a swapped type or value
+            parent[where[-1]] = draw(ANY_VALUE)  # a swapped type or value
         if not isinstance(data, dict):
             break
     return data
@@ -52,7 +60,7 @@ def mutated_data(draw):
 
 def text_mutation(text: str, draw) -> str | bytes:
     kind = draw(st.sampled_from(["bytes", "nest", "alias", "extends", "none"]))
-    if kind == "bytes":                                      # raw bytes: control characters, bad UTF-8
+    if kind == "bytes":  # raw bytes: control characters, bad UTF-8
         raw = text.encode()
         at = draw(st.integers(0, len(raw)))
         return raw[:at] + draw(st.binary(min_size=1, max_size=8)) + raw[at:]
@@ -73,7 +81,7 @@ def check_one(folder, text: str | bytes):
     tracemalloc.start()
     start = time.perf_counter()
     try:
-        ok, diags = check_spec(spec)                  # raises nothing but SpecError, which it catches
+        ok, diags = check_spec(spec)  # raises nothing but SpecError, which it catches
     finally:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

@@ -15,7 +15,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from specgrad.spec import load
 from specgrad.base.diagnostics import (
     Diagnostic,
     Location,
@@ -23,6 +22,7 @@ from specgrad.base.diagnostics import (
     did_you_mean,
     format_diagnostics,
 )
+from specgrad.spec import load
 from specgrad.spec.load import MAX_BYTES, Document, load_file, load_string
 
 # --- both parser back ends ---------------------------------------------------
@@ -174,7 +174,7 @@ def test_merge_list_earlier_mappings_win():
     text = "x: &x {k: x, only_x: 1}\ny: &y {k: y, only_y: 2}\nz:\n  <<: [*x, *y]\n"
     data = load_string(text).data
     assert data["z"] == {"k": "x", "only_x": 1, "only_y": 2}
-    assert data == yaml.safe_load(text)        # key order of merged keys differs between PyYAML releases
+    assert data == yaml.safe_load(text)  # key order of merged keys differs between PyYAML releases
 
 
 def test_nested_merges():
@@ -291,8 +291,12 @@ def test_crlf_and_bom_do_not_shift_columns():
         ("? [a, b]\n: 1\n", "keys must be strings; got a list", 1, 3),
         ("? {a: 1}\n: 1\n", "keys must be strings; got a mapping", 1, 3),
         ("a: *nope\n", "invalid YAML: found undefined alias 'nope'", 1, 4),
-        ("a: &x 1\nb: &x 2\n",
-         "invalid YAML: found duplicate anchor 'x'; first occurrence at spec.yaml:1:4: second occurrence", 2, 4),
+        (
+            "a: &x 1\nb: &x 2\n",
+            "invalid YAML: found duplicate anchor 'x'; first occurrence at spec.yaml:1:4: second occurrence",
+            2,
+            4,
+        ),
         ("a: 1\nb: \x07\n", "character U+0007 is not allowed in YAML", 2, 4),
         ("a: \ud800\n", "character U+D800 is not allowed in YAML", 1, 4),
         ("a: !!int x\n", "invalid !!int value 'x'", 1, 4),
@@ -348,8 +352,9 @@ def test_unsafe_and_unsupported_tags_are_refused(text, tag, col, monkeypatch):
 
     monkeypatch.setattr(os, "system", boom)
     diag = only(error_of(text))
-    assert diag.message == (f"tag {tag!r} is not allowed in a spec "
-                            "(only strings, numbers, booleans, null, lists and mappings)")
+    assert diag.message == (
+        f"tag {tag!r} is not allowed in a spec (only strings, numbers, booleans, null, lists and mappings)"
+    )
     assert diag.location == Location("spec.yaml", 1, col)
 
 
@@ -398,7 +403,7 @@ def test_many_values_without_aliases_under_the_limit_load(backend):
 @pytest.mark.parametrize("depth", [150, 100_000])
 def test_deep_flow_nesting_is_an_error_not_recursion_error(depth):
     diag = only(error_of("a: " + "[" * depth + "]" * depth + "\n"))
-    if diag.message.startswith("invalid YAML"):     # libyaml >= 0.2.6 (PyYAML 6.0.4) stops deep flows itself
+    if diag.message.startswith("invalid YAML"):  # libyaml >= 0.2.6 (PyYAML 6.0.4) stops deep flows itself
         assert "maximum nesting depth" in diag.message
         return
     assert diag.message == "nesting deeper than 100 levels"
@@ -460,8 +465,7 @@ def test_load_file_directory(tmp_path):
     assert only(info.value).message in ("is a directory, not a spec file", "permission denied")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root can read files without permission")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read files without permission")
 def test_load_file_unreadable(tmp_path):
     path = tmp_path / "secret.yaml"
     path.write_text("a: 1\n")
@@ -532,8 +536,29 @@ def test_import_is_light(backend):
 _YAMLISH = st.lists(
     st.sampled_from(
         list(" \n-:[]{},&*!<>|#'\"abcx01.=~?%@`\t\r\\")
-        + ["<<", "&a", "*a", "&b", "*b", "!!int", "!!str", "!!python/name:os.system", "!x",
-           "---", "...", "\ufeff", "\x85", "\u2028", "é", "\x00", "  ", "\n  ", "\n- ", "a: ", "2020-01-01"]
+        + [
+            "<<",
+            "&a",
+            "*a",
+            "&b",
+            "*b",
+            "!!int",
+            "!!str",
+            "!!python/name:os.system",
+            "!x",
+            "---",
+            "...",
+            "\ufeff",
+            "\x85",
+            "\u2028",
+            "é",
+            "\x00",
+            "  ",
+            "\n  ",
+            "\n- ",
+            "a: ",
+            "2020-01-01",
+        ]
     ),
     max_size=40,
 ).map("".join)
@@ -545,8 +570,7 @@ _ANY_TEXT = (
     | st.binary().map(lambda b: b.decode("latin-1"))
 )
 
-_PROPERTY = settings(max_examples=300, deadline=None,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+_PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @_PROPERTY
@@ -564,8 +588,9 @@ def test_load_string_returns_document_or_raises_spec_error(text):
 
 
 _SCALAR = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
-_DATA = st.recursive(_SCALAR, lambda kids: st.lists(kids, max_size=4)
-                     | st.dictionaries(st.text(), kids, max_size=4), max_leaves=20)
+_DATA = st.recursive(
+    _SCALAR, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(), kids, max_size=4), max_leaves=20
+)
 
 
 @pytest.mark.slow
@@ -596,15 +621,16 @@ def test_diagnostic_and_location_str():
 
 
 def test_spec_error_sorts_and_formats():
-    err = SpecError([
-        Diagnostic("third", Location("b.yaml", 1, 1)),
-        Diagnostic("second", Location("a.yaml", 2, 1)),
-        Diagnostic("first", Location("a.yaml", 1, 9)),
-        Diagnostic("general"),
-    ])
+    err = SpecError(
+        [
+            Diagnostic("third", Location("b.yaml", 1, 1)),
+            Diagnostic("second", Location("a.yaml", 2, 1)),
+            Diagnostic("first", Location("a.yaml", 1, 9)),
+            Diagnostic("general"),
+        ]
+    )
     assert [d.message for d in err.diagnostics] == ["general", "first", "second", "third"]
-    assert str(err) == ("error: general\na.yaml:1:9: error: first\n"
-                        "a.yaml:2:1: error: second\nb.yaml:1:1: error: third")
+    assert str(err) == ("error: general\na.yaml:1:9: error: first\na.yaml:2:1: error: second\nb.yaml:1:1: error: third")
 
 
 def test_spec_error_at_and_single_diagnostic():
@@ -641,10 +667,14 @@ def test_format_text():
 def test_format_json():
     lines = format_diagnostics(DIAGS, "json").split("\n")
     assert [json.loads(line) for line in lines] == [
-        {"file": "specs/a,b.yaml", "line": 3, "col": 5, "severity": "error",
-         "message": "unknown key 'lrr'; did you mean 'lr'?"},
-        {"file": "c:/x.yaml", "line": 1, "col": 1, "severity": "warning",
-         "message": "100% sure:\nline two\r"},
+        {
+            "file": "specs/a,b.yaml",
+            "line": 3,
+            "col": 5,
+            "severity": "error",
+            "message": "unknown key 'lrr'; did you mean 'lr'?",
+        },
+        {"file": "c:/x.yaml", "line": 1, "col": 1, "severity": "warning", "message": "100% sure:\nline two\r"},
         {"file": None, "line": None, "col": None, "severity": "error", "message": "no place"},
     ]
     assert list(json.loads(lines[0])) == ["file", "line", "col", "severity", "message"]

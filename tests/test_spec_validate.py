@@ -5,10 +5,10 @@ tests/data/bad_specs/NAME.yaml holds a broken spec and NAME.expected the exact o
 """
 
 import pytest
-
 from conftest import ROOT
-from specgrad.spec import check_spec, load_spec
+
 from specgrad.base.diagnostics import format_diagnostics
+from specgrad.spec import check_spec, load_spec
 
 BAD = ROOT / "tests" / "data" / "bad_specs"
 CASES = sorted(p.stem for p in BAD.glob("*.yaml") if not p.name.startswith("_"))
@@ -40,9 +40,9 @@ def test_broken_loss_still_checks_the_model(tmp_path):
     spec.write_text((BAD / "shape_mismatch.yaml").read_text().replace("loss: sse", "loss: {type: sse, targte: y}"))
     _, diags = check_spec(spec)
     assert [d.message.split(";")[0] for d in diags] == [
-        "node 'y_hat': matmul of [B, 3] by [4, 8]: inner dimensions 3 and 4 differ ('h' is [B, 3], from "
-        f"{spec}:11:10",
-        "unknown key 'targte' in loss"]
+        f"node 'y_hat': matmul of [B, 3] by [4, 8]: inner dimensions 3 and 4 differ ('h' is [B, 3], from {spec}:11:10",
+        "unknown key 'targte' in loss",
+    ]
 
 
 def test_loss_target_dtype_is_checked_against_the_data(monkeypatch, tmp_path):
@@ -60,10 +60,14 @@ def test_loss_target_dtype_is_checked_against_the_data(monkeypatch, tmp_path):
         ok, diags = check_spec(spec)
         assert not ok and [str(d) for d in diags] == [
             f"{spec}:27:7: error: loss 'labels_loss' needs integer class labels as its target, but field 'y' of "
-            "data source 'synthetic' holds real values"]
-        spec.write_text((ROOT / "models" / "poly.yaml").read_text().replace("loss: sse", "loss: {type: sse, target: z}"))
+            "data source 'synthetic' holds real values"
+        ]
+        spec.write_text(
+            (ROOT / "models" / "poly.yaml").read_text().replace("loss: sse", "loss: {type: sse, target: z}")
+        )
         assert [d.message for d in check_spec(spec)[1]] == [
-            "the loss target 'z' is not a field of data source 'synthetic' (it has x, y)"]
+            "the loss target 'z' is not a field of data source 'synthetic' (it has x, y)"
+        ]
     finally:
         validate.validator.cache_clear()
 
@@ -83,13 +87,15 @@ def test_a_loss_that_is_not_a_scalar_is_an_error(monkeypatch, tmp_path):
 
     def squared_errors():
         return Loss(lambda pred, target: pred.graph.apply("square", pred - target))
+
     monkeypatch.setitem(LOSSES.entries, "squared_errors", Component("squared_errors", squared_errors, {}, (), ""))
     validate.validator.cache_clear()
     try:
         spec = tmp_path / "spec.yaml"
         spec.write_text((ROOT / "models" / "poly.yaml").read_text().replace("loss: sse", "loss: squared_errors"))
         assert [str(d) for d in check_spec(spec)[1]] == [
-            f"{spec}:27:7: error: the loss must be a scalar, got shape [B]"]
+            f"{spec}:27:7: error: the loss must be a scalar, got shape [B]"
+        ]
     finally:
         validate.validator.cache_clear()
 
@@ -119,7 +125,7 @@ def test_a_broken_train_section_is_a_located_error_not_a_crash(tmp_path):
     for value in ("null", "5"):
         spec = tmp_path / "spec.yaml"
         text = (ROOT / "models" / "poly.yaml").read_text()
-        spec.write_text(text[:text.index("train:")] + f"train: {value}\n")
+        spec.write_text(text[: text.index("train:")] + f"train: {value}\n")
         assert check_spec(spec)[1], value
 
 
@@ -127,14 +133,17 @@ def test_missing_keys_are_reported_once_each(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("specgrad: 1\nname: m\n")
     assert [d.message for d in check_spec(spec)[1]] == [
-        f"missing key '{k}' in the spec" for k in ("data", "model", "loss", "optimizer", "train")]
+        f"missing key '{k}' in the spec" for k in ("data", "model", "loss", "optimizer", "train")
+    ]
 
 
 def test_nan_and_inf_settings_are_errors():
     ok, diags = check_spec(ROOT / "models" / "poly.yaml", ["optimizer.lr=.nan", "train.clip={max_norm: .inf}"])
     assert not ok
-    assert {d.message for d in diags} >= {"optimizer.lr must be a finite number, got nan",
-                                          "train.clip.max_norm must be a finite number, got inf"}
+    assert {d.message for d in diags} >= {
+        "optimizer.lr must be a finite number, got nan",
+        "train.clip.max_norm must be a finite number, got inf",
+    }
 
 
 def test_a_node_named_like_a_parameter_says_so(tmp_path):

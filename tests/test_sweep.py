@@ -1,5 +1,6 @@
 """Sweep files (located errors, every point checked before anything runs) and `specgrad sweep` (trials as run
 directories, resumable after SIGKILL at any moment, nothing counted twice)."""
+
 import json
 import os
 import random
@@ -49,26 +50,34 @@ def errors(path):
 
 
 def test_schema_file_is_generated_from_the_registries():
-    assert json.loads((ROOT / "schemas" / "sweep.schema.json").read_text()) == sweep_schema(), \
+    assert json.loads((ROOT / "schemas" / "sweep.schema.json").read_text()) == sweep_schema(), (
         "regenerate with: specgrad schema --sweep > schemas/sweep.schema.json"
+    )
     assert json.loads(run_cli("schema", "--sweep").stdout) == sweep_schema()
 
 
 def test_sweep_schema_offers_exactly_the_registered_samplers_and_pruners():
     from specgrad.run.sweep.options import PRUNERS, SAMPLERS
     from tests.test_schema import named_enums
+
     assert named_enums(sweep_schema()) == {"sampler": set(SAMPLERS.names()), "pruner": set(PRUNERS.names())}
-    for name in SAMPLERS.names():       # each makes the Optuna sampler it names (cmaes and gp may lack a package)
+    for name in SAMPLERS.names():  # each makes the Optuna sampler it names (cmaes and gp may lack a package)
         if name not in ("cmaes", "gp"):
             assert "Sampler" in type(SAMPLERS.create({"type": name}, space={"a": [1, 2]})).__name__
     for name in PRUNERS.names():
-        settings = {"type": name, **({"percentile": 50} if name == "percentile" else {}),
-                    **({"patience": 2} if name == "patient" else {}), **({"lower": 0} if name == "threshold" else {})}
+        settings = {
+            "type": name,
+            **({"percentile": 50} if name == "percentile" else {}),
+            **({"patience": 2} if name == "patient" else {}),
+            **({"lower": 0} if name == "threshold" else {}),
+        }
         assert "Pruner" in type(PRUNERS.create(settings)).__name__
 
 
 def test_every_grid_point_is_checked_and_a_breaking_width_is_named_with_its_place(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 sweep: 1
 spec: base.yaml
 params:
@@ -76,7 +85,8 @@ params:
   optimizer.lr: {choice: [1.0e-3, 1.0e-2]}
 objective: {metric: val.loss, mode: min}
 sampler: grid
-""")
+""",
+    )
     assert len(points(load_sweep(path))[0]) == 6
     ok, found = errors(path)
     assert not ok
@@ -89,23 +99,27 @@ sampler: grid
 
 
 def test_range_corners_are_checked_at_the_sweep_files_line(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 sweep: 1
 spec: base.yaml
 params:
   optimizer.lr: {float: [1.0e-4, 1.0e-1], log: true}
   optimizer.momentum: {float: [0.0, 1.5]}
 objective: {metric: val.loss, mode: min}
-""")
+""",
+    )
     ok, found = errors(path)
     assert not ok
     # the upper corner of momentum, at its place in the sweep file; the lr corners are fine
-    assert found == ["5:23: optimizer.momentum must be < 1, got 1.5 [with optimizer.lr=0.0001, "
-                     "optimizer.momentum=1.5]"]
+    assert found == ["5:23: optimizer.momentum must be < 1, got 1.5 [with optimizer.lr=0.0001, optimizer.momentum=1.5]"]
 
 
 def test_sweep_file_errors_are_located_and_all_reported(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 sweep: 1
 spec: base.yaml
 params:
@@ -117,7 +131,8 @@ objective: {metric: val.loss, mode: min}
 sampler: {type: tpe, n_startup: 3}
 pruner: threshold
 trials: 0
-""")
+""",
+    )
     ok, found = errors(path)
     assert not ok
     text = "\n".join(found)
@@ -134,13 +149,16 @@ trials: 0
 
 
 def test_objective_and_pruner_are_checked_against_the_base_spec(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 sweep: 1
 spec: base.yaml
 params: {optimizer.lr: {float: [1.0e-4, 1.0e-1]}}
 objective: {metric: test.accuracy, mode: max}
 pruner: median
-""")
+""",
+    )
     ok, found = errors(path)
     text = "\n".join(found)
     assert "4:21: the objective test.accuracy needs a test split" in text
@@ -151,8 +169,11 @@ pruner: median
 def test_validate_command_checks_sweep_files_and_the_examples(tmp_path):
     r = run_cli("validate", ROOT / "models" / "sweeps")
     assert r.returncode == 0, r.stderr + r.stdout
-    path = write(tmp_path, "sweep: 1\nspec: missing.yaml\nparams: {optimizer.lr: {choice: [1]}}\n"
-                           "objective: {metric: val.loss, mode: min}\n")
+    path = write(
+        tmp_path,
+        "sweep: 1\nspec: missing.yaml\nparams: {optimizer.lr: {choice: [1]}}\n"
+        "objective: {metric: val.loss, mode: min}\n",
+    )
     r = run_cli("validate", path)
     assert r.returncode == 1 and f"{path}:2:7: error: no such spec file 'missing.yaml'" in r.stdout
     assert "Traceback" not in r.stderr
@@ -181,7 +202,8 @@ def test_sweep_runs_each_trial_as_an_ordinary_run_directory(tmp_path):
     assert "4 completed, 0 pruned, 0 failed of 4 trials" in r.stdout
     trials = study_trials(tmp_path / "out")
     assert sorted(tuple(sorted(t.params.items())) for t in trials) == sorted(
-        tuple(sorted({"optimizer.lr": lr, "optimizer.type": o}.items())) for lr in (1e-3, 3e-3) for o in ("sgd", "adam"))
+        tuple(sorted({"optimizer.lr": lr, "optimizer.type": o}.items())) for lr in (1e-3, 3e-3) for o in ("sgd", "adam")
+    )
     for t in trials:
         run = tmp_path / "out" / t.user_attrs["run_dir"]
         spec = yaml.safe_load((run / "spec.yaml").read_text())
@@ -198,9 +220,24 @@ def test_sweep_runs_each_trial_as_an_ordinary_run_directory(tmp_path):
 
 
 def _sweep_process(path, out, workers=2):
-    return subprocess.Popen([sys.executable, "-m", "specgrad.cli", "sweep", str(path), "--workers", str(workers),
-                             "--dir", str(out), "--quiet"], cwd=path.parent, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "specgrad.cli",
+            "sweep",
+            str(path),
+            "--workers",
+            str(workers),
+            "--dir",
+            str(out),
+            "--quiet",
+        ],
+        cwd=path.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def _final_records(out: Path):
@@ -210,8 +247,10 @@ def _final_records(out: Path):
         if t.state == optuna.trial.TrialState.COMPLETE:
             key = tuple(sorted(t.params.items()))
             assert key not in result, f"{key} completed twice"
-            steps = [json.loads(line)["step"] for line in
-                     (out / t.user_attrs["run_dir"] / "metrics.jsonl").read_text().splitlines()]
+            steps = [
+                json.loads(line)["step"]
+                for line in (out / t.user_attrs["run_dir"] / "metrics.jsonl").read_text().splitlines()
+            ]
             result[key] = (t.value, steps)
     return result
 
@@ -224,6 +263,7 @@ def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path)
     assert len(expected) == 4
 
     out, rng = tmp_path / "killed", random.Random(int(os.environ.get("SWEEP_KILL_SEED", "0")))
+
     def in_progress():
         return [d for d in out.glob("trial-*") if (d / "checkpoints").is_dir() and not (d / "summary.json").exists()]
 
@@ -238,7 +278,7 @@ def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path)
         time.sleep(rng.uniform(0.2, 4.0) if kill == 0 else rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        time.sleep(0.2)           # the workers die with it (PR_SET_PDEATHSIG)
+        time.sleep(0.2)  # the workers die with it (PR_SET_PDEATHSIG)
     r = run_cli("sweep", path, "--workers", "2", "--dir", out, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "4 completed, 0 pruned, 0 failed of 4 trials" in r.stdout
@@ -251,15 +291,18 @@ def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path)
     # the kills did interrupt trials, whose retries resumed the same run directories
     trials = study_trials(out)
     retries = [t for t in trials if t.user_attrs.get("retry_of") is not None]
-    assert retries and all(t.user_attrs["run_dir"] == trials[t.user_attrs["retry_of"]].user_attrs["run_dir"]
-                           for t in retries)
+    assert retries and all(
+        t.user_attrs["run_dir"] == trials[t.user_attrs["retry_of"]].user_attrs["run_dir"] for t in retries
+    )
     # every run directory belongs to exactly one completed trial
     completed = [t.user_attrs["run_dir"] for t in trials if t.state.name == "COMPLETE"]
     assert len(set(completed)) == 4 == len([p for p in out.glob("trial-*") if (p / "summary.json").exists()])
 
 
 def test_pruning_stops_bad_trials_with_a_pruned_run_directory(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 sweep: 1
 spec: base.yaml
 params:
@@ -267,7 +310,9 @@ params:
 objective: {metric: val.loss, mode: min}
 sampler: grid
 pruner: {type: median, n_startup_trials: 1}
-""", steps=400)
+""",
+        steps=400,
+    )
     r = run_cli("sweep", path, "--workers", "1", "--dir", tmp_path / "out", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     trials = study_trials(tmp_path / "out")
@@ -281,10 +326,17 @@ pruner: {type: median, n_startup_trials: 1}
 
 def test_a_missing_optuna_is_an_error_naming_the_extra(tmp_path):
     path = write(tmp_path, GRID)
-    code = ("import sys; sys.modules['optuna'] = None\n"
-            "from specgrad.cli import main; sys.argv = ['specgrad', 'sweep', %r]; main()" % str(path))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys; sys.modules['optuna'] = None\n"
+        f"from specgrad.cli import main; sys.argv = ['specgrad', 'sweep', {str(path)!r}]; main()"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 1
     assert "pip install 'specgrad[sweep]'" in r.stderr and "Traceback" not in r.stderr
 
@@ -294,27 +346,31 @@ def test_sweep_refuses_a_bad_point_before_running_anything(tmp_path):
     r = run_cli("sweep", path, "--dir", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{path}:4:17: error: optimizer.lr must be > 0, got -1.0" in r.stderr
-    assert not (tmp_path / "out").exists()          # no study, no trial: nothing ran
+    assert not (tmp_path / "out").exists()  # no study, no trial: nothing ran
 
 
 def test_a_trial_killed_before_it_named_its_run_directory_is_retried_at_its_grid_point(tmp_path):
     """The narrowest window: asked (RUNNING, its grid point chosen) but killed before recording anything."""
     from specgrad.run.sweep.study import default_storage, repair_owned
     from specgrad.run.sweep.worker import Worker
+
     path = write(tmp_path, GRID, steps=20)
     out = tmp_path / "out"
     out.mkdir()
     worker = Worker(load_sweep(path), out, default_storage(out), 4)
-    orphan = worker.next_trial()                        # ... and the worker dies here
-    assert repair_owned(worker.study) == 1              # what the next `specgrad sweep` does first
+    orphan = worker.next_trial()  # ... and the worker dies here
+    assert repair_owned(worker.study) == 1  # what the next `specgrad sweep` does first
     assert worker.loop() == 4
     trials = worker.study.get_trials()
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     points = sorted(tuple(sorted(t.params.items())) for t in complete)
-    assert len(points) == 4 and len(set(points)) == 4   # every grid point once, none twice
+    assert len(points) == 4 and len(set(points)) == 4  # every grid point once, none twice
     [retry] = [t for t in complete if t.user_attrs.get("retry_of") == orphan.number]
-    assert retry.user_attrs["run_dir"] == "trial-0000" and retry.system_attrs["grid_id"] == \
-        next(t for t in trials if t.number == orphan.number).system_attrs["grid_id"]
+    assert (
+        retry.user_attrs["run_dir"] == "trial-0000"
+        and retry.system_attrs["grid_id"]
+        == next(t for t in trials if t.number == orphan.number).system_attrs["grid_id"]
+    )
 
 
 def test_progress_view_lines_and_live_table(tmp_path):
@@ -323,15 +379,23 @@ def test_progress_view_lines_and_live_table(tmp_path):
 
     from specgrad.run.sweep.progress import SweepView
     from specgrad.run.sweep.study import tally
+
     sweep = load_sweep(write(tmp_path, GRID))
     dist = {"optimizer.lr": FloatDistribution(1e-4, 1.0)}
-    trials = [create_trial(state=TrialState.COMPLETE, value=0.5, params={"optimizer.lr": 0.001}, distributions=dist),
-              create_trial(state=TrialState.PRUNED, params={"optimizer.lr": 0.003}, distributions=dist,
-                           intermediate_values={50: 0.9}),
-              create_trial(state=TrialState.FAIL, params={"optimizer.lr": 0.01}, distributions=dist,
-                           user_attrs={"error": "run diverged; val.loss = None"}),
-              create_trial(state=TrialState.FAIL, params={"optimizer.lr": 0.01}, distributions=dist),
-              create_trial(state=TrialState.RUNNING, params={"optimizer.lr": 0.02}, distributions=dist)]
+    trials = [
+        create_trial(state=TrialState.COMPLETE, value=0.5, params={"optimizer.lr": 0.001}, distributions=dist),
+        create_trial(
+            state=TrialState.PRUNED, params={"optimizer.lr": 0.003}, distributions=dist, intermediate_values={50: 0.9}
+        ),
+        create_trial(
+            state=TrialState.FAIL,
+            params={"optimizer.lr": 0.01},
+            distributions=dist,
+            user_attrs={"error": "run diverged; val.loss = None"},
+        ),
+        create_trial(state=TrialState.FAIL, params={"optimizer.lr": 0.01}, distributions=dist),
+        create_trial(state=TrialState.RUNNING, params={"optimizer.lr": 0.02}, distributions=dist),
+    ]
     for number, t in enumerate(trials):
         t.number = number
     counts = tally(trials, 4)
@@ -340,11 +404,13 @@ def test_progress_view_lines_and_live_table(tmp_path):
     lines = []
     view = SweepView(sweep, lines.append, live=False)
     view.update(trials, counts, best)
-    view.update(trials, counts, best)           # each trial's end is printed once
+    view.update(trials, counts, best)  # each trial's end is printed once
     assert [line.split("  |")[0] for line in lines] == [
-        "trial 0 completed, val.loss 0.5 (optimizer.lr=0.001)", "trial 1 pruned at step 50 (optimizer.lr=0.003)",
+        "trial 0 completed, val.loss 0.5 (optimizer.lr=0.001)",
+        "trial 1 pruned at step 50 (optimizer.lr=0.003)",
         "trial 2 failed: run diverged; val.loss = None (optimizer.lr=0.01)",
-        "trial 3 interrupted, to be resumed (optimizer.lr=0.01)"]
+        "trial 3 interrupted, to be resumed (optimizer.lr=0.01)",
+    ]
     assert lines[0].endswith("3/4 finished (1 completed, 1 pruned, 1 failed), 1 running; best val.loss 0.5 (trial 0)")
-    with SweepView(sweep, lines.append, live=True) as live:     # the terminal's table renders the same trials
+    with SweepView(sweep, lines.append, live=True) as live:  # the terminal's table renders the same trials
         live.update(trials, counts, best)

@@ -1,5 +1,6 @@
 """train.tensorboard: event files read back with TensorBoard's own reader hold exactly metrics.jsonl's values,
 once per step, also after a resume."""
+
 import json
 import os
 import shutil
@@ -13,8 +14,18 @@ from tests.conftest import MODELS, ROOT, run_cli
 pytest.importorskip("tensorboardX", reason="needs the specgrad[tensorboard] extra")
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
-SETTINGS = ["--set", "train.steps=40", "--set", "train.tensorboard=true", "--set", "data.split.val=0.2",
-            "--set", "train.validation.every=10", "--set", "train.checkpoint.every=20"]
+SETTINGS = [
+    "--set",
+    "train.steps=40",
+    "--set",
+    "train.tensorboard=true",
+    "--set",
+    "data.split.val=0.2",
+    "--set",
+    "train.validation.every=10",
+    "--set",
+    "train.checkpoint.every=20",
+]
 
 
 def scalars(run_dir):
@@ -55,20 +66,24 @@ def test_a_resumed_run_rewrites_the_steps_past_its_checkpoint_once(tmp_path):
     run = tmp_path / "run"
     assert run_cli("train", MODELS / "poly.yaml", *SETTINGS, "--run-dir", run, "--quiet").returncode == 0
     full = scalars(run)
-    shutil.rmtree(run / "checkpoints" / "step-00000040")      # as if killed after logging step 40, saved at 20
+    shutil.rmtree(run / "checkpoints" / "step-00000040")  # as if killed after logging step 40, saved at 20
     (run / "summary.json").unlink()
     r = run_cli("train", run / "spec.yaml", "--resume", "--run-dir", run, "--quiet")
     assert r.returncode == 0, r.stderr
     again = scalars(run)
     assert_same(again, expected(run))
-    assert again == full           # bit-exact resume: the same curves, each step once
+    assert again == full  # bit-exact resume: the same curves, each step once
 
 
 def test_a_missing_extra_is_a_located_error_naming_it(tmp_path):
-    code = ("import sys; sys.modules['tensorboardX'] = None\n"
-            "from specgrad.cli import main; sys.argv = ['specgrad', 'train', %r, %s, '--run-dir', %r]; main()"
-            % (str(MODELS / "poly.yaml"), ", ".join(repr(s) for s in SETTINGS), str(tmp_path / "run")))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys; sys.modules['tensorboardX'] = None\n"
+        "from specgrad.cli import main; sys.argv = ['specgrad', 'train', {!r}, {}, '--run-dir', {!r}]; main()".format(
+            str(MODELS / "poly.yaml"), ", ".join(repr(s) for s in SETTINGS), str(tmp_path / "run")
+        )
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "--set train.tensorboard=true:1:" in r.stderr and "pip install 'specgrad[tensorboard]'" in r.stderr

@@ -1,6 +1,7 @@
 """The thread policy (specgrad/run/threads.py): its decisions from a plan's products, the user's environment
 variables, the spec's train.threads, limit() and MPI; and that a run applies it. Speed is not asserted here:
 benchmarks/run.py measures it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ from specgrad.run.trainer import Hooks, Trainer
 from specgrad.spec import load_mapping, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-CLEAN = {}                       # an environment without thread variables
+CLEAN = {}  # an environment without thread variables
 DIGITS = [(1, 64, 64, 128), (1, 64, 128, 128), (1, 64, 128, 10)] * 2
 WIDE = [(1, 256, 784, 512), (1, 256, 512, 512), (1, 256, 512, 10), (1, 784, 256, 512), (1, 512, 256, 512)]
 
@@ -34,9 +35,9 @@ def blas_threads() -> int:
 def test_small_products_get_one_thread_large_ones_every_cpu():
     assert threads.decide(DIGITS, environ=CLEAN, cpus=8).threads == 1
     assert threads.decide(WIDE, environ=CLEAN, cpus=2).threads == 2
-    assert threads.decide(WIDE, environ=CLEAN, cpus=64).threads == 12       # 205 MFLOP / 16 MFLOP a thread
-    assert threads.decide([], environ=CLEAN, cpus=4).threads is None        # no products: nothing to limit
-    assert threads.decide([], 2, environ=CLEAN, cpus=4).threads == 2        # unless the spec asks
+    assert threads.decide(WIDE, environ=CLEAN, cpus=64).threads == 12  # 205 MFLOP / 16 MFLOP a thread
+    assert threads.decide([], environ=CLEAN, cpus=4).threads is None  # no products: nothing to limit
+    assert threads.decide([], 2, environ=CLEAN, cpus=4).threads == 2  # unless the spec asks
 
 
 def test_typical_product_is_the_flop_weighted_median():
@@ -51,7 +52,7 @@ def test_user_environment_wins_over_everything(var):
     for setting in ("auto", 1, 3):
         d = threads.decide(WIDE, setting, environ={var: "3"}, cpus=2)
         assert d.threads is None and var in d.reason
-    assert threads.decide(WIDE, environ={var: " "}, cpus=2).threads == 2    # blank: not set
+    assert threads.decide(WIDE, environ={var: " "}, cpus=2).threads == 2  # blank: not set
 
 
 def test_spec_setting_is_capped_by_the_cpus():
@@ -75,7 +76,7 @@ def test_limit_caps_decisions_and_blas_and_restores_both(monkeypatch):
             assert blas_threads() == 1
             assert threads.decide(WIDE, environ=CLEAN, cpus=2).threads == 1
             assert threads.decide(WIDE, 2, environ=CLEAN, cpus=2).threads == 1
-            with threads.limit(4):                   # an inner limit never raises an outer one
+            with threads.limit(4):  # an inner limit never raises an outer one
                 assert threads.decide(WIDE, environ=CLEAN, cpus=8).threads == 1
         assert blas_threads() == 2
         assert threads.decide(WIDE, environ=CLEAN, cpus=2).threads == 2
@@ -93,15 +94,24 @@ def test_applied_sets_and_restores_blas_threads():
 
 
 def test_the_plan_declares_its_products(monkeypatch, tmp_path):
-    data = tmp_path / "wide.npz"               # validate checks that the data file is there (never read here)
+    data = tmp_path / "wide.npz"  # validate checks that the data file is there (never read here)
     np.savez(data, x=np.zeros((4, 784), np.float32), y=np.zeros(4, np.int64))
     spec = load_spec(ROOT / "benchmarks/specs/wide.yaml", [f"data.path={data}"], roots=[tmp_path])
     plan = spec.model.plan([spec.model.loss, *spec.model.grads])
     got = sorted(plan.products({"B": 32}))
     # forward x@w1, h1@w2, h2@w3; weight gradients x.T@g (3); input gradients g@w.T for layers 3 and 2
-    want = sorted([(1, 32, 784, 512), (1, 32, 512, 512), (1, 32, 512, 10),
-                   (1, 784, 32, 512), (1, 512, 32, 512), (1, 512, 32, 10),
-                   (1, 32, 10, 512), (1, 32, 512, 512)])
+    want = sorted(
+        [
+            (1, 32, 784, 512),
+            (1, 32, 512, 512),
+            (1, 32, 512, 10),
+            (1, 784, 32, 512),
+            (1, 512, 32, 512),
+            (1, 512, 32, 10),
+            (1, 32, 10, 512),
+            (1, 32, 512, 512),
+        ]
+    )
     assert got == want
     # each declared product is a matmul the plan runs: record them while the plan runs
     calls = []
@@ -130,11 +140,21 @@ def _spec(threads_setting=None, width=8):
     train = {"steps": 3, "batch_size": 16}
     if threads_setting is not None:
         train["threads"] = threads_setting
-    return {"specgrad": 1, "name": "t", "seed": 0,
-            "data": {"source": "synthetic", "function": "sin(3*x)", "x": {"low": -1, "high": 1}, "n": 32},
-            "model": {"inputs": {"x": []}, "params": {"w": {"shape": [width], "init": "zeros"}},
-                      "nodes": [{"y_hat": "powers(x, 7) @ w"}], "output": "y_hat"},
-            "loss": "sse", "optimizer": {"type": "sgd", "lr": 1e-3}, "train": train}
+    return {
+        "specgrad": 1,
+        "name": "t",
+        "seed": 0,
+        "data": {"source": "synthetic", "function": "sin(3*x)", "x": {"low": -1, "high": 1}, "n": 32},
+        "model": {
+            "inputs": {"x": []},
+            "params": {"w": {"shape": [width], "init": "zeros"}},
+            "nodes": [{"y_hat": "powers(x, 7) @ w"}],
+            "output": "y_hat",
+        },
+        "loss": "sse",
+        "optimizer": {"type": "sgd", "lr": 1e-3},
+        "train": train,
+    }
 
 
 def test_trainer_applies_its_decision_during_the_loop_only(tmp_path, monkeypatch):
@@ -142,8 +162,9 @@ def test_trainer_applies_its_decision_during_the_loop_only(tmp_path, monkeypatch
         monkeypatch.delenv(var, raising=False)
     seen = []
     with threadpool_limits(2, user_api="blas"):
-        trainer = Trainer(load_mapping(_spec(1)), tmp_path / "a",
-                          hooks=Hooks(on_step=lambda step, loss: seen.append(blas_threads())))
+        trainer = Trainer(
+            load_mapping(_spec(1)), tmp_path / "a", hooks=Hooks(on_step=lambda step, loss: seen.append(blas_threads()))
+        )
         summary = trainer.run()
         assert blas_threads() == 2
     assert seen == [1, 1, 1]
@@ -169,9 +190,26 @@ def test_cli_train_respects_an_environment_variable(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in threads.ENV_VARS}
     env["OPENBLAS_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-m", "specgrad.cli", "train", str(ROOT / "models/poly.yaml"),
-                           "--run-dir", str(tmp_path / "run"), "--quiet", "--set", "train.steps=5",
-                           "--set", "train.threads=2"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "specgrad.cli",
+            "train",
+            str(ROOT / "models/poly.yaml"),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--quiet",
+            "--set",
+            "train.steps=5",
+            "--set",
+            "train.threads=2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["threads"] == {"blas": None, "why": "OPENBLAS_NUM_THREADS=1 is set: BLAS keeps it"}

@@ -3,13 +3,14 @@
 The examples train in-process with one BLAS thread: their matrices are small, and on a busy two-core
 machine OpenBLAS threads cost far more in synchronisation than they gain (about 20x on mlp_digits).
 """
+
 import json
 
 import numpy as np
 import pytest
+from conftest import MODELS
 from threadpoolctl import threadpool_limits
 
-from conftest import MODELS
 from specgrad.data.prepare import prepare_data
 from specgrad.run.trainer import Trainer
 from specgrad.spec import load_spec
@@ -42,15 +43,16 @@ def test_every_example_trains_and_learns(name, tmp_path):
     _, summary = train(name, tmp_path, SHORT.get(name, ()))
     assert summary["status"] == "completed"
     first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
-    assert summary["train"]["loss"] < first["loss"]                      # it learned something
+    assert summary["train"]["loss"] < first["loss"]  # it learned something
 
 
 def test_linear_regression_reaches_the_least_squares_fit(tmp_path):
     spec, summary = train("linear_regression.yaml", tmp_path)
-    splits = prepare_data(spec).splits                                  # the run's split and standardization
+    splits = prepare_data(spec).splits  # the run's split and standardization
 
     def with_intercept(x):
         return np.column_stack([x, np.ones(len(x))])
+
     coef = np.linalg.lstsq(with_intercept(splits["train"]["x"]), splits["train"]["y"], rcond=None)[0]
     pred, y = with_intercept(splits["test"]["x"]) @ coef, splits["test"]["y"]
     r2_closed_form = 1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)
@@ -59,5 +61,5 @@ def test_linear_regression_reaches_the_least_squares_fit(tmp_path):
 
 @pytest.mark.slow
 def test_digits_mlp_reaches_97_percent_test_accuracy(tmp_path):
-    _, summary = train("mlp_digits.yaml", tmp_path)                    # the full run (1200 steps)
+    _, summary = train("mlp_digits.yaml", tmp_path)  # the full run (1200 steps)
     assert summary["test"]["accuracy"] >= 0.97

@@ -2,34 +2,37 @@
 initializers, data sources. Each entry declares, beside its implementation, the JSON Schema of its
 settings; the spec schema is generated from these entries, so the schema and the code cannot drift.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass(frozen=True)
 class Component:
     name: str
     factory: Callable
-    properties: dict          # setting -> JSON Schema
+    properties: dict  # setting -> JSON Schema
     required: tuple
     doc: str
-    meta: dict = field(default_factory=dict)   # static facts checks can use: a loss's target dtype, a source's fields
+    meta: dict = field(default_factory=dict)  # static facts checks can use: a loss's target dtype, a source's fields
 
 
 @dataclass
 class Registry:
-    kind: str                 # "optimizer", "loss", ...: used in messages ("unknown optimizer 'sdg'")
-    tag: str = "type"         # the key that names the entry
-    common: dict = field(default_factory=dict)   # settings every entry accepts, handled by the caller
+    kind: str  # "optimizer", "loss", ...: used in messages ("unknown optimizer 'sdg'")
+    tag: str = "type"  # the key that names the entry
+    common: dict = field(default_factory=dict)  # settings every entry accepts, handled by the caller
     entries: dict = field(default_factory=dict)
 
     def register(self, name: str, properties: dict | None = None, required=(), **meta) -> Callable:
         def deco(factory):
-            self.entries[name] = Component(name, factory, properties or {}, tuple(required),
-                                           (factory.__doc__ or "").strip().split("\n")[0], meta)
+            self.entries[name] = Component(
+                name, factory, properties or {}, tuple(required), (factory.__doc__ or "").strip().split("\n")[0], meta
+            )
             return factory
+
         return deco
 
     def __getitem__(self, name) -> Component:
@@ -54,18 +57,25 @@ class Registry:
             "required": [self.tag],
             "properties": {self.tag: {"title": self.kind, "enum": self.names()}},
             "allOf": [
-                {"if": {"properties": {self.tag: {"const": c.name}}},
-                 "then": {"properties": {self.tag: {"const": c.name}, **self.common, **c.properties},
-                          "required": list(c.required), "additionalProperties": False,
-                          **({"description": c.doc} if c.doc else {})}}
+                {
+                    "if": {"properties": {self.tag: {"const": c.name}}},
+                    "then": {
+                        "properties": {self.tag: {"const": c.name}, **self.common, **c.properties},
+                        "required": list(c.required),
+                        "additionalProperties": False,
+                        **({"description": c.doc} if c.doc else {}),
+                    },
+                }
                 for c in self.entries.values()
             ],
         }
         if not shorthand:
             return tagged
-        return {"if": {"type": "string"},
-                "then": {"title": self.kind, "enum": [c.name for c in self.entries.values() if not c.required]},
-                "else": tagged}
+        return {
+            "if": {"type": "string"},
+            "then": {"title": self.kind, "enum": [c.name for c in self.entries.values() if not c.required]},
+            "else": tagged,
+        }
 
 
 def normalize(value, tag: str = "type") -> dict:

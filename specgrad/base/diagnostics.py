@@ -52,7 +52,7 @@ def capped_history(notes: tuple) -> tuple:
     """``notes`` with at most MAX_HISTORY entries: the first ones (closest to the value) and a count."""
     if len(notes) <= MAX_HISTORY:
         return notes
-    return (*notes[:MAX_HISTORY - 1], f"and {len(notes) - MAX_HISTORY + 1} earlier places")
+    return (*notes[: MAX_HISTORY - 1], f"and {len(notes) - MAX_HISTORY + 1} earlier places")
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,10 @@ class Diagnostic:
     @property
     def text(self) -> str:
         """The message with the value's provenance and the chain that reached its file, if any."""
-        notes = [*(self.location.history if self.location is not None else ()),
-                 *(f"{how} {where}" for how, where in self.chain)]
+        notes = [
+            *(self.location.history if self.location is not None else ()),
+            *(f"{how} {where}" for how, where in self.chain),
+        ]
         text = f"{self.message} ({', '.join(notes)})" if notes else self.message
         return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "... (message cut)"
 
@@ -207,8 +209,9 @@ def format_diagnostics(diags: Iterable[Diagnostic], fmt: str) -> str:
                 problems show up as annotations on the pull request.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown diagnostics format {fmt!r}; expected one of "
-                         f"{', '.join(FORMATS)}{did_you_mean(fmt, FORMATS)}")
+        raise ValueError(
+            f"unknown diagnostics format {fmt!r}; expected one of {', '.join(FORMATS)}{did_you_mean(fmt, FORMATS)}"
+        )
     return "\n".join(_format_one(d, fmt) for d in diags)
 
 

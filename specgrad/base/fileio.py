@@ -1,6 +1,7 @@
 """Writing files so that a reader never sees half of one: shared by the run directory, the data state and
 ``predict``. (Checkpoints add fsynced folders and a manifest on top: specgrad/run/checkpoint.py.) And reading
 a run directory's small files as untrusted input: regular files only, never through a link, size-capped."""
+
 from __future__ import annotations
 
 import errno
@@ -14,9 +15,13 @@ import numpy as np
 
 def not_regular(mode: int) -> str | None:
     """What a file that is not a regular file is, for a message; None for a regular file."""
-    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
+    for test, what in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return what
     return None if stat.S_ISREG(mode) else "not a regular file"
@@ -62,7 +67,7 @@ def read_small_text(path, limit: int = MAX_SMALL_FILE) -> str:
     return head.decode("utf-8", errors="replace")
 
 
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)     # fixed, so identical arrays give byte-identical archives
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so identical arrays give byte-identical archives
 
 
 class WriteError(OSError):
@@ -84,7 +89,7 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if os.path.lexists(tmp):
-            tmp.unlink()            # a leftover of a killed writer with our pid, or something planted there
+            tmp.unlink()  # a leftover of a killed writer with our pid, or something planted there
         # O_EXCL | O_NOFOLLOW: never write through a link someone put in the run directory
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
         with open(fd, "w", encoding="utf-8") as f:
@@ -132,7 +137,7 @@ def open_regular(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise                       # callers tell "missing" from "refused"
+        raise  # callers tell "missing" from "refused"
     except OSError as exc:
         raise ReadError(exc.errno, why_refused(exc), str(path)) from None
     try:

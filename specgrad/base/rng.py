@@ -5,11 +5,12 @@ never shifts the numbers another sees, and a resumed run can restore each one in
 source itself draws from ``default_rng(data seed)`` directly, so that synthetic data matches the numpy
 code users compare with (models/poly.yaml is the article's data bit for bit).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-INIT, SHUFFLE, SPLIT, KEY = 1, 2, 3, 4        # parameter initialization, epoch order, data split, dropout keys
+INIT, SHUFFLE, SPLIT, KEY = 1, 2, 3, 4  # parameter initialization, epoch order, data split, dropout keys
 
 
 def stream(seed: int, kind: int) -> np.random.Generator:

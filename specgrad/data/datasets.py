@@ -1,5 +1,6 @@
 """Small real datasets bundled with scikit-learn (no download), behind the optional extra
 ``specgrad[datasets]``. scikit-learn is imported only when a spec asks for one of them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,24 +9,30 @@ from specgrad.data.registry import SOURCES, DataError
 
 # name -> (scikit-learn loader, whether y holds class labels)
 DATASETS = {
-    "iris": ("load_iris", True),                     # 150 flowers, 4 measurements, 3 species
-    "wine": ("load_wine", True),                     # 178 wines, 13 chemical measurements, 3 cultivars
-    "breast_cancer": ("load_breast_cancer", True),   # 569 tumours, 30 features, malignant (0) / benign (1)
-    "digits": ("load_digits", True),                 # 1797 handwritten digits as 8x8 images (64 values 0..16)
-    "diabetes": ("load_diabetes", False),            # 442 patients, 10 features, disease progression after a year
+    "iris": ("load_iris", True),  # 150 flowers, 4 measurements, 3 species
+    "wine": ("load_wine", True),  # 178 wines, 13 chemical measurements, 3 cultivars
+    "breast_cancer": ("load_breast_cancer", True),  # 569 tumours, 30 features, malignant (0) / benign (1)
+    "digits": ("load_digits", True),  # 1797 handwritten digits as 8x8 images (64 values 0..16)
+    "diabetes": ("load_diabetes", False),  # 442 patients, 10 features, disease progression after a year
 }
 
 
-@SOURCES.register("dataset", {"name": {"title": "dataset", "enum": list(DATASETS)}}, required=["name"],
-                  fields=lambda settings: {"x": "float", "y": "int" if DATASETS[settings["name"]][1] else "float"})
+@SOURCES.register(
+    "dataset",
+    {"name": {"title": "dataset", "enum": list(DATASETS)}},
+    required=["name"],
+    fields=lambda settings: {"x": "float", "y": "int" if DATASETS[settings["name"]][1] else "float"},
+)
 def dataset(name):
     """a dataset bundled with scikit-learn: x (features, float) and y (int64 labels, or float for diabetes)"""
     try:
         import sklearn.datasets
     except ImportError:
-        raise DataError(f"the '{name}' dataset comes with scikit-learn, which is not installed; "
-                        "install it with: pip install 'specgrad[datasets]'  (or: pip install scikit-learn)",
-                        ("name",)) from None
+        raise DataError(
+            f"the '{name}' dataset comes with scikit-learn, which is not installed; "
+            "install it with: pip install 'specgrad[datasets]'  (or: pip install scikit-learn)",
+            ("name",),
+        ) from None
     loader, labels = DATASETS[name]
     bunch = getattr(sklearn.datasets, loader)()
     y = np.asarray(bunch.target)

@@ -3,6 +3,7 @@
 Relative paths resolve against the folder of the spec file (``base_dir``), so a spec and its data travel
 together. Arrays are read with ``allow_pickle=False``: a data file can never run code.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,10 +19,17 @@ from specgrad.base.fileio import not_regular
 from specgrad.data.registry import SOURCES, DataError
 
 PATH = {"type": "string", "minLength": 1, "description": "file path, relative to the spec file"}
-COLUMNS = {"type": "object", "propertyNames": NAME, "minProperties": 1,
-           "additionalProperties": {"if": {"type": "string"}, "then": {"type": "string", "minLength": 1},
-                                    "else": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
-           "description": "field -> one column name (per-sample shape []) or a list of names (shape [k])"}
+COLUMNS = {
+    "type": "object",
+    "propertyNames": NAME,
+    "minProperties": 1,
+    "additionalProperties": {
+        "if": {"type": "string"},
+        "then": {"type": "string", "minLength": 1},
+        "else": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    },
+    "description": "field -> one column name (per-sample shape []) or a list of names (shape [k])",
+}
 
 
 def resolve(path: str, base_dir: Path, key: tuple) -> Path:
@@ -42,7 +50,9 @@ def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",") -> dict[s
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f, delimiter=delimiter))
     except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})", key) from None
+        raise DataError(
+            f"{path} is not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r})", key
+        ) from None
     if not rows:
         raise DataError(f"{path} is empty; expected a header row of column names", key)
     header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
@@ -56,8 +66,9 @@ def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",") -> dict[s
             try:
                 values[i, j] = float(cell)
             except ValueError:
-                raise DataError(f"{path}:{i + 2}: column {excerpt(header[j])} holds {excerpt(cell.strip())}, not a number",
-                                key) from None
+                raise DataError(
+                    f"{path}:{i + 2}: column {excerpt(header[j])} holds {excerpt(cell.strip())}, not a number", key
+                ) from None
     return {name: values[:, j] for j, name in enumerate(header)}
 
 
@@ -67,15 +78,16 @@ def select_columns(table: dict[str, np.ndarray], columns: dict, where: str) -> d
     for field, names in columns.items():
         for name in [names] if isinstance(names, str) else names:
             if name not in table:
-                raise DataError(f"{where} has no column '{name}'{did_you_mean(name, list(table))}",
-                                ("columns", field))
+                raise DataError(f"{where} has no column '{name}'{did_you_mean(name, list(table))}", ("columns", field))
         out[field] = table[names] if isinstance(names, str) else np.stack([table[n] for n in names], axis=1)
     return out
 
 
-@SOURCES.register("csv", {"path": PATH, "columns": COLUMNS,
-                          "delimiter": {"type": "string", "minLength": 1, "maxLength": 1}},
-                  required=["path", "columns"])
+@SOURCES.register(
+    "csv",
+    {"path": PATH, "columns": COLUMNS, "delimiter": {"type": "string", "minLength": 1, "maxLength": 1}},
+    required=["path", "columns"],
+)
 def csv_(path, columns, delimiter=",", base_dir="."):
     """a csv file with a header row; fields are columns chosen by name"""
     full = resolve(path, base_dir, ("path",))
@@ -98,17 +110,22 @@ def _mapped_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarra
     """The array ``name`` of an .npz archive as a read-only memory map, if it is stored uncompressed and
     holds plain numbers; None otherwise (the caller then reads it, with numpy's own checks and errors)."""
     import numpy.lib.format as npy
+
     try:
         info = archive.getinfo(name + ".npy")
         if info.compress_type != zipfile.ZIP_STORED:
             return None
         with open(path, "rb") as f:
             f.seek(info.header_offset)
-            local = f.read(30)                     # the member's local header: 30 bytes, then name and extra
+            local = f.read(30)  # the member's local header: 30 bytes, then name and extra
             if len(local) != 30 or local[:4] != b"PK\x03\x04":
                 return None
-            f.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
-                   + int.from_bytes(local[28:30], "little"))
+            f.seek(
+                info.header_offset
+                + 30
+                + int.from_bytes(local[26:28], "little")
+                + int.from_bytes(local[28:30], "little")
+            )
             version = npy.read_magic(f)
             read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
             shape, fortran, dtype = read_header(f)
@@ -120,10 +137,19 @@ def _mapped_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarra
         return None
 
 
-@SOURCES.register("npz", {"path": PATH, "fields": {
-    "type": "object", "propertyNames": NAME, "additionalProperties": {"type": "string"},
-    "description": "field -> array name in the archive (default: every array, under its own name)"}},
-    required=["path"])
+@SOURCES.register(
+    "npz",
+    {
+        "path": PATH,
+        "fields": {
+            "type": "object",
+            "propertyNames": NAME,
+            "additionalProperties": {"type": "string"},
+            "description": "field -> array name in the archive (default: every array, under its own name)",
+        },
+    },
+    required=["path"],
+)
 def npz(path, fields=None, base_dir="."):
     """a NumPy .npz archive; fields are its arrays, by name"""
     arrays = load_npz(resolve(path, base_dir, ("path",)))
@@ -134,9 +160,19 @@ def npz(path, fields=None, base_dir="."):
     return {field: arrays[name] for field, name in fields.items()}
 
 
-@SOURCES.register("npy", {"fields": {
-    "type": "object", "propertyNames": NAME, "minProperties": 1, "additionalProperties": PATH,
-    "description": "field -> .npy file holding it"}}, required=["fields"])
+@SOURCES.register(
+    "npy",
+    {
+        "fields": {
+            "type": "object",
+            "propertyNames": NAME,
+            "minProperties": 1,
+            "additionalProperties": PATH,
+            "description": "field -> .npy file holding it",
+        }
+    },
+    required=["fields"],
+)
 def npy(fields, base_dir="."):
     """one NumPy .npy file per field"""
     out = {}

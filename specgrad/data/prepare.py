@@ -4,6 +4,7 @@ fitted on the training split only, then check every field against the model's in
 The run keeps what it takes to transform new data the same way (``data.json``: the statistics and the folder
 data paths resolve against), so ``eval`` and ``predict`` see exactly what training saw.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,21 +20,24 @@ from specgrad.data.sources import load_splits
 from specgrad.model.losses import make_loss
 
 RUN_FILE = "data.json"
-DATA_STATE_MAX_BYTES = 16 << 20      # a folder and per-field mean/std: kilobytes
+DATA_STATE_MAX_BYTES = 16 << 20  # a folder and per-field mean/std: kilobytes
 
 
 @dataclass
 class Standardizer:
     """Per-feature (x - mean) / std for chosen fields; a feature constant on the training split keeps std 1."""
+
     stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, fields: dict[str, np.ndarray], names) -> "Standardizer":
+    def fit(cls, fields: dict[str, np.ndarray], names) -> Standardizer:
         stats = {}
         for i, name in enumerate(names):
             if name not in fields:
-                raise DataError(f"standardize: the data has no field '{name}' (it has {', '.join(sorted(fields))})",
-                                ("standardize", i))
+                raise DataError(
+                    f"standardize: the data has no field '{name}' (it has {', '.join(sorted(fields))})",
+                    ("standardize", i),
+                )
             values = np.asarray(fields[name])
             if values.dtype.kind not in "fiu":
                 raise DataError(f"standardize: field '{name}' does not hold real numbers", ("standardize", i))
@@ -44,21 +48,28 @@ class Standardizer:
     def apply(self, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, (mean, _) in self.stats.items():
             if name in fields and mean.shape != np.shape(fields[name])[1:]:
-                raise DataError(f"standardize: field '{name}' has per-sample shape {list(np.shape(fields[name])[1:])}, "
-                                f"its statistics {list(mean.shape)}", ("standardize",))
-        return {name: (a - self.stats[name][0]) / self.stats[name][1] if name in self.stats else a
-                for name, a in fields.items()}
+                raise DataError(
+                    f"standardize: field '{name}' has per-sample shape {list(np.shape(fields[name])[1:])}, "
+                    f"its statistics {list(mean.shape)}",
+                    ("standardize",),
+                )
+        return {
+            name: (a - self.stats[name][0]) / self.stats[name][1] if name in self.stats else a
+            for name, a in fields.items()
+        }
 
     def to_json(self) -> dict:
         # Python floats print with repr, which round-trips float64 exactly: predict reproduces training's bits
         return {name: {"mean": mean.tolist(), "std": std.tolist()} for name, (mean, std) in self.stats.items()}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Standardizer":
+    def from_json(cls, data: dict) -> Standardizer:
         if not isinstance(data, dict) or not all(isinstance(s, dict) for s in data.values()):
             raise ValueError("'standardize' must map field names to {mean, std}")
-        stats = {name: (np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64))
-                 for name, s in data.items()}
+        stats = {
+            name: (np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64))
+            for name, s in data.items()
+        }
         if any(mean.shape != std.shape for mean, std in stats.values()):
             raise ValueError("a field's mean and std differ in shape")
         return cls(stats)
@@ -66,9 +77,9 @@ class Standardizer:
 
 @dataclass
 class PreparedData:
-    splits: dict[str, dict[str, np.ndarray]]     # "train" always; "val" / "test" when the spec splits
+    splits: dict[str, dict[str, np.ndarray]]  # "train" always; "val" / "test" when the spec splits
     standardizer: Standardizer
-    base_dir: Path                               # where relative data paths resolve
+    base_dir: Path  # where relative data paths resolve
 
     def save(self, run_dir: Path) -> None:
         state = {"base_dir": str(self.base_dir.resolve()), "standardize": self.standardizer.to_json()}
@@ -79,7 +90,7 @@ def load_run_data_state(run_dir: Path) -> tuple[Path, Standardizer]:
     """The data folder and the standardization a run was trained with."""
     path = Path(run_dir) / RUN_FILE
     try:
-        state = json.loads(read_regular(path, DATA_STATE_MAX_BYTES))     # a run directory may be hostile
+        state = json.loads(read_regular(path, DATA_STATE_MAX_BYTES))  # a run directory may be hostile
         return Path(state["base_dir"]), Standardizer.from_json(state["standardize"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"cannot read {path}: {e}") from None
@@ -103,8 +114,9 @@ def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer 
             standardizer = Standardizer.fit(splits["train"], settings.get("standardize", []))
     except DataError as e:
         raise data_error(spec, e) from None
-    return PreparedData({name: conform(standardizer.apply(raw), spec) for name, raw in splits.items()},
-                        standardizer, base_dir)
+    return PreparedData(
+        {name: conform(standardizer.apply(raw), spec) for name, raw in splits.items()}, standardizer, base_dir
+    )
 
 
 def data_folder(spec_dir: Path) -> Path:
@@ -114,7 +126,7 @@ def data_folder(spec_dir: Path) -> Path:
         try:
             return load_run_data_state(spec_dir)[0]
         except DataError:
-            pass                     # an unreadable data.json: resolve as for any spec, and say what is missing
+            pass  # an unreadable data.json: resolve as for any spec, and say what is missing
     return spec_dir
 
 
@@ -134,19 +146,29 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
             continue
         arr = np.asarray(raw[name])
         if tuple(arr.shape[1:]) != tuple(node.shape[1:]):
-            errors.append(Diagnostic(f"data field '{name}' has per-sample shape {list(arr.shape[1:])}, "
-                                     f"the model expects {list(node.shape[1:])}", doc.loc(path)))
+            errors.append(
+                Diagnostic(
+                    f"data field '{name}' has per-sample shape {list(arr.shape[1:])}, "
+                    f"the model expects {list(node.shape[1:])}",
+                    doc.loc(path),
+                )
+            )
             continue
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             row = int(np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)))[0, 0])
-            errors.append(Diagnostic(f"data field '{name}' holds NaN or infinite values (the first at row {row})",
-                                     doc.loc(("data",))))
+            errors.append(
+                Diagnostic(
+                    f"data field '{name}' holds NaN or infinite values (the first at row {row})", doc.loc(("data",))
+                )
+            )
             continue
         if is_target:
             problem = _target_problem(arr, make_loss(spec.data["loss"]).target_of(model.prediction), name)
         elif node.dtype.kind in "iu" and arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
-            problem = (f"data field '{name}' holds non-integer values such as "
-                       f"{arr[arr != np.round(arr)][0]:g}; the model reads it as {node.dtype}")
+            problem = (
+                f"data field '{name}' holds non-integer values such as "
+                f"{arr[arr != np.round(arr)][0]:g}; the model reads it as {node.dtype}"
+            )
         else:
             problem = None
         if problem:
@@ -163,11 +185,14 @@ def _target_problem(values: np.ndarray, target, name: str) -> str | None:
         return f"data field '{name}' holds {values.dtype} values, not numbers"
     if target.kind == "labels":
         if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
-            return f"data field '{name}' must hold integer class labels for this loss, found {values[values != np.round(values)][0]}"
+            found = values[values != np.round(values)][0]
+            return f"data field '{name}' must hold integer class labels for this loss, found {found}"
         bad = values[(values < 0) | (values >= target.classes)]
         if len(bad):
-            return (f"data field '{name}' holds label {bad[0]:g}, outside [0, {target.classes}) for a prediction "
-                    f"with {target.classes} classes")
+            return (
+                f"data field '{name}' holds label {bad[0]:g}, outside [0, {target.classes}) for a prediction "
+                f"with {target.classes} classes"
+            )
     if target.kind == "probabilities":
         bad = values[(values < 0) | (values > 1)]
         if len(bad):

@@ -1,4 +1,5 @@
 """Loading a spec's ``data`` section: the source's fields, reshaped, then split into train / val / test."""
+
 from __future__ import annotations
 
 import inspect
@@ -30,8 +31,9 @@ def load_data(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[str
         raise DataError("fields have different numbers of rows: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     for name, shape in (settings.get("reshape") or {}).items():
         if name not in fields:
-            raise DataError(f"reshape: the data has no field '{name}' (it has {', '.join(sorted(fields))})",
-                            ("reshape", name))
+            raise DataError(
+                f"reshape: the data has no field '{name}' (it has {', '.join(sorted(fields))})", ("reshape", name)
+            )
         fields[name] = reshape_rows(fields[name], shape, name, ("reshape", name))
     return fields
 
@@ -40,8 +42,10 @@ def reshape_rows(array: np.ndarray, shape, name: str, key: tuple = ()) -> np.nda
     """``array`` with each row given the per-sample ``shape`` (same number of values)."""
     shape = tuple(shape)
     if int(np.prod(array.shape[1:], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
-        raise DataError(f"field '{name}' has per-sample shape {list(array.shape[1:])}, which cannot be "
-                        f"reshaped to {list(shape)}", key)
+        raise DataError(
+            f"field '{name}' has per-sample shape {list(array.shape[1:])}, which cannot be reshaped to {list(shape)}",
+            key,
+        )
     return array.reshape((len(array), *shape))
 
 
@@ -57,6 +61,9 @@ def load_splits(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[s
     n_val, n_test = int(round(split.get("val", 0) * n)), int(round(split.get("test", 0) * n))
     if n_val + n_test >= n:
         raise DataError(f"split leaves no training rows ({n} rows, {n_val} val, {n_test} test)", ("split",))
-    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    return {name: {k: v[np.sort(idx)] for k, v in fields.items()} for name, idx in parts.items()
-            if name == "train" or len(idx)}
+    parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+    return {
+        name: {k: v[np.sort(idx)] for k, v in fields.items()}
+        for name, idx in parts.items()
+        if name == "train" or len(idx)
+    }

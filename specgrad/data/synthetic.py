@@ -3,6 +3,7 @@
 Classification sources return ``x`` (features, float) and ``y`` (integer class labels, int64);
 regression sources return a float ``y``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,13 +49,23 @@ def check_synthetic(settings: dict) -> list[tuple[tuple, str]]:
     return problems
 
 
-@SOURCES.register("synthetic", {
-    "function": {"type": "string", "description": "formula of x, e.g. sin(3*x)"},
-    "x": {"type": "object", "additionalProperties": False, "required": ["low", "high"],
-          "properties": {"low": {"type": "number"}, "high": {"type": "number"}}},
-    "n": N,
-    "noise": NON_NEGATIVE,
-}, required=["function", "n"], fields=REAL, check=check_synthetic)
+@SOURCES.register(
+    "synthetic",
+    {
+        "function": {"type": "string", "description": "formula of x, e.g. sin(3*x)"},
+        "x": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["low", "high"],
+            "properties": {"low": {"type": "number"}, "high": {"type": "number"}},
+        },
+        "n": N,
+        "noise": NON_NEGATIVE,
+    },
+    required=["function", "n"],
+    fields=REAL,
+    check=check_synthetic,
+)
 def synthetic(function, n, x=None, noise=0.0, seed=0):
     """y = function(x) + noise * N(0, 1) at x ~ U(low, high): draws x, then the noise, from default_rng(seed)"""
     bounds = x or {"low": -1.0, "high": 1.0}
@@ -75,8 +86,9 @@ def _labels(sizes: list[int]) -> np.ndarray:
     return np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
 
 
-@SOURCES.register("spirals", {"n": N, "classes": CLASSES, "turns": POSITIVE, "noise": NON_NEGATIVE},
-                  required=["n"], fields=LABELLED)
+@SOURCES.register(
+    "spirals", {"n": N, "classes": CLASSES, "turns": POSITIVE, "noise": NON_NEGATIVE}, required=["n"], fields=LABELLED
+)
 def spirals(n, classes=3, turns=0.75, noise=0.2, seed=0):
     """interleaved 2-d spiral arms, one per class: not separable by any linear model"""
     rng = np.random.default_rng(seed)
@@ -95,13 +107,18 @@ def moons(n, noise=0.1, seed=0):
     rng = np.random.default_rng(seed)
     sizes = _class_sizes(n, 2)
     outer, inner = (np.linspace(0, np.pi, m) for m in sizes)
-    x = np.concatenate([np.stack([np.cos(outer), np.sin(outer)], axis=1),
-                        np.stack([1 - np.cos(inner), 0.5 - np.sin(inner)], axis=1)])
+    x = np.concatenate(
+        [np.stack([np.cos(outer), np.sin(outer)], axis=1), np.stack([1 - np.cos(inner), 0.5 - np.sin(inner)], axis=1)]
+    )
     return {"x": x + noise * rng.standard_normal(x.shape), "y": _labels(sizes)}
 
 
-@SOURCES.register("blobs", {"n": N, "classes": CLASSES, "features": {"type": "integer", "minimum": 1},
-                            "spread": POSITIVE, "box": POSITIVE}, required=["n"], fields=LABELLED)
+@SOURCES.register(
+    "blobs",
+    {"n": N, "classes": CLASSES, "features": {"type": "integer", "minimum": 1}, "spread": POSITIVE, "box": POSITIVE},
+    required=["n"],
+    fields=LABELLED,
+)
 def blobs(n, classes=3, features=2, spread=1.0, box=10.0, seed=0):
     """Gaussian clusters (std ``spread``) around centres drawn uniformly in [-box, box]^features"""
     rng = np.random.default_rng(seed)
@@ -111,14 +128,15 @@ def blobs(n, classes=3, features=2, spread=1.0, box=10.0, seed=0):
     return {"x": centres[y] + spread * rng.standard_normal((n, features)), "y": y}
 
 
-@SOURCES.register("adding", {"n": N, "length": {"type": "integer", "minimum": 2}}, required=["n", "length"],
-                  fields=REAL)
+@SOURCES.register(
+    "adding", {"n": N, "length": {"type": "integer", "minimum": 2}}, required=["n", "length"], fields=REAL
+)
 def adding(n, length, seed=0):
     """the adding problem (Hochreiter & Schmidhuber, 1997): x[t] = (value ~ U(0, 1), marker); two steps are
     marked and y is the sum of their values, so a model must remember values across the sequence"""
     rng = np.random.default_rng(seed)
     values = rng.uniform(0.0, 1.0, (n, length))
-    marked = np.argsort(rng.random((n, length)), axis=1)[:, :2]     # two distinct steps per sequence
+    marked = np.argsort(rng.random((n, length)), axis=1)[:, :2]  # two distinct steps per sequence
     markers = np.zeros((n, length))
     np.put_along_axis(markers, marked, 1.0, axis=1)
     return {"x": np.stack([values, markers], axis=2), "y": (values * markers).sum(axis=1)}

@@ -13,10 +13,11 @@ kept values, emitted lazily during the reverse walk so that each copy lives only
 backward pass runs. The copies apply the same ops to the same values, so the gradients are bitwise those
 of the plain backward pass; the price is about one more forward pass.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def gradients(loss: Node, wrt: Sequence[Node], remat: bool = False) -> list[Node
     graph = loss.graph
     order = ancestors([loss])
     wrt_ids = {w.id for w in wrt}
-    on_path = set()                      # nodes that depend differentiably on something in wrt
+    on_path = set()  # nodes that depend differentiably on something in wrt
     for n in order:
         if n.id in wrt_ids or any(i.id in on_path for i in _smooth_inputs(n)):
             on_path.add(n.id)
@@ -83,8 +84,9 @@ def vjp_of(node: Node, k: int):
     vjps = REGISTRY[node.op].vjps
     vjp = (vjps[k] if k < len(vjps) else vjps[-1]) if vjps else None
     if vjp is None:
-        raise NotDifferentiable(f"op {node.op!r} is not differentiable with respect to input {k + 1}", node.op,
-                                node.loc)
+        raise NotDifferentiable(
+            f"op {node.op!r} is not differentiable with respect to input {k + 1}", node.op, node.loc
+        )
     return vjp
 
 
@@ -115,7 +117,7 @@ def recompute(order: list[Node], on_path: set[int]):
     read = saved_values(order, on_path)
     saved = [n for n in order if n.id in read and n.op not in SOURCE_KINDS]
     every = max(1, math.isqrt(len(saved)))
-    kept_ids = {n.id for n in saved[every - 1::every]}
+    kept_ids = {n.id for n in saved[every - 1 :: every]}
     copies: dict[int, Node] = {}
 
     def kept(n: Node) -> Node:
@@ -125,4 +127,5 @@ def recompute(order: list[Node], on_path: set[int]):
             with n.graph.at(n.loc):
                 copies[n.id] = n.graph.apply(n.op, *map(kept, n.inputs), **n.attrs)
         return copies[n.id]
+
     return kept

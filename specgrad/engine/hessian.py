@@ -10,9 +10,10 @@ sign and tie-share factors of relu, abs, max...) have zero derivative and are pa
     from specgrad.model.hessian import hvp              # of a compiled model (the engine itself knows none)
     products = hvp(model, fields, params, vector)        # {param name: (H v) block}, H of the training loss
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from specgrad.engine.autodiff import NotDifferentiable, gradients
 from specgrad.engine.ir import Node
@@ -33,7 +34,7 @@ def hvp_nodes(loss: Node, wrt: Sequence[Node], grads: Sequence[Node] | None = No
         terms = [graph.apply("sum", g * v) for g, v in zip(grads, vectors)]
         inner = terms[0]
         for term in terms[1:]:
-            inner = inner + term                     # <g, v>
+            inner = inner + term  # <g, v>
     try:
         products = gradients(inner, wrt)
     except NotDifferentiable as e:
@@ -45,8 +46,10 @@ def second_derivative_missing(e: NotDifferentiable) -> SecondDerivativeMissing:
     op = getattr(e, "op", None)
     if op is None:
         return SecondDerivativeMissing(str(e))
-    forward = op[:-len("_grad")] if op.endswith("_grad") and op[:-len("_grad")] in REGISTRY else op
+    forward = op[: -len("_grad")] if op.endswith("_grad") and op[: -len("_grad")] in REGISTRY else op
     where = f" (used at {e.loc})" if getattr(e, "loc", None) is not None else ""
-    return SecondDerivativeMissing(f"the second derivative of {forward} is not implemented: its backward pass uses "
-                                   f"{op}, which has no derivative{where}; Hessian-vector products need a model "
-                                   f"without it")
+    return SecondDerivativeMissing(
+        f"the second derivative of {forward} is not implemented: its backward pass uses "
+        f"{op}, which has no derivative{where}; Hessian-vector products need a model "
+        f"without it"
+    )

@@ -4,11 +4,13 @@ A ``Node`` supports Python arithmetic (``g * y``, ``x @ w``) so that VJPs and mo
 the math; every operator becomes a registered op through ``Graph.apply``. The forward model and its
 backward pass live in the same graph, so the same planning applies to both.
 """
+
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
-from typing import Any, Iterable
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -40,19 +42,44 @@ class Node:
         return len(self.shape)
 
     # arithmetic builds graph nodes; Python scalars become constants
-    def __add__(self, o): return self.graph.apply("add", self, o)
-    def __radd__(self, o): return self.graph.apply("add", o, self)
-    def __sub__(self, o): return self.graph.apply("sub", self, o)
-    def __rsub__(self, o): return self.graph.apply("sub", o, self)
-    def __mul__(self, o): return self.graph.apply("mul", self, o)
-    def __rmul__(self, o): return self.graph.apply("mul", o, self)
-    def __truediv__(self, o): return self.graph.apply("div", self, o)
-    def __rtruediv__(self, o): return self.graph.apply("div", o, self)
-    def __pow__(self, o): return self.graph.apply("pow", self, o)
-    def __rpow__(self, o): return self.graph.apply("pow", o, self)
-    def __matmul__(self, o): return self.graph.apply("matmul", self, o)
-    def __rmatmul__(self, o): return self.graph.apply("matmul", o, self)
-    def __neg__(self): return self.graph.apply("neg", self)
+    def __add__(self, o):
+        return self.graph.apply("add", self, o)
+
+    def __radd__(self, o):
+        return self.graph.apply("add", o, self)
+
+    def __sub__(self, o):
+        return self.graph.apply("sub", self, o)
+
+    def __rsub__(self, o):
+        return self.graph.apply("sub", o, self)
+
+    def __mul__(self, o):
+        return self.graph.apply("mul", self, o)
+
+    def __rmul__(self, o):
+        return self.graph.apply("mul", o, self)
+
+    def __truediv__(self, o):
+        return self.graph.apply("div", self, o)
+
+    def __rtruediv__(self, o):
+        return self.graph.apply("div", o, self)
+
+    def __pow__(self, o):
+        return self.graph.apply("pow", self, o)
+
+    def __rpow__(self, o):
+        return self.graph.apply("pow", o, self)
+
+    def __matmul__(self, o):
+        return self.graph.apply("matmul", self, o)
+
+    def __rmatmul__(self, o):
+        return self.graph.apply("matmul", o, self)
+
+    def __neg__(self):
+        return self.graph.apply("neg", self)
 
     # Nodes are identities, not values: keep hashing by id even though arithmetic is overloaded.
     __hash__ = object.__hash__
@@ -73,7 +100,7 @@ class Graph:
         self.inputs: dict[str, Node] = {}
         self.params: dict[str, Node] = {}
         self.dtype = np.dtype(dtype)
-        self.loc: Any = None          # location stamped on nodes created meanwhile (see ``at``)
+        self.loc: Any = None  # location stamped on nodes created meanwhile (see ``at``)
 
     def _add(self, op, inputs, attrs, shape, dtype, name=None, value=None) -> Node:
         node = Node(self, len(self.nodes), op, tuple(inputs), attrs, tuple(shape), dtype, name, self.loc, value)
@@ -109,14 +136,16 @@ class Graph:
         unknown = sorted(set(attrs) - set(op.attrs))
         if unknown:
             takes = f" (it takes {', '.join(op.attrs)})" if op.attrs else ""
-            raise ArgumentError(f"{op_name} takes no argument '{unknown[0]}'{did_you_mean(unknown[0], op.attrs) or takes}")
+            raise ArgumentError(
+                f"{op_name} takes no argument '{unknown[0]}'{did_you_mean(unknown[0], op.attrs) or takes}"
+            )
         _check_attrs(op, attrs)
         try:
             shape = op.infer_shape(*[n.shape for n in inputs], **attrs)
             dtype = (op.infer_dtype or result_dtype)(*[n.dtype for n in inputs], **attrs)
         except ShapeError:
             raise
-        except (TypeError, ValueError, IndexError):       # an attribute of the wrong kind: "axis": "a"
+        except (TypeError, ValueError, IndexError):  # an attribute of the wrong kind: "axis": "a"
             given = ", ".join(f"{k}={v!r}" for k, v in attrs.items())
             raise ArgumentError(f"{op_name} cannot take {given}") from None
         return self._add(op_name, inputs, attrs, shape, np.dtype(dtype))
@@ -128,6 +157,7 @@ class Graph:
 
 class _At:
     """``Graph.at``'s context (one class, not one per call: a spec enters hundreds)."""
+
     __slots__ = ("graph", "loc", "prev")
 
     def __init__(self, graph: Graph, loc):
@@ -144,23 +174,40 @@ def _check_attrs(op, attrs: dict) -> None:
     """Attributes the op's forward requires are given, and text is given only where the op takes text
     (``one_hot``'s dtype; a symbolic dim such as "B" inside a shape list is fine)."""
     params = _parameters(op.forward)
-    missing = [a for a in op.attrs if a in params and params[a].default is inspect.Parameter.empty
-               and a not in attrs]
+    missing = [a for a in op.attrs if a in params and params[a].default is inspect.Parameter.empty and a not in attrs]
     if missing:
         raise ArgumentError(f"{op.name} needs argument '{missing[0]}' (it takes {', '.join(op.attrs)})")
     for name, value in attrs.items():
         if isinstance(value, str) and not isinstance(params[name].default if name in params else None, str):
             raise ArgumentError(f"argument '{name}' of {op.name} must be a number, not {value!r}")
         if name in INTEGER_ATTRS and not _integers(value):
-            raise ArgumentError(f"argument '{name}' of {op.name} must be an integer"
-                                f"{' or a list of integers' if name in LIST_ATTRS else ''}, got {value!r}")
+            raise ArgumentError(
+                f"argument '{name}' of {op.name} must be an integer"
+                f"{' or a list of integers' if name in LIST_ATTRS else ''}, got {value!r}"
+            )
 
 
 # Attributes that count or index (axes, sizes, degrees...): 2.0 is refused here, once for every op, rather
 # than failing deep in numpy. Every other attribute is a real number, a flag or text (tests/test_ops.py
 # checks that each registered attribute is one or the other).
-INTEGER_ATTRS = frozenset({"axes", "axis", "ddof", "degree", "depth", "kernel", "padding", "salt", "shape", "size",
-                           "start", "step", "stop", "stride"})
+INTEGER_ATTRS = frozenset(
+    {
+        "axes",
+        "axis",
+        "ddof",
+        "degree",
+        "depth",
+        "kernel",
+        "padding",
+        "salt",
+        "shape",
+        "size",
+        "start",
+        "step",
+        "stop",
+        "stride",
+    }
+)
 LIST_ATTRS = frozenset({"axes", "axis", "kernel", "padding", "shape", "size", "stride"})
 NON_INTEGER_ATTRS = frozenset({"alpha", "dtype", "hi", "keepdims", "lo", "rate"})
 
@@ -169,11 +216,14 @@ def _integers(value) -> bool:
     """An int, None (the default), a symbolic dimension ("B") or a list of these; never a bool or a float."""
     if isinstance(value, (list, tuple)):
         return all(_integers(v) and not isinstance(v, (list, tuple)) for v in value)
-    return value is None or isinstance(value, str) or (isinstance(value, (int, np.integer))
-                                                       and not isinstance(value, bool))
+    return (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parameters(forward) -> Any:
     """A forward's parameters, read once per op (inspect.signature costs ~50 µs; a spec applies ops by the
     hundred)."""

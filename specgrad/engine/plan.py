@@ -27,12 +27,13 @@ the whole-batch arrays it feeds at every step of full-batch training), those ste
 values of the previous call are used. A caller must not change a read-only array's contents through a
 writable base while feeding it; the trainer never does.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from functools import partial
 from operator import is_
-from typing import Sequence
 
 import numpy as np
 
@@ -40,18 +41,18 @@ from specgrad.engine.ir import SOURCE_KINDS, Node, ancestors
 from specgrad.engine.ops.registry import REGISTRY, ShapeError, broadcast_shapes
 
 NEVER = float("inf")
-MAX_SPECIALIZED = 8      # feed signatures kept specialized (each holds its own buffers)
+MAX_SPECIALIZED = 8  # feed signatures kept specialized (each holds its own buffers)
 
 
 class Plan:
     def __init__(self, outputs: Sequence[Node], feeds: Sequence[Node], data: Sequence[Node] = ()):
-        inputs = implicit_broadcasts(ancestors(outputs))     # node id -> the inputs it will read
+        inputs = implicit_broadcasts(ancestors(outputs))  # node id -> the inputs it will read
         order = reachable(outputs, inputs)
         feed_ids = {n.id for n in feeds}
         missing = [n for n in order if n.op in ("input", "param") and n.id not in feed_ids]
         if missing:
             raise ValueError("plan needs values for " + ", ".join(n.name or repr(n) for n in missing))
-        self.constants = fold_constants(order, inputs)      # node id -> value, computed once
+        self.constants = fold_constants(order, inputs)  # node id -> value, computed once
         slot: dict[int, int] = {}
         for n in feeds:
             slot.setdefault(n.id, len(slot))
@@ -59,7 +60,7 @@ class Plan:
         self.feed_slots = [slot[n.id] for n in feeds]
         nodes = [n for n in order if n.id not in self.constants and n.id not in feed_ids]
         needed = {x.id for n in nodes for x in inputs[n.id]} | {n.id for n in outputs}
-        for n in order:                                     # constants get slots too, filled once
+        for n in order:  # constants get slots too, filled once
             if n.id not in slot and (n.id not in self.constants or n.id in needed):
                 slot[n.id] = len(slot)
         self.template = [None] * len(slot)
@@ -68,8 +69,11 @@ class Plan:
                 self.template[slot[nid]] = value
         self.steps = [Step(n, [slot[x.id] for x in inputs[n.id]], slot[n.id]) for n in nodes]
         # the matrix products of the steps, as their ops declare them: (rule, input shapes, attrs)
-        self._products = [(REGISTRY[n.op].products, [x.shape for x in inputs[n.id]], n.attrs)
-                          for n in nodes if REGISTRY[n.op].products is not None]
+        self._products = [
+            (REGISTRY[n.op].products, [x.shape for x in inputs[n.id]], n.attrs)
+            for n in nodes
+            if REGISTRY[n.op].products is not None
+        ]
         self.outputs = [slot[n.id] for n in outputs]
         self.n_slots = len(slot)
 
@@ -108,8 +112,10 @@ class Plan:
         """The BLAS matrix products one call of the plan makes, ``(calls, m, k, n)`` each (``calls`` products
         of [m, k] by [k, n]), with the symbolic dims of the shapes given by ``dims`` (the batch: ``{"B": 64}``).
         The runner picks BLAS's thread count from these; the plan itself never changes threads."""
+
         def concrete(shape):
             return tuple(dims[d] if isinstance(d, str) else d for d in shape)
+
         return [p for rule, shapes, attrs in self._products for p in rule(*map(concrete, shapes), **attrs)]
 
     def __call__(self, *values) -> list:
@@ -124,7 +130,7 @@ class Plan:
         if run is not None:
             return run(*values)
         results, layout, views = self.interpret(values)
-        if len(self.specialized) >= MAX_SPECIALIZED:          # e.g. predict on many batch sizes: keep the newest
+        if len(self.specialized) >= MAX_SPECIALIZED:  # e.g. predict on many batch sizes: keep the newest
             del self.specialized[next(iter(self.specialized))]
         self.specialized[key] = self.specialize(layout, views)
         return results
@@ -167,9 +173,9 @@ class Plan:
         escapes = self.escaping(views)
         buffer_of: dict[int, int] = {}
         buffers: list[tuple] = []
-        free = defaultdict(list)                    # (shape, dtype) -> buffers nobody can see any more
-        roots: dict[int, frozenset] = {}            # slot -> buffers its value may view
-        holders = defaultdict(int)                  # buffer -> number of live values that may view it
+        free = defaultdict(list)  # (shape, dtype) -> buffers nobody can see any more
+        roots: dict[int, frozenset] = {}  # slot -> buffers its value may view
+        holders = defaultdict(int)  # buffer -> number of live values that may view it
         for i, st in enumerate(self.steps):
             args = st.args
             if st.takes_out and layout[st.out] is not None and st.out not in escapes:
@@ -198,10 +204,10 @@ class Plan:
         for a in args:
             b = buffer_of.get(a)
             if b is not None and self.last_use[a] == i and holders[b] == 1 and buffers[b] == kind:
-                return b             # ``a`` releases it after this step; the output takes it over
+                return b  # ``a`` releases it after this step; the output takes it over
         return None
 
-    def specialize(self, layout: dict, views: dict) -> "Specialized":
+    def specialize(self, layout: dict, views: dict) -> Specialized:
         buffer_of, kinds = self.assign_buffers(layout, views)
         buffers = [np.empty(shape, dtype) for shape, dtype in kinds]
         into = self._caller_arrays(layout, views)
@@ -211,7 +217,6 @@ class Plan:
             buf = buffers[buffer_of[st.out]] if st.out in buffer_of else into.get(st.out) if st.takes_out else None
             steps.append(bind(st.fn, tuple(st.args), st.out, buf, dead))
         return Specialized(self, steps, buffers, buffer_of)
-
 
     def _caller_arrays(self, layout: dict, views: dict) -> dict[int, np.ndarray]:
         """Slot -> the caller's array its output is written into (``write_outputs_into``), where that is
@@ -244,7 +249,7 @@ class Specialized:
         self.rest = plan.template[n:] if plan.feed_slots == list(range(n)) else None
 
     def __call__(self, *values) -> list:
-        if self.rest is not None:                   # feeds hold the first slots, in order: one list build
+        if self.rest is not None:  # feeds hold the first slots, in order: one list build
             env = [*values, *self.rest]
         else:
             env = self.template.copy()
@@ -253,8 +258,7 @@ class Specialized:
         steps = self.steps
         if self.data_positions:
             data = [values[i] for i in self.data_positions]
-            if self.last_data and all(map(is_, data, self.last_data)) and \
-                    not any([a.flags.writeable for a in data]):
+            if self.last_data and all(map(is_, data, self.last_data)) and not any([a.flags.writeable for a in data]):
                 steps = self.other_steps
                 for s, v in zip(self.reused_slots, self.reused_values):
                     env[s] = v
@@ -275,17 +279,21 @@ def bind(fn, args: tuple, out: int, buf, dead: tuple):
     if not dead and len(args) == 2:
         a, b = args
         if buf is None:
+
             def step(env):
                 env[out] = fn(env[a], env[b])
         else:
+
             def step(env):
                 env[out] = fn(env[a], env[b], out=buf)
     elif not dead and len(args) == 1:
         (a,) = args
         if buf is None:
+
             def step(env):
                 env[out] = fn(env[a])
         else:
+
             def step(env):
                 env[out] = fn(env[a], out=buf)
     else:
@@ -295,11 +303,13 @@ def bind(fn, args: tuple, out: int, buf, dead: tuple):
             env[out] = fn(*[env[i] for i in args], **extra)
             for d in dead:
                 env[d] = None
+
     return step
 
 
 class Step:
     """One op application: its bound forward, its argument slots and its output slot."""
+
     __slots__ = ("fn", "args", "out", "takes_out", "op")
 
     def __init__(self, node: Node, args: list, out: int):

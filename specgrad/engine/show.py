@@ -1,5 +1,6 @@
 """``specgrad graph``: the compiled graph as text or Graphviz dot, forward pass and (optionally) the backward
 pass the engine built for it, with every node's shape as inferred before any data exists."""
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,11 @@ def render_dot(model, backward: bool = False) -> str:
     out = ["digraph specgrad {", "  rankdir=TB;", '  node [fontname="monospace", fontsize=10];']
     for n in nodes:
         text = f"{_label(n)}\\n{n.op if n.op in shapes else _call(n)}\\n{fmt_shape(n.shape)}"
-        style = ', style=bold' if n is model.loss or n is model.prediction else ""
-        out.append(f"  n{n.id} [label={json.dumps(text).replace(chr(92) * 2, chr(92))}, "
-                   f"shape={shapes.get(n.op, 'oval' if n.op == 'input' else 'box')}{style}];")
+        style = ", style=bold" if n is model.loss or n is model.prediction else ""
+        out.append(
+            f"  n{n.id} [label={json.dumps(text).replace(chr(92) * 2, chr(92))}, "
+            f"shape={shapes.get(n.op, 'oval' if n.op == 'input' else 'box')}{style}];"
+        )
     for n in nodes:
         for x in n.inputs:
             out.append(f"  n{x.id} -> n{n.id};")

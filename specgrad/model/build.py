@@ -9,11 +9,12 @@ for evaluation and prediction.
 Every problem is reported with the location of the spec text that caused it, and building goes on past
 an error (nodes that depend on a broken node are skipped silently), so one pass reports them all.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -44,26 +45,32 @@ from specgrad.model.layers.base import (
 )
 from specgrad.model.losses import DEFAULT_TARGET, LossError, make_loss, penalty_term
 
-BATCH = "B"       # the symbolic batch dimension
-SHARD_INPUTS = ("shard:data_weight", "shard:penalty_weight")   # ':' keeps them apart from data fields
+BATCH = "B"  # the symbolic batch dimension
+SHARD_INPUTS = ("shard:data_weight", "shard:penalty_weight")  # ':' keeps them apart from data fields
 
 
 @dataclass
 class Forward:
     """The model's graph in one mode, and the nodes a caller feeds: data fields, parameters, state, key."""
+
     graph: Graph
-    inputs: dict[str, Node]          # data fields fed each batch: model inputs, then the loss target
+    inputs: dict[str, Node]  # data fields fed each batch: model inputs, then the loss target
     params: dict[str, Node]
-    state: dict[str, Node]           # non-trainable state (batchnorm's running statistics)
-    rng: Node | None                 # the per-step random key, where a layer draws random numbers
+    state: dict[str, Node]  # non-trainable state (batchnorm's running statistics)
+    rng: Node | None  # the per-step random key, where a layer draws random numbers
     prediction: Node
     loss: Node
     shard: tuple[Node, Node] | None  # a data-parallel train graph's (data weight, penalty weight) inputs
 
     @property
     def feeds(self) -> list[Node]:
-        return [*self.inputs.values(), *self.params.values(), *self.state.values(),
-                *([self.rng] if self.rng is not None else []), *(self.shard or ())]
+        return [
+            *self.inputs.values(),
+            *self.params.values(),
+            *self.state.values(),
+            *([self.rng] if self.rng is not None else []),
+            *(self.shard or ()),
+        ]
 
     def plan(self, outputs) -> Plan:
         """A plan called with ``feed(...)``'s values (just data fields and parameters for a stateless model).
@@ -78,19 +85,24 @@ class Forward:
         """Values in ``feeds`` order; fields the outputs do not need (the target, for a prediction) may be absent.
         (Not for a data-parallel train graph, which ``TrainStep`` feeds.)"""
         state = state or {}
-        return [*(fields.get(n) for n in self.inputs), *(params[n] for n in self.params),
-                *(state[n] for n in self.state), *([key] if self.rng is not None else [])]
+        return [
+            *(fields.get(n) for n in self.inputs),
+            *(params[n] for n in self.params),
+            *(state[n] for n in self.state),
+            *([key] if self.rng is not None else []),
+        ]
 
 
 @dataclass
 class Model(Forward):
     """The train-mode graph with its gradients, plus what a runner needs around it."""
-    inits: dict[str, ParamInit]      # param name -> initializer settings and fans
-    target: str                      # the data field the loss compares the prediction with
-    grads: list[Node]                # same order as params
-    state_inits: dict[str, dict]     # state name -> initializer settings of its first value
-    state_updates: dict[str, Node]   # state name -> its value after a training step (train graph)
-    eval: Forward                    # the eval-mode graph (the train graph when no layer depends on the mode)
+
+    inits: dict[str, ParamInit]  # param name -> initializer settings and fans
+    target: str  # the data field the loss compares the prediction with
+    grads: list[Node]  # same order as params
+    state_inits: dict[str, dict]  # state name -> initializer settings of its first value
+    state_updates: dict[str, Node]  # state name -> its value after a training step (train graph)
+    eval: Forward  # the eval-mode graph (the train graph when no layer depends on the mode)
     warnings: list[Diagnostic]
 
 
@@ -105,8 +117,12 @@ def init_params(model: Model, rng: np.random.Generator) -> dict[str, np.ndarray]
 
 def init_state(model: Model) -> dict[str, np.ndarray]:
     """First values of the non-trainable state (initializers of state are deterministic: no generator)."""
-    return {name: _as_declared(INITIALIZERS.create(model.state_inits[name])(
-        node.shape, None, node.dtype, fans_of(node.shape)), node) for name, node in model.state.items()}
+    return {
+        name: _as_declared(
+            INITIALIZERS.create(model.state_inits[name])(node.shape, None, node.dtype, fans_of(node.shape)), node
+        )
+        for name, node in model.state.items()
+    }
 
 
 def _as_declared(value, node: Node) -> np.ndarray:
@@ -137,7 +153,7 @@ class TrainStep:
         this process's ``shard`` of it (``specgrad.run.distributed.Shard``: where its rows start in the whole
         batch, and the weights of its loss terms), and the loss and gradients are its share of the batch's."""
         model = self.model
-        if self.stateless and model.shard is None:     # no state, key or shard weights: loss and grads alone
+        if self.stateless and model.shard is None:  # no state, key or shard weights: loss and grads alone
             loss, *grads = self.plan(*batch, *params)
             return loss, grads
         key = [batch_key(self.seed, step, shard.first_row if shard else 0)] if model.rng is not None else []
@@ -161,8 +177,12 @@ class TrainStep:
             self.state[name] = saved.astype(value.dtype, copy=False)
 
 
-def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Callable | None = None,
-                parallel: DataParallel | None = None) -> Model:
+def build_model(
+    spec: dict,
+    where: Callable[[tuple], Location],
+    formula_loc: Callable | None = None,
+    parallel: DataParallel | None = None,
+) -> Model:
     """Compile the ``model`` and ``loss`` sections of a validated spec; raises SpecError with every problem.
 
     ``where(path)`` gives the location of the spec value at ``path``; ``formula_loc(path, col)`` the location
@@ -175,27 +195,36 @@ def build_model(spec: dict, where: Callable[[tuple], Location], formula_loc: Cal
     if train.errors or forward is None:
         raise SpecError(train.errors + train.warnings)
     evaluation: Forward | None = forward
-    if train.collected.mode_dependent or parallel:      # a data-parallel train graph is no eval graph
+    if train.collected.mode_dependent or parallel:  # a data-parallel train graph is no eval graph
         in_eval = _Builder(spec, where, formula_loc, training=False)
         evaluation = in_eval.build()
-        if in_eval.errors:                      # a layer that builds in train mode but not in eval mode
+        if in_eval.errors:  # a layer that builds in train mode but not in eval mode
             raise SpecError(in_eval.errors)
     assert evaluation is not None
     settings = spec.get("train")
-    grads = gradients(forward.loss, list(forward.params.values()),
-                      remat=isinstance(settings, dict) and settings.get("remat", False))
+    grads = gradients(
+        forward.loss, list(forward.params.values()), remat=isinstance(settings, dict) and settings.get("remat", False)
+    )
     c = train.collected
-    assert train.target is not None                              # every build names the loss's target
+    assert train.target is not None  # every build names the loss's target
     forward_fields = {f.name: getattr(forward, f.name) for f in dataclasses.fields(Forward)}
-    return Model(**forward_fields, inits=c.inits, target=train.target, grads=grads, state_inits=c.state_inits,
-                 state_updates=c.state_updates, eval=evaluation, warnings=train.warnings)
+    return Model(
+        **forward_fields,
+        inits=c.inits,
+        target=train.target,
+        grads=grads,
+        state_inits=c.state_inits,
+        state_updates=c.state_updates,
+        eval=evaluation,
+        warnings=train.warnings,
+    )
 
 
 class _Skip(Exception):
     """A node uses a name whose definition already failed: reported once, at the definition."""
 
 
-_BROKEN = object()   # the implicit input of a layer whose preceding node failed
+_BROKEN = object()  # the implicit input of a layer whose preceding node failed
 
 
 class _Builder:
@@ -215,14 +244,18 @@ class _Builder:
         spec, graph, where, errors = self.spec, self.graph, self.where, self.errors
         m = spec["model"]
         # later nodes are known by name, so a use before the definition is reported as such
-        scope = Scope(later={name: where(("model", "nodes", i, name)) for i, entry in enumerate(m["nodes"])
-                             for name in entry})
+        scope = Scope(
+            later={name: where(("model", "nodes", i, name)) for i, entry in enumerate(m["nodes"]) for name in entry}
+        )
         for name, declared in m["inputs"].items():
-            shape, dtype = ((declared, None) if isinstance(declared, list)           # {shape, dtype}: integer ids
-                            else (declared["shape"], declared.get("dtype")))
+            shape, dtype = (
+                (declared, None)
+                if isinstance(declared, list)  # {shape, dtype}: integer ids
+                else (declared["shape"], declared.get("dtype"))
+            )
             with graph.at(where(("model", "inputs", name))):
                 scope[name] = graph.input(name, (BATCH, *shape), dtype)
-        broken: set[str] = set()          # names whose definition failed: their uses are not reported again
+        broken: set[str] = set()  # names whose definition failed: their uses are not reported again
         for name, p in (m.get("params") or {}).items():
             if name in scope:
                 errors.append(Diagnostic(f"'{name}' is already defined as an input", where(("model", "params", name))))
@@ -243,7 +276,11 @@ class _Builder:
         if out_name in broken:
             pass
         elif out_name not in scope:
-            errors.append(Diagnostic(f"output '{out_name}' is not defined{did_you_mean(out_name, scope)}", where(("model", "output"))))
+            errors.append(
+                Diagnostic(
+                    f"output '{out_name}' is not defined{did_you_mean(out_name, scope)}", where(("model", "output"))
+                )
+            )
         else:
             prediction = scope[out_name]
 
@@ -252,20 +289,28 @@ class _Builder:
         if prediction is not None:
             with graph.at(where(("loss",))):
                 if target_name in scope and scope[target_name].op != "input":
-                    errors.append(Diagnostic(f"loss target '{target_name}' must be a data field, not a model node",
-                                             where(("loss",))))
+                    errors.append(
+                        Diagnostic(
+                            f"loss target '{target_name}' must be a data field, not a model node", where(("loss",))
+                        )
+                    )
                 else:
                     try:
                         loss_fn = make_loss(loss_settings)
-                        declared = loss_fn.target_of(prediction)       # e.g. int64 labels for cross_entropy
+                        declared = loss_fn.target_of(prediction)  # e.g. int64 labels for cross_entropy
                         target = scope.get(target_name) or graph.input(target_name, declared.shape, declared.dtype)
-                        loss = (self.shard_loss(loss_fn, prediction, target)
-                                if self.parallel else loss_fn(prediction, target))
+                        loss = (
+                            self.shard_loss(loss_fn, prediction, target)
+                            if self.parallel
+                            else loss_fn(prediction, target)
+                        )
                         loss.name = loss.name or "loss"
                     except (ShapeError, LossError) as e:
                         errors.append(Diagnostic(f"loss: {e}", where(("loss",))))
             if loss is not None and loss.shape != ():
-                errors.append(Diagnostic(f"the loss must be a scalar, got shape {fmt_shape(loss.shape)}", where(("loss",))))
+                errors.append(
+                    Diagnostic(f"the loss must be a scalar, got shape {fmt_shape(loss.shape)}", where(("loss",)))
+                )
                 loss = None
 
         if loss is not None:
@@ -273,7 +318,7 @@ class _Builder:
             for name, p in graph.params.items():
                 if p.id not in reaching:
                     self.warnings.append(Diagnostic(f"parameter '{name}' does not affect the loss", p.loc, "warning"))
-        if errors or prediction is None or loss is None:      # (a broken output or loss was reported already)
+        if errors or prediction is None or loss is None:  # (a broken output or loss was reported already)
             return None
         c = self.collected
         fed_by_run = {c.key, *(self.shard or ())}
@@ -286,8 +331,9 @@ class _Builder:
         feeds the weights: rows / batch rows for a loss that is a mean over the batch, 1 for a sum (sse); the
         penalties, which do not depend on the batch, weigh 1 in one process and 0 in the others."""
         graph = prediction.graph
-        self.shard = data_weight, penalty_weight = tuple(graph.input(name, (), prediction.dtype)
-                                                         for name in SHARD_INPUTS)
+        self.shard = data_weight, penalty_weight = tuple(
+            graph.input(name, (), prediction.dtype) for name in SHARD_INPUTS
+        )
         loss = loss_fn.build(prediction, target) * data_weight
         for penalty in loss_fn.penalties:
             loss = loss + penalty_term(graph.params, penalty) * penalty_weight
@@ -297,18 +343,22 @@ class _Builder:
         """Build node definitions in order into ``scope``; returns the last one (None if it failed).
         ``previous`` is the implicit input of a leading layer that names none."""
         for i, entry in enumerate(entries):
-            (name, body), = entry.items()
+            ((name, body),) = entry.items()
             here = path + (i, name)
             if name in scope or name in broken:
                 kind = {"input": "an input", "param": "a parameter"}.get(str(getattr(scope.get(name), "op", "")))
-                self.errors.append(Diagnostic(f"'{name}' is already defined as {kind}" if kind
-                                              else f"'{name}' is defined twice", self.where(here)))
+                self.errors.append(
+                    Diagnostic(
+                        f"'{name}' is already defined as {kind}" if kind else f"'{name}' is defined twice",
+                        self.where(here),
+                    )
+                )
                 previous = _BROKEN
                 continue
             try:
                 with self.graph.at(self.where(here)):
                     scope[name] = previous = self.node(body, scope, broken, prefix + name, previous, here, overrides)
-                    if previous.name is None:          # named after the spec's node, for `specgrad graph`
+                    if previous.name is None:  # named after the spec's node, for `specgrad graph`
                         previous.name = prefix + name
             except _Skip:
                 broken.add(name)
@@ -375,16 +425,18 @@ class _Builder:
         out = factory(ctx, *inputs, **settings)
         unused = sorted(k for k in init if (full_name, k) not in self.collected.used_overrides)
         if unused:
-            own = sorted(n[len(full_name) + 1:] for n in self.collected.inits if n.startswith(full_name + "."))
+            own = sorted(n[len(full_name) + 1 :] for n in self.collected.inits if n.startswith(full_name + "."))
             names = sorted({*own, *(n.rsplit(".", 1)[-1] for n in own)})
             hint = did_you_mean(unused[0], names) or f" (it has {', '.join(own) or 'none'})"
-            raise LayerError(f"init names '{unused[0]}', which is not a parameter of this layer{hint}",
-                             at=("init", unused[0]))
+            raise LayerError(
+                f"init names '{unused[0]}', which is not a parameter of this layer{hint}", at=("init", unused[0])
+            )
         return out
 
 
 def _names_in(text: str) -> set[str]:
     import ast
+
     try:
         return {n.id for n in ast.walk(parse_formula(text)) if isinstance(n, ast.Name)}
     except FormulaError:

@@ -1,6 +1,7 @@
 """Formula expressions such as ``powers(x, 5) @ k`` or ``sin(3*x)``, parsed with Python's ``ast`` under a
 whitelist and mapped onto registered ops. Nothing is ever evaluated by Python: names resolve only to
 nodes in scope, calls only to registered ops."""
+
 from __future__ import annotations
 
 import ast
@@ -10,14 +11,21 @@ from specgrad.base.diagnostics import did_you_mean, excerpt
 from specgrad.engine.ir import Graph, Node
 from specgrad.engine.ops.registry import REGISTRY, ArgumentError, ShapeError, fmt_shape
 
-BINARY: dict[type[ast.operator], str] = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
+BINARY: dict[type[ast.operator], str] = {
+    ast.Add: "add",
+    ast.Sub: "sub",
+    ast.Mult: "mul",
+    ast.Div: "div",
+    ast.Pow: "pow",
+    ast.MatMult: "matmul",
+}
 UNARY: dict[type[ast.unaryop], str] = {ast.USub: "neg"}
 MAX_DEPTH = 100
 """Deepest nesting of a formula's syntax tree (``-(-(-x))``, ``a + b + c`` chains): the tree is walked
 recursively, so its depth is bounded before anything walks it."""
 MAX_LENGTH = 10_000
 """Longest formula, in characters."""
-LARGEST = 2 ** 63
+LARGEST = 2**63
 """Integers in formulas are 64-bit: a larger literal (or a constant expression) is an error, not an overflow
 at train."""
 
@@ -42,8 +50,11 @@ class Scope(dict):
 def undefined(name: str, scope: dict, col: int = 0) -> FormulaError:
     later = getattr(scope, "later", {})
     if name in later:
-        return FormulaError(f"'{name}' is used before its definition at {later[name]}; nodes are computed in "
-                            "the order they are listed, so they cannot form a cycle", col)
+        return FormulaError(
+            f"'{name}' is used before its definition at {later[name]}; nodes are computed in "
+            "the order they are listed, so they cannot form a cycle",
+            col,
+        )
     return FormulaError(f"undefined name {excerpt(name)}{did_you_mean(name, scope)}", col)
 
 
@@ -66,8 +77,10 @@ def parse_formula(text: str) -> ast.Expression:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise FormulaError(f"formula nested deeper than {MAX_DEPTH} levels; split it over several nodes",
-                               getattr(node, "col_offset", 0))
+            raise FormulaError(
+                f"formula nested deeper than {MAX_DEPTH} levels; split it over several nodes",
+                getattr(node, "col_offset", 0),
+            )
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
     return tree
 
@@ -77,8 +90,11 @@ def _number(value, col: int = 0):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
     if isinstance(value, int) and not -LARGEST <= value < LARGEST:
-        raise FormulaError(f"integer too large: {len(str(abs(value))) if value.bit_length() < 14000 else 'over 4000'}"
-                           " digits, outside the 64-bit integers", col)
+        raise FormulaError(
+            f"integer too large: {len(str(abs(value))) if value.bit_length() < 14000 else 'over 4000'}"
+            " digits, outside the 64-bit integers",
+            col,
+        )
     if isinstance(value, float) and not math.isfinite(value):
         raise FormulaError("number too large: not a finite float64", col)
     return value
@@ -92,13 +108,13 @@ def _fold(op: str, a, b, col: int):
             if op == "pow" and (b < 0 or (abs(a) > 1 and b > 64)):
                 value = float(a) ** float(b)
             else:
-                value = {"add": a + b, "sub": a - b, "mul": a * b}[op] if op != "pow" else a ** b
+                value = {"add": a + b, "sub": a - b, "mul": a * b}[op] if op != "pow" else a**b
             if -LARGEST <= value < LARGEST:
                 return value
             value = float(value)
         else:
             x, y = float(a), float(b)
-            value = {"add": x + y, "sub": x - y, "mul": x * y, "div": x / y, "pow": x ** y}[op]
+            value = {"add": x + y, "sub": x - y, "mul": x * y, "div": x / y, "pow": x**y}[op]
     except ZeroDivisionError:
         raise FormulaError("division by zero in a constant expression", col) from None
     except OverflowError:
@@ -118,8 +134,13 @@ def _constant(node: ast.AST):
     """A literal attribute value: number, string, bool, None, or a list/tuple of those (negatives allowed)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool, type(None))):
         return _number(node.value, node.col_offset)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
-            and isinstance(node.operand.value, (int, float)) and not isinstance(node.operand.value, bool):
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and isinstance(node.operand.value, (int, float))
+        and not isinstance(node.operand.value, bool)
+    ):
         return _number(-node.operand.value, node.col_offset)
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_constant(e) for e in node.elts]
@@ -149,7 +170,7 @@ def apply_call(graph: Graph, name: str, args: list, attrs: dict, col: int = 0, l
         return graph.apply(name, *inputs, **attrs)
     except ArgumentError as e:
         raise FormulaError(str(e), col) from None
-    except ShapeError as e:                         # where each input's shape came from
+    except ShapeError as e:  # where each input's shape came from
         raise FormulaError(f"{e}{_origins(inputs, labels or {})}", col) from None
 
 
@@ -170,8 +191,11 @@ def _check_ascii(text: str) -> None:
     (NFKC: fullwidth 'ｐｈｉ' reads as 'phi'), so a formula could use a name that is not written anywhere."""
     for i, ch in enumerate(text):
         if not ch.isascii():
-            raise FormulaError(f"invalid character '{ch}' (U+{ord(ch):04X}): formulas are ASCII, and a "
-                               "look-alike of a name (fullwidth, NFKC) is not that name", i)
+            raise FormulaError(
+                f"invalid character '{ch}' (U+{ord(ch):04X}): formulas are ASCII, and a "
+                "look-alike of a name (fullwidth, NFKC) is not that name",
+                i,
+            )
 
 
 def build_formula(text: str, graph: Graph, scope: dict[str, Node]) -> Node:
@@ -179,7 +203,7 @@ def build_formula(text: str, graph: Graph, scope: dict[str, Node]) -> Node:
     tree = parse_formula(text)
     lead = len(text) - len(text.lstrip())
     source = text.strip()
-    labels: dict[int, str | None] = {n.id: name for name, n in scope.items()}   # None: no source segment
+    labels: dict[int, str | None] = {n.id: name for name, n in scope.items()}  # None: no source segment
 
     def visit(node: ast.AST):
         out = _visit(node)
@@ -203,23 +227,29 @@ def build_formula(text: str, graph: Graph, scope: dict[str, Node]) -> Node:
             return apply_call(graph, op, [left, right], {}, col, labels)
         if isinstance(node, ast.UnaryOp) and type(node.op) in UNARY:
             operand = visit(node.operand)
-            if not isinstance(operand, Node):          # fold -3 into a constant
+            if not isinstance(operand, Node):  # fold -3 into a constant
                 return _number(-operand, col)
             return apply_call(graph, UNARY[type(node.op)], [operand], {}, col, labels)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
             return visit(node.operand)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            values = [_constant(a) if isinstance(a, (ast.List, ast.Tuple))
-                      or (isinstance(a, ast.Constant) and isinstance(a.value, (str, bool, type(None))))
-                      else visit(a) for a in node.args]
+            values = [
+                _constant(a)
+                if isinstance(a, (ast.List, ast.Tuple))
+                or (isinstance(a, ast.Constant) and isinstance(a.value, (str, bool, type(None))))
+                else visit(a)
+                for a in node.args
+            ]
             attrs = {}
             for kw in node.keywords:
                 if kw.arg is None:
                     raise FormulaError("'**' is not allowed in formulas", col)
                 attrs[kw.arg] = _constant(kw.value)
             return apply_call(graph, node.func.id, values, attrs, col, labels)
-        raise FormulaError(f"{excerpt(ast.unparse(node))} is not allowed in a formula "
-                           "(use numbers, names, + - * / ** @ and op calls)", col)
+        raise FormulaError(
+            f"{excerpt(ast.unparse(node))} is not allowed in a formula (use numbers, names, + - * / ** @ and op calls)",
+            col,
+        )
 
     out = visit(tree.body)
     return out if isinstance(out, Node) else graph.const(out)

@@ -1,5 +1,6 @@
 """Hessian-vector products of a compiled model's training loss: the engine's ``hvp_nodes`` (the backward
 pass differentiated again, specgrad/engine/hessian.py) fed with a model's data, parameters and state."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,9 @@ class HessianVectorProduct:
         self.vectors, self.products = hvp_nodes(model.loss, list(model.params.values()), model.grads)
         self.plan = Plan(self.products, [*model.feeds, *self.vectors])
 
-    def __call__(self, fields: dict, params: dict, vector: dict, state: dict | None = None,
-                 key=None) -> dict[str, np.ndarray]:
+    def __call__(
+        self, fields: dict, params: dict, vector: dict, state: dict | None = None, key=None
+    ) -> dict[str, np.ndarray]:
         model = self.model
         missing = [name for name in model.params if name not in vector]
         if missing:

@@ -5,10 +5,11 @@ becomes a function ``(shape, rng, dtype, fans) -> array``. ``fans`` is ``(fan_in
 states them for the parameters it creates (a conv kernel's fan-in counts its receptive field); for a
 parameter declared directly in ``model.params`` they are read off its shape (see ``fans_of``).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -62,8 +63,9 @@ def uniform(low=-1.0, high=1.0):
 # Variance-scaling initializers: Var(w) = gain^2 * 2 / (fan_in + fan_out) (Glorot & Bengio, 2010) or
 # gain^2 * 2 / fan (He et al., 2015), drawn from a normal or from the uniform of that variance.
 GAIN = {"gain": {**POSITIVE, "description": "multiplies the standard deviation (default 1)"}}
-FAN_MODE = {"mode": {"enum": ["fan_in", "fan_out"],
-                     "description": "which fan the variance is divided by (default fan_in)"}}
+FAN_MODE = {
+    "mode": {"enum": ["fan_in", "fan_out"], "description": "which fan the variance is divided by (default fan_in)"}
+}
 
 
 def _scaled(variance: Callable, distribution: str):
@@ -71,22 +73,24 @@ def _scaled(variance: Callable, distribution: str):
         std = math.sqrt(variance(*fans))
         if distribution == "normal":
             return (std * rng.standard_normal(shape)).astype(dtype)
-        limit = math.sqrt(3.0) * std                  # U(-a, a) has variance a^2 / 3
+        limit = math.sqrt(3.0) * std  # U(-a, a) has variance a^2 / 3
         return rng.uniform(-limit, limit, shape).astype(dtype)
+
     return init
 
 
 def _glorot(distribution):
     def factory(gain=1.0):
-        return _scaled(lambda fan_in, fan_out: gain ** 2 * 2.0 / (fan_in + fan_out), distribution)
+        return _scaled(lambda fan_in, fan_out: gain**2 * 2.0 / (fan_in + fan_out), distribution)
+
     factory.__doc__ = f"Glorot/Xavier {distribution}: variance gain^2 * 2 / (fan_in + fan_out)"
     return factory
 
 
 def _he(distribution):
     def factory(gain=1.0, mode="fan_in"):
-        return _scaled(lambda fan_in, fan_out: gain ** 2 * 2.0 / (fan_in if mode == "fan_in" else fan_out),
-                       distribution)
+        return _scaled(lambda fan_in, fan_out: gain**2 * 2.0 / (fan_in if mode == "fan_in" else fan_out), distribution)
+
     factory.__doc__ = f"He/Kaiming {distribution} (for ReLU layers): variance gain^2 * 2 / fan (fan_in by default)"
     return factory
 
@@ -101,14 +105,16 @@ for _dist in ("normal", "uniform"):
 @INITIALIZERS.register("orthogonal", GAIN, min_rank=2)
 def orthogonal(gain=1.0):
     """a (semi-)orthogonal matrix over (all axes but the last) x (the last), times gain (Saxe et al., 2014)"""
+
     def init(shape, rng, dtype, fans):
         rows, cols = math.prod(shape[:-1]), shape[-1]
         a = rng.standard_normal((max(rows, cols), min(rows, cols)))
         q, r = np.linalg.qr(a)
-        q = q * np.sign(np.diag(r))                   # make the distribution uniform over orthogonal matrices
+        q = q * np.sign(np.diag(r))  # make the distribution uniform over orthogonal matrices
         if rows < cols:
             q = q.T
         return (gain * q).reshape(shape).astype(dtype)
+
     return init
 
 

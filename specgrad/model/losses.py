@@ -8,11 +8,12 @@ and the data checks reject labels out of range before anything runs.
 Classification losses take *logits* (unnormalised scores) and fold the softmax / sigmoid in, which is both
 cheaper and numerically stable.
 """
+
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
@@ -27,11 +28,17 @@ from specgrad.base.components import (
 from specgrad.engine.ops import REGISTRY
 
 PENALTY = {
-    "type": "object", "additionalProperties": False, "required": ["type", "params", "weight"],
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type", "params", "weight"],
     "properties": {
         "type": {"enum": ["l1", "l2"], "description": "l1: weight * sum|p|; l2: weight * sum p^2"},
-        "params": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
-                   "description": "parameter names or glob patterns, e.g. ['*.weight']"},
+        "params": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "minLength": 1},
+            "description": "parameter names or glob patterns, e.g. ['*.weight']",
+        },
         "weight": NON_NEGATIVE,
     },
 }
@@ -45,12 +52,18 @@ PENALTY = {
 DEFAULT_TARGET = "y"
 """The data field a loss compares the prediction with unless it names another (``loss.target``)."""
 
-LOSSES = Registry("loss", common={
-    "target": {**NAME, "description": f"the data field the output is compared with (default {DEFAULT_TARGET})"},
-    "penalties": {"type": "array", "items": PENALTY,
-                  "description": "l1 / l2 terms on parameters added to the loss, e.g. "
-                                 "[{type: l2, params: ['*.weight'], weight: 1.0e-4}]"},
-})
+LOSSES = Registry(
+    "loss",
+    common={
+        "target": {**NAME, "description": f"the data field the output is compared with (default {DEFAULT_TARGET})"},
+        "penalties": {
+            "type": "array",
+            "items": PENALTY,
+            "description": "l1 / l2 terms on parameters added to the loss, e.g. "
+            "[{type: l2, params: ['*.weight'], weight: 1.0e-4}]",
+        },
+    },
+)
 REAL = {"dtype": "float"}
 
 
@@ -61,9 +74,10 @@ class LossError(ValueError):
 @dataclass(frozen=True)
 class Target:
     """What a loss compares the prediction with, per sample."""
-    shape: tuple                 # with the batch dimension, like the prediction's
+
+    shape: tuple  # with the batch dimension, like the prediction's
     dtype: np.dtype
-    kind: str = "real"           # real | labels (integers in [0, classes)) | probabilities (in [0, 1])
+    kind: str = "real"  # real | labels (integers in [0, classes)) | probabilities (in [0, 1])
     classes: int | None = None
 
 
@@ -75,9 +89,10 @@ def same_as_prediction(pred) -> Target:
 class Loss:
     """A loss as a spec declares it: how it is built on the graph, the target it takes, how its predictions
     read (for predict), and the penalties added to it."""
-    build: Callable                                  # (prediction, target) -> scalar node
-    target_of: Callable = same_as_prediction         # prediction node -> Target
-    decode: Callable | None = None                   # prediction array -> named readings (labels, probabilities)
+
+    build: Callable  # (prediction, target) -> scalar node
+    target_of: Callable = same_as_prediction  # prediction node -> Target
+    decode: Callable | None = None  # prediction array -> named readings (labels, probabilities)
     penalties: tuple = ()
 
     def __call__(self, pred, target):
@@ -95,11 +110,16 @@ def make_loss(settings) -> Loss:
 
 def penalty_term(params: dict, penalty: dict):
     """weight * sum over the matched parameters of |p| (l1) or p^2 (l2)."""
-    matched = [node for name, node in params.items() if any(fnmatch.fnmatchcase(name, pattern)
-                                                           for pattern in penalty["params"])]
+    matched = [
+        node
+        for name, node in params.items()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in penalty["params"])
+    ]
     if not matched:
-        raise LossError(f"{penalty['type']} penalty: no parameter matches {', '.join(penalty['params'])} "
-                        f"(parameters: {', '.join(params) or 'none'})")
+        raise LossError(
+            f"{penalty['type']} penalty: no parameter matches {', '.join(penalty['params'])} "
+            f"(parameters: {', '.join(params) or 'none'})"
+        )
     graph = matched[0].graph
     each = "abs" if penalty["type"] == "l1" else "square"
     total = None
@@ -135,19 +155,23 @@ def mae():
 @LOSSES.register("huber", {"delta": POSITIVE}, target=REAL)
 def huber(delta=1.0):
     """mean Huber loss: quadratic for |error| <= delta, linear beyond (delta defaults to 1)"""
+
     def build(pred, target):
         graph = pred.graph
         size = graph.apply("abs", pred - target)
-        inner = graph.apply("minimum", size, delta)        # the quadratic part, capped at delta
+        inner = graph.apply("minimum", size, delta)  # the quadratic part, capped at delta
         return _mean(0.5 * graph.apply("square", inner) + delta * (size - inner))
+
     return Loss(build)
 
 
 # ----------------------------------------------------------------------------------------- classification
 def _labels_of_logits(pred) -> Target:
     if len(pred.shape) < 2:
-        raise LossError(f"cross_entropy needs logits with a class axis last (e.g. [B, classes]), "
-                        f"got a prediction of shape [{', '.join(map(str, pred.shape))}]")
+        raise LossError(
+            f"cross_entropy needs logits with a class axis last (e.g. [B, classes]), "
+            f"got a prediction of shape [{', '.join(map(str, pred.shape))}]"
+        )
     return Target(pred.shape[:-1], np.dtype(np.int64), "labels", pred.shape[-1])
 
 
@@ -155,9 +179,10 @@ def _labels_of_logits(pred) -> Target:
 def cross_entropy(label_smoothing=0.0):
     """mean softmax cross-entropy of logits [.., classes] against integer labels [..]; with label_smoothing e,
     the target puts 1 - e on the label and e spread evenly over all classes"""
+
     def build(logits, labels):
         graph = logits.graph
-        loss = graph.apply("softmax_cross_entropy", logits, labels)     # mean of -log softmax(z)[label]
+        loss = graph.apply("softmax_cross_entropy", logits, labels)  # mean of -log softmax(z)[label]
         if label_smoothing:
             # the uniform part: mean of -mean_c log softmax(z)_c = logsumexp(z) - mean_c z
             uniform = _mean(graph.apply("logsumexp", logits, axis=-1) - graph.apply("mean", logits, axis=-1))
@@ -166,6 +191,7 @@ def cross_entropy(label_smoothing=0.0):
 
     def decode(logits):
         return {"label": np.argmax(logits, axis=-1), "probability": REGISTRY["softmax"].forward(logits)}
+
     return Loss(build, _labels_of_logits, decode)
 
 
@@ -173,9 +199,11 @@ def cross_entropy(label_smoothing=0.0):
 def binary_cross_entropy():
     """mean binary cross-entropy of logits z against targets y in [0, 1]:
     -y log sigmoid(z) - (1 - y) log(1 - sigmoid(z)), computed without overflow"""
+
     def build(logits, target):
         return logits.graph.apply("sigmoid_binary_cross_entropy", logits, target)
 
     def decode(logits):
         return {"label": (logits > 0).astype(np.int64), "probability": 0.5 * (1 + np.tanh(logits / 2))}
+
     return Loss(build, lambda pred: Target(pred.shape, pred.dtype, "probabilities", 2), decode)

@@ -6,6 +6,7 @@ global norm (each bound then holds for what the next one receives):
 
     clip: {max_value: 1.0, max_param_norm: 5.0, max_norm: 10.0}
 """
+
 from __future__ import annotations
 
 import math
@@ -65,8 +66,9 @@ def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float, norm: float 
     return norm
 
 
-def clip(grads: dict[str, np.ndarray], settings, norms: dict[str, float] | None = None,
-         norm: float | None = None) -> None:
+def clip(
+    grads: dict[str, np.ndarray], settings, norms: dict[str, float] | None = None, norm: float | None = None
+) -> None:
     """Apply the spec's clip settings (``train.clip``: max_value, max_param_norm, max_norm; None: no clipping)
     in place; ``norms`` (per parameter) and ``norm`` (global) are the gradients' norms as given, when known,
     reused while no earlier rule changed the gradients."""

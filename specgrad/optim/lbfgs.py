@@ -11,10 +11,11 @@ largest component of the step, directional derivative) falls under ``tolerance_c
 history, the last direction and step length, the iteration and evaluation counts survive from step to
 step and are saved in checkpoints, so a resumed run continues bit for bit.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,21 +26,39 @@ COUNT = {"type": "integer", "minimum": 1}
 # the line search's constants (torch's too): sufficient decrease c1, curvature c2, and the bracket width,
 # times the direction's largest component, under which zooming stops
 C1, C2, BRACKET_TOLERANCE = 1e-4, 0.9, 1e-9
-MIN_CURVATURE = 1e-10        # a pair (s, y) with y.s at most this would break positive definiteness: skipped
+MIN_CURVATURE = 1e-10  # a pair (s, y) with y.s at most this would break positive definiteness: skipped
 
 
-@OPTIMIZERS.register("lbfgs", {"lr": POSITIVE, "max_iter": COUNT, "max_eval": COUNT, "tolerance_grad": NON_NEGATIVE,
-                               "tolerance_change": NON_NEGATIVE, "history_size": COUNT,
-                               "line_search_fn": {"enum": ["strong_wolfe", "none"]}},
-                     full_batch=True)
+@OPTIMIZERS.register(
+    "lbfgs",
+    {
+        "lr": POSITIVE,
+        "max_iter": COUNT,
+        "max_eval": COUNT,
+        "tolerance_grad": NON_NEGATIVE,
+        "tolerance_change": NON_NEGATIVE,
+        "history_size": COUNT,
+        "line_search_fn": {"enum": ["strong_wolfe", "none"]},
+    },
+    full_batch=True,
+)
 class LBFGS(Optimizer):
     """limited-memory BFGS with a strong-Wolfe line search, for full-batch training (torch.optim.LBFGS;
     lr 1, max_iter 20, max_eval max_iter*5//4, tolerance_grad 1e-7, tolerance_change 1e-9, history_size 100)"""
 
     needs_closure = True
 
-    def __init__(self, params, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
-                 history_size=100, line_search_fn="strong_wolfe") -> None:
+    def __init__(
+        self,
+        params,
+        lr=1.0,
+        max_iter=20,
+        max_eval=None,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-9,
+        history_size=100,
+        line_search_fn="strong_wolfe",
+    ) -> None:
         super().__init__(params, lr)
         if len({p.dtype for p in params.values()}) > 1:
             raise ValueError("lbfgs needs parameters of one dtype")
@@ -47,19 +66,19 @@ class LBFGS(Optimizer):
         self.max_eval = max_eval if max_eval is not None else max_iter * 5 // 4
         self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
         self.line_search = line_search_fn == "strong_wolfe"
-        self.flat_grad = self.grad_flat[0] if self.grad_flat else np.zeros(0)   # the closure's gradient lands here
+        self.flat_grad = self.grad_flat[0] if self.grad_flat else np.zeros(0)  # the closure's gradient lands here
         n, dtype = self.flat_grad.size, self.flat_grad.dtype
         # the state one step hands the next (all of it checkpointed)
-        self.n_iter = np.zeros((), np.int64)            # iterations over the whole run
-        self.func_evals = np.zeros((), np.int64)        # closure evaluations over the whole run
-        self.d = np.zeros(n, dtype)                     # the last direction
-        self.step_size = np.zeros((), np.float64)       # and its step length
-        self.h_diag = np.ones((), np.float64)           # initial inverse Hessian scale y.s / y.y
+        self.n_iter = np.zeros((), np.int64)  # iterations over the whole run
+        self.func_evals = np.zeros((), np.int64)  # closure evaluations over the whole run
+        self.d = np.zeros(n, dtype)  # the last direction
+        self.step_size = np.zeros((), np.float64)  # and its step length
+        self.h_diag = np.ones((), np.float64)  # initial inverse Hessian scale y.s / y.y
         self.prev_grad = np.zeros(n, dtype)
         self.prev_loss = np.zeros((), np.float64)
-        self.old_dirs: list[np.ndarray] = []            # y = g_k+1 - g_k, oldest first
-        self.old_steps: list[np.ndarray] = []           # s = t d
-        self.ro: list[float] = []                       # 1 / y.s
+        self.old_dirs: list[np.ndarray] = []  # y = g_k+1 - g_k, oldest first
+        self.old_steps: list[np.ndarray] = []  # s = t d
+        self.ro: list[float] = []  # 1 / y.s
 
     def apply_groups(self, groups) -> None:
         if groups:
@@ -72,14 +91,14 @@ class LBFGS(Optimizer):
     def _set_params(self, flat: np.ndarray) -> None:
         start = 0
         for p in self.params.values():
-            p[...] = flat[start:start + p.size].reshape(p.shape)
+            p[...] = flat[start : start + p.size].reshape(p.shape)
             start += p.size
 
     def _add_to_params(self, t: float, d: np.ndarray) -> None:
         """p += t d, parameter by parameter (views of d)."""
         start = 0
         for p in self.params.values():
-            p += t * d[start:start + p.size].reshape(p.shape)
+            p += t * d[start : start + p.size].reshape(p.shape)
             start += p.size
 
     # ------------------------------------------------------------------ one step
@@ -113,7 +132,7 @@ class LBFGS(Optimizer):
             self.prev_loss[...] = prev_loss = loss
             # the first step of the run is scaled to the gradient's size; later ones start at lr
             t = min(1.0, 1.0 / float(np.abs(flat_grad).sum())) * lr if self.n_iter == 1 else lr
-            gtd = float(flat_grad @ d)                       # directional derivative
+            gtd = float(flat_grad @ d)  # directional derivative
             if gtd > -self.tolerance_change:
                 break
             if self.line_search:
@@ -126,21 +145,25 @@ class LBFGS(Optimizer):
                     self._set_params(x0)
                     return value, self.flat_grad.copy()
 
-                loss, flat_grad, t, used = strong_wolfe(along, t, d, loss, flat_grad, gtd,
-                                                        max_evals=self.max_eval - evals)
+                loss, flat_grad, t, used = strong_wolfe(
+                    along, t, d, loss, flat_grad, gtd, max_evals=self.max_eval - evals
+                )
                 self._add_to_params(t, d)
             else:
                 self._add_to_params(t, d)
                 used = 0
-                if n_iter != self.max_iter:                # the last iteration's point is the next step's start
+                if n_iter != self.max_iter:  # the last iteration's point is the next step's start
                     loss, used = float(closure()), 1
                     flat_grad = self.flat_grad.copy()
             evals += used
             self.func_evals += used
-            if (n_iter == self.max_iter or evals >= self.max_eval
-                    or np.abs(flat_grad).max() <= self.tolerance_grad
-                    or np.abs(d * t).max() <= self.tolerance_change
-                    or abs(loss - prev_loss) < self.tolerance_change):
+            if (
+                n_iter == self.max_iter
+                or evals >= self.max_eval
+                or np.abs(flat_grad).max() <= self.tolerance_grad
+                or np.abs(d * t).max() <= self.tolerance_change
+                or abs(loss - prev_loss) < self.tolerance_change
+            ):
                 break
         self.d, self.step_size[...] = d, t
         return evals
@@ -172,12 +195,19 @@ class LBFGS(Optimizer):
     # ------------------------------------------------------------------ checkpoints
     def state_arrays(self) -> dict[str, np.ndarray]:
         n, dtype = self.d.size, self.d.dtype
-        return {"t": self.t, "n_iter": self.n_iter, "func_evals": self.func_evals, "d": self.d,
-                "step_size": self.step_size, "h_diag": self.h_diag, "prev_grad": self.prev_grad,
-                "prev_loss": self.prev_loss,
-                "old_dirs": np.array(self.old_dirs, dtype).reshape(len(self.old_dirs), n),
-                "old_steps": np.array(self.old_steps, dtype).reshape(len(self.old_steps), n),
-                "ro": np.array(self.ro, np.float64)}
+        return {
+            "t": self.t,
+            "n_iter": self.n_iter,
+            "func_evals": self.func_evals,
+            "d": self.d,
+            "step_size": self.step_size,
+            "h_diag": self.h_diag,
+            "prev_grad": self.prev_grad,
+            "prev_loss": self.prev_loss,
+            "old_dirs": np.array(self.old_dirs, dtype).reshape(len(self.old_dirs), n),
+            "old_steps": np.array(self.old_steps, dtype).reshape(len(self.old_steps), n),
+            "ro": np.array(self.ro, np.float64),
+        }
 
     def state_limits(self) -> dict[str, tuple[int, ...]]:
         n = self.d.size
@@ -189,9 +219,11 @@ class LBFGS(Optimizer):
         dirs, steps, ro = (np.asarray(arrays[k]) for k in ("old_dirs", "old_steps", "ro"))
         k = len(ro) if ro.ndim == 1 else -1
         if not 0 <= k <= self.history_size or dirs.shape != (k, n) or steps.shape != (k, n):
-            raise ValueError(f"optimizer state 'old_dirs', 'old_steps', 'ro' have shapes {dirs.shape}, "
-                             f"{steps.shape}, {ro.shape}; expected [k, {n}], [k, {n}], [k] with k <= "
-                             f"{self.history_size}")
+            raise ValueError(
+                f"optimizer state 'old_dirs', 'old_steps', 'ro' have shapes {dirs.shape}, "
+                f"{steps.shape}, {ro.shape}; expected [k, {n}], [k, {n}], [k] with k <= "
+                f"{self.history_size}"
+            )
         fixed = {key: value for key, value in self.state_arrays().items() if key not in ("old_dirs", "old_steps", "ro")}
         for key, value in fixed.items():
             if arrays[key].shape != value.shape:
@@ -204,8 +236,9 @@ class LBFGS(Optimizer):
         self.ro = [float(v) for v in ro]
 
 
-def cubic_minimum(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
-                  bounds: tuple[float, float] | None = None) -> float:
+def cubic_minimum(
+    x1: float, f1: float, g1: float, x2: float, f2: float, g2: float, bounds: tuple[float, float] | None = None
+) -> float:
     """The minimizer of the cubic through (x1, f1) and (x2, f2) with slopes g1 and g2, clamped to ``bounds``
     (default: between x1 and x2); the bounds' midpoint when the cubic has no minimum (Nocedal & Wright 3.59)."""
     lo, hi = bounds if bounds is not None else (min(x1, x2), max(x1, x2))
@@ -221,8 +254,15 @@ def cubic_minimum(x1: float, f1: float, g1: float, x2: float, f2: float, g2: flo
     return (lo + hi) / 2.0
 
 
-def strong_wolfe(along: Callable[[float], tuple[float, np.ndarray]], t: float, d: np.ndarray, f: float,
-                 g: np.ndarray, gtd: float, max_evals: int) -> tuple[float, np.ndarray, float, int]:
+def strong_wolfe(
+    along: Callable[[float], tuple[float, np.ndarray]],
+    t: float,
+    d: np.ndarray,
+    f: float,
+    g: np.ndarray,
+    gtd: float,
+    max_evals: int,
+) -> tuple[float, np.ndarray, float, int]:
     """A step length t along d satisfying the strong Wolfe conditions
         f(t) <= f(0) + c1 t f'(0)   and   |f'(t)| <= c2 |f'(0)|,
     from the first trial ``t``: first bracket an interval that contains one (extrapolating by cubic
@@ -246,10 +286,10 @@ def strong_wolfe(along: Callable[[float], tuple[float, np.ndarray]], t: float, d
             bracket, bracket_f = [t_prev, t], [f_prev, f_new]
             bracket_g, bracket_gtd = [g_prev, g_new], [gtd_prev, gtd_new]
             break
-        if abs(gtd_new) <= -C2 * gtd:                      # both conditions hold: done
+        if abs(gtd_new) <= -C2 * gtd:  # both conditions hold: done
             bracket, bracket_f, bracket_g, done = [t], [f_new], [g_new], True
             break
-        if gtd_new >= 0:                                   # past a minimum: it lies between the two trials
+        if gtd_new >= 0:  # past a minimum: it lies between the two trials
             bracket, bracket_f = [t_prev, t], [f_prev, f_new]
             bracket_g, bracket_gtd = [g_prev, g_new], [gtd_prev, gtd_new]
             break
@@ -261,7 +301,7 @@ def strong_wolfe(along: Callable[[float], tuple[float, np.ndarray]], t: float, d
         evals += 1
         gtd_new = float(g_new @ d)
         it += 1
-    if it == max_evals:                                    # out of evaluations: the better of 0 and t
+    if it == max_evals:  # out of evaluations: the better of 0 and t
         bracket, bracket_f, bracket_g = [0.0, t], [f, f_new], [g, g_new]
 
     # zoom: shrink the bracket, keeping at ``low`` its point of lowest loss
@@ -293,7 +333,7 @@ def strong_wolfe(along: Callable[[float], tuple[float, np.ndarray]], t: float, d
         else:
             if abs(gtd_new) <= -C2 * gtd:
                 done = True
-            elif gtd_new * (bracket[high] - bracket[low]) >= 0:    # the old low becomes the high end
+            elif gtd_new * (bracket[high] - bracket[low]) >= 0:  # the old low becomes the high end
                 bracket[high], bracket_f[high] = bracket[low], bracket_f[low]
                 bracket_g[high], bracket_gtd[high] = bracket_g[low], bracket_gtd[low]
             bracket[low], bracket_f[low], bracket_g[low], bracket_gtd[low] = t, f_new, g_new, gtd_new

@@ -6,6 +6,7 @@ Parameter groups (``groups: [{match: "b*", lr: 0.01, weight_decay: 0}]``) give p
 a glob pattern their own learning rate and weight decay; the first matching group wins. A group's lr is
 scaled by the schedule like the base lr (the schedule's factor ``lr(step) / lr`` applies to every group).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,18 +19,28 @@ from specgrad.base.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry
 from specgrad.optim.sharing import Sharing
 
 GROUP = {
-    "type": "object", "additionalProperties": False, "required": ["match"],
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["match"],
     "properties": {
-        "match": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
-                  "description": "glob pattern(s) of parameter names, e.g. 'b*' or [w1, w2]"},
+        "match": {
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+            "description": "glob pattern(s) of parameter names, e.g. 'b*' or [w1, w2]",
+        },
         "lr": POSITIVE,
         "weight_decay": NON_NEGATIVE,
     },
 }
-OPTIMIZERS = Registry("optimizer", common={
-    "groups": {"type": "array", "items": GROUP,
-               "description": "per-parameter lr / weight_decay by name pattern; the first match wins"},
-})
+OPTIMIZERS = Registry(
+    "optimizer",
+    common={
+        "groups": {
+            "type": "array",
+            "items": GROUP,
+            "description": "per-parameter lr / weight_decay by name pattern; the first match wins",
+        },
+    },
+)
 BETA = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 # elements of a flat buffer updated together: the dozen passes of an Adam step over a chunk of each of its
 # four arrays (256 KiB each in float32) stay in a core's L2 cache instead of streaming the whole buffers
@@ -49,7 +60,7 @@ class Optimizer:
         self.lr = lr
         self.lr_scale = {name: 1.0 for name in params}
         self.weight_decay = {name: weight_decay for name in params}
-        self.t = np.zeros((), np.int64)          # steps taken, for bias corrections and first-step rules
+        self.t = np.zeros((), np.int64)  # steps taken, for bias corrections and first-step rules
         # where a caller may write the gradients it passes to ``step`` (they are then not copied)
         self.grad_flat, self.grads = flat_like(params)
 
@@ -60,12 +71,15 @@ class Optimizer:
         dtypes = {p.dtype for p in self.params.values()}
         n = sum(p.size for p in self.params.values())
         if dtypes != {flat.dtype} or flat.shape != (n,):
-            raise ValueError(f"gradients of {n} {'/'.join(map(str, dtypes))} values cannot live in a buffer of "
-                             f"{flat.size} {flat.dtype}")
+            raise ValueError(
+                f"gradients of {n} {'/'.join(map(str, dtypes))} values cannot live in a buffer of "
+                f"{flat.size} {flat.dtype}"
+            )
         self.grad_flat, self.grads, offset = [flat], {}, 0
         for name, p in self.params.items():
-            self.grads[name] = flat[offset:offset + p.size].reshape(p.shape)
+            self.grads[name] = flat[offset : offset + p.size].reshape(p.shape)
             offset += p.size
+
     def map(self, fn, items) -> None:
         """fn(item) for every item: on the optimizer's threads when ``parallel`` gave it some, else here."""
         sharing = self.__dict__.get("_sharing")
@@ -96,8 +110,10 @@ class Optimizer:
             patterns = [group["match"]] if isinstance(group["match"], str) else group["match"]
             matched = [name for name in self.params if any(fnmatchcase(name, p) for p in patterns)]
             if not matched:
-                raise ValueError(f"groups[{i}] matches no parameter ({', '.join(patterns)}; the parameters "
-                                 f"are {', '.join(self.params)})")
+                raise ValueError(
+                    f"groups[{i}] matches no parameter ({', '.join(patterns)}; the parameters "
+                    f"are {', '.join(self.params)})"
+                )
             for name in matched:
                 if name in claimed:
                     continue
@@ -107,8 +123,13 @@ class Optimizer:
                 if "weight_decay" in group:
                     self.weight_decay[name] = group["weight_decay"]
 
-    def step(self, grads: dict[str, np.ndarray], lr: float, loss: float | None = None,
-             closure: Callable[[], float] | None = None) -> int | None:
+    def step(
+        self,
+        grads: dict[str, np.ndarray],
+        lr: float,
+        loss: float | None = None,
+        closure: Callable[[], float] | None = None,
+    ) -> int | None:
         """One update with base learning rate ``lr`` (the schedule's value this step). ``grads`` may be
         overwritten (they are this step's scratch space). ``loss`` and ``closure`` are for an optimizer that
         ``needs_closure`` (L-BFGS), which returns the evaluations the step used; the others ignore them and
@@ -141,8 +162,10 @@ class Optimizer:
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Every array the optimizer's future depends on, by a stable key (the step count included)."""
-        return {"t": self.t, **{f"{slot}/{name}": a for slot, arrays in self.slots().items()
-                                for name, a in arrays.items()}}
+        return {
+            "t": self.t,
+            **{f"{slot}/{name}": a for slot, arrays in self.slots().items() for name, a in arrays.items()},
+        }
 
     def slots(self) -> dict[str, dict[str, np.ndarray]]:
         return {}
@@ -174,7 +197,7 @@ def flat_like(params: dict[str, np.ndarray], value=0.0) -> tuple[list[np.ndarray
     views, offset = {}, dict.fromkeys(sizes, 0)
     for name, p in params.items():
         start = offset[p.dtype]
-        views[name] = flats[p.dtype][start:start + p.size].reshape(p.shape)
+        views[name] = flats[p.dtype][start : start + p.size].reshape(p.shape)
         offset[p.dtype] = start + p.size
     return list(flats.values()), views
 
@@ -184,8 +207,17 @@ def _l2(g, p, weight_decay):
     return g + weight_decay * p if weight_decay else g
 
 
-@OPTIMIZERS.register("sgd", {"lr": POSITIVE, "momentum": FRACTION, "dampening": FRACTION,
-                             "nesterov": {"type": "boolean"}, "weight_decay": NON_NEGATIVE}, required=["lr"])
+@OPTIMIZERS.register(
+    "sgd",
+    {
+        "lr": POSITIVE,
+        "momentum": FRACTION,
+        "dampening": FRACTION,
+        "nesterov": {"type": "boolean"},
+        "weight_decay": NON_NEGATIVE,
+    },
+    required=["lr"],
+)
 class SGD(Optimizer):
     """gradient descent with optional momentum, Nesterov momentum and weight decay (torch.optim.SGD)"""
 
@@ -201,9 +233,9 @@ class SGD(Optimizer):
         if self.momentum:
             b = self.buf[name]
             if self.t == 1:
-                b[...] = g                                  # b_1 = g_1
+                b[...] = g  # b_1 = g_1
             else:
-                b *= self.momentum                          # b_t = mu b_{t-1} + (1 - dampening) g_t
+                b *= self.momentum  # b_t = mu b_{t-1} + (1 - dampening) g_t
                 b += (1 - self.dampening) * g
             g = g + self.momentum * b if self.nesterov else b
         p -= lr * g
@@ -217,8 +249,11 @@ class SGD(Optimizer):
         return {"momentum": self.buf}
 
 
-@OPTIMIZERS.register("adam", {"lr": POSITIVE, "beta1": BETA, "beta2": BETA, "eps": POSITIVE,
-                              "weight_decay": NON_NEGATIVE}, required=["lr"])
+@OPTIMIZERS.register(
+    "adam",
+    {"lr": POSITIVE, "beta1": BETA, "beta2": BETA, "eps": POSITIVE, "weight_decay": NON_NEGATIVE},
+    required=["lr"],
+)
 class Adam(Optimizer):
     """Adam (Kingma & Ba): bias-corrected moving averages of the gradient and its square; weight decay is
     added to the gradient (L2), as in torch.optim.Adam"""
@@ -247,9 +282,9 @@ class Adam(Optimizer):
                 np.copyto(g, grads[name])
             wd = self.weight_decay[name]
             if wd and self.decoupled:
-                p *= 1 - self._lr(name, lr) * wd            # AdamW: decay the weights, not the gradient
+                p *= 1 - self._lr(name, lr) * wd  # AdamW: decay the weights, not the gradient
             elif wd:
-                g += wd * p                                 # L2: g + wd p
+                g += wd * p  # L2: g + wd p
         uniform = all(scale == 1.0 for scale in self.lr_scale.values())
         chunks = self._chunks()
         self.map(lambda c: self._update(*c, t, lr if uniform else None), chunks)
@@ -257,23 +292,23 @@ class Adam(Optimizer):
             for name, u in self.grads.items():
                 u *= self._lr(name, lr)
             for u, s in zip(self.grad_flat, self.scratch):
-                u /= s                                      # lr m_hat / (sqrt(v_hat) + eps)
+                u /= s  # lr m_hat / (sqrt(v_hat) + eps)
         for name, p in self.params.items():
             p -= self.grads[name]
 
     def _update(self, g, m, v, s, t, lr):
         """One chunk: moments, then lr m_hat / (sqrt(v_hat) + eps) into g (without lr when lr is None)."""
         b1, b2 = self.beta1, self.beta2
-        m *= b1                                             # m_t = b1 m + (1 - b1) g
+        m *= b1  # m_t = b1 m + (1 - b1) g
         m += np.multiply(g, 1 - b1, out=s)
-        v *= b2                                             # v_t = b2 v + (1 - b2) g^2
+        v *= b2  # v_t = b2 v + (1 - b2) g^2
         s = np.multiply(g, g, out=s)
         s *= 1 - b2
         v += s
-        s = np.divide(v, 1 - b2 ** t, out=s)                # sqrt(v_hat) + eps
+        s = np.divide(v, 1 - b2**t, out=s)  # sqrt(v_hat) + eps
         np.sqrt(s, out=s)
         s += self.eps
-        np.divide(m, 1 - b1 ** t, out=g)                    # m_hat, over the gradient: it is used up
+        np.divide(m, 1 - b1**t, out=g)  # m_hat, over the gradient: it is used up
         if lr is not None:
             g *= lr
             g /= s
@@ -281,9 +316,11 @@ class Adam(Optimizer):
     def _chunks(self) -> list[tuple]:
         chunks = self.__dict__.get("_chunk_list")
         if chunks is None:
-            chunks = self._chunk_list = [tuple(a[i:i + CHUNK] for a in arrays)
-                                         for arrays in zip(self.grad_flat, self.m_flat, self.v_flat, self.scratch)
-                                         for i in range(0, len(arrays[0]), CHUNK)]
+            chunks = self._chunk_list = [
+                tuple(a[i : i + CHUNK] for a in arrays)
+                for arrays in zip(self.grad_flat, self.m_flat, self.v_flat, self.scratch)
+                for i in range(0, len(arrays[0]), CHUNK)
+            ]
         return chunks
 
     def _lr(self, name, lr):
@@ -298,8 +335,11 @@ class Adam(Optimizer):
         return {"m": self.m, "v": self.v}
 
 
-@OPTIMIZERS.register("adamw", {"lr": POSITIVE, "beta1": BETA, "beta2": BETA, "eps": POSITIVE,
-                               "weight_decay": NON_NEGATIVE}, required=["lr"])
+@OPTIMIZERS.register(
+    "adamw",
+    {"lr": POSITIVE, "beta1": BETA, "beta2": BETA, "eps": POSITIVE, "weight_decay": NON_NEGATIVE},
+    required=["lr"],
+)
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr * weight_decay, then Adam
     (torch.optim.AdamW; weight_decay defaults to 0.01)"""
@@ -310,9 +350,17 @@ class AdamW(Adam):
         super().__init__(params, lr, beta1, beta2, eps, weight_decay)
 
 
-@OPTIMIZERS.register("adagrad", {"lr": POSITIVE, "lr_decay": NON_NEGATIVE, "eps": POSITIVE,
-                                 "initial_accumulator_value": NON_NEGATIVE, "weight_decay": NON_NEGATIVE},
-                     required=["lr"])
+@OPTIMIZERS.register(
+    "adagrad",
+    {
+        "lr": POSITIVE,
+        "lr_decay": NON_NEGATIVE,
+        "eps": POSITIVE,
+        "initial_accumulator_value": NON_NEGATIVE,
+        "weight_decay": NON_NEGATIVE,
+    },
+    required=["lr"],
+)
 class Adagrad(Optimizer):
     """Adagrad: each coordinate's step is divided by the root of its summed squared gradients
     (torch.optim.Adagrad)"""
@@ -326,16 +374,25 @@ class Adagrad(Optimizer):
         g = _l2(g, p, weight_decay)
         clr = lr / (1 + (int(self.t) - 1) * self.lr_decay)
         s = self.sum[name]
-        s += g * g                                          # state_sum += g^2
+        s += g * g  # state_sum += g^2
         p -= clr * g / (np.sqrt(s) + self.eps)
 
     def slots(self):
         return {"sum": self.sum}
 
 
-@OPTIMIZERS.register("rmsprop", {"lr": POSITIVE, "alpha": BETA, "eps": POSITIVE, "momentum": FRACTION,
-                                 "centered": {"type": "boolean"}, "weight_decay": NON_NEGATIVE},
-                     required=["lr"])
+@OPTIMIZERS.register(
+    "rmsprop",
+    {
+        "lr": POSITIVE,
+        "alpha": BETA,
+        "eps": POSITIVE,
+        "momentum": FRACTION,
+        "centered": {"type": "boolean"},
+        "weight_decay": NON_NEGATIVE,
+    },
+    required=["lr"],
+)
 class RMSprop(Optimizer):
     """RMSprop: divide by a moving root mean square of the gradient, optionally centered and with
     momentum (torch.optim.RMSprop)"""
@@ -350,18 +407,18 @@ class RMSprop(Optimizer):
     def update(self, name, p, g, lr, weight_decay):
         g = _l2(g, p, weight_decay)
         v = self.square_avg[name]
-        v *= self.alpha                                     # v_t = alpha v + (1 - alpha) g^2
+        v *= self.alpha  # v_t = alpha v + (1 - alpha) g^2
         v += (1 - self.alpha) * (g * g)
         if self.centered:
             ga = self.grad_avg[name]
-            ga *= self.alpha                                # g_avg = alpha g_avg + (1 - alpha) g
+            ga *= self.alpha  # g_avg = alpha g_avg + (1 - alpha) g
             ga += (1 - self.alpha) * g
             denom = np.sqrt(v - ga * ga) + self.eps
         else:
             denom = np.sqrt(v) + self.eps
         if self.momentum:
             b = self.buf[name]
-            b *= self.momentum                              # b_t = mu b + g / denom
+            b *= self.momentum  # b_t = mu b + g / denom
             b += g / denom
             p -= lr * b
         else:

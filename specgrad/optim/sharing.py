@@ -7,11 +7,12 @@ a helper has already started, never for a helper to wake up. (A fixed split into
 wait for the slowest thread's whole part: the stall that two BLAS threads suffer on a shared machine.)
 Which thread updates a chunk never changes its bits: the same operations run on the same elements.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from queue import SimpleQueue
-from typing import Callable, Sequence
 
 
 class Sharing:
@@ -19,8 +20,9 @@ class Sharing:
 
     def __init__(self, helpers: int):
         self.tasks: SimpleQueue = SimpleQueue()
-        self.threads = [threading.Thread(target=self._serve, daemon=True, name=f"specgrad-helper-{i}")
-                        for i in range(helpers)]
+        self.threads = [
+            threading.Thread(target=self._serve, daemon=True, name=f"specgrad-helper-{i}") for i in range(helpers)
+        ]
         for thread in self.threads:
             thread.start()
 
@@ -49,7 +51,7 @@ class Sharing:
                     state["busy"] += 1
                 try:
                     fn(items[i])
-                except BaseException as e:                     # re-raised by the caller
+                except BaseException as e:  # re-raised by the caller
                     state["error"] = state["error"] or e
                 finally:
                     with lock:
@@ -58,7 +60,7 @@ class Sharing:
                             idle.notify_all()
 
         for _ in self.threads:
-            self.tasks.put(work)       # a helper that starts late finds nothing left to claim and returns
+            self.tasks.put(work)  # a helper that starts late finds nothing left to claim and returns
         work()
         with lock:
             while state["busy"]:

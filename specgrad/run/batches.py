@@ -1,6 +1,7 @@
 """Batches of the training split: seeded reshuffling each epoch, optional drop_last. A batch is named by its
 global index (batch ``b`` of the run), so the optimizer step that consumes it, and a resumed run, agree on
 which rows it holds. The order of the current epoch and the RNG state are all a checkpoint needs."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,14 @@ import numpy as np
 
 
 class Batches:
-    def __init__(self, fields: dict[str, np.ndarray], batch_size: int | str, shuffle: bool, drop_last: bool,
-                 rng: np.random.Generator):
+    def __init__(
+        self,
+        fields: dict[str, np.ndarray],
+        batch_size: int | str,
+        shuffle: bool,
+        drop_last: bool,
+        rng: np.random.Generator,
+    ):
         self.fields = list(fields.values())
         self.n = len(self.fields[0])
         self.size = self.n if batch_size == "full" else min(int(batch_size), self.n)
@@ -41,12 +48,14 @@ class Batches:
         pos = index % self.per_epoch
         if pos == 0:
             self.order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
-        return self.order[pos * self.size:(pos + 1) * self.size]
+        return self.order[pos * self.size : (pos + 1) * self.size]
 
     def batch_sizes(self) -> set[int]:
         """The sizes the batches of an epoch come in (a full batch, and a shorter last one unless dropped)."""
-        return {self.size, *([self.n % self.size] if self.n % self.size and self.per_epoch * self.size > self.n
-                             else [])}
+        return {
+            self.size,
+            *([self.n % self.size] if self.n % self.size and self.per_epoch * self.size > self.n else []),
+        }
 
     def state(self) -> tuple[np.ndarray, Mapping[str, Any]]:
         return self.order, self.rng.bit_generator.state

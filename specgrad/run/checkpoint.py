@@ -82,7 +82,7 @@ ARRAYS_FILE = "arrays.npz"
 STATE_FILE = "state.json"
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "latest"
-CHECKPOINTS_DIR = "checkpoints"      # a run directory's checkpoint root
+CHECKPOINTS_DIR = "checkpoints"  # a run directory's checkpoint root
 ORDER_KEY = "order"
 _PARAMS, _OPTIM, _STATE = "params/", "optim/", "state/"
 
@@ -95,10 +95,10 @@ _CHUNK = 1 << 20
 # Caps on what a loader reads from files that are small by construction; a larger one is damage or hostile.
 _LATEST_MAX_BYTES = 4096
 _MANIFEST_MAX_BYTES = 1 << 20
-_STATE_MAX_BYTES = 64 << 20          # holds the resolved spec, itself capped at 10 MiB as a file
-_NPY_HEADER_MAX_BYTES = 1 << 16      # numpy's own limit for a version 1.0 header
-_ZIP_ENTRY_OVERHEAD = 1024           # local + central headers, zip64 extras, per member, beyond its name
-_NUMERIC_KINDS = "biuf"              # bool, signed, unsigned, float: all a checkpoint ever holds
+_STATE_MAX_BYTES = 64 << 20  # holds the resolved spec, itself capped at 10 MiB as a file
+_NPY_HEADER_MAX_BYTES = 1 << 16  # numpy's own limit for a version 1.0 header
+_ZIP_ENTRY_OVERHEAD = 1024  # local + central headers, zip64 extras, per member, beyond its name
+_NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: all a checkpoint ever holds
 
 
 class CheckpointError(Exception):
@@ -111,7 +111,7 @@ class Expected:
     (a batch order must be a permutation) and returns the problem, or None. With ``grows``, ``shape`` is the
     largest the array gets and its first dimension may be anything up to that (L-BFGS's history)."""
 
-    shape: tuple[int, ...]                 # the largest shape it may have: exact unless ``varies`` says which axes
+    shape: tuple[int, ...]  # the largest shape it may have: exact unless ``varies`` says which axes
     dtype: np.dtype
     check: Callable[[np.ndarray], str | None] | None = None
     grows: bool = False
@@ -123,8 +123,11 @@ class Expected:
     def admits(self, shape: tuple[int, ...]) -> bool:
         if not self.grows:
             return tuple(shape) == tuple(self.shape)
-        return (len(shape) == len(self.shape) and 0 <= shape[0] <= self.shape[0]
-                and tuple(shape[1:]) == tuple(self.shape[1:]))
+        return (
+            len(shape) == len(self.shape)
+            and 0 <= shape[0] <= self.shape[0]
+            and tuple(shape[1:]) == tuple(self.shape[1:])
+        )
 
 
 @dataclass
@@ -167,7 +170,7 @@ def state_key(name: str) -> str:
 
 
 def _section(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
 
 
 @dataclass
@@ -192,8 +195,7 @@ class TrainingArrays:
     @classmethod
     def unpack(cls, arrays: Mapping[str, np.ndarray]) -> TrainingArrays:
         """Sort a checkpoint's arrays by kind; keys of no kind are left out."""
-        return cls(_section(arrays, _PARAMS), _section(arrays, _OPTIM), _section(arrays, _STATE),
-                   arrays.get(ORDER_KEY))
+        return cls(_section(arrays, _PARAMS), _section(arrays, _OPTIM), _section(arrays, _STATE), arrays.get(ORDER_KEY))
 
 
 def _described(value) -> Expected:
@@ -203,9 +205,13 @@ def _described(value) -> Expected:
     return Expected(tuple(value.shape), np.dtype(value.dtype))
 
 
-def expected_arrays(params: Mapping, state: Mapping, optim: Mapping | None = None,
-                    order: Expected | None = None,
-                    optim_limits: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Expected]:
+def expected_arrays(
+    params: Mapping,
+    state: Mapping,
+    optim: Mapping | None = None,
+    order: Expected | None = None,
+    optim_limits: Mapping[str, tuple[int, ...]] | None = None,
+) -> dict[str, Expected]:
     """What a checkpoint must hold for a model, checked before any of its data is read: ``params`` and
     ``state`` map names to arrays or graph nodes (anything with a shape and a dtype), ``optim`` the
     optimizer's state arrays (None: not read, as in evaluation), ``order`` the batch order, and
@@ -214,8 +220,7 @@ def expected_arrays(params: Mapping, state: Mapping, optim: Mapping | None = Non
     expected = {param_key(k): _described(v) for k, v in params.items()}
     for k, v in (optim or {}).items():
         described = _described(v)
-        expected[optim_key(k)] = (Expected(tuple(limits[k]), described.dtype, grows=True) if k in limits
-                                  else described)
+        expected[optim_key(k)] = Expected(tuple(limits[k]), described.dtype, grows=True) if k in limits else described
     if order is not None:
         expected[ORDER_KEY] = order
     expected.update({state_key(k): _described(v) for k, v in state.items()})
@@ -323,9 +328,7 @@ def _check_inputs(where: Path, arrays: dict, state: dict) -> tuple[dict[str, np.
             )
         array = np.asarray(value)
         if array.dtype.hasobject:
-            raise CheckpointError(
-                f"checkpoint {where}: {ARRAYS_FILE}: {key!r} is an object array (would need pickle)"
-            )
+            raise CheckpointError(f"checkpoint {where}: {ARRAYS_FILE}: {key!r} is an object array (would need pickle)")
         clean[key] = array
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {where}: {STATE_FILE}: state must be a dict, got {type(state).__name__}")
@@ -496,8 +499,7 @@ def _verify_files(path: Path, files: dict[str, str], limits: dict[str, int]) -> 
             raise _fail(path, f"{fname}: sha256 mismatch (file damaged)")
 
 
-def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
-                 expected: Expected | None) -> np.ndarray:
+def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, expected: Expected | None) -> np.ndarray:
     """Read one ``.npy`` member, after its zip entry and npy header have been checked: nothing is decompressed
     and nothing is allocated for an array that is not what it should be."""
     name = f"{ARRAYS_FILE}: {info.filename!r}"
@@ -510,16 +512,14 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
         version = np.lib.format.read_magic(member)
         if version not in ((1, 0), (2, 0)):
             raise _fail(path, f"{name}: unsupported npy format version {version}")
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _fortran, dtype = read_header(member)
         if dtype.hasobject:
             raise _fail(path, f"{name} is an object array (pickle refused)")
         if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
             raise _fail(path, f"{name} has dtype {dtype.str!r} (refused: only plain numbers are stored)")
         if expected is not None and (not expected.admits(tuple(shape)) or dtype != np.dtype(expected.dtype)):
-            raise _fail(path, f"{name} is {_show(Expected(tuple(shape), dtype))}; this model expects "
-                              f"{_show(expected)}")
+            raise _fail(path, f"{name} is {_show(Expected(tuple(shape), dtype))}; this model expects {_show(expected)}")
         if info.file_size - member.tell() != math.prod(shape) * dtype.itemsize:
             raise _fail(path, f"{name}: data size does not match its header")
         # Re-read from the start: read_array parses the header itself.
@@ -568,8 +568,10 @@ def _read_arrays(path: Path, fd: int, expected: dict[str, Expected] | None, part
         raise _fail(path, f"{ARRAYS_FILE}: not a readable npz archive ({type(exc).__name__}: {exc})") from exc
     missing = sorted(set(expected or ()) - set(arrays))
     if missing:
-        raise _fail(path, f"{ARRAYS_FILE}: has no {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
-                          "(this model needs it)")
+        raise _fail(
+            path,
+            f"{ARRAYS_FILE}: has no {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} (this model needs it)",
+        )
     return arrays
 
 
@@ -598,8 +600,9 @@ def load_checkpoint(path: Path, expected: dict[str, Expected] | None = None, par
     step, files = _read_manifest(path)
     limits = {MANIFEST_FILE: _MANIFEST_MAX_BYTES, STATE_FILE: _STATE_MAX_BYTES}
     if expected is not None and not partial:
-        limits[ARRAYS_FILE] = 1024 + sum(e.nbytes + _NPY_HEADER_MAX_BYTES + _ZIP_ENTRY_OVERHEAD + 2 * len(k)
-                                         for k, e in expected.items())
+        limits[ARRAYS_FILE] = 1024 + sum(
+            e.nbytes + _NPY_HEADER_MAX_BYTES + _ZIP_ENTRY_OVERHEAD + 2 * len(k) for k, e in expected.items()
+        )
     _verify_files(path, files, limits)
     try:
         fd = open_regular(path / ARRAYS_FILE)
@@ -657,8 +660,12 @@ def _default_warn(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn,
-                      expected: dict[str, Expected] | None = None, partial: bool = False) -> Checkpoint | None:
+def latest_checkpoint(
+    root: Path,
+    warn: Callable[[str], None] = _default_warn,
+    expected: dict[str, Expected] | None = None,
+    partial: bool = False,
+) -> Checkpoint | None:
     """Load the newest good checkpoint under ``root``, or None if there are none at all.
 
     Tries the folder named by ``root/latest`` first, then every other complete folder newest
@@ -667,8 +674,9 @@ def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn,
     """
     root = Path(root)
     if os.path.islink(root):
-        raise CheckpointError(f"checkpoint root {root}: a symbolic link (refused: only folders inside the run "
-                              "directory are read)")
+        raise CheckpointError(
+            f"checkpoint root {root}: a symbolic link (refused: only folders inside the run directory are read)"
+        )
     complete = list_checkpoints(root)
     candidates = list(reversed(complete))
     latest_name, latest_problem = _read_latest_name(root)
@@ -696,15 +704,17 @@ def latest_checkpoint(root: Path, warn: Callable[[str], None] = _default_warn,
     raise CheckpointError(f"no loadable checkpoint in {root}:\n  " + "\n  ".join(problems))
 
 
-def checkpoint_at(root: Path, step: int, expected: dict[str, Expected] | None = None,
-                  partial: bool = False) -> Checkpoint:
+def checkpoint_at(
+    root: Path, step: int, expected: dict[str, Expected] | None = None, partial: bool = False
+) -> Checkpoint:
     """Load the checkpoint of ``step`` under ``root`` (checked as ``load_checkpoint`` checks); a CheckpointError
     lists the steps there are if none."""
     path = Path(root) / _dir_name(step)
     if not path.is_dir():
         steps = [_step_of(p.name) for p in list_checkpoints(root)]
-        raise CheckpointError(f"{root} has no checkpoint of step {step} (it has "
-                              f"{', '.join(map(str, steps)) or 'none'})")
+        raise CheckpointError(
+            f"{root} has no checkpoint of step {step} (it has {', '.join(map(str, steps)) or 'none'})"
+        )
     return load_checkpoint(path, expected, partial)
 
 

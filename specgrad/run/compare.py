@@ -2,6 +2,7 @@
 metrics); ``specgrad compare`` shows only the resolved spec values that differ between runs, beside their
 metrics, and overlays their curves. A sweep's trials are run directories like any other, so both work on
 them unchanged; a trial's objective comes from its trial.json."""
+
 from __future__ import annotations
 
 import csv
@@ -46,8 +47,12 @@ def _json(path: Path) -> dict | None:
 
 
 def _finals(summary: dict) -> dict:
-    return {f"{split}.{name}": value for split in ("train", "val", "test")
-            for name, value in (summary.get(split) or {}).items() if isinstance(value, (int, float))}
+    return {
+        f"{split}.{name}": value
+        for split in ("train", "val", "test")
+        for name, value in (summary.get(split) or {}).items()
+        if isinstance(value, (int, float))
+    }
 
 
 def run_row(run_dir: Path) -> dict:
@@ -57,7 +62,7 @@ def run_row(run_dir: Path) -> dict:
     row = {"run": str(run_dir), "name": spec.get("name", ABSENT) if isinstance(spec, dict) else ABSENT}
     if summary is not None:
         row.update(status=summary.get("status"), steps=summary.get("steps"), seconds=summary.get("seconds"))
-    else:       # a run still going, or killed: its log says how far it got
+    else:  # a run still going, or killed: its log says how far it got
         try:
             lines = metrics_lines(run_dir / "metrics.jsonl")
         except OSError:
@@ -153,6 +158,7 @@ def plot_runs(run_dirs, output: Path) -> Path:
     """The runs' training loss and validation metrics, overlaid, as one PNG (needs specgrad[plot])."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -177,8 +183,9 @@ def plot_runs(run_dirs, output: Path) -> Path:
     axes[-1][0].set_xlabel("step")
     fig.tight_layout()
     import numpy as np
+
     try:
-        with np.errstate(all="ignore"):          # a diverged run's huge values are shown, not warned about
+        with np.errstate(all="ignore"):  # a diverged run's huge values are shown, not warned about
             fig.savefig(output, dpi=100)
     except (OSError, ValueError) as e:
         raise PlotError(f"cannot write {output}: {e}") from None

@@ -6,6 +6,7 @@ descent needs about cond(XᵀX) steps per factor e of progress along the narrowe
 X is read off the compiled model — one forward pass per parameter entry, at the unit vectors — and the
 model is accepted as linear only if a random parameter vector predicts ``f(0) + X θ`` to rounding error.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,21 +15,22 @@ import numpy as np
 
 from specgrad.model.build import init_state
 
-MAX_PARAMETERS = 2000          # one forward pass per parameter entry: beyond this the check is skipped
+MAX_PARAMETERS = 2000  # one forward pass per parameter entry: beyond this the check is skipped
 SQUARED_LOSSES = ("sse", "mse")
 
 
 @dataclass
 class Conditioning:
-    rows: int                           # predictions (samples x outputs)
-    columns: int                        # parameter entries
-    condition: float                    # cond(XᵀX) = (σ_max / σ_min)²; inf when the features are dependent
-    scaled_condition: float             # the same with every column scaled to norm 1 (what standardizing buys)
-    optimum_loss: float | None          # the least-squares loss, for a squared loss
+    rows: int  # predictions (samples x outputs)
+    columns: int  # parameter entries
+    condition: float  # cond(XᵀX) = (σ_max / σ_min)²; inf when the features are dependent
+    scaled_condition: float  # the same with every column scaled to norm 1 (what standardizing buys)
+    optimum_loss: float | None  # the least-squares loss, for a squared loss
 
 
-def linear_conditioning(model, fields: dict[str, np.ndarray], loss_type: str,
-                        rng: np.random.Generator | None = None) -> Conditioning | None:
+def linear_conditioning(
+    model, fields: dict[str, np.ndarray], loss_type: str, rng: np.random.Generator | None = None
+) -> Conditioning | None:
     """cond(XᵀX) of ``model`` (a compiled ``graph.build.Model``) on ``fields``, or None when the model is
     not linear in its parameters (or too large to check, or random: dropout)."""
 
@@ -44,7 +46,7 @@ def linear_conditioning(model, fields: dict[str, np.ndarray], loss_type: str,
     def predict(theta: np.ndarray) -> np.ndarray:
         params, start = {}, 0
         for name, node in forward.params.items():
-            params[name] = theta[start:start + sizes[name]].reshape(node.shape).astype(node.dtype)
+            params[name] = theta[start : start + sizes[name]].reshape(node.shape).astype(node.dtype)
             start += sizes[name]
         return np.asarray(plan(*forward.feed(fields, params, state)), np.float64).reshape(-1)
 

@@ -9,6 +9,7 @@ to the same parameters. Rank 0 alone writes the run directory.
 The trainer talks to a ``Communicator``: in one process every method is the identity and nothing here imports
 mpi4py; ``connect()`` returns an ``MPICommunicator`` only when the process was started by an MPI launcher.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,6 +59,7 @@ class Shard:
     """One rank's rows of a batch of ``batch_rows``: rows ``first_row`` to ``first_row + rows`` (contiguous),
     and the weights of its loss terms (``specgrad.model.build._Builder.shard_loss``): the data term's, so
     the ranks' shares sum to the batch's loss, and the penalties', counted once (by rank 0)."""
+
     first_row: int
     rows: int
     weights: tuple[float, float]
@@ -66,6 +68,7 @@ class Shard:
 class Communicator:
     """The processes of a run as the trainer sees them. This base class is one process: every collective is
     the identity, and the trainer takes its single-process path (no shards, no reduction) when size is 1."""
+
     rank, size = 0, 1
 
     @property
@@ -76,8 +79,10 @@ class Communicator:
     def shard(self, batch_rows: int, mean_loss: bool) -> Shard:
         """This rank's block of a batch of ``batch_rows`` rows: sizes differ by at most one row."""
         if batch_rows < self.size:
-            raise DistributedError(f"a batch of {batch_rows} rows cannot be split over {self.size} processes; "
-                                   f"use at most {batch_rows} processes or larger batches")
+            raise DistributedError(
+                f"a batch of {batch_rows} rows cannot be split over {self.size} processes; "
+                f"use at most {batch_rows} processes or larger batches"
+            )
         start, stop = (batch_rows * r // self.size for r in (self.rank, self.rank + 1))
         data_weight = (stop - start) / batch_rows if mean_loss else 1.0
         return Shard(start, stop - start, (data_weight, 1.0 if self.rank == 0 else 0.0))
@@ -111,6 +116,7 @@ class Communicator:
 class MPICommunicator(Communicator):
     def __init__(self, comm):
         from mpi4py import MPI
+
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
 
@@ -132,12 +138,14 @@ class MPICommunicator(Communicator):
             yield
         except self.MPI.Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DistributedError(f"a process of this run stopped (killed, or failed) while the others "
-                                   f"waited for it ({first}); the run resumes from its last checkpoint with "
-                                   f"--resume, on any number of processes") from None
+            raise DistributedError(
+                f"a process of this run stopped (killed, or failed) while the others "
+                f"waited for it ({first}); the run resumes from its last checkpoint with "
+                f"--resume, on any number of processes"
+            ) from None
 
     def broadcast_text(self, text: str) -> str:
-        data = np.frombuffer(text.encode("utf-8"), np.uint8)     # only the root's is sent
+        data = np.frombuffer(text.encode("utf-8"), np.uint8)  # only the root's is sent
         length = np.array([len(data)], np.int64)
         self.comm.Bcast(length, root=0)
         buffer = data.copy() if self.is_root else np.empty(int(length[0]), np.uint8)
@@ -154,8 +162,10 @@ class MPICommunicator(Communicator):
         self.comm.Allgather(mine, every)
         differ = [r for r in range(self.size) if not np.array_equal(every[r], every[0])]
         if differ:
-            raise DistributedError(f"the {what} of rank(s) {', '.join(map(str, differ))} differ from rank 0's "
-                                   "(the MPI library's Allreduce does not give every rank the same bits)")
+            raise DistributedError(
+                f"the {what} of rank(s) {', '.join(map(str, differ))} differ from rank 0's "
+                "(the MPI library's Allreduce does not give every rank the same bits)"
+            )
 
     def abort(self, code: int) -> None:
         sys.stdout.flush()
@@ -166,13 +176,18 @@ class MPICommunicator(Communicator):
     def failing_together(self, report):
         try:
             yield
-        except BaseException as e:           # KeyboardInterrupt and SystemExit too: the others would hang
-            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else \
-                130 if isinstance(e, KeyboardInterrupt) else 1
+        except BaseException as e:  # KeyboardInterrupt and SystemExit too: the others would hang
+            code = (
+                e.code
+                if isinstance(e, SystemExit) and isinstance(e.code, int)
+                else 130
+                if isinstance(e, KeyboardInterrupt)
+                else 1
+            )
             if not isinstance(e, SystemExit):
                 report(e)
             self.abort(code)
-            os._exit(code)           # MPI_Abort does not return; should it, never unwind into a traceback
+            os._exit(code)  # MPI_Abort does not return; should it, never unwind into a traceback
 
 
 def connect() -> Communicator:
@@ -184,8 +199,10 @@ def connect() -> Communicator:
     try:
         from mpi4py import MPI
     except ImportError as e:
-        raise DistributedError(f"this process was started by an MPI launcher, but mpi4py cannot be imported "
-                               f"({e}); data-parallel training needs it: {EXTRA}") from None
+        raise DistributedError(
+            f"this process was started by an MPI launcher, but mpi4py cannot be imported "
+            f"({e}); data-parallel training needs it: {EXTRA}"
+        ) from None
     comm = MPICommunicator(MPI.COMM_WORLD)
     return comm if comm.size > 1 else Communicator()
 
@@ -196,8 +213,9 @@ class StepReducer:
     (each rank's share), one slot per stop signal (1 where a rank received it) and, when batchnorm keeps
     per-rank statistics, the model state divided by the number of ranks (so that the sum is their mean)."""
 
-    def __init__(self, comm: Communicator, optimizer, state: dict[str, np.ndarray], average_state: bool,
-                 signals: tuple[int, ...]):
+    def __init__(
+        self, comm: Communicator, optimizer, state: dict[str, np.ndarray], average_state: bool, signals: tuple[int, ...]
+    ):
         self.comm, self.optimizer, self.signals = comm, optimizer, signals
         self.state_names = list(state) if average_state else []
         n = sum(g.size for g in optimizer.grads.values())
@@ -206,7 +224,7 @@ class StepReducer:
         self.buffer = np.empty(sum(sizes), dtype)
         bounds = np.cumsum([0, *sizes])
         self.grad_part, self.scalars, *self.state_views = [self.buffer[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-        if len(optimizer.grad_flat) == 1:      # one dtype (always, for a spec's parameters): sum them where they are
+        if len(optimizer.grad_flat) == 1:  # one dtype (always, for a spec's parameters): sum them where they are
             optimizer.place_gradients(self.grad_part)
 
     def __call__(self, loss: float, received: int | None, state: dict[str, np.ndarray]) -> tuple[float, int | None]:
@@ -225,7 +243,7 @@ class StepReducer:
         if not placed:
             offset = 0
             for g in grads.values():
-                np.copyto(g, self.grad_part[offset:offset + g.size].reshape(g.shape))
+                np.copyto(g, self.grad_part[offset : offset + g.size].reshape(g.shape))
                 offset += g.size
         for view, name in zip(self.state_views, self.state_names):
             state[name] = view.reshape(state[name].shape).astype(state[name].dtype)
@@ -242,34 +260,44 @@ class ShardedRun:
         self.comm, self.model, self.batches = comm, model, batches
         self.mean_loss, self.sync_batchnorm, self.optimizer = mean_loss, sync_batchnorm, optimizer
         self.reducer: StepReducer | None = None
-        self.received: int | None = None         # the stop signal this process received (set by the trainer)
-        self.agreed_signal: int | None = None    # the one any process received, after the step's Allreduce
+        self.received: int | None = None  # the stop signal this process received (set by the trainer)
+        self.agreed_signal: int | None = None  # the one any process received, after the step's Allreduce
 
     @classmethod
-    def of(cls, comm: Communicator, spec, batches, optimizer) -> "ShardedRun":
+    def of(cls, comm: Communicator, spec, batches, optimizer) -> ShardedRun:
         """The part of ``comm``'s process in training ``spec`` (validated) on ``batches``."""
         if optimizer.needs_closure:
-            raise DistributedError(f"the {spec.data['optimizer']['type']} optimizer is not supported under mpiexec "
-                                   "yet (its line search re-evaluates the loss); train it in one process")
+            raise DistributedError(
+                f"the {spec.data['optimizer']['type']} optimizer is not supported under mpiexec "
+                "yet (its line search re-evaluates the loss); train it in one process"
+            )
         sync_batchnorm = spec.settings.train.distributed.sync_batchnorm
         model = build_model(spec.data, spec.doc.loc, parallel=DataParallel(sync_batchnorm))
         mean_loss = LOSSES[normalize(spec.data["loss"])["type"]].meta.get("batch", "mean") == "mean"
-        for rows in sorted(batches.batch_sizes()):      # every batch must give each process a row at least
+        for rows in sorted(batches.batch_sizes()):  # every batch must give each process a row at least
             comm.shard(rows, mean_loss)
         return cls(comm, model, batches, mean_loss, sync_batchnorm, optimizer)
 
     def start(self, train_step) -> None:
         """Size the step's buffer for the gradients and, with per-rank batchnorm statistics, the state."""
-        self.reducer = StepReducer(self.comm, self.optimizer, train_step.state,
-                                   average_state=not self.sync_batchnorm, signals=(signal.SIGINT, signal.SIGTERM))
+        self.reducer = StepReducer(
+            self.comm,
+            self.optimizer,
+            train_step.state,
+            average_state=not self.sync_batchnorm,
+            signals=(signal.SIGINT, signal.SIGTERM),
+        )
 
     def batch(self, index: int) -> tuple[list[np.ndarray], Shard]:
         """This process's rows of batch ``index``, and where they sit in it."""
         rows = self.batches.rows(index)
         count = len(range(*rows.indices(self.batches.n))) if isinstance(rows, slice) else len(rows)
         shard = self.comm.shard(count, self.mean_loss)
-        mine = rows[shard.first_row:shard.first_row + shard.rows] if not isinstance(rows, slice) else \
-            slice(rows.start + shard.first_row, rows.start + shard.first_row + shard.rows)
+        mine = (
+            rows[shard.first_row : shard.first_row + shard.rows]
+            if not isinstance(rows, slice)
+            else slice(rows.start + shard.first_row, rows.start + shard.first_row + shard.rows)
+        )
         return [a[mine] for a in self.batches.fields], shard
 
     def reduce(self, loss: float, state: dict[str, np.ndarray]) -> float:

@@ -4,13 +4,14 @@ A run directory holds all it takes: ``spec.yaml`` (the model, loss and metrics),
 folder and the standardization fitted in training) and ``checkpoints/`` (the parameters). New data goes
 through the same transform as the training data did, so a prediction matches what the model saw.
 """
+
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class RunFileError(Exception):
 class TrainedRun:
     spec: Spec
     params: dict[str, np.ndarray]
-    state: dict[str, np.ndarray]     # non-trainable model state (batchnorm's running statistics)
+    state: dict[str, np.ndarray]  # non-trainable model state (batchnorm's running statistics)
     step: int
     base_dir: Path
     standardizer: Standardizer
@@ -67,26 +68,38 @@ def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None, 
     # only the arrays evaluation needs, each checked against the model before it is read
     expected = expected_arrays(spec.model.params, spec.model.state)
     root = checkpoints_dir(run_dir)
-    ckpt = (latest_checkpoint(root, warn=warn, expected=expected, partial=True) if step is None
-            else checkpoint_at(root, step, expected=expected, partial=True))
+    ckpt = (
+        latest_checkpoint(root, warn=warn, expected=expected, partial=True)
+        if step is None
+        else checkpoint_at(root, step, expected=expected, partial=True)
+    )
     if ckpt is None:
         raise RunFileError(f"{run_dir} has no checkpoint to evaluate")
     if ckpt.state.get("spec_hash") != spec_hash(spec.data):
         raise RunFileError(f"checkpoint {ckpt.path} was not trained with {run_dir / 'spec.yaml'}")
     saved = TrainingArrays.unpack(ckpt.arrays)
-    for kind, nodes, arrays in (("parameter", spec.model.params, saved.params),
-                                ("model state", spec.model.state, saved.state)):
+    for kind, nodes, arrays in (
+        ("parameter", spec.model.params, saved.params),
+        ("model state", spec.model.state, saved.state),
+    ):
         missing = [name for name in nodes if name not in arrays]
         if missing:
             raise RunFileError(f"checkpoint {ckpt.path} has no {kind} {', '.join(missing)}")
         for name, node in nodes.items():
             shape = arrays[name].shape
-            if shape != tuple(node.shape):     # never fed silently: numpy would broadcast [1] against []
-                raise RunFileError(f"checkpoint {ckpt.path}: {kind} '{name}' has shape {list(shape)}, "
-                                   f"the model's is {list(node.shape)}")
-    return TrainedRun(spec, {name: saved.params[name] for name in spec.model.params},
-                      {name: saved.state[name] for name in spec.model.state},
-                      ckpt.step, base_dir, standardizer)
+            if shape != tuple(node.shape):  # never fed silently: numpy would broadcast [1] against []
+                raise RunFileError(
+                    f"checkpoint {ckpt.path}: {kind} '{name}' has shape {list(shape)}, "
+                    f"the model's is {list(node.shape)}"
+                )
+    return TrainedRun(
+        spec,
+        {name: saved.params[name] for name in spec.model.params},
+        {name: saved.state[name] for name in spec.model.state},
+        ckpt.step,
+        base_dir,
+        standardizer,
+    )
 
 
 def evaluate_run(run_dir: Path, split: str | None = None, warn: Callable[[str], None] = lambda m: None) -> dict:
@@ -96,15 +109,18 @@ def evaluate_run(run_dir: Path, split: str | None = None, warn: Callable[[str], 
     if split is None:
         split = next(s for s in reversed(SPLITS) if s in splits)
     if split not in splits:
-        raise RunFileError(f"the run has no '{split}' split (its data.split holds out "
-                           f"{', '.join(s for s in SPLITS[1:] if s in splits) or 'nothing'})")
+        raise RunFileError(
+            f"the run has no '{split}' split (its data.split holds out "
+            f"{', '.join(s for s in SPLITS[1:] if s in splits) or 'nothing'})"
+        )
     results = evaluate(run.spec.model, run.params, splits[split], run.spec.settings.metrics, run.state)
     return {"split": split, "step": run.step, "samples": len(splits[split][run.spec.model.target]), **results}
 
 
 # ------------------------------------------------------------------------------------------------ predict
-def predict_file(run_dir: Path, input_path: Path, output_path: Path | None = None,
-                 warn: Callable[[str], None] = lambda m: None) -> str | None:
+def predict_file(
+    run_dir: Path, input_path: Path, output_path: Path | None = None, warn: Callable[[str], None] = lambda m: None
+) -> str | None:
     """Predict on the samples in ``input_path`` (.csv or .npz) and write ``output_path`` (.csv or .npz);
     without an output path, return the csv text."""
     run = load_run(run_dir, warn)
@@ -130,12 +146,14 @@ def predict(run: TrainedRun, fields: dict[str, np.ndarray]) -> dict[str, np.ndar
     spec, model = run.spec, run.spec.model
     inputs = [name for name in model.inputs if name != model.target]
     try:
-        fields = {name: reshape_rows(np.asarray(fields[name], dtype=np.float64), model.inputs[name].shape[1:], name)
-                  for name in inputs}
-    except (DataError, ValueError) as e:          # ValueError: values that are not numbers
+        fields = {
+            name: reshape_rows(np.asarray(fields[name], dtype=np.float64), model.inputs[name].shape[1:], name)
+            for name in inputs
+        }
+    except (DataError, ValueError) as e:  # ValueError: values that are not numbers
         raise RunFileError(f"input: {e}") from None
     fields = conform(run.standardizer.apply(fields), spec, with_target=False)
-    forward = model.eval                    # no dropout; batchnorm uses its running statistics
+    forward = model.eval  # no dropout; batchnorm uses its running statistics
     (pred,) = forward.plan([forward.prediction])(*forward.feed(fields, run.params, run.state))
     pred = np.asarray(pred)
     decode = make_loss(spec.data["loss"]).decode
@@ -155,15 +173,17 @@ def read_inputs(spec: Spec, path: Path) -> dict[str, np.ndarray]:
             arrays = load_npz(path)
             missing = [name for name in inputs if name not in arrays]
             if missing:
-                raise RunFileError(f"{path} has no array '{missing[0]}' (the model reads {', '.join(inputs)}; "
-                                   f"the file has {', '.join(sorted(arrays)) or 'none'})")
+                raise RunFileError(
+                    f"{path} has no array '{missing[0]}' (the model reads {', '.join(inputs)}; "
+                    f"the file has {', '.join(sorted(arrays)) or 'none'})"
+                )
             return {name: arrays[name] for name in inputs}
         if path.suffix == ".csv":
             table = read_csv(path)
             data = spec.data["data"]
             if data["source"] == "csv":
                 return select_columns(table, {name: data["columns"][name] for name in inputs}, str(path))
-            if all(name in table for name in inputs):               # columns named after the inputs
+            if all(name in table for name in inputs):  # columns named after the inputs
                 return {name: table[name] for name in inputs}
             if len(inputs) == 1:
                 return {inputs[0]: np.stack(list(table.values()), axis=1)}
@@ -187,5 +207,5 @@ def to_csv(outputs: dict[str, np.ndarray]) -> str:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     for row in zip(*columns):
-        writer.writerow([repr(v.item()) for v in row])      # repr: floats round-trip exactly
+        writer.writerow([repr(v.item()) for v in row])  # repr: floats round-trip exactly
     return text.getvalue()

@@ -1,10 +1,11 @@
 """Finite-difference checks of the engine's gradients (HIPS autograd's ``check_grads`` idea): compare the
 compiled backward pass with central differences, along random directions for a single op (the test that
 enumerates the registry) and entry by entry for each parameter of a compiled model (``specgrad gradcheck``)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -17,8 +18,9 @@ from specgrad.engine.plan import Plan
 from specgrad.model.build import init_params, init_state
 
 
-def directional_check(build: Callable[[list[Node]], Node], values: list[np.ndarray],
-                      rng: np.random.Generator, eps: float = 1e-6) -> float:
+def directional_check(
+    build: Callable[[list[Node]], Node], values: list[np.ndarray], rng: np.random.Generator, eps: float = 1e-6
+) -> float:
     """Relative error between <grad L, v> and (L(x + eps v) - L(x - eps v)) / (2 eps), where
     L = sum(build(params) * R) for a fixed random R, and v is a random direction over all float values."""
     graph = Graph()
@@ -37,8 +39,9 @@ def directional_check(build: Callable[[list[Node]], Node], values: list[np.ndarr
     return abs(analytic - numeric) / max(1.0, abs(analytic), abs(numeric))
 
 
-def directional_hvp_check(build: Callable[[list[Node]], Node], values: list[np.ndarray],
-                          rng: np.random.Generator, eps: float = 1e-5) -> float:
+def directional_hvp_check(
+    build: Callable[[list[Node]], Node], values: list[np.ndarray], rng: np.random.Generator, eps: float = 1e-5
+) -> float:
     """Relative error between <H v, w> from the engine's Hessian-vector product (the backward pass
     differentiated again) and <(grad L(x + eps v) - grad L(x - eps v)) / (2 eps), w>, for the loss of
     ``directional_check`` and random directions v, w over all float values."""
@@ -71,12 +74,18 @@ def _runtime_shape(out: Node, params, values):
 class ParamCheck:
     name: str
     shape: tuple
-    entries: int          # how many of its entries were perturbed
-    error: float          # max |analytic - numeric| over them, relative to the parameter's largest gradient
+    entries: int  # how many of its entries were perturbed
+    error: float  # max |analytic - numeric| over them, relative to the parameter's largest gradient
 
 
-def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, batch_size: int = 8,
-                eps: float = 1e-6, max_entries: int = 24) -> list[ParamCheck]:
+def check_model(
+    model,
+    fields: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    batch_size: int = 8,
+    eps: float = 1e-6,
+    max_entries: int = 24,
+) -> list[ParamCheck]:
     """Central differences against the compiled backward pass of ``model`` (a ``graph.build.Model``) on the
     first ``batch_size`` rows of ``fields``, per parameter, at parameters drawn from the model's initializers
     and nudged off exact zeros.
@@ -96,8 +105,10 @@ def check_model(model, fields: dict[str, np.ndarray], rng: np.random.Generator, 
     # At a generic point: initializers put biases at exactly 0, and on data with exact zeros (blank pixels, a
     # spiral's centre) a relu then sits on its kink, where central differences measure half a slope.
     # (np.asarray: numpy arithmetic on a 0-d array gives a scalar, and a parameter stays an array of its shape)
-    params = {name: np.asarray(p + 0.01 * rng.standard_normal(p.shape).astype(p.dtype))
-              for name, p in init_params(model, rng).items()}
+    params = {
+        name: np.asarray(p + 0.01 * rng.standard_normal(p.shape).astype(p.dtype))
+        for name, p in init_params(model, rng).items()
+    }
     # train mode, as the gradient is used: first model state (batch statistics), one fixed dropout mask
     extra = [*init_state(model).values(), *([batch_key(0, 0)] if model.rng is not None else [])]
     names = list(params)

@@ -5,6 +5,7 @@ lock when its holder dies, however it dies (SIGKILL included): a killed run neve
 no stale-lock heuristics are needed. The holder writes its pid, host and start time into the file so that a
 second writer's error can say who holds the directory; that text is only ever shown, never trusted.
 """
+
 from __future__ import annotations
 
 import errno
@@ -18,9 +19,8 @@ from pathlib import Path
 
 from specgrad.base.fileio import WriteError, write_error
 
-
 LOCK_FILE = ".lock"
-_HOLDER_MAX_BYTES = 4096     # the holder's note is a short JSON line; never read more of a planted file
+_HOLDER_MAX_BYTES = 4096  # the holder's note is a short JSON line; never read more of a planted file
 
 
 class RunLocked(Exception):
@@ -49,12 +49,14 @@ class RunLock:
             except OSError as e:
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
-                raise RunLocked(f"the run directory {self.path.parent} is in use by another specgrad train "
-                                f"({_describe(_read_holder(fd))}); wait for it to finish or train into another "
-                                "--run-dir") from None
+                raise RunLocked(
+                    f"the run directory {self.path.parent} is in use by another specgrad train "
+                    f"({_describe(_read_holder(fd))}); wait for it to finish or train into another "
+                    "--run-dir"
+                ) from None
             try:
                 _write_holder(fd)
-            except OSError as e:        # a full disk: say which file, as for every file of the run
+            except OSError as e:  # a full disk: say which file, as for every file of the run
                 raise write_error(self.path, e) from None
         except BaseException:
             os.close(fd)
@@ -65,13 +67,16 @@ class RunLock:
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
             # the note is left behind: it is harmless, and deleting it would race a writer that just opened it
-            os.close(self.fd)          # closing releases the flock
+            os.close(self.fd)  # closing releases the flock
             self.fd = None
 
 
 def _write_holder(fd: int) -> None:
-    note = {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    note = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(note) + "\n").encode(), 0)
 
@@ -88,4 +93,5 @@ def _describe(note: dict) -> str:
     def field(key: str) -> str:
         value = note.get(key)
         return str(value)[:64] if isinstance(value, (str, int)) and not isinstance(value, bool) else "unknown"
+
     return f"pid {field('pid')} on host {field('host')}, started {field('started')}"

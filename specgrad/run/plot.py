@@ -1,6 +1,7 @@
 """``specgrad plot RUN_DIR``: the loss (train and validation), the gradient norm of each parameter, the
 learning rate and the validation metrics of a run, from its metrics.jsonl, as one PNG. matplotlib is an
 optional extra (``pip install 'specgrad[plot]'``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,6 +29,7 @@ def plot_run(run_dir: Path, output: Path | None = None) -> Path:
     records = read_metrics(run_dir)
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -39,7 +41,7 @@ def plot_run(run_dir: Path, output: Path | None = None) -> Path:
         fig.savefig(output, dpi=100)
     except OSError as e:
         raise PlotError(f"cannot write {output}: {e.strerror or e}") from None
-    except ValueError as e:                       # matplotlib: a file type it cannot write ("p.txt")
+    except ValueError as e:  # matplotlib: a file type it cannot write ("p.txt")
         raise PlotError(f"cannot write {output}: {e}") from None
     finally:
         plt.close(fig)
@@ -68,14 +70,17 @@ def _mapping(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-CEILING = 1e100       # values beyond are drawn at the ceiling: matplotlib's log axis overflows near 1e300
+CEILING = 1e100  # values beyond are drawn at the ceiling: matplotlib's log axis overflows near 1e300
 
 
 def series(records: list[dict], key: str, source=lambda r: r) -> tuple[list, list]:
     """(steps, values) of the records whose ``source(record)[key]`` is a number (clamped to +-CEILING)."""
     points = [(r["step"], _mapping(source(r)).get(key)) for r in records]
-    points = [(s, max(-CEILING, min(CEILING, v))) for s, v in points
-              if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    points = [
+        (s, max(-CEILING, min(CEILING, v)))
+        for s, v in points
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -99,7 +104,7 @@ def _loss(ax, records) -> None:
     ax.legend()
 
 
-MAX_LABELLED = 24      # parameters named in the gradient-norm legend; more would not fit beside the panel
+MAX_LABELLED = 24  # parameters named in the gradient-norm legend; more would not fit beside the panel
 
 
 def _grad_norms(ax, records) -> None:
@@ -114,9 +119,14 @@ def _grad_norms(ax, records) -> None:
     for i, name in enumerate(names):
         steps, values = series(records, name, lambda r: r.get("grad_norms"))
         everything += values
-        ax.plot(steps, values, linewidth=1, color=ramp(0.9 * i / max(1, len(names) - 1)),
-                linestyle="--" if name.rsplit(".", 1)[-1].startswith("b") and "." in name else "-",
-                label=name if i < MAX_LABELLED else None)
+        ax.plot(
+            steps,
+            values,
+            linewidth=1,
+            color=ramp(0.9 * i / max(1, len(names) - 1)),
+            linestyle="--" if name.rsplit(".", 1)[-1].startswith("b") and "." in name else "-",
+            label=name if i < MAX_LABELLED else None,
+        )
     if len(names) > 1:
         steps, values = series(records, "grad_norm")
         ax.plot(steps, values, color="black", linestyle=":", linewidth=1.5, label="global")
@@ -124,8 +134,14 @@ def _grad_norms(ax, records) -> None:
     ax.set_ylabel("gradient norm")
     if names:
         more = f"+{len(names) - MAX_LABELLED} more" if len(names) > MAX_LABELLED else None
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), title=more,
-                  title_fontsize="x-small", ncol=2 if len(names) > 12 else 1)
+        ax.legend(
+            fontsize="x-small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            title=more,
+            title_fontsize="x-small",
+            ncol=2 if len(names) > 12 else 1,
+        )
 
 
 def _lr(ax, records) -> None:

@@ -4,6 +4,7 @@ The best are ranked by value, ties going to the earlier checkpoint (it reached t
 missing value is never best. The caller saves the new checkpoint before pruning, so at every moment the
 newest complete checkpoint and the best ones exist.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,9 @@ def to_keep(saved: dict[int, float | None], keep_last: int | None, keep_best: in
     """Steps to keep among ``saved`` (step -> validation value, or None when not validated there)."""
     steps = sorted(saved)
     keep = set(steps if keep_last is None else steps[-keep_last:])
-    ranked = sorted((v if mode == "min" else -v, step) for step, v in saved.items()
-                    if v is not None and not math.isnan(v))
+    ranked = sorted(
+        (v if mode == "min" else -v, step) for step, v in saved.items() if v is not None and not math.isnan(v)
+    )
     keep.update(step for _, step in ranked[:keep_best])
     return keep
 

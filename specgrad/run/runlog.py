@@ -1,4 +1,5 @@
 """The run directory's files (contract): spec.yaml, metrics.jsonl, summary.json."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,11 @@ def spec_diff(old: dict, new: dict) -> list[str]:
     """Lines ``key.path: old -> new`` for every value that differs between two resolved specs."""
     a, b = _flatten(old), _flatten(new)
     missing = object()
-    return [f"{key}: {_show(a.get(key, missing))} -> {_show(b.get(key, missing))}"
-            for key in sorted(a.keys() | b.keys()) if a.get(key, missing) != b.get(key, missing)]
+    return [
+        f"{key}: {_show(a.get(key, missing))} -> {_show(b.get(key, missing))}"
+        for key in sorted(a.keys() | b.keys())
+        if a.get(key, missing) != b.get(key, missing)
+    ]
 
 
 def _flatten(value, prefix: str = "") -> dict:
@@ -38,7 +42,9 @@ def _show(value) -> str:
 
 
 def write_spec(run_dir: Path, data: dict, version: str) -> None:
-    header = f"# resolved spec, written by specgrad {version}; train it again with: specgrad train {run_dir / 'spec.yaml'}\n"
+    header = (
+        f"# resolved spec, written by specgrad {version}; train it again with: specgrad train {run_dir / 'spec.yaml'}\n"
+    )
     write_atomic(run_dir / "spec.yaml", header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
 
 
@@ -61,7 +67,7 @@ class MetricsLog:
                 path.unlink()
             self.file = open(path, "a", encoding="utf-8")
 
-    failed = False      # a write failed and was reported: closing does not report it again
+    failed = False  # a write failed and was reported: closing does not report it again
 
     def _named(self):
         return _errors_named(self.path, self)
@@ -80,7 +86,7 @@ class MetricsLog:
             try:
                 self.file.close()
             except OSError:
-                pass        # what a failed write left in the buffer: that failure was reported
+                pass  # what a failed write left in the buffer: that failure was reported
             return
         with self._named():
             self.file.close()

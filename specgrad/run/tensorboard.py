@@ -5,6 +5,7 @@ RUN_DIR/tensorboard, written by tensorboardX (``pip install 'specgrad[tensorboar
 
 A resumed run purges the events past its checkpoint's step, as metrics.jsonl drops its lines past it, so
 the curves read as if the run had never stopped."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,11 @@ EXTRA = "train.tensorboard needs tensorboardX: pip install 'specgrad[tensorboard
 class TensorBoardLog:
     def __init__(self, log_dir: Path, resume_step: int | None = None):
         from tensorboardX import SummaryWriter
+
         # purge_step: events from an earlier attempt at steps >= the first step logged now are discarded
-        self.writer = SummaryWriter(str(log_dir), purge_step=None if resume_step is None else resume_step + 1,
-                                    flush_secs=30)
+        self.writer = SummaryWriter(
+            str(log_dir), purge_step=None if resume_step is None else resume_step + 1, flush_secs=30
+        )
 
     def write(self, record: dict) -> None:
         step, add = record["step"], self.writer.add_scalar

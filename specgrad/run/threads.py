@@ -10,10 +10,11 @@ In order, the first that applies decides:
    ``OMPI_COMM_WORLD_SIZE`` above 1) the limit is 1 without asking.
 3. **The spec's ``train.threads``**: a number of threads (at most the CPUs this process may use), or
    ``auto`` (the default).
-4. **auto**: one thread per ``FLOPS_PER_THREAD`` of the plan's typical product (FLOP-weighted median), at
-   least one, at most the usable CPUs; a plan without matrix products leaves BLAS as it is. Small products (digits' 64x128 layers) get one thread: a second one
-   costs a synchronisation per call that outweighs its help, and on a machine shared with other work a
-   descheduled helper thread stalls every call. Large ones (wide's 256x784x512) get every CPU.
+4. **auto**: one thread per ``FLOPS_PER_THREAD`` of the plan's typical product (FLOP-weighted median), at least
+   one, at most the usable CPUs; a plan without matrix products leaves BLAS as it is. Small products (digits'
+   64x128 layers) get one thread: a second one costs a synchronisation per call that outweighs its help, and on
+   a machine shared with other work a descheduled helper thread stalls every call. Large ones (wide's
+   256x784x512) get every CPU.
 
 The decision depends only on the spec, the data's batch size, the environment and the CPU count, never on
 the load: the thread count can change the last bits of a large product (OpenBLAS splits some products
@@ -24,28 +25,36 @@ The engine never touches threads; the runner applies a decision around its loop 
 threadpoolctl (a runtime dependency: one pure-Python module, no dependencies of its own) finds the BLAS
 that numpy loaded, whichever it is (OpenBLAS, MKL, BLIS, Accelerate), and sets and restores its threads.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 # variables through which a user sets BLAS / OpenMP threads; if one is set, specgrad keeps its hands off
-ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-            "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 # launchers' variables giving the number of MPI ranks (MPICH/Hydra, Open MPI)
 MPI_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 # floating-point operations of one product per thread that make another thread worth its synchronisation:
 # measured with OpenBLAS on 2 cores, a second thread pays off from about 30 MFLOP per product (256^3)
 FLOPS_PER_THREAD = 16e6
 
-_limit: int | None = None          # set by limit(): the most threads any run in this process may use
+_limit: int | None = None  # set by limit(): the most threads any run in this process may use
 
 
 @dataclass(frozen=True)
 class Decision:
     """The BLAS threads for a run: ``threads`` (None: left as BLAS has it) and why, in words."""
+
     threads: int | None
     reason: str
 
@@ -54,7 +63,7 @@ def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
     try:
         return len(os.sched_getaffinity(0))
-    except AttributeError:                                  # not Linux
+    except AttributeError:  # not Linux
         return os.cpu_count() or 1
 
 
@@ -87,8 +96,12 @@ def typical_flops(products: Sequence[tuple[int, int, int, int]]) -> float:
     return 0.0
 
 
-def decide(products: Sequence[tuple[int, int, int, int]], setting: int | str = "auto",
-           environ=os.environ, cpus: int | None = None) -> Decision:
+def decide(
+    products: Sequence[tuple[int, int, int, int]],
+    setting: int | str = "auto",
+    environ=os.environ,
+    cpus: int | None = None,
+) -> Decision:
     """The thread count for a plan with these matrix products (``Plan.products``) under ``train.threads``
     ``setting``: see the module's docstring for the order of the rules."""
     user = user_setting(environ)
@@ -119,6 +132,7 @@ def applied(decision: Decision) -> Iterator[Decision]:
         return
     # imported where threads change: not at start-up, nor for a plan without matrix products (poly)
     from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=decision.threads, user_api="blas"):
         yield decision
 
@@ -138,9 +152,10 @@ class limit:
             raise ValueError(f"threads.limit needs at least 1 thread, got {n}")
         self.previous, _limit = _limit, int(n) if _limit is None else min(_limit, int(n))
         from threadpoolctl import threadpool_limits
+
         self._blas = None if user_setting() else threadpool_limits(limits=_limit, user_api="blas")
 
-    def __enter__(self) -> "limit":
+    def __enter__(self) -> limit:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -4,16 +4,17 @@ epoch, best validation value, patience) is in the checkpoint, so a resumed run c
 it had never stopped; the schedule is a closed form of the step, so it needs no state at all. Under mpiexec,
 each process computes its share of every batch and one Allreduce sums them (specgrad/run/distributed.py);
 only rank 0 writes."""
+
 from __future__ import annotations
 
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -70,10 +71,11 @@ class Hooks:
     """What a front end (the CLI's progress bar) hears about, and where a caller may step in (docs/api.md,
     "Callbacks"); the library itself prints nothing. A hook that raises ends the run with that exception,
     keeping the checkpoints already written."""
+
     on_start: Callable[[int, int], None] = lambda start, total: None
     on_step: Callable[[int, float], None] = lambda step, loss: None
     on_warning: Callable[[str], None] = lambda message: None
-    should_stop: Callable[[], bool] = lambda: False     # asked after each step: stop there, as SIGINT does
+    should_stop: Callable[[], bool] = lambda: False  # asked after each step: stop there, as SIGINT does
     # each validation's results; returning True stops the run there, checkpointed, as "pruned" (a sweep's pruner)
     on_validation: Callable[[int, dict], bool] = lambda step, results: False
     # The hooks below are None unless given: an unset one costs the loop a None check, nothing more.
@@ -102,8 +104,10 @@ def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
 
 def latest_run_dir(name: str, root: Path = Path("runs")) -> Path | None:
     """The newest run of ``name``: timestamps compared as numbers, so ``...-10`` comes after ``...-2``."""
+
     def key(path: Path):
         return tuple(int(part) if part.isdigit() else part for part in path.name.split("-"))
+
     runs = sorted((p for p in (root / name).glob("*") if p.is_dir()), key=key) if (root / name).is_dir() else []
     return runs[-1] if runs else None
 
@@ -129,7 +133,7 @@ class _StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self.previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:          # not the main thread: no signal handling
+            except ValueError:  # not the main thread: no signal handling
                 pass
         return self
 
@@ -144,14 +148,20 @@ class _StopFlag:
 
 
 class Trainer:
-    def __init__(self, spec: Spec, run_dir: Path, hooks: Hooks | None = None, allow_spec_change: bool = False,
-                 comm: Communicator | None = None):
+    def __init__(
+        self,
+        spec: Spec,
+        run_dir: Path,
+        hooks: Hooks | None = None,
+        allow_spec_change: bool = False,
+        comm: Communicator | None = None,
+    ):
         """``comm``: the processes of a data-parallel run (``specgrad.run.distributed.connect()``); by default
         this process alone."""
         self.spec, self.run_dir, self.hooks = spec, Path(run_dir), hooks or Hooks()
         self.allow_spec_change = allow_spec_change
         self.comm = comm or Communicator()
-        self.root = self.comm.is_root           # the one process that writes the run directory
+        self.root = self.comm.is_root  # the one process that writes the run directory
         self.model = spec.model
         s = spec.settings
         self.seed, self.train_cfg = s.seed, s.train
@@ -170,7 +180,7 @@ class Trainer:
         self.sharded = ShardedRun.of(self.comm, spec, self.batches, self.optimizer) if self.comm.size > 1 else None
         if self.sharded:
             self.model = self.sharded.model
-        self.train_step = TrainStep(self.model, self.seed, own_plan=True)   # feeds state + key, keeps updates
+        self.train_step = TrainStep(self.model, self.seed, own_plan=True)  # feeds state + key, keeps updates
         if self.sharded:
             self.sharded.start(self.train_step)
         elif self.accumulate == 1 and not self.optimizer.needs_closure:
@@ -179,21 +189,21 @@ class Trainer:
             self.train_step.plan.write_outputs_into({1 + i: g for i, g in enumerate(self.optimizer.grads.values())})
         # BLAS threads for the loop, from the sizes of the step's matrix products (run/threads.py)
         self.threads = threads.decide(self.train_step.plan.products({BATCH: self.batches.size}), t.threads)
-        self.resolved = {**spec.data, "seed": self.seed}    # the spec as run: the seed used is written down
+        self.resolved = {**spec.data, "seed": self.seed}  # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
         self.validation = self._validation_settings()
         self.keep_last = t.checkpoint.keep_last
         self.keep_best = t.checkpoint.keep_best if t.checkpoint.keep_best is not None else int(bool(self.validation))
         self.on_divergence = t.on_divergence
         # the run's evolving record, saved in every checkpoint
-        self.best: dict | None = None            # {"step": s, "value": v} of the best validation so far
-        self.stale = 0                           # validations since the best (for patience)
-        self.skipped = 0                         # steps skipped under on_divergence: skip
+        self.best: dict | None = None  # {"step": s, "value": v} of the best validation so far
+        self.stale = 0  # validations since the best (for patience)
+        self.skipped = 0  # steps skipped under on_divergence: skip
         self.saved: dict[int, float | None] = {}  # retained checkpoints: step -> validation value there
 
     # ------------------------------------------------------------------ settings
     def _load_splits(self) -> dict[str, dict[str, np.ndarray]]:
-        self.prepared = prepare_data(self.spec)     # split, standardized on train, checked against the model
+        self.prepared = prepare_data(self.spec)  # split, standardized on train, checked against the model
         return self.prepared.splits
 
     def _validation_settings(self) -> Validation | None:
@@ -203,8 +213,10 @@ class Trainer:
             return None
         if "val" not in self.splits:
             rows = sum(len(next(iter(fields.values()))) for fields in self.splits.values())
-            raise SpecError.at(self.spec.doc.loc(("data", "split", "val")),
-                               f"data.split.val leaves no rows for validation out of the data's {rows}")
+            raise SpecError.at(
+                self.spec.doc.loc(("data", "split", "val")),
+                f"data.split.val leaves no rows for validation out of the data's {rows}",
+            )
         return v
 
     # ------------------------------------------------------------------ one step
@@ -233,26 +245,29 @@ class Trainer:
             for g_acc, g in zip(acc.values(), grads):
                 if j > 0:
                     g_acc += g
-                elif g is not g_acc:                        # the plan may have written it there already
+                elif g is not g_acc:  # the plan may have written it there already
                     np.copyto(g_acc, g)
         if self.accumulate > 1:
             for g in acc.values():
                 g /= self.accumulate
             total /= self.accumulate
-        if self.sharded:            # the one Allreduce: every process now holds the batch's loss and gradients
+        if self.sharded:  # the one Allreduce: every process now holds the batch's loss and gradients
             total = self.sharded.reduce(total, self.train_step.state)
         if self.hooks.on_gradients is not None:
-            total = float(self.hooks.on_gradients(step + 1, total, acc))      # numbered as logged
+            total = float(self.hooks.on_gradients(step + 1, total, acc))  # numbered as logged
         return total, acc
 
     def _validate(self, step: int) -> dict[str, float]:
         if self.hooks.validate is None:
-            return evaluate(self.model, self.params, self.splits["val"], self.spec.settings.metrics,
-                            self.train_step.state)
+            return evaluate(
+                self.model, self.params, self.splits["val"], self.spec.settings.metrics, self.train_step.state
+            )
         results = dict(self.hooks.validate(step, self.params))
         if self.validation.metric not in results:
-            raise RunError(f"the validate hook's results at step {step} have no '{self.validation.metric}' "
-                           f"(train.validation.metric); they have {', '.join(results) or 'nothing'}")
+            raise RunError(
+                f"the validate hook's results at step {step} have no '{self.validation.metric}' "
+                f"(train.validation.metric); they have {', '.join(results) or 'nothing'}"
+            )
         return results
 
     # ------------------------------------------------------------------ state
@@ -261,8 +276,9 @@ class Trainer:
         Refuses non-finite parameters: the last checkpoint stays the last finite one."""
         bad = [k for k, v in self.params.items() if not np.isfinite(v).all()]
         if bad:
-            raise Diverged(f"parameters {', '.join(bad)} are not finite at step {step}; not saving "
-                           f"(the last checkpoint is kept)")
+            raise Diverged(
+                f"parameters {', '.join(bad)} are not finite at step {step}; not saving (the last checkpoint is kept)"
+            )
         self.saved[step] = value
         pruning = self.keep_last is not None or self.keep_best
         if pruning:
@@ -270,19 +286,28 @@ class Trainer:
             keep = to_keep(self.saved, self.keep_last, self.keep_best, mode)
             self.saved = {s: v for s, v in self.saved.items() if s in keep}
         order, rng_state = self.batches.state()
-        arrays = TrainingArrays(self.params, self.optimizer.state_arrays(), self.train_step.state_arrays(),
-                                order).pack()
-        state = {"step": step, "epoch": step * self.accumulate // self.batches.per_epoch, "rng": rng_state,
-                 "spec_hash": self.hash, "spec": self.resolved, "specgrad": __version__,
-                 "best": self.best, "stale": self.stale, "skipped": self.skipped,
-                 "checkpoints": [[s, v] for s, v in sorted(self.saved.items())]}
+        arrays = TrainingArrays(
+            self.params, self.optimizer.state_arrays(), self.train_step.state_arrays(), order
+        ).pack()
+        state = {
+            "step": step,
+            "epoch": step * self.accumulate // self.batches.per_epoch,
+            "rng": rng_state,
+            "spec_hash": self.hash,
+            "spec": self.resolved,
+            "specgrad": __version__,
+            "best": self.best,
+            "stale": self.stale,
+            "skipped": self.skipped,
+            "checkpoints": [[s, v] for s, v in sorted(self.saved.items())],
+        }
         if self.sharded:
             self.comm.check_same(arrays, "parameters, optimizer or model state")
         if not self.root:
             return
         root = checkpoints_dir(self.run_dir)
         save_checkpoint(root, step, arrays, state)
-        if pruning:     # only now that the new checkpoint is complete
+        if pruning:  # only now that the new checkpoint is complete
             prune_checkpoints(root, [checkpoint_dir(root, s) for s in self.saved])
 
     def _expected_arrays(self) -> dict[str, Expected]:
@@ -296,13 +321,20 @@ class Trainer:
             if saved.size and (saved.min() < 0 or saved.max() >= n or np.unique(saved).size != n):
                 return f"the batch order is not a permutation of the data's {n} rows"
             return None
-        return expected_arrays(self.params, self.train_step.state_arrays(), self.optimizer.state_arrays(),
-                               Expected(order.shape, order.dtype, permutation), self.optimizer.state_limits())
+
+        return expected_arrays(
+            self.params,
+            self.train_step.state_arrays(),
+            self.optimizer.state_arrays(),
+            Expected(order.shape, order.dtype, permutation),
+            self.optimizer.state_limits(),
+        )
 
     def _restore(self) -> int:
         try:
-            ckpt = latest_checkpoint(checkpoints_dir(self.run_dir), warn=self.hooks.on_warning,
-                                     expected=self._expected_arrays())
+            ckpt = latest_checkpoint(
+                checkpoints_dir(self.run_dir), warn=self.hooks.on_warning, expected=self._expected_arrays()
+            )
         except CheckpointError as e:
             raise RunError(str(e)) from None
         if ckpt is None:
@@ -311,8 +343,10 @@ class Trainer:
             diff = spec_diff(ckpt.state.get("spec", {}), self.resolved)
             shown = "\n".join(f"  {line}" for line in diff) or "  (the checkpoint does not record its spec)"
             if not self.allow_spec_change:
-                raise RunError(f"the spec differs from the one {ckpt.path} was trained with:\n{shown}\n"
-                               "resume with the run's own spec.yaml, or pass --allow-spec-change")
+                raise RunError(
+                    f"the spec differs from the one {ckpt.path} was trained with:\n{shown}\n"
+                    "resume with the run's own spec.yaml, or pass --allow-spec-change"
+                )
             self.hooks.on_warning(f"resuming {ckpt.path} with a changed spec:\n{shown}")
             if self.root:
                 write_spec(self.run_dir, self.resolved, __version__)
@@ -352,7 +386,7 @@ class Trainer:
             clip(grads, clip_settings, norms, norm)
             if self.schedule.momentum:
                 self.optimizer.set_momentum(self.schedule.momentum(step))
-            if self.optimizer.needs_closure:      # L-BFGS evaluates again along its line search
+            if self.optimizer.needs_closure:  # L-BFGS evaluates again along its line search
                 evals = self.optimizer.step(grads, lr, loss=loss, closure=lambda: self._gradients(step)[0])
             else:
                 self.optimizer.step(grads, lr)
@@ -366,12 +400,16 @@ class Trainer:
             self.skipped += 1
             self.hooks.on_warning(f"{message}; step skipped")
         k = self.accumulate
-        record = {"step": step + 1, "epoch": (step * k + k - 1) // self.batches.per_epoch,
-                  "loss": loss if math.isfinite(loss) else None, "lr": lr, "grad_norm": norm if finite else None}
+        record = {
+            "step": step + 1,
+            "epoch": (step * k + k - 1) // self.batches.per_epoch,
+            "loss": loss if math.isfinite(loss) else None,
+            "lr": lr,
+            "grad_norm": norm if finite else None,
+        }
         if logged:
             # a finite global norm means finite per-parameter ones: the dict is logged as it is
-            record["grad_norms"] = norms if finite else {n: (v if math.isfinite(v) else None)
-                                                          for n, v in norms.items()}
+            record["grad_norms"] = norms if finite else {n: (v if math.isfinite(v) else None) for n, v in norms.items()}
         if not finite:
             record["skipped"] = True
         if evals is not None:
@@ -393,7 +431,7 @@ class Trainer:
     def run(self, resume: bool = False) -> dict:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunError(f"the run directory {self.run_dir} is a file")
-        if not self.root:           # rank 0 of a data-parallel run holds the run directory for every process
+        if not self.root:  # rank 0 of a data-parallel run holds the run directory for every process
             return self._run(resume)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -401,19 +439,20 @@ class Trainer:
             lock.__enter__()
         except RunLocked as e:
             raise RunError(str(e)) from None
-        try:            # held until the run ends, however it ends; the kernel drops it if this process dies
+        try:  # held until the run ends, however it ends; the kernel drops it if this process dies
             return self._run(resume)
         finally:
             lock.__exit__()
 
     def _run(self, resume: bool) -> dict:
         if not resume and list_checkpoints(checkpoints_dir(self.run_dir)):
-            raise RunError(f"{self.run_dir} already holds a run; continue it with --resume, or train into "
-                           "another --run-dir")
+            raise RunError(
+                f"{self.run_dir} already holds a run; continue it with --resume, or train into another --run-dir"
+            )
         start = self._restore() if resume else 0
         if not resume and self.root:
             write_spec(self.run_dir, self.resolved, __version__)
-            self.prepared.save(self.run_dir)          # data.json: what eval / predict need to transform data
+            self.prepared.save(self.run_dir)  # data.json: what eval / predict need to transform data
         if self.root:
             log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
             log = with_tensorboard(log, self.spec, self.run_dir, start if resume else None)
@@ -425,12 +464,17 @@ class Trainer:
         last_saved = start if resume else None
         stop = _StopFlag()
         try:
-            self.hooks.on_start(start, self.total_steps)      # inside: a hook that raises still closes the log
+            self.hooks.on_start(start, self.total_steps)  # inside: a hook that raises still closes the log
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
-            with stop, threads.applied(self.threads), self.optimizer.parallel(self.threads.threads or 1), \
-                    np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._collectives():
+            with (
+                stop,
+                threads.applied(self.threads),
+                self.optimizer.parallel(self.threads.threads or 1),
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+                self._collectives(),
+            ):
                 while step < self.total_steps:
-                    if self.sharded:            # a signal any process received stops them all, at one step
+                    if self.sharded:  # a signal any process received stops them all, at one step
                         self.sharded.received = stop.signum
                     done = step + 1
                     validating = bool(self.validation) and self.validation.due(done, step * k, done * k, per_epoch)
@@ -456,7 +500,7 @@ class Trainer:
                     interrupted = stopped_by is not None or self.hooks.should_stop()
                     pruned = status == "pruned"
                     if due or interrupted or stopped_early or pruned or step == self.total_steps:
-                        log.flush()                 # the log holds every step the checkpoint covers
+                        log.flush()  # the log holds every step the checkpoint covers
                         self._save(step, value)
                         last_saved = step
                     if interrupted:
@@ -465,8 +509,10 @@ class Trainer:
                     if pruned:
                         break
                     if stopped_early:
-                        self.hooks.on_warning(f"early stop at step {step}: no better {self.validation.metric} "
-                                              f"in {self.stale} evaluations (best at step {self.best['step']})")
+                        self.hooks.on_warning(
+                            f"early stop at step {step}: no better {self.validation.metric} "
+                            f"in {self.stale} evaluations (best at step {self.best['step']})"
+                        )
                         break
         except Diverged:
             self._summary("diverged", start, step, time.perf_counter() - t0, False, None)
@@ -476,12 +522,13 @@ class Trainer:
         seconds = time.perf_counter() - t0
         if status == "diverged" and last_saved != step:
             try:
-                self._save(step)    # the parameters before the bad step: the run's last good state, if finite
+                self._save(step)  # the parameters before the bad step: the run's last good state, if finite
             except Diverged:
                 self._summary("diverged", start, step, seconds, False, None)
                 raise
-        return self._summary(status, start, step, seconds, stopped_early,
-                             self.sharded.agreed_signal if self.sharded else stop.signum)
+        return self._summary(
+            status, start, step, seconds, stopped_early, self.sharded.agreed_signal if self.sharded else stop.signum
+        )
 
     def _collectives(self):
         """While a data-parallel run trains, the graph's collectives (synchronized batchnorm) sum over its
@@ -492,14 +539,20 @@ class Trainer:
         metrics = self.spec.settings.metrics
         # the final evaluation is rank 0's alone: the others' would only repeat it
         splits = self.splits.items() if self.root else ()
-        with np.errstate(all="ignore"):         # a diverged run's final values may be NaN; that is the report
-            results = {name: evaluate(self.model, self.params, fields, metrics,
-                                       self.train_step.state) for name, fields in splits}
+        with np.errstate(all="ignore"):  # a diverged run's final values may be NaN; that is the report
+            results = {
+                name: evaluate(self.model, self.params, fields, metrics, self.train_step.state)
+                for name, fields in splits
+            }
         summary = {
-            "status": status, "steps": step, "epochs": step * self.accumulate / self.batches.per_epoch,
+            "status": status,
+            "steps": step,
+            "epochs": step * self.accumulate / self.batches.per_epoch,
             "seconds": round(seconds, 6),
             "steps_per_s": round((step - start) / seconds, 1) if seconds > 0 else None,
-            "train": results.get("train", {}), "val": results.get("val", {}), "spec_hash": self.hash,
+            "train": results.get("train", {}),
+            "val": results.get("val", {}),
+            "spec_hash": self.hash,
             "threads": {"blas": self.threads.threads, "why": self.threads.reason},
         }
         if "test" in results:

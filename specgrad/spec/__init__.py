@@ -1,5 +1,6 @@
 """The spec pipeline: load (YAML with locations) -> compose (extends, include, --set, ${...}) -> validate
 (schema + semantics) -> typed settings."""
+
 from __future__ import annotations
 
 import glob
@@ -18,6 +19,7 @@ from specgrad.spec.validate import validate as validate_document
 @dataclass
 class Spec:
     """A resolved, validated spec: its values with their locations, its typed settings and the compiled model."""
+
     doc: Document
     model: Model
     warnings: list[Diagnostic]
@@ -64,8 +66,13 @@ def find_spec_files(paths) -> tuple[list, list[str]]:
         found = []
         for m in map(Path, matches):
             if m.is_dir():
-                found += sorted(f for f in m.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()
-                                and not any(part.startswith("_") for part in f.relative_to(m).parts))
+                found += sorted(
+                    f
+                    for f in m.rglob("*")
+                    if f.suffix in (".yaml", ".yml")
+                    and f.is_file()
+                    and not any(part.startswith("_") for part in f.relative_to(m).parts)
+                )
             else:
                 found.append(m)
         if found:
@@ -73,7 +80,7 @@ def find_spec_files(paths) -> tuple[list, list[str]]:
         elif glob.has_magic(p) or Path(p).is_dir():
             unmatched.append(p)
         else:
-            files.append(Path(p))     # a missing file: reported as a located error like any other
+            files.append(Path(p))  # a missing file: reported as a located error like any other
     return files, unmatched
 
 

@@ -2,10 +2,12 @@
 data: the optimizer's own rules, metrics against the loss, standardization, validation. They are part of
 ``specgrad validate``'s one pass (specgrad/spec/validate.py), so ``validate`` and ``train`` report them
 identically, each at its place in the spec, before any data is loaded."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from typing import Callable, cast
+from typing import cast
 
 from specgrad.base.components import normalize
 from specgrad.base.diagnostics import Diagnostic, Location
@@ -28,7 +30,7 @@ def train_diagnostics(data: dict, model, loc: Where, broken: AbstractSet[str] = 
 def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
     """The optimizer checks its own settings: nesterov needs momentum, groups must match parameters."""
     try:
-        make_optimizer(data["optimizer"], stand_in_params(model.params))    # never the model's real size
+        make_optimizer(data["optimizer"], stand_in_params(model.params))  # never the model's real size
     except ValueError as e:
         return [Diagnostic(f"optimizer: {e}", loc(("optimizer",)))]
     return []
@@ -37,12 +39,18 @@ def _optimizer(data: dict, model, loc: Where) -> list[Diagnostic]:
 def _schedule(data: dict, model, loc: Where) -> list[Diagnostic]:
     """A schedule that cycles momentum needs an optimizer that has one (torch's OneCycleLR refuses too)."""
     optimizer = normalize(data["optimizer"])["type"]
-    factory = cast("type[Optimizer]", OPTIMIZERS[optimizer].factory)    # the registry holds Optimizer classes
+    factory = cast("type[Optimizer]", OPTIMIZERS[optimizer].factory)  # the registry holds Optimizer classes
     if factory.cycled is None and make_schedule(data.get("schedule"), 1.0, 10).momentum:
-        return [Diagnostic(f"schedule: onecycle cycles the optimizer's momentum (cycle_momentum: true by default), "
-                           f"which {optimizer} does not have; set cycle_momentum: false",
-                           loc(("schedule",)))]
+        return [
+            Diagnostic(
+                f"schedule: onecycle cycles the optimizer's momentum (cycle_momentum: true by default), "
+                f"which {optimizer} does not have; set cycle_momentum: false",
+                loc(("schedule",)),
+            )
+        ]
     return []
+
+
 def _full_batch(data: dict, model, loc: Where) -> list[Diagnostic]:
     """An optimizer that compares losses along a line (L-BFGS) needs one fixed objective: the whole training
     split every step, the true gradient."""
@@ -51,15 +59,28 @@ def _full_batch(data: dict, model, loc: Where) -> list[Diagnostic]:
         return []
     t, errors = parse(Train, data["train"]), []
     if t.batch_size != "full":
-        errors.append(Diagnostic(f"train.batch_size: the {name} optimizer needs full-batch training (batch_size: "
-                                 "full): its line search compares losses of one fixed objective",
-                                 loc(("train", "batch_size"))))
+        errors.append(
+            Diagnostic(
+                f"train.batch_size: the {name} optimizer needs full-batch training (batch_size: "
+                "full): its line search compares losses of one fixed objective",
+                loc(("train", "batch_size")),
+            )
+        )
     if t.accumulate != 1:
-        errors.append(Diagnostic(f"train.accumulate: the {name} optimizer takes whole-data steps; remove accumulate",
-                                 loc(("train", "accumulate"))))
+        errors.append(
+            Diagnostic(
+                f"train.accumulate: the {name} optimizer takes whole-data steps; remove accumulate",
+                loc(("train", "accumulate")),
+            )
+        )
     if t.clip is not None:
-        errors.append(Diagnostic(f"train.clip: the {name} optimizer needs the true gradient (its line search "
-                                 "sets the step length); remove clip", loc(("train", "clip"))))
+        errors.append(
+            Diagnostic(
+                f"train.clip: the {name} optimizer needs the true gradient (its line search "
+                "sets the step length); remove clip",
+                loc(("train", "clip")),
+            )
+        )
     return errors
 
 
@@ -72,9 +93,13 @@ def _standardize(data: dict, model, loc: Where) -> list[Diagnostic]:
     names = data["data"].get("standardize", [])
     if model.target not in names:
         return []
-    return [Diagnostic(f"data: standardize: '{model.target}' is the loss target; predictions would come out in "
-                       "standardized units (standardize model inputs only)",
-                       loc(("data", "standardize", names.index(model.target))))]
+    return [
+        Diagnostic(
+            f"data: standardize: '{model.target}' is the loss target; predictions would come out in "
+            "standardized units (standardize model inputs only)",
+            loc(("data", "standardize", names.index(model.target))),
+        )
+    ]
 
 
 def _validation(data: dict, model, loc: Where) -> list[Diagnostic]:
@@ -83,13 +108,21 @@ def _validation(data: dict, model, loc: Where) -> list[Diagnostic]:
         return []
     errors = []
     if not (data["data"].get("split") or {}).get("val"):
-        errors.append(Diagnostic("train.validation needs a validation split: set data.split.val (e.g. 0.2)",
-                                 loc(("train", "validation"))))
+        errors.append(
+            Diagnostic(
+                "train.validation needs a validation split: set data.split.val (e.g. 0.2)", loc(("train", "validation"))
+            )
+        )
     known = ["loss", *(metric_name(m) for m in data.get("metrics", []))]
     metric = validation.get("metric", "loss")
     if metric not in known:
-        errors.append(Diagnostic(f"train.validation.metric '{metric}' is not computed; use one of "
-                                 f"{', '.join(known)} (or add it to metrics)", loc(("train", "validation", "metric"))))
+        errors.append(
+            Diagnostic(
+                f"train.validation.metric '{metric}' is not computed; use one of "
+                f"{', '.join(known)} (or add it to metrics)",
+                loc(("train", "validation", "metric")),
+            )
+        )
     if not (validation.get("every") or validation.get("every_epochs")):
         errors.append(Diagnostic("train.validation needs 'every' or 'every_epochs'", loc(("train", "validation"))))
     return errors
@@ -100,6 +133,12 @@ def _memory(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 
 # each check, with the sections it reads (the model stands for model and loss, which built)
-CHECKS = [({"optimizer"}, _optimizer), ({"optimizer", "schedule"}, _schedule), ({"optimizer", "train"}, _full_batch),
-          ({"metrics"}, _metrics), ({"data"}, _standardize),
-          ({"train", "data", "metrics"}, _validation), ({"train", "data", "optimizer"}, _memory)]
+CHECKS = [
+    ({"optimizer"}, _optimizer),
+    ({"optimizer", "schedule"}, _schedule),
+    ({"optimizer", "train"}, _full_batch),
+    ({"metrics"}, _metrics),
+    ({"data"}, _standardize),
+    ({"train", "data", "metrics"}, _validation),
+    ({"train", "data", "optimizer"}, _memory),
+]

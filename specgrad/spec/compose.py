@@ -17,12 +17,13 @@ anything else -- lists included -- replaces the base's value whole. Paths of ext
 relative to the file that names them. A value that replaced another remembers it ("overrides
 base.yaml:12:5"), a referenced value remembers its source, and every message about the value repeats it.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import yaml
 
@@ -46,7 +47,7 @@ from specgrad.spec.paths import default_roots, inside, relocate_data_paths
 from specgrad.spec.schema import FORMAT_VERSION
 
 EXTENDS, INCLUDE = "extends", "include"
-MAPPING = "<mapping>"       # the file name of a spec given as a mapping (``compose_mapping``)
+MAPPING = "<mapping>"  # the file name of a spec given as a mapping (``compose_mapping``)
 MAX_CHAIN = 32
 """Most files in one chain of extends and includes (a spec, its base, the base's base...)."""
 MAX_REFERENCE_CHAIN = 64
@@ -65,9 +66,10 @@ Scalar = str | int | float | bool | None
 @dataclass(frozen=True)
 class Value:
     """One value with its place: ``value`` is a scalar, a list of Values or a dict of name -> Value."""
+
     value: Scalar | list[Value] | dict[str, Value]
     loc: Location
-    key_loc: Location | None = None     # where the mapping key naming this value is written
+    key_loc: Location | None = None  # where the mapping key naming this value is written
 
 
 def tree(doc: Document, path: tuple = ()) -> Value:
@@ -136,8 +138,13 @@ def _measure(node: Value, known: dict) -> tuple[int, int]:
         item, children_done = stack.pop()
         if id(item) in known:
             continue
-        children = list(item.value.values()) if isinstance(item.value, dict) else \
-            item.value if isinstance(item.value, list) else []
+        children = (
+            list(item.value.values())
+            if isinstance(item.value, dict)
+            else item.value
+            if isinstance(item.value, list)
+            else []
+        )
         if children_done or not children:
             sizes = [known[id(c)][1] for c in children]
             known[id(item)] = (item, (1 + sum(s[0] for s in sizes), 1 + max((s[1] for s in sizes), default=0)))
@@ -175,10 +182,10 @@ class _Composer:
 
     def __init__(self, roots: tuple[str, ...] | list[str] = ()) -> None:
         self.errors: list[Diagnostic] = []
-        self.files: dict[tuple, Value] = {}         # (real path, key) -> composed file, read once
-        self.sizes: dict[int, tuple] = {}           # id -> (value, (size, depth) once expanded), see ``_measure``
+        self.files: dict[tuple, Value] = {}  # (real path, key) -> composed file, read once
+        self.sizes: dict[int, tuple] = {}  # id -> (value, (size, depth) once expanded), see ``_measure``
         self.roots = tuple(roots)
-        self.origins: dict[str, tuple[str, Location]] = {}   # file name -> how it was first reached, and where
+        self.origins: dict[str, tuple[str, Location]] = {}  # file name -> how it was first reached, and where
 
     def size(self, node: Value) -> int:
         return _measure(node, self.sizes)[0]
@@ -191,23 +198,29 @@ class _Composer:
             raise SpecError.at(site, f"nesting deeper than {MAX_DEPTH} levels after extends and include")
         return node
 
-    def file(self, name: str, stack: tuple = (), site: Location | None = None, key: str = EXTENDS,
-             depth: int = 0) -> Value | None:
+    def file(
+        self, name: str, stack: tuple = (), site: Location | None = None, key: str = EXTENDS, depth: int = 0
+    ) -> Value | None:
         """The file ``name`` with its own extends and includes merged in. A spec's top level extends; a
         fragment's top level, being included, may include in turn."""
         real = os.path.realpath(name)
         if site is not None and not inside(real, self.roots):
             # refused by name, before anything reads it: a spec from a pull request must not read ~/.ssh
-            self.errors.append(Diagnostic(
-                f"{excerpt(name, 200)} is outside the folders a spec may read ({', '.join(self.roots)}); "
-                "extends and include stay inside them (add --root DIR to allow another folder)", site))
+            self.errors.append(
+                Diagnostic(
+                    f"{excerpt(name, 200)} is outside the folders a spec may read ({', '.join(self.roots)}); "
+                    "extends and include stay inside them (add --root DIR to allow another folder)",
+                    site,
+                )
+            )
             return None
         if (real, key) in self.files:
             return self.files[real, key]
         if real in stack:
-            chain = " -> ".join(os.path.basename(p) for p in (*stack[stack.index(real):], real))
-            self.errors.append(Diagnostic(f"{excerpt(name, 200)} extends or includes itself: {excerpt(chain, 400, False)}",
-                                          site))
+            chain = " -> ".join(os.path.basename(p) for p in (*stack[stack.index(real) :], real))
+            self.errors.append(
+                Diagnostic(f"{excerpt(name, 200)} extends or includes itself: {excerpt(chain, 400, False)}", site)
+            )
             return None
         if len(stack) >= MAX_CHAIN:
             self.errors.append(Diagnostic(f"more than {MAX_CHAIN} files in one chain of extends and include", site))
@@ -228,8 +241,12 @@ class _Composer:
         root = self._includes(tree(doc), name, stack, top=key == EXTENDS, depth=depth)
         assert isinstance(root.value, dict), "load_string refuses a document that is not a mapping"
         if key == EXTENDS and INCLUDE in root.value:
-            self.errors.append(Diagnostic("the top level of a spec takes its bases with 'extends'; 'include' is "
-                                          "for the mappings inside it", root.value[INCLUDE].key_loc))
+            self.errors.append(
+                Diagnostic(
+                    "the top level of a spec takes its bases with 'extends'; 'include' is for the mappings inside it",
+                    root.value[INCLUDE].key_loc,
+                )
+            )
         bases = root.value.pop(EXTENDS, None) if key == EXTENDS else None
         if bases is not None:
             base = self._merged(bases, name, stack, EXTENDS, depth)
@@ -267,8 +284,11 @@ class _Composer:
             return node
         if depth >= MAX_DEPTH and node.value:
             raise SpecError.at(node.loc, f"nesting deeper than {MAX_DEPTH} levels after extends and include")
-        children = {k: self._includes(v, naming_file, stack, depth=depth + 1) for k, v in node.value.items()
-                    if top or k != INCLUDE}
+        children = {
+            k: self._includes(v, naming_file, stack, depth=depth + 1)
+            for k, v in node.value.items()
+            if top or k != INCLUDE
+        }
         here = replace(node, value=children)
         if top or INCLUDE not in node.value:
             return here
@@ -285,14 +305,16 @@ def check_version(doc: Document) -> None:
     version = doc.data.get("specgrad") if isinstance(doc.data, dict) else None
     if version is not None and (version != FORMAT_VERSION or isinstance(version, bool)):
         shown = repr(version) if isinstance(version, str) else version
-        raise SpecError.at(doc.loc(("specgrad",)),
-                           f"unsupported spec format version {shown}; this specgrad reads version {FORMAT_VERSION}")
+        raise SpecError.at(
+            doc.loc(("specgrad",)),
+            f"unsupported spec format version {shown}; this specgrad reads version {FORMAT_VERSION}",
+        )
 
 
 # --- --set ---------------------------------------------------------------------------------------------------
 
 
-_INDEX = re.compile(r"-?[0-9]{1,9}")     # ASCII digits only: '²'.isdigit() is true, but int('²') fails
+_INDEX = re.compile(r"-?[0-9]{1,9}")  # ASCII digits only: '²'.isdigit() is true, but int('²') fails
 
 
 def parse_path(text: str) -> tuple:
@@ -323,9 +345,15 @@ def parse_override(text: str) -> tuple[tuple, object, Location]:
     try:
         doc = load_string(prefix + raw, loc.file)
     except SpecError as e:
-        raise SpecError([Diagnostic(f"cannot parse value: {d.message}",
-                                    Location(loc.file, 1, value_col + max((d.location.col if d.location else 1) - 1 - len(prefix), 0)))
-                         for d in e.diagnostics]) from None
+        raise SpecError(
+            [
+                Diagnostic(
+                    f"cannot parse value: {d.message}",
+                    Location(loc.file, 1, value_col + max((d.location.col if d.location else 1) - 1 - len(prefix), 0)),
+                )
+                for d in e.diagnostics
+            ]
+        ) from None
     if list(doc.data) != ["value"]:
         raise SpecError.at(Location(loc.file, 1, value_col), "cannot parse value: expected one value")
     return path, doc.data["value"], Location(loc.file, 1, value_col)
@@ -382,8 +410,9 @@ def apply_overrides(root: Value, overrides) -> Value:
         except SpecError as e:
             errors.extend(e.diagnostics)
         except _PathError as e:
-            errors.append(Diagnostic(f"cannot set {excerpt(text.partition('=')[0])}: {e}",
-                                     Location(f"--set {text}", 1, 1)))
+            errors.append(
+                Diagnostic(f"cannot set {excerpt(text.partition('=')[0])}: {e}", Location(f"--set {text}", 1, 1))
+            )
     if errors:
         raise SpecError(errors)
     return root
@@ -408,8 +437,8 @@ class _References:
         self.active: list[tuple] = []
         self.errors: list[Diagnostic] = []
         self.sizes = sizes if sizes is not None else {}
-        self.values = _measure(root, self.sizes)[0]      # values in the document once references are copied
-        self.text = 0                                    # characters written by references inside strings
+        self.values = _measure(root, self.sizes)[0]  # values in the document once references are copied
+        self.text = 0  # characters written by references inside strings
         self.long_chain = False
 
     def resolve(self, node: Value, path: tuple) -> Value:
@@ -430,12 +459,11 @@ class _References:
     def _string(self, node: Value, text: str, path: tuple) -> Value:
         """``node``, whose value is the string ``text``, with the references in it resolved."""
         if path in self.active:
-            cycle = " -> ".join("${" + _dotted(p) + "}" for p in self.active[self.active.index(path):])
+            cycle = " -> ".join("${" + _dotted(p) + "}" for p in self.active[self.active.index(path) :])
             raise _Cycle(f"reference cycle: {excerpt(cycle, 400, False)} -> ${{{excerpt(_dotted(path), 100, False)}}}")
         if len(self.active) >= MAX_REFERENCE_CHAIN:
             self.long_chain = True
-            raise _Cycle(f"a chain of more than {MAX_REFERENCE_CHAIN} references (a refers to b, which refers "
-                         "to c...)")
+            raise _Cycle(f"a chain of more than {MAX_REFERENCE_CHAIN} references (a refers to b, which refers to c...)")
         self.active.append(path)
         try:
             whole = REFERENCE.fullmatch(text)
@@ -445,17 +473,29 @@ class _References:
                     return node
                 self.values += _measure(target, self.sizes)[0] - 1
                 if self.values > MAX_VALUES:
-                    raise _TooLarge(f"spec too large: more than {MAX_VALUES} values once ${{{excerpt(whole.group(1), 100, False)}}} "
-                                    "and the other references are copied")
-                loc = Location(node.loc.file, node.loc.line, node.loc.col, capped_history(
-                    (*node.loc.history, f"value of ${{{excerpt(whole.group(1), 100, False)}}} from {target.loc}",
-                     *target.loc.history)))
+                    reference = excerpt(whole.group(1), 100, False)
+                    raise _TooLarge(
+                        f"spec too large: more than {MAX_VALUES} values once ${{{reference}}} "
+                        "and the other references are copied"
+                    )
+                loc = Location(
+                    node.loc.file,
+                    node.loc.line,
+                    node.loc.col,
+                    capped_history(
+                        (
+                            *node.loc.history,
+                            f"value of ${{{excerpt(whole.group(1), 100, False)}}} from {target.loc}",
+                            *target.loc.history,
+                        )
+                    ),
+                )
                 return replace(target, loc=loc, key_loc=node.key_loc)
             pieces: list[str] = []
             notes, failed, written = [], False, 0
             at = 0
             for match in REFERENCE.finditer(text):
-                pieces.append(text[at:match.start()])
+                pieces.append(text[at : match.start()])
                 at = match.end()
                 if match.group(1) is None:
                     pieces.append("${")
@@ -466,29 +506,38 @@ class _References:
                     continue
                 if isinstance(target.value, (dict, list)):
                     failed = True
-                    self.errors.append(Diagnostic(
-                        f"${{{excerpt(match.group(1), 100, False)}}} is a "
-                        f"{'mapping' if isinstance(target.value, dict) else 'list'}; "
-                        "only a string that is nothing but the reference can take it", node.loc))
+                    self.errors.append(
+                        Diagnostic(
+                            f"${{{excerpt(match.group(1), 100, False)}}} is a "
+                            f"{'mapping' if isinstance(target.value, dict) else 'list'}; "
+                            "only a string that is nothing but the reference can take it",
+                            node.loc,
+                        )
+                    )
                     continue
                 piece = _text(target.value)
                 written += len(piece)
                 if self.text + written > MAX_TEXT:
-                    raise _TooLarge(f"spec too large: references write more than {MAX_TEXT} characters of text "
-                                    f"(at ${{{excerpt(match.group(1), 100, False)}}})")
+                    raise _TooLarge(
+                        f"spec too large: references write more than {MAX_TEXT} characters of text "
+                        f"(at ${{{excerpt(match.group(1), 100, False)}}})"
+                    )
                 notes.append(f"${{{excerpt(match.group(1), 100, False)}}} from {target.loc}")
                 pieces.append(piece)
             if failed:
                 return node
             pieces.append(text[at:])
             self.text += written
-            return replace(node, value="".join(pieces), loc=Location(
-                node.loc.file, node.loc.line, node.loc.col, capped_history((*node.loc.history, *notes))))
+            return replace(
+                node,
+                value="".join(pieces),
+                loc=Location(node.loc.file, node.loc.line, node.loc.col, capped_history((*node.loc.history, *notes))),
+            )
         except _Cycle as cycle:
             if self.active[0] != path:
                 raise
             if not (self.long_chain and any("references (a refers" in e.message for e in self.errors)):
-                self.errors.append(Diagnostic(str(cycle), node.loc))     # a long chain: reported once
+                self.errors.append(Diagnostic(str(cycle), node.loc))  # a long chain: reported once
             self.done[path] = node
             return node
         except _TooLarge as error:
@@ -514,9 +563,14 @@ class _References:
                 node = node.value[key]
             else:
                 choices = list(node.value) if isinstance(node.value, dict) else []
-                self.errors.append(Diagnostic(
-                    f"${{{excerpt(text, 100, False)}}} refers to nothing: {excerpt(_dotted(walked + (key,)), 100, False)} is not "
-                    f"defined{did_you_mean(str(key), choices)}", site))
+                self.errors.append(
+                    Diagnostic(
+                        f"${{{excerpt(text, 100, False)}}} refers to nothing: "
+                        f"{excerpt(_dotted(walked + (key,)), 100, False)} is not defined"
+                        f"{did_you_mean(str(key), choices)}",
+                        site,
+                    )
+                )
                 return None
             walked += (key,)
         return self.resolve(node, walked)
@@ -573,8 +627,9 @@ def compose_mapping(values: dict, overrides=(), roots=None, name: str = MAPPING)
     except yaml.YAMLError as e:
         raise SpecError.at(Location(name, 1, 1), f"a spec mapping holds only plain values: {e}") from None
     composer = _Composer(default_roots(os.path.join(os.getcwd(), name)) if roots is None else roots)
-    return _finish(composer, lambda: composer.document(load_string(text, name), name,
-                                                       (os.path.realpath(name),)), name, overrides)
+    return _finish(
+        composer, lambda: composer.document(load_string(text, name), name, (os.path.realpath(name),)), name, overrides
+    )
 
 
 def _finish(composer: _Composer, read: Callable[[], Value | None], name: str, overrides, values=()) -> Document:

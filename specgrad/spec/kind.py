@@ -2,6 +2,7 @@
 repository (CI workflows, ``.pre-commit-config.yaml``, docker-compose files...); with ``--skip-non-specs``
 those are skipped with a note instead of failing the commit. A spec says what it is at its top level:
 ``specgrad: 1``, or ``extends:`` for a spec that takes the rest from its bases."""
+
 from __future__ import annotations
 
 import re
@@ -25,7 +26,7 @@ def is_spec(path) -> bool:
     try:
         data = load_file(path).data
     except SpecError:
-        head = read_head(path, 1 << 20)        # never blocks: a FIFO or a device gives None
+        head = read_head(path, 1 << 20)  # never blocks: a FIFO or a device gives None
         if head is None:
             return True
         return bool(_TOP_LEVEL_MARKER.search(head.decode("utf-8", errors="replace")))

@@ -56,6 +56,7 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 100
 """Deepest nesting accepted; the top-level mapping is level 1."""
 
+
 @dataclass
 class Document:
     """A loaded spec: plain data plus where every value and key is in the file."""
@@ -98,8 +99,9 @@ def load_file(path: str | os.PathLike) -> Document:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpecError.at(_byte_location(raw, e.start, name),
-                           f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
+        raise SpecError.at(
+            _byte_location(raw, e.start, name), f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})"
+        ) from None
     return load_string(text, name)
 
 
@@ -143,16 +145,13 @@ def read_regular_file(name: str, limit: int, kind: str = "spec") -> bytes:
 def load_string(text: str, file: str = "<string>") -> Document:
     """Load one YAML document whose top level is a mapping with string keys."""
     if len(text) > MAX_BYTES:
-        raise SpecError.at(Location(file, 1, 1),
-                           f"spec too large: more than {MAX_BYTES} characters")
+        raise SpecError.at(Location(file, 1, 1), f"spec too large: more than {MAX_BYTES} characters")
     _check_printable(text, file)
     root = _compose(text, file)
     if root is None:
-        raise SpecError.at(Location(file, 1, 1),
-                           "a spec must be a mapping of keys; the document is empty")
+        raise SpecError.at(Location(file, 1, 1), "a spec must be a mapping of keys; the document is empty")
     if not isinstance(root, MappingNode):
-        raise SpecError.at(_loc(file, root.start_mark),
-                           f"a spec must be a mapping of keys; got {_describe(root)}")
+        raise SpecError.at(_loc(file, root.start_mark), f"a spec must be a mapping of keys; got {_describe(root)}")
     builder = _Builder(file)
     data = builder.build(root)
     return Document(data, file, builder.locations, builder.key_locations)
@@ -195,13 +194,13 @@ class _LocatingComposer(Composer):
         # of nodes; aliases are measured later (_Builder.build), from the anchored node's size.
         self._nodes += 1
         if self._nodes > MAX_VALUES:
-            raise SpecError.at(_loc(self.file, event.start_mark),
-                               f"spec too large: more than {MAX_VALUES} values and keys")
+            raise SpecError.at(
+                _loc(self.file, event.start_mark), f"spec too large: more than {MAX_VALUES} values and keys"
+            )
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise SpecError.at(_loc(self.file, event.start_mark),
-                                   f"nesting deeper than {MAX_DEPTH} levels")
+                raise SpecError.at(_loc(self.file, event.start_mark), f"nesting deeper than {MAX_DEPTH} levels")
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -211,7 +210,8 @@ class _LocatingComposer(Composer):
             raise SpecError.at(
                 _loc(self.file, node.start_mark),
                 f"tag {excerpt(_short(node.tag))} is not allowed in a spec "
-                "(only strings, numbers, booleans, null, lists and mappings)")
+                "(only strings, numbers, booleans, null, lists and mappings)",
+            )
         return node
 
 
@@ -265,8 +265,10 @@ def _compose(text: str, file: str) -> Node | None:
         if not loader.check_event(yaml.StreamEndEvent):
             root = loader.compose_document()
         if not loader.check_event(yaml.StreamEndEvent):
-            raise SpecError.at(_loc(file, loader.peek_event().start_mark),
-                               "a spec file must hold exactly one YAML document; found another")
+            raise SpecError.at(
+                _loc(file, loader.peek_event().start_mark),
+                "a spec file must hold exactly one YAML document; found another",
+            )
         return root
     except yaml.YAMLError as e:
         raise _yaml_error(e, text, file) from None
@@ -283,8 +285,9 @@ def _check_printable(text: str, file: str) -> None:
     bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
     if bad is not None:
         char = bad.group()
-        raise SpecError.at(_offset_location(text, bad.start(), file),
-                           f"character U+{ord(char):04X} is not allowed in YAML")
+        raise SpecError.at(
+            _offset_location(text, bad.start(), file), f"character U+{ord(char):04X} is not allowed in YAML"
+        )
 
 
 def _yaml_error(e: yaml.YAMLError, text: str, file: str) -> SpecError:
@@ -413,8 +416,7 @@ class _Builder:
         self._active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
-                return [self._value(item, path + (i,), depth + 1)
-                        for i, item in enumerate(node.value)]
+                return [self._value(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
             return self._mapping(node, path, depth)
         finally:
             self._active.discard(id(node))
@@ -425,7 +427,7 @@ class _Builder:
         known = self._sizes.get(id(node))
         if known is not None:
             return known
-        self._sizes[id(node)] = 0               # an alias cycle counts nothing; building reports it
+        self._sizes[id(node)] = 0  # an alias cycle counts nothing; building reports it
         size = 1 + sum(self._expanded_size(_deref(c)) for c in _children(node))
         self._sizes[id(node)] = size
         return size
@@ -438,14 +440,16 @@ class _Builder:
     def _scalar(self, node: ScalarNode) -> object:
         construct = _SCALARS.get(node.tag)
         if construct is None:  # a bare '<<' or '=' used as a value, as safe_load refuses too
-            raise SpecError.at(_loc(self.file, node.start_mark),
-                               f"{excerpt(node.value)} is only allowed as a key; "
-                               "put it in quotes to use it as a string")
+            raise SpecError.at(
+                _loc(self.file, node.start_mark),
+                f"{excerpt(node.value)} is only allowed as a key; put it in quotes to use it as a string",
+            )
         try:
             return construct(node)
         except Exception:  # SafeConstructor raises ValueError/KeyError/IndexError on bad text
-            raise SpecError.at(_loc(self.file, node.start_mark),
-                               f"invalid {_short(node.tag)} value {excerpt(node.value)}") from None
+            raise SpecError.at(
+                _loc(self.file, node.start_mark), f"invalid {_short(node.tag)} value {excerpt(node.value)}"
+            ) from None
 
     def _mapping(self, node: MappingNode, path: tuple, depth: int) -> dict:
         # Later entries override earlier ones (merged entries come first), but
@@ -476,8 +480,7 @@ class _Builder:
                 continue
             key = self._key(key_target, key_where)
             if key in seen:
-                raise SpecError.at(key_where,
-                                   f"duplicate key {excerpt(key)}; first defined at {seen[key]}")
+                raise SpecError.at(key_where, f"duplicate key {excerpt(key)}; first defined at {seen[key]}")
             seen[key] = key_where
             own.append((key, key_where, value_node))
         return merged + own
@@ -493,12 +496,11 @@ class _Builder:
         parts = []
         for source, source_where in sources:
             if not isinstance(source, MappingNode):
-                raise SpecError.at(source_where,
-                                   "the merge key '<<' needs a mapping or a list of mappings, "
-                                   f"got {_describe(source)}")
+                raise SpecError.at(
+                    source_where, f"the merge key '<<' needs a mapping or a list of mappings, got {_describe(source)}"
+                )
             if id(source) in self._active:
-                raise SpecError.at(source_where,
-                                   "an alias refers to a value that contains it (a cycle)")
+                raise SpecError.at(source_where, "an alias refers to a value that contains it (a cycle)")
             self._active.add(id(source))
             try:
                 entries = self._entries(source)
@@ -514,8 +516,11 @@ class _Builder:
         if isinstance(node, ScalarNode):
             if node.tag in (_STR, _VALUE):  # safe_load also turns a '=' key into a string
                 return node.value
-            raise SpecError.at(where, f"keys must be strings; got {_KINDS[node.tag]} "
-                                      f"{excerpt(node.value)} (put it in quotes to use it as a string)")
+            raise SpecError.at(
+                where,
+                f"keys must be strings; got {_KINDS[node.tag]} "
+                f"{excerpt(node.value)} (put it in quotes to use it as a string)",
+            )
         raise SpecError.at(where, f"keys must be strings; got {_describe(node)}")
 
 
@@ -531,7 +536,6 @@ def _children(node: Node) -> list:
     return node.value if isinstance(node, SequenceNode) else []
 
 
-
 def _deref(node: Node | _Alias) -> Node:
     return node.target if isinstance(node, _Alias) else node
 
@@ -542,7 +546,7 @@ def _loc(file: str, mark) -> Location:
 
 
 def _short(tag: str) -> str:
-    return "!!" + tag[len(_TAG):] if tag.startswith(_TAG) else tag
+    return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
 
 
 def _describe(node: Node | _Alias) -> str:

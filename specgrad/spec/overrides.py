@@ -2,6 +2,7 @@
 invalid: no ``=``, an empty name, a value that does not parse, or a path that cannot be set in this spec
 (an index out of range, a key under a scalar). The command line treats the first kind as a usage error
 (exit 2), like an unknown flag; the second is the spec's error (exit 1), reported by validation."""
+
 from __future__ import annotations
 
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError

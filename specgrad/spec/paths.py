@@ -9,6 +9,7 @@ regular file inside the folders the spec may read.
 Which settings are paths comes from the data sources' schemas: a setting whose description starts with
 "file path" (``specgrad.data.files.PATH``).
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,11 @@ def data_path_keys(settings) -> list[tuple]:
     for name, schema in source.properties.items():
         if _is_path(schema) and isinstance(settings.get(name), str):
             keys.append((name,))
-        elif isinstance(schema, dict) and _is_path(schema.get("additionalProperties")) \
-                and isinstance(settings.get(name), dict):
+        elif (
+            isinstance(schema, dict)
+            and _is_path(schema.get("additionalProperties"))
+            and isinstance(settings.get(name), dict)
+        ):
             keys += [(name, k) for k, v in settings[name].items() if isinstance(v, str)]
     return keys
 
@@ -62,15 +66,21 @@ def relocate_data_paths(root, spec_file: str):
     data = root.value.get("data") if isinstance(root.value, dict) else None
     if data is None or not isinstance(data.value, dict):
         return root
-    plain = {k: (v.value if not isinstance(v.value, dict) else {kk: vv.value for kk, vv in v.value.items()})
-             for k, v in data.value.items()}
+    plain = {
+        k: (v.value if not isinstance(v.value, dict) else {kk: vv.value for kk, vv in v.value.items()})
+        for k, v in data.value.items()
+    }
     here = os.path.dirname(spec_file) or "."
     new_data = data
     for key in data_path_keys(plain):
         node = data.value[key[0]] if len(key) == 1 else data.value[key[0]].value[key[1]]
         declared = node.loc.file
-        if os.path.isabs(node.value) or declared == spec_file or declared.startswith("--set ") \
-                or not os.path.exists(os.path.dirname(declared) or "."):
+        if (
+            os.path.isabs(node.value)
+            or declared == spec_file
+            or declared.startswith("--set ")
+            or not os.path.exists(os.path.dirname(declared) or ".")
+        ):
             continue
         moved = os.path.relpath(os.path.join(os.path.dirname(declared), node.value), here)
         if moved == node.value:
@@ -80,8 +90,9 @@ def relocate_data_paths(root, spec_file: str):
             new_data = replace(new_data, value={**new_data.value, key[0]: node})
         else:
             parent = new_data.value[key[0]]
-            new_data = replace(new_data, value={**new_data.value,
-                                                key[0]: replace(parent, value={**parent.value, key[1]: node})})
+            new_data = replace(
+                new_data, value={**new_data.value, key[0]: replace(parent, value={**parent.value, key[1]: node})}
+            )
     if new_data is data:
         return root
     return replace(root, value={**root.value, "data": new_data})
@@ -92,7 +103,7 @@ def data_file_diagnostics(doc) -> list[Diagnostic]:
     inside the folders the spec may read; checked by ``stat`` only, nothing is opened."""
     settings = doc.data.get("data")
     if not isinstance(settings, dict):
-        return []       # data_path_keys names none
+        return []  # data_path_keys names none
     folder = str(data_folder(Path(os.path.abspath(doc.file)).parent))
     roots = (*doc.roots, os.path.realpath(folder)) if doc.roots else ()
     out = []
@@ -104,8 +115,13 @@ def data_file_diagnostics(doc) -> list[Diagnostic]:
             continue
         full = os.path.join(folder, value)
         if roots and not inside(os.path.realpath(full), roots):
-            out.append(Diagnostic(f"data: data file {excerpt(value, 200)} is outside the folders a spec may read "
-                                  f"({', '.join(roots)}); add --root DIR to allow another folder", where))
+            out.append(
+                Diagnostic(
+                    f"data: data file {excerpt(value, 200)} is outside the folders a spec may read "
+                    f"({', '.join(roots)}); add --root DIR to allow another folder",
+                    where,
+                )
+            )
             continue
         try:
             what = not_regular(os.stat(full).st_mode)

@@ -7,6 +7,7 @@ description from its docstring; each setting's default from its factory's signat
 actually uses) or, for keys with no factory (``train``), from the schema's description.
 Regenerate with ``python -m specgrad.spec.reference docs/spec.md``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -26,7 +27,7 @@ from specgrad.optim.schedules import SCHEDULES
 from specgrad.spec.schema import build_schema, editor_schema
 
 COMMAND = "python -m specgrad.spec.reference docs/spec.md"
-SECTIONS = ("data", "model", "loss", "optimizer", "schedule", "train", "metrics")   # keys with a section below
+SECTIONS = ("data", "model", "loss", "optimizer", "schedule", "train", "metrics")  # keys with a section below
 
 
 def begin(name: str) -> str:
@@ -44,10 +45,20 @@ def _number(x) -> str:
 
 def bounds(schema: dict) -> str:
     """``> 0``, ``in [0, 1)``, ``≥ 1``...: what the schema allows a number to be."""
-    low = ("[", schema["minimum"]) if "minimum" in schema else ("(", schema["exclusiveMinimum"]) \
-        if "exclusiveMinimum" in schema else None
-    high = ("]", schema["maximum"]) if "maximum" in schema else (")", schema["exclusiveMaximum"]) \
-        if "exclusiveMaximum" in schema else None
+    low = (
+        ("[", schema["minimum"])
+        if "minimum" in schema
+        else ("(", schema["exclusiveMinimum"])
+        if "exclusiveMinimum" in schema
+        else None
+    )
+    high = (
+        ("]", schema["maximum"])
+        if "maximum" in schema
+        else (")", schema["exclusiveMaximum"])
+        if "exclusiveMaximum" in schema
+        else None
+    )
     if low and high:
         return f"in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
     if low:
@@ -120,11 +131,12 @@ def _defaults(factory) -> dict:
 def component_rows(registry) -> list[str]:
     """One row per registered component: its name, its settings (required first), its description."""
     rows = []
-    for c in registry.entries.values():             # in the order registered: related entries together
+    for c in registry.entries.values():  # in the order registered: related entries together
         defaults = _defaults(c.factory)
         names = [n for n in c.properties if n in c.required] + [n for n in c.properties if n not in c.required]
-        settings = ", ".join(setting(n, c.properties[n], n in c.required, defaults.get(n, inspect.Parameter.empty))
-                             for n in names)
+        settings = ", ".join(
+            setting(n, c.properties[n], n in c.required, defaults.get(n, inspect.Parameter.empty)) for n in names
+        )
         rows.append(f"| `{c.name}` | {settings} | {_cell(docstring(c.factory))} |")
     return rows
 
@@ -172,8 +184,13 @@ def tables() -> dict[str, list[str]]:
         "layers": [*component_table(LAYERS, "layer"), "", "Every layer also takes:", "", *common(LAYERS)],
         "ops": [" ".join(f"`{name}`" for name in sorted(public_ops()))],
         "losses": [*component_table(LOSSES, "type"), "", "Every loss also takes:", "", *common(LOSSES)],
-        "optimizers": [*component_table(OPTIMIZERS, "type"), "", "Every optimizer also takes:", "",
-                       *common(OPTIMIZERS)],
+        "optimizers": [
+            *component_table(OPTIMIZERS, "type"),
+            "",
+            "Every optimizer also takes:",
+            "",
+            *common(OPTIMIZERS),
+        ],
         "schedules": [*component_table(SCHEDULES, "type"), "", "Every schedule also takes:", "", *common(SCHEDULES)],
         "train": keys_table(schema["properties"]["train"]),
         "metrics": component_table(METRICS, "type"),
@@ -191,7 +208,7 @@ def splice(text: str) -> str:
         found = pattern.search(text)
         if not found:
             raise ValueError(f"docs/spec.md has no markers for the '{name}' table: add\n{begin(name)}\n{end(name)}")
-        text = text[:found.start()] + render(name, lines) + text[found.end():]
+        text = text[: found.start()] + render(name, lines) + text[found.end() :]
     return text
 
 

@@ -1,4 +1,5 @@
 """The resolved spec as YAML (``specgrad config``), optionally with each value's origin as a comment."""
+
 from __future__ import annotations
 
 import yaml

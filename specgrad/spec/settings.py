@@ -6,12 +6,14 @@ A field's metadata holds its JSON Schema and its one-line description; a nested 
 object. Components chosen by ``type`` (optimizer, schedule, loss, data source) keep their settings in their
 registries (specgrad/base/components.py), which declare their own schemas the same way.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from specgrad.base.components import POSITIVE
 from specgrad.engine.ir import DEFAULT_DTYPE
@@ -33,6 +35,7 @@ def nested(cls: type, doc: str, default_factory: Any = None) -> Any:
 @dataclass(frozen=True)
 class Cadence:
     """When something periodic happens: every N optimizer steps and/or every E epochs."""
+
     every: int | None = setting(COUNT, "every N optimizer steps")
     every_epochs: int | None = setting(COUNT, "every N epochs")
 
@@ -48,12 +51,15 @@ class Cadence:
 
 @dataclass(frozen=True)
 class Clip:
-    SCHEMA: ClassVar[dict] = {"minProperties": 1,
-                              "description": "applied in the order max_value, max_param_norm, max_norm"}
+    SCHEMA: ClassVar[dict] = {
+        "minProperties": 1,
+        "description": "applied in the order max_value, max_param_norm, max_norm",
+    }
     max_value: float | None = setting(POSITIVE, "bound on each component")
     max_param_norm: float | None = setting(POSITIVE, "bound on each gradient's norm")
-    max_norm: float | None = setting(POSITIVE, "bound on the global L2 norm (scaled as torch's "
-                                               "clip_grad_norm_: max_norm / (norm + 1e-6))")
+    max_norm: float | None = setting(
+        POSITIVE, "bound on the global L2 norm (scaled as torch's clip_grad_norm_: max_norm / (norm + 1e-6))"
+    )
 
 
 @dataclass(frozen=True)
@@ -77,47 +83,66 @@ class Validation(Cadence):
 
 @dataclass(frozen=True)
 class Distributed:
-    SCHEMA: ClassVar[dict] = {"description": "data-parallel training under mpiexec (docs/distributed.md); inert in "
-                                             "one process"}
-    sync_batchnorm: bool = setting({"type": "boolean"}, "batchnorm statistics over the whole batch, as in one "
-                                   "process, or over each process's rows", True)
+    SCHEMA: ClassVar[dict] = {
+        "description": "data-parallel training under mpiexec (docs/distributed.md); inert in one process"
+    }
+    sync_batchnorm: bool = setting(
+        {"type": "boolean"},
+        "batchnorm statistics over the whole batch, as in one process, or over each process's rows",
+        True,
+    )
 
 
 @dataclass(frozen=True)
 class Train:
     steps: int | None = setting(COUNT, "optimizer steps (or give epochs)")
     epochs: int | None = setting(COUNT, "passes over the training split")
-    batch_size: int | str = setting({"if": {"type": "string"}, "then": {"const": "full"},
-                                     "else": {"type": "integer", "minimum": 1}},
-                                    "samples per step: a positive integer, or full (every sample, every step)", "full")
+    batch_size: int | str = setting(
+        {"if": {"type": "string"}, "then": {"const": "full"}, "else": {"type": "integer", "minimum": 1}},
+        "samples per step: a positive integer, or full (every sample, every step)",
+        "full",
+    )
     shuffle: bool = setting({"type": "boolean"}, "reshuffle the rows each epoch, seeded", True)
     drop_last: bool = setting({"type": "boolean"}, "skip each epoch's last, smaller batch", False)
     accumulate: int = setting(COUNT, "batches whose mean gradient makes one optimizer step", 1)
     clip: Clip | None = nested(Clip, "gradient clipping")
-    checkpoint: Checkpointing = nested(Checkpointing, "when to save (always at the end of the run) and which to keep",
-                                       Checkpointing)
+    checkpoint: Checkpointing = nested(
+        Checkpointing, "when to save (always at the end of the run) and which to keep", Checkpointing
+    )
     validation: Validation | None = nested(Validation, "evaluation on the val split during training")
-    on_divergence: str = setting({"enum": ["stop", "skip", "fail"]},
-                                 "on a non-finite loss or gradient: stop (save the last finite state), skip the "
-                                 "step, or fail at once", "stop")
+    on_divergence: str = setting(
+        {"enum": ["stop", "skip", "fail"]},
+        "on a non-finite loss or gradient: stop (save the last finite state), skip the step, or fail at once",
+        "stop",
+    )
     log_every: int = setting(COUNT, "write every Nth step to metrics.jsonl", 1)
-    tensorboard: bool = setting({"type": "boolean"}, "also write TensorBoard event files to RUN_DIR/tensorboard "
-                                "(needs specgrad[tensorboard])", False)
+    tensorboard: bool = setting(
+        {"type": "boolean"},
+        "also write TensorBoard event files to RUN_DIR/tensorboard (needs specgrad[tensorboard])",
+        False,
+    )
     memory_budget: int | str | None = setting(
-        {k: v for k, v in MEMORY_BUDGET.items() if k != "description"}, MEMORY_BUDGET["description"])
+        {k: v for k, v in MEMORY_BUDGET.items() if k != "description"}, MEMORY_BUDGET["description"]
+    )
     distributed: Distributed = nested(Distributed, "data-parallel training under mpiexec", Distributed)
-    remat: bool = setting({"type": "boolean"}, "gradient checkpointing: recompute activations in the backward "
-                          "pass instead of keeping them (less memory, about one more forward pass)", False)
-    threads: int | str = setting({"if": {"type": "string"}, "then": {"const": "auto"},
-                                  "else": {"type": "integer", "minimum": 1}},
-                                 "BLAS threads for the matrix products: auto (one where they are small, every CPU "
-                                 "where they are large) or a number; OMP_NUM_THREADS and the like win if set",
-                                 "auto")
+    remat: bool = setting(
+        {"type": "boolean"},
+        "gradient checkpointing: recompute activations in the backward "
+        "pass instead of keeping them (less memory, about one more forward pass)",
+        False,
+    )
+    threads: int | str = setting(
+        {"if": {"type": "string"}, "then": {"const": "auto"}, "else": {"type": "integer", "minimum": 1}},
+        "BLAS threads for the matrix products: auto (one where they are small, every CPU "
+        "where they are large) or a number; OMP_NUM_THREADS and the like win if set",
+        "auto",
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
     """What the runner reads of a validated spec besides its components."""
+
     name: str
     seed: int
     dtype: str
@@ -154,10 +179,17 @@ def parse(cls: type, values: Mapping | None) -> Any:
 
 def settings_of(data: Mapping) -> Settings:
     """The typed settings of a validated spec's values."""
-    return Settings(name=data["name"], seed=data.get("seed", DEFAULT_SEED), dtype=data.get("dtype", DEFAULT_DTYPE),
-                    train=parse(Train, data.get("train")), metrics=_freeze(list(data.get("metrics", []))),
-                    optimizer=_freeze(data.get("optimizer", {})), schedule=_freeze(data.get("schedule")),
-                    loss=_freeze(data.get("loss")), data=_freeze(data.get("data", {})))
+    return Settings(
+        name=data["name"],
+        seed=data.get("seed", DEFAULT_SEED),
+        dtype=data.get("dtype", DEFAULT_DTYPE),
+        train=parse(Train, data.get("train")),
+        metrics=_freeze(list(data.get("metrics", []))),
+        optimizer=_freeze(data.get("optimizer", {})),
+        schedule=_freeze(data.get("schedule")),
+        loss=_freeze(data.get("loss")),
+        data=_freeze(data.get("data", {})),
+    )
 
 
 def schema_of(cls: type) -> dict:
@@ -172,4 +204,3 @@ def schema_of(cls: type) -> dict:
             schema["default"] = f.default
         properties[f.name] = schema
     return {"type": "object", "additionalProperties": False, **getattr(cls, "SCHEMA", {}), "properties": properties}
-

@@ -16,6 +16,7 @@ It is an estimate, within a small factor: numpy's temporaries inside one op and 
 not counted. The budget defaults to a fraction of the machine's memory (physical RAM, or the cgroup limit
 when lower) and ``train.memory_budget`` sets it (bytes, or a string such as ``"8 GiB"``).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,21 +34,34 @@ from specgrad.optim.optimizers import make_optimizer
 
 Where = Callable[[tuple], Location]
 
-DEFAULT_FRACTION = 0.75        # of the machine's memory: leaves room for the OS and numpy's temporaries
-_UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+DEFAULT_FRACTION = 0.75  # of the machine's memory: leaves room for the OS and numpy's temporaries
+_UNITS = {
+    "B": 1,
+    "kB": 10**3,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
 _BUDGET_TEXT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*")
 MEMORY_BUDGET: dict[str, Any] = {
-    "anyOf": [{"type": "integer", "minimum": 1},
-              {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$"}],
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$"},
+    ],
     "description": "memory the run may take, in bytes or with a unit ('8 GiB', '500 MB'); validate refuses a "
-                   "run estimated above it (default: 75% of this machine's memory)",
+    "run estimated above it (default: 75% of this machine's memory)",
 }
 
 
 @dataclass(frozen=True)
 class Tensor:
     """One entry of the estimate: what it is, its size in bytes, and the spec text it comes from."""
+
     what: str
     nbytes: int
     loc: Location | None
@@ -59,7 +73,7 @@ def parse_budget(value) -> int:
         return value
     match = _BUDGET_TEXT.fullmatch(value)
     if match is None:
-        raise ValueError(f"not a memory budget: {value!r}")     # the schema refuses this form first
+        raise ValueError(f"not a memory budget: {value!r}")  # the schema refuses this form first
     number, unit = match.groups()
     return int(float(number) * _UNITS[unit])
 
@@ -90,7 +104,7 @@ def default_budget() -> tuple[int | None, str]:
 
 def human(nbytes: float) -> str:
     """``nbytes`` in B, KiB ... PiB; an estimate beyond what a float holds (sizes are exact Python ints) says so."""
-    if nbytes >= 1024 ** 6 * 10 ** 12:
+    if nbytes >= 1024**6 * 10**12:
         return "more than 10^12 PiB"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if nbytes < 1024 or unit == "PiB":
@@ -111,8 +125,11 @@ def _shape_text(shape, batch: int) -> str:
 
 def _describe(node, batch: int, role: str) -> Tensor:
     name = f"'{node.name}'" if node.name else f"{node.op}"
-    return Tensor(f"{role} {name} {_shape_text(node.shape, batch)} {np.dtype(node.dtype).name}",
-                  _nbytes(node.shape, node.dtype, batch), node.loc)
+    return Tensor(
+        f"{role} {name} {_shape_text(node.shape, batch)} {np.dtype(node.dtype).name}",
+        _nbytes(node.shape, node.dtype, batch),
+        node.loc,
+    )
 
 
 def peak_activations(outputs, batch: int, role: str) -> tuple[int, list[Tensor]]:
@@ -145,7 +162,7 @@ def optimizer_copies(settings: dict, params: dict) -> int:
     try:
         optimizer = make_optimizer(settings, stand_ins)
     except ValueError:
-        return 0            # settings the optimizer refuses: its own check (run/settings.py) says why
+        return 0  # settings the optimizer refuses: its own check (run/settings.py) says why
     seen: set[int] = set()
     owned = 0
 
@@ -164,6 +181,7 @@ def optimizer_copies(settings: dict, params: dict) -> int:
         elif isinstance(value, (list, tuple)):
             for item in value:
                 visit(item)
+
     visit(vars(optimizer))
     param_bytes = sum(p.nbytes for p in stand_ins.values())
     return math.ceil(owned / param_bytes) if param_bytes else 0
@@ -178,7 +196,7 @@ def stand_in_params(params: dict) -> dict[str, np.ndarray]:
 def data_rows(data: dict) -> int | None:
     """Rows of the data set where the spec says (synthetic sources' ``n``); None when only its files know."""
     n = data.get("n")
-    if isinstance(n, float) and n.is_integer():      # JSON Schema lets 1.0e12 pass as an integer
+    if isinstance(n, float) and n.is_integer():  # JSON Schema lets 1.0e12 pass as an integer
         n = int(n)
     return n if isinstance(n, int) and not isinstance(n, bool) else None
 
@@ -192,12 +210,19 @@ def estimate(spec: dict, model, loc: Where) -> tuple[int, list[Tensor], str]:
     tensors += [_describe(node, 1, "model state") for node in model.state.values()]
     param_bytes = sum(t.nbytes for t in tensors)
     copies = optimizer_copies(spec["optimizer"], model.params)
-    parts = {"parameters and state": param_bytes,
-             f"optimizer state and gradients ({copies}x the parameters)": copies * param_bytes}
+    parts = {
+        "parameters and state": param_bytes,
+        f"optimizer state and gradients ({copies}x the parameters)": copies * param_bytes,
+    }
     if rows is not None:
-        data_tensors = [Tensor(f"data field '{name}' {_shape_text(node.shape, rows)} {np.dtype(node.dtype).name}",
-                               _nbytes(node.shape, node.dtype, rows), loc(("data", "n")))
-                        for name, node in model.inputs.items()]
+        data_tensors = [
+            Tensor(
+                f"data field '{name}' {_shape_text(node.shape, rows)} {np.dtype(node.dtype).name}",
+                _nbytes(node.shape, node.dtype, rows),
+                loc(("data", "n")),
+            )
+            for name, node in model.inputs.items()
+        ]
         tensors += data_tensors
         parts[f"data ({rows} rows)"] = sum(t.nbytes for t in data_tensors)
     peaks = []
@@ -233,10 +258,16 @@ def memory_diagnostics(spec: dict, model, loc: Where) -> list[Diagnostic]:
     if total <= budget:
         return []
     largest = sorted(tensors, key=lambda t: -t.nbytes)[:3]
-    named = "; ".join(f"{t.what}: {human(t.nbytes)}" + (f" ({t.loc})" if t.loc is not None else "")
-                      for t in largest)
+    named = "; ".join(f"{t.what}: {human(t.nbytes)}" + (f" ({t.loc})" if t.loc is not None else "") for t in largest)
     # located at the largest tensor's spec text: that is what to change (or else the budget)
-    where = next((t.loc for t in largest if t.loc is not None),
-                 loc(("train", "memory_budget")) if setting is not None else loc(("train",)))
-    return [Diagnostic(f"the run needs about {human(total)} of memory ({breakdown}), more than its budget of "
-                       f"{human(budget)} ({source}); the largest tensors: {named}", where)]
+    where = next(
+        (t.loc for t in largest if t.loc is not None),
+        loc(("train", "memory_budget")) if setting is not None else loc(("train",)),
+    )
+    return [
+        Diagnostic(
+            f"the run needs about {human(total)} of memory ({breakdown}), more than its budget of "
+            f"{human(budget)} ({source}); the largest tensors: {named}",
+            where,
+        )
+    ]

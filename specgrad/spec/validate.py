@@ -2,6 +2,7 @@
 (names, ops, shapes through the whole model) by building the model, then the run's settings against the
 built model (specgrad/spec/checks.py). Every problem in one pass; `train` runs exactly this before it
 reads any data."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,15 @@ from specgrad.spec.load import Document
 from specgrad.spec.paths import data_file_diagnostics
 from specgrad.spec.schema import build_schema
 
-JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
-              "number": "a number", "boolean": "true or false", "null": "null"}
+JSON_TYPES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
 
 
 @lru_cache(maxsize=1)
@@ -67,6 +75,7 @@ def _leaf_errors(error):
     """The errors worth showing: for if/then or anyOf, those inside the branch that was meant."""
     if error.context and error.validator in ("anyOf", "oneOf"):
         from jsonschema.exceptions import best_match
+
         yield from _leaf_errors(best_match(error.context))
     else:
         yield error
@@ -78,14 +87,20 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
     kind, value, inst = e.validator, e.validator_value, e.instance
     if kind == "additionalProperties" and isinstance(inst, dict):
         known = list(e.schema.get("properties", {}))
-        return [Diagnostic(f"unknown key {excerpt(k)} in {name}{did_you_mean(k, known)}", doc.key_loc(path + (k,)))
-                for k in inst if k not in known]
+        return [
+            Diagnostic(f"unknown key {excerpt(k)} in {name}{did_you_mean(k, known)}", doc.key_loc(path + (k,)))
+            for k in inst
+            if k not in known
+        ]
     if kind == "required" and isinstance(inst, dict):
         # a misspelt key ("lr_rate") is reported as unknown with a suggestion; do not also call 'lr' missing
         unknown = [k for k in inst if k not in e.schema.get("properties", {})]
         meant = {closest(k, value) for k in unknown}
-        return [Diagnostic(f"missing key '{k}' in {name}", doc.key_loc(path))
-                for k in value if k not in inst and k not in meant]
+        return [
+            Diagnostic(f"missing key '{k}' in {name}", doc.key_loc(path))
+            for k in value
+            if k not in inst and k not in meant
+        ]
     if kind == "type":
         types = [value] if isinstance(value, str) else value
         want = " or ".join(JSON_TYPES.get(t, t) for t in types)
@@ -99,7 +114,7 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
             return [Diagnostic(f"unknown {title} {excerpt(inst)}{did_you_mean(inst, value)}", doc.loc(path))]
         return [Diagnostic(f"{name} must be one of {', '.join(map(str, value))}; got {describe(inst)}", doc.loc(path))]
     if kind == "const":
-        other = _else_branch(e)         # {if: string, then: {const: full}, else: integer}: name both
+        other = _else_branch(e)  # {if: string, then: {const: full}, else: integer}: name both
         accepted = f"{accepted_by(other)} or {describe(value)}" if other and accepted_by(other) else describe(value)
         return [Diagnostic(f"{name} must be {accepted}, got {describe(inst)}", doc.loc(path))]
     bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
@@ -134,14 +149,19 @@ def _else_branch(e) -> dict | None:
 def accepted_by(schema: dict) -> str | None:
     """A simple schema in words ("a positive integer", "a number >= 0"), or None."""
     kind = schema.get("type")
-    if not isinstance(kind, str) or kind not in JSON_TYPES or set(schema) - {"type", "minimum", "exclusiveMinimum",
-                                                                               "description"}:
+    if (
+        not isinstance(kind, str)
+        or kind not in JSON_TYPES
+        or set(schema) - {"type", "minimum", "exclusiveMinimum", "description"}
+    ):
         return None
-    if kind in ("integer", "number") and (schema.get("minimum") == 1 and kind == "integer"
-                                          or schema.get("exclusiveMinimum") == 0):
+    if kind in ("integer", "number") and (
+        schema.get("minimum") == 1 and kind == "integer" or schema.get("exclusiveMinimum") == 0
+    ):
         return f"a positive {kind}"
     bounds = [f">= {schema['minimum']}"] * ("minimum" in schema) + [f"> {schema['exclusiveMinimum']}"] * (
-        "exclusiveMinimum" in schema)
+        "exclusiveMinimum" in schema
+    )
     return " ".join([JSON_TYPES[kind], *bounds])
 
 
@@ -202,7 +222,9 @@ def _named_entry(entry) -> bool:
     return isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry)), str)
 
 
-def semantic_checks(doc: Document, broken: AbstractSet[str] = frozenset(), broken_nodes: AbstractSet[int] = frozenset()):
+def semantic_checks(
+    doc: Document, broken: AbstractSet[str] = frozenset(), broken_nodes: AbstractSet[int] = frozenset()
+):
     """Rules the schema cannot express, on every section the schema passed; returns (diagnostics, model).
 
     Nodes whose definition failed the schema are built as a formula that cannot parse: the build then
@@ -218,14 +240,15 @@ def semantic_checks(doc: Document, broken: AbstractSet[str] = frozenset(), broke
     if broken & {"model", "dtype"}:
         return diags, None
     if "train" in broken:
-        data = {**data, "train": {}}      # the model reads only train.remat, whose default serves to check it
+        data = {**data, "train": {}}  # the model reads only train.remat, whose default serves to check it
     silenced = set()
     stand_in = bool(broken_nodes) or "loss" in broken
     if stand_in:
         # A stand-in loss lets the model's own errors show; what the build says about the stand-in (at the
         # loss's place, or warnings about parameters not reaching it) would not be true.
-        nodes = [dict.fromkeys(entry, "") if i in broken_nodes else entry
-                 for i, entry in enumerate(data["model"]["nodes"])]
+        nodes = [
+            dict.fromkeys(entry, "") if i in broken_nodes else entry for i, entry in enumerate(data["model"]["nodes"])
+        ]
         data = {**data, "model": {**data["model"], "nodes": nodes}}
         silenced = {doc.loc(("model", "nodes", i, *entry)) for i, entry in enumerate(nodes) if i in broken_nodes}
         if "loss" in broken:
@@ -234,8 +257,9 @@ def semantic_checks(doc: Document, broken: AbstractSet[str] = frozenset(), broke
     try:
         model = build_model(data, doc.loc, lambda path, col: _column(doc, path, col))
     except SpecError as err:
-        return diags + [d for d in err.diagnostics if d.location not in silenced
-                        and (d.severity == "error" or not stand_in)], None
+        return diags + [
+            d for d in err.diagnostics if d.location not in silenced and (d.severity == "error" or not stand_in)
+        ], None
     if stand_in:
         return diags, None
     diags += train_diagnostics(data, model, doc.loc, broken)
@@ -253,8 +277,10 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
     data = doc.data
     source = SOURCES[data["data"]["source"]]
     # a source's own static checks (a synthetic source's formula), located at the setting they blame
-    out = [Diagnostic(f"data: {message}", doc.loc(("data", *key)))
-           for key, message in source.meta.get("check", lambda settings: [])(data["data"])]
+    out = [
+        Diagnostic(f"data: {message}", doc.loc(("data", *key)))
+        for key, message in source.meta.get("check", lambda settings: [])(data["data"])
+    ]
     fields = source.meta.get("fields")
     if fields is None:
         return out
@@ -263,24 +289,43 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
     have = ", ".join(sorted(fields))
     for name in data["model"]["inputs"]:
         if name not in fields:
-            out.append(Diagnostic(f"data source '{source.name}' has no field '{name}' (it has {have})"
-                                  f"{did_you_mean(name, fields)}", doc.key_loc(("model", "inputs", name))))
+            out.append(
+                Diagnostic(
+                    f"data source '{source.name}' has no field '{name}' (it has {have}){did_you_mean(name, fields)}",
+                    doc.key_loc(("model", "inputs", name)),
+                )
+            )
     for i, name in enumerate(data["data"].get("standardize", [])):
         if name not in fields:
-            out.append(Diagnostic(f"data source '{source.name}' has no field '{name}' to standardize (it has {have})"
-                                  f"{did_you_mean(name, fields)}", doc.loc(("data", "standardize", i))))
+            out.append(
+                Diagnostic(
+                    f"data source '{source.name}' has no field '{name}' to standardize (it has {have})"
+                    f"{did_you_mean(name, fields)}",
+                    doc.loc(("data", "standardize", i)),
+                )
+            )
     loss = normalize(data["loss"])
     target = loss.get("target", DEFAULT_TARGET)
     if target not in fields:
-        out.append(Diagnostic(f"the loss target '{target}' is not a field of data source '{source.name}' "
-                              f"(it has {have}){did_you_mean(target, fields)}", doc.loc(("loss",))))
+        out.append(
+            Diagnostic(
+                f"the loss target '{target}' is not a field of data source '{source.name}' "
+                f"(it has {have}){did_you_mean(target, fields)}",
+                doc.loc(("loss",)),
+            )
+        )
         return out
     wanted = LOSSES[loss["type"]].meta.get("target", {}).get("dtype")
     if wanted is not None and fields[target] != wanted:
         kinds = {"int": "integer class labels", "float": "real values"}
-        out.append(Diagnostic(f"loss '{loss['type']}' needs {kinds.get(wanted, wanted)} as its target, but "
-                              f"field '{target}' of data source '{source.name}' holds "
-                              f"{kinds.get(fields[target], fields[target])}", doc.loc(("loss",))))
+        out.append(
+            Diagnostic(
+                f"loss '{loss['type']}' needs {kinds.get(wanted, wanted)} as its target, but "
+                f"field '{target}' of data source '{source.name}' holds "
+                f"{kinds.get(fields[target], fields[target])}",
+                doc.loc(("loss",)),
+            )
+        )
     return out
 
 
@@ -312,15 +357,19 @@ def non_finite_numbers(doc: Document) -> list[Diagnostic]:
     def walk(value, path):
         if isinstance(value, float) and not math.isfinite(value):
             out.append(Diagnostic(f"{dotted(path)} must be a finite number, got {value}", doc.loc(path)))
-        elif isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
-            out.append(Diagnostic(f"{dotted(path)} is too large: {excerpt(value)} is outside the 64-bit "
-                                  "integers", doc.loc(path)))
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            out.append(
+                Diagnostic(
+                    f"{dotted(path)} is too large: {excerpt(value)} is outside the 64-bit integers", doc.loc(path)
+                )
+            )
         elif isinstance(value, dict):
             for key, item in value.items():
                 walk(item, path + (key,))
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 walk(item, path + (i,))
+
     walk(doc.data, ())
     return out
 

@@ -5,10 +5,11 @@ processes trains, and in one process the sum over the group is the value itself.
 quantity must be taken over the whole batch rather than one process's share of it (synchronized batchnorm's
 statistics). Every process runs the same plan, so the collectives are called in the same order everywhere.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import numpy as np
 
@@ -31,11 +32,18 @@ def summing_over(group_sum: Callable[[np.ndarray], np.ndarray]):
 
 # y = sum over processes of x, and every process's loss reads y: the cotangent of one process's x is the sum
 # of every process's cotangent of y -- the same collective again
-@register("allreduce_sum", shape=lambda x: tuple(x), arity=1, internal=True,
-          vjp=(lambda g, out, x: emit("allreduce_sum", g),),
-          onnx=NotExportable("a sum over the processes of a data-parallel run, which appears only in training "
-                             "graphs; an evaluation graph has none"),
-          examples=[([(3, 4)], {}), ([()], {})])
+@register(
+    "allreduce_sum",
+    shape=lambda x: tuple(x),
+    arity=1,
+    internal=True,
+    vjp=(lambda g, out, x: emit("allreduce_sum", g),),
+    onnx=NotExportable(
+        "a sum over the processes of a data-parallel run, which appears only in training "
+        "graphs; an evaluation graph has none"
+    ),
+    examples=[([(3, 4)], {}), ([()], {})],
+)
 def allreduce_sum(x):
     """x summed over the processes of a data-parallel run (x itself in one process); its VJP is the same sum
     of the cotangents"""

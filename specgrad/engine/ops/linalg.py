@@ -1,4 +1,5 @@
 """Matrix products and the shape ops their VJPs need. matmul stays one BLAS call."""
+
 import numpy as np
 
 from specgrad.engine.ops import onnx_lowerings as lower
@@ -36,10 +37,10 @@ def _mT(n):
 
 def _matmul_vjp_x(g, out, x, y):
     # out = x @ y; rank-1 operands are promoted (x to a row, y to a column) and demoted again.
-    if y.ndim == 1:                          # g[..., n] -> outer product with y
+    if y.ndim == 1:  # g[..., n] -> outer product with y
         gx = x.graph.apply("expand_dims", g, axis=[-1]) * y if x.ndim > 1 else g * y
         return gx
-    if x.ndim == 1:                          # g[..., m] = x[k] @ y[..., k, m]
+    if x.ndim == 1:  # g[..., m] = x[k] @ y[..., k, m]
         graph = x.graph
         return graph.apply("squeeze", graph.apply("expand_dims", g, axis=[-2]) @ _mT(y), axis=[-2])
     return g @ _mT(y)
@@ -47,22 +48,36 @@ def _matmul_vjp_x(g, out, x, y):
 
 def _matmul_vjp_y(g, out, x, y):
     graph = y.graph
-    if x.ndim == 1:                          # out[..., m] = x[k] @ y[..., k, m]
+    if x.ndim == 1:  # out[..., m] = x[k] @ y[..., k, m]
         if y.ndim == 1:
             return g * x
         return graph.apply("expand_dims", x, axis=[-1]) * graph.apply("expand_dims", g, axis=[-2])
-    if y.ndim == 1:                          # out[..., n] = x[..., n, k] @ y[k]
-        if x.ndim == 2:                      # one product: g[n] @ x[n, k]
+    if y.ndim == 1:  # out[..., n] = x[..., n, k] @ y[k]
+        if x.ndim == 2:  # one product: g[n] @ x[n, k]
             return g @ x
         return graph.apply("squeeze", _mT(x) @ graph.apply("expand_dims", g, axis=[-1]), axis=[-1])
     return _mT(x) @ g
 
 
-@register("matmul", shape=_matmul_shape, vjp=(_matmul_vjp_x, _matmul_vjp_y), arity=2, onnx=lower.matmul,
-          products=_matmul_products,
-          examples=[([(3, 4), (4, 5)], {}), ([(4,), (4, 5)], {}), ([(3, 4), (4,)], {}), ([(4,), (4,)], {}),
-                    ([(2, 3, 4), (4, 5)], {}), ([(2, 3, 4), (1, 4, 5)], {}), ([(4,), (2, 4, 5)], {}),
-                    ([(2, 3, 4), (4,)], {}), ([(3, 1), (1, 4)], {})])
+@register(
+    "matmul",
+    shape=_matmul_shape,
+    vjp=(_matmul_vjp_x, _matmul_vjp_y),
+    arity=2,
+    onnx=lower.matmul,
+    products=_matmul_products,
+    examples=[
+        ([(3, 4), (4, 5)], {}),
+        ([(4,), (4, 5)], {}),
+        ([(3, 4), (4,)], {}),
+        ([(4,), (4,)], {}),
+        ([(2, 3, 4), (4, 5)], {}),
+        ([(2, 3, 4), (1, 4, 5)], {}),
+        ([(4,), (2, 4, 5)], {}),
+        ([(2, 3, 4), (4,)], {}),
+        ([(3, 1), (1, 4)], {}),
+    ],
+)
 def matmul(x, y, out=None):
     """matrix product with numpy's rules for rank-1 and batched operands (one BLAS call)"""
     return np.matmul(x, y, out=out)
@@ -84,9 +99,16 @@ def _transpose_vjp(g, out, x, axes=None):
     return g.graph.apply("transpose", g, axes=list(np.argsort([a % x.ndim for a in axes])))
 
 
-@register("transpose", shape=_transpose_shape, attrs=("axes",), view=True, arity=1, vjp=(_transpose_vjp,),
-          onnx=lower.transpose,
-          examples=[([(3, 4)], {}), ([(2, 3, 4)], {"axes": [2, 0, 1]}), ([(1, 3, 1)], {})])
+@register(
+    "transpose",
+    shape=_transpose_shape,
+    attrs=("axes",),
+    view=True,
+    arity=1,
+    vjp=(_transpose_vjp,),
+    onnx=lower.transpose,
+    examples=[([(3, 4)], {}), ([(2, 3, 4)], {"axes": [2, 0, 1]}), ([(1, 3, 1)], {})],
+)
 def transpose(x, axes=None):
     """permute axes (default: swap the last two)"""
     # the method, not np.swapaxes: its Python wrapper was a third of this op's cost, run per matmul VJP
@@ -101,9 +123,16 @@ def _expand_shape(x, axis):
     return tuple(out)
 
 
-@register("expand_dims", shape=_expand_shape, attrs=("axis",), view=True, arity=1, onnx=lower.expand_dims,
-          vjp=(lambda g, out, x, axis: g.graph.apply("squeeze", g, axis=axis),),
-          examples=[([(3, 4)], {"axis": 1}), ([(3,)], {"axis": [0, -1]})])
+@register(
+    "expand_dims",
+    shape=_expand_shape,
+    attrs=("axis",),
+    view=True,
+    arity=1,
+    onnx=lower.expand_dims,
+    vjp=(lambda g, out, x, axis: g.graph.apply("squeeze", g, axis=axis),),
+    examples=[([(3, 4)], {"axis": 1}), ([(3,)], {"axis": [0, -1]})],
+)
 def expand_dims(x, axis):
     """insert size-1 axes"""
     return np.expand_dims(x, tuple(np.atleast_1d(axis)))
@@ -116,9 +145,16 @@ def _squeeze_shape(x, axis):
     return tuple(d for i, d in enumerate(x) if i not in axes)
 
 
-@register("squeeze", shape=_squeeze_shape, attrs=("axis",), view=True, arity=1, onnx=lower.squeeze,
-          vjp=(lambda g, out, x, axis: g.graph.apply("expand_dims", g, axis=axis),),
-          examples=[([(3, 1, 4)], {"axis": 1}), ([(1, 3, 1)], {"axis": [0, 2]})])
+@register(
+    "squeeze",
+    shape=_squeeze_shape,
+    attrs=("axis",),
+    view=True,
+    arity=1,
+    onnx=lower.squeeze,
+    vjp=(lambda g, out, x, axis: g.graph.apply("expand_dims", g, axis=axis),),
+    examples=[([(3, 1, 4)], {"axis": 1}), ([(1, 3, 1)], {"axis": [0, 2]})],
+)
 def squeeze(x, axis):
     """remove size-1 axes"""
     return np.squeeze(x, tuple(np.atleast_1d(axis)))
@@ -136,8 +172,15 @@ def _powers_vjp(g, out, x, degree):
     return g.graph.apply("sum", g * (out @ shift), axis=-1)
 
 
-@register("powers", shape=_powers_shape, attrs=("degree",), arity=1, vjp=(_powers_vjp,), onnx=lower.powers,
-          examples=[([(5,)], {"degree": 3}), ([(2, 3)], {"degree": 0})])
+@register(
+    "powers",
+    shape=_powers_shape,
+    attrs=("degree",),
+    arity=1,
+    vjp=(_powers_vjp,),
+    onnx=lower.powers,
+    examples=[([(5,)], {"degree": 3}), ([(2, 3)], {"degree": 0})],
+)
 def powers(x, degree):
     """polynomial features: x ** 0, x ** 1, ..., x ** degree along a new last axis"""
     # x**j by repeated products along the new axis: one cumprod instead of a pow call per element.

@@ -5,6 +5,7 @@ sliding windows (a strided view, no copy) and contracted with the kernel by ``te
 are convolutions too (``conv2d_input_grad``, a transposed convolution, and ``conv2d_weight_grad``), and the
 three ops close under differentiation.
 """
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -19,7 +20,7 @@ from specgrad.engine.ops.registry import (
     require_integer,
 )
 
-EXAMPLE_LABELS = np.array([[0, 2, 1], [1, 1, 0]])      # integer labels and a dropout key for the ops' examples
+EXAMPLE_LABELS = np.array([[0, 2, 1], [1, 1, 0]])  # integer labels and a dropout key for the ops' examples
 EXAMPLE_KEY = np.array(7)
 
 
@@ -33,9 +34,16 @@ def _softmax_vjp(g, out, x, axis=-1):
     return out * (g - emit("sum", g * out, axis=axis, keepdims=True))
 
 
-@register("softmax", shape=_axis_shape, dtype=float_dtype, attrs=("axis",), arity=1, vjp=(_softmax_vjp,),
-          onnx=lower.softmax("Softmax"),
-          examples=[([(3, 4)], {}), ([(2, 3, 1)], {"axis": 1}), ([(1, 5)], {"axis": 0})])
+@register(
+    "softmax",
+    shape=_axis_shape,
+    dtype=float_dtype,
+    attrs=("axis",),
+    arity=1,
+    vjp=(_softmax_vjp,),
+    onnx=lower.softmax("Softmax"),
+    examples=[([(3, 4)], {}), ([(2, 3, 1)], {"axis": 1}), ([(1, 5)], {"axis": 0})],
+)
 def softmax(x, axis=-1):
     """e ** x normalized to sum 1 along ``axis`` (default -1); the largest entry is subtracted first"""
     x = np.asarray(x, float_dtype(np.result_type(x)))
@@ -43,10 +51,16 @@ def softmax(x, axis=-1):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-@register("log_softmax", shape=_axis_shape, dtype=float_dtype, attrs=("axis",), arity=1,
-          onnx=lower.softmax("LogSoftmax"),
-          vjp=(lambda g, out, x, axis=-1: g - emit("exp", out) * emit("sum", g, axis=axis, keepdims=True),),
-          examples=[([(3, 4)], {}), ([(2, 3, 1)], {"axis": 1}), ([(1, 5)], {})])
+@register(
+    "log_softmax",
+    shape=_axis_shape,
+    dtype=float_dtype,
+    attrs=("axis",),
+    arity=1,
+    onnx=lower.softmax("LogSoftmax"),
+    vjp=(lambda g, out, x, axis=-1: g - emit("exp", out) * emit("sum", g, axis=axis, keepdims=True),),
+    examples=[([(3, 4)], {}), ([(2, 3, 1)], {"axis": 1}), ([(1, 5)], {})],
+)
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along ``axis`` (default -1), exact for logits of any size"""
     x = np.asarray(x, float_dtype(np.result_type(x)))
@@ -60,8 +74,10 @@ def _batch_axes(logits):
 
 def _sce_shape(logits, labels):
     if not logits or tuple(labels) != tuple(logits[:-1]):
-        raise ShapeError(f"softmax_cross_entropy needs logits [..., classes] and integer labels [...], "
-                         f"got {fmt_shape(logits)} and {fmt_shape(labels)}")
+        raise ShapeError(
+            f"softmax_cross_entropy needs logits [..., classes] and integer labels [...], "
+            f"got {fmt_shape(logits)} and {fmt_shape(labels)}"
+        )
     return ()
 
 
@@ -74,9 +90,15 @@ def _sce_dtype(logits, labels):
     return float_dtype(logits)
 
 
-@register("softmax_cross_entropy", shape=_sce_shape, dtype=_sce_dtype,
-          arity=2, vjp=(_sce_vjp, None), onnx=lower.softmax_cross_entropy,
-          examples=[([(2, 3, 4), EXAMPLE_LABELS], {}), ([(1, 3), np.array([2])], {}), ([(5,), np.array(1)], {})])
+@register(
+    "softmax_cross_entropy",
+    shape=_sce_shape,
+    dtype=_sce_dtype,
+    arity=2,
+    vjp=(_sce_vjp, None),
+    onnx=lower.softmax_cross_entropy,
+    examples=[([(2, 3, 4), EXAMPLE_LABELS], {}), ([(1, 3), np.array([2])], {}), ([(5,), np.array(1)], {})],
+)
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of -log softmax(logits)[label]: logits [..., classes], integer labels [...]"""
     x = _float_array(logits)
@@ -130,10 +152,15 @@ def _sce_grad_g_vjp(c, out, logits, labels, g):
     return emit("sum", c * (emit("softmax", logits) - target)) / emit("count", logits, axis=_batch_axes(logits))
 
 
-@register("softmax_cross_entropy_grad", shape=_sce_grad_shape, dtype=_sce_grad_dtype, arity=3, internal=True,
-          vjp=(_sce_grad_logits_vjp, None, _sce_grad_g_vjp),
-          examples=[([(2, 3, 4), EXAMPLE_LABELS, ()], {}), ([(1, 3), np.array([2]), ()], {}),
-                    ([(5,), np.array(1), ()], {})])
+@register(
+    "softmax_cross_entropy_grad",
+    shape=_sce_grad_shape,
+    dtype=_sce_grad_dtype,
+    arity=3,
+    internal=True,
+    vjp=(_sce_grad_logits_vjp, None, _sce_grad_g_vjp),
+    examples=[([(2, 3, 4), EXAMPLE_LABELS, ()], {}), ([(1, 3), np.array([2]), ()], {}), ([(5,), np.array(1), ()], {})],
+)
 def softmax_cross_entropy_grad(logits, labels, g, out=None):
     """the VJP of softmax_cross_entropy with respect to its logits, (softmax(logits) - one_hot(labels)) * g
     / rows, fused: softmax computed in place, 1 subtracted at the labels, scaled in place (the numpy
@@ -142,7 +169,7 @@ def softmax_cross_entropy_grad(logits, labels, g, out=None):
     out = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True)
-    by_row = out.reshape(-1, x.shape[-1])                   # a view: out is contiguous
+    by_row = out.reshape(-1, x.shape[-1])  # a view: out is contiguous
     by_row[np.arange(len(by_row)), np.asarray(labels).reshape(-1)] -= 1
     out *= np.asarray(g) / x.dtype.type(len(by_row))
     return out
@@ -150,16 +177,25 @@ def softmax_cross_entropy_grad(logits, labels, g, out=None):
 
 def _bce_shape(logits, targets):
     if tuple(logits) != tuple(targets):
-        raise ShapeError(f"sigmoid_binary_cross_entropy needs logits and targets of one shape, "
-                         f"got {fmt_shape(logits)} and {fmt_shape(targets)}")
+        raise ShapeError(
+            f"sigmoid_binary_cross_entropy needs logits and targets of one shape, "
+            f"got {fmt_shape(logits)} and {fmt_shape(targets)}"
+        )
     return ()
 
 
-@register("sigmoid_binary_cross_entropy", shape=_bce_shape, dtype=float_dtype, arity=2,
-          onnx=lower.sigmoid_binary_cross_entropy,
-          vjp=(lambda g, out, x, t: (emit("sigmoid", x) - t) * (g / emit("count", x)),
-               lambda g, out, x, t: -x * (g / emit("count", x))),
-          examples=[([(3, 4), (3, 4)], {}), ([(1, 2), (1, 2)], {})])
+@register(
+    "sigmoid_binary_cross_entropy",
+    shape=_bce_shape,
+    dtype=float_dtype,
+    arity=2,
+    onnx=lower.sigmoid_binary_cross_entropy,
+    vjp=(
+        lambda g, out, x, t: (emit("sigmoid", x) - t) * (g / emit("count", x)),
+        lambda g, out, x, t: -x * (g / emit("count", x)),
+    ),
+    examples=[([(3, 4), (3, 4)], {}), ([(1, 2), (1, 2)], {})],
+)
 def sigmoid_binary_cross_entropy(logits, targets):
     """mean over all elements of -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)), from logits x,
     computed as max(x, 0) - x t + log(1 + e ** -|x|) (exact for logits of any size)"""
@@ -204,8 +240,8 @@ def _unwindow(cols, size, stride, padding):
     out = np.zeros((n, c, size[0] + 2 * ph, size[1] + 2 * pw), cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            out[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += cols[..., i, j]
-    return out[:, :, ph:ph + size[0], pw:pw + size[1]]
+            out[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += cols[..., i, j]
+    return out[:, :, ph : ph + size[0], pw : pw + size[1]]
 
 
 def _image_shape(x, what):
@@ -235,16 +271,26 @@ def _conv_w_vjp(g, out, x, w, stride=1, padding=0):
     return emit("conv2d_weight_grad", x, g, stride=stride, padding=padding, kernel=list(w.shape[2:]))
 
 
-@register("conv2d", shape=_conv_shape, attrs=("stride", "padding"), arity=2, vjp=(_conv_x_vjp, _conv_w_vjp),
-          onnx=lower.conv2d,
-          products=lambda x, w, stride=1, padding=0: _conv_products(x[0], x[1], w[0],
-                                                                    _conv_shape(x, w, stride, padding)[2:], w[2:]),
-          examples=[([(2, 3, 5, 5), (4, 3, 3, 3)], {}), ([(1, 2, 6, 5), (3, 2, 3, 2)], {"stride": 2, "padding": 1}),
-                    ([(2, 1, 4, 4), (1, 1, 1, 1)], {"stride": [1, 2], "padding": [0, 1]})])
+@register(
+    "conv2d",
+    shape=_conv_shape,
+    attrs=("stride", "padding"),
+    arity=2,
+    vjp=(_conv_x_vjp, _conv_w_vjp),
+    onnx=lower.conv2d,
+    products=lambda x, w, stride=1, padding=0: _conv_products(
+        x[0], x[1], w[0], _conv_shape(x, w, stride, padding)[2:], w[2:]
+    ),
+    examples=[
+        ([(2, 3, 5, 5), (4, 3, 3, 3)], {}),
+        ([(1, 2, 6, 5), (3, 2, 3, 2)], {"stride": 2, "padding": 1}),
+        ([(2, 1, 4, 4), (1, 1, 1, 1)], {"stride": [1, 2], "padding": [0, 1]}),
+    ],
+)
 def conv2d(x, w, stride=1, padding=0):
     """2-D cross-correlation, NCHW: x [N, C, H, W], kernel w [O, C, kh, kw] -> [N, O, Ho, Wo]
     (stride and zero padding: an integer or a pair)"""
-    cols = _windows(x, np.shape(w)[2:], stride, padding)               # [N, C, Ho, Wo, kh, kw]
+    cols = _windows(x, np.shape(w)[2:], stride, padding)  # [N, C, Ho, Wo, kh, kw]
     return np.moveaxis(np.tensordot(cols, w, axes=([1, 4, 5], [1, 2, 3])), 3, 1)
 
 
@@ -257,16 +303,27 @@ def _conv_input_grad_shape(g, w, stride, padding, size):
     return shape
 
 
-@register("conv2d_input_grad", shape=_conv_input_grad_shape, attrs=("stride", "padding", "size"), arity=2,
-          internal=True, products=lambda g, w, stride, padding, size: _conv_products(g[0], w[1], w[0], g[2:], w[2:]),
-          vjp=(lambda c, out, g, w, stride, padding, size: emit("conv2d", c, w, stride=stride, padding=padding),
-               lambda c, out, g, w, stride, padding, size: emit("conv2d_weight_grad", c, g, stride=stride,
-                                                                  padding=padding, kernel=list(w.shape[2:]))),
-          examples=[([(2, 4, 3, 3), (4, 3, 3, 3)], {"stride": 1, "padding": 0, "size": [5, 5]}),
-                    ([(1, 3, 3, 3), (3, 2, 3, 2)], {"stride": 2, "padding": 1, "size": [6, 5]})])
+@register(
+    "conv2d_input_grad",
+    shape=_conv_input_grad_shape,
+    attrs=("stride", "padding", "size"),
+    arity=2,
+    internal=True,
+    products=lambda g, w, stride, padding, size: _conv_products(g[0], w[1], w[0], g[2:], w[2:]),
+    vjp=(
+        lambda c, out, g, w, stride, padding, size: emit("conv2d", c, w, stride=stride, padding=padding),
+        lambda c, out, g, w, stride, padding, size: emit(
+            "conv2d_weight_grad", c, g, stride=stride, padding=padding, kernel=list(w.shape[2:])
+        ),
+    ),
+    examples=[
+        ([(2, 4, 3, 3), (4, 3, 3, 3)], {"stride": 1, "padding": 0, "size": [5, 5]}),
+        ([(1, 3, 3, 3), (3, 2, 3, 2)], {"stride": 2, "padding": 1, "size": [6, 5]}),
+    ],
+)
 def conv2d_input_grad(g, w, stride, padding, size):
     """the VJP of conv2d with respect to its input (a transposed convolution): g [N, O, Ho, Wo] -> [N, C, H, W]"""
-    cols = np.tensordot(g, w, axes=([1], [0]))                       # [N, Ho, Wo, C, kh, kw]
+    cols = np.tensordot(g, w, axes=([1], [0]))  # [N, Ho, Wo, C, kh, kw]
     return _unwindow(np.moveaxis(cols, 3, 1), size, stride, padding)
 
 
@@ -279,14 +336,24 @@ def _conv_weight_grad_shape(x, g, stride, padding, kernel):
     return w
 
 
-@register("conv2d_weight_grad", shape=_conv_weight_grad_shape, attrs=("stride", "padding", "kernel"), arity=2,
-          internal=True, products=lambda x, g, stride, padding, kernel: _conv_products(x[0], x[1], g[1], g[2:],
-                                                                                      _pair(kernel, "kernel")),
-          vjp=(lambda c, out, x, g, stride, padding, kernel:
-               emit("conv2d_input_grad", g, c, stride=stride, padding=padding, size=list(x.shape[2:])),
-               lambda c, out, x, g, stride, padding, kernel: emit("conv2d", x, c, stride=stride, padding=padding)),
-          examples=[([(2, 3, 5, 5), (2, 4, 3, 3)], {"stride": 1, "padding": 0, "kernel": [3, 3]}),
-                    ([(1, 2, 6, 5), (1, 3, 3, 3)], {"stride": 2, "padding": 1, "kernel": [3, 2]})])
+@register(
+    "conv2d_weight_grad",
+    shape=_conv_weight_grad_shape,
+    attrs=("stride", "padding", "kernel"),
+    arity=2,
+    internal=True,
+    products=lambda x, g, stride, padding, kernel: _conv_products(x[0], x[1], g[1], g[2:], _pair(kernel, "kernel")),
+    vjp=(
+        lambda c, out, x, g, stride, padding, kernel: emit(
+            "conv2d_input_grad", g, c, stride=stride, padding=padding, size=list(x.shape[2:])
+        ),
+        lambda c, out, x, g, stride, padding, kernel: emit("conv2d", x, c, stride=stride, padding=padding),
+    ),
+    examples=[
+        ([(2, 3, 5, 5), (2, 4, 3, 3)], {"stride": 1, "padding": 0, "kernel": [3, 3]}),
+        ([(1, 2, 6, 5), (1, 3, 3, 3)], {"stride": 2, "padding": 1, "kernel": [3, 2]}),
+    ],
+)
 def conv2d_weight_grad(x, g, stride, padding, kernel):
     """the VJP of conv2d with respect to its kernel: x [N, C, H, W], g [N, O, Ho, Wo] -> [O, C, kh, kw]"""
     cols = _windows(x, kernel, stride, padding)
@@ -299,11 +366,23 @@ def _pool_shape(x, kernel, stride=None, padding=0):
     return tuple(x[:2]) + _out_size(x[2:], kernel, kernel if stride is None else stride, padding)
 
 
-@register("max_pool2d", shape=_pool_shape, attrs=("kernel", "stride", "padding"), arity=1, onnx=lower.max_pool2d,
-          vjp=(lambda g, out, x, kernel, stride=None, padding=0:
-               emit("max_pool2d_grad", g, x, kernel=kernel, stride=stride, padding=padding),),
-          examples=[([(2, 3, 4, 4)], {"kernel": 2}), ([(1, 2, 5, 5)], {"kernel": 3, "stride": 2, "padding": 1}),
-                    ([(1, 1, 3, 4)], {"kernel": [1, 2], "stride": 1})])
+@register(
+    "max_pool2d",
+    shape=_pool_shape,
+    attrs=("kernel", "stride", "padding"),
+    arity=1,
+    onnx=lower.max_pool2d,
+    vjp=(
+        lambda g, out, x, kernel, stride=None, padding=0: emit(
+            "max_pool2d_grad", g, x, kernel=kernel, stride=stride, padding=padding
+        ),
+    ),
+    examples=[
+        ([(2, 3, 4, 4)], {"kernel": 2}),
+        ([(1, 2, 5, 5)], {"kernel": 3, "stride": 2, "padding": 1}),
+        ([(1, 1, 3, 4)], {"kernel": [1, 2], "stride": 1}),
+    ],
+)
 def max_pool2d(x, kernel, stride=None, padding=0):
     """largest value of each kernel window, NCHW (stride defaults to the kernel; padding never wins;
     ties split the gradient equally)"""
@@ -316,9 +395,15 @@ def _max_pool_grad_shape(g, x, kernel, stride=None, padding=0):
     return tuple(x)
 
 
-@register("max_pool2d_grad", shape=_max_pool_grad_shape, attrs=("kernel", "stride", "padding"), arity=2,
-          internal=True, vjp=(None, None),
-          no_examples="backward-only helper of max_pool2d; second derivatives through max pooling are not supported")
+@register(
+    "max_pool2d_grad",
+    shape=_max_pool_grad_shape,
+    attrs=("kernel", "stride", "padding"),
+    arity=2,
+    internal=True,
+    vjp=(None, None),
+    no_examples="backward-only helper of max_pool2d; second derivatives through max pooling are not supported",
+)
 def max_pool2d_grad(g, x, kernel, stride=None, padding=0):
     """the VJP of max_pool2d: each window's g shared equally among the window's maxima"""
     stride = kernel if stride is None else stride
@@ -328,12 +413,24 @@ def max_pool2d_grad(g, x, kernel, stride=None, padding=0):
     return _unwindow(np.asarray(g)[..., None, None] * share, np.shape(x)[2:], stride, padding)
 
 
-@register("avg_pool2d", shape=_pool_shape, dtype=float_dtype, attrs=("kernel", "stride", "padding"), arity=1,
-          onnx=lower.avg_pool2d,
-          vjp=(lambda g, out, x, kernel, stride=None, padding=0:
-               emit("avg_pool2d_grad", g, kernel=kernel, stride=stride, padding=padding, size=list(x.shape[2:])),),
-          examples=[([(2, 3, 4, 4)], {"kernel": 2}), ([(1, 2, 5, 5)], {"kernel": 3, "stride": 2, "padding": 1}),
-                    ([(1, 1, 3, 3)], {"kernel": 3})])
+@register(
+    "avg_pool2d",
+    shape=_pool_shape,
+    dtype=float_dtype,
+    attrs=("kernel", "stride", "padding"),
+    arity=1,
+    onnx=lower.avg_pool2d,
+    vjp=(
+        lambda g, out, x, kernel, stride=None, padding=0: emit(
+            "avg_pool2d_grad", g, kernel=kernel, stride=stride, padding=padding, size=list(x.shape[2:])
+        ),
+    ),
+    examples=[
+        ([(2, 3, 4, 4)], {"kernel": 2}),
+        ([(1, 2, 5, 5)], {"kernel": 3, "stride": 2, "padding": 1}),
+        ([(1, 1, 3, 3)], {"kernel": 3}),
+    ],
+)
 def avg_pool2d(x, kernel, stride=None, padding=0):
     """mean of each kernel window, NCHW (stride defaults to the kernel; zero padding counts in the mean)"""
     return np.mean(_windows(x, kernel, kernel if stride is None else stride, padding), axis=(-2, -1))
@@ -346,11 +443,22 @@ def _avg_pool_grad_shape(g, kernel, stride, padding, size):
     return x
 
 
-@register("avg_pool2d_grad", shape=_avg_pool_grad_shape, attrs=("kernel", "stride", "padding", "size"), arity=1,
-          internal=True, vjp=(lambda c, out, g, kernel, stride, padding, size:
-                              emit("avg_pool2d", c, kernel=kernel, stride=stride, padding=padding),),
-          examples=[([(2, 3, 2, 2)], {"kernel": 2, "stride": None, "padding": 0, "size": [4, 4]}),
-                    ([(1, 2, 3, 3)], {"kernel": 3, "stride": 2, "padding": 1, "size": [5, 5]})])
+@register(
+    "avg_pool2d_grad",
+    shape=_avg_pool_grad_shape,
+    attrs=("kernel", "stride", "padding", "size"),
+    arity=1,
+    internal=True,
+    vjp=(
+        lambda c, out, g, kernel, stride, padding, size: emit(
+            "avg_pool2d", c, kernel=kernel, stride=stride, padding=padding
+        ),
+    ),
+    examples=[
+        ([(2, 3, 2, 2)], {"kernel": 2, "stride": None, "padding": 0, "size": [4, 4]}),
+        ([(1, 2, 3, 3)], {"kernel": 3, "stride": 2, "padding": 1, "size": [5, 5]}),
+    ],
+)
 def avg_pool2d_grad(g, kernel, stride, padding, size):
     """the VJP of avg_pool2d: each window's g spread evenly over the window"""
     kh, kw = _pair(kernel, "kernel")
@@ -373,10 +481,20 @@ def _dropout_dtype(x, key, **_):
     return x
 
 
-@register("dropout", shape=_dropout_shape, attrs=("rate", "salt"), arity=2, dtype=_dropout_dtype, onnx=lower.DROPOUT,
-          vjp=(lambda g, out, x, key, rate, salt=0: emit("dropout", g, key, rate=rate, salt=salt), None),
-          examples=[([(3, 4), EXAMPLE_KEY], {"rate": 0.5}), ([(1, 6), EXAMPLE_KEY], {"rate": 0.1, "salt": 3}),
-                    ([(4, 3), np.array([7, 2])], {"rate": 0.5})])
+@register(
+    "dropout",
+    shape=_dropout_shape,
+    attrs=("rate", "salt"),
+    arity=2,
+    dtype=_dropout_dtype,
+    onnx=lower.DROPOUT,
+    vjp=(lambda g, out, x, key, rate, salt=0: emit("dropout", g, key, rate=rate, salt=salt), None),
+    examples=[
+        ([(3, 4), EXAMPLE_KEY], {"rate": 0.5}),
+        ([(1, 6), EXAMPLE_KEY], {"rate": 0.1, "salt": 3}),
+        ([(4, 3), np.array([7, 2])], {"rate": 0.5}),
+    ],
+)
 def dropout(x, key, rate, salt=0):
     """inverted dropout: each entry zeroed with probability ``rate``, the rest scaled by 1 / (1 - rate).
     The mask is drawn from numpy's default_rng([key, salt]) (key: a non-negative integer scalar input, fed a
@@ -391,6 +509,6 @@ def dropout(x, key, rate, salt=0):
     first_row = int(key[1]) if key.ndim else 0
     if first_row:
         per_row = x.size // x.shape[0] if x.ndim and x.shape[0] else x.size
-        bits.bit_generator.advance(first_row * per_row)    # one draw per entry
+        bits.bit_generator.advance(first_row * per_row)  # one draw per entry
     keep = bits.random(x.shape) >= rate
     return x * (keep / (1 - rate)).astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)

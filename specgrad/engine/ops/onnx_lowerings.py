@@ -18,6 +18,7 @@ for accuracy. Where onnxruntime's CPU provider has no float64 kernel for the mat
 (softplus, elu) or for float64 only (conv2d, avg_pool2d, whose ONNX operators are the fast path in float32).
 tests/test_export.py runs every lowering against its op's forward in float32 and float64.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -83,22 +84,25 @@ def _pair(v):
 # --------------------------------------------------------------------------------------------- elementwise
 def elementwise(onnx_type: str):
     """The ONNX operator of the same name and semantics, inputs promoted to the result's dtype."""
+
     def lower(b, node, *xs, **attrs):
         return b.op(onnx_type, *promoted(b, node, xs), **attrs)
+
     lower.__doc__ = onnx_type
     return lower
 
 
 def where(b, node, cond, x, y):
     """Where(cond != 0, x, y)"""
-    return b.op("Where", b.cast(cond, np.dtype(bool), input_dtype(node, 0)),
-                promote(b, node, 1, x), promote(b, node, 2, y))
+    return b.op(
+        "Where", b.cast(cond, np.dtype(bool), input_dtype(node, 0)), promote(b, node, 1, x), promote(b, node, 2, y)
+    )
 
 
 def clip(b, node, x, lo=None, hi=None):
     """Clip(x, lo, hi)"""
     (x,) = promoted(b, node, [x])
-    bound = (lambda v: None if v is None else b.const(v, node.dtype))
+    bound = lambda v: None if v is None else b.const(v, node.dtype)
     return b.op("Clip", x, bound(lo), bound(hi))
 
 
@@ -139,18 +143,22 @@ def elu(b, node, x, alpha=1.0):
 def gelu(b, node, x, *, GELU_C: float, GELU_K: float):
     """0.5 x (1 + tanh(C (x + K x^3))), in the forward's order of operations (C and K: the forward's own)"""
     (x,) = promoted(b, node, [x])
-    c = lambda v: b.const(v, node.dtype)                                     # noqa: E731
+    c = lambda v: b.const(v, node.dtype)  # noqa: E731
     cube = b.op("Mul", b.op("Mul", b.op("Mul", c(GELU_K), x), x), x)
     t = b.op("Tanh", b.op("Mul", c(GELU_C), b.op("Add", x, cube)))
     return b.op("Mul", b.op("Mul", c(0.5), x), b.op("Add", c(1), t))
 
 
 def _sigmoid(b, x, dtype):
-    e = b.op("Exp", b.op("Neg", b.op("Abs", x)))                 # in (0, 1]: never overflows
+    e = b.op("Exp", b.op("Neg", b.op("Abs", x)))  # in (0, 1]: never overflows
     one = b.const(1, dtype)
     denominator = b.op("Add", one, e)
-    return b.op("Where", b.op("GreaterOrEqual", x, b.const(0, dtype)), b.op("Div", one, denominator),
-                b.op("Div", e, denominator))
+    return b.op(
+        "Where",
+        b.op("GreaterOrEqual", x, b.const(0, dtype)),
+        b.op("Div", one, denominator),
+        b.op("Div", e, denominator),
+    )
 
 
 def sigmoid(b, node, x):
@@ -169,9 +177,11 @@ def silu(b, node, x):
 # -------------------------------------------------------------------------------------------------- reduce
 def reduction(onnx_type: str):
     """ReduceSum, ReduceMean... over ``axis`` (all axes when omitted), keepdims as given."""
+
     def lower(b, node, x, axis=None, keepdims=False):
         (x,) = promoted(b, node, [x])
         return b.reduce(onnx_type, x, _axes(axis, node.inputs[0].ndim), keepdims)
+
     lower.__doc__ = onnx_type
     return lower
 
@@ -238,7 +248,7 @@ def reshape(b, node, x, shape):
 def flatten(b, node, x, axis=1):
     """Reshape to the leading axes and -1 (ONNX's Flatten makes a matrix of any rank)"""
     shape = node.inputs[0].shape
-    lead = shape[:axis % max(len(shape), 1)]
+    lead = shape[: axis % max(len(shape), 1)]
     return b.op("Reshape", x, b.ints([0 if isinstance(d, str) else d for d in lead] + [-1]))
 
 
@@ -251,10 +261,10 @@ def slice_(b, node, x, axis, start=None, stop=None, step=None):
     """Slice with Python's slice rules resolved against the axis's size"""
     shape = node.inputs[0].shape
     (axis,) = normalize_axes(axis, len(shape))
-    if isinstance(shape[axis], str):            # only the whole batch axis can be sliced
+    if isinstance(shape[axis], str):  # only the whole batch axis can be sliced
         return b.op("Identity", x)
     first, last, stride = slice(start, stop, step).indices(shape[axis])
-    if last < 0:                                # "before index 0" of a backward slice: ONNX reads -1 as the end
+    if last < 0:  # "before index 0" of a backward slice: ONNX reads -1 as the end
         last = -shape[axis] - 1
     return b.op("Slice", x, b.ints([first]), b.ints([last]), b.ints([axis]), b.ints([stride]))
 
@@ -287,9 +297,11 @@ def stack(b, node, *xs, axis=0):
 # ---------------------------------------------------------------------------------------------------- nn
 def softmax(onnx_type: str):
     """Softmax or LogSoftmax along ``axis`` (opset 13's per-axis semantics)"""
+
     def lower(b, node, x, axis=-1):
         (x,) = promoted(b, node, [x])
         return b.op(onnx_type, x, axis=axis)
+
     lower.__doc__ = onnx_type
     return lower
 
@@ -309,8 +321,7 @@ def sigmoid_binary_cross_entropy(b, node, logits, targets):
     x, t = promoted(b, node, [logits, targets])
     zero = b.const(0, node.dtype)
     tail = _log1p(b, b.op("Exp", b.op("Neg", b.op("Abs", x))), node.dtype)
-    return b.reduce("ReduceMean", b.op("Add", b.op("Sub", b.op("Max", x, zero), b.op("Mul", x, t)), tail),
-                    None, False)
+    return b.reduce("ReduceMean", b.op("Add", b.op("Sub", b.op("Max", x, zero), b.op("Mul", x, t)), tail), None, False)
 
 
 def _windows(b, node, x, kernel, stride, padding, out_hw):
@@ -320,9 +331,22 @@ def _windows(b, node, x, kernel, stride, padding, out_hw):
     if ph or pw:
         x = b.op("Pad", x, b.ints([0, 0, ph, pw, 0, 0, ph, pw]), b.const(0, node.dtype))
     ho, wo = out_hw
-    parts = [b.op("Unsqueeze", b.op("Slice", x, b.ints([i, j]), b.ints([i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1]),
-                                    b.ints([2, 3]), b.ints([sh, sw])), b.ints([2]))
-             for i in range(kh) for j in range(kw)]
+    parts = [
+        b.op(
+            "Unsqueeze",
+            b.op(
+                "Slice",
+                x,
+                b.ints([i, j]),
+                b.ints([i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1]),
+                b.ints([2, 3]),
+                b.ints([sh, sw]),
+            ),
+            b.ints([2]),
+        )
+        for i in range(kh)
+        for j in range(kw)
+    ]
     return b.op("Concat", *parts, axis=2)
 
 
@@ -335,8 +359,9 @@ def conv2d(b, node, x, w, stride=1, padding=0):
         return b.op("Conv", x, w, strides=[sh, sw], pads=[ph, pw, ph, pw])
     o, c, kh, kw = node.inputs[1].shape
     ho, wo = node.shape[2:]
-    cols = b.op("Reshape", _windows(b, node, x, (kh, kw), (sh, sw), (ph, pw), (ho, wo)),
-                b.ints([0, c * kh * kw, ho * wo]))
+    cols = b.op(
+        "Reshape", _windows(b, node, x, (kh, kw), (sh, sw), (ph, pw), (ho, wo)), b.ints([0, c * kh * kw, ho * wo])
+    )
     out = b.op("MatMul", b.op("Reshape", w, b.ints([o, c * kh * kw])), cols)
     return b.op("Reshape", out, b.ints([0, o, ho, wo]))
 
@@ -344,8 +369,13 @@ def conv2d(b, node, x, w, stride=1, padding=0):
 def max_pool2d(b, node, x, kernel, stride=None, padding=0):
     """MaxPool (its padding never wins, as the forward's -inf padding)"""
     (ph, pw) = _pair(padding)
-    return b.op("MaxPool", x, kernel_shape=list(_pair(kernel)), strides=list(_pair(kernel if stride is None else stride)),
-                pads=[ph, pw, ph, pw])
+    return b.op(
+        "MaxPool",
+        x,
+        kernel_shape=list(_pair(kernel)),
+        strides=list(_pair(kernel if stride is None else stride)),
+        pads=[ph, pw, ph, pw],
+    )
 
 
 def avg_pool2d(b, node, x, kernel, stride=None, padding=0):
@@ -354,11 +384,19 @@ def avg_pool2d(b, node, x, kernel, stride=None, padding=0):
     (x,) = promoted(b, node, [x])
     kernel, stride, (ph, pw) = _pair(kernel), _pair(kernel if stride is None else stride), _pair(padding)
     if node.dtype == FLOAT32:
-        return b.op("AveragePool", x, kernel_shape=list(kernel), strides=list(stride), pads=[ph, pw, ph, pw],
-                    count_include_pad=1)
+        return b.op(
+            "AveragePool",
+            x,
+            kernel_shape=list(kernel),
+            strides=list(stride),
+            pads=[ph, pw, ph, pw],
+            count_include_pad=1,
+        )
     windows = _windows(b, node, x, kernel, stride, (ph, pw), node.shape[2:])
     return b.op("Div", b.reduce("ReduceSum", windows, [2], False), b.const(kernel[0] * kernel[1], node.dtype))
 
 
-DROPOUT = NotExportable("its mask is drawn from numpy's generator, which ONNX cannot reproduce; the dropout "
-                        "layer leaves no op in the evaluation graph that is exported")
+DROPOUT = NotExportable(
+    "its mask is drawn from numpy's generator, which ONNX cannot reproduce; the dropout "
+    "layer leaves no op in the evaluation graph that is exported"
+)

@@ -23,17 +23,19 @@ An op's ONNX lowering (``onnx=``, written in specgrad/engine/ops/onnx_lowerings.
 its forward; ``specgrad export`` calls it. An op a spec can write declares one, or a ``NotExportable``
 saying why it has none (a test checks every op does).
 """
+
 from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:       # onnx_lowerings imports this module
+if TYPE_CHECKING:  # onnx_lowerings imports this module
     from specgrad.engine.ops.onnx_lowerings import NotExportable
 
 Dim = "int | str"
@@ -51,20 +53,22 @@ class ArgumentError(ShapeError):
 @dataclass(frozen=True)
 class Op:
     name: str
-    forward: Callable                      # (*arrays, **attrs) -> ndarray
-    infer_shape: Callable                  # (*shapes, **attrs) -> shape
-    vjps: tuple | PerInput | None          # one builder per input; None entry: not differentiable there
-    infer_dtype: Callable | None = None    # (*dtypes, **attrs) -> dtype; default: numpy promotion
+    forward: Callable  # (*arrays, **attrs) -> ndarray
+    infer_shape: Callable  # (*shapes, **attrs) -> shape
+    vjps: tuple | PerInput | None  # one builder per input; None entry: not differentiable there
+    infer_dtype: Callable | None = None  # (*dtypes, **attrs) -> dtype; default: numpy promotion
     doc: str = ""
-    attrs: tuple = ()                      # names of the attributes the op takes
-    arity: int | None = None               # fixed number of inputs, None if variadic
-    fd_domain: str = "real"                # where finite differences are meaningful: real | positive
-    internal: bool = False                 # emitted by the engine, not written in specs
-    writes_out: bool = False               # forward accepts ``out=`` (a preallocated result buffer)
-    view: bool = False                     # result may share memory with an input
-    onnx: Callable | NotExportable | None = None   # ONNX lowering (specgrad/engine/ops/onnx_lowerings.py); None: not exportable
-    examples: tuple = ()                   # example calls ([input, ...], attrs), checked by finite differences
-    no_examples: str | None = None         # why the op has no examples (and what checks it instead)
+    attrs: tuple = ()  # names of the attributes the op takes
+    arity: int | None = None  # fixed number of inputs, None if variadic
+    fd_domain: str = "real"  # where finite differences are meaningful: real | positive
+    internal: bool = False  # emitted by the engine, not written in specs
+    writes_out: bool = False  # forward accepts ``out=`` (a preallocated result buffer)
+    view: bool = False  # result may share memory with an input
+    onnx: Callable | NotExportable | None = (
+        None  # ONNX lowering (specgrad/engine/ops/onnx_lowerings.py); None: not exportable
+    )
+    examples: tuple = ()  # example calls ([input, ...], attrs), checked by finite differences
+    no_examples: str | None = None  # why the op has no examples (and what checks it instead)
     # locally constant in its inputs (a step, a sign, a size): the derivative is zero wherever it is defined,
     # so no cotangent flows through it. Such ops appear in first-derivative graphs; differentiating those
     # again (Hessian-vector products) passes over them.
@@ -72,10 +76,10 @@ class Op:
     # inputs the result does not depend on smoothly: read only for their shape (``like``) or as a condition
     # (``where``'s): zero derivative, nothing flows back to them (their VJP entry is None)
     inert: tuple = ()
-    products: Callable | None = None       # (*shapes, **attrs) -> [(calls, m, k, n)]: the BLAS matrix products
-                                           # its forward makes (a run picks its thread count from them)
+    products: Callable | None = None  # (*shapes, **attrs) -> [(calls, m, k, n)]: the BLAS matrix products
+    # its forward makes (a run picks its thread count from them)
 
-    def __call__(self, *args, **kwargs):   # convenience for numpy-level use in tests
+    def __call__(self, *args, **kwargs):  # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
 
 
@@ -99,16 +103,30 @@ class PerInput:
         raise TypeError("the VJPs of a variadic op are indexed per input, not iterated")
 
 
-def register(name: str, *, shape: Callable, vjp: Sequence | PerInput | None, dtype: Callable | None = None,
-             attrs: Sequence[str] = (), arity: int | None = None, fd_domain: str = "real",
-             internal: bool = False, view: bool = False, onnx: Callable | NotExportable | None = None,
-             examples: Sequence = (), no_examples: str | None = None, constant: bool = False,
-             inert: Sequence[int] = (), products: Callable | None = None) -> Callable:
+def register(
+    name: str,
+    *,
+    shape: Callable,
+    vjp: Sequence | PerInput | None,
+    dtype: Callable | None = None,
+    attrs: Sequence[str] = (),
+    arity: int | None = None,
+    fd_domain: str = "real",
+    internal: bool = False,
+    view: bool = False,
+    onnx: Callable | NotExportable | None = None,
+    examples: Sequence = (),
+    no_examples: str | None = None,
+    constant: bool = False,
+    inert: Sequence[int] = (),
+    products: Callable | None = None,
+) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc.
     ``onnx`` is the op's lowering to ONNX nodes (see specgrad/engine/ops/onnx_lowerings.py), or a ``NotExportable``
     saying why there is none; ``constant`` and ``inert`` tell second derivatives what has none (see ``Op``).
     ``products`` gives, from concrete input shapes and the attributes, the matrix products (``(calls, m, k,
     n)``: ``calls`` BLAS calls of [m, k] @ [k, n]) the forward hands to BLAS."""
+
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
@@ -116,10 +134,28 @@ def register(name: str, *, shape: Callable, vjp: Sequence | PerInput | None, dty
         writes_out = "out" in inspect.signature(forward).parameters
         if bool(examples) == bool(no_examples):
             raise ValueError(f"op {name!r} needs either examples or the reason it has none (no_examples)")
-        REGISTRY[name] = Op(name, forward, shape, vjps, dtype, (forward.__doc__ or "").strip(), tuple(attrs),
-                            arity, fd_domain, internal, writes_out, view, onnx, tuple(examples), no_examples,
-                            constant, tuple(inert), products)
+        REGISTRY[name] = Op(
+            name,
+            forward,
+            shape,
+            vjps,
+            dtype,
+            (forward.__doc__ or "").strip(),
+            tuple(attrs),
+            arity,
+            fd_domain,
+            internal,
+            writes_out,
+            view,
+            onnx,
+            tuple(examples),
+            no_examples,
+            constant,
+            tuple(inert),
+            products,
+        )
         return forward
+
     return deco
 
 

@@ -3,6 +3,7 @@
 Shapes may hold the symbolic batch dimension (a string such as ``"B"``); a shape attribute may name it too
 (``reshape(x, [B, 16])``), and the forward resolves it from the runtime value.
 """
+
 import numpy as np
 
 from specgrad.engine.ops import onnx_lowerings as lower
@@ -34,31 +35,43 @@ def _reshape_shape(x, shape):
     if len(unknown) > 1:
         known = _numeric_size(x) // max(_numeric_size(shape), 1)
         hint = [known if d == -1 else d for d in shape]
-        raise ShapeError(f"reshape of {fmt_shape(x)} to {shape} leaves more than one size to infer; "
-                         f"write {hint}, or flatten(x, axis)")
+        raise ShapeError(
+            f"reshape of {fmt_shape(x)} to {shape} leaves more than one size to infer; "
+            f"write {hint}, or flatten(x, axis)"
+        )
     x_syms, t_syms = _symbols(x), _symbols(shape)
     if len(x_syms) > 1 or any(s not in x_syms for s in t_syms):
         raise ShapeError(f"reshape of {fmt_shape(x)} to {shape}: the batch dimension must stay a whole axis")
     if x_syms and not t_syms and -1 not in shape:
-        raise ShapeError(f"reshape of {fmt_shape(x)} to {shape} drops the batch dimension {x_syms[0]}; "
-                         f"keep it as {x_syms[0]} or -1")
+        raise ShapeError(
+            f"reshape of {fmt_shape(x)} to {shape} drops the batch dimension {x_syms[0]}; keep it as {x_syms[0]} or -1"
+        )
     total, known = _numeric_size(x), _numeric_size(shape)
     if unknown:
         if total % known:
             raise ShapeError(f"cannot reshape {fmt_shape(x)} to {shape}")
         fill = x_syms[0] if x_syms else total // known
         if x_syms and total != known:
-            raise ShapeError(f"reshape of {fmt_shape(x)} to {shape} would merge the batch dimension with "
-                             f"other axes; keep {x_syms[0]} as an axis of its own")
+            raise ShapeError(
+                f"reshape of {fmt_shape(x)} to {shape} would merge the batch dimension with "
+                f"other axes; keep {x_syms[0]} as an axis of its own"
+            )
         return tuple(fill if d == -1 else d for d in shape)
     if total != known:
         raise ShapeError(f"cannot reshape {fmt_shape(x)} ({total} elements) to {shape} ({known})")
     return tuple(shape)
 
 
-@register("reshape", shape=_reshape_shape, attrs=("shape",), view=True, arity=1, onnx=lower.reshape,
-          vjp=(lambda g, out, x, shape: emit("reshape", g, shape=list(x.shape)),),
-          examples=[([(3, 4)], {"shape": [2, 6]}), ([(2, 3, 1)], {"shape": [-1]}), ([(1, 6)], {"shape": [3, 1, -1]})])
+@register(
+    "reshape",
+    shape=_reshape_shape,
+    attrs=("shape",),
+    view=True,
+    arity=1,
+    onnx=lower.reshape,
+    vjp=(lambda g, out, x, shape: emit("reshape", g, shape=list(x.shape)),),
+    examples=[([(3, 4)], {"shape": [2, 6]}), ([(2, 3, 1)], {"shape": [-1]}), ([(1, 6)], {"shape": [3, 1, -1]})],
+)
 def reshape(x, shape):
     """the same elements in a new shape; one size may be -1 (inferred) or the batch dimension B"""
     return np.reshape(x, [-1 if isinstance(d, str) else d for d in shape])
@@ -72,13 +85,20 @@ def _flatten_shape(x, axis=1):
     return tuple(x[:axis]) + ((tail[0] if _symbols(tail) else _numeric_size(tail)),)
 
 
-@register("flatten", shape=_flatten_shape, attrs=("axis",), view=True, arity=1, onnx=lower.flatten,
-          vjp=(lambda g, out, x, axis=1: emit("reshape", g, shape=list(x.shape)),),
-          examples=[([(2, 3, 4)], {}), ([(2, 1, 3, 1)], {"axis": 2}), ([(4,)], {"axis": 0})])
+@register(
+    "flatten",
+    shape=_flatten_shape,
+    attrs=("axis",),
+    view=True,
+    arity=1,
+    onnx=lower.flatten,
+    vjp=(lambda g, out, x, axis=1: emit("reshape", g, shape=list(x.shape)),),
+    examples=[([(2, 3, 4)], {}), ([(2, 1, 3, 1)], {"axis": 2}), ([(4,)], {"axis": 0})],
+)
 def flatten(x, axis=1):
     """merge the axes from ``axis`` on (default 1) into one: [B, C, H, W] -> [B, C*H*W]"""
     x = np.asarray(x)
-    return np.reshape(x, x.shape[:axis % max(x.ndim, 1)] + (-1,))
+    return np.reshape(x, x.shape[: axis % max(x.ndim, 1)] + (-1,))
 
 
 def _broadcast_to_shape(x, shape):
@@ -95,9 +115,16 @@ def _broadcast_to_shape(x, shape):
     return shape
 
 
-@register("broadcast_to", shape=_broadcast_to_shape, attrs=("shape",), view=True, arity=1, onnx=lower.broadcast_to,
-          vjp=(lambda g, out, x, shape: g,),
-          examples=[([(4,)], {"shape": [3, 4]}), ([(3, 1)], {"shape": [2, 3, 5]})])           # the engine sums g back to x's shape
+@register(
+    "broadcast_to",
+    shape=_broadcast_to_shape,
+    attrs=("shape",),
+    view=True,
+    arity=1,
+    onnx=lower.broadcast_to,
+    vjp=(lambda g, out, x, shape: g,),
+    examples=[([(4,)], {"shape": [3, 4]}), ([(3, 1)], {"shape": [2, 3, 5]})],
+)  # the engine sums g back to x's shape
 def broadcast_to(x, shape):
     """x repeated along new leading axes and size-1 axes to ``shape`` (a read-only view)"""
     x = np.asarray(x)
@@ -124,14 +151,23 @@ def _slice_shape(x, axis, start=None, stop=None, step=None):
     size = len(range(*slice(start, stop, step).indices(n)))
     if size == 0:
         raise ShapeError(f"slice [{start}:{stop}:{step}] of an axis of size {n} is empty")
-    return tuple(x[:axis]) + (size,) + tuple(x[axis + 1:])
+    return tuple(x[:axis]) + (size,) + tuple(x[axis + 1 :])
 
 
-@register("slice", shape=_slice_shape, attrs=("axis", "start", "stop", "step"), view=True, arity=1,
-          onnx=lower.slice_,
-          vjp=(lambda g, out, x, **where: emit("slice_grad", g, x, **where),),
-          examples=[([(3, 6)], {"axis": 1, "start": 1, "stop": 5, "step": 2}), ([(4, 1)], {"axis": 0, "start": -2}),
-                    ([(2, 5, 1)], {"axis": -2, "stop": 3})])
+@register(
+    "slice",
+    shape=_slice_shape,
+    attrs=("axis", "start", "stop", "step"),
+    view=True,
+    arity=1,
+    onnx=lower.slice_,
+    vjp=(lambda g, out, x, **where: emit("slice_grad", g, x, **where),),
+    examples=[
+        ([(3, 6)], {"axis": 1, "start": 1, "stop": 5, "step": 2}),
+        ([(4, 1)], {"axis": 0, "start": -2}),
+        ([(2, 5, 1)], {"axis": -2, "stop": 3}),
+    ],
+)
 def slice_(x, axis, start=None, stop=None, step=None):
     """x[start:stop:step] along one axis (Python slice rules; a view)"""
     x = np.asarray(x)
@@ -144,11 +180,20 @@ def _slice_grad_shape(g, like, axis, start=None, stop=None, step=None):
     return tuple(like)
 
 
-@register("slice_grad", shape=_slice_grad_shape, attrs=("axis", "start", "stop", "step"), arity=2,
-          inert=(1,), internal=True, dtype=lambda g, like, **_: g,
-          vjp=(lambda c, out, g, like, **where: emit("slice", c, **where), None),
-          examples=[([(3, 2), np.zeros((3, 6))], {"axis": 1, "start": 1, "stop": 5, "step": 2}),
-                    ([(1, 1), np.zeros((1, 4))], {"axis": -1, "start": -1})])
+@register(
+    "slice_grad",
+    shape=_slice_grad_shape,
+    attrs=("axis", "start", "stop", "step"),
+    arity=2,
+    inert=(1,),
+    internal=True,
+    dtype=lambda g, like, **_: g,
+    vjp=(lambda c, out, g, like, **where: emit("slice", c, **where), None),
+    examples=[
+        ([(3, 2), np.zeros((3, 6))], {"axis": 1, "start": 1, "stop": 5, "step": 2}),
+        ([(1, 1), np.zeros((1, 4))], {"axis": -1, "start": -1}),
+    ],
+)
 def slice_grad(g, like, axis, start=None, stop=None, step=None):
     """zeros of like's shape with g written where slice(like, ...) reads: the VJP of slice"""
     out = np.zeros(np.shape(like), np.result_type(g))
@@ -159,7 +204,7 @@ def slice_grad(g, like, axis, start=None, stop=None, step=None):
 # ------------------------------------------------------------------------------------------------- take
 def _take_shape(x, indices, axis=0):
     (axis,) = normalize_axes(axis, len(x))
-    return tuple(x[:axis]) + tuple(indices) + tuple(x[axis + 1:])
+    return tuple(x[:axis]) + tuple(indices) + tuple(x[axis + 1 :])
 
 
 def _take_dtype(x, indices, **_):
@@ -167,10 +212,20 @@ def _take_dtype(x, indices, **_):
     return x
 
 
-@register("take", shape=_take_shape, attrs=("axis",), arity=2, dtype=_take_dtype, onnx=lower.take,
-          vjp=(lambda g, out, x, indices, axis=0: emit("take_grad", g, indices, x, axis=axis), None),
-          examples=[([(5, 3), np.array([[0, 4], [4, 2]])], {}), ([(2, 4, 1), np.array([3, 0, 3])], {"axis": 1}),
-                    ([(3,), np.array(2)], {})])
+@register(
+    "take",
+    shape=_take_shape,
+    attrs=("axis",),
+    arity=2,
+    dtype=_take_dtype,
+    onnx=lower.take,
+    vjp=(lambda g, out, x, indices, axis=0: emit("take_grad", g, indices, x, axis=axis), None),
+    examples=[
+        ([(5, 3), np.array([[0, 4], [4, 2]])], {}),
+        ([(2, 4, 1), np.array([3, 0, 3])], {"axis": 1}),
+        ([(3,), np.array(2)], {}),
+    ],
+)
 def take(x, indices, axis=0):
     """x's entries at integer ``indices`` along ``axis`` (default 0): embedding lookup, gather.
     The result's shape is x's with that axis replaced by the shape of indices; indices are not differentiable"""
@@ -183,18 +238,29 @@ def _take_grad_shape(g, indices, like, axis=0):
     return tuple(like)
 
 
-@register("take_grad", shape=_take_grad_shape, attrs=("axis",), arity=3, internal=True, inert=(2,),
-          dtype=lambda g, i, like, **_: g,
-          vjp=(lambda c, out, g, indices, like, axis=0: emit("take", c, indices, axis=axis), None, None),
-          examples=[([(2, 2, 3), np.array([[0, 4], [4, 2]]), np.zeros((5, 3))], {}),
-                    ([(2, 3, 1), np.array([3, 0, 3]), np.zeros((2, 4, 1))], {"axis": 1})])
+@register(
+    "take_grad",
+    shape=_take_grad_shape,
+    attrs=("axis",),
+    arity=3,
+    internal=True,
+    inert=(2,),
+    dtype=lambda g, i, like, **_: g,
+    vjp=(lambda c, out, g, indices, like, axis=0: emit("take", c, indices, axis=axis), None, None),
+    examples=[
+        ([(2, 2, 3), np.array([[0, 4], [4, 2]]), np.zeros((5, 3))], {}),
+        ([(2, 3, 1), np.array([3, 0, 3]), np.zeros((2, 4, 1))], {"axis": 1}),
+    ],
+)
 def take_grad(g, indices, like, axis=0):
     """zeros of like's shape with g added at ``indices`` along ``axis`` (repeats accumulate): take's VJP"""
     indices = np.asarray(indices)
     out = np.zeros(np.shape(like), np.result_type(g))
     axis = axis % out.ndim
     rows = np.moveaxis(np.asarray(g), list(range(axis, axis + indices.ndim)), list(range(indices.ndim)))
-    np.add.at(np.moveaxis(out, axis, 0), indices.reshape(-1), rows.reshape((indices.size,) + rows.shape[indices.ndim:]))
+    np.add.at(
+        np.moveaxis(out, axis, 0), indices.reshape(-1), rows.reshape((indices.size,) + rows.shape[indices.ndim :])
+    )
     return out
 
 
@@ -209,9 +275,16 @@ def _one_hot_dtype(labels, depth, dtype="float64"):
     return np.dtype(dtype)
 
 
-@register("one_hot", shape=_one_hot_shape, attrs=("depth", "dtype"), arity=1, vjp=(None,), dtype=_one_hot_dtype,
-          onnx=lower.one_hot,
-          no_examples="its input is integer labels")
+@register(
+    "one_hot",
+    shape=_one_hot_shape,
+    attrs=("depth", "dtype"),
+    arity=1,
+    vjp=(None,),
+    dtype=_one_hot_dtype,
+    onnx=lower.one_hot,
+    no_examples="its input is integer labels",
+)
 def one_hot(labels, depth, dtype="float64"):
     """1 at position labels[...] of a new last axis of size ``depth``, 0 elsewhere (labels: integers)"""
     return np.equal(np.asarray(labels)[..., None], np.arange(depth)).astype(dtype)
@@ -222,12 +295,12 @@ def _concat_shape(*xs, axis=0):
     if not xs:
         raise ShapeError("concat needs at least one input")
     (axis,) = normalize_axes(axis, len(xs[0]))
-    rest = {tuple(x[:axis]) + tuple(x[axis + 1:]) for x in xs}
+    rest = {tuple(x[:axis]) + tuple(x[axis + 1 :]) for x in xs}
     if len(rest) > 1 or any(len(x) != len(xs[0]) for x in xs):
-        raise ShapeError("concat along axis %d of %s: other axes differ" % (axis, ", ".join(map(fmt_shape, xs))))
+        raise ShapeError(f"concat along axis {axis} of {', '.join(map(fmt_shape, xs))}: other axes differ")
     if any(isinstance(x[axis], str) for x in xs):
         raise ShapeError("cannot concat along the batch dimension")
-    return tuple(xs[0][:axis]) + (sum(x[axis] for x in xs),) + tuple(xs[0][axis + 1:])
+    return tuple(xs[0][:axis]) + (sum(x[axis] for x in xs),) + tuple(xs[0][axis + 1 :])
 
 
 def _concat_vjp(k, g, out, *xs, axis=0):
@@ -235,8 +308,14 @@ def _concat_vjp(k, g, out, *xs, axis=0):
     return emit("slice", g, axis=axis, start=start, stop=start + xs[k].shape[axis])
 
 
-@register("concat", shape=_concat_shape, attrs=("axis",), vjp=PerInput(_concat_vjp), onnx=lower.concat,
-          examples=[([(2, 3), (2, 1), (2, 2)], {"axis": 1}), ([(1, 3), (2, 3)], {}), ([(4,)], {})])
+@register(
+    "concat",
+    shape=_concat_shape,
+    attrs=("axis",),
+    vjp=PerInput(_concat_vjp),
+    onnx=lower.concat,
+    examples=[([(2, 3), (2, 1), (2, 2)], {"axis": 1}), ([(1, 3), (2, 3)], {}), ([(4,)], {})],
+)
 def concat(*xs, axis=0):
     """inputs joined along an existing ``axis`` (default 0)"""
     return np.concatenate(xs, axis=axis)
@@ -254,8 +333,14 @@ def _stack_vjp(k, g, out, *xs, axis=0):
     return emit("squeeze", emit("slice", g, axis=axis, start=k, stop=k + 1), axis=axis)
 
 
-@register("stack", shape=_stack_shape, attrs=("axis",), vjp=PerInput(_stack_vjp), onnx=lower.stack,
-          examples=[([(2, 3), (2, 3)], {}), ([(3, 1), (3, 1), (3, 1)], {"axis": -1}), ([(), ()], {})])
+@register(
+    "stack",
+    shape=_stack_shape,
+    attrs=("axis",),
+    vjp=PerInput(_stack_vjp),
+    onnx=lower.stack,
+    examples=[([(2, 3), (2, 3)], {}), ([(3, 1), (3, 1), (3, 1)], {"axis": -1}), ([(), ()], {})],
+)
 def stack(*xs, axis=0):
     """inputs of one shape joined along a new ``axis`` (default 0)"""
     return np.stack(xs, axis=axis)

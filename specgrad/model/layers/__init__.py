@@ -1,5 +1,6 @@
 """Layers: macros that expand into primitive ops, with their parameters and initializers.
 Importing this package fills ``LAYERS``; one module per family."""
+
 # registration side effects:
 from specgrad.model.layers import (  # noqa: F401,E402
     attention,

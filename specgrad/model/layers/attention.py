@@ -1,4 +1,5 @@
 """Multi-head attention (Vaswani et al., 2017) over sequences [B, T, D]."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ from specgrad.engine.ops.registry import fmt_shape
 from specgrad.model.layers.base import LAYERS, LayerError
 from specgrad.model.layers.dense import BIAS, UNITS, linear
 
-MASKED = -1e9   # added to the scores a causal mask hides: exp underflows to exactly 0 in softmax
+MASKED = -1e9  # added to the scores a causal mask hides: exp underflows to exactly 0 in softmax
 
 
 def _sequence(x, what):
@@ -16,13 +17,20 @@ def _sequence(x, what):
     return x.shape[1], x.shape[2]
 
 
-@LAYERS.register("attention", {
-    "heads": UNITS,
-    "units": {**UNITS, "description": "width of queries, keys and values over all heads (default: the "
-                                      "input's features); a multiple of heads"},
-    "causal": {"type": "boolean", "description": "position t attends only to positions <= t (default false)"},
-    "bias": BIAS,
-}, required=["heads"])
+@LAYERS.register(
+    "attention",
+    {
+        "heads": UNITS,
+        "units": {
+            **UNITS,
+            "description": "width of queries, keys and values over all heads (default: the "
+            "input's features); a multiple of heads",
+        },
+        "causal": {"type": "boolean", "description": "position t attends only to positions <= t (default false)"},
+        "bias": BIAS,
+    },
+    required=["heads"],
+)
 def attention(ctx, x, context=None, *, heads, units=None, causal=False, bias=True):
     """multi-head scaled dot-product attention: [B, T, D] -> [B, T, D]
 
@@ -38,16 +46,16 @@ def attention(ctx, x, context=None, *, heads, units=None, causal=False, bias=Tru
         raise LayerError(f"{units} units do not split into {heads} heads")
     size = units // heads
 
-    def split(h, n):                          # [B, n, units] -> [B, heads, n, size]
+    def split(h, n):  # [B, n, units] -> [B, heads, n, size]
         h = ctx.apply("reshape", h, shape=[h.shape[0], n, heads, size])
         return ctx.apply("transpose", h, axes=[0, 2, 1, 3])
 
     q = split(linear(ctx.sub("query"), x, units=units, bias=bias), steps)
     k = split(linear(ctx.sub("key"), source, units=units, bias=bias), source_steps)
     v = split(linear(ctx.sub("value"), source, units=units, bias=bias), source_steps)
-    scores = (q @ ctx.apply("transpose", k)) * (1.0 / np.sqrt(size))     # [B, heads, T, S]
+    scores = (q @ ctx.apply("transpose", k)) * (1.0 / np.sqrt(size))  # [B, heads, T, S]
     if causal:
         scores = scores + ctx.graph.const(np.triu(np.full((steps, steps), MASKED, x.dtype), k=1))
-    mixed = ctx.apply("softmax", scores, axis=-1) @ v                     # [B, heads, T, size]
+    mixed = ctx.apply("softmax", scores, axis=-1) @ v  # [B, heads, T, size]
     mixed = ctx.apply("reshape", ctx.apply("transpose", mixed, axes=[0, 2, 1, 3]), shape=[x.shape[0], steps, units])
     return linear(ctx.sub("output"), mixed, units=width, bias=bias)

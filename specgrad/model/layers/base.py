@@ -6,24 +6,36 @@ everything else: parameters (named ``<node>.<param>``, initialized by the layer'
 unless the spec overrides it), non-trainable state (batchnorm's running statistics), the per-step random
 key (dropout) and whether it is being built for training or for evaluation.
 """
+
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from specgrad.base.components import NAME, Registry, normalize
 from specgrad.engine.ir import Graph, Node
 from specgrad.model.init import INITIALIZERS, Fans, fans_of, init_problem
 
-LAYERS = Registry("layer", tag="layer", common={
-    "input": {**NAME, "description": "the node fed to the layer (default: the node defined just before)"},
-    "inputs": {"type": "array", "items": NAME, "minItems": 1,
-               "description": "the nodes fed to a layer that takes several"},
-    "init": {"type": "object", "propertyNames": {"type": "string"},
-             "additionalProperties": INITIALIZERS.schema(),
-             "description": "initializers by parameter name (weight, bias, ...), overriding the layer's"},
-})
+LAYERS = Registry(
+    "layer",
+    tag="layer",
+    common={
+        "input": {**NAME, "description": "the node fed to the layer (default: the node defined just before)"},
+        "inputs": {
+            "type": "array",
+            "items": NAME,
+            "minItems": 1,
+            "description": "the nodes fed to a layer that takes several",
+        },
+        "init": {
+            "type": "object",
+            "propertyNames": {"type": "string"},
+            "additionalProperties": INITIALIZERS.schema(),
+            "description": "initializers by parameter name (weight, bias, ...), overriding the layer's",
+        },
+    },
+)
 
 
 class LayerError(ValueError):
@@ -47,6 +59,7 @@ def arity(layer: Callable) -> tuple[int, int | None]:
 @dataclass(frozen=True)
 class ParamInit:
     """How a parameter gets its first value: initializer settings and the fans the layer states."""
+
     settings: dict
     fans: Fans
 
@@ -54,14 +67,15 @@ class ParamInit:
 @dataclass
 class Collected:
     """What one build of a model gathers besides the graph: parameters' initializers, state and its updates."""
+
     inits: dict[str, ParamInit] = field(default_factory=dict)
     state_inits: dict[str, dict] = field(default_factory=dict)
     state: dict[str, Node] = field(default_factory=dict)
     state_updates: dict[str, Node] = field(default_factory=dict)
     key: Node | None = None
-    key_users: int = 0                 # layers that asked for a key so far (each gets a salt of its own)
-    used_overrides: set = field(default_factory=set)   # (node, key) pairs of an ``init`` that named a parameter
-    mode_dependent: bool = False       # some layer read ``ctx.training``: train and eval graphs differ
+    key_users: int = 0  # layers that asked for a key so far (each gets a salt of its own)
+    used_overrides: set = field(default_factory=set)  # (node, key) pairs of an ``init`` that named a parameter
+    mode_dependent: bool = False  # some layer read ``ctx.training``: train and eval graphs differ
 
 
 @dataclass(frozen=True)
@@ -69,21 +83,30 @@ class DataParallel:
     """How a train graph is built for one process of a data-parallel run (docs/distributed.md): the loss
     becomes the process's weighted share of the batch's, and with ``sync_batchnorm`` batchnorm takes its
     statistics over the whole batch (collectives in the graph) rather than over the process's rows."""
+
     sync_batchnorm: bool = True
 
 
-KEY_NAME = "rng:key"   # the per-step key input; ':' keeps it apart from every data field and state name
+KEY_NAME = "rng:key"  # the per-step key input; ':' keeps it apart from every data field and state name
 
 
 class Context:
     """The building site of one layer: the graph, the layer's name (prefix of its parameters) and the mode."""
 
-    def __init__(self, graph: Graph, name: str, training: bool, collected: Collected,
-                 overrides: tuple = (), build_nodes: Callable | None = None, parallel: "DataParallel | None" = None):
+    def __init__(
+        self,
+        graph: Graph,
+        name: str,
+        training: bool,
+        collected: Collected,
+        overrides: tuple = (),
+        build_nodes: Callable | None = None,
+        parallel: DataParallel | None = None,
+    ):
         self.graph, self.name, self._training, self.collected = graph, name, training, collected
-        self.overrides = overrides          # ((node name, {param: init settings}), ...), innermost last
-        self.build_nodes = build_nodes      # builds nested node definitions (residual blocks)
-        self.parallel = parallel            # set when building one process's train graph of a data-parallel run
+        self.overrides = overrides  # ((node name, {param: init settings}), ...), innermost last
+        self.build_nodes = build_nodes  # builds nested node definitions (residual blocks)
+        self.parallel = parallel  # set when building one process's train graph of a data-parallel run
 
     @property
     def training(self) -> bool:
@@ -93,10 +116,17 @@ class Context:
     def apply(self, op: str, *args, **attrs) -> Node:
         return self.graph.apply(op, *args, **attrs)
 
-    def sub(self, name: str) -> "Context":
+    def sub(self, name: str) -> Context:
         """The context of a part of this layer (mlp's ``0``, attention's ``query``): parameters ``<node>.<name>.*``."""
-        return Context(self.graph, f"{self.name}.{name}", self._training, self.collected, self.overrides,
-                       self.build_nodes, self.parallel)
+        return Context(
+            self.graph,
+            f"{self.name}.{name}",
+            self._training,
+            self.collected,
+            self.overrides,
+            self.build_nodes,
+            self.parallel,
+        )
 
     def param(self, name: str, shape, init, fans: Fans | None = None) -> Node:
         """A trainable parameter ``<layer>.<name>``; ``init`` is the layer's default initializer."""
@@ -112,7 +142,7 @@ class Context:
         """The spec's initializer for a parameter: the innermost ``init`` naming it by its path relative to
         the node that declares the ``init`` mapping, or by its own last name (``weight``)."""
         for node, mapping in reversed(self.overrides):
-            relative = full[len(node) + 1:]
+            relative = full[len(node) + 1 :]
             for key in (relative, relative.rsplit(".", 1)[-1]):
                 if key in mapping:
                     self.collected.used_overrides.add((node, key))

@@ -1,4 +1,5 @@
 """Dense layers: linear, mlp, polynomial features, embedding."""
+
 from __future__ import annotations
 
 from specgrad.engine.ops.registry import REGISTRY, fmt_shape
@@ -25,12 +26,20 @@ def linear(ctx, x, *, units, bias=True, weight_init="glorot_uniform"):
     return y + ctx.param("bias", (units,), "zeros") if bias else y
 
 
-@LAYERS.register("mlp", {
-    "widths": {"type": "array", "items": UNITS, "minItems": 1,
-               "description": "units of each linear layer; the last is the output width"},
-    "activation": {"enum": ACTIVATIONS, "description": "between layers, not after the last (default relu)"},
-    "bias": BIAS,
-}, required=["widths"])
+@LAYERS.register(
+    "mlp",
+    {
+        "widths": {
+            "type": "array",
+            "items": UNITS,
+            "minItems": 1,
+            "description": "units of each linear layer; the last is the output width",
+        },
+        "activation": {"enum": ACTIVATIONS, "description": "between layers, not after the last (default relu)"},
+        "bias": BIAS,
+    },
+    required=["widths"],
+)
 def mlp(ctx, x, *, widths, activation="relu", bias=True):
     """linear layers 0, 1, ... of the given widths with an activation between them
 
@@ -43,10 +52,14 @@ def mlp(ctx, x, *, widths, activation="relu", bias=True):
     return x
 
 
-@LAYERS.register("polynomial", {
-    "degree": {"type": "integer", "minimum": 1},
-    "constant": {"type": "boolean", "description": "include the x ** 0 = 1 column (default true)"},
-}, required=["degree"])
+@LAYERS.register(
+    "polynomial",
+    {
+        "degree": {"type": "integer", "minimum": 1},
+        "constant": {"type": "boolean", "description": "include the x ** 0 = 1 column (default true)"},
+    },
+    required=["degree"],
+)
 def polynomial(ctx, x, *, degree, constant=True):
     """powers x ** 0 .. x ** degree of each feature, side by side (no parameters)
 
@@ -63,7 +76,9 @@ def polynomial(ctx, x, *, degree, constant=True):
 def embedding(ctx, ids, *, vocab, units):
     """rows of a learned [vocab, units] table: integer ids [...] -> [..., units] (weight normal(0, 1))"""
     if ids.dtype.kind not in "iu":
-        raise LayerError(f"embedding needs integer ids, got {ids.dtype}; declare the model input as "
-                         f"{{shape: {list(ids.shape[1:])}, dtype: int64}}")
+        raise LayerError(
+            f"embedding needs integer ids, got {ids.dtype}; declare the model input as "
+            f"{{shape: {list(ids.shape[1:])}, dtype: int64}}"
+        )
     table = ctx.param("weight", (vocab, units), {"type": "normal", "std": 1.0}, fans=(vocab, units))
     return ctx.apply("take", table, ids, axis=0)

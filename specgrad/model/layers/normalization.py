@@ -1,4 +1,5 @@
 """Normalization and regularization: layernorm, batchnorm (running statistics as state), dropout."""
+
 from __future__ import annotations
 
 from specgrad.base.components import FRACTION, POSITIVE
@@ -23,9 +24,11 @@ def _normalize_across_processes(ctx, x, axes, eps):
     the sums (and the count) are summed over the processes, two passes as in one process (the mean, then
     the centered squares), so every process normalizes with the whole batch's statistics. The
     collectives' VJPs sum the statistics' cotangents likewise: the gradients are those of one process."""
+
     def over_batch(v):
         return ctx.apply("allreduce_sum", v)
-    count = over_batch(ctx.apply("count", ctx.apply("stop_gradient", x), axis=axes))   # a size: no gradient
+
+    count = over_batch(ctx.apply("count", ctx.apply("stop_gradient", x), axis=axes))  # a size: no gradient
     mean = over_batch(ctx.apply("sum", x, axis=axes, keepdims=True)) / count
     centered = x - mean
     var = over_batch(ctx.apply("sum", ctx.apply("square", centered), axis=axes, keepdims=True)) / count
@@ -44,12 +47,19 @@ def layernorm(ctx, x, *, eps=1e-5, affine=True):
     return _affine(ctx, y, n) if affine else y
 
 
-@LAYERS.register("batchnorm", {
-    "eps": EPS, "affine": AFFINE,
-    "momentum": {**FRACTION, "description": "weight of the batch in the running statistics (default 0.1)"},
-    "axis": {"type": "integer", "description": "the feature axis (default 1: features of [B, F], channels "
-                                              "of [B, C, H, W]; -1 for [B, T, F])"},
-})
+@LAYERS.register(
+    "batchnorm",
+    {
+        "eps": EPS,
+        "affine": AFFINE,
+        "momentum": {**FRACTION, "description": "weight of the batch in the running statistics (default 0.1)"},
+        "axis": {
+            "type": "integer",
+            "description": "the feature axis (default 1: features of [B, F], channels "
+            "of [B, C, H, W]; -1 for [B, T, F])",
+        },
+    },
+)
 def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True, axis=1):
     """each feature normalized over the batch: batch statistics in training, running ones in evaluation
 
@@ -57,8 +67,10 @@ def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True, axis=1):
     the state running_mean and running_var; evaluation uses those running statistics. In a data-parallel run
     the batch is the whole batch (train.distributed.sync_batchnorm, the default) or each process's rows."""
     if x.ndim < 2 or not -x.ndim <= axis < x.ndim or axis % x.ndim == 0:
-        raise LayerError(f"batchnorm's feature axis {axis} must be a non-batch axis of its input, "
-                         f"whose shape is {fmt_shape(x.shape)}")
+        raise LayerError(
+            f"batchnorm's feature axis {axis} must be a non-batch axis of its input, "
+            f"whose shape is {fmt_shape(x.shape)}"
+        )
     axis %= x.ndim
     n = x.shape[axis]
     axes = [a for a in range(x.ndim) if a != axis]
@@ -70,7 +82,7 @@ def batchnorm(ctx, x, *, eps=1e-5, momentum=0.1, affine=True, axis=1):
         else:
             y, mean, var = _normalize(ctx, x, axes, eps)
             count = ctx.apply("count", x, axis=axes)
-        unbiased = count / ctx.apply("maximum", count - 1, 1.0)        # the running variance is unbiased
+        unbiased = count / ctx.apply("maximum", count - 1, 1.0)  # the running variance is unbiased
         batch_mean, batch_var = (ctx.apply("squeeze", v, axis=axes) for v in (mean, var))
         ctx.update(running_mean, (1 - momentum) * running_mean + momentum * batch_mean)
         ctx.update(running_var, (1 - momentum) * running_var + (momentum * unbiased) * batch_var)
@@ -89,8 +101,9 @@ def _per_feature(ctx, v, x, axis):
     return ctx.apply("reshape", v, shape=[v.shape[0]] + [1] * trailing) if trailing else v
 
 
-@LAYERS.register("dropout", {"rate": {**FRACTION, "description": "probability that an entry is zeroed"}},
-                 required=["rate"])
+@LAYERS.register(
+    "dropout", {"rate": {**FRACTION, "description": "probability that an entry is zeroed"}}, required=["rate"]
+)
 def dropout(ctx, x, *, rate):
     """entries zeroed with probability rate in training (the rest scaled by 1 / (1 - rate)); identity in eval
 

@@ -1,4 +1,5 @@
 """Recurrent layers over fixed-length sequences [B, T, D], unrolled into ops at build time: lstm, gru."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +8,10 @@ from specgrad.engine.ops.registry import fmt_shape
 from specgrad.model.layers.base import LAYERS, LayerError
 from specgrad.model.layers.dense import UNITS
 
-RETURN_SEQUENCES = {"type": "boolean",
-                    "description": "output every step's hidden state [B, T, units] (default true) or only the "
-                                   "last one [B, units]"}
+RETURN_SEQUENCES = {
+    "type": "boolean",
+    "description": "output every step's hidden state [B, T, units] (default true) or only the last one [B, units]",
+}
 
 
 def _check(x, layer):
@@ -21,10 +23,9 @@ def _steps(ctx, x):
     """The per-step slices x[:, t, :] as nodes [B, D]. Each step's input projection is its own matmul: slicing
     one projection of the whole sequence would make every step's backward pass write a [B, T, gates] zero
     array (quadratic in T), where slices of a data input need no backward pass at all."""
-    if x.op == "stack" and x.attrs.get("axis") == 1:      # a recurrent layer's output: its steps as they were
+    if x.op == "stack" and x.attrs.get("axis") == 1:  # a recurrent layer's output: its steps as they were
         return list(x.inputs)
-    return [ctx.apply("squeeze", ctx.apply("slice", x, axis=1, start=t, stop=t + 1), axis=1)
-            for t in range(x.shape[1])]
+    return [ctx.apply("squeeze", ctx.apply("slice", x, axis=1, start=t, stop=t + 1), axis=1) for t in range(x.shape[1])]
 
 
 def _gates(ctx, z, n, units):

@@ -5,12 +5,13 @@ checks it with ``onnx.checker``, runs it with onnxruntime on the run's held-out 
 outputs with ``specgrad predict``'s before it writes the file. onnx and onnxruntime are the optional extra
 ``specgrad[onnx]``. Each op's lowering sits beside its forward in the registry (specgrad/engine/ops/).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -24,9 +25,9 @@ from specgrad.run.evaluate import load_run, predict
 from specgrad.run.runlog import spec_hash
 
 DEFAULT_OPSET = 17
-OPSETS = range(13, 22)          # the opsets every lowering is written and tested for
-CHECK_ROWS = 512                # held-out samples the onnxruntime check runs
-TOLERANCE = {"float32": 1e-5, "float64": 1e-9}   # relative to an output's largest magnitude
+OPSETS = range(13, 22)  # the opsets every lowering is written and tested for
+CHECK_ROWS = 512  # held-out samples the onnxruntime check runs
+TOLERANCE = {"float32": 1e-5, "float64": 1e-9}  # relative to an output's largest magnitude
 EXTRA = "pip install 'specgrad[onnx]'"
 
 
@@ -43,14 +44,17 @@ class Exported:
     path: Path
     opset: int
     step: int
-    checked_rows: int               # held-out samples onnxruntime ran (0: the data could not be read)
+    checked_rows: int  # held-out samples onnxruntime ran (0: the data could not be read)
     split: str | None
-    max_error: float                # largest relative difference from specgrad predict's outputs
+    max_error: float  # largest relative difference from specgrad predict's outputs
 
     def summary(self) -> str:
-        check = (f"; onnxruntime matches specgrad predict on {self.checked_rows} {self.split} samples "
-                 f"(largest relative difference {self.max_error:.1e})" if self.checked_rows else
-                 "; not compared with specgrad predict (the run's data could not be read)")
+        check = (
+            f"; onnxruntime matches specgrad predict on {self.checked_rows} {self.split} samples "
+            f"(largest relative difference {self.max_error:.1e})"
+            if self.checked_rows
+            else "; not compared with specgrad predict (the run's data could not be read)"
+        )
         return f"wrote {self.path} (checkpoint step {self.step}, opset {self.opset}){check}"
 
 
@@ -64,8 +68,14 @@ def require_onnx():
     return onnx, onnxruntime
 
 
-def export_onnx(run_dir: Path, output: Path | None = None, *, checkpoint: int | None = None,
-                opset: int = DEFAULT_OPSET, warn: Callable[[str], None] = lambda message: None) -> Exported:
+def export_onnx(
+    run_dir: Path,
+    output: Path | None = None,
+    *,
+    checkpoint: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    warn: Callable[[str], None] = lambda message: None,
+) -> Exported:
     """Write the run's model as ONNX to ``output`` (default RUN_DIR/model.onnx) after checking it; raises
     ExportError, SpecError (an op without a lowering, at its spec line), RunFileError or CheckpointError."""
 
@@ -94,11 +104,24 @@ def build(run, opset: int = DEFAULT_OPSET):
     decode = DECODERS.get(loss)
     if decode is None and make_loss(spec.data["loss"]).decode is not None:
         raise ExportError(f"the '{loss}' loss decodes its predictions, and that decoding has no ONNX form")
-    metadata = {"specgrad.spec_name": spec.data["name"], "specgrad.spec_hash": spec_hash(spec.data),
-                "specgrad.checkpoint_step": str(run.step), "specgrad.version": __version__,
-                "specgrad.dtype": str(model.eval.prediction.dtype)}
-    return to_onnx(model.eval, run.params, run.state, run.standardizer.stats, model_inputs(run.spec),
-                   spec.data["model"]["output"], decode, opset, metadata)
+    metadata = {
+        "specgrad.spec_name": spec.data["name"],
+        "specgrad.spec_hash": spec_hash(spec.data),
+        "specgrad.checkpoint_step": str(run.step),
+        "specgrad.version": __version__,
+        "specgrad.dtype": str(model.eval.prediction.dtype),
+    }
+    return to_onnx(
+        model.eval,
+        run.params,
+        run.state,
+        run.standardizer.stats,
+        model_inputs(run.spec),
+        spec.data["model"]["output"],
+        decode,
+        opset,
+        metadata,
+    )
 
 
 def model_inputs(spec) -> list[str]:
@@ -126,8 +149,10 @@ def check_against_predict(run, model_bytes: bytes, warn) -> tuple[str | None, in
         error = relative_difference(got[name], want)
         worst = max(worst, error)
         if error > TOLERANCE.get(dtype, 1e-5):
-            raise ExportError(f"onnxruntime's '{name}' differs from specgrad predict's by {error:.2e} (relative) "
-                              f"on the {split} split, beyond the {dtype} tolerance {TOLERANCE.get(dtype, 1e-5):.0e}")
+            raise ExportError(
+                f"onnxruntime's '{name}' differs from specgrad predict's by {error:.2e} (relative) "
+                f"on the {split} split, beyond the {dtype} tolerance {TOLERANCE.get(dtype, 1e-5):.0e}"
+            )
     return split, len(next(iter(fields.values()))), worst
 
 
@@ -139,8 +164,12 @@ def run_onnx(model_bytes: bytes, fields: dict[str, np.ndarray]) -> dict[str, np.
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
 
 
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-               "tensor(int32)": np.int32}
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
 
 
 def relative_difference(got: np.ndarray, want: np.ndarray) -> float:

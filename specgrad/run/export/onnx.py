@@ -9,9 +9,10 @@ evaluation-mode one (no dropout, running statistics).
 
 This module imports onnx; ``specgrad.run.export`` imports it only once the ``onnx`` extra is known to be there.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -22,7 +23,7 @@ from specgrad.engine.ir import Node, ancestors
 from specgrad.engine.ops.onnx_lowerings import NotExportable
 from specgrad.engine.ops.registry import REGISTRY
 
-BATCH = "batch"          # the ONNX name of the dynamic batch dimension (the graph's symbolic "B")
+BATCH = "batch"  # the ONNX name of the dynamic batch dimension (the graph's symbolic "B")
 
 
 class Emitter:
@@ -102,13 +103,15 @@ def _dims(shape) -> list:
 # --------------------------------------------------------------------------------- classifier readings
 def _decode_labels(b: Emitter, pred: str, node: Node) -> dict:
     """cross_entropy: the arg max and the softmax of the logits, as predict's ``decode`` gives them."""
-    return {"label": (b.op("ArgMax", pred, axis=-1, keepdims=0), np.dtype(np.int64), node.shape[:-1]),
-            "probability": (b.op("Softmax", pred, axis=-1), node.dtype, node.shape)}
+    return {
+        "label": (b.op("ArgMax", pred, axis=-1, keepdims=0), np.dtype(np.int64), node.shape[:-1]),
+        "probability": (b.op("Softmax", pred, axis=-1), node.dtype, node.shape),
+    }
 
 
 def _decode_binary(b: Emitter, pred: str, node: Node) -> dict:
     """binary_cross_entropy: logit > 0, and the sigmoid as predict computes it, (1 + tanh(z / 2)) / 2."""
-    c = lambda v: b.const(v, node.dtype)                                     # noqa: E731
+    c = lambda v: b.const(v, node.dtype)  # noqa: E731
     label = b.cast(b.op("Greater", pred, c(0)), np.int64)
     probability = b.op("Mul", c(0.5), b.op("Add", c(1), b.op("Tanh", b.op("Div", pred, c(2)))))
     return {"label": (label, np.dtype(np.int64), node.shape), "probability": (probability, node.dtype, node.shape)}
@@ -136,8 +139,17 @@ def unexportable(nodes) -> list[Diagnostic]:
     return problems
 
 
-def to_onnx(forward, params: dict, state: dict, standardize: dict, inputs: list[str], output: str,
-            decode: Callable | None, opset: int, metadata: dict[str, str]) -> onnx.ModelProto:
+def to_onnx(
+    forward,
+    params: dict,
+    state: dict,
+    standardize: dict,
+    inputs: list[str],
+    output: str,
+    decode: Callable | None,
+    opset: int,
+    metadata: dict[str, str],
+) -> onnx.ModelProto:
     """The ONNX model computing ``forward.prediction`` from the raw ``inputs``.
 
     ``forward``: the model's evaluation-mode graph; ``params`` and ``state``: their arrays; ``standardize``:
@@ -163,10 +175,16 @@ def to_onnx(forward, params: dict, state: dict, standardize: dict, inputs: list[
         elif node.op == "input" and node.id in state_nodes:
             values[node.id] = b.initializer(node.name, np.asarray(state[state_nodes[node.id]], node.dtype))
         elif node.op == "input":
-            raise SpecError([Diagnostic(f"the prediction reads '{node.name}', which is not a model input, "
-                                        f"and cannot be exported", node.loc)])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        f"the prediction reads '{node.name}', which is not a model input, and cannot be exported",
+                        node.loc,
+                    )
+                ]
+            )
         elif node.op == "const":
-            if node.dtype is not None:               # a Python number is made per use, in its user's dtype
+            if node.dtype is not None:  # a Python number is made per use, in its user's dtype
                 values[node.id] = b.const(node.value, node.dtype)
         else:
             args = [values[x.id] if x.id in values else b.const(x.value, node.dtype) for x in node.inputs]
@@ -183,12 +201,17 @@ def to_onnx(forward, params: dict, state: dict, standardize: dict, inputs: list[
     for name, (value, dtype, shape) in outs.items():
         b.nodes.append(helper.make_node("Identity", [value], [name]))
         graph_outputs.append(helper.make_tensor_value_info(name, _tensor_type(dtype), _dims(shape)))
-    graph = helper.make_graph(b.nodes, metadata.get("specgrad.spec_name", "model"), graph_inputs, graph_outputs,
-                              initializer=b.initializers)
+    graph = helper.make_graph(
+        b.nodes, metadata.get("specgrad.spec_name", "model"), graph_inputs, graph_outputs, initializer=b.initializers
+    )
     opsets = [helper.make_opsetid("", opset)]
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="specgrad",
-                              producer_version=metadata.get("specgrad.version", ""),
-                              ir_version=helper.find_min_ir_version_for(opsets))
+    model = helper.make_model(
+        graph,
+        opset_imports=opsets,
+        producer_name="specgrad",
+        producer_version=metadata.get("specgrad.version", ""),
+        ir_version=helper.find_min_ir_version_for(opsets),
+    )
     helper.set_model_props(model, metadata)
     return model
 

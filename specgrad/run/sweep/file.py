@@ -6,6 +6,7 @@ rather than when its trial starts.
 
 A trial's spec is the base spec, then ``set``, then the trial's parameter values, each set at its spec path
 (``optimizer.lr``, ``model.nodes.0.h.units``) exactly like ``--set``, but located in the sweep file."""
+
 from __future__ import annotations
 
 import itertools
@@ -37,7 +38,9 @@ def sweep_schema() -> dict:
     """The JSON Schema (draft 2020-12) of sweep files, from the sampler and pruner registries."""
     bound = {"type": "array", "minItems": 2, "maxItems": 2}
     param = {
-        "type": "object", "additionalProperties": False, "minProperties": 1,
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
         "description": "one of choice, int or float; a range may be on a log scale or stepped",
         "properties": {
             "choice": {"type": "array", "minItems": 1, "description": "the values to try (a grid sampler's grid)"},
@@ -56,26 +59,48 @@ def sweep_schema() -> dict:
         "required": ["sweep", "spec", "params", "objective"],
         "properties": {
             "sweep": {"const": FORMAT_VERSION, "description": "sweep format version"},
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                     "description": "the study's name (default: the file's name without .yaml)"},
+            "name": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                "description": "the study's name (default: the file's name without .yaml)",
+            },
             "spec": {"type": "string", "minLength": 1, "description": "the base spec, relative to this file"},
             "seed": {"type": "integer", "minimum": 0, "description": "seeds the sampler (default 0)"},
-            "set": {"type": "object", "description": "spec values every trial shares, by spec path "
-                    "(like --set): {train.epochs: 20}"},
-            "params": {"type": "object", "minProperties": 1, "additionalProperties": param,
-                       "description": "the values to vary, by spec path: {optimizer.lr: {float: [1.0e-4, 1.0e-1], "
-                                      "log: true}}"},
+            "set": {
+                "type": "object",
+                "description": "spec values every trial shares, by spec path (like --set): {train.epochs: 20}",
+            },
+            "params": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": param,
+                "description": "the values to vary, by spec path: {optimizer.lr: {float: [1.0e-4, 1.0e-1], log: true}}",
+            },
             "objective": {
-                "type": "object", "additionalProperties": False, "required": ["metric", "mode"],
-                "properties": {"metric": {"type": "string", "pattern": "^(train|val|test)\\.[A-Za-z0-9_]+$",
-                                          "description": "SPLIT.METRIC from the run's summary, e.g. val.accuracy"},
-                               "mode": {"enum": ["min", "max"]}}},
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["metric", "mode"],
+                "properties": {
+                    "metric": {
+                        "type": "string",
+                        "pattern": "^(train|val|test)\\.[A-Za-z0-9_]+$",
+                        "description": "SPLIT.METRIC from the run's summary, e.g. val.accuracy",
+                    },
+                    "mode": {"enum": ["min", "max"]},
+                },
+            },
             "sampler": SAMPLERS.schema(),
             "pruner": PRUNERS.schema(),
-            "trials": {"type": "integer", "minimum": 1, "description": "trials to finish (default: the grid's "
-                       "size for a grid sampler, else 20)"},
-            "workers": {"type": "integer", "minimum": 1, "description": "worker processes on this machine "
-                        "(default 1; --workers overrides)"},
+            "trials": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "trials to finish (default: the grid's size for a grid sampler, else 20)",
+            },
+            "workers": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "worker processes on this machine (default 1; --workers overrides)",
+            },
         },
     }
 
@@ -83,16 +108,18 @@ def sweep_schema() -> dict:
 @lru_cache(maxsize=1)
 def _validator():
     from jsonschema import Draft202012Validator
+
     return Draft202012Validator(sweep_schema())
 
 
 @dataclass(frozen=True)
 class Param:
     """One varied value: a spec path and its choices or range."""
-    name: str                   # the spec path as written: "optimizer.lr"
+
+    name: str  # the spec path as written: "optimizer.lr"
     path: tuple
-    kind: str                   # "choice", "int" or "float"
-    loc: Location               # where its definition is written
+    kind: str  # "choice", "int" or "float"
+    loc: Location  # where its definition is written
     choices: tuple = ()
     low: float = 0
     high: float = 0
@@ -122,19 +149,20 @@ class Param:
 @dataclass
 class Sweep:
     """A loaded, checked sweep file."""
+
     file: str
     doc: Document
     name: str
-    spec: str                   # the base spec's path
+    spec: str  # the base spec's path
     params: list[Param]
-    metric: str                 # "val.accuracy"
-    mode: str                   # "min" or "max"
+    metric: str  # "val.accuracy"
+    mode: str  # "min" or "max"
     trials: int
     workers: int
     seed: int
     sampler: dict
     pruner: dict
-    fixed: list = field(default_factory=list)     # (path, value, Location) from `set`
+    fixed: list = field(default_factory=list)  # (path, value, Location) from `set`
 
     @property
     def split(self) -> str:
@@ -170,7 +198,7 @@ class Sweep:
 
 def is_sweep_file(path) -> bool:
     """Whether ``path`` holds a sweep (a top-level ``sweep:`` key) rather than a spec."""
-    head = read_head(path, 65536)         # a FIFO or a device is no sweep file, and must not block
+    head = read_head(path, 65536)  # a FIFO or a device is no sweep file, and must not block
     return head is not None and re.search(rb"(?m)^sweep\s*:", head) is not None
 
 
@@ -182,14 +210,17 @@ def load_sweep(path) -> Sweep:
     if errors:
         raise SpecError(errors)
     data = doc.data
-    assert isinstance(data, dict)          # the schema above takes only a mapping
+    assert isinstance(data, dict)  # the schema above takes only a mapping
     params, diags = [], []
     for name, definition in data["params"].items():
         loc = doc.loc(("params", name))
         spec_path = parse_path(name)
         if any(p == "" for p in spec_path):
-            diags.append(Diagnostic(f"'{name}' is not a spec path (dotted names, e.g. optimizer.lr)",
-                                    doc.key_loc(("params", name))))
+            diags.append(
+                Diagnostic(
+                    f"'{name}' is not a spec path (dotted names, e.g. optimizer.lr)", doc.key_loc(("params", name))
+                )
+            )
             continue
         param, problems = _param(name, spec_path, definition, loc)
         diags += [Diagnostic(m, doc.loc(("params", name, *where))) for where, m in problems]
@@ -208,8 +239,11 @@ def load_sweep(path) -> Sweep:
     if sampler["type"] == "grid":
         for p in params:
             if p.kind != "choice":
-                diags.append(Diagnostic(f"the grid sampler needs a list of values for '{p.name}': write "
-                                        f"{{choice: [...]}}", p.loc))
+                diags.append(
+                    Diagnostic(
+                        f"the grid sampler needs a list of values for '{p.name}': write {{choice: [...]}}", p.loc
+                    )
+                )
     grid_size = math.prod(len(p.choices) for p in params) if sampler["type"] == "grid" else None
     trials = data.get("trials", grid_size or 20)
     spec = os.path.normpath(os.path.join(os.path.dirname(os.fsdecode(path)), data["spec"]))
@@ -219,8 +253,21 @@ def load_sweep(path) -> Sweep:
         raise SpecError(diags)
     name = data.get("name") or Path(path).stem
     metric = data["objective"]["metric"]
-    return Sweep(os.fsdecode(path), doc, name, spec, params, metric, data["objective"]["mode"], trials,
-                 data.get("workers", 1), data.get("seed", 0), sampler, pruner, fixed)
+    return Sweep(
+        os.fsdecode(path),
+        doc,
+        name,
+        spec,
+        params,
+        metric,
+        data["objective"]["mode"],
+        trials,
+        data.get("workers", 1),
+        data.get("seed", 0),
+        sampler,
+        pruner,
+        fixed,
+    )
 
 
 def _normalize(value) -> dict:
@@ -231,8 +278,13 @@ def _param(name: str, path: tuple, d: dict, loc: Location):
     """(Param or None, [(subpath, message)]) for one entry of ``params``."""
     kinds = [k for k in ("choice", "int", "float") if k in d]
     if len(kinds) != 1:
-        return None, [((), f"'{name}' needs exactly one of choice, int and float"
-                          + (f"; it has {', '.join(kinds)}" if kinds else ""))]
+        return None, [
+            (
+                (),
+                f"'{name}' needs exactly one of choice, int and float"
+                + (f"; it has {', '.join(kinds)}" if kinds else ""),
+            )
+        ]
     kind = kinds[0]
     problems: list[tuple[tuple[str | int, ...], str]] = []
     if kind == "choice":
@@ -305,10 +357,13 @@ def check_sweep(path) -> tuple[bool, list[Diagnostic]]:
             if d.severity == "error" and (d.message, d.location) not in seen:
                 seen.add((d.message, d.location))
                 # an error in the base spec names the sweep's place too, so both ends can be found
-                where = "" if d.location and d.location.file == sweep.file else f"; params at {sweep.doc.loc(('params',))}"
+                where = (
+                    "" if d.location and d.location.file == sweep.file else f"; params at {sweep.doc.loc(('params',))}"
+                )
                 diags.append(Diagnostic(f"{d.message} [with {shown}{where}]", d.location))
-    diags.sort(key=lambda d: (0, "", 0, 0) if d.location is None else (1, d.location.file, d.location.line,
-                                                                     d.location.col))
+    diags.sort(
+        key=lambda d: (0, "", 0, 0) if d.location is None else (1, d.location.file, d.location.line, d.location.col)
+    )
     return not any(d.severity == "error" for d in diags), diags
 
 
@@ -316,23 +371,42 @@ def objective_diagnostics(sweep: Sweep, base: Document) -> list[Diagnostic]:
     """The objective names a split the base spec makes and a metric it computes; pruning has the
     per-evaluation values it needs."""
     data = base.data
-    assert isinstance(data, dict)          # check_sweep validated it: a mapping
+    assert isinstance(data, dict)  # check_sweep validated it: a mapping
     out: list[Diagnostic] = []
     split, metric = sweep.split, sweep.metric_name
     where = sweep.doc.loc(("objective", "metric"))
     if split != "train" and not (data["data"].get("split") or {}).get(split):
-        out.append(Diagnostic(f"the objective {sweep.metric} needs a {split} split: the spec "
-                              f"{sweep.spec} has no data.split.{split}", where))
+        out.append(
+            Diagnostic(
+                f"the objective {sweep.metric} needs a {split} split: the spec {sweep.spec} has no data.split.{split}",
+                where,
+            )
+        )
     known = ["loss", *(metric_name(m) for m in data.get("metrics", []))]
     if metric not in known:
-        out.append(Diagnostic(f"the spec does not compute '{metric}'; the objective can be one of "
-                              f"{', '.join(split + '.' + k for k in known)}", where))
+        out.append(
+            Diagnostic(
+                f"the spec does not compute '{metric}'; the objective can be one of "
+                f"{', '.join(split + '.' + k for k in known)}",
+                where,
+            )
+        )
     if sweep.pruner["type"] != "none":
         at = sweep.doc.loc(("pruner",))
         if split != "val":
-            out.append(Diagnostic("pruning compares trials on their validation evaluations: the objective "
-                                  f"must be a val metric, not {sweep.metric}", at))
+            out.append(
+                Diagnostic(
+                    "pruning compares trials on their validation evaluations: the objective "
+                    f"must be a val metric, not {sweep.metric}",
+                    at,
+                )
+            )
         elif not (data["train"].get("validation") or {}):
-            out.append(Diagnostic("pruning needs the spec to evaluate as it trains: set train.validation "
-                                  "(e.g. in the sweep's set: {train.validation.every: 50})", at))
+            out.append(
+                Diagnostic(
+                    "pruning needs the spec to evaluate as it trains: set train.validation "
+                    "(e.g. in the sweep's set: {train.validation.every: 50})",
+                    at,
+                )
+            )
     return out

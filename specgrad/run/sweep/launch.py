@@ -2,6 +2,7 @@
 processes and watch the study until they are done. The workers do the work (specgrad/run/sweep/worker.py);
 this process only starts them and reads the database, so the same command run on several machines against
 one ``--storage`` is a sweep across machines."""
+
 from __future__ import annotations
 
 import os
@@ -35,9 +36,9 @@ POLL_S = 0.5
 class Outcome:
     sweep_dir: Path
     counts: dict
-    best: dict | None            # {"number", "value", "params", "run_dir"}
+    best: dict | None  # {"number", "value", "params", "run_dir"}
     worker_codes: list[int]
-    retried: int                 # orphans of a killed sweep, retried on this start
+    retried: int  # orphans of a killed sweep, retried on this start
 
 
 def best_trial(trials, sweep: Sweep, sweep_dir: Path) -> dict | None:
@@ -46,12 +47,21 @@ def best_trial(trials, sweep: Sweep, sweep_dir: Path) -> dict | None:
     if not done:
         return None
     best = (max if sweep.mode == "max" else min)(done, key=lambda t: t.value)
-    return {"number": best.number, "value": best.value, "params": best.params,
-            "run_dir": str(sweep_dir / best.user_attrs.get(RUN_DIR, run_dir_name(best.number)))}
+    return {
+        "number": best.number,
+        "value": best.value,
+        "params": best.params,
+        "run_dir": str(sweep_dir / best.user_attrs.get(RUN_DIR, run_dir_name(best.number))),
+    }
 
 
-def run_sweep(sweep: Sweep, workers: int | None = None, storage: str | None = None, sweep_dir: Path | None = None,
-              on_update: Callable[[list, dict, dict | None], None] = lambda trials, counts, best: None) -> Outcome:
+def run_sweep(
+    sweep: Sweep,
+    workers: int | None = None,
+    storage: str | None = None,
+    sweep_dir: Path | None = None,
+    on_update: Callable[[list, dict, dict | None], None] = lambda trials, counts, best: None,
+) -> Outcome:
     """Run ``sweep`` to its number of trials with ``workers`` processes here (default: the sweep file's)."""
     sweep_dir = Path(sweep_dir or default_dir(sweep))
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -80,19 +90,31 @@ def run_sweep(sweep: Sweep, workers: int | None = None, storage: str | None = No
         trials = study.get_trials(deepcopy=False)
         counts = tally(trials, sweep.trials)
         on_update(trials, counts, best_trial(trials, sweep, sweep_dir))
-        return Outcome(sweep_dir, counts, best_trial(trials, sweep, sweep_dir), [p.returncode for p in procs],
-                       retried)
+        return Outcome(sweep_dir, counts, best_trial(trials, sweep, sweep_dir), [p.returncode for p in procs], retried)
 
 
 def _start_workers(sweep: Sweep, sweep_dir: Path, url: str, n: int) -> list[subprocess.Popen]:
-    env = {**os.environ, **dict.fromkeys(BLAS_ENV, "1"), "SPECGRAD_SWEEP_PARENT": str(os.getpid()),
-           "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "specgrad.run.sweep.worker", sweep.file, "--dir", str(sweep_dir),
-               "--storage", url, "--trials", str(sweep.trials)]
-    log = open(sweep_dir / "workers.log", "a", encoding="utf-8")     # a worker's own errors, if it has any
+    env = {
+        **os.environ,
+        **dict.fromkeys(BLAS_ENV, "1"),
+        "SPECGRAD_SWEEP_PARENT": str(os.getpid()),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "specgrad.run.sweep.worker",
+        sweep.file,
+        "--dir",
+        str(sweep_dir),
+        "--storage",
+        url,
+        "--trials",
+        str(sweep.trials),
+    ]
+    log = open(sweep_dir / "workers.log", "a", encoding="utf-8")  # a worker's own errors, if it has any
     try:
-        return [subprocess.Popen(command, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-                for _ in range(n)]
+        return [subprocess.Popen(command, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL) for _ in range(n)]
     finally:
         log.close()
 
@@ -100,13 +122,15 @@ def _start_workers(sweep: Sweep, sweep_dir: Path, url: str, n: int) -> list[subp
 def _forward_signals(procs):
     """SIGTERM to the sweep reaches its workers, which checkpoint their trials and stop. (Ctrl-C reaches
     them from the terminal already.) Returns the function that restores the handlers."""
+
     def handle(signum, frame):
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
+
     try:
         previous = signal.signal(signal.SIGTERM, handle)
-    except ValueError:              # not the main thread
+    except ValueError:  # not the main thread
         return lambda: None
     return lambda: signal.signal(signal.SIGTERM, previous)
 

@@ -2,6 +2,7 @@
 Optuna object it makes. The sweep schema is generated from these registries, so a setting Optuna would
 reject with a TypeError is refused, located, by ``specgrad validate`` instead. Optuna is imported only
 when an object is made (``specgrad[sweep]``)."""
+
 from __future__ import annotations
 
 from specgrad.base.components import POSITIVE, Registry
@@ -28,10 +29,17 @@ class SweepDependencyError(Exception):
     """An optional package a sweep needs is missing; the message names the extra."""
 
 
-@SAMPLERS.register("tpe", {"n_startup_trials": STARTUP,
-                           "multivariate": {"type": "boolean", "description": "model the parameters jointly"},
-                           "constant_liar": {"type": "boolean", "description": "avoid proposing what running "
-                                             "trials already try (good with many workers)"}})
+@SAMPLERS.register(
+    "tpe",
+    {
+        "n_startup_trials": STARTUP,
+        "multivariate": {"type": "boolean", "description": "model the parameters jointly"},
+        "constant_liar": {
+            "type": "boolean",
+            "description": "avoid proposing what running trials already try (good with many workers)",
+        },
+    },
+)
 def _tpe(seed=None, space=None, **settings):
     """Tree-structured Parzen estimator: Optuna's default, good for most searches."""
     return optuna_module().samplers.TPESampler(seed=seed, **settings)
@@ -55,8 +63,13 @@ def _bruteforce(seed=None, space=None):
     return optuna_module().samplers.BruteForceSampler(seed=seed)
 
 
-@SAMPLERS.register("qmc", {"qmc_type": {"enum": ["sobol", "halton"], "description": "the low-discrepancy sequence"},
-                           "scramble": {"type": "boolean"}})
+@SAMPLERS.register(
+    "qmc",
+    {
+        "qmc_type": {"enum": ["sobol", "halton"], "description": "the low-discrepancy sequence"},
+        "scramble": {"type": "boolean"},
+    },
+)
 def _qmc(seed=None, space=None, **settings):
     """Quasi-Monte Carlo: evenly spread points (Sobol or Halton)."""
     return optuna_module().samplers.QMCSampler(seed=seed, **settings)
@@ -91,32 +104,48 @@ def _none():
     return optuna_module().pruners.NopPruner()
 
 
-@PRUNERS.register("median", {"n_startup_trials": STARTUP_TRIALS, "n_warmup_steps": WARMUP,
-                             "interval_steps": INTERVAL})
+@PRUNERS.register("median", {"n_startup_trials": STARTUP_TRIALS, "n_warmup_steps": WARMUP, "interval_steps": INTERVAL})
 def _median(**settings):
     """Stop a trial whose value is worse than the median of earlier trials at the same step."""
     return optuna_module().pruners.MedianPruner(**settings)
 
 
-@PRUNERS.register("percentile", {"percentile": {"type": "number", "minimum": 0, "maximum": 100},
-                                 "n_startup_trials": STARTUP_TRIALS, "n_warmup_steps": WARMUP,
-                                 "interval_steps": INTERVAL}, required=["percentile"])
+@PRUNERS.register(
+    "percentile",
+    {
+        "percentile": {"type": "number", "minimum": 0, "maximum": 100},
+        "n_startup_trials": STARTUP_TRIALS,
+        "n_warmup_steps": WARMUP,
+        "interval_steps": INTERVAL,
+    },
+    required=["percentile"],
+)
 def _percentile(**settings):
     """Stop a trial worse than the given percentile of earlier trials at the same step."""
     return optuna_module().pruners.PercentilePruner(**settings)
 
 
-@PRUNERS.register("successive_halving", {"min_resource": {"type": "integer", "minimum": 1},
-                                         "reduction_factor": {"type": "integer", "minimum": 2},
-                                         "min_early_stopping_rate": COUNT})
+@PRUNERS.register(
+    "successive_halving",
+    {
+        "min_resource": {"type": "integer", "minimum": 1},
+        "reduction_factor": {"type": "integer", "minimum": 2},
+        "min_early_stopping_rate": COUNT,
+    },
+)
 def _halving(**settings):
     """Asynchronous successive halving: keep the best 1/reduction_factor at each rung."""
     return optuna_module().pruners.SuccessiveHalvingPruner(**settings)
 
 
-@PRUNERS.register("hyperband", {"min_resource": {"type": "integer", "minimum": 1},
-                                "max_resource": {"type": "integer", "minimum": 1},
-                                "reduction_factor": {"type": "integer", "minimum": 2}})
+@PRUNERS.register(
+    "hyperband",
+    {
+        "min_resource": {"type": "integer", "minimum": 1},
+        "max_resource": {"type": "integer", "minimum": 1},
+        "reduction_factor": {"type": "integer", "minimum": 2},
+    },
+)
 def _hyperband(**settings):
     """Hyperband: successive halving over several budgets."""
     return optuna_module().pruners.HyperbandPruner(**settings)
@@ -128,9 +157,7 @@ def _threshold(**settings):
     return optuna_module().pruners.ThresholdPruner(**settings)
 
 
-@PRUNERS.register("patient", {"patience": COUNT, "min_delta": {"type": "number", "minimum": 0}},
-                  required=["patience"])
+@PRUNERS.register("patient", {"patience": COUNT, "min_delta": {"type": "number", "minimum": 0}}, required=["patience"])
 def _patient(**settings):
     """Stop a trial that has not improved for `patience` reports."""
     return optuna_module().pruners.PatientPruner(None, **settings)
-

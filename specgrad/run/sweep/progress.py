@@ -1,5 +1,6 @@
 """What ``specgrad sweep`` shows while it runs: on a terminal, a rich panel (trials done, running, pruned,
 failed, the best so far); piped, one plain line per trial that ends."""
+
 from __future__ import annotations
 
 import sys
@@ -14,9 +15,11 @@ def _params(params: dict) -> str:
 
 
 def _line(counts: dict, best: dict | None, metric: str) -> str:
-    text = (f"{counts['done'] + counts['pruned'] + counts['failed']}/{counts['target']} finished "
-            f"({counts['done']} completed, {counts['pruned']} pruned, {counts['failed']} failed), "
-            f"{counts['running']} running")
+    text = (
+        f"{counts['done'] + counts['pruned'] + counts['failed']}/{counts['target']} finished "
+        f"({counts['done']} completed, {counts['pruned']} pruned, {counts['failed']} failed), "
+        f"{counts['running']} running"
+    )
     if best:
         text += f"; best {metric} {best['value']:.6g} (trial {best['number']})"
     return text
@@ -31,6 +34,7 @@ class SweepView:
         self.seen: dict[int, object] = {}
         if not quiet and (sys.stdout.isatty() if live is None else live):
             from rich.live import Live
+
             self.live = Live(auto_refresh=False, transient=False)
 
     def __enter__(self):
@@ -69,17 +73,24 @@ class SweepView:
 
     def _panel(self, trials, counts: dict, best: dict | None):
         from rich.table import Table
+
         S = trial_states()
-        table = Table(title=f"sweep {self.sweep.name}: {_line(counts, best, self.sweep.metric)}",
-                      title_justify="left")
+        table = Table(title=f"sweep {self.sweep.name}: {_line(counts, best, self.sweep.metric)}", title_justify="left")
         for column in ("trial", "state", self.sweep.metric, "params"):
             table.add_column(column)
-        shown = [t for t in trials if t.state == S.RUNNING] + \
-                [t for t in trials if t.state != S.RUNNING and t.state != S.WAITING][-8:]
+        shown = [t for t in trials if t.state == S.RUNNING] + [
+            t for t in trials if t.state != S.RUNNING and t.state != S.WAITING
+        ][-8:]
         for t in shown:
-            value = f"{t.value:.6g}" if t.value is not None else \
-                (f"{t.intermediate_values[max(t.intermediate_values)]:.6g} @ {max(t.intermediate_values)}"
-                 if t.intermediate_values else "")
+            value = (
+                f"{t.value:.6g}"
+                if t.value is not None
+                else (
+                    f"{t.intermediate_values[max(t.intermediate_values)]:.6g} @ {max(t.intermediate_values)}"
+                    if t.intermediate_values
+                    else ""
+                )
+            )
             star = " *" if best and t.number == best["number"] else ""
             table.add_row(str(t.number), t.state.name.lower() + star, value, _params(t.params))
         return table

@@ -13,6 +13,7 @@ here, which every worker applies:
   surplus trial (one that two workers' concurrent asks made one too many, failed at once). So trials
   finished are never rerun and nothing is counted twice.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -45,6 +46,7 @@ def open_study(sweep: Sweep, storage_url: str):
     """The sweep's study in ``storage_url``, created on first use. Heartbeats let any worker anywhere fail
     and retry the trials of a worker that died."""
     import warnings
+
     optuna = optuna_module()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # heartbeats are marked experimental; they are what lets a killed worker's trial be retried
@@ -57,17 +59,29 @@ def open_study(sweep: Sweep, storage_url: str):
         try:
             _prepare_sqlite(storage_url)
             storage = optuna.storages.RDBStorage(
-                storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=retry_orphan, engine_kwargs=_engine_kwargs(storage_url))
+                storage_url,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=retry_orphan,
+                engine_kwargs=_engine_kwargs(storage_url),
+            )
             _fast_commits(storage)
-            return optuna.create_study(study_name=sweep.name, storage=storage, sampler=sweep.make_sampler(),
-                                       pruner=sweep.make_pruner(), direction=sweep.direction, load_if_exists=True)
-        except ImportError as e:         # a driver for the URL's database (psycopg2 for postgresql://...)
+            return optuna.create_study(
+                study_name=sweep.name,
+                storage=storage,
+                sampler=sweep.make_sampler(),
+                pruner=sweep.make_pruner(),
+                direction=sweep.direction,
+                load_if_exists=True,
+            )
+        except ImportError as e:  # a driver for the URL's database (psycopg2 for postgresql://...)
             raise StudyError(f"cannot open {_shown(storage_url)}: {e}") from None
-        except Exception as e:           # sqlalchemy's errors: a bad URL, a server that does not answer
+        except Exception as e:  # sqlalchemy's errors: a bad URL, a server that does not answer
             if attempt + 1 == ATTEMPTS or "IntegrityError" not in type(e).__name__ + str(e)[:200]:
-                raise StudyError(f"cannot open the study storage {_shown(storage_url)}: {type(e).__name__}: "
-                                 f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                raise StudyError(
+                    f"cannot open the study storage {_shown(storage_url)}: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''}"
+                ) from None
             time.sleep(0.2 * (attempt + 1))
 
 
@@ -77,9 +91,10 @@ def _with_driver(url: str) -> str:
     if not url.startswith("postgresql://"):
         return url
     import importlib.util
+
     for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
         if importlib.util.find_spec(module) is not None:
-            return f"postgresql+{dialect}://" + url[len("postgresql://"):]
+            return f"postgresql+{dialect}://" + url[len("postgresql://") :]
     raise StudyError("a postgresql:// storage needs a driver: pip install psycopg2-binary (or psycopg)")
 
 
@@ -88,7 +103,8 @@ def _prepare_sqlite(url: str) -> None:
     never block the workers' writes."""
     if url.startswith("sqlite:///"):
         import sqlite3
-        path = url[len("sqlite:///"):]
+
+        path = url[len("sqlite:///") :]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with sqlite3.connect(path, timeout=60) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -104,8 +120,9 @@ def _fast_commits(storage) -> None:
 
     def on_connect(conn, record):
         conn.execute("PRAGMA synchronous=NORMAL")
+
     event.listen(storage.engine, "connect", on_connect)
-    storage.engine.dispose()            # connections made before the listener are closed and remade with it
+    storage.engine.dispose()  # connections made before the listener are closed and remade with it
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -116,6 +133,7 @@ def _engine_kwargs(url: str) -> dict:
 def _shown(url: str) -> str:
     """The URL without its password."""
     import re
+
     return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
 
@@ -144,11 +162,12 @@ def retry_orphan(study, trial) -> None:
     if not is_orphan(trial):
         return
     run_dir = trial.user_attrs.get(RUN_DIR) or run_dir_name(trial.number)
-    held = any(t.user_attrs.get(RUN_DIR) == run_dir and t.state != trial_states().FAIL
-               for t in study.get_trials(deepcopy=False))
+    held = any(
+        t.user_attrs.get(RUN_DIR) == run_dir and t.state != trial_states().FAIL
+        for t in study.get_trials(deepcopy=False)
+    )
     if not held:
-        study.enqueue_trial(trial.params, user_attrs={RUN_DIR: run_dir, RETRY_OF: trial.number},
-                            skip_if_exists=False)
+        study.enqueue_trial(trial.params, user_attrs={RUN_DIR: run_dir, RETRY_OF: trial.number}, skip_if_exists=False)
 
 
 def run_dir_name(number: int) -> str:
@@ -193,9 +212,10 @@ def file_lock(path: Path, blocking: bool = True):
 def tally(trials, target: int) -> dict:
     """Counts for the progress view: done, pruned, failed, running, waiting, slots used, best."""
     S = trial_states()
-    count = {name: sum(t.state == state for t in trials)
-             for name, state in (("done", S.COMPLETE), ("pruned", S.PRUNED), ("running", S.RUNNING),
-                                 ("waiting", S.WAITING))}
+    count = {
+        name: sum(t.state == state for t in trials)
+        for name, state in (("done", S.COMPLETE), ("pruned", S.PRUNED), ("running", S.RUNNING), ("waiting", S.WAITING))
+    }
     count["failed"] = sum(t.state == S.FAIL and ERROR in t.user_attrs for t in trials)
     count["retried"] = sum(is_orphan(t) for t in trials)
     count["slots"] = sum(takes_slot(t) for t in trials)

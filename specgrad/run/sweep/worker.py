@@ -2,6 +2,7 @@
 trains it as an ordinary run directory, reports each validation to the pruner, and tells the result --
 until the study has its trials. Run by ``specgrad sweep`` (``python -m specgrad.run.sweep.worker``); on several
 machines, each machine's ``specgrad sweep`` starts its own workers on the same storage."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,14 @@ from specgrad.spec import Spec
 from specgrad.spec.validate import validate
 
 FINISHED = ("completed", "pruned", "diverged")
-BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-            "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+BLAS_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def one_blas_thread() -> None:
@@ -46,6 +53,7 @@ def one_blas_thread() -> None:
     numpy loads) does it; threadpoolctl covers a BLAS that ignores it."""
     try:
         from threadpoolctl import threadpool_limits
+
         threadpool_limits(1)
     except ImportError:
         pass
@@ -58,8 +66,9 @@ def die_with_parent() -> None:
         return
     import ctypes
     import signal
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
-    if os.getppid() != int(os.environ["SPECGRAD_SWEEP_PARENT"]):   # the parent died before prctl
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(os.environ["SPECGRAD_SWEEP_PARENT"]):  # the parent died before prctl
         os._exit(1)
 
 
@@ -75,10 +84,11 @@ class Worker:
         workers take turns (a file lock) so their asks do not race; across machines a surplus trial is
         failed at once."""
         from optuna.storages import fail_stale_trials
+
         S = trial_states()
         while True:
             with file_lock(self.dir / ".ask.lock"):
-                fail_stale_trials(self.study)            # orphans of dead workers anywhere: failed, retried
+                fail_stale_trials(self.study)  # orphans of dead workers anywhere: failed, retried
                 trials = self.study.get_trials(deepcopy=False)
                 waiting = any(t.state == S.WAITING for t in trials)
                 if waiting or sum(takes_slot(t) for t in trials) < self.target:
@@ -92,14 +102,17 @@ class Worker:
                 running = any(t.state == S.RUNNING for t in trials)
             if not running:
                 return None
-            time.sleep(1.0)          # a running trial may still fail and need a retry
+            time.sleep(1.0)  # a running trial may still fail and need a retry
 
     def _take_over(self, trial) -> None:
         """A retry stands for its orphan in the sampler's bookkeeping too: the grid sampler marks which grid
         point a trial covers in system attributes, which an enqueued trial does not get (and without which
         Optuna's grid sampler fails when the retry is told)."""
-        original = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, trial.user_attrs[RETRY_OF]))
+        original = self.study._storage.get_trial(
+            self.study._storage.get_trial_id_from_study_id_trial_number(
+                self.study._study_id, trial.user_attrs[RETRY_OF]
+            )
+        )
         for key in ("search_space", "grid_id"):
             if key in original.system_attrs:
                 self.study._storage.set_trial_system_attr(trial._trial_id, key, original.system_attrs[key])
@@ -127,7 +140,7 @@ class Worker:
         """Train one trial in its run directory; returns its final state's name."""
         S = trial_states()
         stop_heartbeat = self._heartbeat(trial)
-        self.reported: set[int] = set()        # the steps whose value the pruner has been told
+        self.reported: set[int] = set()  # the steps whose value the pruner has been told
         try:
             assignment = {p.name: p.suggest(trial) for p in self.sweep.params}
             run_name = trial.user_attrs.get(RUN_DIR) or run_dir_name(trial.number)
@@ -136,13 +149,13 @@ class Worker:
             run_dir = self.dir / run_name
             try:
                 summary = self._train(trial, assignment, run_dir)
-            except Exception as e:      # a trial's failure is the study's to record; the worker goes on
+            except Exception as e:  # a trial's failure is the study's to record; the worker goes on
                 message = str(e) if isinstance(e, SpecError) else f"{type(e).__name__}: {e}"
                 trial.set_user_attr(ERROR, message[:2000])
                 self._tell(trial, state=S.FAIL)
                 return "failed"
             status = summary["status"]
-            if status == "interrupted":     # SIGTERM: an orphan to retry, not a failure
+            if status == "interrupted":  # SIGTERM: an orphan to retry, not a failure
                 self._tell(trial, state=S.FAIL)
                 return "interrupted"
             value = summary.get(self.sweep.split, {}).get(self.sweep.metric_name)
@@ -168,10 +181,13 @@ class Worker:
             raise SpecError([d for d in diags if d.severity == "error"])
         spec = Spec(doc, model, diags)
         data = doc.data
-        assert isinstance(data, dict)          # validate() built a model from it: a mapping
+        assert isinstance(data, dict)  # validate() built a model from it: a mapping
         summary = _read_summary(run_dir)
-        if summary and summary.get("status") in FINISHED and \
-                summary.get("spec_hash") == spec_hash({**data, "seed": data.get("seed", 0)}):
+        if (
+            summary
+            and summary.get("status") in FINISHED
+            and summary.get("spec_hash") == spec_hash({**data, "seed": data.get("seed", 0)})
+        ):
             return summary
         resume = bool(list_checkpoints(checkpoints_dir(run_dir)))
         _write_trial(run_dir, self.sweep, trial, assignment)
@@ -205,22 +221,24 @@ class Worker:
             while not stop.is_set():
                 try:
                     storage.record_heartbeat(trial._trial_id)
-                except Exception:       # a missed beat only risks a retry; never kill the trial for it
+                except Exception:  # a missed beat only risks a retry; never kill the trial for it
                     pass
                 stop.wait(HEARTBEAT_S)
+
         thread = threading.Thread(target=beat, daemon=True)
         thread.start()
 
         def stop_beating():
             stop.set()
             thread.join()
+
         return stop_beating
 
     def loop(self) -> int:
         done = 0
         while (trial := self.next_trial()) is not None:
             done += 1
-            if self.run_trial(trial) == "interrupted":      # SIGTERM / Ctrl-C: stop after the checkpoint
+            if self.run_trial(trial) == "interrupted":  # SIGTERM / Ctrl-C: stop after the checkpoint
                 break
         return done
 
@@ -236,10 +254,15 @@ def _read_summary(run_dir: Path) -> dict | None:
 def _write_trial(run_dir: Path, sweep: Sweep, trial, assignment: dict) -> None:
     """trial.json beside the run's files: which study, trial and values made this run directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {"study": sweep.name, "sweep": os.path.abspath(sweep.file), "trial": trial.number,
-              "worker": f"{socket.gethostname()}:{os.getpid()}",
-              "retry_of": trial.user_attrs.get(RETRY_OF), "params": assignment,
-              "objective": {"metric": sweep.metric, "mode": sweep.mode}}
+    record = {
+        "study": sweep.name,
+        "sweep": os.path.abspath(sweep.file),
+        "trial": trial.number,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "retry_of": trial.user_attrs.get(RETRY_OF),
+        "params": assignment,
+        "objective": {"metric": sweep.metric, "mode": sweep.mode},
+    }
     write_atomic(run_dir / "trial.json", json.dumps(record, indent=2) + "\n")
 
 

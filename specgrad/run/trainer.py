@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -170,7 +171,8 @@ class Trainer:
         self.data = self.splits["train"]
         self.batches = Batches(self.data, t.batch_size, t.shuffle, t.drop_last, stream(self.seed, SHUFFLE))
         self.accumulate = t.accumulate
-        self.total_steps = t.steps or max(1, t.epochs * self.batches.per_epoch // self.accumulate)
+        # validation made sure one of steps and epochs is given
+        self.total_steps = t.steps or max(1, (t.epochs or 1) * self.batches.per_epoch // self.accumulate)
         self.params = init_params(self.model, stream(self.seed, INIT))
         self.optimizer = make_optimizer(dict(spec.data["optimizer"]), self.params)
         self.schedule = make_schedule(spec.data.get("schedule"), self.optimizer.lr, self.total_steps)
@@ -263,6 +265,7 @@ class Trainer:
                 self.model, self.params, self.splits["val"], self.spec.settings.metrics, self.train_step.state
             )
         results = dict(self.hooks.validate(step, self.params))
+        assert self.validation is not None  # validating at all means validation settings
         if self.validation.metric not in results:
             raise RunError(
                 f"the validate hook's results at step {step} have no '{self.validation.metric}' "
@@ -400,7 +403,7 @@ class Trainer:
             self.skipped += 1
             self.hooks.on_warning(f"{message}; step skipped")
         k = self.accumulate
-        record = {
+        record: dict[str, Any] = {
             "step": step + 1,
             "epoch": (step * k + k - 1) // self.batches.per_epoch,
             "loss": loss if math.isfinite(loss) else None,
@@ -408,6 +411,7 @@ class Trainer:
             "grad_norm": norm if finite else None,
         }
         if logged:
+            assert norms is not None  # computed for every logged step
             # a finite global norm means finite per-parameter ones: the dict is logged as it is
             record["grad_norms"] = norms if finite else {n: (v if math.isfinite(v) else None) for n, v in norms.items()}
         if not finite:
@@ -420,6 +424,7 @@ class Trainer:
         """Evaluate on the val split after ``step`` steps (into ``record``); the metric and whether it is a
         new best. Updates the best and the patience count."""
         record["val"] = results = self._validate(step)
+        assert self.validation is not None
         value = results[self.validation.metric]
         best = self.best["value"] if self.best else None
         if improved(value, best, self.validation.mode, self.validation.min_delta):
@@ -453,13 +458,14 @@ class Trainer:
         if not resume and self.root:
             write_spec(self.run_dir, self.resolved, __version__)
             self.prepared.save(self.run_dir)  # data.json: what eval / predict need to transform data
+        log: MetricsLog | NullLog
         if self.root:
             log = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start if resume else None)
             log = with_tensorboard(log, self.spec, self.run_dir, start if resume else None)
         else:
             log = NullLog()
         t, k, per_epoch = self.train_cfg, self.accumulate, self.batches.per_epoch
-        patience = self.validation and self.validation.patience
+        patience = self.validation.patience if self.validation is not None else None
         status, step, t0, stopped_early = "completed", start, time.perf_counter(), False
         last_saved = start if resume else None
         stop = _StopFlag()
@@ -477,7 +483,9 @@ class Trainer:
                     if self.sharded:  # a signal any process received stops them all, at one step
                         self.sharded.received = stop.signum
                     done = step + 1
-                    validating = bool(self.validation) and self.validation.due(done, step * k, done * k, per_epoch)
+                    validating = self.validation is not None and self.validation.due(
+                        done, step * k, done * k, per_epoch
+                    )
                     logged = validating or done % t.log_every == 0 or done == self.total_steps
                     record = self._step(step, t.clip, logged)
                     if record is None:
@@ -489,7 +497,7 @@ class Trainer:
                     if validating:
                         value, new_best = self._validation_step(step, record)
                         due = due or new_best
-                        stopped_early = bool(patience) and self.stale >= patience
+                        stopped_early = patience is not None and self.stale >= patience
                         if self.hooks.on_validation(step, record["val"]) and step < self.total_steps:
                             status = "pruned"
                     if logged:
@@ -509,6 +517,7 @@ class Trainer:
                     if pruned:
                         break
                     if stopped_early:
+                        assert self.validation is not None and self.best is not None
                         self.hooks.on_warning(
                             f"early stop at step {step}: no better {self.validation.metric} "
                             f"in {self.stale} evaluations (best at step {self.best['step']})"

@@ -31,9 +31,10 @@ writable base while feeding it; the trainer never does.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from operator import is_
+from typing import Any
 
 import numpy as np
 
@@ -63,16 +64,16 @@ class Plan:
         for n in order:  # constants get slots too, filled once
             if n.id not in slot and (n.id not in self.constants or n.id in needed):
                 slot[n.id] = len(slot)
-        self.template = [None] * len(slot)
+        self.template: list[Any] = [None] * len(slot)
         for nid, value in self.constants.items():
             if nid in slot:
                 self.template[slot[nid]] = value
         self.steps = [Step(n, [slot[x.id] for x in inputs[n.id]], slot[n.id]) for n in nodes]
         # the matrix products of the steps, as their ops declare them: (rule, input shapes, attrs)
-        self._products = [
-            (REGISTRY[n.op].products, [x.shape for x in inputs[n.id]], n.attrs)
+        self._products: list[tuple[Callable, list, dict]] = [
+            (rule, [x.shape for x in inputs[n.id]], n.attrs)
             for n in nodes
-            if REGISTRY[n.op].products is not None
+            if (rule := REGISTRY[n.op].products) is not None
         ]
         self.outputs = [slot[n.id] for n in outputs]
         self.n_slots = len(slot)
@@ -90,14 +91,14 @@ class Plan:
 
         # liveness: slot -> index of the last step that reads it; outputs, feeds, constants and values
         # derived from data alone (reused by the next call) are kept
-        self.last_use = defaultdict(lambda: -1)
+        self.last_use: defaultdict[int, float] = defaultdict(lambda: -1)
         for i, st in enumerate(self.steps):
             for a in st.args:
                 self.last_use[a] = i
         kept = {*self.outputs, *self.feed_slots, *(slot[nid] for nid in self.constants if nid in slot), *self.reused}
         for s in kept:
             self.last_use[s] = NEVER
-        self.specialized: dict[tuple, object] = {}
+        self.specialized: dict[tuple, Callable[..., list]] = {}
         self.output_arrays: dict[int, np.ndarray] = {}
 
     def write_outputs_into(self, arrays: dict[int, np.ndarray]) -> None:
@@ -124,7 +125,7 @@ class Plan:
         try:
             key = tuple([(v.shape, v.strides, v.dtype) for v in values])
         except AttributeError:
-            values = [np.asarray(v) for v in values]
+            values = tuple([np.asarray(v) for v in values])
             key = tuple([(v.shape, v.strides, v.dtype) for v in values])
         run = self.specialized.get(key)
         if run is not None:
@@ -173,9 +174,9 @@ class Plan:
         escapes = self.escaping(views)
         buffer_of: dict[int, int] = {}
         buffers: list[tuple] = []
-        free = defaultdict(list)  # (shape, dtype) -> buffers nobody can see any more
+        free: defaultdict[tuple, list[int]] = defaultdict(list)  # (shape, dtype) -> buffers nobody can see any more
         roots: dict[int, frozenset] = {}  # slot -> buffers its value may view
-        holders = defaultdict(int)  # buffer -> number of live values that may view it
+        holders: defaultdict[int, int] = defaultdict(int)  # buffer -> number of live values that may view it
         for i, st in enumerate(self.steps):
             args = st.args
             if st.takes_out and layout[st.out] is not None and st.out not in escapes:

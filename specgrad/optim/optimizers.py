@@ -96,11 +96,12 @@ class Optimizer:
         if workers <= 1:
             yield self
             return
-        self._sharing = Sharing(workers - 1)
+        sharing = Sharing(workers - 1)
+        self._sharing: Sharing | None = sharing
         try:
             yield self
         finally:
-            self._sharing.close()
+            sharing.close()
             self._sharing = None
 
     def apply_groups(self, groups) -> None:

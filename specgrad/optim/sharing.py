@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from queue import SimpleQueue
+from typing import Any
 
 
 class Sharing:
@@ -40,7 +41,7 @@ class Sharing:
         claim = iter(range(len(items)))
         lock = threading.Lock()
         idle = threading.Condition(lock)
-        state = {"busy": 0, "error": None}
+        state: dict[str, Any] = {"busy": 0, "error": None}
 
         def work() -> None:
             while True:

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 
-def _load(spec_path: Path, overrides=()):
+def _load(spec_path: Path, overrides=(), roots=()):
     from specgrad.spec import load_spec
 
-    return load_spec(spec_path, list(overrides))
+    # the benchmark's data lives in a temporary folder: a root the spec may read from (issue 12's confinement)
+    return load_spec(spec_path, list(overrides), roots)
 
 
 def _trainer_run(spec) -> tuple[int, float, float]:
@@ -50,7 +51,7 @@ def specgrad_mlp(spec_path: Path, X: np.ndarray, y: np.ndarray):
     folder = Path(tempfile.mkdtemp(prefix="specgrad-bench-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     np.savez(folder / "data.npz", x=X, y=y)
-    spec = _load(spec_path, [f"data.path={folder / 'data.npz'}"])
+    spec = _load(spec_path, [f"data.path={folder / 'data.npz'}"], [folder])
     run = lambda: _trainer_run(spec)  # noqa: E731
     run.loads_bytes = X.nbytes + y.nbytes  # the trainer reads the data itself, inside the run
     return run

@@ -190,6 +190,9 @@ sampler: grid
 """
 
 
+STEPS_KILLED = 12000
+
+
 def study_trials(sweep_dir: Path, name="sweep"):
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'study.db'}")
     return study.get_trials()
@@ -255,8 +258,10 @@ def _final_records(out: Path):
     return result
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path):
-    path = write(tmp_path, GRID.replace("[sgd, adam]", "[rmsprop, adam]"), steps=3000)
+    # trials long enough that the kills land inside them on a quiet machine too (3000 steps finished first)
+    path = write(tmp_path, GRID.replace("[sgd, adam]", "[rmsprop, adam]"), steps=STEPS_KILLED)
     reference = tmp_path / "reference"
     assert _sweep_process(path, reference).wait(timeout=600) == 0
     expected = _final_records(reference)
@@ -287,7 +292,7 @@ def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path)
     assert got.keys() == expected.keys()
     for key, (value, steps) in got.items():
         assert value == expected[key][0], key
-        assert steps == list(range(1, 3001)), key
+        assert steps == list(range(1, STEPS_KILLED + 1)), key
     # the kills did interrupt trials, whose retries resumed the same run directories
     trials = study_trials(out)
     retries = [t for t in trials if t.user_attrs.get("retry_of") is not None]

@@ -49,7 +49,9 @@ def worker(data: Path, epochs: int, batch_size: int) -> None:
 
     comm = connect()
     spec = load_spec(
-        SPEC, [f"data.path={data}", f"train.epochs={epochs}", f"train.batch_size={batch_size}", "train.log_every=1000"]
+        SPEC,
+        [f"data.path={data}", f"train.epochs={epochs}", f"train.batch_size={batch_size}", "train.log_every=1000"],
+        [data.parent],  # the generated data's folder: a root the spec may read from
     )
     marks: dict[str, float] = {}
     hooks = Hooks(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from specgrad import _API as PUBLIC_NAMES
 from specgrad.base.diagnostics import Diagnostic, SpecError
 from specgrad.base.fileio import read_small_text
 from specgrad.base.rng import INIT, stream
@@ -45,44 +46,7 @@ if TYPE_CHECKING:
     from specgrad.run.sweep.file import Sweep
     from specgrad.run.sweep.launch import Outcome as SweepOutcome
 
-__all__ = [
-    "Diagnostic",
-    "ERRORS",
-    "Model",
-    "ParamCheck",
-    "Run",
-    "Spec",
-    "SpecError",
-    "UnsupportedOpset",
-    "check",
-    "compare_runs",
-    "compile",
-    "config_text",
-    "connect",
-    "diagnose",
-    "diagnosis_text",
-    "evaluate",
-    "export",
-    "find_runs",
-    "find_specs",
-    "flag_errors",
-    "gradcheck",
-    "graph",
-    "launched_rank",
-    "load",
-    "load_sweep",
-    "open_run",
-    "plot",
-    "plot_runs",
-    "predict",
-    "run_sweep",
-    "runs_table",
-    "schema",
-    "split_specs",
-    "train",
-    "train_run_dir",
-    "validate_file",
-]
+__all__ = list(PUBLIC_NAMES)  # one list of the public names: specgrad/__init__.py re-exports them lazily
 
 
 ERRORS: tuple[type[Exception], ...]  # declared here, given by __getattr__ below on first use

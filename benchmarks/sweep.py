@@ -1,12 +1,16 @@
 """Sweeps: throughput with 2 worker processes against 1, and what a trial costs beyond its own training in a
 warm worker.
 
-    python benchmarks/sweep.py [--trials 8] [--steps 1500] [--rounds 3] [--overhead-trials 20]
+    python benchmarks/sweep.py [--trials 16] [--steps 6000,24000] [--rounds 3] [--overhead-trials 20] [--record]
 
-Throughput: the same grid sweep (a small MLP on synthetic data, every trial the same work) run by
+Throughput: the same random sweep (a small MLP on synthetic data, every trial the same work) run by
 ``run_sweep`` with 1 and then 2 workers, each into a fresh folder; trials per second over the whole command,
-worker start-up included. Overhead: one warm worker in this process runs trials of a tiny spec (poly, 20
-steps); a trial's overhead is its wall time from ask to tell minus the seconds its training loop took
+worker start-up included. It is measured for each trial length that ``--steps`` lists (about 0.7 s and
+2.7 s of training a trial here): a sweep pays a fixed cost (starting the workers: Python, numpy, Optuna,
+SQLAlchemy; the study's database), which 2 workers cannot halve, so the speedup grows with the work per
+trial. The fixed cost is printed beside it: the command's wall time less its trials' training time divided
+among the workers. Overhead: one warm worker in this process runs trials of a tiny spec (poly, 20 steps);
+a trial's overhead is its wall time from ask to tell minus the seconds its training loop took
 (summary.json's ``seconds``): composing and validating the trial's spec, compiling it, preparing the data,
 the run directory's files, the final evaluation, and the database. The load average is printed beside the
 figures: on a shared machine it says how much the figures can be trusted.
@@ -63,7 +67,8 @@ def sweep_file(folder: Path, spec: str, params: str, trials: int) -> Path:
     return path
 
 
-def throughput(trials: int, steps: int, workers: int) -> float:
+def throughput(trials: int, steps: int, workers: int) -> tuple[float, float, float]:
+    """(trials per second, cores used by the workers, fixed seconds) of one sweep."""
     with tempfile.TemporaryDirectory() as tmp:
         path = sweep_file(
             Path(tmp), MLP.replace("STEPS", str(steps)), "  optimizer.lr: {float: [1.0e-3, 2.0e-3]}", trials
@@ -72,8 +77,11 @@ def throughput(trials: int, steps: int, workers: int) -> float:
         outcome = run_sweep(load_sweep(path), workers=workers, sweep_dir=Path(tmp) / "out")
         seconds, c1 = time.perf_counter() - t0, os.times()
         assert outcome.counts["done"] == trials, outcome.counts
+        training = sum(
+            json.loads((run / "summary.json").read_text())["seconds"] for run in (Path(tmp) / "out").glob("trial-*")
+        )
     cpu = c1.children_user - c0.children_user + c1.children_system - c0.children_system
-    return trials / seconds, cpu / seconds
+    return trials / seconds, cpu / seconds, seconds - training / workers
 
 
 def overhead(trials: int) -> list[float]:
@@ -104,10 +112,13 @@ def overhead(trials: int) -> list[float]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument(
+        "--steps", type=lambda text: [int(x) for x in text.split(",")], default=[6000, 24000], help="trial lengths"
+    )
     parser.add_argument("--overhead-trials", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--record", action="store_true", help="append the figures to benchmarks/results.jsonl")
     args = parser.parse_args()
     load = os.getloadavg()
     pairs = overhead(args.overhead_trials)
@@ -121,21 +132,22 @@ def main():
     # shared machine hits both alike; the median of the rounds' ratios is the figure
     # the cores the workers actually got (their CPU seconds per wall second) say whether a shortfall is the
     # sweep's or the machine's
-    ones, twos = [], []
-    for _ in range(args.rounds):
-        (one, cores1), (two, cores2) = throughput(args.trials, args.steps, 1), throughput(args.trials, args.steps, 2)
-        ones.append(one)
-        twos.append(two)
+    speedups = {}
+    for steps in args.steps:
+        ratios = []
+        for _ in range(args.rounds):
+            (one, cores1, fixed1), (two, cores2, fixed2) = (throughput(args.trials, steps, n) for n in (1, 2))
+            ratios.append(two / one)
+            print(
+                f"  {steps} steps a trial: 1 worker {one:.3f} trials/s on {cores1:.2f} cores (fixed {fixed1:.2f} s), "
+                f"2 workers {two:.3f} trials/s on {cores2:.2f} cores (fixed {fixed2:.2f} s): {two / one:.2f}x  "
+                f"(load {os.getloadavg()[0]:.2f})"
+            )
+        speedups[steps] = ratios
         print(
-            f"  round: 1 worker {one:.3f} trials/s on {cores1:.2f} cores, 2 workers {two:.3f} trials/s on "
-            f"{cores2:.2f} cores: {two / one:.2f}x  (load {os.getloadavg()[0]:.2f})"
+            f"throughput, {args.trials} trials of {steps} steps: 2 workers / 1 worker {statistics.median(ratios):.2f}x "
+            f"(median of {len(ratios)} rounds)"
         )
-    ratios = [b / a for a, b in zip(ones, twos)]
-    one, two = statistics.median(ones), statistics.median(twos)
-    print(
-        f"throughput: 1 worker {one:.3f} trials/s, 2 workers {two:.3f} trials/s (medians): "
-        f"{statistics.median(ratios):.2f}x (median of {len(ratios)} rounds)"
-    )
     print(
         f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, after "
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -147,15 +159,15 @@ def main():
         "overhead_ms_median": round(1000 * statistics.median(costs), 2),
         "overhead_ms_min": round(1000 * min(costs), 2),
         "overhead_cpu_ms_median": round(1000 * statistics.median(cpu), 2),
-        "trials_per_s_1": round(one, 4),
-        "trials_per_s_2": round(two, 4),
-        "speedup": round(statistics.median(ratios), 3),
-        "speedups": [round(r, 3) for r in ratios],
+        "trials": args.trials,
+        "speedup": {steps: round(statistics.median(r), 3) for steps, r in speedups.items()},
+        "speedups": {steps: [round(x, 3) for x in r] for steps, r in speedups.items()},
         "load_avg": load[0],
         "cpus": os.cpu_count(),
     }
-    with open(Path(__file__).resolve().parent / "results.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    if args.record:
+        with open(Path(__file__).resolve().parent / "results.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from specgrad.run.sweep.file import Sweep
 from specgrad.run.sweep.study import (
+    ASK_LOCK,
     ERROR,
     RUN_DIR,
     default_dir,
@@ -68,29 +69,50 @@ def run_sweep(
     url = storage or default_storage(sweep_dir)
     workers = workers or sweep.workers
     with file_lock(sweep_dir / ".owner.lock", blocking=False) as owner:
-        study = open_study(sweep, url)
-        # The default study lives in this folder, and we hold its lock: nobody else runs it, so whatever it
-        # shows RUNNING is a killed sweep's, to retry now (other storages wait for the heartbeats to lapse).
-        retried = repair_owned(study) if owner and storage is None else 0
-        procs = _start_workers(sweep, sweep_dir, url, workers)
-        forward = _forward_signals(procs)
+        procs: list[subprocess.Popen] = []
+        forward = _forward_signals(procs)  # SIGTERM reaches the workers started into this list
         try:
+            # The workers start at once (their imports take as long as opening the study here) and open it
+            # when this process lets go of the ask lock: by then it exists, and a killed sweep's trials have
+            # been put back.
+            with file_lock(sweep_dir / ASK_LOCK):
+                procs += _start_workers(sweep, sweep_dir, url, workers)
+                study = open_study(sweep, url)
+                # The default study lives in this folder, and we hold its lock: nobody else runs it, so
+                # whatever it shows RUNNING is a killed sweep's, to retry now (other storages wait for the
+                # heartbeats to lapse).
+                retried = repair_owned(study) if owner and storage is None else 0
             while True:
                 trials = study.get_trials(deepcopy=False)
                 on_update(trials, tally(trials, sweep.trials), best_trial(trials, sweep, sweep_dir))
-                if all(p.poll() is not None for p in procs):
+                if _wait_all(procs, POLL_S):
                     break
-                time.sleep(POLL_S)
         finally:
             forward()
-            for p in procs:
-                if p.poll() is None:
-                    p.terminate()
-                p.wait()
+            _stop(procs)
         trials = study.get_trials(deepcopy=False)
         counts = tally(trials, sweep.trials)
         on_update(trials, counts, best_trial(trials, sweep, sweep_dir))
         return Outcome(sweep_dir, counts, best_trial(trials, sweep, sweep_dir), [p.returncode for p in procs], retried)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+        p.wait()
+
+
+def _wait_all(procs: list[subprocess.Popen], seconds: float) -> bool:
+    """Wait up to ``seconds`` for every worker to exit; True once they all have. Returns as soon as the last
+    one exits, so a finished sweep does not wait out a polling interval."""
+    deadline = time.monotonic() + seconds
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+    return True
 
 
 def _start_workers(sweep: Sweep, sweep_dir: Path, url: str, n: int) -> list[subprocess.Popen]:

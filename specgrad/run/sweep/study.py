@@ -31,6 +31,9 @@ HEARTBEAT_S = int(os.environ.get("SPECGRAD_SWEEP_HEARTBEAT_S", "5"))
 GRACE_S = int(os.environ.get("SPECGRAD_SWEEP_GRACE_S", "30"))
 ATTEMPTS = 5
 RUN_DIR, ERROR, SURPLUS, RETRY_OF = "run_dir", "error", "surplus", "retry_of"
+# The sweep folder's lock that this machine's workers take turns on to ask for trials, and that
+# ``specgrad sweep`` holds while it opens the study
+ASK_LOCK = ".ask.lock"
 
 
 def default_dir(sweep: Sweep, root: Path = Path("runs") / "sweeps") -> Path:

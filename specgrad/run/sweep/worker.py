@@ -21,6 +21,7 @@ from specgrad.run.checkpoint import checkpoints_dir, list_checkpoints
 from specgrad.run.runlog import metrics_lines, spec_hash
 from specgrad.run.sweep.file import Sweep, load_sweep
 from specgrad.run.sweep.study import (
+    ASK_LOCK,
     ERROR,
     HEARTBEAT_S,
     RETRY_OF,
@@ -37,6 +38,9 @@ from specgrad.spec import Spec
 from specgrad.spec.validate import validate
 
 FINISHED = ("completed", "pruned", "diverged")
+# How often a worker with nothing to ask for looks again while other trials still run (one may fail and need
+# a retry); short, since a sweep's last worker ends at the first look after its last trial
+WAIT_S = 0.2
 BLAS_ENV = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -75,7 +79,8 @@ def die_with_parent() -> None:
 class Worker:
     def __init__(self, sweep: Sweep, sweep_dir: Path, storage_url: str, trials: int):
         self.sweep, self.dir, self.target = sweep, Path(sweep_dir), trials
-        self.study = open_study(sweep, storage_url)
+        with file_lock(self.dir / ASK_LOCK):  # ``specgrad sweep`` holds it until the study is ready
+            self.study = open_study(sweep, storage_url)
         self.local = storage_url.startswith("sqlite")
 
     # ----------------------------------------------------------------- choosing a trial
@@ -87,7 +92,7 @@ class Worker:
 
         S = trial_states()
         while True:
-            with file_lock(self.dir / ".ask.lock"):
+            with file_lock(self.dir / ASK_LOCK):
                 fail_stale_trials(self.study)  # orphans of dead workers anywhere: failed, retried
                 trials = self.study.get_trials(deepcopy=False)
                 waiting = any(t.state == S.WAITING for t in trials)
@@ -102,7 +107,7 @@ class Worker:
                 running = any(t.state == S.RUNNING for t in trials)
             if not running:
                 return None
-            time.sleep(1.0)  # a running trial may still fail and need a retry
+            time.sleep(WAIT_S)  # a running trial may still fail and need a retry
 
     def _take_over(self, trial) -> None:
         """A retry stands for its orphan in the sampler's bookkeeping too: the grid sampler marks which grid

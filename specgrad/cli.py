@@ -206,7 +206,7 @@ def train(
         if loaded.warnings and not quiet:
             _err(format_diagnostics(loaded.warnings, "text"))
         run_dir = api.train_run_dir(spec, loaded.data["name"], resume=resume, run_dir=run_dir, comm=comm)
-        progress = _Progress(quiet)
+        progress = ProgressView(quiet)
         try:
             # from here on, an error on one rank ends every rank (the others may wait for it in a collective)
             with comm.failing_together(lambda e: _err(_rank_failure(e, comm, run_dir))), progress:
@@ -343,7 +343,7 @@ def _LossColumn():
     return LossColumn()
 
 
-class _Progress:
+class ProgressView:
     """A rich progress bar (loss, ETA) on a terminal; otherwise a plain line every tenth of the run (logs,
     CI); nothing with --quiet. Warnings go to stderr unless --quiet."""
 

@@ -1,5 +1,6 @@
-"""Fixtures shared by the test modules, and the few plain constants and helpers they import (paths, and
-``run_cli``, which runs the command as a user would: a function of its arguments, no setup to share)."""
+"""Fixtures shared by the test modules, and the few plain constants and helpers they import (paths;
+``run_cli``, which runs the command as a user would: a function of its arguments, no setup to share; and
+``tiered``, which splits a long parametrized sweep between the test tiers)."""
 
 import importlib.util
 import os
@@ -23,6 +24,20 @@ def run_cli(*args, cwd=None, timeout=120):
         timeout=timeout,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def tiered(values, group=lambda value: None, ids=None):
+    """``parametrize`` values for a sweep of cases: the first case of each group (``group(value)``) runs in
+    the fast tier, every other one is marked ``slow``. ``pytest -m "not slow"`` so tries each kind of case
+    once; the README's command runs them all. A tuple value fills several argument names."""
+    seen, params = set(), []
+    for i, value in enumerate(values):
+        key = group(value)
+        marks = [pytest.mark.slow] if key in seen else []
+        seen.add(key)
+        args = value if isinstance(value, tuple) else (value,)
+        params.append(pytest.param(*args, marks=marks, id=None if ids is None else ids[i]))
+    return params
 
 
 @pytest.fixture

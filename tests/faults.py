@@ -1,7 +1,8 @@
 """Fault injection for the resume and reliability tests: train in a forked child that SIGKILLs itself at an
 exact point (a given micro-batch, or inside a given step of a checkpoint write), and compare finished runs
 bit for bit. Faults in the training loop go through the trainer's public hooks (``on_batch``,
-``on_gradients``, ``validate``); faults in a checkpoint write wrap the file-writing functions it calls."""
+``on_gradients``, ``validate``); faults in a checkpoint write wrap the public functions it writes with
+(``write_npz``, ``write_durably``, ``move_into_place``, ``prune_checkpoints``): no private name is patched."""
 
 from __future__ import annotations
 
@@ -135,7 +136,7 @@ def _arm_checkpoint(stage: str, save: int) -> None:
 
         return save_checkpoint
 
-    def writer(real):  # write_npz(path, arrays) and _write_durably(path, data)
+    def writer(real):  # write_npz(path, arrays) and write_durably(path, data)
         def write(path, payload):
             name = Path(path).name
             if armed() and (name == point or (point == "latest" and name.startswith(".latest-"))):
@@ -167,9 +168,9 @@ def _arm_checkpoint(stage: str, save: int) -> None:
 
     _wrap(trainer_module, "save_checkpoint", counting)
     _wrap(ckpt_module, "write_npz", writer)
-    _wrap(ckpt_module, "_write_durably", writer)
+    _wrap(ckpt_module, "write_durably", writer)
     if point == "rename":
-        _wrap(ckpt_module, "_move_into_place", before)
+        _wrap(ckpt_module, "move_into_place", before)
     if point == "prune":
         _wrap(trainer_module, "prune_checkpoints", before if not how else lambda real: real)
         if how:

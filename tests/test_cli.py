@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import MODELS, ROOT, run_cli
+from conftest import MODELS, ROOT, run_cli, tiered
 
 BAD = """\
 specgrad: 1
@@ -53,14 +53,16 @@ def test_validate_models_folder_passes():
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "optimizer_nesterov",
-        "optimizer_group_unmatched",
-        "validation_settings",
-        "metric_for_another_loss",
-        "standardize_target",
-        "standardize_unknown_field",
-    ],
+    tiered(
+        [
+            "optimizer_nesterov",
+            "optimizer_group_unmatched",
+            "validation_settings",
+            "metric_for_another_loss",
+            "standardize_target",
+            "standardize_unknown_field",
+        ]
+    ),
 )
 def test_train_reports_what_validate_reports_before_running(name, tmp_path):
     """Checks of the run's settings are part of validation: `train` stops with validate's exact messages,

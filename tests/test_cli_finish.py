@@ -65,7 +65,7 @@ def test_the_progress_bar_shows_no_loss_before_the_first_step(monkeypatch):
     from specgrad import cli
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    progress = cli._Progress(quiet=False)
+    progress = cli.ProgressView(quiet=False)
     hooks = progress.hooks()
     hooks.on_start(0, 100)
 

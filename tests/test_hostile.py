@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import tiered
 
 HERE = Path(__file__).parent / "data" / "hostile"
 MANIFEST = yaml.safe_load((HERE / "manifest.yaml").read_text(encoding="utf-8"))
@@ -338,7 +339,9 @@ def run_forked(args, cwd: Path):
     return code, output, seconds, usage.ru_maxrss * 1024, rss_at_fork
 
 
-@pytest.mark.parametrize("case", MANIFEST, ids=[c["name"] for c in MANIFEST])
+@pytest.mark.parametrize(
+    "case", tiered(MANIFEST, group=lambda c: c["name"].split("_")[0], ids=[c["name"] for c in MANIFEST])
+)  # the fast tier runs the first case of each kind (bomb, leak, special, ...)
 def test_hostile_case(case, tmp_path):
     root, outside = tmp_path / "root", tmp_path / "outside"
     shutil.copytree(HERE / "cases" / case["name"], root, symlinks=True)
@@ -365,13 +368,15 @@ def test_hostile_case(case, tmp_path):
 
 @pytest.mark.parametrize(
     "argv",
-    [
-        ["validate", "pipe.yaml"],
-        ["validate", "--skip-non-specs", "pipe.yaml"],
-        ["diagnose", "run"],
-        ["runs", "run"],
-        ["compare", "run", "run"],
-    ],
+    tiered(
+        [
+            ["validate", "pipe.yaml"],
+            ["validate", "--skip-non-specs", "pipe.yaml"],
+            ["diagnose", "run"],
+            ["runs", "run"],
+            ["compare", "run", "run"],
+        ]
+    ),
 )
 def test_fifos_in_readers_of_untrusted_files_never_block(tmp_path, argv):
     """Every reader of a file that may come from anyone (a spec, a sweep file, a run directory's JSON and

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, tiered
 from faults import (
     CHECKPOINT_STAGES,
     POLY,
@@ -64,7 +64,7 @@ def twenty_kill_points():
     return batches + stages
 
 
-@pytest.mark.parametrize("kind, where", twenty_kill_points())
+@pytest.mark.parametrize("kind, where", tiered(twenty_kill_points(), group=lambda point: point[0] == "batch"))
 def test_sigkilled_cli_process_resumes_bitwise_equal(tmp_path, uninterrupted, kind, where):
     """The child runs the `specgrad train` command itself and is SIGKILLed at an exact point."""
     if kind == "batch":
@@ -152,7 +152,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("stage", CHECKPOINT_STAGES)
+@pytest.mark.parametrize("stage", tiered(CHECKPOINT_STAGES))
 def test_kill_during_a_checkpoint_write_leaves_earlier_ones_byte_identical(tmp_path, stage):
     save = 6
     killed_run(POLY, RICH, tmp_path / "before", stage="arrays.npz", save=save)  # dies before save 6 writes
@@ -186,7 +186,7 @@ def truncate(path):
 
 
 @pytest.mark.parametrize("damage", [flip, truncate, Path.unlink], ids=["flip", "truncate", "delete"])
-@pytest.mark.parametrize("fname", ["arrays.npz", "state.json", "manifest.json"])
+@pytest.mark.parametrize("fname", tiered(["arrays.npz", "state.json", "manifest.json"]))
 def test_damaged_latest_is_named_and_resume_falls_back(tmp_path, uninterrupted, damage, fname):
     killed_run(POLY, RICH, tmp_path, batch=90)
     root = tmp_path / "checkpoints"

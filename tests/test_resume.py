@@ -5,6 +5,7 @@ checkpoints kept, metrics.jsonl and summary.json."""
 import random
 
 import pytest
+from conftest import tiered
 from faults import CHECKPOINT_STAGES, POLY, RICH, assert_same_run, killed_run, resume
 
 from specgrad.run.checkpoint import latest_checkpoint
@@ -33,7 +34,7 @@ def test_killed_mid_accumulation_mid_epoch(tmp_path, uninterrupted):
     assert_same_run(resume(tmp_path), uninterrupted)
 
 
-@pytest.mark.parametrize("stage", CHECKPOINT_STAGES)
+@pytest.mark.parametrize("stage", tiered(CHECKPOINT_STAGES))
 def test_killed_inside_a_checkpoint_write(tmp_path, uninterrupted, stage):
     killed_run(POLY, RICH, tmp_path, stage=stage, save=6)
     assert_same_run(resume(tmp_path), uninterrupted)

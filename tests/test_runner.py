@@ -382,7 +382,7 @@ def test_progress_bar_on_a_terminal_shows_loss_and_eta(monkeypatch):
     from specgrad import cli
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    progress = cli._Progress(quiet=False)
+    progress = cli.ProgressView(quiet=False)
     assert progress.bar is not None
     assert any(isinstance(c, TimeRemainingColumn) for c in progress.bar.columns)
     hooks = progress.hooks()

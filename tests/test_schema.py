@@ -191,6 +191,7 @@ def test_ajv_compiles_the_schema_in_strict_mode(tmp_path):
     not __import__("shutil").which("check-jsonschema"),
     reason="check-jsonschema is not installed (pip install check-jsonschema)",
 )
+@pytest.mark.slow
 def test_check_jsonschema_reports_the_real_error(tmp_path):
     import subprocess
 

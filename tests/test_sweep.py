@@ -304,6 +304,7 @@ def test_sigkill_at_random_points_then_rerun_loses_and_repeats_nothing(tmp_path)
     assert len(set(completed)) == 4 == len([p for p in out.glob("trial-*") if (p / "summary.json").exists()])
 
 
+@pytest.mark.slow
 def test_pruning_stops_bad_trials_with_a_pruned_run_directory(tmp_path):
     path = write(
         tmp_path,

@@ -21,6 +21,7 @@ from tests.conftest import ROOT
 from tests.test_sweep import BASE
 
 optuna = pytest.importorskip("optuna", reason="sweeps need the specgrad[sweep] extra (optuna)")
+pytestmark = pytest.mark.slow  # a real server and several worker processes: the full tier
 
 
 def _free_port() -> int:

@@ -62,6 +62,7 @@ def test_event_files_hold_the_logged_scalars(tmp_path):
     assert_same(got, want)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_rewrites_the_steps_past_its_checkpoint_once(tmp_path):
     run = tmp_path / "run"
     assert run_cli("train", MODELS / "poly.yaml", *SETTINGS, "--run-dir", run, "--quiet").returncode == 0

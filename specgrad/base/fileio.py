@@ -105,6 +105,14 @@ def write_atomic(path: Path, text: str) -> None:
         raise write_error(path, exc) from None
 
 
+def write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and fsync it (the caller renames it into place)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays exactly as ``np.savez`` lays them out (an uncompressed zip of ``<key>.npy``), fsynced.
 

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrad.base.fileio import open_regular, read_regular, why_refused, write_npz
+from specgrad.base.fileio import open_regular, read_regular, why_refused, write_durably, write_npz
 
 __all__ = [
     "Checkpoint",
@@ -257,13 +257,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -340,8 +333,9 @@ def _check_inputs(where: Path, arrays: dict, state: dict) -> tuple[dict[str, np.
     return clean, (state_text + "\n").encode("utf-8")
 
 
-def _move_into_place(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` to ``final``; an existing ``final`` is moved aside first and restored on failure."""
+def move_into_place(tmp: Path, final: Path) -> None:
+    """Publish a checkpoint written in ``tmp`` as ``final`` by renaming it; an existing ``final`` is moved aside
+    first and restored on failure."""
     if not final.exists():
         os.replace(tmp, final)
         return
@@ -363,7 +357,7 @@ def _move_into_place(tmp: Path, final: Path) -> None:
 def _write_latest(root: Path, name: str) -> None:
     tmp = root / f".latest-{os.getpid()}.tmp"
     try:
-        _write_durably(tmp, (name + "\n").encode("ascii"))
+        write_durably(tmp, (name + "\n").encode("ascii"))
         os.replace(tmp, root / LATEST_FILE)
     except OSError:
         try:
@@ -397,7 +391,7 @@ def save_checkpoint(root: Path, step: int, arrays: dict[str, np.ndarray], state:
         stage = f"write {ARRAYS_FILE}"
         write_npz(tmp / ARRAYS_FILE, clean)
         stage = f"write {STATE_FILE}"
-        _write_durably(tmp / STATE_FILE, state_bytes)
+        write_durably(tmp / STATE_FILE, state_bytes)
         stage = f"write {MANIFEST_FILE}"
         _fsync_dir(tmp)
         manifest = {
@@ -406,10 +400,10 @@ def save_checkpoint(root: Path, step: int, arrays: dict[str, np.ndarray], state:
             "files": {fname: _sha256_of(tmp / fname) for fname in (ARRAYS_FILE, STATE_FILE)},
         }
         # The manifest goes last: its presence is what marks the folder complete.
-        _write_durably(tmp / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        write_durably(tmp / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
         _fsync_dir(tmp)
         stage = "move into place"
-        _move_into_place(tmp, final)
+        move_into_place(tmp, final)
         _fsync_dir(root)
         stage = f"update {root / LATEST_FILE}"
         _write_latest(root, name)

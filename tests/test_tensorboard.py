@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import MODELS, ROOT, run_cli
@@ -62,6 +63,26 @@ def test_event_files_hold_the_logged_scalars(tmp_path):
     assert_same(got, want)
 
 
+def histograms(run_dir):
+    acc = event_accumulator.EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"histograms": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.histogram_value) for e in acc.Histograms(tag)] for tag in acc.Tags()["histograms"]}
+
+
+def test_each_checkpoint_adds_a_histogram_of_every_parameter(tmp_path):
+    """At each checkpoint (every 20 steps, and at each validation, every 10, that finds a new best: steps 10,
+    20, 30, 40 here), params/k summarizes that checkpoint's k: its count, sum, sum of squares, min and max."""
+    run = tmp_path / "run"
+    assert run_cli("train", MODELS / "poly.yaml", *SETTINGS, "--run-dir", run, "--quiet").returncode == 0
+    got = histograms(run)
+    assert sorted(got) == ["params/k"] and [step for step, _ in got["params/k"]] == [10, 20, 30, 40]
+    with np.load(run / "checkpoints" / "step-00000040" / "arrays.npz", allow_pickle=False) as arrays:
+        k = arrays["params/k"].astype(np.float64)
+    h = got["params/k"][-1][1]
+    assert (h.num, h.min, h.max) == (k.size, pytest.approx(k.min()), pytest.approx(k.max()))
+    assert (h.sum, h.sum_squares) == (pytest.approx(k.sum()), pytest.approx((k**2).sum()))
+
+
 @pytest.mark.slow
 def test_a_resumed_run_rewrites_the_steps_past_its_checkpoint_once(tmp_path):
     run = tmp_path / "run"
@@ -74,6 +95,8 @@ def test_a_resumed_run_rewrites_the_steps_past_its_checkpoint_once(tmp_path):
     again = scalars(run)
     assert_same(again, expected(run))
     assert again == full  # bit-exact resume: the same curves, each step once
+    steps = [step for step, _ in histograms(run)["params/k"]]
+    assert steps == [10, 20, 30, 40]  # the resumed run's histograms past step 20 replace the first attempt's
 
 
 def test_a_missing_extra_is_a_located_error_naming_it(tmp_path):

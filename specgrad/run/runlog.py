@@ -76,6 +76,10 @@ class MetricsLog:
         with self._named():
             self.file.write(json.dumps(record) + "\n")
 
+    def parameters(self, step: int, params: dict) -> None:
+        """The parameters at a checkpoint: kept by the checkpoint itself, not by metrics.jsonl (TensorBoard's
+        log draws them as histograms)."""
+
     def flush(self) -> None:
         with self._named():
             self.file.flush()

@@ -1,7 +1,7 @@
 """TensorBoard event files beside metrics.jsonl (``train: {tensorboard: true}``): every logged step's loss,
-learning rate, global and per-parameter gradient norms, and each validation's metrics, as scalars in
-RUN_DIR/tensorboard, written by tensorboardX (``pip install 'specgrad[tensorboard]'``). View them with
-``tensorboard --logdir runs``.
+learning rate, global and per-parameter gradient norms, and each validation's metrics, as scalars, and each
+parameter's values as a histogram at every checkpoint, in RUN_DIR/tensorboard, written by tensorboardX
+(``pip install 'specgrad[tensorboard]'``). View them with ``tensorboard --logdir runs``.
 
 A resumed run purges the events past its checkpoint's step, as metrics.jsonl drops its lines past it, so
 the curves read as if the run had never stopped."""
@@ -36,6 +36,10 @@ class TensorBoardLog:
             if isinstance(value, (int, float)):
                 add(f"val/{name}", value, step)
 
+    def parameters(self, step: int, params: dict) -> None:
+        for name, value in params.items():
+            self.writer.add_histogram(f"params/{name}", value, step)
+
     def flush(self) -> None:
         self.writer.flush()
 
@@ -52,6 +56,10 @@ class _Both:
     def write(self, record: dict) -> None:
         for log in self.logs:
             log.write(record)
+
+    def parameters(self, step: int, params: dict) -> None:
+        for log in self.logs:
+            log.parameters(step, params)
 
     def flush(self) -> None:
         for log in self.logs:

@@ -510,6 +510,7 @@ class Trainer:
                     if due or interrupted or stopped_early or pruned or step == self.total_steps:
                         log.flush()  # the log holds every step the checkpoint covers
                         self._save(step, value)
+                        log.parameters(step, self.params)
                         last_saved = step
                     if interrupted:
                         status = "interrupted"
@@ -582,6 +583,9 @@ class NullLog:
     """The metrics log of a process that writes nothing (ranks other than 0 of a data-parallel run)."""
 
     def write(self, record: dict) -> None:
+        pass
+
+    def parameters(self, step: int, params: dict) -> None:
         pass
 
     flush = close = lambda self: None

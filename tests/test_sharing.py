@@ -1,4 +1,4 @@
-"""Work shared between the caller and helper threads (specgrad/optim/sharing.py): every item exactly once,
+"""Work shared between the caller and helper threads (specgrad/base/sharing.py): every item exactly once,
 the caller never waits for a helper that has not started, errors reach the caller."""
 
 import threading
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from specgrad.optim.sharing import Sharing
+from specgrad.base.sharing import Sharing
 
 
 def test_every_item_is_done_exactly_once():

@@ -75,6 +75,8 @@ class Plan:
             for n in nodes
             if (rule := REGISTRY[n.op].products) is not None
         ]
+        # whether every one of them goes through specgrad/engine/blocks.py (and may run in row blocks)
+        self.blocked = all(REGISTRY[n.op].blocked for n in nodes if REGISTRY[n.op].products is not None)
         self.outputs = [slot[n.id] for n in outputs]
         self.n_slots = len(slot)
 

@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from specgrad.base.components import FRACTION, NON_NEGATIVE, POSITIVE, Registry
-from specgrad.optim.sharing import Sharing
+from specgrad.base.sharing import Sharing
 
 GROUP = {
     "type": "object",
@@ -92,7 +92,7 @@ class Optimizer:
     @contextmanager
     def parallel(self, workers: int):
         """Inside the block, updates over several chunks of the flat buffers run on ``workers`` threads, this
-        one included (specgrad/optim/sharing.py). Elementwise, so the bits do not depend on it."""
+        one included (specgrad/base/sharing.py). Elementwise, so the bits do not depend on it."""
         if workers <= 1:
             yield self
             return

@@ -21,7 +21,14 @@ the load: the thread count can change the last bits of a large product (OpenBLAS
 differently), and the same spec on the same machine must give the same bits. Pin ``train.threads`` where a
 run must reproduce bits across machines with different CPU counts, or between a sweep and a single run.
 
-The engine never touches threads; the runner applies a decision around its loop with ``applied``.
+**Row blocks.** Where a run gets several threads and every product of its plan goes through the engine's
+row blocks (``Plan.blocked``: matmul's do, conv2d's tensordots do not), BLAS runs one thread and each large
+product is split into one fixed block of rows per thread, the blocks shared between the loop's thread and
+helpers (specgrad/engine/blocks.py): as fast as BLAS's own threads on a quiet machine, and 2-2.6x faster
+than them beside another busy process, whose core BLAS's spinning threads wait for
+(benchmarks/row_blocks.py). The blocks depend on the thread count, not on the load.
+
+The engine never chooses threads; the runner applies a decision around its loop with ``applied``.
 threadpoolctl (a runtime dependency: one pure-Python module, no dependencies of its own) finds the BLAS
 that numpy loaded, whichever it is (OpenBLAS, MKL, BLIS, Accelerate), and sets and restores its threads.
 """
@@ -32,6 +39,9 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from specgrad.base.sharing import Sharing
+from specgrad.engine.blocks import row_blocks
 
 # variables through which a user sets BLAS / OpenMP threads; if one is set, specgrad keeps its hands off
 ENV_VARS = (
@@ -53,10 +63,18 @@ _limit: int | None = None  # set by limit(): the most threads any run in this pr
 
 @dataclass(frozen=True)
 class Decision:
-    """The BLAS threads for a run: ``threads`` (None: left as BLAS has it) and why, in words."""
+    """The threads for a run: ``threads`` (None: BLAS left as it is) and why, in words; with ``row_blocks``
+    they share the large products in row blocks and BLAS runs one thread (see the module's docstring)."""
 
     threads: int | None
     reason: str
+    row_blocks: bool = False
+
+    def record(self) -> dict:
+        """What summary.json says of it: BLAS's threads in the loop, the row blocks' threads, and why."""
+        if self.row_blocks:
+            return {"blas": 1, "row_blocks": self.threads, "why": self.reason}
+        return {"blas": self.threads, "why": self.reason}
 
 
 def usable_cpus() -> int:
@@ -101,9 +119,11 @@ def decide(
     setting: int | str = "auto",
     environ=os.environ,
     cpus: int | None = None,
+    blocked: bool = False,
 ) -> Decision:
     """The thread count for a plan with these matrix products (``Plan.products``) under ``train.threads``
-    ``setting``: see the module's docstring for the order of the rules."""
+    ``setting``, and whether they run in row blocks (possible where ``blocked``: ``Plan.blocked``); see the
+    module's docstring for the order of the rules."""
     user = user_setting(environ)
     if user:
         return Decision(None, f"{user} is set: BLAS keeps it")
@@ -116,25 +136,39 @@ def decide(
         cap, why = _limit, f"limit({_limit})"
     if setting != "auto":
         n = min(int(setting), cap)
-        return Decision(n, f"train.threads: {setting}" + (f", capped by {why}" if n < int(setting) else ""))
-    if not products:
+        reason = f"train.threads: {setting}" + (f", capped by {why}" if n < int(setting) else "")
+    elif not products:
         return Decision(None, "auto: no matrix products, BLAS is left as it is")
-    flops = typical_flops(products)
-    n = max(1, min(cap, int(flops // FLOPS_PER_THREAD)))
-    return Decision(n, f"auto: typical product {flops / 1e6:.3g} MFLOP, {why}")
+    else:
+        flops = typical_flops(products)
+        n = max(1, min(cap, int(flops // FLOPS_PER_THREAD)))
+        reason = f"auto: typical product {flops / 1e6:.3g} MFLOP, {why}"
+    if n > 1 and blocked and products:
+        return Decision(n, f"{reason}; products in {n} row blocks, BLAS on one thread", row_blocks=True)
+    return Decision(n, reason)
 
 
 @contextmanager
 def applied(decision: Decision) -> Iterator[Decision]:
-    """BLAS runs with ``decision.threads`` inside the block, and as before after it."""
+    """BLAS runs with ``decision.threads`` inside the block (one, and the products in row blocks on that many
+    threads, with ``row_blocks``), and as before after it."""
     if decision.threads is None:
         yield decision
         return
     # imported where threads change: not at start-up, nor for a plan without matrix products (poly)
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=decision.threads, user_api="blas"):
-        yield decision
+    with threadpool_limits(limits=1 if decision.row_blocks else decision.threads, user_api="blas"):
+        if not decision.row_blocks:
+            yield decision
+            return
+        sharing = Sharing(decision.threads - 1)
+        try:
+            # a product is split where it is big enough for every thread to pay off (as in the auto rule)
+            with row_blocks(sharing, decision.threads, FLOPS_PER_THREAD * decision.threads):
+                yield decision
+        finally:
+            sharing.close()
 
 
 class limit:

@@ -190,7 +190,8 @@ class Trainer:
             # evaluates again while the optimizer still holds the step's gradients)
             self.train_step.plan.write_outputs_into({1 + i: g for i, g in enumerate(self.optimizer.grads.values())})
         # BLAS threads for the loop, from the sizes of the step's matrix products (run/threads.py)
-        self.threads = threads.decide(self.train_step.plan.products({BATCH: self.batches.size}), t.threads)
+        plan = self.train_step.plan
+        self.threads = threads.decide(plan.products({BATCH: self.batches.size}), t.threads, blocked=plan.blocked)
         self.resolved = {**spec.data, "seed": self.seed}  # the spec as run: the seed used is written down
         self.hash = spec_hash(self.resolved)
         self.validation = self._validation_settings()
@@ -563,7 +564,7 @@ class Trainer:
             "train": results.get("train", {}),
             "val": results.get("val", {}),
             "spec_hash": self.hash,
-            "threads": {"blas": self.threads.threads, "why": self.threads.reason},
+            "threads": self.threads.record(),
         }
         if "test" in results:
             summary["test"] = results["test"]

@@ -1,7 +1,9 @@
-"""Matrix products and the shape ops their VJPs need. matmul stays one BLAS call."""
+"""Matrix products and the shape ops their VJPs need. matmul is one BLAS call, or fixed row blocks of one
+on shared threads while a run asks for them (specgrad/engine/blocks.py)."""
 
 import numpy as np
 
+from specgrad.engine import blocks
 from specgrad.engine.ops import onnx_lowerings as lower
 from specgrad.engine.ops.registry import (
     ShapeError,
@@ -66,6 +68,7 @@ def _matmul_vjp_y(g, out, x, y):
     arity=2,
     onnx=lower.matmul,
     products=_matmul_products,
+    blocked=True,
     examples=[
         ([(3, 4), (4, 5)], {}),
         ([(4,), (4, 5)], {}),
@@ -80,7 +83,7 @@ def _matmul_vjp_y(g, out, x, y):
 )
 def matmul(x, y, out=None):
     """matrix product with numpy's rules for rank-1 and batched operands (one BLAS call)"""
-    return np.matmul(x, y, out=out)
+    return blocks.matmul(x, y, out=out)
 
 
 def _transpose_shape(x, axes=None):

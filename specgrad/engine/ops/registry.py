@@ -78,6 +78,7 @@ class Op:
     inert: tuple = ()
     products: Callable | None = None  # (*shapes, **attrs) -> [(calls, m, k, n)]: the BLAS matrix products
     # its forward makes (a run picks its thread count from them)
+    blocked: bool = False  # its products go through specgrad/engine/blocks.py (row blocks on shared threads)
 
     def __call__(self, *args, **kwargs):  # convenience for numpy-level use in tests
         return self.forward(*args, **kwargs)
@@ -120,12 +121,14 @@ def register(
     constant: bool = False,
     inert: Sequence[int] = (),
     products: Callable | None = None,
+    blocked: bool = False,
 ) -> Callable:
     """Decorator registering ``forward`` under ``name``; the forward's docstring becomes the op's doc.
     ``onnx`` is the op's lowering to ONNX nodes (see specgrad/engine/ops/onnx_lowerings.py), or a ``NotExportable``
     saying why there is none; ``constant`` and ``inert`` tell second derivatives what has none (see ``Op``).
     ``products`` gives, from concrete input shapes and the attributes, the matrix products (``(calls, m, k,
-    n)``: ``calls`` BLAS calls of [m, k] @ [k, n]) the forward hands to BLAS."""
+    n)``: ``calls`` BLAS calls of [m, k] @ [k, n]) the forward hands to BLAS; ``blocked``, that it hands them
+    over through ``specgrad.engine.blocks.matmul`` (which may split them into row blocks)."""
 
     def deco(forward: Callable) -> Callable:
         if name in REGISTRY:
@@ -153,6 +156,7 @@ def register(
             constant,
             tuple(inert),
             products,
+            blocked,
         )
         return forward
 

@@ -133,8 +133,9 @@ class Train:
     )
     threads: int | str = setting(
         {"if": {"type": "string"}, "then": {"const": "auto"}, "else": {"type": "integer", "minimum": 1}},
-        "BLAS threads for the matrix products: auto (one where they are small, every CPU "
-        "where they are large) or a number; OMP_NUM_THREADS and the like win if set",
+        "threads for the matrix products: auto (one where they are small, every CPU "
+        "where they are large) or a number; several share each large matmul in row blocks, BLAS on one "
+        "thread; OMP_NUM_THREADS and the like win if set",
         "auto",
     )
 

@@ -1,14 +1,16 @@
-"""The next lever for a busy machine (docs/performance.md, issue 17): wide's matrix products run by OpenBLAS's
-own threads against the same products split into row blocks, each block a one-thread BLAS call made from
-Python threads, on a quiet machine and beside one competing CPU-bound process.
+"""Large products in row blocks (specgrad/engine/blocks.py, the thread policy's rule 5) against OpenBLAS's own
+threads: wide's matrix products, on a quiet machine and beside one competing CPU-bound process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/row_blocks.py [--repeat 300]
 
 The products are those of one training step of benchmarks/specs/wide.yaml (float32, batch 256; three of them
-take a transposed operand, as the backward pass does). OpenBLAS's threads wait for each other by spinning,
-so when another process holds one of the two cores every product waits for the descheduled thread; a Python
-thread waiting on a block releases its core. Each setting is timed ``--repeat`` times back to back after a
-warm-up; the figure is milliseconds per step (the eight products).
+take a transposed operand, as the backward pass does), run three ways: OpenBLAS on two threads, on one, and
+specgrad's row blocks (two fixed blocks of rows per product, each a one-thread BLAS call, claimed by the
+caller and a helper thread). Each is timed back to back and with some numpy work between the products
+(as in a training step: activations, their gradients), ``--repeat`` steps after a warm-up; the figure is
+milliseconds per step. OpenBLAS's threads spin waiting for each other, so beside a busy process every
+product waits for whichever thread the OS has descheduled; a thread waiting for a block gives its core away.
+On a quiet machine the blocks pay two thread wake-ups per product instead.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from specgrad.base.sharing import Sharing  # noqa: E402
+from specgrad.engine.blocks import matmul, row_blocks  # noqa: E402
 
 
 def wide_products(batch: int = 256):
@@ -47,26 +54,31 @@ def timed(step, repeat: int) -> float:
 
 def measure(repeat: int) -> dict[str, float]:
     products = wide_products()
-    pool = ThreadPoolExecutor(1)
+    filler = np.random.default_rng(1).standard_normal(300_000).astype(np.float32)
 
-    def blas_threads():
-        for a, b, out in products:
-            np.matmul(a, b, out=out)
+    def step(product, between: bool):
+        def run():
+            for a, b, out in products:
+                product(a, b, out=out)
+                if between:  # ~30 µs of elementwise work, as a step has between its products
+                    np.multiply(filler, 1.0, out=filler)
 
-    def row_blocks():  # two halves of the rows: one on the helper thread, one here
-        for a, b, out in products:
-            m = a.shape[0] // 2
-            helper = pool.submit(np.matmul, a[m:], b, out=out[m:])
-            np.matmul(a[:m], b, out=out[:m])
-            helper.result()
+        return run
 
-    with threadpool_limits(2, user_api="blas"):
-        two = timed(blas_threads, repeat)
-    with threadpool_limits(1, user_api="blas"):
-        one = timed(blas_threads, repeat)
-        blocks = timed(row_blocks, repeat)
-    pool.shutdown()
-    return {"OpenBLAS, 2 threads": two, "OpenBLAS, 1 thread": one, "2 row blocks on 2 Python threads": blocks}
+    sharing = Sharing(1)
+    result = {}
+    try:
+        for between in (False, True):
+            label = " (numpy work between)" if between else ""
+            with threadpool_limits(2, user_api="blas"):
+                result["OpenBLAS, 2 threads" + label] = timed(step(np.matmul, between), repeat)
+            with threadpool_limits(1, user_api="blas"):
+                result["OpenBLAS, 1 thread" + label] = timed(step(np.matmul, between), repeat)
+                with row_blocks(sharing, 2, 0.0):
+                    result["row blocks, 2 threads" + label] = timed(step(matmul, between), repeat)
+    finally:
+        sharing.close()
+    return result
 
 
 def main() -> None:
@@ -83,7 +95,7 @@ def main() -> None:
         spinner.kill()
     for name in quiet:
         print(
-            f"  {name:34s} quiet {quiet[name]:6.2f} ms   busy {busy[name]:6.2f} ms   "
+            f"  {name:50s} quiet {quiet[name]:6.2f} ms   busy {busy[name]:6.2f} ms   "
             f"busy/quiet speed {quiet[name] / busy[name]:.2f}"
         )
 

@@ -9,7 +9,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from specgrad.base.sharing import Sharing
-from specgrad.engine.blocks import matmul, row_blocks
+from specgrad.engine.blocks import matmul, row_blocks, splittable
 from specgrad.run import threads
 from specgrad.run.trainer import Hooks, Trainer
 from specgrad.spec import load_mapping
@@ -43,6 +43,23 @@ def test_blocks_give_the_same_bits_whichever_thread_computes_them(transposed):
     for a, b in zip(bounds, bounds[1:]):
         assert np.array_equal(alone[a:b], np.matmul(x[a:b], y))
     np.testing.assert_allclose(alone, np.matmul(x, y), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("operand", ["x", "y"])
+def test_an_out_buffer_that_is_an_operand_gives_the_blocks_result(operand):
+    """A plan hands a dying operand's buffer over as ``out``: the blocks must not overwrite rows that other
+    blocks still read (square operands, so ``out`` can be either)."""
+    x, y = operands(300, 300, 300)
+    sharing = Sharing(1)
+    try:
+        with row_blocks(sharing, 2, 0):
+            want = matmul(x.copy(), y.copy())
+            arrays = {"x": x, "y": y}
+            got = matmul(x, y, out=arrays[operand])
+        assert got is arrays[operand]
+        assert np.array_equal(got, want)
+    finally:
+        sharing.close()
 
 
 def test_only_large_2d_floating_point_products_are_split():
@@ -80,6 +97,9 @@ def test_the_policy_uses_blocks_where_every_product_can_and_several_threads_pay(
     assert threads.decide(WIDE, 2, environ={}, cpus=4, blocked=True).row_blocks is True  # train.threads: 2
     assert threads.decide(WIDE, environ={"OMP_NUM_THREADS": "2"}, cpus=2, blocked=True).threads is None
     assert threads.decide(WIDE, environ={"PMI_SIZE": "2"}, cpus=2, blocked=True).row_blocks is False
+    # train.threads: 2 on small products: nothing would be split, so BLAS keeps the two threads
+    small = threads.decide(DIGITS, 2, environ={}, cpus=2, blocked=True)
+    assert (small.threads, small.row_blocks) == (2, False)
 
 
 def spec(layers):
@@ -116,6 +136,15 @@ def blas_threads() -> int:
 def test_a_run_with_two_threads_splits_its_products_and_repeats_its_bits(tmp_path, monkeypatch):
     for var in threads.ENV_VARS:
         monkeypatch.delenv(var, raising=False)
+    split = []  # the blocks of every product split in row blocks
+    real_run = Sharing.run
+
+    def run(self, fn, items):
+        if fn.__name__ == "block":
+            split.append(len(items))
+        return real_run(self, fn, items)
+
+    monkeypatch.setattr(Sharing, "run", run)
     seen = []
     runs = []
     for name in ("a", "b"):
@@ -127,11 +156,80 @@ def test_a_run_with_two_threads_splits_its_products_and_repeats_its_bits(tmp_pat
         runs.append({k: v.copy() for k, v in trainer.params.items()})
     assert summary["threads"]["row_blocks"] == 2 and summary["threads"]["blas"] == 1
     assert set(seen) == {1}  # BLAS ran one thread in the loop; the blocks used the two
+    # each step splits its three 256x512x512 products (forward, weight and input gradients) and the two
+    # 512x256x512 weight gradient of h's layer: 6 steps, 2 runs, evaluation aside
+    assert set(split) == {2} and len(split) >= 2 * 6 * 3
     assert all(np.array_equal(runs[0][k], runs[1][k]) for k in runs[0])
     one = Trainer(load_mapping({**WIDE_MLP, "train": {**WIDE_MLP["train"], "threads": 1}}), tmp_path / "one")
     one.run()
     for k, v in one.params.items():  # one thread, whole products: the same model to float32 rounding
         np.testing.assert_allclose(runs[0][k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_whose_plan_reuses_an_operand_buffer_matches_one_thread(tmp_path):
+    """``v @ t`` where ``t`` (a transposed tanh) dies there: the plan hands its buffer over as ``out``. Row
+    blocks must give one thread's model to float32 rounding, and the same bits every time."""
+    f = 512
+    mapping = {
+        "specgrad": 1,
+        "name": "reuse",
+        "seed": 0,
+        "dtype": "float32",
+        "data": {"source": "synthetic", "function": "sin(3*x)", "x": {"low": -1, "high": 1}, "n": f},
+        "model": {
+            "inputs": {"x": []},
+            "params": {
+                "w": {"shape": [f, f], "init": "glorot_uniform"},
+                "v": {"shape": [f, f], "init": "glorot_uniform"},
+            },
+            "nodes": [
+                {"phi": f"powers(x, {f - 1})"},
+                {"t": "tanh(transpose(phi @ w))"},
+                {"u": "v @ t"},
+                {"out": "mean(u, axis=0)"},
+            ],
+            "output": "out",
+        },
+        "loss": "mse",
+        "optimizer": {"type": "sgd", "lr": 0.1},
+        "train": {"steps": 3, "batch_size": f, "threads": 2},
+    }
+    runs = []
+    for threads_ in (2, 2, 1):
+        trainer = Trainer(
+            load_mapping({**mapping, "train": {**mapping["train"], "threads": threads_}}), tmp_path / str(len(runs))
+        )
+        assert trainer.run()["threads"].get("row_blocks") == (2 if threads_ == 2 else None)
+        runs.append({k: v.copy() for k, v in trainer.params.items()})
+    for k in runs[0]:
+        assert np.array_equal(runs[0][k], runs[1][k]), k
+        np.testing.assert_allclose(runs[0][k], runs[2][k], rtol=1e-5, atol=1e-6)
+
+
+def test_a_plan_with_batched_products_keeps_blas_threads():
+    """A dense layer on [B, 4, 2] rows makes batched products, which run whole: BLAS keeps the threads."""
+    batched = load_mapping(
+        {
+            "specgrad": 1,
+            "name": "batched",
+            "data": {"source": "synthetic", "function": "sin(3*x)", "x": {"low": -1, "high": 1}, "n": 64},
+            "model": {
+                "inputs": {"x": []},
+                "nodes": [
+                    {"seq": "reshape(powers(x, 7), [-1, 4, 2])"},
+                    {"h": {"layer": "linear", "input": "seq", "units": 3}},
+                    {"y_hat": "sum(h, axis=[1, 2])"},
+                ],
+                "output": "y_hat",
+            },
+            "loss": "mse",
+            "optimizer": {"type": "sgd", "lr": 0.01},
+            "train": {"steps": 1},
+        }
+    )
+    plan = batched.model.plan([batched.model.loss, *batched.model.grads])
+    assert plan.products({"B": 64}) and plan.blocked is False
+    assert splittable((3, 4), (4, 5)) and not splittable((2, 3, 4), (4, 5)) and not splittable((3, 4), (4,))
 
 
 def test_a_plan_with_a_convolution_keeps_blas_threads():

@@ -3,6 +3,7 @@ the article's worked example, and the polynomial gradient against the hand-deriv
 
 import numpy as np
 import pytest
+from conftest import tiered
 
 from specgrad.engine.autodiff import gradients
 from specgrad.engine.ir import Graph
@@ -68,7 +69,7 @@ def _build(name, inputs, values, attrs):
 ALL_CASES = [(n, inputs, a) for n, cases in CASES.items() for inputs, a in cases]
 
 
-@pytest.mark.parametrize("name,inputs,attrs", ALL_CASES)
+@pytest.mark.parametrize("name,inputs,attrs", tiered(ALL_CASES, group=lambda case: case[0]))
 def test_op_gradient_matches_finite_differences(name, inputs, attrs):
     rng = np.random.default_rng(0)
     diff, build = _build(name, inputs, _values(name, inputs, rng), attrs)
@@ -77,7 +78,7 @@ def test_op_gradient_matches_finite_differences(name, inputs, attrs):
         assert err < 1e-7, f"{name}{inputs}{attrs}: relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("name,inputs,attrs", ALL_CASES)
+@pytest.mark.parametrize("name,inputs,attrs", tiered(ALL_CASES, group=lambda case: case[0]))
 def test_shape_and_dtype_rules_match_the_forward(name, inputs, attrs):
     rng = np.random.default_rng(0)
     for dtype in (np.float64, np.float32):
@@ -90,7 +91,7 @@ def test_shape_and_dtype_rules_match_the_forward(name, inputs, attrs):
         assert np.result_type(value) == out.dtype, f"{name}: rule says {out.dtype}, forward gives {value.dtype}"
 
 
-@pytest.mark.parametrize("name,inputs,attrs", ALL_CASES)
+@pytest.mark.parametrize("name,inputs,attrs", tiered(ALL_CASES, group=lambda case: case[0]))
 def test_out_buffers_and_views_are_declared(name, inputs, attrs):
     """The plan relies on these flags: ``writes_out`` ops fill the buffer they are given, and only ``view``
     ops return memory shared with an input."""

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import MODELS, ROOT, run_cli
+from conftest import MODELS, ROOT, run_cli, tiered
 
 from specgrad.base.diagnostics import SpecError
 from specgrad.data.sources import load_splits
@@ -79,7 +79,10 @@ OP_CASES = [(name, inputs, attrs) for name in EXPORTABLE for inputs, attrs in CA
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("name,inputs,attrs", OP_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(OP_CASES)])
+@pytest.mark.parametrize(
+    "name,inputs,attrs",
+    tiered(OP_CASES, group=lambda case: case[0], ids=[f"{c[0]}-{i}" for i, c in enumerate(OP_CASES)]),
+)
 def test_op_lowering_matches_the_forward_in_onnxruntime(name, inputs, attrs, dtype):
     _check_op(name, inputs, attrs, dtype)
 

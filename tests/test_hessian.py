@@ -4,6 +4,7 @@ oracle) and a closed form, and a clear error for the op whose second derivative 
 
 import numpy as np
 import pytest
+from conftest import tiered
 from test_engine import ALL_CASES, _build, _values
 
 from specgrad.engine.ops.registry import REGISTRY
@@ -23,7 +24,7 @@ def test_ops_without_second_derivative_are_examples():
     assert all(REGISTRY[name].examples for name in NO_SECOND_DERIVATIVE)
 
 
-@pytest.mark.parametrize("name,inputs,attrs", ALL_CASES)
+@pytest.mark.parametrize("name,inputs,attrs", tiered(ALL_CASES, group=lambda case: case[0]))
 def test_op_hvp_matches_finite_differences_of_its_gradient(name, inputs, attrs):
     rng = np.random.default_rng(1)
     diff, build = _build(name, inputs, _values(name, inputs, rng), attrs)

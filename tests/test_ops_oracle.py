@@ -5,6 +5,7 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
+from conftest import tiered
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -282,7 +283,7 @@ def _float32_cases():
     return [(n, inputs, _values(n, inputs, rng), a) for n, cases in CASES.items() for inputs, a in cases]
 
 
-@pytest.mark.parametrize("name,inputs,values,attrs", _float32_cases())
+@pytest.mark.parametrize("name,inputs,values,attrs", tiered(_float32_cases(), group=lambda case: case[0]))
 def test_float32_agrees_with_float64(name, inputs, values, attrs):
     lo = _value_and_vjp(name, inputs, values, attrs, 1, np.float32)
     hi = _value_and_vjp(name, inputs, values, attrs, 1, np.float64)

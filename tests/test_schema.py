@@ -173,6 +173,7 @@ def _ajv() -> list[str] | None:
 
 
 @pytest.mark.skipif(_ajv() is None, reason="ajv-cli is not installed (npm install --prefix /tmp/ajv ajv-cli)")
+@pytest.mark.slow  # a Node.js process: the full tier
 def test_ajv_compiles_the_schema_in_strict_mode(tmp_path):
     """Ajv, the validator most JavaScript tools embed, compiles the schema in strict mode with no warning:
     no union types, every required key declared, every keyword beside its type."""

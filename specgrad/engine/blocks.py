@@ -10,7 +10,8 @@ has not scheduled (benchmarks/row_blocks.py measures both).
 
 The blocks are fixed by the product's shape and their number, never by which thread computes which block,
 so a run's bits do not depend on the load. Ops whose products go through ``matmul`` here declare it
-(``register(blocked=True)``): a plan whose products all do can run BLAS on one thread (``Plan.blocked``).
+(``register(blocked=True)``): a plan whose products all do, all of them 2-D (``splittable``), can run BLAS
+on one thread (``Plan.blocked``).
 """
 
 from __future__ import annotations
@@ -36,23 +37,34 @@ def row_blocks(sharing, blocks: int, min_flops: float) -> Iterator[None]:
         _active.reset(token)
 
 
+def splittable(x_shape, y_shape) -> bool:
+    """Whether a product of operands of these shapes can run in row blocks: [m, k] @ [k, n]. (A batched or
+    matrix-vector product runs whole.)"""
+    return len(x_shape) == 2 and len(y_shape) == 2
+
+
 def matmul(x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(x, y, out=out)``, in row blocks where ``row_blocks`` is active and the product is 2-D,
     floating-point and large enough."""
     active = _active.get()
-    if active is None or x.ndim != 2 or y.ndim != 2:
+    if active is None or not splittable(x.shape, y.shape):
         return np.matmul(x, y, out=out)
     sharing, blocks, min_flops = active
     (m, k), n = x.shape, y.shape[1]
     dtype = np.result_type(x, y)
     if m < blocks or 2.0 * m * k * n < min_flops or dtype.kind != "f":
         return np.matmul(x, y, out=out)
-    if out is None:
-        out = np.empty((m, n), dtype)
+    # A plan may hand over an operand's buffer as ``out`` (the operand's last use): one call copes with
+    # the overlap, but a block written there would change what the other blocks still read.
+    overlaps = out is not None and (np.may_share_memory(out, x) or np.may_share_memory(out, y))
+    target = np.empty((m, n), dtype) if out is None or overlaps else out
     bounds = [m * i // blocks for i in range(blocks + 1)]
 
     def block(rows: tuple[int, int]) -> None:
-        np.matmul(x[rows[0] : rows[1]], y, out=out[rows[0] : rows[1]])
+        np.matmul(x[rows[0] : rows[1]], y, out=target[rows[0] : rows[1]])
 
     sharing.run(block, list(zip(bounds, bounds[1:])))
-    return out
+    if out is not None and overlaps:
+        np.copyto(out, target)
+        return out
+    return target

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from specgrad.engine.blocks import splittable
 from specgrad.engine.ir import SOURCE_KINDS, Node, ancestors
 from specgrad.engine.ops.registry import REGISTRY, ShapeError, broadcast_shapes
 
@@ -75,8 +76,13 @@ class Plan:
             for n in nodes
             if (rule := REGISTRY[n.op].products) is not None
         ]
-        # whether every one of them goes through specgrad/engine/blocks.py (and may run in row blocks)
-        self.blocked = all(REGISTRY[n.op].blocked for n in nodes if REGISTRY[n.op].products is not None)
+        # whether every one of them can run in row blocks (specgrad/engine/blocks.py): its op hands its
+        # products over there, and they are 2-D
+        self.blocked = all(
+            REGISTRY[n.op].blocked and splittable(*(x.shape for x in inputs[n.id]))
+            for n in nodes
+            if REGISTRY[n.op].products is not None
+        )
         self.outputs = [slot[n.id] for n in outputs]
         self.n_slots = len(slot)
 

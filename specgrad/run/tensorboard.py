@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from specgrad.base.diagnostics import SpecError
 
 EXTRA = "train.tensorboard needs tensorboardX: pip install 'specgrad[tensorboard]'"
@@ -38,7 +40,8 @@ class TensorBoardLog:
 
     def parameters(self, step: int, params: dict) -> None:
         for name, value in params.items():
-            self.writer.add_histogram(f"params/{name}", value, step)
+            if np.isfinite(value).all():  # a diverged step's are refused by the checkpoint too
+                self.writer.add_histogram(f"params/{name}", value, step)
 
     def flush(self) -> None:
         self.writer.flush()

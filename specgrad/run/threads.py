@@ -21,9 +21,10 @@ the load: the thread count can change the last bits of a large product (OpenBLAS
 differently), and the same spec on the same machine must give the same bits. Pin ``train.threads`` where a
 run must reproduce bits across machines with different CPU counts, or between a sweep and a single run.
 
-**Row blocks.** Where a run gets several threads and every product of its plan goes through the engine's
-row blocks (``Plan.blocked``: matmul's do, conv2d's tensordots do not), BLAS runs one thread and each large
-product is split into one fixed block of rows per thread, the blocks shared between the loop's thread and
+**Row blocks.** Where a run gets several threads, every product of its plan can go through the engine's
+row blocks (``Plan.blocked``: 2-D matmuls can; batched matmuls and conv2d's tensordots cannot) and its
+typical product is big enough (``block_flops``), BLAS runs one thread and each large product is split into
+one fixed block of rows per thread, the blocks shared between the loop's thread and
 helpers (specgrad/engine/blocks.py): as fast as BLAS's own threads on a quiet machine, and 2-2.6x faster
 than them beside another busy process, whose core BLAS's spinning threads wait for
 (benchmarks/row_blocks.py). The blocks depend on the thread count, not on the load.
@@ -143,9 +144,15 @@ def decide(
         flops = typical_flops(products)
         n = max(1, min(cap, int(flops // FLOPS_PER_THREAD)))
         reason = f"auto: typical product {flops / 1e6:.3g} MFLOP, {why}"
-    if n > 1 and blocked and products:
+    if n > 1 and blocked and typical_flops(products) >= block_flops(n):
         return Decision(n, f"{reason}; products in {n} row blocks, BLAS on one thread", row_blocks=True)
     return Decision(n, reason)
+
+
+def block_flops(threads: int) -> float:
+    """The smallest product split into row blocks on ``threads`` threads: big enough for each to pay off, as in
+    the auto rule. Row blocks are used only where the plan's typical product is at least that big."""
+    return FLOPS_PER_THREAD * threads
 
 
 @contextmanager
@@ -164,8 +171,7 @@ def applied(decision: Decision) -> Iterator[Decision]:
             return
         sharing = Sharing(decision.threads - 1)
         try:
-            # a product is split where it is big enough for every thread to pay off (as in the auto rule)
-            with row_blocks(sharing, decision.threads, FLOPS_PER_THREAD * decision.threads):
+            with row_blocks(sharing, decision.threads, block_flops(decision.threads)):
                 yield decision
         finally:
             sharing.close()

@@ -509,9 +509,9 @@ class Trainer:
                     interrupted = stopped_by is not None or self.hooks.should_stop()
                     pruned = status == "pruned"
                     if due or interrupted or stopped_early or pruned or step == self.total_steps:
+                        log.parameters(step, self.params)
                         log.flush()  # the log holds every step the checkpoint covers
                         self._save(step, value)
-                        log.parameters(step, self.params)
                         last_saved = step
                     if interrupted:
                         status = "interrupted"

@@ -134,8 +134,8 @@ class Train:
     threads: int | str = setting(
         {"if": {"type": "string"}, "then": {"const": "auto"}, "else": {"type": "integer", "minimum": 1}},
         "threads for the matrix products: auto (one where they are small, every CPU "
-        "where they are large) or a number; several share each large matmul in row blocks, BLAS on one "
-        "thread; OMP_NUM_THREADS and the like win if set",
+        "where they are large) or a number; where a model's products are all 2-D matmuls, several threads "
+        "share the large ones in row blocks, BLAS on one thread; OMP_NUM_THREADS and the like win if set",
         "auto",
     )
 

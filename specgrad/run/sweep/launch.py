@@ -70,13 +70,14 @@ def run_sweep(
     workers = workers or sweep.workers
     with file_lock(sweep_dir / ".owner.lock", blocking=False) as owner:
         procs: list[subprocess.Popen] = []
-        forward = _forward_signals(procs)  # SIGTERM reaches the workers started into this list
+        forward: Callable[[], object] = lambda: None
         try:
             # The workers start at once (their imports take as long as opening the study here) and open it
             # when this process lets go of the ask lock: by then it exists, and a killed sweep's trials have
             # been put back.
             with file_lock(sweep_dir / ASK_LOCK):
                 procs += _start_workers(sweep, sweep_dir, url, workers)
+                forward = _forward_signals(procs)  # from now on SIGTERM reaches the workers
                 study = open_study(sweep, url)
                 # The default study lives in this folder, and we hold its lock: nobody else runs it, so
                 # whatever it shows RUNNING is a killed sweep's, to retry now (other storages wait for the

@@ -102,31 +102,35 @@ def test_the_policy_uses_blocks_where_every_product_can_and_several_threads_pay(
     assert (small.threads, small.row_blocks) == (2, False)
 
 
-def spec(layers):
+def synthetic(nodes, output, n, train, params=None, optimizer=None):
+    """A spec on sin(3x) with ``n`` points, float32, a model of ``nodes`` (and ``params``), mse."""
     return {
         "specgrad": 1,
         "name": "blocks",
         "seed": 0,
         "dtype": "float32",
-        "data": {"source": "synthetic", "function": "sin(3*x)", "x": {"low": -1, "high": 1}, "n": 512},
-        "model": {
-            "inputs": {"x": []},
-            "nodes": [
-                {"phi": "powers(x, 7)"},
-                {"h": {"layer": "linear", "input": "phi", "units": 512}},
-                *layers,
-                {"y_hat": {"layer": "linear", "input": "a", "units": 1}},
-                {"out": "reshape(y_hat, [-1])"},
-            ],
-            "output": "out",
-        },
+        "data": {"source": "synthetic", "function": "sin(3*x)", "x": {"low": -1, "high": 1}, "n": n},
+        "model": {"inputs": {"x": []}, **({"params": params} if params else {}), "nodes": nodes, "output": output},
         "loss": "mse",
-        "optimizer": {"type": "adam", "lr": 1e-3},
-        "train": {"steps": 6, "batch_size": 256, "threads": 2},
+        "optimizer": optimizer or {"type": "sgd", "lr": 0.01},
+        "train": train,
     }
 
 
-WIDE_MLP = spec([{"g": {"layer": "linear", "input": "h", "units": 512}}, {"a": "tanh(g)"}])
+WIDE_MLP = synthetic(
+    [
+        {"phi": "powers(x, 7)"},
+        {"h": {"layer": "linear", "input": "phi", "units": 512}},
+        {"g": {"layer": "linear", "input": "h", "units": 512}},
+        {"a": "tanh(g)"},
+        {"y_hat": {"layer": "linear", "input": "a", "units": 1}},
+        {"out": "reshape(y_hat, [-1])"},
+    ],
+    "out",
+    512,
+    {"steps": 6, "batch_size": 256, "threads": 2},
+    optimizer={"type": "adam", "lr": 1e-3},
+)
 
 
 def blas_threads() -> int:
@@ -170,30 +174,19 @@ def test_a_run_whose_plan_reuses_an_operand_buffer_matches_one_thread(tmp_path):
     """``v @ t`` where ``t`` (a transposed tanh) dies there: the plan hands its buffer over as ``out``. Row
     blocks must give one thread's model to float32 rounding, and the same bits every time."""
     f = 512
-    mapping = {
-        "specgrad": 1,
-        "name": "reuse",
-        "seed": 0,
-        "dtype": "float32",
-        "data": {"source": "synthetic", "function": "sin(3*x)", "x": {"low": -1, "high": 1}, "n": f},
-        "model": {
-            "inputs": {"x": []},
-            "params": {
-                "w": {"shape": [f, f], "init": "glorot_uniform"},
-                "v": {"shape": [f, f], "init": "glorot_uniform"},
-            },
-            "nodes": [
-                {"phi": f"powers(x, {f - 1})"},
-                {"t": "tanh(transpose(phi @ w))"},
-                {"u": "v @ t"},
-                {"out": "mean(u, axis=0)"},
-            ],
-            "output": "out",
-        },
-        "loss": "mse",
-        "optimizer": {"type": "sgd", "lr": 0.1},
-        "train": {"steps": 3, "batch_size": f, "threads": 2},
-    }
+    mapping = synthetic(
+        [
+            {"phi": f"powers(x, {f - 1})"},
+            {"t": "tanh(transpose(phi @ w))"},
+            {"u": "v @ t"},
+            {"out": "mean(u, axis=0)"},
+        ],
+        "out",
+        f,
+        {"steps": 3, "batch_size": f, "threads": 2},
+        params={"w": {"shape": [f, f], "init": "glorot_uniform"}, "v": {"shape": [f, f], "init": "glorot_uniform"}},
+        optimizer={"type": "sgd", "lr": 0.1},
+    )
     runs = []
     for threads_ in (2, 2, 1):
         trainer = Trainer(
@@ -209,23 +202,16 @@ def test_a_run_whose_plan_reuses_an_operand_buffer_matches_one_thread(tmp_path):
 def test_a_plan_with_batched_products_keeps_blas_threads():
     """A dense layer on [B, 4, 2] rows makes batched products, which run whole: BLAS keeps the threads."""
     batched = load_mapping(
-        {
-            "specgrad": 1,
-            "name": "batched",
-            "data": {"source": "synthetic", "function": "sin(3*x)", "x": {"low": -1, "high": 1}, "n": 64},
-            "model": {
-                "inputs": {"x": []},
-                "nodes": [
-                    {"seq": "reshape(powers(x, 7), [-1, 4, 2])"},
-                    {"h": {"layer": "linear", "input": "seq", "units": 3}},
-                    {"y_hat": "sum(h, axis=[1, 2])"},
-                ],
-                "output": "y_hat",
-            },
-            "loss": "mse",
-            "optimizer": {"type": "sgd", "lr": 0.01},
-            "train": {"steps": 1},
-        }
+        synthetic(
+            [
+                {"seq": "reshape(powers(x, 7), [-1, 4, 2])"},
+                {"h": {"layer": "linear", "input": "seq", "units": 3}},
+                {"y_hat": "sum(h, axis=[1, 2])"},
+            ],
+            "y_hat",
+            64,
+            {"steps": 1},
+        )
     )
     plan = batched.model.plan([batched.model.loss, *batched.model.grads])
     assert plan.products({"B": 64}) and plan.blocked is False
@@ -234,23 +220,12 @@ def test_a_plan_with_batched_products_keeps_blas_threads():
 
 def test_a_plan_with_a_convolution_keeps_blas_threads():
     conv = load_mapping(
-        {
-            "specgrad": 1,
-            "name": "conv",
-            "data": {"source": "synthetic", "function": "sin(3*x)", "x": {"low": -1, "high": 1}, "n": 64},
-            "model": {
-                "inputs": {"x": []},
-                "params": {"w": {"shape": [1, 1, 1, 1], "init": "ones"}},
-                "nodes": [
-                    {"img": "reshape(x, [-1, 1, 1, 1])"},
-                    {"c": "conv2d(img, w)"},
-                    {"y_hat": "reshape(c, [-1])"},
-                ],
-                "output": "y_hat",
-            },
-            "loss": "mse",
-            "optimizer": {"type": "sgd", "lr": 0.01},
-            "train": {"steps": 1},
-        }
+        synthetic(
+            [{"img": "reshape(x, [-1, 1, 1, 1])"}, {"c": "conv2d(img, w)"}, {"y_hat": "reshape(c, [-1])"}],
+            "y_hat",
+            64,
+            {"steps": 1},
+            params={"w": {"shape": [1, 1, 1, 1], "init": "ones"}},
+        )
     )
     assert conv.model.plan([conv.model.loss]).blocked is False

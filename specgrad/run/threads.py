@@ -135,16 +135,16 @@ def decide(
         cap, why = 1, f"one of {ranks} MPI ranks"
     if _limit is not None and _limit < cap:
         cap, why = _limit, f"limit({_limit})"
+    flops = typical_flops(products)
     if setting != "auto":
         n = min(int(setting), cap)
         reason = f"train.threads: {setting}" + (f", capped by {why}" if n < int(setting) else "")
     elif not products:
         return Decision(None, "auto: no matrix products, BLAS is left as it is")
     else:
-        flops = typical_flops(products)
         n = max(1, min(cap, int(flops // FLOPS_PER_THREAD)))
         reason = f"auto: typical product {flops / 1e6:.3g} MFLOP, {why}"
-    if n > 1 and blocked and typical_flops(products) >= block_flops(n):
+    if n > 1 and blocked and flops >= block_flops(n):
         return Decision(n, f"{reason}; products in {n} row blocks, BLAS on one thread", row_blocks=True)
     return Decision(n, reason)
 

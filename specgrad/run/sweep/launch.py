@@ -76,7 +76,7 @@ def run_sweep(
             # when this process lets go of the ask lock: by then it exists, and a killed sweep's trials have
             # been put back.
             with file_lock(sweep_dir / ASK_LOCK):
-                procs += _start_workers(sweep, sweep_dir, url, workers)
+                procs = _start_workers(sweep, sweep_dir, url, workers)
                 forward = _forward_signals(procs)  # from now on SIGTERM reaches the workers
                 study = open_study(sweep, url)
                 # The default study lives in this folder, and we hold its lock: nobody else runs it, so
@@ -90,18 +90,14 @@ def run_sweep(
                     break
         finally:
             forward()
-            _stop(procs)
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+                p.wait()
         trials = study.get_trials(deepcopy=False)
         counts = tally(trials, sweep.trials)
         on_update(trials, counts, best_trial(trials, sweep, sweep_dir))
         return Outcome(sweep_dir, counts, best_trial(trials, sweep, sweep_dir), [p.returncode for p in procs], retried)
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-        p.wait()
 
 
 def _wait_all(procs: list[subprocess.Popen], seconds: float) -> bool:

@@ -41,7 +41,7 @@ FINISHED = ("completed", "pruned", "diverged")
 # How often a worker with nothing to ask for looks again while other trials still run (one may fail and need
 # a retry): often on this machine's own SQLite study, where a look is cheap and the sweep ends at the first
 # look after its last trial; once a second on a shared server, which many machines' workers may poll at once
-WAIT_S = {"local": 0.2, "server": 1.0}
+WAIT_S, SERVER_WAIT_S = 0.2, 1.0
 BLAS_ENV = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -108,7 +108,7 @@ class Worker:
                 running = any(t.state == S.RUNNING for t in trials)
             if not running:
                 return None
-            time.sleep(WAIT_S["local" if self.local else "server"])  # a running trial may still fail and need a retry
+            time.sleep(WAIT_S if self.local else SERVER_WAIT_S)  # a running trial may still fail and need a retry
 
     def _take_over(self, trial) -> None:
         """A retry stands for its orphan in the sampler's bookkeeping too: the grid sampler marks which grid

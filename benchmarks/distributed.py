@@ -13,7 +13,10 @@ busy machine slows them alike; the figure is the median steps/s of the training 
 as the trainer's hooks mark them). In the 2-process runs every rank also times its step's Allreduce (which
 includes waiting for the slower rank) and, after training, the same Allreduce alone in a loop (the
 transport itself). A 1-process run on half batches (128 rows, one thread) splits a step's time into a fixed
-part and a part per row, from which docs/distributed.md projects 8 and 64 processes. The machine's load
+part and a part per row, from which docs/distributed.md projects 8 and 64 processes. Two such half-batch
+runs side by side, without MPI, are what 2 ranks compute with nothing exchanged: the ceiling of 2 processes
+on this machine, printed with the optimizer update's time (every run times it) and the ceiling if that update
+were sharded between the ranks (ZeRO stage 1). The machine's load
 average is recorded before and after: on a shared machine, read the figures with it. Results are printed
 and appended as one JSON line to benchmarks/results.jsonl.
 """
@@ -71,7 +74,17 @@ def worker(data: Path, epochs: int, batch_size: int) -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="specgrad-dist-")) if comm.is_root else None
     run_dir = Path(comm.broadcast_text(str(run_dir)))
     try:
-        summary = Trainer(spec, run_dir / "run", hooks=hooks, comm=comm).run()
+        trainer = Trainer(spec, run_dir / "run", hooks=hooks, comm=comm)
+        updates = []  # the optimizer's update, timed where the trainer calls it
+        plain_step = trainer.optimizer.step
+
+        def timed_step(*args, **kwargs):
+            t0 = time.perf_counter()
+            plain_step(*args, **kwargs)
+            updates.append(time.perf_counter() - t0)
+
+        trainer.optimizer.step = timed_step
+        summary = trainer.run()
         alone, size = _allreduce_alone(comm, run_dir) if comm.size > 1 else (None, None)
     finally:
         if comm.is_root:
@@ -88,6 +101,7 @@ def worker(data: Path, epochs: int, batch_size: int) -> None:
                     "allreduce_in_step_ms": 1e3 * statistics.median(waited) if waited else None,
                     "allreduce_alone_ms": alone,
                     "allreduce_bytes": size,
+                    "update_ms": 1e3 * statistics.median(updates),
                 }
             )
         )
@@ -112,7 +126,9 @@ def _mpiexec() -> str:
     return str(beside) if beside.is_file() else (shutil.which("mpiexec") or "mpiexec")
 
 
-def launch(processes: int, threads: int, data: Path, epochs: int, batch_size: int = 256) -> dict:
+def launch(processes: int, threads: int, data: Path, epochs: int, batch_size: int = 256, beside: int = 1) -> dict:
+    """One run (under mpiexec for several processes); with ``beside`` > 1, that many identical one-process runs
+    at once, side by side and exchanging nothing: the median of their results."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -130,10 +146,19 @@ def launch(processes: int, threads: int, data: Path, epochs: int, batch_size: in
     ]
     if processes > 1:
         command = [_mpiexec(), "-n", str(processes), *command]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    started = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(beside)
+    ]
+    results = []
+    for process in started:
+        out, err = process.communicate(timeout=1800)
+        if process.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{err[-2000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    if beside == 1:
+        return results[0]
+    return {key: statistics.median(r[key] for r in results) for key in ("steps_per_s", "update_ms")}
 
 
 CONFIGS = {"1 process x 1 thread": (1, 1), "1 process x 2 threads": (1, 2), "2 processes x 1 thread": (2, 1)}
@@ -157,12 +182,13 @@ def main() -> None:
         )
         load_before = os.getloadavg()
         runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
-        halves = []
+        halves, side_by_side = [], []
         for r in range(args.rounds):
             for name, (processes, threads) in CONFIGS.items():
                 runs[name].append(launch(processes, threads, folder / "wide.npz", args.epochs))
                 print(f"round {r + 1}: {name}: {runs[name][-1]['steps_per_s']:.2f} steps/s", flush=True)
             halves.append(launch(1, 1, folder / "wide.npz", args.epochs, batch_size=128))
+            side_by_side.append(launch(1, 1, folder / "wide.npz", args.epochs, batch_size=128, beside=2))
         load_after = os.getloadavg()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -174,6 +200,10 @@ def main() -> None:
     half_ms = 1e3 / statistics.median(h["steps_per_s"] for h in halves)
     per_row_ms = (step_ms - half_ms) / 128  # t(rows) = fixed + rows * per_row
     fixed_ms = step_ms - 256 * per_row_ms
+    # the ceiling of 2 processes here: each computing its half of every batch, nothing exchanged
+    beside_ms = 1e3 / statistics.median(s["steps_per_s"] for s in side_by_side)
+    update_ms = statistics.median(r["update_ms"] for r in runs["1 process x 1 thread"])
+    alone_ms = statistics.median(r["allreduce_alone_ms"] for r in two)
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "benchmark": "distributed-wide",
@@ -195,6 +225,11 @@ def main() -> None:
         "step_ms_half_batch": half_ms,
         "step_fixed_ms": fixed_ms,
         "step_per_row_ms": per_row_ms,
+        "update_ms": update_ms,
+        "step_ms_half_batch_side_by_side": beside_ms,
+        "ceiling_2_processes": step_ms / beside_ms,
+        # the same, were the update sharded (each updating half) and the Allreduce's time alone added
+        "ceiling_2_processes_sharded_update": step_ms / (beside_ms - update_ms / 2 + alone_ms),
     }
     print(json.dumps(result, indent=2))
     with open(BENCH / "results.jsonl", "a", encoding="utf-8") as f:

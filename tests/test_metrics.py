@@ -32,6 +32,16 @@ def test_classification_metrics_match_scikit_learn():
     )
 
 
+def test_top_k_accuracy_breaks_ties_as_scikit_learn():
+    # tied logits: scikit-learn ranks the higher class first (a stable ascending sort, reversed)
+    tied = np.array([[1.0, 1.0, 1.0, 0.0], [2.0, 5.0, 5.0, 5.0], [0.0, 0.0, 3.0, 3.0], [4.0, 4.0, 4.0, 4.0]])
+    labels = np.array([0, 1, 2, 3])
+    for k in (1, 2, 3, 4):
+        assert metric("top_k_accuracy", k=k)(tied, labels) == sk.top_k_accuracy_score(
+            labels, tied, k=k, labels=range(4)
+        )
+
+
 def test_binary_metrics_read_one_logit_per_sample():
     assert metric("accuracy")(SCORES, BINARY) == pytest.approx(sk.accuracy_score(BINARY, SCORES > 0), abs=0)
     assert metric("log_loss")(SCORES, BINARY) == pytest.approx(
@@ -134,7 +144,7 @@ def test_multi_output_classification_counts_a_sample_when_every_output_is_right(
         == subset
     )
     assert metric("top_k_accuracy", k=1)(SEQ_LOGITS, SEQ_LABELS) == metric("accuracy")(SEQ_LOGITS, SEQ_LABELS)
-    top2 = np.argsort(-SEQ_LOGITS, axis=-1)[..., :2]
+    top2 = np.argsort(-SEQ_LOGITS, axis=-1)[..., :2]  # no ties in these logits
     assert metric("top_k_accuracy", k=2)(SEQ_LOGITS, SEQ_LABELS) == np.mean(
         np.all(np.any(top2 == SEQ_LABELS[..., None], -1), axis=1)
     )

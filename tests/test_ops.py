@@ -65,6 +65,23 @@ def test_kinks_take_the_documented_side():
     ]
 
 
+def test_pow_at_zero_base_has_torchs_gradients():
+    """x ** y at x = 0, where the textbook formulas read 0 * inf: d/dx is 0 for y == 0 (x ** 0 is 1 everywhere),
+    d/dy is 0 for y >= 0 (torch's convention: x ** y is 0 or 1 there), and both are the formulas elsewhere."""
+    x = np.array([0.0, 0.0, 0.0, 0.0, 2.0, -2.0])
+    y = np.array([0.0, 0.5, 2.0, -1.0, 0.0, 3.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _, (gx, gy) = grad_of(lambda a, b: a**b, x, y)
+    np.testing.assert_array_equal(gx, [0.0, np.inf, 0.0, -np.inf, 0.0, 12.0])
+    np.testing.assert_array_equal(gy[:3], [0.0, 0.0, 0.0])
+    assert gy[3] == -np.inf  # 0 ** -1 = inf, times log 0: as torch
+    assert gy[4] == pytest.approx(np.log(2.0), rel=1e-15)
+    assert np.isnan(gy[5])  # log of a negative base: the documented domain is x > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _, (g0,) = grad_of(lambda a: a**0.0, [0.0, 1.0, -2.0])  # a constant exponent of 0
+    np.testing.assert_array_equal(g0, [0.0, 0.0, 0.0])
+
+
 # ---------------------------------------------------------------------------------------- extreme logits
 BIG = 1e4
 

@@ -222,6 +222,36 @@ def test_sweep_runs_each_trial_as_an_ordinary_run_directory(tmp_path):
     assert json.loads((tmp_path / "again" / "summary.json").read_text())["val"]["loss"] == t.value
 
 
+SEEDED = """\
+sweep: 1
+spec: base.yaml
+params:
+  optimizer.lr: {float: [1.0e-4, 1.0e-2], log: true}
+  optimizer.type: {choice: [sgd, adam, rmsprop]}
+objective: {metric: val.loss, mode: min}
+sampler: SAMPLER
+trials: 4
+seed: SEED
+"""
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_the_sweeps_seed_makes_its_trials_and_workers_never_share_a_stream(tmp_path, sampler):
+    def proposals(name, seed, workers=1):
+        path = write(tmp_path, SEEDED.replace("SAMPLER", sampler).replace("SEED", str(seed)), steps=20)
+        out = tmp_path / name
+        r = run_cli("sweep", path, "--workers", str(workers), "--dir", out, "--quiet", cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return [tuple(sorted(t.params.items())) for t in sorted(study_trials(out), key=lambda t: t.number)]
+
+    first = proposals("a", seed=3)
+    assert proposals("b", seed=3) == first  # one worker: the same trials, in the same order
+    assert proposals("c", seed=4) != first
+    # two workers each make their own proposals: none repeats another's (same seed, distinct streams)
+    both = proposals("d", seed=3, workers=2)
+    assert len(set(both)) == len(both) == 4
+
+
 def _sweep_process(path, out, workers=2):
     return subprocess.Popen(
         [

@@ -82,10 +82,12 @@ def accuracy():
 def top_k_accuracy(k=5):
     """fraction of samples whose label is among the k largest logits in every output
 
-    As accuracy, a sample with several outputs counts when all are right: k = 1 is accuracy."""
+    As accuracy, a sample with several outputs counts when all are right. Among tied logits the higher class
+    ranks first, as in scikit-learn's top_k_accuracy_score (accuracy takes the first of tied maxima, numpy's
+    argmax: the two differ at k = 1 only on ties)."""
 
     def compute(pred, target):
-        top = np.argsort(-pred, axis=-1, kind="stable")[..., :k]
+        top = np.argsort(pred, axis=-1, kind="stable")[..., ::-1][..., :k]
         return float(np.mean(np.all(_outputs(np.any(top == target[..., None], axis=-1)), axis=1)))
 
     return Metric(compute, ("labels",))

@@ -76,15 +76,25 @@ def div(x, y, out=None):
     return np.true_divide(x, y, out=out)
 
 
+def _pow_vjp_base(g, out, x, y):
+    # y x^(y-1), and 0 where y == 0 (x^0 is 1 everywhere: at x = 0 the formula reads 0 * inf)
+    return emit("where", y, g * y * x ** (y - 1), 0.0)
+
+
+def _pow_vjp_exponent(g, out, x, y):
+    # x^y log x, and 0 at x == 0 for y >= 0 (where x^y is 0 or 1: the formula reads 0 * -inf), as torch
+    return emit("where", emit("abs", x) + emit("step", -y), g * out * emit("log", x), 0.0)
+
+
 @binary(
     "pow",
     fd_domain="positive",
     onnx=lower.elementwise("Pow"),
-    vjp=(lambda g, out, x, y: g * y * x ** (y - 1), lambda g, out, x, y: g * out * emit("log", x)),
+    vjp=(_pow_vjp_base, _pow_vjp_exponent),
     examples=[([(3, 4), (4,)], {}), ([(2, 3), ()], {})],
 )
 def pow_(x, y, out=None):
-    """x ** y (for a non-constant exponent, x must be positive)"""
+    """x ** y (for a non-constant exponent, x must be positive; at x = 0 the gradients are torch's)"""
     return np.power(x, y, out=out)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError
 from specgrad.base.fileio import read_head
 from specgrad.model.metrics import metric_name
-from specgrad.run.sweep.options import PRUNERS, SAMPLERS
+from specgrad.run.sweep.options import PRUNERS, SAMPLERS, make_sampler
 from specgrad.spec.compose import compose, parse_path
 from specgrad.spec.load import Document, load_file
 from specgrad.spec.validate import _leaf_errors, _translate, validate
@@ -189,8 +189,7 @@ class Sweep:
         return {p.name: list(p.choices) for p in self.params}
 
     def make_sampler(self):
-        settings = {"seed": self.seed, **self.sampler}
-        return SAMPLERS.create(settings, space=self.grid() if settings["type"] == "grid" else None)
+        return make_sampler(self.sampler, self.seed, space=self.grid() if self.sampler["type"] == "grid" else None)
 
     def make_pruner(self):
         return PRUNERS.create(self.pruner)

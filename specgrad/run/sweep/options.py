@@ -29,6 +29,59 @@ class SweepDependencyError(Exception):
     """An optional package a sweep needs is missing; the message names the extra."""
 
 
+def make_sampler(settings: dict, seed: int, space: dict | None = None):
+    """The sampler of validated ``settings`` (their ``seed``, else ``seed``). Trial n's proposals come from
+    the sampler seeded with (seed, n), made afresh for it: one worker proposes the same trials every time,
+    while workers on this machine or others, and a rerun after a kill, never replay one random stream (and
+    so one another's trials). A sampler registered with ``seed="shared"`` keeps one seed for every trial:
+    grid (the seed orders the grid, which trials index) and QMC (its sequence, scrambled by the seed)."""
+    settings = dict(settings)
+    seed = settings.pop("seed", seed)
+    if SAMPLERS[settings["type"]].meta.get("seed") == "shared":
+        return SAMPLERS.create(settings, seed=seed, space=space)
+    return _trial_seeded(lambda n: SAMPLERS.create(settings, seed=_trial_seed(seed, n), space=space))
+
+
+def _trial_seed(seed: int, number: int) -> int:
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def _trial_seeded(make):
+    """A sampler that hands each trial, by number, to a sampler ``make(number)`` made for it."""
+    optuna = optuna_module()
+
+    class TrialSeeded(optuna.samplers.BaseSampler):
+        def __init__(self):
+            self.number, self.sampler = None, None
+
+        def _of(self, trial):
+            if trial.number != self.number:
+                self.number, self.sampler = trial.number, make(trial.number)
+            return self.sampler
+
+        def before_trial(self, study, trial):
+            self._of(trial).before_trial(study, trial)
+
+        def infer_relative_search_space(self, study, trial):
+            return self._of(trial).infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self._of(trial).sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self._of(trial).sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study, trial, state, values):
+            self._of(trial).after_trial(study, trial, state, values)
+
+        def reseed_rng(self):
+            pass  # the seeds are the trials' own
+
+    return TrialSeeded()
+
+
 @SAMPLERS.register(
     "tpe",
     {
@@ -51,7 +104,7 @@ def _random(seed=None, space=None):
     return optuna_module().samplers.RandomSampler(seed=seed)
 
 
-@SAMPLERS.register("grid")
+@SAMPLERS.register("grid", seed="shared")  # the seed orders the grid: every worker must order it alike
 def _grid(seed=None, space=None):
     """Every combination of the parameters' values once (every parameter must be a choice)."""
     return optuna_module().samplers.GridSampler(space, seed=seed)
@@ -69,6 +122,7 @@ def _bruteforce(seed=None, space=None):
         "qmc_type": {"enum": ["sobol", "halton"], "description": "the low-discrepancy sequence"},
         "scramble": {"type": "boolean"},
     },
+    seed="shared",
 )
 def _qmc(seed=None, space=None, **settings):
     """Quasi-Monte Carlo: evenly spread points (Sobol or Halton)."""

@@ -122,3 +122,45 @@ def test_config_text_and_flag_errors(monkeypatch):
     assert api.flag_errors(["models/poly.yaml"], ["optimizer.lr=0.5"]) == []
     (error,) = api.flag_errors(["models/poly.yaml"], ["optimizer.lr"])
     assert "expected --set KEY=VALUE" in error.message
+
+
+def test_a_batch_of_other_shapes_than_declared_is_refused_not_broadcast(tmp_path):
+    """A [5] target against a [5, 1] prediction would broadcast into [5, 5]: a wrong loss, silently. Every
+    way of feeding a compiled model checks the declared shapes (the batch dim one size across fields)."""
+    import numpy as np
+
+    from specgrad.engine.ops import ShapeError
+
+    spec = specgrad.load(
+        {
+            "specgrad": 1,
+            "name": "shapes",
+            "data": {"source": "synthetic", "function": "x", "n": 8},
+            "model": {
+                "inputs": {"x": [3]},
+                "nodes": [{"o": {"layer": "linear", "input": "x", "units": 1}}],
+                "output": "o",
+            },
+            "loss": "mse",
+            "optimizer": {"type": "sgd", "lr": 0.1},
+            "train": {"steps": 1},
+        }
+    )
+    model = specgrad.compile(spec)
+    params = model.init_params()
+    x = np.ones((5, 3))
+    good = {"x": x, "y": np.ones((5, 1))}
+    assert np.isfinite(model.loss_and_grads(params, good)[0])
+    for batch, message in [
+        ({"x": x, "y": np.ones(5)}, r"'y' is \[5\]: the graph declares \[B, 1\]"),
+        ({"x": x, "y": np.ones((4, 1))}, r"'y' is \[4, 1\]: the graph declares \[B, 1\] and 'x' has B = 5"),
+        ({"x": np.ones((5, 2)), "y": np.ones((5, 1))}, r"'x' is \[5, 2\]: the graph declares \[B, 3\]"),
+    ]:
+        with pytest.raises(ShapeError, match=message):
+            model.loss_and_grads(params, batch)
+        with pytest.raises(ShapeError, match=message):
+            model.evaluate(params, batch)
+        with pytest.raises(ShapeError, match=message):
+            model.hvp(params, batch, {name: np.ones(shape) for name, shape in model.param_shapes.items()})
+    with pytest.raises(ShapeError, match=r"'o.weight' is \[2, 1\]"):
+        model.forward({**params, "o.weight": np.ones((2, 1))}, {"x": x})

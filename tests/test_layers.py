@@ -11,7 +11,7 @@ import yaml
 from conftest import ROOT
 from jsonschema import Draft202012Validator
 
-from specgrad.base.rng import step_key
+from specgrad.base.rng import batch_key
 from specgrad.engine.ops import REGISTRY
 from specgrad.model.build import build_model, init_params, init_state
 from specgrad.model.init import INITIALIZERS
@@ -36,7 +36,7 @@ def random_params(model, seed=0):
     return {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in init_params(model, rng).items()}
 
 
-def forward(model, fields, params, state=None, mode="train", key=step_key(0, 0)):
+def forward(model, fields, params, state=None, mode="train", key=batch_key(0, 0)):
     """The prediction in ``mode``, and (train mode) the updated state."""
     graph = model if mode == "train" else model.eval
     state = init_state(model) if state is None else state
@@ -50,7 +50,7 @@ def finite_difference_error(model, fields, params, eps=1e-6, seed=1):
     """Relative error between <grad L, v> and the central difference of L along a random direction v over
     every parameter (L: the model's loss with a random target, in train mode)."""
     rng = np.random.default_rng(seed)
-    state, key = init_state(model), step_key(0, 0)
+    state, key = init_state(model), batch_key(0, 0)
     loss_plan = model.plan([model.loss])
     _, *grads = model.plan([model.loss, *model.grads])(*model.feed(fields, params, state, key))
     direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
@@ -273,7 +273,7 @@ def test_dropout_zeroes_and_rescales_in_training_and_is_the_identity_in_eval():
     np.testing.assert_allclose(out[~dropped], x[~dropped] / 0.75, rtol=1e-15)
     assert np.array_equal(forward(model, {"x": x}, {}, mode="eval")[0], x)
     again, _ = forward(model, {"x": x}, {})
-    other_step, _ = forward(model, {"x": x}, {}, key=step_key(0, 1))
+    other_step, _ = forward(model, {"x": x}, {}, key=batch_key(0, 1))
     assert np.array_equal(again, out) and not np.array_equal(other_step, out)  # a mask per step, reproducible
 
 

@@ -10,6 +10,7 @@ import pytest
 from conftest import run_cli
 
 from specgrad.base.diagnostics import Location, SpecError
+from specgrad.base.rng import batch_key
 from specgrad.model.build import build_model, init_state
 from specgrad.model.metrics import evaluate
 from specgrad.run.checkpoint import latest_checkpoint, param_key, state_key
@@ -59,7 +60,9 @@ def test_running_statistics_are_state_saved_in_checkpoints(spec_file, tmp_path):
     # the summary's loss is the eval-mode loss: running statistics, no dropout
     fields = trainer.splits["train"]
     assert summary["train"]["loss"] == evaluate(model, trainer.params, fields, (), trainer.train_step.state)["loss"]
-    train_mode = model.plan([model.loss])(*model.feed(fields, trainer.params, trainer.train_step.state, np.uint64(0)))
+    train_mode = model.plan([model.loss])(
+        *model.feed(fields, trainer.params, trainer.train_step.state, batch_key(0, 0))
+    )
     assert float(train_mode[0]) != summary["train"]["loss"]
 
 

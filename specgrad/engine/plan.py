@@ -40,7 +40,7 @@ import numpy as np
 
 from specgrad.engine.blocks import splittable
 from specgrad.engine.ir import SOURCE_KINDS, Node, ancestors
-from specgrad.engine.ops.registry import REGISTRY, ShapeError, broadcast_shapes
+from specgrad.engine.ops.registry import REGISTRY, ShapeError, broadcast_shapes, fmt_shape
 
 NEVER = float("inf")
 MAX_SPECIALIZED = 8  # feed signatures kept specialized (each holds its own buffers)
@@ -55,6 +55,8 @@ class Plan:
         if missing:
             raise ValueError("plan needs values for " + ", ".join(n.name or repr(n) for n in missing))
         self.constants = fold_constants(order, inputs)  # node id -> value, computed once
+        # the shapes the graph declares for the inputs and parameters it is fed (checked: ``check_feeds``)
+        self.declared = [(n.name or repr(n), n.shape) if n.op in ("input", "param") else None for n in feeds]
         slot: dict[int, int] = {}
         for n in feeds:
             slot.setdefault(n.id, len(slot))
@@ -138,11 +140,35 @@ class Plan:
         run = self.specialized.get(key)
         if run is not None:
             return run(*values)
+        self.check_feeds(values)
         results, layout, views = self.interpret(values)
         if len(self.specialized) >= MAX_SPECIALIZED:  # e.g. predict on many batch sizes: keep the newest
             del self.specialized[next(iter(self.specialized))]
         self.specialized[key] = self.specialize(layout, views)
         return results
+
+    def check_feeds(self, values) -> None:
+        """Refuse values whose shapes are not the declared ones (a symbolic dim, the batch, one size across
+        all of them): numpy would broadcast a [5] target against a [5, 1] prediction into [5, 5], a wrong loss
+        instead of an error. Once per feed signature, on its first call."""
+        sizes: dict[str, tuple[int, str]] = {}  # symbol -> (size, the feed that set it)
+        for declared, value in zip(self.declared, values):
+            if declared is None or value is None or value.dtype.kind == "O":  # absent: a field not needed
+                continue
+            name, shape = declared
+            actual = np.shape(value)
+            problem = None
+            if len(actual) != len(shape):
+                problem = f"the graph declares {fmt_shape(shape)}"
+            for d, a in zip(shape, actual):
+                if problem is None and isinstance(d, str):
+                    size, source = sizes.setdefault(d, (a, name))
+                    if size != a:
+                        problem = f"the graph declares {fmt_shape(shape)} and '{source}' has {d} = {size}"
+                elif problem is None and d != a:
+                    problem = f"the graph declares {fmt_shape(shape)}"
+            if problem:
+                raise ShapeError(f"'{name}' is {fmt_shape(actual)}: {problem}")
 
     # ------------------------------------------------------------------ the first call: interpret, record
     def interpret(self, values) -> tuple[list, dict, dict]:

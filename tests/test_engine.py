@@ -7,7 +7,7 @@ from conftest import tiered
 
 from specgrad.engine.autodiff import gradients
 from specgrad.engine.ir import Graph
-from specgrad.engine.ops import REGISTRY
+from specgrad.engine.ops import REGISTRY, ShapeError
 from specgrad.engine.plan import Plan
 from specgrad.run.gradcheck import directional_check
 
@@ -80,15 +80,27 @@ def test_op_gradient_matches_finite_differences(name, inputs, attrs):
 
 @pytest.mark.parametrize("name,inputs,attrs", tiered(ALL_CASES, group=lambda case: case[0]))
 def test_shape_and_dtype_rules_match_the_forward(name, inputs, attrs):
-    rng = np.random.default_rng(0)
-    for dtype in (np.float64, np.float32):
-        values = [v.astype(dtype) if isinstance(s, tuple) else v for v, s in zip(_values(name, inputs, rng), inputs)]
-        g = Graph(dtype)
+    """In float64 and float32, and for the integer inputs a spec may declare (int64, int32): the rule refuses
+    them with a ShapeError, or says the dtype the forward gives."""
+    for dtype in (np.float64, np.float32, np.int64, np.int32):
+        raw = _values(name, inputs, np.random.default_rng(0))
+        values = [
+            ((v * 3).round() if np.dtype(dtype).kind == "i" else v).astype(dtype) if isinstance(s, tuple) else v
+            for v, s in zip(raw, inputs)
+        ]
+        g = Graph(np.float64 if np.dtype(dtype).kind == "i" else dtype)
         nodes = [g.input(f"x{i}", v.shape, v.dtype) for i, v in enumerate(values)]
-        out = g.apply(name, *nodes, **attrs)
-        (value,) = Plan([out], nodes)(*values)
+        try:
+            out = g.apply(name, *nodes, **attrs)
+        except ShapeError:
+            assert np.dtype(dtype).kind == "i", f"{name} refuses {np.dtype(dtype)}"
+            continue
+        with np.errstate(all="ignore"):  # integer division by zero and the like: the dtype is the point
+            (value,) = Plan([out], nodes)(*values)
         assert np.shape(value) == out.shape, name
-        assert np.result_type(value) == out.dtype, f"{name}: rule says {out.dtype}, forward gives {value.dtype}"
+        assert np.result_type(value) == out.dtype, (
+            f"{name} on {np.dtype(dtype)}: rule says {out.dtype}, forward gives {np.result_type(value)}"
+        )
 
 
 @pytest.mark.parametrize("name,inputs,attrs", tiered(ALL_CASES, group=lambda case: case[0]))

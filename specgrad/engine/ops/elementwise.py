@@ -171,9 +171,15 @@ def _clip_vjp(g, out, x, lo=None, hi=None):
     return g
 
 
+def _clip_dtype(x, lo=None, hi=None):
+    # numpy: a float bound makes an integer x's result float64; integer bounds keep x's dtype
+    return float_dtype(x) if any(isinstance(b, float) for b in (lo, hi)) else x
+
+
 @register(
     "clip",
     shape=_clip_shape,
+    dtype=_clip_dtype,
     attrs=("lo", "hi"),
     arity=1,
     onnx=lower.clip,
@@ -363,7 +369,6 @@ def relu(x, out=None):
 
 @unary(
     "leaky_relu",
-    dtype=None,
     attrs=("alpha",),
     onnx=lower.leaky_relu,
     vjp=(lambda g, out, x, alpha=0.01: g * (alpha + (1 - alpha) * emit("step", x)),),

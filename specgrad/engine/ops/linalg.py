@@ -8,6 +8,7 @@ from specgrad.engine.ops import onnx_lowerings as lower
 from specgrad.engine.ops.registry import (
     ShapeError,
     broadcast_shapes,
+    float_dtype,
     fmt_shape,
     normalize_axes,
     register,
@@ -178,6 +179,7 @@ def _powers_vjp(g, out, x, degree):
 @register(
     "powers",
     shape=_powers_shape,
+    dtype=float_dtype,
     attrs=("degree",),
     arity=1,
     vjp=(_powers_vjp,),

@@ -386,7 +386,13 @@ def _pool_shape(x, kernel, stride=None, padding=0):
 def max_pool2d(x, kernel, stride=None, padding=0):
     """largest value of each kernel window, NCHW (stride defaults to the kernel; padding never wins;
     ties split the gradient equally)"""
-    return np.max(_windows(x, kernel, kernel if stride is None else stride, padding, -np.inf), axis=(-2, -1))
+    return np.max(_windows(x, kernel, kernel if stride is None else stride, padding, _lowest(x)), axis=(-2, -1))
+
+
+def _lowest(x):
+    """What padding holds in a max pool: below every value (-inf; an integer x's smallest integer)."""
+    dtype = np.result_type(x)
+    return np.iinfo(dtype).min if dtype.kind in "iu" else -np.inf
 
 
 def _max_pool_grad_shape(g, x, kernel, stride=None, padding=0):
@@ -407,7 +413,7 @@ def _max_pool_grad_shape(g, x, kernel, stride=None, padding=0):
 def max_pool2d_grad(g, x, kernel, stride=None, padding=0):
     """the VJP of max_pool2d: each window's g shared equally among the window's maxima"""
     stride = kernel if stride is None else stride
-    windows = _windows(x, kernel, stride, padding, -np.inf)
+    windows = _windows(x, kernel, stride, padding, _lowest(x))
     hit = (windows == np.max(windows, axis=(-2, -1), keepdims=True)).astype(np.result_type(g))
     share = hit / np.sum(hit, axis=(-2, -1), keepdims=True)
     return _unwindow(np.asarray(g)[..., None, None] * share, np.shape(x)[2:], stride, padding)
@@ -446,6 +452,7 @@ def _avg_pool_grad_shape(g, kernel, stride, padding, size):
 @register(
     "avg_pool2d_grad",
     shape=_avg_pool_grad_shape,
+    dtype=float_dtype,
     attrs=("kernel", "stride", "padding", "size"),
     arity=1,
     internal=True,
@@ -478,7 +485,7 @@ def _dropout_shape(x, key, rate, salt=0):
 
 def _dropout_dtype(x, key, **_):
     require_integer(key, "dropout's key")
-    return x
+    return float_dtype(x)
 
 
 @register(

@@ -12,6 +12,7 @@ from specgrad.engine.ops.registry import (
     normalize_axes,
     reduced_shape,
     register,
+    result_dtype,
 )
 
 
@@ -28,9 +29,17 @@ def _expand_back(g, x, axis, keepdims):
     return graph.apply("broadcast_like", g, x)
 
 
+def _sum_dtype(x, **_):
+    """numpy's sum: bools and integers narrower than the platform's int are summed (and returned) in it."""
+    if x is not None and x.kind in "biu" and x.itemsize < np.dtype(np.int_).itemsize:
+        return np.dtype(np.uint if x.kind == "u" else np.int_)
+    return result_dtype(x)
+
+
 @register(
     "sum",
     shape=reduced_shape,
+    dtype=_sum_dtype,
     attrs=("axis", "keepdims"),
     arity=1,
     onnx=lower.reduction("ReduceSum"),
@@ -198,10 +207,11 @@ def logsumexp(x, axis=None, keepdims=False):
 def _sum_to_shape(g, shape):
     """Runtime reduction of a broadcast cotangent back to ``shape`` (symbolic dims taken from g)."""
     axes, lead, leading_only = _sum_axes(g.shape, tuple(shape))
+    # in g's own dtype (numpy would widen an int32 sum): undoing a broadcast keeps the dtype
     if leading_only:  # a bias gradient: sum over the batch axes, nothing to reshape
-        return np.add.reduce(g, axis=axes)
+        return np.add.reduce(g, axis=axes, dtype=g.dtype)
     if axes:
-        g = np.sum(g, axis=axes, keepdims=True)
+        g = np.sum(g, axis=axes, keepdims=True, dtype=g.dtype)
     return g.reshape(g.shape[lead:]) if lead else g
 
 

@@ -37,7 +37,7 @@ from specgrad.run.distributed import launched_rank as _launched_rank
 from specgrad.run.gradcheck import ParamCheck, check_spec
 from specgrad.run.runlog import metrics_lines
 from specgrad.run.trainer import Hooks, RunError, Trainer, default_run_dir, resume_dir
-from specgrad.spec import Spec, load_mapping, load_spec
+from specgrad.spec import Spec, load_mapping, load_spec, with_top
 from specgrad.spec import check_spec as _check_file
 
 if TYPE_CHECKING:
@@ -368,7 +368,7 @@ def gradcheck(spec: Spec, batch_size: int = 8) -> list[ParamCheck]:
     """Finite differences against the engine's gradients, per parameter, in float64 (the spec is recompiled
     with ``dtype=float64`` when it is not already)."""
     if spec.settings.dtype != "float64":
-        spec = load_spec(spec.doc.file, ["dtype=float64"])
+        spec = with_top(spec, dtype="float64")
     return check_spec(spec, batch_size=batch_size)
 
 
@@ -408,7 +408,7 @@ def export(
         Path(run_dir),
         Path(output) if output else None,
         checkpoint=checkpoint,
-        opset=opset or DEFAULT_OPSET,
+        opset=DEFAULT_OPSET if opset is None else opset,
         warn=warn or (lambda message: None),
     )
 

@@ -417,7 +417,7 @@ def gradcheck(
 
     _check_overrides([spec], set_)
     with _reported(ValueError):  # the data lacks a field the model reads
-        checks = api.gradcheck(api.load(spec, [*set_, "dtype=float64"], root), batch_size=batch_size)
+        checks = api.gradcheck(api.load(spec, set_, root), batch_size=batch_size)  # in float64
     width = max([len("parameter"), *(len(c.name) for c in checks)])
     typer.echo(f"{'parameter':<{width}}  {'shape':<14} {'entries':>7}  relative error")
     for c in checks:

@@ -164,3 +164,15 @@ def test_a_batch_of_other_shapes_than_declared_is_refused_not_broadcast(tmp_path
             model.hvp(params, batch, {name: np.ones(shape) for name, shape in model.param_shapes.items()})
     with pytest.raises(ShapeError, match=r"'o.weight' is \[2, 1\]"):
         model.forward({**params, "o.weight": np.ones((2, 1))}, {"x": x})
+
+
+def test_run_predict_refuses_missing_inputs_with_a_documented_error(tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.chdir(ROOT)
+    run = specgrad.train(specgrad.load("models/mlp_moons.yaml", ["train.epochs=1"]), tmp_path / "run")
+    with pytest.raises(api.ERRORS, match=r"input: no field 'x' \(the model reads x; given: none\)"):
+        run.predict({})
+    with pytest.raises(api.ERRORS, match="given: z"):
+        run.predict({"z": np.zeros((2, 2))})
+    assert run.predict({"x": np.zeros((2, 2))})["logits"].shape == (2, 2)

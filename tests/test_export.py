@@ -287,6 +287,7 @@ def test_cli_exports_a_checkpoint_at_an_opset(trained, tmp_path):
     "args,code,message",
     [
         (["--opset", "12"], 2, "opset 12 is not supported; use one of 13..21"),
+        (["--opset", "0"], 2, "opset 0 is not supported; use one of 13..21"),  # not "the default"
         (["--checkpoint", "3"], 1, "has no checkpoint of step 3 (it has 2, 4)"),
         (["--output", "{a_file}/m.onnx"], 1, "error: "),  # a folder that is a file: not even root writes there
     ],

@@ -68,6 +68,22 @@ def test_a_float32_spec_is_checked_in_float64(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_api_checks_the_spec_it_is_given_in_float64(monkeypatch):
+    """The float64 model of the spec as composed: its --set overrides kept, and a mapping works too."""
+    import yaml
+
+    import specgrad
+
+    monkeypatch.chdir(MODELS.parent)
+    overrides = ["dtype=float32", "model.nodes.0.phi=powers(x, 3)", "model.params.k.shape=[4]"]
+    (check,) = specgrad.gradcheck(specgrad.load("models/poly.yaml", overrides))
+    assert check.shape == (4,) and check.error < 1e-6
+    values = yaml.safe_load((MODELS / "poly.yaml").read_text())
+    values["dtype"] = "float32"
+    (check,) = specgrad.gradcheck(specgrad.load(values))
+    assert check.shape == (6,) and check.error < 1e-6
+
+
 @pytest.mark.slow
 def test_the_command_exits_1_above_tolerance_and_on_a_bad_spec(tmp_path):
     result = run_cli("gradcheck", MODELS / "poly.yaml", "--tolerance", "1e-14")

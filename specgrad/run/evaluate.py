@@ -145,6 +145,12 @@ def predict(run: TrainedRun, fields: dict[str, np.ndarray]) -> dict[str, np.ndar
     after the model's output node, and for classifiers the predicted label and class probabilities."""
     spec, model = run.spec, run.spec.model
     inputs = [name for name in model.inputs if name != model.target]
+    missing = [name for name in inputs if name not in fields]
+    if missing:
+        raise RunFileError(
+            f"input: no field '{missing[0]}' (the model reads {', '.join(inputs)}; "
+            f"given: {', '.join(sorted(fields)) or 'none'})"
+        )
     try:
         fields = {
             name: reshape_rows(np.asarray(fields[name], dtype=np.float64), model.inputs[name].shape[1:], name)

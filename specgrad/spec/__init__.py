@@ -46,6 +46,15 @@ def load_mapping(values: dict, overrides=(), roots=()) -> Spec:
     return _validated(compose_mapping(values, overrides, default_roots(Path.cwd() / "spec", roots)))
 
 
+def with_top(spec: Spec, **values) -> Spec:
+    """``spec`` validated again with top-level keys set to ``values`` (``dtype="float64"``): everything else as
+    composed (its files, overrides and roots), whether it came from a file or a mapping."""
+    doc = spec.doc
+    return _validated(
+        Document({**doc.data, **values}, doc.file, doc.locations, doc.key_locations, doc.roots, doc.origins)
+    )
+
+
 def _validated(doc: Document) -> Spec:
     diagnostics, model = validate_document(doc)
     diagnostics = attribute(diagnostics, doc.file, doc.origins)

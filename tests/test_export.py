@@ -194,6 +194,25 @@ def raw_split(run):
     return split, {name: splits[split][name] for name in run.spec.model.inputs if name != run.spec.model.target}
 
 
+def test_a_float32_model_standardizes_inputs_far_from_zero_as_predict_does(tmp_path):
+    """A feature of 1e5 + noise: rounded to float32 before (x - mean) / std, its noise would be lost."""
+    rng = np.random.default_rng(0)
+    x = np.column_stack([1e5 + rng.standard_normal(200), rng.standard_normal(200)])
+    np.savez(tmp_path / "far.npz", x=x, y=x[:, :1] - 1e5 + 0.5 * x[:, 1:])
+    (tmp_path / "far.yaml").write_text(
+        "specgrad: 1\nname: far\ndtype: float32\n"
+        "data: {source: npz, path: far.npz, standardize: [x], split: {test: 0.25}}\n"
+        "model: {inputs: {x: [2]}, nodes: [{y_hat: {layer: linear, input: x, units: 1}}], output: y_hat}\n"
+        "loss: mse\noptimizer: {type: adam, lr: 0.05}\ntrain: {steps: 200}\n"
+    )
+    Trainer(load_spec(tmp_path / "far.yaml"), tmp_path / "run").run()
+    result = export_onnx(tmp_path / "run", tmp_path / "model.onnx")  # checks onnxruntime against predict
+    assert result.max_error < TOLERANCE[np.float32]
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type) for i in session.get_inputs()] == [("x", "tensor(double)")]
+    assert [o.type for o in session.get_outputs()] == ["tensor(float)"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("spec_name", SPECS)
@@ -213,8 +232,16 @@ def test_every_example_exports_and_onnxruntime_matches_predict(tmp_path, spec_na
     assert [i.name for i in session.get_inputs()] == list(fields)
     assert [o.name for o in session.get_outputs()] == list(want)
     assert all(i.shape[0] == "batch" for i in session.get_inputs())
+    standardized = set(run.spec.data["data"].get("standardize", []))
     feed = {
-        name: np.asarray(v, np.int64 if run.spec.model.inputs[name].dtype.kind in "iu" else dtype)
+        name: np.asarray(
+            v,
+            np.int64
+            if run.spec.model.inputs[name].dtype.kind in "iu"
+            else np.float64
+            if name in standardized  # raw, in float64 as predict reads it
+            else dtype,
+        )
         for name, v in fields.items()
     }
     got = dict(zip(want, session.run(None, feed)))

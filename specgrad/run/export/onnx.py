@@ -164,8 +164,12 @@ def to_onnx(
     graph_inputs = []
     for name in inputs:
         node = forward.inputs[name]
-        graph_inputs.append(helper.make_tensor_value_info(name, _tensor_type(node.dtype), _dims(node.shape)))
-        values[node.id] = _standardized(b, name, node.dtype, standardize.get(name))
+        stats = standardize.get(name)
+        # a standardized input comes raw, in float64 as predict reads it: in a float32 model, rounding it first
+        # would lose what (x - mean) / std keeps of values far from zero (1e5 + noise)
+        dtype = np.float64 if stats is not None else node.dtype
+        graph_inputs.append(helper.make_tensor_value_info(name, _tensor_type(dtype), _dims(node.shape)))
+        values[node.id] = _standardized(b, name, node.dtype, stats)
     state_nodes = {n.id: name for name, n in forward.state.items()}
     for node in nodes:
         if node.id in values:
@@ -217,11 +221,10 @@ def to_onnx(
 
 
 def _standardized(b: Emitter, name: str, dtype, stats) -> str:
-    """The input as the model reads it: (x - mean) / std computed in float64, as predict does, then cast to
-    the model's dtype."""
+    """The input as the model reads it: the raw float64 input's (x - mean) / std, computed in float64 as
+    predict does, then cast to the model's dtype."""
     if stats is None:
         return name
     mean, std = stats
-    x = b.cast(name, np.float64, dtype)
-    z = b.op("Div", b.op("Sub", x, b.const(mean, np.float64)), b.const(std, np.float64))
+    z = b.op("Div", b.op("Sub", name, b.const(mean, np.float64)), b.const(std, np.float64))
     return b.cast(z, dtype, np.float64)

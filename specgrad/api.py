@@ -285,7 +285,7 @@ class Run:
     def predict(self, inputs: Mapping[str, np.ndarray]) -> Arrays:
         """Outputs for raw inputs (transformed as the training data was), keyed by the spec's output name,
         plus the predicted label and probabilities for classifiers."""
-        return run_files.predict(run_files.load_run(self.path), dict(inputs))
+        return run_files.predict(run_files.load_run(self.path, data=False), dict(inputs))
 
 
 def train(
@@ -372,10 +372,17 @@ def gradcheck(spec: Spec, batch_size: int = 8) -> list[ParamCheck]:
     return check_spec(spec, batch_size=batch_size)
 
 
-def evaluate(run_dir: PathLike, split: str | None = None, *, warn: Callable[[str], None] | None = None) -> dict:
+def evaluate(
+    run_dir: PathLike,
+    split: str | None = None,
+    *,
+    warn: Callable[[str], None] | None = None,
+    roots: Iterable[PathLike] = (),
+) -> dict:
     """``specgrad eval``: the loss and metrics of a run's latest checkpoint on ``split`` (default: test, else
-    val, else train), with the step. ``warn`` hears what is off but not fatal (e.g. a changed data file)."""
-    return run_files.evaluate_run(Path(run_dir), split, warn=warn or (lambda message: None))
+    val, else train), with the step. ``warn`` hears what is off but not fatal (e.g. a changed data file);
+    the run's data is read only inside the working directory, the run directory and ``roots`` (``--root``)."""
+    return run_files.evaluate_run(Path(run_dir), split, warn=warn or (lambda message: None), roots=list(roots))
 
 
 def predict(
@@ -399,6 +406,7 @@ def export(
     checkpoint: int | None = None,
     opset: int | None = None,
     warn: Callable[[str], None] | None = None,
+    roots: Iterable[PathLike] = (),
 ) -> Exported:
     """Export a run's model to ONNX (``output`` default RUN_DIR/model.onnx; needs specgrad[onnx]), checked
     against predict; ``opset`` default and range in docs/export.md (:class:`UnsupportedOpset` outside it)."""
@@ -410,6 +418,7 @@ def export(
         checkpoint=checkpoint,
         opset=DEFAULT_OPSET if opset is None else opset,
         warn=warn or (lambda message: None),
+        roots=list(roots),
     )
 
 

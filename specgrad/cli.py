@@ -33,6 +33,10 @@ ROOT_HELP = (
     "Another folder that extends, include and data files may come from (repeatable); by default only "
     "the working directory and the spec's own folder, symlinks resolved."
 )
+RUN_ROOT_HELP = (
+    "Another folder the run's data files may be read from (repeatable); by default only the working "
+    "directory and the run directory, wherever the run's data.json says the data is."
+)
 
 
 def _version(value: bool) -> None:
@@ -280,12 +284,13 @@ class Split(str, Enum):
 def eval_(
     run_dir: Path = typer.Argument(..., help="A run directory (runs/NAME/TIMESTAMP)."),
     split: Split | None = typer.Option(None, "--split", help="Default: test, else val, else train."),
+    root: list[Path] = typer.Option([], "--root", help=RUN_ROOT_HELP),
 ):
     """Evaluate a run's latest checkpoint on a split: the loss and the spec's metrics, as JSON."""
     from specgrad import api
 
     with _reported():
-        result = api.evaluate(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"))
+        result = api.evaluate(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"), roots=root)
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -314,6 +319,7 @@ def export(
     opset: int | None = typer.Option(
         None, "--opset", help="The ONNX opset to target (default and supported range: docs/export.md)."
     ),
+    root: list[Path] = typer.Option([], "--root", help=RUN_ROOT_HELP),
 ):
     """Export a run's model to ONNX (needs specgrad[onnx]): the evaluation graph, raw inputs as predict takes
     them, a dynamic batch; checked by onnx.checker and against specgrad predict with onnxruntime."""
@@ -322,7 +328,7 @@ def export(
     with _reported():
         try:
             result = api.export(
-                run_dir, output, checkpoint=checkpoint, opset=opset, warn=lambda m: _err(f"warning: {m}")
+                run_dir, output, checkpoint=checkpoint, opset=opset, warn=lambda m: _err(f"warning: {m}"), roots=root
             )
         except api.UnsupportedOpset as e:  # a flag value no lowering is written for: a usage error
             _err(f"error: {e}")

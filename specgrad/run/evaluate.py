@@ -54,13 +54,22 @@ class TrainedRun:
     standardizer: Standardizer
 
 
-def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None, step: int | None = None) -> TrainedRun:
+def load_run(
+    run_dir: Path,
+    warn: Callable[[str], None] = lambda message: None,
+    step: int | None = None,
+    *,
+    data: bool = True,
+    roots=(),
+) -> TrainedRun:
     """The run's spec, data transform and latest good checkpoint, or the checkpoint of ``step`` (SpecError,
-    CheckpointError or RunFileError)."""
+    CheckpointError or RunFileError). ``data``: whether the run's data files are checked (they must lie in
+    the working directory, the run directory or ``roots``, wherever data.json says they are); False for what
+    reads none of them (predict)."""
     run_dir = Path(run_dir)
     if not (run_dir / "spec.yaml").is_file():
         raise RunFileError(f"{run_dir} is not a run directory (it has no spec.yaml)")
-    spec = load_spec(run_dir / "spec.yaml")
+    spec = load_spec(run_dir / "spec.yaml", roots=roots, data_files=data)
     try:
         base_dir, standardizer = load_run_data_state(run_dir)
     except DataError as e:
@@ -102,9 +111,12 @@ def load_run(run_dir: Path, warn: Callable[[str], None] = lambda message: None, 
     )
 
 
-def evaluate_run(run_dir: Path, split: str | None = None, warn: Callable[[str], None] = lambda m: None) -> dict:
-    """The loss and the spec's metrics on ``split`` (default: test, else val, else train), with the step."""
-    run = load_run(run_dir, warn)
+def evaluate_run(
+    run_dir: Path, split: str | None = None, warn: Callable[[str], None] = lambda m: None, roots=()
+) -> dict:
+    """The loss and the spec's metrics on ``split`` (default: test, else val, else train), with the step.
+    ``roots``: folders besides the working and run directories the run's data may be read from."""
+    run = load_run(run_dir, warn, roots=roots)
     splits = prepare_data(run.spec, run.base_dir, run.standardizer).splits
     if split is None:
         split = next(s for s in reversed(SPLITS) if s in splits)
@@ -122,8 +134,8 @@ def predict_file(
     run_dir: Path, input_path: Path, output_path: Path | None = None, warn: Callable[[str], None] = lambda m: None
 ) -> str | None:
     """Predict on the samples in ``input_path`` (.csv or .npz) and write ``output_path`` (.csv or .npz);
-    without an output path, return the csv text."""
-    run = load_run(run_dir, warn)
+    without an output path, return the csv text. (The run's training data is not needed.)"""
+    run = load_run(run_dir, warn, data=False)
     fields = read_inputs(run.spec, Path(input_path))
     if not fields or any(len(values) == 0 for values in fields.values()):
         raise RunFileError(f"{input_path} holds no samples")

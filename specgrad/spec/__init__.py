@@ -34,10 +34,11 @@ class Spec:
         return settings_of(self.doc.data)
 
 
-def load_spec(path, overrides=(), roots=()) -> Spec:
+def load_spec(path, overrides=(), roots=(), *, data_files: bool = True) -> Spec:
     """Load, compose and validate the spec at ``path``; raises SpecError listing every problem. Files are
-    read only inside the working directory, the spec's folder and ``roots`` (``--root``)."""
-    return _validated(compose(path, overrides, default_roots(path, roots)))
+    read only inside the working directory, the spec's folder and ``roots`` (``--root``); ``data_files``:
+    whether its data files are checked (False for what reads none, as predict)."""
+    return _validated(compose(path, overrides, default_roots(path, roots)), data_files)
 
 
 def load_mapping(values: dict, overrides=(), roots=()) -> Spec:
@@ -55,8 +56,8 @@ def with_top(spec: Spec, **values) -> Spec:
     )
 
 
-def _validated(doc: Document) -> Spec:
-    diagnostics, model = validate_document(doc)
+def _validated(doc: Document, data_files: bool = True) -> Spec:
+    diagnostics, model = validate_document(doc, data_files)
     diagnostics = attribute(diagnostics, doc.file, doc.origins)
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:

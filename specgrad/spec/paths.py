@@ -104,8 +104,12 @@ def data_file_diagnostics(doc) -> list[Diagnostic]:
     settings = doc.data.get("data")
     if not isinstance(settings, dict):
         return []  # data_path_keys names none
-    folder = str(data_folder(Path(os.path.abspath(doc.file)).parent))
-    roots = (*doc.roots, os.path.realpath(folder)) if doc.roots else ()
+    # a run's spec.yaml resolves its data where data.json says; that folder must lie inside the roots too (a
+    # copied run directory's data.json may name any folder: it widens nothing)
+    spec_dir = Path(os.path.abspath(doc.file)).parent
+    folder = str(data_folder(spec_dir))
+    recorded = "" if folder == str(spec_dir) else f" (in {excerpt(folder, 200)}, where the run's data.json puts it)"
+    roots = doc.roots
     out = []
     for key in data_path_keys(settings):
         value = settings[key[0]] if len(key) == 1 else settings[key[0]][key[1]]
@@ -117,7 +121,7 @@ def data_file_diagnostics(doc) -> list[Diagnostic]:
         if roots and not inside(os.path.realpath(full), roots):
             out.append(
                 Diagnostic(
-                    f"data: data file {excerpt(value, 200)} is outside the folders a spec may read "
+                    f"data: data file {excerpt(value, 200)}{recorded} is outside the folders a spec may read "
                     f"({', '.join(roots)}); add --root DIR to allow another folder",
                     where,
                 )

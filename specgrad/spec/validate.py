@@ -334,15 +334,16 @@ def _column(doc: Document, path, col):
     return Location(loc.file, loc.line, loc.col + col, loc.history)
 
 
-def validate(doc: Document):
+def validate(doc: Document, data_files: bool = True):
     """Every diagnostic for a composed spec, in one pass, sorted by location; and the compiled model when
-    there was no error. Semantic checks run on each section the schema passed, so one run shows all."""
+    there was no error. Semantic checks run on each section the schema passed, so one run shows all.
+    ``data_files``: whether the data files are checked too (not for what reads no data: predict)."""
     check_version(doc)
     errors = list(validator().iter_errors(doc.data))
     diags = [d for top in errors for e in _leaf_errors(top) for d in _translate(e, doc)]
     diags += non_finite_numbers(doc)
     broken = broken_sections(doc, errors)
-    if "data" not in broken[0]:
+    if data_files and "data" not in broken[0]:
         diags += data_file_diagnostics(doc)
     more, model = semantic_checks(doc, *broken)
     # dict.fromkeys: jsonschema reports a mapping's missing keys once per key, each listing them all

@@ -23,6 +23,7 @@ from specgrad.data.sources import load_splits
 from specgrad.model.losses import make_loss
 from specgrad.run.evaluate import load_run, predict
 from specgrad.run.runlog import spec_hash
+from specgrad.spec.paths import data_file_diagnostics
 
 DEFAULT_OPSET = 17
 OPSETS = range(13, 22)  # the opsets every lowering is written and tested for
@@ -75,14 +76,17 @@ def export_onnx(
     checkpoint: int | None = None,
     opset: int = DEFAULT_OPSET,
     warn: Callable[[str], None] = lambda message: None,
+    roots=(),
 ) -> Exported:
     """Write the run's model as ONNX to ``output`` (default RUN_DIR/model.onnx) after checking it; raises
-    ExportError, SpecError (an op without a lowering, at its spec line), RunFileError or CheckpointError."""
+    ExportError, SpecError (an op without a lowering, at its spec line), RunFileError or CheckpointError.
+    ``roots``: folders besides the working and run directories the run's data may be read from (for the
+    check; without the data, the model is written unchecked, with a warning)."""
 
     if opset not in OPSETS:
         raise UnsupportedOpset(f"opset {opset} is not supported; use one of {OPSETS.start}..{OPSETS.stop - 1}")
     onnx, _ = require_onnx()
-    run = load_run(Path(run_dir), warn, step=checkpoint)
+    run = load_run(Path(run_dir), warn, step=checkpoint, data=False, roots=roots)
     model = build(run, opset)
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -134,7 +138,11 @@ def check_against_predict(run, model_bytes: bytes, warn) -> tuple[str | None, in
     val, else train) and compare every output with ``specgrad predict``'s; ExportError beyond TOLERANCE.
     Returns (split, rows, largest relative difference); (None, 0, 0.0) where the data cannot be read."""
 
+    # the data files must lie where this command may read (a run directory's data.json may name any folder)
+    problems = [d for d in data_file_diagnostics(run.spec.doc) if d.severity == "error"]
     try:
+        if problems:
+            raise SpecError(problems[:1])
         splits = load_splits(run.spec.data["data"], run.spec.data.get("seed", 0), run.base_dir)
     except (DataError, SpecError, OSError) as e:
         warn(f"not compared with specgrad predict: the run's data cannot be read ({e})")

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from specgrad.base.diagnostics import Diagnostic, Location, SpecError
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError, excerpt
 from specgrad.base.fileio import read_head
 from specgrad.model.metrics import metric_name
 from specgrad.run.sweep.options import PRUNERS, SAMPLERS, make_sampler
 from specgrad.spec.compose import compose, parse_path
 from specgrad.spec.load import Document, load_file
+from specgrad.spec.paths import default_roots, inside
 from specgrad.spec.validate import _leaf_errors, _translate, validate
 
 FORMAT_VERSION = 1
@@ -246,7 +247,16 @@ def load_sweep(path) -> Sweep:
     grid_size = math.prod(len(p.choices) for p in params) if sampler["type"] == "grid" else None
     trials = data.get("trials", grid_size or 20)
     spec = os.path.normpath(os.path.join(os.path.dirname(os.fsdecode(path)), data["spec"]))
-    if not os.path.isfile(spec):
+    roots = default_roots(path)
+    if not inside(os.path.realpath(spec), roots):  # refused by name, before anything reads it, as extends is
+        diags.append(
+            Diagnostic(
+                f"the spec {excerpt(data['spec'], 200)} is outside the folders a sweep file may read "
+                f"({', '.join(roots)}: the working directory and the sweep file's folder)",
+                doc.loc(("spec",)),
+            )
+        )
+    elif not os.path.isfile(spec):
         diags.append(Diagnostic(f"no such spec file '{data['spec']}' (looked for {spec})", doc.loc(("spec",))))
     if diags:
         raise SpecError(diags)

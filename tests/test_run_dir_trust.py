@@ -1,0 +1,96 @@
+"""A copied run directory is untrusted: its data.json names the folder the run's data paths resolve in, and
+that folder widens nothing. Data is read only inside the folders the command may read (the working directory,
+the spec's or run's own folder, --root), so no run directory can make specgrad read, train on or quote another
+file (an SSH key, say). A sweep file's base spec obeys the same folders as extends."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+SECRET = "-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9u"
+SPEC = """\
+specgrad: 1
+name: trust
+data: {source: csv, path: d.csv, columns: {x: [a, b], y: [c]}}
+model: {inputs: {x: [2]}, nodes: [{y_hat: {layer: linear, input: x, units: 1}}], output: y_hat}
+loss: mse
+optimizer: {type: sgd, lr: 0.1}
+train: {steps: 5}
+"""
+
+
+@pytest.fixture
+def layout(tmp_path):
+    """project/ with a spec, its data and a trained run; victim/ with a 'secret' named like the data file."""
+    project, victim, elsewhere = tmp_path / "project", tmp_path / "victim", tmp_path / "elsewhere"
+    for folder in (project, victim, elsewhere):
+        folder.mkdir()
+    rng = np.random.default_rng(0)
+    rows = "\n".join(",".join(f"{v:.6f}" for v in rng.standard_normal(3)) for _ in range(20))
+    (project / "d.csv").write_text("a,b,c\n" + rows + "\n")
+    (project / "spec.yaml").write_text(SPEC)
+    (victim / "d.csv").write_text(f"{SECRET}\nnot,a,number\n")
+    np.savez(project / "in.npz", x=rng.standard_normal((3, 2)))
+    result = run_cli("train", "spec.yaml", "--run-dir", "runs/r", "--quiet", cwd=project)
+    assert result.returncode == 0, result.stderr
+    return project, victim, elsewhere
+
+
+def point_data_json_at(run, folder):
+    state = json.loads((run / "data.json").read_text())
+    state["base_dir"] = str(folder)
+    (run / "data.json").write_text(json.dumps(state))
+
+
+def test_a_data_json_pointing_elsewhere_reads_nothing_there(layout):
+    project, victim, elsewhere = layout
+    run = project / "runs" / "r"
+    point_data_json_at(run, victim)
+    for args in (("eval", run), ("train", run / "spec.yaml", "--run-dir", elsewhere / "again"), ("validate", run)):
+        result = run_cli(*args, cwd=project)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert "outside the folders a spec may read" in result.stdout + result.stderr, args
+        assert "where the run's data.json puts it" in result.stdout + result.stderr, args
+        assert "OPENSSH" not in result.stdout + result.stderr and "b3Bl" not in result.stdout + result.stderr, args
+    exported = run_cli("export", run, "--output", elsewhere / "m.onnx", cwd=project)
+    assert exported.returncode in (0, 1) and "b3Bl" not in exported.stdout + exported.stderr
+    diagnosed = run_cli("diagnose", run, cwd=project)
+    assert "b3Bl" not in diagnosed.stdout + diagnosed.stderr
+
+
+def test_a_run_evaluated_from_another_folder_names_the_flag_that_allows_it(layout):
+    project, _, elsewhere = layout
+    run = project / "runs" / "r"
+    refused = run_cli("eval", run, cwd=elsewhere)
+    assert refused.returncode == 1 and "add --root DIR" in refused.stderr
+    allowed = run_cli("eval", run, "--root", project, cwd=elsewhere)
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["step"] == 5
+    exported = run_cli("export", run, "--output", elsewhere / "m.onnx", "--root", project, cwd=elsewhere)
+    assert exported.returncode == 0 and "onnxruntime matches specgrad predict" in exported.stdout, exported.stderr
+
+
+def test_predict_needs_no_training_data(layout):
+    project, _, elsewhere = layout
+    run = project / "runs" / "r"
+    (project / "d.csv").unlink()
+    result = run_cli("predict", run, project / "in.npz", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 4  # a header and three predictions
+
+
+def test_a_sweep_files_spec_obeys_the_folders_a_spec_may_read(layout):
+    project, victim, _ = layout
+    sweeps = project / "sweeps"
+    sweeps.mkdir()
+    sweep = sweeps / "s.yaml"
+    sweep.write_text(
+        f"sweep: 1\nspec: {victim / 'd.csv'}\nparams:\n  optimizer.lr: {{choice: [0.1, 0.01]}}\n"
+        "objective: {metric: train.loss, mode: min}\nsampler: grid\n"
+    )
+    result = run_cli("validate", sweep, cwd=sweeps)
+    assert result.returncode == 1
+    assert "outside the folders a sweep file may read" in result.stdout, result.stdout
+    assert "OPENSSH" not in result.stdout + result.stderr and "b3Bl" not in result.stdout + result.stderr

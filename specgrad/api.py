@@ -11,7 +11,6 @@ Everything here is stable API; the modules below it (engine, model, spec, run) m
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import numpy as np
 
 from specgrad import _API as PUBLIC_NAMES
 from specgrad.base.diagnostics import Diagnostic, SpecError
-from specgrad.base.fileio import read_small_text
+from specgrad.base.fileio import parse_json, read_small_text
 from specgrad.base.rng import INIT, stream
 from specgrad.data.prepare import prepare_data
 from specgrad.model.build import TrainStep, init_params
@@ -360,7 +359,12 @@ def open_run(run_dir: str | os.PathLike) -> Run:
     if not (path / "spec.yaml").is_file():
         raise run_files.RunFileError(f"{path} is not a run directory (it has no spec.yaml)")
     summary_file = path / "summary.json"
-    summary = json.loads(read_small_text(summary_file)) if summary_file.is_file() else {}
+    try:
+        summary = parse_json(read_small_text(summary_file)) if summary_file.is_file() else {}
+    except (OSError, ValueError) as e:
+        raise run_files.RunFileError(f"cannot read {summary_file}: {e}") from None
+    if not isinstance(summary, dict):
+        raise run_files.RunFileError(f"{summary_file} is not a JSON object")
     return Run(path, summary)
 
 

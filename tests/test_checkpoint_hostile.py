@@ -382,3 +382,16 @@ def test_the_run_files_are_never_written_through_a_planted_link(tmp_path):
     (tmp_path / "run" / f".summary.json.{os.getpid()}.tmp").symlink_to(victim)
     write_atomic(tmp_path / "run" / "summary.json", "{}\n")
     assert victim.read_text() == "precious\n" and (tmp_path / "run" / "summary.json").read_text() == "{}\n"
+
+
+@pytest.mark.parametrize("value", [-5, 10**400])
+def test_an_rng_state_out_of_range_is_a_clear_error_at_resume(run, value):
+    state_file = latest(run) / "state.json"
+    state = json.loads(state_file.read_text())
+    state["rng"]["state"]["state"] = value
+    state_file.write_text(json.dumps(state))
+    rehash(latest(run), "state.json")
+    args = [a for o in OVERRIDES for a in ("--set", o)]
+    result = run_cli("train", POLY, *args, "--run-dir", run, "--resume", "--quiet", timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "does not fit this model" in result.stderr, result.stderr

@@ -9,6 +9,7 @@ import pytest
 from conftest import MODELS, run_cli
 from threadpoolctl import threadpool_limits
 
+from specgrad.base.diagnostics import SpecError
 from specgrad.data.sources import load_splits
 from specgrad.run.checkpoint import TrainingArrays, latest_checkpoint
 from specgrad.run.evaluate import RunFileError, evaluate_run, predict_file
@@ -97,9 +98,12 @@ def test_a_csv_spec_predicts_from_columns_by_name(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(tmp_path / "pred.csv")))
     np.testing.assert_allclose([float(r["y_hat"]) for r in rows], [2 * 2.0 - 1.0 + 1, 2 * -1.0 - 0.0 + 1], atol=1e-3)
-    # the run's own spec.yaml trains again as it is: its relative data path resolves where the run recorded
+    # the run's own spec.yaml trains again as it is: its relative data path resolves where the run recorded,
+    # a folder that must lie where the spec may read (here outside the working directory: a --root)
+    with pytest.raises(SpecError, match="where the run's data.json puts it"):
+        load_spec(run / "spec.yaml")
     with threadpool_limits(1):
-        again = Trainer(load_spec(run / "spec.yaml"), tmp_path / "again").run()
+        again = Trainer(load_spec(run / "spec.yaml", roots=[tmp_path]), tmp_path / "again").run()
     assert again["train"] == json.loads((run / "summary.json").read_text())["train"]
 
 
@@ -129,7 +133,7 @@ def test_bad_runs_and_inputs_are_clear_errors(tmp_path):
     for args, message in [
         ((tmp_path / "nope.csv",), "input file"),
         ((run / "spec.yaml",), "the input must be a .csv or .npz file"),
-        ((tmp_path / "wrong.npz",), "has no array 'x' (the model reads x; the file has z)"),
+        ((tmp_path / "wrong.npz",), "has no array 'x' (the model reads x; the file has 'z')"),
         ((tmp_path / "text.npz",), "input: could not convert string to float"),
         ((tmp_path / "in.csv", tmp_path / "out.txt"), "the output must be a .csv or .npz file"),
         ((tmp_path / "two.csv",), "field 'x' has per-sample shape [2]"),

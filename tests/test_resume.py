@@ -34,6 +34,26 @@ def test_killed_mid_accumulation_mid_epoch(tmp_path, uninterrupted):
     assert_same_run(resume(tmp_path), uninterrupted)
 
 
+def test_a_signal_mid_accumulation_drops_the_step_and_resumes_bitwise_equal(tmp_path, uninterrupted):
+    """A step of many micro-batches heeds SIGTERM within one: the step is dropped, the batches put back as
+    they were (here an epoch began inside it: batch 15 of 5 an epoch reshuffled), the last complete step
+    saved; resuming ends as the uninterrupted run."""
+    import os
+    import signal
+
+    import specgrad as sg
+
+    def terminate_during(index):
+        if index == 16:  # step 6's second micro-batch (15, 16, 17): the third is not computed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    run = sg.train(sg.load(POLY, RICH), tmp_path, on_batch=terminate_during)
+    assert run.summary["status"] == "interrupted" and run.summary["steps"] == 5
+    assert run.summary["signal"] == signal.SIGTERM
+    assert latest_checkpoint(tmp_path / "checkpoints").step == 5
+    assert_same_run(resume(tmp_path), uninterrupted)
+
+
 @pytest.mark.parametrize("stage", tiered(CHECKPOINT_STAGES))
 def test_killed_inside_a_checkpoint_write(tmp_path, uninterrupted, stage):
     killed_run(POLY, RICH, tmp_path, stage=stage, save=6)

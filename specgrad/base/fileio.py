@@ -5,10 +5,12 @@ a run directory's small files as untrusted input: regular files only, never thro
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,6 +158,15 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` for a file anyone may have written (a run directory's): a document nested deeper than
+    Python's recursion allows (``[`` x 200,000) is a ValueError, as any other bad JSON, not a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def read_regular(path: Path, limit: int) -> bytes:

@@ -48,11 +48,14 @@ def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",") -> dict[s
     """Every column of a csv file with a header row, as float64 arrays by column name."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
+            reader = csv.reader(f, delimiter=delimiter)
+            rows = list(reader)
     except UnicodeDecodeError as e:
         raise DataError(
             f"{path} is not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r})", key
         ) from None
+    except csv.Error as e:  # a field over the csv module's limit (131,072 characters), a NUL byte...
+        raise DataError(f"{path}:{reader.line_num}: not a csv file of numbers ({e})", key) from None
     if not rows:
         raise DataError(f"{path} is empty; expected a header row of column names", key)
     header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
@@ -64,6 +67,8 @@ def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",") -> dict[s
             raise DataError(f"{path}:{i + 2}: {len(row)} values, the header has {len(header)} columns", key)
         for j, cell in enumerate(row):
             try:
+                if "_" in cell:  # Python's float() reads 1_000; no csv writer does
+                    raise ValueError(cell)
                 values[i, j] = float(cell)
             except ValueError:
                 raise DataError(
@@ -94,47 +99,84 @@ def csv_(path, columns, delimiter=",", base_dir="."):
     return select_columns(read_csv(full, ("path",), delimiter), columns, path)
 
 
-def load_npz(path: Path, key: tuple = ("path",)) -> dict[str, np.ndarray]:
-    """Every array of an .npz archive. An array stored uncompressed (``np.savez``) is memory-mapped, not read:
-    a process reads only the rows it indexes, and processes on one machine share the pages (a data-parallel
-    run: docs/distributed.md). Compressed ones (``np.savez_compressed``) are read whole."""
+# A compressed member expanding to more than this, at more than BOMB_RATIO times its compressed size, is
+# refused unread (a zip bomb: 4 MB of deflated zeros declaring 4 GB); large arrays belong in np.savez's
+# uncompressed members, which are memory-mapped
+BOMB_BYTES = 256 << 20
+BOMB_RATIO = 100
+
+
+def load_npz(path: Path, key: tuple = ("path",), names=None) -> dict[str, np.ndarray]:
+    """The arrays of an .npz archive (``names``: only these; missing ones are left out, for the caller to
+    name). An array stored uncompressed (``np.savez``) is memory-mapped, not read: a process reads only the
+    rows it indexes, and processes on one machine share the pages (a data-parallel run:
+    docs/distributed.md). Compressed ones (``np.savez_compressed``) are read whole. Every member's header is
+    checked against what the member holds before anything is allocated: the archive may come from anyone."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            mapped = {name: _mapped_member(path, archive.zip, name) for name in archive.files}
-            return {name: archive[name] if array is None else array for name, array in mapped.items()}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
+            wanted = [n for n in archive.files if names is None or n in names]
+            out = {}
+            for name in wanted:
+                info = archive.zip.getinfo(name + ".npy")
+                if info.compress_type == zipfile.ZIP_STORED:
+                    out[name] = _mapped_member(path, info)
+                    continue
+                if info.file_size > BOMB_BYTES and info.file_size > BOMB_RATIO * max(info.compress_size, 1):
+                    raise ValueError(
+                        f"array '{excerpt(name)}' expands from {info.compress_size} to {info.file_size} bytes "
+                        f"(over {BOMB_RATIO}:1), refused unread; store large arrays uncompressed (np.savez)"
+                    )
+                with archive.zip.open(info) as member:
+                    _declared(member, info.file_size, name)
+                out[name] = archive[name]
+            return out
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as e:
         raise DataError(f"cannot read {path} as .npz: {e}", key) from None
 
 
-def _mapped_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray | None:
-    """The array ``name`` of an .npz archive as a read-only memory map, if it is stored uncompressed and
-    holds plain numbers; None otherwise (the caller then reads it, with numpy's own checks and errors)."""
+def npz_names(path: Path, shown: int = 20) -> str:
+    """The arrays an .npz archive holds, for a message: the first ``shown`` names, then how many more."""
+    with np.load(path, allow_pickle=False) as archive:
+        names = sorted(archive.files)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return (", ".join(excerpt(n) for n in names[:shown]) or "none") + more
+
+
+def _declared(f, size: int, name: str) -> tuple[tuple, bool, np.dtype, int]:
+    """(shape, fortran, dtype, offset of the data) of the .npy stream ``f`` of ``size`` bytes; ValueError
+    when its header declares more data than the stream holds (a damaged or lying header: allocating what it
+    declares could exhaust memory before numpy found the data missing)."""
     import numpy.lib.format as npy
 
-    try:
-        info = archive.getinfo(name + ".npy")
-        if info.compress_type != zipfile.ZIP_STORED:
-            return None
-        with open(path, "rb") as f:
-            f.seek(info.header_offset)
-            local = f.read(30)  # the member's local header: 30 bytes, then name and extra
-            if len(local) != 30 or local[:4] != b"PK\x03\x04":
-                return None
-            f.seek(
-                info.header_offset
-                + 30
-                + int.from_bytes(local[26:28], "little")
-                + int.from_bytes(local[28:30], "little")
-            )
-            version = npy.read_magic(f)
-            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            shape, fortran, dtype = read_header(f)
-            offset = f.tell()
-        if dtype.hasobject or offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > Path(path).stat().st_size:
-            return None
-        return np.memmap(path, dtype, "r", offset, shape, "F" if fortran else "C")
-    except (KeyError, ValueError, OSError):
-        return None
+    version = npy.read_magic(f)
+    read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+    shape, fortran, dtype = read_header(f)
+    offset = f.tell()
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if offset + declared > size:
+        raise ValueError(
+            f"array '{excerpt(name)}' declares shape {list(shape)} of {dtype} ({declared} bytes), "
+            f"but holds {max(size - offset, 0)}"
+        )
+    return shape, fortran, dtype, offset
+
+
+def _mapped_member(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
+    """An uncompressed .npz member as a read-only memory map; ValueError when it is not a plain array of
+    numbers, or declares more than it holds."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # the member's local header: 30 bytes, then name and extra
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError(f"a damaged archive (the local header of '{excerpt(info.filename)}')")
+        start = (
+            info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        )
+        f.seek(start)
+        shape, fortran, dtype, offset = _declared(f, start + info.file_size, info.filename[: -len(".npy")])
+    if dtype.hasobject:
+        raise ValueError(f"array '{excerpt(info.filename[: -len('.npy')])}' holds Python objects, not numbers")
+    return np.memmap(path, dtype, "r", offset, shape, "F" if fortran else "C")
 
 
 @SOURCES.register(
@@ -152,11 +194,12 @@ def _mapped_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarra
 )
 def npz(path, fields=None, base_dir="."):
     """a NumPy .npz archive; fields are its arrays, by name"""
-    arrays = load_npz(resolve(path, base_dir, ("path",)))
+    full = resolve(path, base_dir, ("path",))
+    arrays = load_npz(full, names=set(fields.values()) if fields else None)
     fields = fields or {name: name for name in arrays}
     for field, name in fields.items():
         if name not in arrays:
-            raise DataError(f"{path} has no array '{name}' (it has {', '.join(sorted(arrays))})", ("fields", field))
+            raise DataError(f"{path} has no array '{name}' (it has {npz_names(full)})", ("fields", field))
     return {field: arrays[name] for field, name in fields.items()}
 
 
@@ -180,15 +223,17 @@ def npy(fields, base_dir="."):
         full = resolve(path, base_dir, ("fields", field))
         try:
             out[field] = _mapped_npy(full)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, EOFError, MemoryError) as e:
             raise DataError(f"cannot read {path} as .npy: {e}", ("fields", field)) from None
     return out
 
 
 def _mapped_npy(path: Path) -> np.ndarray:
-    """An .npy file memory-mapped (read-only: pages are read when indexed, and shared between processes), or
-    read whole where it cannot be mapped, which gives numpy's own error for a file that is not a plain array."""
+    """An .npy file memory-mapped (read-only: pages are read when indexed, and shared between processes);
+    ValueError for a file that is not a plain array of numbers, or whose header declares more than it holds."""
+    with open(path, "rb") as f:
+        _declared(f, os.fstat(f.fileno()).st_size, Path(path).name)
     try:
         return np.load(path, allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError):
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)  # numpy's own error for what cannot be mapped (objects)

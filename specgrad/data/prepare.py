@@ -8,13 +8,14 @@ data paths resolve against), so ``eval`` and ``predict`` see exactly what traini
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from specgrad.base.diagnostics import Diagnostic, SpecError
-from specgrad.base.fileio import read_regular, write_atomic
+from specgrad.base.fileio import parse_json, read_regular, write_atomic
 from specgrad.data.registry import DataError
 from specgrad.data.sources import load_splits
 from specgrad.model.losses import make_loss
@@ -64,14 +65,21 @@ class Standardizer:
 
     @classmethod
     def from_json(cls, data: dict) -> Standardizer:
+        """The statistics ``to_json`` wrote (a run directory's data.json: anyone may have written it)."""
         if not isinstance(data, dict) or not all(isinstance(s, dict) for s in data.values()):
             raise ValueError("'standardize' must map field names to {mean, std}")
-        stats = {
-            name: (np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64))
-            for name, s in data.items()
-        }
-        if any(mean.shape != std.shape for mean, std in stats.values()):
-            raise ValueError("a field's mean and std differ in shape")
+        try:
+            stats = {
+                name: (np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64))
+                for name, s in data.items()
+            }
+        except OverflowError:  # an integer of 400 digits
+            raise ValueError("a mean or std is not a float64 number") from None
+        for name, (mean, std) in stats.items():
+            if mean.shape != std.shape:
+                raise ValueError(f"field '{name}': its mean and std differ in shape")
+            if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+                raise ValueError(f"field '{name}': a mean that is not finite or a std that is not positive")
         return cls(stats)
 
 
@@ -86,12 +94,22 @@ class PreparedData:
         write_atomic(Path(run_dir) / RUN_FILE, json.dumps(state, indent=2) + "\n")
 
 
-def load_run_data_state(run_dir: Path) -> tuple[Path, Standardizer]:
-    """The data folder and the standardization a run was trained with."""
+def load_run_data_state(run_dir: Path, spec=None) -> tuple[Path, Standardizer]:
+    """The data folder and the standardization a run was trained with (of the fields ``spec`` standardizes,
+    when it is given: a damaged data.json must not standardize the target)."""
     path = Path(run_dir) / RUN_FILE
     try:
-        state = json.loads(read_regular(path, DATA_STATE_MAX_BYTES))  # a run directory may be hostile
-        return Path(state["base_dir"]), Standardizer.from_json(state["standardize"])
+        state = parse_json(read_regular(path, DATA_STATE_MAX_BYTES))  # a run directory may be hostile
+        base_dir = state["base_dir"]
+        if not isinstance(base_dir, str) or "\0" in base_dir or not os.path.isabs(base_dir):
+            raise ValueError("'base_dir' must be an absolute folder name")
+        standardizer = Standardizer.from_json(state["standardize"])
+        if spec is not None and sorted(standardizer.stats) != sorted(spec.data["data"].get("standardize", [])):
+            raise ValueError(
+                f"it standardizes {', '.join(sorted(standardizer.stats)) or 'nothing'}, "
+                f"the spec {', '.join(sorted(spec.data['data'].get('standardize', []))) or 'nothing'}"
+            )
+        return Path(base_dir), standardizer
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"cannot read {path}: {e}") from None
 

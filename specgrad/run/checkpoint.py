@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrad.base.fileio import open_regular, read_regular, why_refused, write_durably, write_npz
+from specgrad.base.fileio import open_regular, parse_json, read_regular, why_refused, write_durably, write_npz
 
 __all__ = [
     "Checkpoint",
@@ -442,8 +442,8 @@ def _read_manifest(path: Path) -> tuple[int, dict[str, str]]:
     except ValueError as exc:
         raise _fail(path, f"{MANIFEST_FILE}: {exc} (damaged)") from exc
     try:
-        manifest = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        manifest = parse_json(raw)
+    except ValueError as exc:
         raise _fail(path, f"{MANIFEST_FILE}: not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict):
         raise _fail(path, f"{MANIFEST_FILE}: not a JSON object")
@@ -571,10 +571,10 @@ def _read_arrays(path: Path, fd: int, expected: dict[str, Expected] | None, part
 
 def _read_state(path: Path) -> dict:
     try:
-        state = json.loads(read_regular(path / STATE_FILE, _STATE_MAX_BYTES))
+        state = parse_json(read_regular(path / STATE_FILE, _STATE_MAX_BYTES))
     except OSError as exc:
         raise _fail(path, f"{STATE_FILE}: {why_refused(exc)}") from exc
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise _fail(path, f"{STATE_FILE}: not valid JSON ({exc})") from exc
     if not isinstance(state, dict):
         raise _fail(path, f"{STATE_FILE}: not a JSON object")

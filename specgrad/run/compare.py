@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
-from specgrad.base.fileio import read_small_text
+from specgrad.base.fileio import parse_json, read_small_text
 from specgrad.run.checkpoint import CHECKPOINTS_DIR
 from specgrad.run.plot import PlotError, read_metrics
 from specgrad.run.runlog import metrics_lines
@@ -40,17 +40,19 @@ def find_runs(paths) -> list[Path]:
 
 def _json(path: Path) -> dict | None:
     try:
-        value = json.loads(read_small_text(path))
+        value = parse_json(read_small_text(path))
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
 
 
 def _finals(summary: dict) -> dict:
+    splits = {split: summary.get(split) for split in ("train", "val", "test")}
     return {
         f"{split}.{name}": value
-        for split in ("train", "val", "test")
-        for name, value in (summary.get(split) or {}).items()
+        for split, values in splits.items()
+        if isinstance(values, dict)  # a summary.json may hold anything
+        for name, value in values.items()
         if isinstance(value, (int, float))
     }
 

@@ -21,7 +21,6 @@ its valley or its plateau, and vanishing gradients or a narrow valley stand in f
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from specgrad.base.components import normalize
 from specgrad.base.diagnostics import SpecError
-from specgrad.base.fileio import read_small_text
+from specgrad.base.fileio import parse_json, read_small_text
 from specgrad.data.prepare import load_run_data_state, prepare_data
 from specgrad.run.conditioning import linear_conditioning
 from specgrad.run.runlog import metrics_lines
@@ -117,7 +116,7 @@ def read_run(run_dir: Path) -> Run:
 
 def _json_object(path: Path) -> dict:
     try:
-        value = json.loads(read_small_text(path))
+        value = parse_json(read_small_text(path))
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -425,7 +424,7 @@ def _measure_conditioning(run: Run, checked: list[str]):
 
     try:
         spec = load_spec(run.path / "spec.yaml")
-        base_dir, standardizer = load_run_data_state(run.path)
+        base_dir, standardizer = load_run_data_state(run.path, spec)
         fields = prepare_data(spec, base_dir, standardizer).splits["train"]
     except (SpecError, OSError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__

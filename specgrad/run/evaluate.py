@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from specgrad.base.fileio import write_npz
-from specgrad.data.files import load_npz, read_csv, select_columns
+from specgrad.data.files import load_npz, npz_names, read_csv, select_columns
 from specgrad.data.prepare import (
     Standardizer,
     conform,
@@ -71,7 +71,7 @@ def load_run(
         raise RunFileError(f"{run_dir} is not a run directory (it has no spec.yaml)")
     spec = load_spec(run_dir / "spec.yaml", roots=roots, data_files=data)
     try:
-        base_dir, standardizer = load_run_data_state(run_dir)
+        base_dir, standardizer = load_run_data_state(run_dir, spec)
     except DataError as e:
         raise RunFileError(str(e)) from None
     # only the arrays evaluation needs, each checked against the model before it is read
@@ -188,12 +188,12 @@ def read_inputs(spec: Spec, path: Path) -> dict[str, np.ndarray]:
         raise RunFileError(f"input file {path} not found")
     try:
         if path.suffix == ".npz":
-            arrays = load_npz(path)
+            arrays = load_npz(path, names=set(inputs))
             missing = [name for name in inputs if name not in arrays]
             if missing:
                 raise RunFileError(
                     f"{path} has no array '{missing[0]}' (the model reads {', '.join(inputs)}; "
-                    f"the file has {', '.join(sorted(arrays)) or 'none'})"
+                    f"the file has {npz_names(path)})"
                 )
             return {name: arrays[name] for name in inputs}
         if path.suffix == ".csv":

@@ -17,7 +17,7 @@ import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
-from specgrad.base.fileio import WriteError, write_error
+from specgrad.base.fileio import WriteError, parse_json, write_error
 
 LOCK_FILE = ".lock"
 _HOLDER_MAX_BYTES = 4096  # the holder's note is a short JSON line; never read more of a planted file
@@ -83,8 +83,8 @@ def _write_holder(fd: int) -> None:
 
 def _read_holder(fd: int) -> dict:
     try:
-        note = json.loads(os.pread(fd, _HOLDER_MAX_BYTES, 0))
-    except (OSError, ValueError, RecursionError):
+        note = parse_json(os.pread(fd, _HOLDER_MAX_BYTES, 0))
+    except (OSError, ValueError):
         return {}
     return note if isinstance(note, dict) else {}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from specgrad.base.fileio import WriteError, open_regular, write_atomic, write_error
+from specgrad.base.fileio import WriteError, open_regular, parse_json, write_atomic, write_error
 
 
 def spec_hash(data: dict) -> str:
@@ -113,7 +113,7 @@ def metrics_lines(path: Path) -> list[tuple[str, dict]]:
         text = f.read()
     for line in text.splitlines():
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except ValueError:
             continue
         if isinstance(record, dict) and isinstance(record.get("step"), int):

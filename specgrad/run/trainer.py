@@ -67,6 +67,11 @@ class Diverged(RunError):
     non-finite (never saved, whatever the policy)."""
 
 
+class _Abandoned(Exception):
+    """A stop signal arrived between the micro-batches of a step (``train.accumulate``): the step is dropped
+    and the run stops after the last complete one, so that a signal is heeded within one micro-batch."""
+
+
 @dataclass
 class Hooks:
     """What a front end (the CLI's progress bar) hears about, and where a caller may step in (docs/api.md,
@@ -180,6 +185,7 @@ class Trainer:
             self.optimizer.cycle_momentum()
         # one process's part of a data-parallel step; None in one process, which runs as it always did
         self.sharded = ShardedRun.of(self.comm, spec, self.batches, self.optimizer) if self.comm.size > 1 else None
+        self.stop = _StopFlag()  # the signals a run heeds; its own while it trains
         if self.sharded:
             self.model = self.sharded.model
         self.train_step = TrainStep(self.model, self.seed, own_plan=True)  # feeds state + key, keeps updates
@@ -237,8 +243,16 @@ class Trainer:
         # constants or read-only views, and clipping and accumulation write into these
         total, acc = 0.0, self.optimizer.grads
         on_batch = self.hooks.on_batch
+        # a long step (many micro-batches) may be dropped for a stop signal, the batches put back as they were;
+        # not under mpiexec (every process must reach the step's Allreduce) nor in a line search (L-BFGS has
+        # moved the parameters)
+        droppable = self.accumulate > 1 and not self.sharded and not self.optimizer.needs_closure
+        before = self.batches.state() if droppable else None
         for j in range(self.accumulate):
             index = step * self.accumulate + j
+            if before is not None and j and self.stop.signum is not None:
+                self.batches.restore(*before)
+                raise _Abandoned
             if on_batch is not None:
                 on_batch(index)
             # in a data-parallel run, this process's rows of the batch and its share of the batch's loss
@@ -370,7 +384,7 @@ class Trainer:
             self.skipped = ckpt.state.get("skipped", 0)
             self.saved = {int(s): v for s, v in ckpt.state.get("checkpoints", [[ckpt.step, None]])}
             self.train_step.load_state(saved_arrays.state)
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, OverflowError) as e:  # OverflowError: an RNG state of 400 digits
             raise RunError(f"checkpoint {ckpt.path} does not fit this model: {e}") from None
         return ckpt.step
 
@@ -469,7 +483,7 @@ class Trainer:
         patience = self.validation.patience if self.validation is not None else None
         status, step, t0, stopped_early = "completed", start, time.perf_counter(), False
         last_saved = start if resume else None
-        stop = _StopFlag()
+        stop = self.stop = _StopFlag()
         try:
             self.hooks.on_start(start, self.total_steps)  # inside: a hook that raises still closes the log
             # non-finite values are the divergence policy's business: numpy's own warnings would only repeat it
@@ -488,7 +502,16 @@ class Trainer:
                         done, step * k, done * k, per_epoch
                     )
                     logged = validating or done % t.log_every == 0 or done == self.total_steps
-                    record = self._step(step, t.clip, logged)
+                    try:
+                        record = self._step(step, t.clip, logged)
+                    except _Abandoned:  # the last complete step is the run's state: saved, as after a step
+                        status = "interrupted"
+                        if last_saved != step:
+                            log.parameters(step, self.params)
+                            log.flush()
+                            self._save(step)
+                            last_saved = step
+                        break
                     if record is None:
                         status = "diverged"
                         break

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
-from specgrad.base.fileio import read_small_text, write_atomic
+from specgrad.base.fileio import parse_json, read_small_text, write_atomic
 from specgrad.run.checkpoint import checkpoints_dir, list_checkpoints
 from specgrad.run.runlog import metrics_lines, spec_hash
 from specgrad.run.sweep.file import Sweep, load_sweep
@@ -251,7 +251,7 @@ class Worker:
 
 def _read_summary(run_dir: Path) -> dict | None:
     try:
-        summary = json.loads(read_small_text(run_dir / "summary.json"))
+        summary = parse_json(read_small_text(run_dir / "summary.json"))
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) else None

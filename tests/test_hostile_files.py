@@ -1,0 +1,143 @@
+"""Hostile data files and run-directory files (the spec corpus is tests/test_hostile.py): an archive that
+lies about its arrays, a zip bomb, a csv field past the csv module's limit, JSON nested past Python's recursion,
+values of the wrong kind in data.json and summary.json. Each is a clear error naming the file (or, where a file
+is optional, is passed over), within a memory limit, never a traceback."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import numpy.lib.format as npy
+import pytest
+from conftest import MODELS, run_cli
+from measure import run_measured
+
+LIMIT = 1 << 30  # address space a command may add: a 4 GiB allocation would fail far beyond it
+SPEC = """\
+specgrad: 1
+name: files
+data: {source: SOURCE}
+model: {inputs: {x: [2]}, nodes: [{y_hat: {layer: linear, input: x, units: 1}}], output: y_hat}
+loss: mse
+optimizer: {type: sgd, lr: 0.1}
+train: {steps: 2}
+"""
+
+
+def npy_header(shape, dtype=np.float64) -> bytes:
+    out = io.BytesIO()
+    npy.write_array_header_1_0(
+        out, {"descr": npy.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    )
+    return out.getvalue()  # the magic string, then the header
+
+
+def train(tmp_path, source: str):
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("SOURCE", source))
+    return run_measured("train", tmp_path / "spec.yaml", "--run-dir", tmp_path / "run", address_limit=LIMIT)
+
+
+def refused(result, *words):
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_an_npy_whose_header_declares_more_than_it_holds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.npy").write_bytes(npy_header((10**12, 2)) + bytes(64))
+    np.save(tmp_path / "y.npy", np.zeros((4, 1)))
+    refused(train(tmp_path, "npy, fields: {x: x.npy, y: y.npy}"), "x.npy", "declares shape [1000000000000, 2]")
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED], ids=["stored", "deflated"])
+def test_an_npz_member_whose_header_declares_more_than_it_holds(tmp_path, monkeypatch, compression):
+    monkeypatch.chdir(tmp_path)
+    with zipfile.ZipFile(tmp_path / "d.npz", "w", compression) as archive:
+        archive.writestr("x.npy", npy_header((10**12, 2)) + bytes(64))
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros((4, 1)))
+        archive.writestr("y.npy", buffer.getvalue())
+    refused(train(tmp_path, "npz, path: d.npz"), "d.npz", "declares shape [1000000000000, 2]")
+
+
+@pytest.mark.slow
+def test_a_zip_bomb_in_an_npz_is_refused_unread(tmp_path, monkeypatch):
+    """300 MiB of zeros deflate to 300 KiB: refused from the archive's directory, before any of it is read."""
+    monkeypatch.chdir(tmp_path)
+    rows = (300 << 20) // 16
+    with zipfile.ZipFile(tmp_path / "d.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            member.write(npy_header((rows, 2)))
+            chunk = bytes(1 << 20)
+            for _ in range(300):
+                member.write(chunk)
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("SOURCE", "npz, path: d.npz, fields: {x: x, y: x}"))
+    result = run_measured("train", tmp_path / "spec.yaml", "--run-dir", tmp_path / "run", address_limit=LIMIT)
+    refused(result, "d.npz", "refused unread", "np.savez")
+    assert result.peak_kib < 200 << 10
+
+
+def test_a_csv_field_past_the_csv_modules_limit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.csv").write_text("a,b,c\n" + "1" * 200_000 + ",2,3\n")
+    result = train(tmp_path, "csv, path: d.csv, columns: {x: [a, b], y: [c]}")
+    refused(result, "d.csv:2: not a csv file of numbers")
+    assert len(result.stderr) < 2000
+
+
+def test_csv_numbers_are_written_as_csv_writers_write_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.csv").write_text("a,b,c\n1_000,2,3\n")
+    refused(train(tmp_path, "csv, path: d.csv, columns: {x: [a, b], y: [c]}"), "holds '1_000', not a number")
+
+
+@pytest.fixture
+def run(tmp_path):
+    result = run_cli(
+        "train", MODELS / "mlp_moons.yaml", "--set", "train.epochs=1", "--run-dir", tmp_path / "run", "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "run"
+
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        (lambda s: DEEP, ["data.json", "nested too deeply"]),
+        (lambda s: json.dumps({**s, "standardize": {"x": {"mean": [9**400, 1], "std": [1, 1]}}}), ["data.json"]),
+        (lambda s: json.dumps({**s, "base_dir": "/tmp/\0x"}), ["data.json", "absolute folder name"]),
+        (
+            lambda s: json.dumps({**s, "standardize": {**s["standardize"], "y": {"mean": 0, "std": 1}}}),
+            ["standardizes"],
+        ),
+        (lambda s: json.dumps({**s, "standardize": {"x": {"mean": [0, 0], "std": [0, 1]}}}), ["not positive"]),
+    ],
+    ids=["deep", "huge-int", "nul", "target", "zero-std"],
+)
+def test_a_damaged_data_json_is_a_clear_error(run, change, words):
+    state = json.loads((run / "data.json").read_text())
+    (run / "data.json").write_text(change(state))
+    for command in (["eval", run], ["predict", run, run / "nowhere.npz"]):
+        result = run_cli(*command)
+        refused(result, *words)
+
+
+def test_deep_json_and_odd_values_in_summary_and_metrics_are_passed_over(run, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("spec.yaml", "data.json"):
+        (other / name).write_bytes((run / name).read_bytes())
+    (run / "summary.json").write_text(DEEP)
+    (other / "summary.json").write_text(json.dumps({"status": "completed", "val": [1], "train": "x"}))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(DEEP + "\n")
+    for command in (["runs", tmp_path], ["compare", run, other], ["diagnose", run]):
+        result = run_cli(*command)
+        assert result.returncode in (0, 1) and "Traceback" not in result.stderr, (command, result.stderr)
+    assert run_cli("runs", tmp_path).returncode == 0

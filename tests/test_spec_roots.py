@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from specgrad.base.diagnostics import SpecError, format_diagnostics
 from specgrad.engine.ir import Graph
@@ -125,6 +126,25 @@ def test_a_data_path_resolves_against_the_file_that_declares_it(inside):
     from specgrad.data.prepare import prepare_data
 
     assert prepare_data(spec).splits["train"]["x"].shape == (10,)
+
+
+def test_a_data_error_found_in_training_names_the_spec_and_chain(inside):
+    """Errors found once the data is read (a missing column) read as validation's: the spec being trained,
+    then the base's place, then how the spec reached the base."""
+    write(inside, "data/d.csv", "a,c\n" + "".join(f"{i / 10},{i}\n" for i in range(10)))
+    write(
+        inside,
+        "_base.yaml",
+        BASE.replace(", momentum: 0.9", "").replace(
+            "data: {source: synthetic, function: sin(3*x), n: 20}",
+            "data: {source: csv, path: data/d.csv, columns: {x: a, y: b}}",
+        ),
+    )
+    write(inside, "exp/child.yaml", "extends: ../_base.yaml\nname: child\n")
+    result = run_cli("train", "exp/child.yaml", "--run-dir", inside / "run", cwd=inside)
+    assert result.returncode == 1
+    assert result.stderr.startswith("exp/child.yaml: _base.yaml:3:"), result.stderr
+    assert "has no column 'b'" in result.stderr and "(extended by exp/child.yaml:1:10)" in result.stderr
 
 
 def test_validate_checks_data_files_exist_and_are_regular(inside):

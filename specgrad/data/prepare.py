@@ -115,7 +115,7 @@ def load_run_data_state(run_dir: Path, spec=None) -> tuple[Path, Standardizer]:
 
 
 def data_error(spec, e: DataError) -> SpecError:
-    return SpecError.at(spec.doc.loc(("data", *e.key)), f"data: {e}")
+    return spec.error([Diagnostic(f"data: {e}", spec.doc.loc(("data", *e.key)))])
 
 
 def prepare_data(spec, base_dir: Path | None = None, standardizer: Standardizer | None = None) -> PreparedData:
@@ -194,7 +194,7 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
             continue
         fields[name] = np.ascontiguousarray(arr, dtype=node.dtype)
     if errors:
-        raise SpecError(errors)
+        raise spec.error(errors)
     return fields
 
 

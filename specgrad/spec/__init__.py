@@ -33,6 +33,11 @@ class Spec:
         """The typed, frozen settings the runner reads (every default filled in)."""
         return settings_of(self.doc.data)
 
+    def error(self, diagnostics: list[Diagnostic]) -> SpecError:
+        """Problems found after validation (in the data, say), named as validation names them: a place in a
+        base or fragment says which spec was checked and how it reached that file."""
+        return SpecError(attribute(diagnostics, self.doc.file, self.doc.origins))
+
 
 def load_spec(path, overrides=(), roots=(), *, data_files: bool = True) -> Spec:
     """Load, compose and validate the spec at ``path``; raises SpecError listing every problem. Files are

@@ -259,6 +259,9 @@ class Run:
 
     path: Path
     summary: dict = field(default_factory=dict)
+    # folders besides the working directory and the run's own its data may be read from (a run that ``train``
+    # returns: those its spec could read)
+    roots: tuple = ()
 
     @property
     def metrics(self) -> list[dict]:
@@ -275,11 +278,12 @@ class Run:
 
     @property
     def spec(self) -> Spec:
-        return load_spec(self.path / "spec.yaml")
+        """The run's spec.yaml, loaded (its data files are checked where data is read: ``evaluate``)."""
+        return load_spec(self.path / "spec.yaml", roots=self.roots, data_files=False)
 
     def evaluate(self, split: str | None = None) -> dict:
         """The loss and metrics of the latest checkpoint on ``split`` (default: test, else val, else train)."""
-        return run_files.evaluate_run(self.path, split)
+        return run_files.evaluate_run(self.path, split, roots=self.roots)
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> Arrays:
         """Outputs for raw inputs (transformed as the training data was), keyed by the spec's output name,
@@ -322,7 +326,7 @@ def train(
         validate=validate,
     )
     summary = Trainer(spec, path, hooks, allow_spec_change=allow_spec_change, comm=comm).run(resume=resume)
-    return Run(path, summary)
+    return Run(path, summary, tuple(spec.doc.roots))
 
 
 def launched_rank() -> int | None:
@@ -353,8 +357,9 @@ def train_run_dir(
     return run_dir_agreed(comm, Path(run_dir)) if comm is not None else Path(run_dir)
 
 
-def open_run(run_dir: str | os.PathLike) -> Run:
-    """A finished (or interrupted) run directory."""
+def open_run(run_dir: str | os.PathLike, roots: Iterable[PathLike] = ()) -> Run:
+    """A finished (or interrupted) run directory; ``roots``: folders besides the working and run directories
+    its data may be read from (``--root``)."""
     path = Path(run_dir)
     if not (path / "spec.yaml").is_file():
         raise run_files.RunFileError(f"{path} is not a run directory (it has no spec.yaml)")
@@ -365,7 +370,7 @@ def open_run(run_dir: str | os.PathLike) -> Run:
         raise run_files.RunFileError(f"cannot read {summary_file}: {e}") from None
     if not isinstance(summary, dict):
         raise run_files.RunFileError(f"{summary_file} is not a JSON object")
-    return Run(path, summary)
+    return Run(path, summary, tuple(roots))
 
 
 def gradcheck(spec: Spec, batch_size: int = 8) -> list[ParamCheck]:
@@ -434,12 +439,14 @@ def plot(run_dir: PathLike, output: PathLike | None = None) -> Path:
     return plot_run(Path(run_dir), Path(output) if output else None)
 
 
-def diagnose(run_dir: PathLike) -> Diagnosis:
+def diagnose(run_dir: PathLike, roots: Iterable[PathLike] = ()) -> Diagnosis:
     """Read a run and find exploding or vanishing gradients, poor conditioning, plateaus and overfitting, each
-    with its evidence and a next step (``.to_json()`` for tools, :func:`diagnosis_text` for people)."""
+    with its evidence and a next step (``.to_json()`` for tools, :func:`diagnosis_text` for people).
+    ``roots``: folders besides the working and run directories its data may be read from (the conditioning
+    check reads it)."""
     from specgrad.run.diagnose import diagnose as diagnose_run
 
-    return diagnose_run(Path(run_dir))
+    return diagnose_run(Path(run_dir), roots=list(roots))
 
 
 def diagnosis_text(diagnosis: Diagnosis) -> str:

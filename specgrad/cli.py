@@ -480,13 +480,14 @@ def diagnose(
         ..., help="A run directory (with metrics.jsonl; summary.json and spec.yaml if any)."
     ),
     format: ReportFormat = typer.Option(ReportFormat.text, "--format", help="text, or json for tools."),
+    root: list[Path] = typer.Option([], "--root", help=RUN_ROOT_HELP),
 ):
     """Read a run and report exploding or vanishing gradients, poor conditioning, plateaus and overfitting, with
     the evidence and a next step as spec changes. Exit 0 whatever it finds."""
     from specgrad import api
 
     with _reported():
-        result = api.diagnose(run_dir)
+        result = api.diagnose(run_dir, roots=root)
     typer.echo(json.dumps(result.to_json(), indent=2) if format == ReportFormat.json else api.diagnosis_text(result))
 
 

@@ -2,6 +2,8 @@
 finite differences of its gradient, composed models against torch.autograd.functional.hvp (a test-only
 oracle) and a closed form, and a clear error for the op whose second derivative is not implemented."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import tiered
@@ -180,6 +182,31 @@ def test_model_hvp_matches_finite_differences_of_the_compiled_gradient(tmp_path)
     numeric = [(a - b) / (2 * eps) for a, b in zip(grad_at(1), grad_at(-1))]
     for name, expected in zip(params, numeric):
         np.testing.assert_allclose(hvp(model, data, params, vector)[name], expected, rtol=1e-6, atol=1e-8)
+
+
+def test_model_hvp_of_a_model_with_dropout_and_batchnorm(monkeypatch):
+    """mlp_moons (batchnorm, dropout): H v through the API, against finite differences of the gradient the
+    training step computes with the same key and state (the key a step feeds: [key, first row])."""
+    import specgrad
+    from specgrad.base.rng import batch_key
+    from specgrad.model.build import init_state
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    compiled = specgrad.compile(specgrad.load("models/mlp_moons.yaml"))
+    model = compiled.spec.model
+    params = compiled.init_params()
+    rng = np.random.default_rng(0)
+    params = {n: p + 0.1 * rng.standard_normal(p.shape) for n, p in params.items()}
+    vector = {n: rng.standard_normal(p.shape) for n, p in params.items()}
+    data = {"x": rng.standard_normal((16, 2)), "y": rng.integers(0, 2, 16)}
+    got = compiled.hvp(params, data, vector)
+    grads, state, key, eps = model.plan(model.grads), init_state(model), batch_key(0, 0), 1e-5
+
+    def grad_at(sign):
+        return grads(*model.feed(data, {n: p + sign * eps * vector[n] for n, p in params.items()}, state, key))
+
+    for name, a, b in zip(params, grad_at(1), grad_at(-1)):
+        np.testing.assert_allclose(got[name], (a - b) / (2 * eps), rtol=1e-5, atol=1e-7)
 
 
 def test_a_model_with_max_pooling_names_the_op(tmp_path):

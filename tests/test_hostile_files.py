@@ -141,3 +141,22 @@ def test_deep_json_and_odd_values_in_summary_and_metrics_are_passed_over(run, tm
         result = run_cli(*command)
         assert result.returncode in (0, 1) and "Traceback" not in result.stderr, (command, result.stderr)
     assert run_cli("runs", tmp_path).returncode == 0
+
+
+def test_npz_members_without_the_npy_suffix(tmp_path, monkeypatch):
+    """numpy names a member without ".npy" by its whole name: such an array loads; a member that is not an
+    array is named in the error when it is a field, and ignored when it is not."""
+    monkeypatch.chdir(tmp_path)
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as archive:
+        archive.writestr("x", _npy(np.zeros((4, 2))))
+        archive.writestr("y.npy", _npy(np.zeros((4, 1))))
+        archive.writestr("README.txt", "hello")
+    result = train(tmp_path, "npz, path: d.npz, fields: {x: x, y: y}")
+    assert result.returncode == 0, result.stderr
+    refused(train(tmp_path, "npz, path: d.npz"), "'README.txt' is not a .npy array")
+
+
+def _npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()

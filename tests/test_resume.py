@@ -54,6 +54,30 @@ def test_a_signal_mid_accumulation_drops_the_step_and_resumes_bitwise_equal(tmp_
     assert_same_run(resume(tmp_path), uninterrupted)
 
 
+def test_a_signal_mid_accumulation_puts_back_the_model_state_too(tmp_path):
+    """batchnorm's running statistics, moved by the dropped step's first micro-batches, are put back: the
+    resumed run ends as the uninterrupted one (mlp_moons: batchnorm and dropout)."""
+    import os
+    import signal
+
+    import specgrad as sg
+
+    spec = sg.load(POLY.parent / "mlp_moons.yaml", ["train.accumulate=3", "train.epochs=2"])
+    whole = sg.train(spec, tmp_path / "whole")
+
+    def terminate_during(index):
+        if index == 16:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = sg.train(spec, tmp_path / "stopped", on_batch=terminate_during)
+    assert stopped.summary["status"] == "interrupted" and stopped.summary["steps"] == 5
+    resumed = sg.train(spec, tmp_path / "stopped", resume=True)
+    assert resumed.summary["train"] == whole.summary["train"]
+    a = latest_checkpoint(tmp_path / "whole" / "checkpoints").arrays
+    b = latest_checkpoint(tmp_path / "stopped" / "checkpoints").arrays
+    assert a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
 @pytest.mark.parametrize("stage", tiered(CHECKPOINT_STAGES))
 def test_killed_inside_a_checkpoint_write(tmp_path, uninterrupted, stage):
     killed_run(POLY, RICH, tmp_path, stage=stage, save=6)

@@ -72,6 +72,24 @@ def test_a_run_evaluated_from_another_folder_names_the_flag_that_allows_it(layou
     assert exported.returncode == 0 and "onnxruntime matches specgrad predict" in exported.stdout, exported.stderr
 
 
+def test_a_run_the_api_returns_reads_its_data_where_its_spec_could(layout, monkeypatch):
+    """``train`` returns a Run that keeps the folders its spec could read: evaluated from anywhere."""
+    import specgrad
+
+    project, _, elsewhere = layout
+    monkeypatch.chdir(project)
+    run = specgrad.train(specgrad.load("spec.yaml"), project / "runs" / "api")
+    monkeypatch.chdir(elsewhere)
+    assert run.evaluate()["step"] == 5 and run.spec.data["name"] == "trust"
+    opened = specgrad.open_run(run.path)
+    assert opened.spec.data["name"] == "trust"  # the spec's values: no data read
+    with pytest.raises(specgrad.SpecError, match="add --root DIR"):
+        opened.evaluate()
+    assert specgrad.open_run(run.path, roots=[project]).evaluate()["step"] == 5
+    diagnosed = run_cli("diagnose", run.path, "--root", project, "--format", "json", cwd=elsewhere)
+    assert diagnosed.returncode == 0 and "cannot load the run's spec and data" not in diagnosed.stdout
+
+
 def test_predict_needs_no_training_data(layout):
     project, _, elsewhere = layout
     run = project / "runs" / "r"

@@ -115,15 +115,17 @@ def load_npz(path: Path, key: tuple = ("path",), names=None) -> dict[str, np.nda
     try:
         with np.load(path, allow_pickle=False) as archive:
             wanted = [n for n in archive.files if names is None or n in names]
+            members = set(archive.zip.namelist())
             out = {}
             for name in wanted:
-                info = archive.zip.getinfo(name + ".npy")
+                # numpy names a member by its file name less ".npy" (or whole, for one without it)
+                info = archive.zip.getinfo(name + ".npy" if name + ".npy" in members else name)
                 if info.compress_type == zipfile.ZIP_STORED:
-                    out[name] = _mapped_member(path, info)
+                    out[name] = _mapped_member(path, info, name)
                     continue
                 if info.file_size > BOMB_BYTES and info.file_size > BOMB_RATIO * max(info.compress_size, 1):
                     raise ValueError(
-                        f"array '{excerpt(name)}' expands from {info.compress_size} to {info.file_size} bytes "
+                        f"array {excerpt(name)} expands from {info.compress_size} to {info.file_size} bytes "
                         f"(over {BOMB_RATIO}:1), refused unread; store large arrays uncompressed (np.savez)"
                     )
                 with archive.zip.open(info) as member:
@@ -148,34 +150,37 @@ def _declared(f, size: int, name: str) -> tuple[tuple, bool, np.dtype, int]:
     declares could exhaust memory before numpy found the data missing)."""
     import numpy.lib.format as npy
 
-    version = npy.read_magic(f)
+    try:
+        version = npy.read_magic(f)
+    except ValueError:
+        raise ValueError(f"{excerpt(name)} is not a .npy array") from None
     read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
     shape, fortran, dtype = read_header(f)
     offset = f.tell()
     declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if offset + declared > size:
         raise ValueError(
-            f"array '{excerpt(name)}' declares shape {list(shape)} of {dtype} ({declared} bytes), "
+            f"array {excerpt(name)} declares shape {list(shape)} of {dtype} ({declared} bytes), "
             f"but holds {max(size - offset, 0)}"
         )
     return shape, fortran, dtype, offset
 
 
-def _mapped_member(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
+def _mapped_member(path: Path, info: zipfile.ZipInfo, name: str) -> np.ndarray:
     """An uncompressed .npz member as a read-only memory map; ValueError when it is not a plain array of
     numbers, or declares more than it holds."""
     with open(path, "rb") as f:
         f.seek(info.header_offset)
         local = f.read(30)  # the member's local header: 30 bytes, then name and extra
         if len(local) != 30 or local[:4] != b"PK\x03\x04":
-            raise ValueError(f"a damaged archive (the local header of '{excerpt(info.filename)}')")
+            raise ValueError(f"a damaged archive (the local header of {excerpt(info.filename)})")
         start = (
             info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
         )
         f.seek(start)
-        shape, fortran, dtype, offset = _declared(f, start + info.file_size, info.filename[: -len(".npy")])
+        shape, fortran, dtype, offset = _declared(f, start + info.file_size, name)
     if dtype.hasobject:
-        raise ValueError(f"array '{excerpt(info.filename[: -len('.npy')])}' holds Python objects, not numbers")
+        raise ValueError(f"array {excerpt(name)} holds Python objects, not numbers")
     return np.memmap(path, dtype, "r", offset, shape, "F" if fortran else "C")
 
 

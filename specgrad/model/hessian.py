@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from specgrad.base.rng import batch_key
 from specgrad.engine.hessian import SecondDerivativeMissing, hvp_nodes
 from specgrad.engine.plan import Plan
 from specgrad.model.build import init_state
@@ -31,7 +32,7 @@ class HessianVectorProduct:
         if model.state and state is None:
             state = init_state(model)
         if model.rng is not None and key is None:
-            key = np.int64(0)
+            key = batch_key(0, 0)  # the key form a training step feeds, for batch 0 of seed 0
         blocks = [np.asarray(vector[name], node.dtype).reshape(node.shape) for name, node in model.params.items()]
         out = self.plan(*model.feed(fields, params, state, key), *blocks)
         return {name: np.asarray(value) for name, value in zip(model.params, out)}

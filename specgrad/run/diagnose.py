@@ -80,6 +80,7 @@ class Run:
     records: list[dict]
     summary: dict
     spec: dict  # the resolved spec as a mapping ({} when spec.yaml is unreadable)
+    roots: tuple = ()  # where its data may be read besides the working and run directories
 
     @property
     def train(self) -> dict:
@@ -122,8 +123,11 @@ def _json_object(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def diagnose(run_dir: Path) -> Diagnosis:
+def diagnose(run_dir: Path, roots=()) -> Diagnosis:
+    """The findings on a run; ``roots``: folders besides the working and run directories its data may be
+    read from (for the conditioning check)."""
     run = read_run(run_dir)
+    run.roots = tuple(roots)
     checked: list[str] = []
     # the most specific explanation first: a run that blows up is not also judged for its valley or plateau
     findings = [f for f in (exploding(run),) if f]
@@ -423,7 +427,7 @@ def conditioning(run: Run, checked: list[str]) -> Finding | None:
 def _measure_conditioning(run: Run, checked: list[str]):
 
     try:
-        spec = load_spec(run.path / "spec.yaml")
+        spec = load_spec(run.path / "spec.yaml", roots=run.roots)
         base_dir, standardizer = load_run_data_state(run.path, spec)
         fields = prepare_data(spec, base_dir, standardizer).splits["train"]
     except (SpecError, OSError, ValueError) as e:

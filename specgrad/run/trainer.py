@@ -247,11 +247,15 @@ class Trainer:
         # not under mpiexec (every process must reach the step's Allreduce) nor in a line search (L-BFGS has
         # moved the parameters)
         droppable = self.accumulate > 1 and not self.sharded and not self.optimizer.needs_closure
-        before = self.batches.state() if droppable else None
+        # the batch order and the model state (batchnorm's statistics: replaced, never changed in place) as
+        # they were before the step
+        before = (self.batches.state(), dict(self.train_step.state)) if droppable else None
         for j in range(self.accumulate):
             index = step * self.accumulate + j
             if before is not None and j and self.stop.signum is not None:
-                self.batches.restore(*before)
+                self.batches.restore(*before[0])
+                self.train_step.state.clear()
+                self.train_step.state.update(before[1])
                 raise _Abandoned
             if on_batch is not None:
                 on_batch(index)

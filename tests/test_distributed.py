@@ -279,3 +279,23 @@ def test_a_signal_to_one_rank_stops_all_at_one_step_and_the_run_resumes(uninterr
     assert summary["status"] == "interrupted" and summary["signal"] == signal.SIGTERM
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == f"step-{summary['steps']:08d}"
     resume_and_compare(run_dir, 4, uninterrupted, tmp_path)  # 2 processes -> 4
+
+
+def test_a_divergence_under_fail_ends_every_rank_as_one_process_ends(tmp_path):
+    """Every rank decides it at the same step: no abort, so rank 0 writes the whole log and the summary."""
+    args = ["--set", "optimizer.lr=0.01", "--set", "train.steps=300", "--set", "train.on_divergence=fail"]
+    alone = subprocess.run(
+        [sys.executable, "-m", "specgrad.cli", "train", MODELS / "poly.yaml", *args, "--run-dir", "one", "--quiet"],
+        env=ENV,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    job = specgrad_under_mpiexec(3, "train", MODELS / "poly.yaml", *args, "--run-dir", "three", "--quiet", cwd=tmp_path)
+    out, err = job.communicate(timeout=120)
+    assert alone.returncode == job.returncode == 1, err
+    assert err.count("error: non-finite loss or gradient at step 254") == 1 and "Traceback" not in err, err
+    assert [r["step"] for r in logged(tmp_path / "three")] == [r["step"] for r in logged(tmp_path / "one")]
+    summary = json.loads((tmp_path / "three" / "summary.json").read_text())
+    assert summary["status"] == "diverged" == json.loads((tmp_path / "one" / "summary.json").read_text())["status"]

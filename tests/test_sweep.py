@@ -252,6 +252,20 @@ def test_the_sweeps_seed_makes_its_trials_and_workers_never_share_a_stream(tmp_p
     assert len(set(both)) == len(both) == 4
 
 
+@pytest.mark.parametrize("environ,why", [({}, "limit(1)"), ({"OMP_NUM_THREADS": "2"}, "OMP_NUM_THREADS=2")])
+def test_workers_take_one_blas_thread_unless_the_user_set_one(tmp_path, monkeypatch, environ, why):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in environ.items():
+        monkeypatch.setenv(var, value)
+    path = write(tmp_path, GRID.replace("[sgd, adam]", "[sgd]"), steps=20)
+    r = run_cli("sweep", path, "--workers", "1", "--dir", tmp_path / "out", "--quiet", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for t in study_trials(tmp_path / "out"):
+        summary = json.loads((tmp_path / "out" / t.user_attrs["run_dir"] / "summary.json").read_text())
+        assert why in summary["threads"]["why"], summary["threads"]
+
+
 def _sweep_process(path, out, workers=2):
     return subprocess.Popen(
         [

@@ -109,7 +109,10 @@ class Communicator:
     def failing_together(self, report):
         """An exception escaping the block on any rank ends the whole job: the others may be waiting for it
         in a collective, and would wait for ever. ``report(exception)`` prints it first (rank-tagged);
-        in one process the exception simply propagates."""
+        in one process the exception simply propagates. An exception whose class says ``collective = True``
+        (a divergence: every rank decides it at the same step, from the same summed values) is raised by
+        every rank at once, with none waiting: rank 0 goes on to report it and close the run directory as one
+        process does, the others end quietly with status 1, and nothing is aborted."""
         yield
 
 
@@ -177,6 +180,10 @@ class MPICommunicator(Communicator):
         try:
             yield
         except BaseException as e:  # KeyboardInterrupt and SystemExit too: the others would hang
+            if getattr(e, "collective", False):  # raised on every rank at one step: nobody waits
+                if self.is_root:
+                    raise
+                raise SystemExit(1) from None
             code = (
                 e.code
                 if isinstance(e, SystemExit) and isinstance(e.code, int)

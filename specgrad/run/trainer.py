@@ -66,6 +66,10 @@ class Diverged(RunError):
     """A non-finite loss, gradient or parameter under ``on_divergence: fail``, or parameters that turned
     non-finite (never saved, whatever the policy)."""
 
+    # in a data-parallel run every process decides it at the same step from the same summed values: the
+    # job need not be aborted (specgrad/run/distributed.py, failing_together)
+    collective = True
+
 
 class _Abandoned(Exception):
     """A stop signal arrived between the micro-batches of a step (``train.accumulate``): the step is dropped

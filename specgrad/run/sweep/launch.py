@@ -28,7 +28,6 @@ from specgrad.run.sweep.study import (
     tally,
     trial_states,
 )
-from specgrad.run.sweep.worker import BLAS_ENV
 
 POLL_S = 0.5
 
@@ -115,7 +114,6 @@ def _wait_all(procs: list[subprocess.Popen], seconds: float) -> bool:
 def _start_workers(sweep: Sweep, sweep_dir: Path, url: str, n: int) -> list[subprocess.Popen]:
     env = {
         **os.environ,
-        **dict.fromkeys(BLAS_ENV, "1"),
         "SPECGRAD_SWEEP_PARENT": str(os.getpid()),
         "PYTHONUNBUFFERED": "1",
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
 from specgrad.base.fileio import parse_json, read_small_text, write_atomic
+from specgrad.run import threads
 from specgrad.run.checkpoint import checkpoints_dir, list_checkpoints
 from specgrad.run.runlog import metrics_lines, spec_hash
 from specgrad.run.sweep.file import Sweep, load_sweep
@@ -42,26 +43,6 @@ FINISHED = ("completed", "pruned", "diverged")
 # a retry): often on this machine's own SQLite study, where a look is cheap and the sweep ends at the first
 # look after its last trial; once a second on a shared server, which many machines' workers may poll at once
 WAIT_S, SERVER_WAIT_S = 0.2, 1.0
-BLAS_ENV = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
-
-
-def one_blas_thread() -> None:
-    """Workers share the machine's cores by process, not by BLAS thread: two workers each running a
-    multithreaded BLAS would fight over the same cores. The environment (set by ``specgrad sweep`` before
-    numpy loads) does it; threadpoolctl covers a BLAS that ignores it."""
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:
-        pass
 
 
 def die_with_parent() -> None:
@@ -280,7 +261,9 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, required=True)
     args = parser.parse_args(argv)
     die_with_parent()
-    one_blas_thread()
+    # workers share the machine's cores by process: one BLAS thread each (a thread variable the user set
+    # still wins: docs/performance.md, "Threads")
+    threads.limit(1)
     worker = Worker(load_sweep(args.sweep), Path(args.dir), args.storage, args.trials)
     worker.loop()
     return 0

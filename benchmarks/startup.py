@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import importlib.util
 import json
 import os
 import resource
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,11 +36,14 @@ BASELINE = "import numpy, yaml, jsonschema, typer"
 # packages a command imports beyond the baseline's, by top-level name, for --explain
 COMMANDS = {
     "baseline": ["-c", BASELINE],
-    # what typer's parameter coercion adds to any command with a non-boolean parameter (it imports pydantic)
+    # what typer's parameter coercion adds to any command with a non-boolean parameter (it imports pydantic;
+    # typer 0.29 and later: earlier ones have no such module, and the line is left out)
     "typer_coercion": ["-c", BASELINE + ", typer._adapters"],
     "train": ["-m", "specgrad.cli", "train", "models/poly.yaml", "--quiet", "--run-dir"],
     "validate": ["-m", "specgrad.cli", "validate", "models/"],
 }
+if importlib.util.find_spec("typer._adapters") is None:
+    del COMMANDS["typer_coercion"]
 
 
 def run_once(args: list[str], env: dict) -> tuple[float, float]:
@@ -164,12 +169,15 @@ def main(argv=None):
             f"{mode.replace('_', ' ')} (load average {record['load_avg']:.2f} -> {record['load_avg_end']:.2f}, "
             f"{args.rounds} interleaved rounds):"
         )
-        print(f'  python -c "{BASELINE}": {r["baseline"]["wall"]} s wall, {r["baseline"]["cpu"]} s CPU')
+        base = r["baseline"]
+        print(f'  python -c "{BASELINE}" (typer {version("typer")}): {base["wall"]} s wall, {base["cpu"]} s CPU')
         for name, label in (
             ("typer_coercion", "the baseline + typer's coercion (pydantic), no specgrad"),
             ("train", "specgrad train models/poly.yaml"),
             ("validate", "specgrad validate models/"),
         ):
+            if name not in r:
+                continue
             print(
                 f"  {label}: {r[name]['wall']} s wall, {r[name]['cpu']} s CPU; {r[name]['ratio']}x the baseline "
                 f"(CPU {r[name]['cpu_ratio']}x; target <= 1.3x)"

@@ -144,6 +144,20 @@ def test_standardization_is_fitted_on_train_and_saved_with_the_run(tmp_path):
     assert np.array_equal(saved.stats["x"][0], mean) and np.array_equal(saved.stats["x"][1], std)  # bit for bit
 
 
+def test_a_constant_feature_is_recognised_through_its_rounding():
+    """100 rows of 0.1 have a computed std of 2e-16 (the mean's rounding), not 0: still a constant feature,
+    kept at a divisor of 1 (scikit-learn's test), so it standardizes to ~0 and a new 0.2 stays ~0.1, not 5e14."""
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.stack([np.full(100, 0.1), np.linspace(-1, 1, 100), np.full(100, 123.456)], axis=1)
+    standardizer = Standardizer.fit({"x": x}, ["x"])
+    mean, std = standardizer.stats["x"]
+    assert std[0] == std[2] == 1.0 and std[1] == x[:, 1].std()
+    got = standardizer.apply({"x": x})["x"]
+    np.testing.assert_allclose(got, StandardScaler().fit_transform(x), atol=1e-13)
+    assert abs(standardizer.apply({"x": np.array([[0.2, 0.0, 123.456]])})["x"][0, 0] - 0.1) < 1e-12
+
+
 def test_labels_are_checked_against_the_loss(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 2.5, 1]))
     path = write(tmp_path, CLASSIFIER, DATA="npz, path: d.npz")

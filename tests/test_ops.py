@@ -65,6 +65,18 @@ def test_kinks_take_the_documented_side():
     ]
 
 
+@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d"])
+def test_pooling_padding_is_at_most_half_the_kernel(op):
+    """As torch: a wider padding makes windows of padding alone (-inf for a max, 0 for an average)."""
+    g = Graph()
+    x = g.param("x", (1, 1, 5, 5))
+    assert g.apply(op, x, kernel=3, stride=1, padding=1).shape == (1, 1, 5, 5)
+    with pytest.raises(ShapeError, match="pooling padding 2 is more than half the kernel 2"):
+        g.apply(op, x, kernel=2, stride=1, padding=2)
+    with pytest.raises(ShapeError, match="more than half the kernel"):
+        g.apply(op, x, kernel=[3, 2], stride=1, padding=[1, 2])
+
+
 def test_pow_at_zero_base_has_torchs_gradients():
     """x ** y at x = 0, where the textbook formulas read 0 * inf: d/dx is 0 for y == 0 (x ** 0 is 1 everywhere),
     d/dy is 0 for y >= 0 (torch's convention: x ** y is 0 or 1 there), and both are the formulas elsewhere."""

@@ -233,6 +233,73 @@ def test_divergence_skip_leaves_parameters_and_optimizer_untouched(tmp_path):
     assert int(trainer.optimizer.t) == 19 and np.isfinite(trainer.params["k"]).all()
 
 
+def test_accumulated_batches_of_unequal_rows_step_as_one_batch_of_all(tmp_path):
+    """20 rows in batches of 8: accumulating 3 (8, 8, 4 rows) takes the step of one 20-row batch (a mean loss
+    weighs each batch by its rows); even batches are plainly averaged, as before."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 3)), rng.normal(size=(20, 1))
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    seen = {}
+
+    def run(batch_size, accumulate, loss="mse"):
+        spec = {
+            "specgrad": 1,
+            "name": "acc",
+            "data": {"source": "npz", "path": str(tmp_path / "d.npz")},
+            "model": {
+                "inputs": {"x": [3]},
+                "params": {"w": {"shape": [3, 1], "init": "ones"}},
+                "nodes": [{"p": "x @ w"}],
+                "output": "p",
+            },
+            "loss": loss,
+            "optimizer": {"type": "sgd", "lr": 0.5},
+            "train": {"steps": 1, "batch_size": batch_size, "accumulate": accumulate, "shuffle": False},
+        }
+        folder = tmp_path / f"{batch_size}-{accumulate}-{loss}"
+        sg.train(
+            sg.load(spec, roots=[tmp_path]),
+            folder,
+            on_gradients=lambda s, value, g: seen.update(g=g["w"].copy(), l=value) or value,
+        )
+        return seen["l"], seen["g"]
+
+    loss, grad = run("full", 1)
+    for batch_size, accumulate in [(8, 3), (10, 2), (4, 5)]:
+        got_loss, got_grad = run(batch_size, accumulate)
+        assert got_loss == pytest.approx(loss, rel=1e-13)
+        np.testing.assert_allclose(got_grad, grad, rtol=1e-13)
+    sse = run(8, 3, "sse")[1]  # a sum loss: the documented plain mean of the batches' gradients
+    parts = [2 * x[a:b].T @ (x[a:b] @ np.ones((3, 1)) - y[a:b]) for a, b in [(0, 8), (8, 16), (16, 20)]]
+    np.testing.assert_allclose(sse, np.mean(parts, axis=0), rtol=1e-13)
+
+
+@pytest.mark.parametrize("policy", ["skip", "stop"])
+def test_a_step_not_taken_leaves_the_model_state_as_it_was(tmp_path, policy):
+    """batchnorm's running statistics from a non-finite forward (x * x overflows in the first batch) are put
+    back with the parameters: the checkpoint holds finite statistics and predictions stay finite."""
+    x = np.random.default_rng(0).normal(size=(16, 2))
+    x[0, 0] = 1e200
+    np.savez(tmp_path / "bn.npz", x=x, y=np.linspace(0, 1, 16)[:, None])
+    spec = {
+        "specgrad": 1,
+        "name": "bn",
+        "data": {"source": "npz", "path": str(tmp_path / "bn.npz")},
+        "model": {
+            "inputs": {"x": [2]},
+            "nodes": [{"h": "x * x"}, {"b": {"layer": "batchnorm"}}, {"l": {"layer": "linear", "units": 1}}],
+            "output": "l",
+        },
+        "loss": "mse",
+        "optimizer": {"type": "adam", "lr": 0.01},
+        "train": {"steps": 4, "batch_size": 4, "shuffle": False, "on_divergence": policy},
+    }
+    run = sg.train(sg.load(spec, roots=[tmp_path]), tmp_path / "run")
+    state = {k: v for k, v in latest_checkpoint(tmp_path / "run" / "checkpoints").arrays.items() if "running" in k}
+    assert state and all(np.isfinite(v).all() for v in state.values())
+    assert np.isfinite(sg.open_run(run.path, roots=[tmp_path]).predict({"x": x[4:8]})["l"]).all()
+
+
 def test_divergence_fail_raises_and_saves_nothing_new(tmp_path):
     trainer = Trainer(
         load_spec(POLY, ["train.steps=20", "train.checkpoint={every: 4}", "train.on_divergence=fail"]),

@@ -42,8 +42,12 @@ class Standardizer:
             values = np.asarray(fields[name])
             if values.dtype.kind not in "fiu":
                 raise DataError(f"standardize: field '{name}' does not hold real numbers", ("standardize", i))
-            std = values.std(axis=0)
-            stats[name] = (values.mean(axis=0), np.where(std > 0, std, 1.0))
+            mean, std = values.mean(axis=0), values.std(axis=0)
+            # constant: a spread no larger than the rounding of the mean over n rows (100 rows of 0.1 have a
+            # std of 2e-16, not 0), scikit-learn's test; such a feature keeps a divisor of 1 and becomes ~0
+            n, eps = len(values), np.finfo(np.float64).eps
+            constant = std**2 <= n * eps * std**2 + (n * mean * eps) ** 2
+            stats[name] = (mean, np.where(constant, 1.0, std))
         return cls(stats)
 
     def apply(self, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -97,7 +97,9 @@ def top_k_accuracy(k=5):
 def log_loss():
     """mean negative log-likelihood of the targets under the predicted (softmax or sigmoid) probabilities
 
-    The mean over samples and outputs: the average of scikit-learn's log_loss of each output."""
+    The mean over samples and outputs: the average of scikit-learn's log_loss of each output, computed
+    exactly from the logits (scikit-learn clips probabilities at machine epsilon, so the two differ where a
+    wrong class wins by a logit margin beyond ~36: there specgrad's is the larger, true value)."""
 
     def compute(pred, target):
         if _multiclass(pred, target):

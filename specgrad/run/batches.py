@@ -50,6 +50,12 @@ class Batches:
             self.order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
         return self.order[pos * self.size : (pos + 1) * self.size]
 
+    def count(self, index: int) -> int:
+        """The rows of batch ``index``: the batch size, or fewer for an epoch's last batch (without drop_last)."""
+        if self.whole:
+            return self.n
+        return min(self.size, self.n - (index % self.per_epoch) * self.size)
+
     def batch_sizes(self) -> set[int]:
         """The sizes the batches of an epoch come in (a full batch, and a shorter last one unless dropped)."""
         return {

@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from specgrad.base.components import normalize
 from specgrad.base.diagnostics import SpecError
 from specgrad.base.rng import INIT, SHUFFLE, stream
 from specgrad.base.version import __version__
 from specgrad.data.prepare import prepare_data
 from specgrad.engine.ops.collective import summing_over
 from specgrad.model.build import BATCH, TrainStep, init_params
+from specgrad.model.losses import LOSSES
 from specgrad.model.metrics import evaluate
 from specgrad.optim.clip import clip, param_norms
 from specgrad.optim.optimizers import make_optimizer
@@ -180,6 +182,8 @@ class Trainer:
         self.data = self.splits["train"]
         self.batches = Batches(self.data, t.batch_size, t.shuffle, t.drop_last, stream(self.seed, SHUFFLE))
         self.accumulate = t.accumulate
+        # a mean loss: accumulated batches of unequal rows are weighted by them (as one batch of all their rows)
+        self.mean_loss = LOSSES[normalize(spec.data["loss"])["type"]].meta.get("batch", "mean") == "mean"
         # validation made sure one of steps and epochs is given
         self.total_steps = t.steps or max(1, (t.epochs or 1) * self.batches.per_epoch // self.accumulate)
         self.params = init_params(self.model, stream(self.seed, INIT))
@@ -251,28 +255,34 @@ class Trainer:
         # not under mpiexec (every process must reach the step's Allreduce) nor in a line search (L-BFGS has
         # moved the parameters)
         droppable = self.accumulate > 1 and not self.sharded and not self.optimizer.needs_closure
-        # the batch order and the model state (batchnorm's statistics: replaced, never changed in place) as
-        # they were before the step
-        before = (self.batches.state(), dict(self.train_step.state)) if droppable else None
+        before = self.batches.state() if droppable else None  # the batch order as it was before the step
+        # batches of equal rows are averaged; with an epoch's shorter last batch among them and a mean loss,
+        # each counts by its rows, so the step is that of one batch of all their rows
+        weights = None
+        if self.accumulate > 1 and self.mean_loss:
+            rows = [self.batches.count(step * self.accumulate + j) for j in range(self.accumulate)]
+            if len(set(rows)) > 1:
+                weights = [r / sum(rows) for r in rows]
         for j in range(self.accumulate):
             index = step * self.accumulate + j
             if before is not None and j and self.stop.signum is not None:
-                self.batches.restore(*before[0])
-                self.train_step.state.clear()
-                self.train_step.state.update(before[1])
-                raise _Abandoned
+                self.batches.restore(*before)
+                raise _Abandoned  # _step puts the model state back
             if on_batch is not None:
                 on_batch(index)
             # in a data-parallel run, this process's rows of the batch and its share of the batch's loss
             batch, shard = self.sharded.batch(index) if self.sharded else (self.batches.get(index), None)
             loss, grads = self._forward_backward(batch, index, shard)
-            total += loss
+            total += loss if weights is None else weights[j] * loss
             for g_acc, g in zip(acc.values(), grads):
                 if j > 0:
-                    g_acc += g
-                elif g is not g_acc:  # the plan may have written it there already
-                    np.copyto(g_acc, g)
-        if self.accumulate > 1:
+                    g_acc += g if weights is None else weights[j] * g
+                else:
+                    if g is not g_acc:  # the plan may have written it there already
+                        np.copyto(g_acc, g)
+                    if weights is not None:
+                        g_acc *= weights[0]
+        if self.accumulate > 1 and weights is None:
             for g in acc.values():
                 g /= self.accumulate
             total /= self.accumulate
@@ -281,6 +291,11 @@ class Trainer:
         if self.hooks.on_gradients is not None:
             total = float(self.hooks.on_gradients(step + 1, total, acc))  # numbered as logged
         return total, acc
+
+    def _put_back(self, state: dict) -> None:
+        """The model state as it was (``state``: a copy taken before a step)."""
+        self.train_step.state.clear()
+        self.train_step.state.update(state)
 
     def _validate(self, step: int) -> dict[str, float]:
         if self.hooks.validate is None:
@@ -301,6 +316,7 @@ class Trainer:
         """Checkpoint ``step`` (``value``: its validation metric), then prune by the retention settings.
         Refuses non-finite parameters: the last checkpoint stays the last finite one."""
         bad = [k for k, v in self.params.items() if not np.isfinite(v).all()]
+        bad += [f"state {k}" for k, v in self.train_step.state.items() if not np.isfinite(v).all()]
         if bad:
             raise Diverged(
                 f"parameters {', '.join(bad)} are not finite at step {step}; not saving (the last checkpoint is kept)"
@@ -401,7 +417,14 @@ class Trainer:
         """Optimizer step ``step`` (0-based) and its record (with the per-parameter gradient norms when
         ``logged``: they are computed only for records that are written); None when the divergence policy
         stops the run here (``on_divergence: fail`` raises instead)."""
-        loss, grads = self._gradients(step)
+        # the model state before the step (batchnorm's statistics: replaced, never changed in place), put back
+        # when the step is not taken: a dropped step, or a non-finite one
+        state = dict(self.train_step.state)
+        try:
+            loss, grads = self._gradients(step)
+        except _Abandoned:
+            self._put_back(state)
+            raise
         # the global norm over the flat gradient buffers, one product per dtype; per parameter only if logged
         norm = math.sqrt(sum([float(np.vdot(f, f)) for f in self.optimizer.grad_flat]))
         norms = param_norms(grads) if logged else None
@@ -417,6 +440,7 @@ class Trainer:
             else:
                 self.optimizer.step(grads, lr)
         else:
+            self._put_back(state)
             message = f"non-finite loss or gradient at step {step + 1}"
             if self.on_divergence == "fail":
                 raise Diverged(f"{message} (on_divergence: fail)")

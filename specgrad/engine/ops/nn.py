@@ -363,6 +363,10 @@ def conv2d_weight_grad(x, g, stride, padding, kernel):
 # ------------------------------------------------------------------------------------------- pooling
 def _pool_shape(x, kernel, stride=None, padding=0):
     _image_shape(x, "pooling")
+    # a window may reach half its size into the padding, as torch allows: a wider padding makes windows of
+    # padding alone (-inf for a max, 0 for an average)
+    if any(p > k // 2 for p, k in zip(_pair(padding, "padding"), _pair(kernel, "kernel"))):
+        raise ShapeError(f"pooling padding {padding} is more than half the kernel {kernel}")
     return tuple(x[:2]) + _out_size(x[2:], kernel, kernel if stride is None else stride, padding)
 
 

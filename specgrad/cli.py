@@ -130,7 +130,7 @@ def validate(
     """Check specs without training: schema, names, ops, shapes, run settings. Every error, with file:line:col.
     A sweep file is checked with every point of its grid and the corners of its ranges."""
     from specgrad import api
-    from specgrad.base.diagnostics import format_diagnostics
+    from specgrad.base.diagnostics import format_diagnostics, printable
 
     files, unmatched = api.find_specs(paths)
     if unmatched:
@@ -147,7 +147,7 @@ def validate(
             ok, diags = api.validate_file(f, set_, root)
         _collect_from_here()  # the first spec imported and built everything the others need
         if not ok:
-            failed.append(str(f))
+            failed.append(printable(str(f)))
         if diags:
             typer.echo(format_diagnostics(diags, format.value))
     if format == Format.text:

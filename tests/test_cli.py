@@ -181,3 +181,19 @@ def test_help_and_import_load_nothing_heavy():
     ]:
         done = subprocess.run([sys.executable, "-c", f"{code}\n{show}"], cwd=ROOT, capture_output=True, text=True)
         assert done.stdout.splitlines()[-1] == "", (code, done.stdout, done.stderr)
+
+
+def test_a_file_name_cannot_forge_a_github_annotation(tmp_path):
+    """GitHub Actions reads a line starting "::error" in any output as a command: a spec whose file name
+    holds a newline is shown with the newline escaped, in the text format as in the github one."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "x\n::error file=README.md,line=1::FORGED.yaml").write_text(
+        (MODELS / "poly.yaml").read_text().replace("lr: 1.0e-3", "lr: -1")
+    )
+    for fmt in ("text", "github"):
+        result = run_cli("validate", folder, "--format", fmt, cwd=tmp_path)
+        assert result.returncode == 1
+        lines = (result.stdout + result.stderr).splitlines()
+        assert not any(line.startswith("::error file=README.md") for line in lines), lines
+        assert "x\\n::error" in result.stdout + result.stderr or fmt == "github"

@@ -112,3 +112,48 @@ def test_a_sweep_files_spec_obeys_the_folders_a_spec_may_read(layout):
     assert result.returncode == 1
     assert "outside the folders a sweep file may read" in result.stdout, result.stdout
     assert "OPENSSH" not in result.stdout + result.stderr and "b3Bl" not in result.stdout + result.stderr
+
+
+def test_links_planted_in_a_run_directory_are_never_written_through_nor_read(layout, tmp_path):
+    project, victim, elsewhere = layout
+    run = project / "runs" / "r"
+    precious = victim / "precious.txt"
+    precious.write_text("precious\n")
+    # plot.png: replaced, not written through
+    (run / "plot.png").symlink_to(precious)
+    if run_cli("plot", run, cwd=project).returncode == 0:  # needs matplotlib (specgrad[plot])
+        assert precious.read_text() == "precious\n" and not (run / "plot.png").is_symlink()
+    # summary.json pointing at a secret: runs and compare do not read it
+    (victim / "secret.json").write_text(json.dumps({"status": "SECRET-STATUS", "train": {"loss": 424242}}))
+    (run / "summary.json").unlink()
+    (run / "summary.json").symlink_to(victim / "secret.json")
+    for args in (("runs", project / "runs"), ("compare", run, run)):
+        result = run_cli(*args, cwd=project)
+        assert "SECRET-STATUS" not in result.stdout + result.stderr and "424242" not in result.stdout, args
+    # checkpoints/ pointing elsewhere: a run refuses to write there
+    fresh = elsewhere / "fresh"
+    fresh.mkdir()
+    (fresh / "checkpoints").symlink_to(victim, target_is_directory=True)
+    result = run_cli("train", "spec.yaml", "--run-dir", fresh, "--quiet", cwd=project)
+    assert result.returncode == 1 and "symbolic link" in result.stderr, result.stderr
+    assert sorted(p.name for p in victim.iterdir()) == ["d.csv", "precious.txt", "secret.json"]
+
+
+def test_links_planted_in_a_sweep_folder_are_never_written_through(layout):
+    project, victim, _ = layout
+    precious = victim / "precious.txt"
+    precious.write_text("precious\n")
+    sweep = project / "s.yaml"
+    sweep.write_text(
+        "sweep: 1\nspec: spec.yaml\nparams:\n  optimizer.lr: {choice: [0.1]}\n"
+        "objective: {metric: train.loss, mode: min}\nsampler: grid\n"
+    )
+    folder = project / "sweep-out"
+    folder.mkdir()
+    (folder / "workers.log").symlink_to(precious)
+    result = run_cli("sweep", sweep, "--dir", folder, "--quiet", cwd=project, timeout=120)
+    assert result.returncode != 0 and precious.read_text() == "precious\n", result.stderr
+    (folder / "workers.log").unlink()
+    (folder / "study.db").symlink_to(victim / "other.db")
+    result = run_cli("sweep", sweep, "--dir", folder, "--quiet", cwd=project, timeout=120)
+    assert result.returncode != 0 and "symbolic link" in result.stderr and not (victim / "other.db").exists()

@@ -148,6 +148,27 @@ trials: 0
     assert "10:9: the threshold pruner needs a lower or an upper bound" in text
 
 
+def test_sweeps_too_large_to_check_or_run_are_refused_at_their_place(tmp_path):
+    """A grid Optuna would list in memory, more parameters than can be checked in reasonable time, a float
+    step cutting its range into more values than floats tell apart: located errors, found quickly."""
+    choices = "{choice: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}"
+    params = "".join(f"  vars.v{i}: {choices}\n" for i in range(7))  # 10^7 points
+    path = write(
+        tmp_path,
+        f"sweep: 1\nspec: base.yaml\nparams:\n{params}objective: {{metric: val.loss, mode: min}}\nsampler: grid\n",
+    )
+    assert errors(path) == (False, ["12:10: a grid of 10000000 points: at most 1000000 (sample it instead)"])
+    params = "".join(f"  vars.v{i}: {{int: [0, 1]}}\n" for i in range(65))
+    path = write(tmp_path, f"sweep: 1\nspec: base.yaml\nparams:\n{params}objective: {{metric: val.loss, mode: min}}\n")
+    assert errors(path) == (False, ["4:3: 65 parameters: at most 64"])
+    path = write(
+        tmp_path,
+        "sweep: 1\nspec: base.yaml\nparams:\n  optimizer.lr: {float: [1.0e-300, 1.0e+308], step: 1.0e-10}\n"
+        "objective: {metric: val.loss, mode: min}\n",
+    )
+    assert errors(path) == (False, ["4:53: a step of 1e-10 cuts the range into more than 9007199254740992 values"])
+
+
 def test_objective_and_pruner_are_checked_against_the_base_spec(tmp_path):
     path = write(
         tmp_path,

@@ -55,6 +55,12 @@ def capped_history(notes: tuple) -> tuple:
     return (*notes[: MAX_HISTORY - 1], f"and {len(notes) - MAX_HISTORY + 1} earlier places")
 
 
+def printable(name: str) -> str:
+    """A file name as a message shows it: control characters escaped (a name holding a newline then
+    ``::error ...`` would otherwise start a line GitHub Actions reads as a command)."""
+    return name if name.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 @dataclass(frozen=True)
 class Location:
     """A point in a spec file; ``line`` and ``col`` are 1-based like editors show them.
@@ -70,7 +76,7 @@ class Location:
     history: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{printable(self.file)}:{self.line}:{self.col}"
 
     def point(self) -> str:
         """``file:line:col`` with the provenance, as a message names another place."""
@@ -117,7 +123,7 @@ class Diagnostic:
         return self.chain[-1][1] if self.chain else self.location
 
     def __str__(self) -> str:
-        prefix = f"{self.spec}: " if self.spec else ""
+        prefix = f"{printable(self.spec)}: " if self.spec else ""
         if self.location is None:
             return f"{prefix}{self.severity}: {self.text}"
         return f"{prefix}{self.location}: {self.severity}: {self.text}"

@@ -53,20 +53,39 @@ class UnreadableFile(OSError):
 
 
 def read_small_text(path, limit: int = MAX_SMALL_FILE) -> str:
-    """The text of ``path``, a regular file of at most ``limit`` bytes (a run directory may come from anyone:
-    a FIFO there must not hang a reader, nor /dev/zero fill its memory). Undecodable bytes are replaced."""
-    try:
-        what = not_regular(os.stat(path).st_mode)
-    except FileNotFoundError:
-        raise
-    if what is not None:
-        raise UnreadableFile(f"{path} is {what}, not a regular file")
-    head = read_head(path, limit + 1)
-    if head is None:
-        raise UnreadableFile(f"{path} is not a regular file")
-    if len(head) > limit:
+    """The text of ``path``, a regular file of at most ``limit`` bytes reached without following a symbolic
+    link (a run directory may come from anyone: a FIFO there must not hang a reader, /dev/zero fill its
+    memory, nor a planted link make it read another file). Undecodable bytes are replaced."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
         raise UnreadableFile(f"{path} is larger than {limit} bytes")
-    return head.decode("utf-8", errors="replace")
+    return data.decode("utf-8", errors="replace")
+
+
+def own_dir(path: Path) -> Path:
+    """``path`` as a folder this program writes into, created with its parents if missing; refused (an
+    UnreadableFile) when it is a symbolic link or not a folder, as one planted in a run or sweep directory
+    would be: everything written inside would land where it points."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        pass  # a link to nothing, or a file: refused below
+    if path.is_symlink() or not path.is_dir():
+        raise UnreadableFile(f"{path} is {'a symbolic link' if path.is_symlink() else 'not a folder'}: refused")
+    return path
+
+
+def open_own(path: Path, flags: int) -> int:
+    """A descriptor of the regular file ``path`` opened with ``flags`` (creating it: 0o644), never through a
+    symbolic link and never blocking on a FIFO; UnreadableFile for anything but a regular file."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnreadableFile(f"{path} is not a regular file: refused")
+    os.set_blocking(fd, True)
+    return fd
 
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so identical arrays give byte-identical archives

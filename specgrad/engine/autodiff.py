@@ -65,7 +65,9 @@ def gradients(loss: Node, wrt: Sequence[Node], remat: bool = False) -> list[Node
                 if ct.shape != x.shape:
                     ct = graph.apply("sum_to", ct, shape=x.shape)
                 cotangent[x.id] = cotangent[x.id] + ct if x.id in cotangent else ct
-    return [grads[w.id] if w.id in grads else graph.const(np.zeros(w.shape, w.dtype)) for w in wrt]
+    # a parameter the loss does not read has a zero gradient: one zero, broadcast (nothing allocated however
+    # large the parameter: the memory check judges its size)
+    return [grads[w.id] if w.id in grads else graph.const(np.broadcast_to(np.zeros((), w.dtype), w.shape)) for w in wrt]
 
 
 def _smooth_inputs(node: Node) -> tuple[Node, ...]:

@@ -13,6 +13,7 @@ an error (nodes that depend on a broken node are skipped silently), so one pass 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -104,6 +105,9 @@ class Model(Forward):
     state_updates: dict[str, Node]  # state name -> its value after a training step (train graph)
     eval: Forward  # the eval-mode graph (the train graph when no layer depends on the mode)
     warnings: list[Diagnostic]
+
+
+MAX_ENTRIES = 2**62  # entries of one parameter: numpy's sizes are 64-bit
 
 
 def init_params(model: Model, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -261,6 +265,8 @@ class _Builder:
                 errors.append(Diagnostic(f"'{name}' is already defined as an input", where(("model", "params", name))))
                 continue
             problem = init_problem(normalize(p.get("init", "zeros")), p["shape"])
+            if math.prod(p["shape"]) >= MAX_ENTRIES:  # numpy could not even describe it (the memory check is later)
+                problem = f"{math.prod(p['shape'])} entries, more than an array can hold ({MAX_ENTRIES})"
             if problem:
                 errors.append(Diagnostic(f"parameter '{name}': {problem}", where(("model", "params", name, "init"))))
                 broken.add(name)

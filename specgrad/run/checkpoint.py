@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrad.base.fileio import open_regular, parse_json, read_regular, why_refused, write_durably, write_npz
+from specgrad.base.fileio import open_regular, own_dir, parse_json, read_regular, why_refused, write_durably, write_npz
 
 __all__ = [
     "Checkpoint",
@@ -384,7 +384,7 @@ def save_checkpoint(root: Path, step: int, arrays: dict[str, np.ndarray], state:
     tmp = root / f".tmp-{name}-{os.getpid()}"
     stage = "create folder"
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        own_dir(root)  # never through a link planted in the run directory
         _sweep_debris(root)
         _remove_tree_quietly(tmp)
         tmp.mkdir()

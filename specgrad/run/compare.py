@@ -14,7 +14,7 @@ from pathlib import Path
 from specgrad.base.diagnostics import SpecError
 from specgrad.base.fileio import parse_json, read_small_text
 from specgrad.run.checkpoint import CHECKPOINTS_DIR
-from specgrad.run.plot import PlotError, read_metrics
+from specgrad.run.plot import PlotError, read_metrics, save_figure
 from specgrad.run.runlog import metrics_lines
 from specgrad.spec.load import load_file
 
@@ -44,6 +44,9 @@ def _json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+MAX_PANELS = 12
 
 
 def _finals(summary: dict) -> dict:
@@ -166,7 +169,8 @@ def plot_runs(run_dirs, output: Path) -> Path:
     except ImportError:
         raise PlotError("--plot needs matplotlib: pip install 'specgrad[plot]'") from None
     records = {str(d): read_metrics(Path(d)) for d in run_dirs}
-    val_keys = sorted({k for rs in records.values() for r in rs for k in r.get("val", {})})
+    # a panel per validation metric, at most MAX_PANELS (a damaged metrics log may name thousands)
+    val_keys = sorted({k for rs in records.values() for r in rs for k in r.get("val", {})})[:MAX_PANELS]
     fig, axes = plt.subplots(1 + len(val_keys), 1, figsize=(8, 3 * (1 + len(val_keys))), sharex=True, squeeze=False)
     for name, rs in records.items():
         points = [(r["step"], r["loss"]) for r in rs if isinstance(r.get("loss"), (int, float))]
@@ -188,9 +192,7 @@ def plot_runs(run_dirs, output: Path) -> Path:
 
     try:
         with np.errstate(all="ignore"):  # a diverged run's huge values are shown, not warned about
-            fig.savefig(output, dpi=100)
-    except (OSError, ValueError) as e:
-        raise PlotError(f"cannot write {output}: {e}") from None
+            save_figure(fig, Path(output))
     finally:
         plt.close(fig)
     return Path(output)

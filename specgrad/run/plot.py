@@ -38,14 +38,34 @@ def plot_run(run_dir: Path, output: Path | None = None) -> Path:
     fig = figure(plt, records, Path(run_dir).name)
     output = Path(output) if output else Path(run_dir) / "plot.png"
     try:
-        fig.savefig(output, dpi=100)
+        save_figure(fig, output)
+    finally:
+        plt.close(fig)
+    return output
+
+
+def save_figure(fig, output: Path) -> None:
+    """``fig`` as ``output`` (its type from the suffix), written beside it and renamed over it: a link planted
+    where it goes (a run directory's plot.png) is replaced, never written through."""
+    import os
+    import tempfile
+
+    output = Path(output)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=output.suffix, dir=output.parent)
+    except OSError as e:
+        raise PlotError(f"cannot write {output}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, dpi=100, format=output.suffix.lstrip(".") or None)
+        os.replace(tmp, output)
     except OSError as e:
         raise PlotError(f"cannot write {output}: {e.strerror or e}") from None
     except ValueError as e:  # matplotlib: a file type it cannot write ("p.txt")
         raise PlotError(f"cannot write {output}: {e}") from None
     finally:
-        plt.close(fig)
-    return output
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def figure(plt, records: list[dict], title: str):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from specgrad.base.diagnostics import SpecError
+from specgrad.base.fileio import own_dir
 
 EXTRA = "train.tensorboard needs tensorboardX: pip install 'specgrad[tensorboard]'"
 
@@ -21,6 +22,7 @@ class TensorBoardLog:
     def __init__(self, log_dir: Path, resume_step: int | None = None):
         from tensorboardX import SummaryWriter
 
+        own_dir(log_dir)  # never through a link planted in the run directory
         # purge_step: events from an earlier attempt at steps >= the first step logged now are discarded
         self.writer = SummaryWriter(
             str(log_dir), purge_step=None if resume_step is None else resume_step + 1, flush_secs=30

@@ -33,6 +33,9 @@ MAX_POINTS = 256
 """Most combinations of values checked together; beyond it each value is checked alone (plus the all-low
 and all-high corners). A grid sampler's points are all checked, up to MAX_GRID."""
 MAX_GRID = 4096
+MAX_GRID_SIZE = 1_000_000  # points of a grid sampler's grid
+MAX_PARAMS = 64  # parameters a sweep varies
+MAX_STEPS = 2**53  # values of a stepped float range: beyond, its steps are not even distinct
 
 
 def sweep_schema() -> dict:
@@ -133,9 +136,10 @@ class Param:
         if self.kind == "choice":
             return list(self.choices)
         high = self.high
-        if self.step:
+        if self.step and self.kind == "int":  # exact, however large the integers
+            high = self.low + (self.high - self.low) // self.step * self.step
+        elif self.step:
             high = self.low + math.floor((self.high - self.low) / self.step + 1e-9) * self.step
-            high = int(round(high)) if self.kind == "int" else high
         return [self.low] if high == self.low else [self.low, high]
 
     def suggest(self, trial):
@@ -245,6 +249,14 @@ def load_sweep(path) -> Sweep:
                     )
                 )
     grid_size = math.prod(len(p.choices) for p in params) if sampler["type"] == "grid" else None
+    if grid_size is not None and grid_size > MAX_GRID_SIZE:  # Optuna lists every point of a grid in memory
+        diags.append(
+            Diagnostic(
+                f"a grid of {grid_size} points: at most {MAX_GRID_SIZE} (sample it instead)", doc.loc(("sampler",))
+            )
+        )
+    if len(params) > MAX_PARAMS:  # each is checked at its ends against the whole spec: a cost that grows as n^2
+        diags.append(Diagnostic(f"{len(params)} parameters: at most {MAX_PARAMS}", doc.loc(("params",))))
     trials = data.get("trials", grid_size or 20)
     spec = os.path.normpath(os.path.join(os.path.dirname(os.fsdecode(path)), data["spec"]))
     roots = default_roots(path)
@@ -316,6 +328,11 @@ def _param(name: str, path: tuple, d: dict, loc: Location):
             problems.append(((kind, i), f"range bounds must be finite, got {v}"))
     if problems:
         return None, problems
+    if kind == "float" and step is not None and step > 0:
+        count = (high - low) / step
+        if not math.isfinite(count) or count > MAX_STEPS:
+            problems.append((("step",), f"a step of {step} cuts the range into more than {MAX_STEPS} values"))
+            return None, problems
     step = (int(step) if kind == "int" else float(step)) if step is not None else None
     return Param(name, path, kind, loc, low=low, high=high, log=log, step=step), []
 

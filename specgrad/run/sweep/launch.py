@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from specgrad.base.fileio import open_own
 from specgrad.run.sweep.file import Sweep
 from specgrad.run.sweep.study import (
     ASK_LOCK,
@@ -129,7 +130,8 @@ def _start_workers(sweep: Sweep, sweep_dir: Path, url: str, n: int) -> list[subp
         "--trials",
         str(sweep.trials),
     ]
-    log = open(sweep_dir / "workers.log", "a", encoding="utf-8")  # a worker's own errors, if it has any
+    # a worker's own errors, if it has any; never through a link or into a FIFO planted in the sweep's folder
+    log = os.fdopen(open_own(sweep_dir / "workers.log", os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8")
     try:
         return [subprocess.Popen(command, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL) for _ in range(n)]
     finally:

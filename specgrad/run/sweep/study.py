@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from specgrad.base.fileio import open_own
 from specgrad.run.sweep.file import Sweep
 from specgrad.run.sweep.options import optuna_module
 
@@ -109,6 +110,8 @@ def _prepare_sqlite(url: str) -> None:
 
         path = url[len("sqlite:///") :]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if Path(path).is_symlink():  # SQLite would write wherever a link planted in the sweep's folder points
+            raise StudyError(f"{path} is a symbolic link: refused")
         with sqlite3.connect(path, timeout=60) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
 
@@ -200,7 +203,7 @@ def file_lock(path: Path, blocking: bool = True):
     """An exclusive flock on ``path`` (yields whether it was taken); released when the process dies, so a
     SIGKILL never leaves it held."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_own(path, os.O_RDWR)  # never through a link planted in the sweep's folder
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))

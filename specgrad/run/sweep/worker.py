@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
-from specgrad.base.fileio import parse_json, read_small_text, write_atomic
+from specgrad.base.fileio import own_dir, parse_json, read_small_text, write_atomic
 from specgrad.run import threads
 from specgrad.run.checkpoint import checkpoints_dir, list_checkpoints
 from specgrad.run.runlog import metrics_lines, spec_hash
@@ -240,7 +240,7 @@ def _read_summary(run_dir: Path) -> dict | None:
 
 def _write_trial(run_dir: Path, sweep: Sweep, trial, assignment: dict) -> None:
     """trial.json beside the run's files: which study, trial and values made this run directory."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    own_dir(run_dir)  # never through a link planted in the sweep's folder
     record = {
         "study": sweep.name,
         "sweep": os.path.abspath(sweep.file),

@@ -14,7 +14,7 @@ __all__ = ["HessianVectorProduct", "SecondDerivativeMissing", "hvp"]
 
 
 class HessianVectorProduct:
-    """H v for a compiled model (``graph.build.Model``), H the Hessian of its training loss in its parameters,
+    """H v for a compiled model (``specgrad.model.build.Model``), H the Hessian of its training loss in its parameters,
     at the parameters and data given each call. The graph and its plan are built once."""
 
     def __init__(self, model):

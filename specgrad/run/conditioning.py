@@ -31,7 +31,7 @@ class Conditioning:
 def linear_conditioning(
     model, fields: dict[str, np.ndarray], loss_type: str, rng: np.random.Generator | None = None
 ) -> Conditioning | None:
-    """cond(XᵀX) of ``model`` (a compiled ``graph.build.Model``) on ``fields``, or None when the model is
+    """cond(XᵀX) of ``model`` (a compiled ``specgrad.model.build.Model``) on ``fields``, or None when the model is
     not linear in its parameters (or too large to check, or random: dropout)."""
 
     forward = model.eval

@@ -86,7 +86,7 @@ def check_model(
     eps: float = 1e-6,
     max_entries: int = 24,
 ) -> list[ParamCheck]:
-    """Central differences against the compiled backward pass of ``model`` (a ``graph.build.Model``) on the
+    """Central differences against the compiled backward pass of ``model`` (a ``specgrad.model.build.Model``) on the
     first ``batch_size`` rows of ``fields``, per parameter, at parameters drawn from the model's initializers
     and nudged off exact zeros.
 

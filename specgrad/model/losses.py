@@ -108,6 +108,12 @@ def make_loss(settings) -> Loss:
     return replace(LOSSES.create(settings), penalties=tuple(settings.get("penalties", ())))
 
 
+def is_mean(settings) -> bool:
+    """Whether the loss is a mean over a batch's rows (not a sum, as sse): how the rows of batches that are
+    split (over processes) or combined (accumulated) weigh."""
+    return LOSSES[normalize(settings)["type"]].meta.get("batch", "mean") == "mean"
+
+
 def penalty_term(params: dict, penalty: dict):
     """weight * sum over the matched parameters of |p| (l1) or p^2 (l2)."""
     matched = [

@@ -22,10 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrad.base.components import normalize
 from specgrad.model.build import build_model
 from specgrad.model.layers.base import DataParallel
-from specgrad.model.losses import LOSSES
 
 EXTRA = "pip install 'specgrad[mpi]'"
 # set for each process by MPI launchers: MPICH's hydra and Intel MPI (PMI_*), Open MPI (OMPI_*), PMIx (PMIX_*)
@@ -271,8 +269,9 @@ class ShardedRun:
         self.agreed_signal: int | None = None  # the one any process received, after the step's Allreduce
 
     @classmethod
-    def of(cls, comm: Communicator, spec, batches, optimizer) -> ShardedRun:
-        """The part of ``comm``'s process in training ``spec`` (validated) on ``batches``."""
+    def of(cls, comm: Communicator, spec, batches, optimizer, mean_loss: bool) -> ShardedRun:
+        """The part of ``comm``'s process in training ``spec`` (validated) on ``batches``; ``mean_loss``: whether
+        the loss is a mean over a batch's rows (``specgrad.model.losses.is_mean``)."""
         if optimizer.needs_closure:
             raise DistributedError(
                 f"the {spec.data['optimizer']['type']} optimizer is not supported under mpiexec "
@@ -280,7 +279,6 @@ class ShardedRun:
             )
         sync_batchnorm = spec.settings.train.distributed.sync_batchnorm
         model = build_model(spec.data, spec.doc.loc, parallel=DataParallel(sync_batchnorm))
-        mean_loss = LOSSES[normalize(spec.data["loss"])["type"]].meta.get("batch", "mean") == "mean"
         for rows in sorted(batches.batch_sizes()):  # every batch must give each process a row at least
             comm.shard(rows, mean_loss)
         return cls(comm, model, batches, mean_loss, sync_batchnorm, optimizer)

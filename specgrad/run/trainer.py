@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from specgrad.base.components import normalize
 from specgrad.base.diagnostics import SpecError
 from specgrad.base.rng import INIT, SHUFFLE, stream
 from specgrad.base.version import __version__
 from specgrad.data.prepare import prepare_data
 from specgrad.engine.ops.collective import summing_over
 from specgrad.model.build import BATCH, TrainStep, init_params
-from specgrad.model.losses import LOSSES
+from specgrad.model.losses import is_mean
 from specgrad.model.metrics import evaluate
 from specgrad.optim.clip import clip, param_norms
 from specgrad.optim.optimizers import make_optimizer
@@ -183,7 +182,7 @@ class Trainer:
         self.batches = Batches(self.data, t.batch_size, t.shuffle, t.drop_last, stream(self.seed, SHUFFLE))
         self.accumulate = t.accumulate
         # a mean loss: accumulated batches of unequal rows are weighted by them (as one batch of all their rows)
-        self.mean_loss = LOSSES[normalize(spec.data["loss"])["type"]].meta.get("batch", "mean") == "mean"
+        self.mean_loss = is_mean(spec.data["loss"])
         # validation made sure one of steps and epochs is given
         self.total_steps = t.steps or max(1, (t.epochs or 1) * self.batches.per_epoch // self.accumulate)
         self.params = init_params(self.model, stream(self.seed, INIT))
@@ -192,7 +191,9 @@ class Trainer:
         if self.schedule.momentum:
             self.optimizer.cycle_momentum()
         # one process's part of a data-parallel step; None in one process, which runs as it always did
-        self.sharded = ShardedRun.of(self.comm, spec, self.batches, self.optimizer) if self.comm.size > 1 else None
+        self.sharded = (
+            ShardedRun.of(self.comm, spec, self.batches, self.optimizer, self.mean_loss) if self.comm.size > 1 else None
+        )
         self.stop = _StopFlag()  # the signals a run heeds; its own while it trains
         if self.sharded:
             self.model = self.sharded.model

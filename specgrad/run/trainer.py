@@ -317,7 +317,7 @@ class Trainer:
         """Checkpoint ``step`` (``value``: its validation metric), then prune by the retention settings.
         Refuses non-finite parameters: the last checkpoint stays the last finite one."""
         bad = [k for k, v in self.params.items() if not np.isfinite(v).all()]
-        bad += [f"state {k}" for k, v in self.train_step.state.items() if not np.isfinite(v).all()]
+        bad += [f"{k} (model state)" for k, v in self.train_step.state.items() if not np.isfinite(v).all()]
         if bad:
             raise Diverged(
                 f"parameters {', '.join(bad)} are not finite at step {step}; not saving (the last checkpoint is kept)"

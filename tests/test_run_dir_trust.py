@@ -157,3 +157,27 @@ def test_links_planted_in_a_sweep_folder_are_never_written_through(layout):
     (folder / "study.db").symlink_to(victim / "other.db")
     result = run_cli("sweep", sweep, "--dir", folder, "--quiet", cwd=project, timeout=120)
     assert result.returncode != 0 and "symbolic link" in result.stderr and not (victim / "other.db").exists()
+
+
+def test_a_study_database_cannot_send_a_trial_outside_the_sweep_folder(layout):
+    """A copied sweep folder's study.db may record any run directory for a queued trial: only trial-NNNN is
+    accepted; the trial fails with the reason, nothing is written where the database said."""
+    optuna = pytest.importorskip("optuna")
+    project, victim, _ = layout
+    sweep = project / "s.yaml"
+    text = (
+        "sweep: 1\nspec: spec.yaml\nparams:\n  optimizer.lr: {choice: [0.1, 0.05]}\n"
+        "objective: {metric: train.loss, mode: min}\nsampler: random\ntrials: TRIALS\n"
+    )
+    sweep.write_text(text.replace("TRIALS", "1"))
+    folder = project / "sweep-out"
+    assert run_cli("sweep", sweep, "--dir", folder, "--quiet", cwd=project, timeout=120).returncode == 0
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{folder / 'study.db'}")
+    for name in (str(victim / "planted"), "../../planted", "trial-0001/../../x"):
+        study.enqueue_trial({"optimizer.lr": 0.1}, user_attrs={"run_dir": name})
+    sweep.write_text(text.replace("TRIALS", "4"))
+    run_cli("sweep", sweep, "--dir", folder, "--quiet", cwd=project, timeout=120)
+    assert not (victim / "planted").exists() and not (project / "planted").exists()
+    failed = [t for t in optuna.load_study(study_name="s", storage=f"sqlite:///{folder / 'study.db'}").trials]
+    errors = [t.user_attrs.get("error", "") for t in failed if t.number > 0]
+    assert len(errors) == 3 and all("not a trial-NNNN here" in e for e in errors), errors

@@ -19,13 +19,12 @@ from specgrad.run.sweep.file import Sweep
 from specgrad.run.sweep.study import (
     ASK_LOCK,
     ERROR,
-    RUN_DIR,
     default_dir,
     default_storage,
     file_lock,
     open_study,
     repair_owned,
-    run_dir_name,
+    run_dir_of,
     tally,
     trial_states,
 )
@@ -52,7 +51,7 @@ def best_trial(trials, sweep: Sweep, sweep_dir: Path) -> dict | None:
         "number": best.number,
         "value": best.value,
         "params": best.params,
-        "run_dir": str(sweep_dir / best.user_attrs.get(RUN_DIR, run_dir_name(best.number))),
+        "run_dir": str(sweep_dir / run_dir_of(best)),
     }
 
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from specgrad.base.diagnostics import excerpt
 from specgrad.base.fileio import open_own
 from specgrad.run.sweep.file import Sweep
 from specgrad.run.sweep.options import optuna_module
@@ -167,7 +169,10 @@ def retry_orphan(study, trial) -> None:
     sampler, keeps its grid point: the retry takes over its system attributes)."""
     if not is_orphan(trial):
         return
-    run_dir = trial.user_attrs.get(RUN_DIR) or run_dir_name(trial.number)
+    try:
+        run_dir = run_dir_of(trial)
+    except StudyError:
+        return  # a recorded directory that is no trial's: nothing to retry into
     held = any(
         t.user_attrs.get(RUN_DIR) == run_dir and t.state != trial_states().FAIL
         for t in study.get_trials(deepcopy=False)
@@ -179,6 +184,18 @@ def retry_orphan(study, trial) -> None:
 def run_dir_name(number: int) -> str:
     """A trial's run directory, named by the trial that first runs it."""
     return f"trial-{number:04d}"
+
+
+def run_dir_of(trial) -> str:
+    """The run directory a trial records (a retry names its first run's), else its own name: always one
+    ``trial-NNNN`` inside the sweep's folder. A study database may come from anyone (a copied sweep
+    folder): a recorded name that is anything else (``/tmp/x``, ``../..``) is refused, never written to."""
+    name = trial.user_attrs.get(RUN_DIR)
+    if name is None:
+        return run_dir_name(trial.number)
+    if not isinstance(name, str) or re.fullmatch(r"trial-[0-9]{4,12}", name) is None:
+        raise StudyError(f"trial {trial.number} records the run directory {excerpt(str(name))}, not a trial-NNNN here")
+    return name
 
 
 def repair_owned(study) -> int:

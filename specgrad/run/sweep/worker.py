@@ -30,7 +30,7 @@ from specgrad.run.sweep.study import (
     SURPLUS,
     file_lock,
     open_study,
-    run_dir_name,
+    run_dir_of,
     takes_slot,
     trial_states,
 )
@@ -130,12 +130,11 @@ class Worker:
         self.reported: set[int] = set()  # the steps whose value the pruner has been told
         try:
             assignment = {p.name: p.suggest(trial) for p in self.sweep.params}
-            run_name = trial.user_attrs.get(RUN_DIR) or run_dir_name(trial.number)
-            if trial.user_attrs.get(RUN_DIR) is None:
-                trial.set_user_attr(RUN_DIR, run_name)
-            run_dir = self.dir / run_name
             try:
-                summary = self._train(trial, assignment, run_dir)
+                run_name = run_dir_of(trial)
+                if trial.user_attrs.get(RUN_DIR) is None:
+                    trial.set_user_attr(RUN_DIR, run_name)
+                summary = self._train(trial, assignment, self.dir / run_name)
             except Exception as e:  # a trial's failure is the study's to record; the worker goes on
                 message = str(e) if isinstance(e, SpecError) else f"{type(e).__name__}: {e}"
                 trial.set_user_attr(ERROR, message[:2000])

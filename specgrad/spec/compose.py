@@ -186,6 +186,7 @@ class _Composer:
         self.sizes: dict[int, tuple] = {}  # id -> (value, (size, depth) once expanded), see ``_measure``
         self.roots = tuple(roots)
         self.origins: dict[str, tuple[str, Location]] = {}  # file name -> how it was first reached, and where
+        self.read = 0  # values in every file read so far: many fragments each within the limits add up
 
     def size(self, node: Value) -> int:
         return _measure(node, self.sizes)[0]
@@ -230,7 +231,13 @@ class _Composer:
             return None
         if site is not None:
             self.origins.setdefault(name, ("extended by" if key == EXTENDS else "included by", site))
-        root = self.document(load_file(name), name, (*stack, real), key, depth)
+        doc = load_file(name)
+        self.read += len(doc.locations)
+        if self.read > MAX_VALUES:  # refused before another file is read, not once all are merged
+            raise SpecError.at(
+                site or Location(name, 1, 1), f"spec too large: more than {MAX_VALUES} values in the files it reads"
+            )
+        root = self.document(doc, name, (*stack, real), key, depth)
         self.files[real, key] = root
         return root
 

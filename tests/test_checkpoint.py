@@ -265,6 +265,15 @@ def test_sha_mismatch_message(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
+def test_a_state_json_changed_but_still_valid_is_refused_by_its_hash(tmp_path: Path) -> None:
+    """A best metric rewritten (0.5 -> 0.7) is valid JSON: only the manifest's sha256 can tell."""
+    path = save_checkpoint(tmp_path, 7, {"w": np.ones(3)}, {"best": 0.5})
+    state = path / "state.json"
+    state.write_text(state.read_text().replace("0.5", "0.7"))
+    with pytest.raises(CheckpointError, match=r"state\.json: sha256 mismatch"):
+        load_checkpoint(path)
+
+
 def test_fallback_walks_past_several_damaged(tmp_path: Path) -> None:
     first, second, third = save_three(tmp_path)
     flip_byte(third / "arrays.npz")

@@ -42,6 +42,12 @@ def test_top_k_accuracy_breaks_ties_as_scikit_learn():
         )
 
 
+def test_a_binary_logit_of_zero_is_a_negative_prediction():
+    """scikit-learn's rule for a decision function: positive where it is > 0."""
+    logits, targets = np.array([0.0, 0.0, -1.0, 2.0]), np.array([0, 1, 0, 1])
+    assert metric("accuracy")(logits, targets) == sk.accuracy_score(targets, logits > 0) == 0.75
+
+
 def test_binary_metrics_read_one_logit_per_sample():
     assert metric("accuracy")(SCORES, BINARY) == pytest.approx(sk.accuracy_score(BINARY, SCORES > 0), abs=0)
     assert metric("log_loss")(SCORES, BINARY) == pytest.approx(

@@ -313,13 +313,16 @@ def test_divergence_fail_raises_and_saves_nothing_new(tmp_path):
 
 
 def test_non_finite_parameters_are_never_saved(tmp_path):
-    # a finite gradient times a huge lr overflows the parameters: the save is refused
-    trainer = Trainer(
-        load_spec(POLY, ["train.steps=40", "optimizer.lr=1.0e+308", "train.checkpoint={every: 1}"]), tmp_path
-    )
-    with pytest.raises(Diverged, match="not finite"):
-        trainer.run()
-    for path in list_checkpoints(tmp_path / "checkpoints"):
+    """Three finite steps, saved; resumed with lr 1e308, the next step overflows the parameters (a finite
+    gradient times a huge lr): that save is refused, and the three checkpoints before stay, finite."""
+    base = ["train.steps=40", "train.checkpoint={every: 1}"]
+    Trainer(load_spec(POLY, [*base, "train.steps=3"]), tmp_path).run()
+    huge = Trainer(load_spec(POLY, [*base, "optimizer.lr=1.0e+308"]), tmp_path, allow_spec_change=True)
+    with pytest.raises(Diverged, match="parameters k are not finite at step 4"):
+        huge.run(resume=True)
+    saved = list_checkpoints(tmp_path / "checkpoints")
+    assert [p.name for p in saved] == ["step-00000001", "step-00000002", "step-00000003"]
+    for path in saved:
         assert np.isfinite(load_checkpoint(path).arrays[param_key("k")]).all()
 
 

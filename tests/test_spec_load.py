@@ -507,19 +507,12 @@ def test_load_file_yaml_errors_name_the_file(tmp_path):
 SIXTY_LINES = SPEC + "".join(f"extra_{i}: {{units: {i}, act: relu}}\n" for i in range(60 - SPEC.count("\n")))
 
 
-def test_sixty_line_spec_loads_in_well_under_5ms(backend):
+def test_a_sixty_line_spec_loads_with_every_value_located(backend):
+    """(How fast it loads is measured by benchmarks/startup.py, with the rest of a command's start-up.)"""
     assert SIXTY_LINES.count("\n") == 60
-    if backend == "pure-python" and yaml.__with_libyaml__:
-        pytest.skip("the speed target applies to the loader in use (libyaml here)")
-    load_string(SIXTY_LINES)  # warm up
-    best = min(_timed(lambda: load_string(SIXTY_LINES)) for _ in range(20))
-    assert best < 0.005
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    doc = load_string(SIXTY_LINES)
+    assert doc.data and all(loc.line >= 1 for loc in doc.locations.values())
+    assert max(loc.line for loc in doc.locations.values()) <= 60
 
 
 def test_import_is_light(backend):

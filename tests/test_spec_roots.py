@@ -189,6 +189,23 @@ def test_a_file_outside_the_root_is_refused_by_name_without_reading_it(inside, t
 # --- 12.2 and 12.3 --------------------------------------------------------------------------------------------------
 
 
+def test_a_sibling_folder_named_like_the_root_is_outside_it(inside):
+    """/repo-secrets is not inside /repo: the root check compares whole path parts, not prefixes."""
+    sibling = inside.parent / (inside.name + "-secrets")
+    sibling.mkdir()
+    (sibling / "_base.yaml").write_text(BASE)
+    (sibling / "d.csv").write_text("a,b\n1,2\n")
+    child = write(inside, "child.yaml", f"extends: {sibling / '_base.yaml'}\nname: child\n")
+    ok, diags = check_spec(child)
+    assert not ok and "outside the folders a spec may read" in diags[0].message
+    data = BASE.replace(
+        "data: {source: synthetic, function: sin(3*x), n: 20}",
+        f"data: {{source: csv, path: {sibling / 'd.csv'}, columns: {{x: a, y: b}}}}",
+    )
+    ok, diags = check_spec(write(inside, "data.yaml", data))
+    assert not ok and any("outside the folders a spec may read" in d.message for d in diags)
+
+
 def test_doubling_references_are_refused_while_resolving_at_the_reference(inside):
     lines = ["vars:", "  a0: xxxxxxxxxxxxxxxx"] + [
         f"  a{i}: '${{vars.a{i - 1}}}${{vars.a{i - 1}}}'" for i in range(1, 41)

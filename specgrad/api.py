@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specgrad import _API as PUBLIC_NAMES
-from specgrad.base.diagnostics import Diagnostic, SpecError
+from specgrad.base.diagnostics import Diagnostic, Location, SpecError
 from specgrad.base.fileio import parse_json, read_small_text
 from specgrad.base.rng import INIT, stream
 from specgrad.data.prepare import prepare_data
@@ -103,9 +103,15 @@ def load(source: PathLike | Mapping, overrides: Iterable[str] = (), roots: Itera
     current folder), with ``--set``-style ``overrides`` such as ``"optimizer.lr=0.01"``. Files are read only
     inside the working directory, the spec's folder and ``roots`` (``--root``). Raises :class:`SpecError`
     whose ``diagnostics`` are exactly what ``specgrad validate`` prints."""
+    overrides = list(overrides)
+    bad = [o for o in overrides if not isinstance(o, str)]
+    if bad:
+        raise SpecError.at(Location("--set", 1, 1), f"an override is a 'path=value' string, got {bad[0]!r:.80}")
     if isinstance(source, Mapping):
-        return load_mapping(dict(source), list(overrides), list(roots))
-    return load_spec(source, list(overrides), list(roots))
+        return load_mapping(dict(source), overrides, list(roots))
+    if not isinstance(source, (str, os.PathLike)):
+        raise SpecError.at(Location("<spec>", 1, 1), f"a spec is a file path or a mapping, got {type(source).__name__}")
+    return load_spec(source, overrides, list(roots))
 
 
 def check(path: PathLike, overrides: Iterable[str] = ()) -> list[Diagnostic]:

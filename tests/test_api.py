@@ -176,3 +176,20 @@ def test_run_predict_refuses_missing_inputs_with_a_documented_error(tmp_path, mo
     with pytest.raises(api.ERRORS, match="given: z"):
         run.predict({"z": np.zeros((2, 2))})
     assert run.predict({"x": np.zeros((2, 2))})["logits"].shape == (2, 2)
+
+
+def test_load_refuses_arguments_of_the_wrong_kind_with_a_spec_error(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    deep: list = []
+    inner = deep
+    for _ in range(400):  # deeper than Python's YAML emitter recurses
+        inner.append([])
+        inner = inner[0]
+    for source, overrides, message in [
+        ([1, 2], (), "a spec is a file path or a mapping, got list"),
+        ({"specgrad": 1, "vars": deep}, (), "a spec mapping nested too deeply"),
+        ("models/poly.yaml", [1], "an override is a 'path=value' string, got 1"),
+        ("models/poly.yaml", ["name=" + "a" * 300], "name must be at most 200 characters, got 300"),
+    ]:
+        with pytest.raises(specgrad.SpecError, match=message):
+            specgrad.load(source, overrides)

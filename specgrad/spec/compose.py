@@ -629,10 +629,14 @@ def compose_mapping(values: dict, overrides=(), roots=None, name: str = MAPPING)
     checked and loaded exactly as a file's text would be, and its relative paths resolve against the working
     directory (the root by default). Locations name ``name`` and the line of the value in the mapping's YAML
     form."""
+    if not isinstance(values, dict):
+        raise SpecError.at(Location(name, 1, 1), f"a spec is a mapping of settings, got {type(values).__name__}")
     try:
         text = yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
     except yaml.YAMLError as e:
         raise SpecError.at(Location(name, 1, 1), f"a spec mapping holds only plain values: {e}") from None
+    except RecursionError:  # nested (or containing itself) far deeper than any spec's limit
+        raise SpecError.at(Location(name, 1, 1), "a spec mapping nested too deeply") from None
     composer = _Composer(default_roots(os.path.join(os.getcwd(), name)) if roots is None else roots)
     return _finish(
         composer, lambda: composer.document(load_string(text, name), name, (os.path.realpath(name),)), name, overrides

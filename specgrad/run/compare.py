@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from specgrad.base.diagnostics import SpecError
+from specgrad.base.diagnostics import SpecError, printable
 from specgrad.base.fileio import parse_json, read_small_text
 from specgrad.run.checkpoint import CHECKPOINTS_DIR
 from specgrad.run.plot import PlotError, read_metrics, save_figure
@@ -101,11 +101,20 @@ def format_rows(rows: list[dict], fmt: str) -> str:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, columns, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([_csv_text(c) for c in columns])
+        writer.writerows([[_csv_text(row.get(c, "")) for c in columns] for row in rows])
         return out.getvalue().rstrip("\n")
     return table([[_cell(row.get(c)) for c in columns] for row in rows], columns)
+
+
+def _csv_text(value):
+    """A cell as a spreadsheet may open it: text from a run's files (anyone's) starting with = + - @ is a
+    formula there, so it gets a leading ' (numbers stay numbers); control characters escaped."""
+    if isinstance(value, str):
+        value = printable(value)
+        return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    return value
 
 
 def _cell(value) -> str:
@@ -117,6 +126,8 @@ def _cell(value) -> str:
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
+    # text from a run's files: control characters (a terminal's escape sequences) escaped
+    header, rows = [printable(str(x)) for x in header], [[printable(str(x)) for x in row] for row in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [header, *rows]]
     return "\n".join(lines)

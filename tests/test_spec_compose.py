@@ -124,6 +124,30 @@ def test_escaped_reference_stays_literal(tmp_path):
     assert compose(spec).data["name"] == "a${b}"
 
 
+def test_the_resolved_spec_loads_back_to_itself(tmp_path):
+    """config's output and a run's spec.yaml keep a literal ${ literal ($${) and text with characters YAML
+    reads as line breaks (U+0085) as it was: trained again, a run's spec is the spec it was trained with."""
+    import json
+
+    import yaml
+
+    from specgrad.spec.render import resolved_yaml, spec_yaml
+
+    text = BASE.replace("name: base", "name: base\n    vars: {p: _other, literal: 'd$${vars.p}.csv', nel: \"a\\x85b\"}")
+    spec = write(tmp_path, "spec.yaml", text)
+    doc = compose(spec)
+    assert doc.data["vars"]["literal"] == "d${vars.p}.csv" and doc.data["vars"]["nel"] == "a\x85b"
+    for written in (resolved_yaml(doc), spec_yaml(doc.data)):
+        again = write(tmp_path, "again.yaml", written)
+        assert compose(again).data == doc.data, written
+    run = run_cli("train", spec, "--run-dir", tmp_path / "run", "--quiet", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "$${vars.p}" in (tmp_path / "run" / "spec.yaml").read_text()
+    evaluated = run_cli("eval", tmp_path / "run", cwd=tmp_path)  # the checkpoint's hash is the spec.yaml's
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["step"] == 10, evaluated.stderr
+    assert yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text())["vars"]["nel"] == "a\x85b"
+
+
 def test_extends_cycle_and_missing_files_are_located(tmp_path):
     a = write(tmp_path, "a.yaml", "extends: b.yaml\nname: a\n")
     write(tmp_path, "b.yaml", "extends: [a.yaml]\n")

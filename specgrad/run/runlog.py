@@ -8,9 +8,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
 from specgrad.base.fileio import WriteError, open_regular, parse_json, write_atomic, write_error
+from specgrad.spec.render import spec_yaml
 
 
 def spec_hash(data: dict) -> str:
@@ -45,7 +44,7 @@ def write_spec(run_dir: Path, data: dict, version: str) -> None:
     header = (
         f"# resolved spec, written by specgrad {version}; train it again with: specgrad train {run_dir / 'spec.yaml'}\n"
     )
-    write_atomic(run_dir / "spec.yaml", header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+    write_atomic(run_dir / "spec.yaml", header + spec_yaml(data))
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

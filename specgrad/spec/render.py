@@ -13,7 +13,8 @@ def resolved_yaml(doc: Document, explain: bool = False) -> str:
     """YAML that loads back to ``doc.data``; with ``explain``, every line ends in ``# file:line:col`` of
     the value it holds, with the value's history (what it overrides, which reference it came from)."""
     if not explain:
-        return yaml.safe_dump(doc.data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)
+        return spec_yaml(doc.data)
+
     lines = list(_lines(doc, doc.data, (), 0))
     width = min(max(len(text) for text, _ in lines), COMMENT_COLUMN)
     return "".join(f"{text.ljust(width)}  # {doc.loc(path).point()}\n" for text, path in lines)
@@ -46,5 +47,31 @@ def _inline(value) -> bool:
 
 
 def _flow(value) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True)
+    text = _dump(value, default_flow_style=True, width=10**6)
     return text.removesuffix("\n...\n").strip()
+
+
+def spec_yaml(data: dict) -> str:
+    """A resolved spec as YAML that a spec file can hold, loading back to the same spec."""
+    return _dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _dump(value, **style) -> str:
+    """YAML of ``value`` as a spec writes it: a literal ``${`` (all a resolved spec can hold: references are
+    resolved) is written ``$${`` so that it stays literal, and where characters YAML reads as line breaks
+    (U+0085, U+2028) would not come back as written, non-ASCII text is escaped."""
+    written = _literal(value)
+    text = yaml.safe_dump(written, allow_unicode=True, **style)
+    if yaml.safe_load(text) != written:
+        text = yaml.safe_dump(written, allow_unicode=False, **style)
+    return text
+
+
+def _literal(value):
+    if isinstance(value, str):
+        return value.replace("${", "$${")
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value

@@ -150,3 +150,12 @@ def test_a_node_named_like_a_parameter_says_so(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text((ROOT / "models" / "poly.yaml").read_text().replace("    - phi: powers(x, 5)", "    - k: x"))
     assert "'k' is already defined as a parameter" in [d.message for d in check_spec(spec)[1]]
+
+
+@pytest.mark.parametrize("override", ['name="poly\\n"', 'model.params={"k\\n": {shape: [6]}}'])
+def test_a_name_ending_in_a_newline_is_no_name(override, monkeypatch):
+    """JSON Schema patterns are ECMA-262's, whose $ ends the string; Python's also matches before a final
+    newline, and 'poly\\n' would name a run folder."""
+    monkeypatch.chdir(ROOT)
+    ok, diags = check_spec(ROOT / "models" / "poly.yaml", [override])
+    assert not ok and any("is not a valid name here" in d.message for d in diags), format_diagnostics(diags, "text")

@@ -41,17 +41,35 @@ JSON_TYPES = {
 
 @lru_cache(maxsize=1)
 def validator():
-    """The schema's validator, with one change: an integer is an int. JSON Schema calls 2.0 an integer (JSON
-    has one kind of number), but every integer setting (a seed, a size, a count of steps) is used as a
-    Python int, where 2.0 fails far from the spec; YAML tells 2 from 2.0, so the spec must say 2."""
-    from jsonschema import Draft202012Validator, validators
+    """The spec schema's validator (``strict_validator``)."""
+    return strict_validator(build_schema())
+
+
+def strict_validator(schema: dict):
+    """A draft 2020-12 validator of ``schema`` with two changes. An integer is an int: JSON Schema calls 2.0
+    an integer (JSON has one kind of number), but every integer setting (a seed, a size, a count of steps) is
+    used as a Python int, where 2.0 fails far from the spec; YAML tells 2 from 2.0, so the spec must say 2.
+    And a pattern's ``$`` matches only at the end, as in the ECMA-262 regular expressions JSON Schema names
+    (Python's also matches before a final newline: "poly\n" would pass a name pattern, and name a folder)."""
+    from jsonschema import Draft202012Validator, ValidationError, validators
 
     def is_int(checker, value):
         return isinstance(value, int) and not isinstance(value, bool)
 
+    def pattern(validator, value, instance, schema):
+        if validator.is_type(instance, "string") and not _ecma(value).search(instance):
+            yield ValidationError(f"{instance!r} does not match {value!r}")
+
     checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", is_int)
-    strict_ints = validators.extend(Draft202012Validator, type_checker=checker)
-    return strict_ints(build_schema())
+    return validators.extend(Draft202012Validator, {"pattern": pattern}, type_checker=checker)(schema)
+
+
+@lru_cache(maxsize=256)
+def _ecma(pattern: str) -> re.Pattern:
+    """``pattern`` with a final ``$`` (not an escaped one) made Python's end of string."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
 
 
 def dotted(path) -> str:

@@ -24,7 +24,7 @@ from specgrad.run.sweep.options import PRUNERS, SAMPLERS, make_sampler
 from specgrad.spec.compose import compose, parse_path
 from specgrad.spec.load import Document, load_file
 from specgrad.spec.paths import default_roots, inside
-from specgrad.spec.validate import _leaf_errors, _translate, validate
+from specgrad.spec.validate import _leaf_errors, _translate, strict_validator, validate
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://specgrad.dev/schemas/sweep.schema.json"
@@ -112,9 +112,7 @@ def sweep_schema() -> dict:
 
 @lru_cache(maxsize=1)
 def _validator():
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(sweep_schema())
+    return strict_validator(sweep_schema())
 
 
 @dataclass(frozen=True)

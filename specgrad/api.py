@@ -372,8 +372,10 @@ def open_run(run_dir: str | os.PathLike, roots: Iterable[PathLike] = ()) -> Run:
     summary_file = path / "summary.json"
     try:
         summary = parse_json(read_small_text(summary_file)) if summary_file.is_file() else {}
-    except (OSError, ValueError) as e:
+    except ValueError as e:
         raise run_files.RunFileError(f"cannot read {summary_file}: {e}") from None
+    except OSError as e:  # its message names the file already
+        raise run_files.RunFileError(str(e)) from None
     if not isinstance(summary, dict):
         raise run_files.RunFileError(f"{summary_file} is not a JSON object")
     return Run(path, summary, tuple(roots))

@@ -174,3 +174,19 @@ def test_runs_output_neither_runs_formulas_nor_terminal_escapes(run, tmp_path):
     assert "'=HYPERLINK" in csv_out.stdout and "'+1+1" in csv_out.stdout and "'@SUM(1)" in csv_out.stdout
     for out in (csv_out.stdout, table.stdout):
         assert "\x1b" not in out and "\x07" not in out
+
+
+def test_csv_cells_quote_formulas_only():
+    from specgrad.run.compare import ABSENT, _csv_text
+
+    assert [_csv_text(v) for v in ("=1+1", "+x", "@a", "-2+3", "-1.5", "1e3", ABSENT, 2.0, "poly")] == [
+        "'=1+1",
+        "'+x",
+        "'@a",
+        "'-2+3",
+        "-1.5",
+        "1e3",
+        ABSENT,
+        2.0,
+        "poly",
+    ]

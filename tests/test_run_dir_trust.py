@@ -120,9 +120,12 @@ def test_links_planted_in_a_run_directory_are_never_written_through_nor_read(lay
     precious = victim / "precious.txt"
     precious.write_text("precious\n")
     # plot.png: replaced, not written through
+    pytest.importorskip("matplotlib")  # specgrad[plot]
     (run / "plot.png").symlink_to(precious)
-    if run_cli("plot", run, cwd=project).returncode == 0:  # needs matplotlib (specgrad[plot])
-        assert precious.read_text() == "precious\n" and not (run / "plot.png").is_symlink()
+    plotted = run_cli("plot", run, cwd=project)
+    assert plotted.returncode == 0, plotted.stderr
+    assert precious.read_text() == "precious\n" and not (run / "plot.png").is_symlink()
+    assert (run / "plot.png").stat().st_mode & 0o777 == 0o666 & ~_umask()  # as any file written by open()
     # summary.json pointing at a secret: runs and compare do not read it
     (victim / "secret.json").write_text(json.dumps({"status": "SECRET-STATUS", "train": {"loss": 424242}}))
     (run / "summary.json").unlink()
@@ -181,3 +184,11 @@ def test_a_study_database_cannot_send_a_trial_outside_the_sweep_folder(layout):
     failed = [t for t in optuna.load_study(study_name="s", storage=f"sqlite:///{folder / 'study.db'}").trials]
     errors = [t.user_attrs.get("error", "") for t in failed if t.number > 0]
     assert len(errors) == 3 and all("not a trial-NNNN here" in e for e in errors), errors
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -133,11 +133,13 @@ def test_the_resolved_spec_loads_back_to_itself(tmp_path):
 
     from specgrad.spec.render import resolved_yaml, spec_yaml
 
-    text = BASE.replace("name: base", "name: base\n    vars: {p: _other, literal: 'd$${vars.p}.csv', nel: \"a\\x85b\"}")
+    text = BASE.replace(
+        "name: base", "name: base\n    vars: {p: _other, literal: 'd$${vars.p}.csv', nel: \"a\\x85b\", '${key}': 1}"
+    )
     spec = write(tmp_path, "spec.yaml", text)
     doc = compose(spec)
     assert doc.data["vars"]["literal"] == "d${vars.p}.csv" and doc.data["vars"]["nel"] == "a\x85b"
-    for written in (resolved_yaml(doc), spec_yaml(doc.data)):
+    for written in (resolved_yaml(doc), resolved_yaml(doc, explain=True), spec_yaml(doc.data)):
         again = write(tmp_path, "again.yaml", written)
         assert compose(again).data == doc.data, written
     run = run_cli("train", spec, "--run-dir", tmp_path / "run", "--quiet", cwd=tmp_path)

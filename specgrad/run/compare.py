@@ -113,8 +113,17 @@ def _csv_text(value):
     formula there, so it gets a leading ' (numbers stay numbers); control characters escaped."""
     if isinstance(value, str):
         value = printable(value)
-        return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+        formula = value[:1] in ("=", "+", "-", "@", "\t", "\r") and value != ABSENT and not _number(value)
+        return "'" + value if formula else value
     return value
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _cell(value) -> str:

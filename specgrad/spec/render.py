@@ -26,9 +26,9 @@ def _lines(doc: Document, value, path: tuple, indent: int):
     if isinstance(value, dict):
         for key, child in value.items():
             if _inline(child):
-                yield f"{pad}{_flow(key)}: {_flow(child)}", path + (key,)
+                yield f"{pad}{_flow(key, literal=False)}: {_flow(child)}", path + (key,)
             else:
-                yield f"{pad}{_flow(key)}:", path + (key,)
+                yield f"{pad}{_flow(key, literal=False)}:", path + (key,)
                 yield from _lines(doc, child, path + (key,), indent + 2)
         return
     for i, child in enumerate(value):
@@ -46,8 +46,9 @@ def _inline(value) -> bool:
     return True
 
 
-def _flow(value) -> str:
-    text = _dump(value, default_flow_style=True, width=10**6)
+def _flow(value, literal: bool = True) -> str:
+    """One value in flow style (a key: ``literal=False``, for references are resolved in values only)."""
+    text = _dump(value, literal, default_flow_style=True, width=10**6)
     return text.removesuffix("\n...\n").strip()
 
 
@@ -56,11 +57,11 @@ def spec_yaml(data: dict) -> str:
     return _dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
-def _dump(value, **style) -> str:
+def _dump(value, literal: bool = True, **style) -> str:
     """YAML of ``value`` as a spec writes it: a literal ``${`` (all a resolved spec can hold: references are
     resolved) is written ``$${`` so that it stays literal, and where characters YAML reads as line breaks
     (U+0085, U+2028) would not come back as written, non-ASCII text is escaped."""
-    written = _literal(value)
+    written = _literal(value) if literal else value
     text = yaml.safe_dump(written, allow_unicode=True, **style)
     if yaml.safe_load(text) != written:
         text = yaml.safe_dump(written, allow_unicode=False, **style)
@@ -70,7 +71,7 @@ def _dump(value, **style) -> str:
 def _literal(value):
     if isinstance(value, str):
         return value.replace("${", "$${")
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # keys as they are: references are resolved in values only
         return {k: _literal(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_literal(v) for v in value]

@@ -56,10 +56,10 @@ def save_figure(fig, output: Path) -> None:
     except OSError as e:
         raise PlotError(f"cannot write {output}: {e.strerror or e}") from None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as open() would make it (mkstemp's are private)
         with os.fdopen(fd, "wb") as f:
+            umask = os.umask(0o022)  # read (and put back at once): the mode open() would give the file
+            os.umask(umask)
+            os.fchmod(f.fileno(), 0o666 & ~umask)  # mkstemp's files are private
             fig.savefig(f, dpi=100, format=output.suffix.lstrip(".") or None)
         os.replace(tmp, output)
     except OSError as e:

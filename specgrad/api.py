@@ -397,7 +397,8 @@ def evaluate(
     roots: Iterable[PathLike] = (),
 ) -> dict:
     """``specgrad eval``: the loss and metrics of a run's latest checkpoint on ``split`` (default: test, else
-    val, else train), with the step. ``warn`` hears what is off but not fatal (e.g. a changed data file);
+    val, else train), with the step. ``warn`` hears what is off but not fatal (a damaged latest checkpoint passed
+    over for the one before);
     the run's data is read only inside the working directory, the run directory and ``roots`` (``--root``)."""
     return run_files.evaluate_run(Path(run_dir), split, warn=warn or (lambda message: None), roots=list(roots))
 

@@ -214,3 +214,46 @@ def test_predict_reads_the_column_named_after_the_input(tmp_path):
     (tmp_path / "xy.csv").write_text("x,y\n0.5,1\n")
     (tmp_path / "x.csv").write_text("x\n0.5\n")
     assert run_cli("predict", run, tmp_path / "xy.csv").stdout == run_cli("predict", run, tmp_path / "x.csv").stdout
+
+
+def test_predict_inputs_at_the_edges_are_clear_errors_or_right_answers(tmp_path):
+    """A single value, complex numbers, a file that is no zip, a row of empty cells (counted, not dropped:
+    predictions stay on their rows), columns the model does not read (ignored, whatever they hold)."""
+    run = trained(tmp_path, MODELS / "poly.yaml", "train.steps=10")
+    np.savez(tmp_path / "single.npz", x=np.array(0.5))
+    np.savez(tmp_path / "complex.npz", x=np.array([0.5 + 1j]))
+    np.save(tmp_path / "fake.npy", np.zeros(3))
+    (tmp_path / "fake.npy.npz").write_bytes((tmp_path / "fake.npy").read_bytes())  # an .npy named .npz
+    (tmp_path / "holes.csv").write_text("x,note\n0.1,a\n\n,b\n0.3,c\n")  # a blank line; a row with x empty
+    (tmp_path / "extra.csv").write_text("id,x,note\nabc,0.1,\nxyz,0.3,hello\n")
+    for name, message in [
+        ("single.npz", "holds no samples"),
+        ("complex.npz", "holds complex128 values, not real numbers"),
+        ("fake.npy.npz", "not a zip archive of .npy arrays"),
+        ("holes.csv", "holes.csv:4: column 'x' holds '', not a number"),
+    ]:
+        with pytest.raises(RunFileError, match=message):
+            predict_file(run, tmp_path / name)
+    rows = predict_file(run, tmp_path / "extra.csv").splitlines()
+    assert rows[0] == "y_hat" and len(rows) == 3
+
+
+def test_ids_out_of_an_embeddings_range_are_refused(tmp_path):
+    spec = tmp_path / "emb.yaml"
+    spec.write_text(
+        "specgrad: 1\nname: emb\ndata: {source: npz, path: ids.npz}\n"
+        "model:\n  inputs: {tokens: {shape: [3], dtype: int64}}\n"
+        "  nodes:\n    - e: {layer: embedding, input: tokens, vocab: 10, units: 4}\n"
+        "    - s: mean(e, axis=1)\n    - logits: {layer: linear, input: s, units: 2}\n  output: logits\n"
+        "loss: cross_entropy\noptimizer: {type: sgd, lr: 0.1}\ntrain: {steps: 2}\n"
+    )
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "ids.npz", tokens=rng.integers(0, 10, (20, 3)), y=rng.integers(0, 2, 20))
+    run = trained(tmp_path, spec, "train.steps=2")
+    for ids, message in [([[1, 2, 10]], "index 10 is out of bounds"), ([[1, -1, 2]], "negative id -1")]:
+        np.savez(tmp_path / "in.npz", tokens=np.array(ids))
+        with pytest.raises((RunFileError, SpecError), match=message):
+            predict_file(run, tmp_path / "in.npz")
+    np.savez(tmp_path / "ids.npz", tokens=np.array([[1, 2, 12]] * 20), y=np.zeros(20, int))
+    result = run_cli("train", spec, "--run-dir", tmp_path / "bad", cwd=tmp_path)
+    assert result.returncode == 1 and "index 12 is out of bounds" in result.stderr and "Traceback" not in result.stderr

@@ -159,3 +159,20 @@ def test_a_name_ending_in_a_newline_is_no_name(override, monkeypatch):
     monkeypatch.chdir(ROOT)
     ok, diags = check_spec(ROOT / "models" / "poly.yaml", [override])
     assert not ok and any("is not a valid name here" in d.message for d in diags), format_diagnostics(diags, "text")
+
+
+def test_a_classifiers_output_cannot_take_a_name_predict_writes_beside_it():
+    import specgrad
+
+    spec = {
+        "specgrad": 1,
+        "name": "c",
+        "data": {"source": "moons", "n": 20},
+        "model": {"inputs": {"x": [2]}, "nodes": [{"label": {"layer": "linear", "input": "x", "units": 2}}]},
+        "loss": "cross_entropy",
+        "optimizer": {"type": "sgd", "lr": 0.1},
+        "train": {"steps": 1},
+    }
+    spec["model"]["output"] = "label"
+    with pytest.raises(specgrad.SpecError, match="a classifier's output cannot be named 'label'"):
+        specgrad.load(spec)

@@ -44,12 +44,14 @@ def resolve(path: str, base_dir: Path, key: tuple) -> Path:
     return full
 
 
-def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",") -> dict[str, np.ndarray]:
-    """Every column of a csv file with a header row, as float64 arrays by column name."""
+def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",", only=None) -> dict[str, np.ndarray]:
+    """The columns of a csv file with a header row, as float64 arrays by column name: every column, or those
+    named in ``only`` (the others are not read: they may hold anything). A blank line is skipped; any other
+    row is a sample, and a cell that is not a number is an error naming its line and column."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=delimiter)
-            rows = list(reader)
+            rows = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError as e:
         raise DataError(
             f"{path} is not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r})", key
@@ -58,32 +60,47 @@ def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",") -> dict[s
         raise DataError(f"{path}:{reader.line_num}: not a csv file of numbers ({e})", key) from None
     if not rows:
         raise DataError(f"{path} is empty; expected a header row of column names", key)
-    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
+    header = [h.strip() for h in rows[0][1]]
+    body = [(line, row) for line, row in rows[1:] if row and (len(row) > 1 or row[0].strip())]
     if len(set(header)) != len(header):
         raise DataError(f"{path}: repeated column name in the header", key)
-    values = np.empty((len(body), len(header)))
-    for i, row in enumerate(body):
+    read = [j for j, name in enumerate(header) if only is None or name in only]
+    values = np.empty((len(body), len(read)))
+    for i, (line, row) in enumerate(body):
         if len(row) != len(header):
-            raise DataError(f"{path}:{i + 2}: {len(row)} values, the header has {len(header)} columns", key)
-        for j, cell in enumerate(row):
+            raise DataError(f"{path}:{line}: {len(row)} values, the header has {len(header)} columns", key)
+        for k, j in enumerate(read):
+            cell = row[j]
             try:
                 if "_" in cell:  # Python's float() reads 1_000; no csv writer does
                     raise ValueError(cell)
-                values[i, j] = float(cell)
+                values[i, k] = float(cell)
             except ValueError:
                 raise DataError(
-                    f"{path}:{i + 2}: column {excerpt(header[j])} holds {excerpt(cell.strip())}, not a number", key
+                    f"{path}:{line}: column {excerpt(header[j])} holds {excerpt(cell.strip())}, not a number", key
                 ) from None
-    return {name: values[:, j] for j, name in enumerate(header)}
+    return {header[j]: values[:, k] for k, j in enumerate(read)}
 
 
-def select_columns(table: dict[str, np.ndarray], columns: dict, where: str) -> dict[str, np.ndarray]:
-    """Fields from named columns: a name gives a [n] array, a list of names a [n, k] one."""
+def csv_header(path: Path, key: tuple = ("path",), delimiter: str = ",") -> list[str]:
+    """The column names of a csv file's header row ([] for an empty file)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            first = next(csv.reader(f, delimiter=delimiter), [])
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a csv file of numbers ({e})", key) from None
+    return [h.strip() for h in first]
+
+
+def select_columns(table: dict[str, np.ndarray], columns: dict, where: str, header=None) -> dict[str, np.ndarray]:
+    """Fields from named columns: a name gives a [n] array, a list of names a [n, k] one. ``header``: every
+    column the file has (what a misspelt name is compared with), when ``table`` holds only some."""
     out = {}
     for field, names in columns.items():
         for name in [names] if isinstance(names, str) else names:
             if name not in table:
-                raise DataError(f"{where} has no column '{name}'{did_you_mean(name, list(table))}", ("columns", field))
+                known = list(table) if header is None else header
+                raise DataError(f"{where} has no column '{name}'{did_you_mean(name, known)}", ("columns", field))
         out[field] = table[names] if isinstance(names, str) else np.stack([table[n] for n in names], axis=1)
     return out
 
@@ -96,7 +113,9 @@ def select_columns(table: dict[str, np.ndarray], columns: dict, where: str) -> d
 def csv_(path, columns, delimiter=",", base_dir="."):
     """a csv file with a header row; fields are columns chosen by name"""
     full = resolve(path, base_dir, ("path",))
-    return select_columns(read_csv(full, ("path",), delimiter), columns, path)
+    wanted = {n for names in columns.values() for n in ([names] if isinstance(names, str) else names)}
+    table = read_csv(full, ("path",), delimiter, only=wanted)
+    return select_columns(table, columns, path, csv_header(full, ("path",), delimiter))
 
 
 # A compressed member expanding to more than this, at more than BOMB_RATIO times its compressed size, is
@@ -112,6 +131,8 @@ def load_npz(path: Path, key: tuple = ("path",), names=None) -> dict[str, np.nda
     rows it indexes, and processes on one machine share the pages (a data-parallel run:
     docs/distributed.md). Compressed ones (``np.savez_compressed``) are read whole. Every member's header is
     checked against what the member holds before anything is allocated: the archive may come from anyone."""
+    if not zipfile.is_zipfile(path):  # np.load would read an .npy, or guess at pickled data
+        raise DataError(f"cannot read {path} as .npz: not a zip archive of .npy arrays (np.savez writes one)", key)
     try:
         with np.load(path, allow_pickle=False) as archive:
             wanted = [n for n in archive.files if names is None or n in names]

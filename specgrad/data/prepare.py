@@ -190,6 +190,8 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
                 f"data field '{name}' holds non-integer values such as "
                 f"{arr[arr != np.round(arr)][0]:g}; the model reads it as {node.dtype}"
             )
+        elif node.dtype.kind in "iu" and arr.size and arr.min() < 0:  # ids: numpy would count from the end
+            problem = f"data field '{name}' holds the negative id {arr.min():g}; ids count from 0"
         else:
             problem = None
         if problem:

@@ -92,7 +92,7 @@ class Loss:
 
     build: Callable  # (prediction, target) -> scalar node
     target_of: Callable = same_as_prediction  # prediction node -> Target
-    decode: Callable | None = None  # prediction array -> named readings (labels, probabilities)
+    decode: Callable | None = None  # prediction array -> named readings (DECODED: labels, probabilities)
     penalties: tuple = ()
 
     def __call__(self, pred, target):
@@ -100,6 +100,9 @@ class Loss:
         for penalty in self.penalties:
             loss = loss + penalty_term(pred.graph.params, penalty)
         return loss
+
+
+DECODED = ("label", "probability")  # what a classifier's decode names, beside the output's own name
 
 
 def make_loss(settings) -> Loss:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from specgrad.base.fileio import write_npz
-from specgrad.data.files import load_npz, npz_names, read_csv, select_columns
+from specgrad.data.files import csv_header, load_npz, npz_names, read_csv, select_columns
 from specgrad.data.prepare import (
     Standardizer,
     conform,
@@ -137,7 +137,7 @@ def predict_file(
     without an output path, return the csv text. (The run's training data is not needed.)"""
     run = load_run(run_dir, warn, data=False)
     fields = read_inputs(run.spec, Path(input_path))
-    if not fields or any(len(values) == 0 for values in fields.values()):
+    if not fields or any(np.ndim(values) == 0 or len(values) == 0 for values in fields.values()):
         raise RunFileError(f"{input_path} holds no samples")
     outputs = predict(run, fields)
     if output_path is None:
@@ -163,16 +163,25 @@ def predict(run: TrainedRun, fields: dict[str, np.ndarray]) -> dict[str, np.ndar
             f"input: no field '{missing[0]}' (the model reads {', '.join(inputs)}; "
             f"given: {', '.join(sorted(fields)) or 'none'})"
         )
+    raw = {}
+    for name in inputs:
+        values = np.asarray(fields[name])
+        if values.ndim == 0 or len(values) == 0:
+            raise RunFileError(f"input: field '{name}' holds no samples (one row per sample)")
+        if values.dtype.kind not in "biuf":  # complex, text, objects
+            raise RunFileError(f"input: field '{name}' holds {values.dtype} values, not real numbers")
+        # ids stay integers (a float64 would round 2**60 + 1); real values are read as float64, as in training
+        raw[name] = values if model.inputs[name].dtype.kind in "iu" else values.astype(np.float64, copy=False)
     try:
-        fields = {
-            name: reshape_rows(np.asarray(fields[name], dtype=np.float64), model.inputs[name].shape[1:], name)
-            for name in inputs
-        }
-    except (DataError, ValueError) as e:  # ValueError: values that are not numbers
+        fields = {name: reshape_rows(raw[name], model.inputs[name].shape[1:], name) for name in inputs}
+    except DataError as e:
         raise RunFileError(f"input: {e}") from None
     fields = conform(run.standardizer.apply(fields), spec, with_target=False)
     forward = model.eval  # no dropout; batchnorm uses its running statistics
-    (pred,) = forward.plan([forward.prediction])(*forward.feed(fields, run.params, run.state))
+    try:
+        (pred,) = forward.plan([forward.prediction])(*forward.feed(fields, run.params, run.state))
+    except IndexError as e:  # an id beyond an embedding's rows
+        raise RunFileError(f"input: {e}") from None
     pred = np.asarray(pred)
     decode = make_loss(spec.data["loss"]).decode
     return {spec.data["model"]["output"]: pred, **(decode(pred) if decode else {})}
@@ -196,14 +205,17 @@ def read_inputs(spec: Spec, path: Path) -> dict[str, np.ndarray]:
                     f"the file has {npz_names(path)})"
                 )
             return {name: arrays[name] for name in inputs}
-        if path.suffix == ".csv":
-            table = read_csv(path)
+        if path.suffix == ".csv":  # only the columns the model reads are read: the others may hold anything
             data = spec.data["data"]
             if data["source"] == "csv":
-                return select_columns(table, {name: data["columns"][name] for name in inputs}, str(path))
-            if all(name in table for name in inputs):  # columns named after the inputs
+                columns = {name: data["columns"][name] for name in inputs}
+                wanted = {n for names in columns.values() for n in ([names] if isinstance(names, str) else names)}
+                return select_columns(read_csv(path, only=wanted), columns, str(path), csv_header(path))
+            if all(name in csv_header(path) for name in inputs):  # columns named after the inputs
+                table = read_csv(path, only=set(inputs))
                 return {name: table[name] for name in inputs}
             if len(inputs) == 1:
+                table = read_csv(path)
                 return {inputs[0]: np.stack(list(table.values()), axis=1)}
             raise RunFileError(f"{path}: the model reads {', '.join(inputs)}; give them as arrays of a .npz file")
     except DataError as e:

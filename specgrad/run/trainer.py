@@ -243,7 +243,10 @@ class Trainer:
         step is computed. ``TrainStep`` feeds the model's state and the dropout key of this index (a function
         of the seed and the index) and keeps the state updates, which ``_save`` / ``_restore`` carry. In a
         data-parallel run, ``batch`` is this process's ``shard`` of the batch (specgrad/run/distributed.py)."""
-        loss, grads = self.train_step(batch, list(self.params.values()), index, shard)
+        try:
+            loss, grads = self.train_step(batch, list(self.params.values()), index, shard)
+        except IndexError as e:  # the data's ids: one beyond an embedding's rows
+            raise RunError(f"batch {index + 1}: {e} (ids count from 0 to the embedding's rows - 1)") from None
         return float(loss), grads
 
     def _gradients(self, step: int) -> tuple[float, dict[str, np.ndarray]]:

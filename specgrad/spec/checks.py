@@ -11,7 +11,7 @@ from typing import cast
 
 from specgrad.base.components import normalize
 from specgrad.base.diagnostics import Diagnostic, Location
-from specgrad.model.losses import make_loss
+from specgrad.model.losses import DECODED, make_loss
 from specgrad.model.metrics import check_metrics, metric_name
 from specgrad.optim.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from specgrad.optim.schedules import make_schedule
@@ -133,7 +133,23 @@ def _memory(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 
 # each check, with the sections it reads (the model stands for model and loss, which built)
+def _output_name(data: dict, model, loc: Where) -> list[Diagnostic]:
+    """A classifier's predictions are written under the output's name beside its decoded label and
+    probability (predict, export): the output cannot take one of those names."""
+    output = data["model"]["output"]
+    if make_loss(data["loss"]).decode is not None and output in DECODED:
+        return [
+            Diagnostic(
+                f"a classifier's output cannot be named '{output}': predict and export write "
+                f"{' and '.join(DECODED)} beside it",
+                loc(("model", "output")),
+            )
+        ]
+    return []
+
+
 CHECKS = [
+    ({"loss", "model"}, _output_name),
     ({"optimizer"}, _optimizer),
     ({"optimizer", "schedule"}, _schedule),
     ({"optimizer", "train"}, _full_batch),

@@ -134,7 +134,7 @@ def test_bad_runs_and_inputs_are_clear_errors(tmp_path):
         ((tmp_path / "nope.csv",), "input file"),
         ((run / "spec.yaml",), "the input must be a .csv or .npz file"),
         ((tmp_path / "wrong.npz",), "has no array 'x' (the model reads x; the file has 'z')"),
-        ((tmp_path / "text.npz",), "input: could not convert string to float"),
+        ((tmp_path / "text.npz",), "input: field 'x' holds <U1 values, not real numbers"),
         ((tmp_path / "in.csv", tmp_path / "out.txt"), "the output must be a .csv or .npz file"),
         ((tmp_path / "two.csv",), "field 'x' has per-sample shape [2]"),
     ]:

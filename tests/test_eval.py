@@ -250,10 +250,18 @@ def test_ids_out_of_an_embeddings_range_are_refused(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "ids.npz", tokens=rng.integers(0, 10, (20, 3)), y=rng.integers(0, 2, 20))
     run = trained(tmp_path, spec, "train.steps=2")
-    for ids, message in [([[1, 2, 10]], "index 10 is out of bounds"), ([[1, -1, 2]], "negative id -1")]:
+    for ids, message in [
+        ([[1, 2, 10]], "holds the id 10; the table it indexes has 10 rows"),
+        ([[1, -1, 2]], "negative id -1"),
+    ]:
         np.savez(tmp_path / "in.npz", tokens=np.array(ids))
-        with pytest.raises((RunFileError, SpecError), match=message):
+        with pytest.raises(SpecError, match=message):
             predict_file(run, tmp_path / "in.npz")
-    np.savez(tmp_path / "ids.npz", tokens=np.array([[1, 2, 12]] * 20), y=np.zeros(20, int))
+    # an id beyond the table in the data, even in a held-out split only: a located error before training
+    tokens = rng.integers(0, 10, (20, 3))
+    tokens[-1, 0] = 12
+    np.savez(tmp_path / "ids.npz", tokens=tokens, y=np.zeros(20, int))
+    spec.write_text(spec.read_text().replace("path: ids.npz}", "path: ids.npz, split: {test: 0.5}}"))
     result = run_cli("train", spec, "--run-dir", tmp_path / "bad", cwd=tmp_path)
-    assert result.returncode == 1 and "index 12 is out of bounds" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "emb.yaml:" in result.stderr and "holds the id 12; the table it indexes has 10 rows" in result.stderr

@@ -190,3 +190,26 @@ def test_csv_cells_quote_formulas_only():
         2.0,
         "poly",
     ]
+
+
+def test_an_npy_disguised_with_a_zip_end_record_is_no_npz(tmp_path):
+    """zipfile looks at a file's end, np.load at its start: an .npy ending in a zip's end record fooled one
+    test and not the other."""
+    from specgrad.data.files import load_npz
+    from specgrad.data.registry import DataError
+
+    np.save(tmp_path / "evil.npy", np.frombuffer(b"PK\x05\x06" + bytes(18), np.uint8))
+    (tmp_path / "evil.npz").write_bytes((tmp_path / "evil.npy").read_bytes())
+    with pytest.raises(DataError, match="not a zip archive of .npy arrays"):
+        load_npz(tmp_path / "evil.npz")
+
+
+def test_a_spreadsheets_trailing_empty_rows_are_no_samples(tmp_path):
+    from specgrad.data.files import read_csv
+    from specgrad.data.registry import DataError
+
+    (tmp_path / "trail.csv").write_text("a,b\n1,2\n3,4\n,\n,\n")
+    assert read_csv(tmp_path / "trail.csv")["a"].tolist() == [1.0, 3.0]
+    (tmp_path / "middle.csv").write_text("a,b\n1,2\n,\n3,4\n")  # in the middle: a sample with empty cells
+    with pytest.raises(DataError, match="middle.csv:3: column 'a' holds ''"):
+        read_csv(tmp_path / "middle.csv")

@@ -62,6 +62,8 @@ def read_csv(path: Path, key: tuple = ("path",), delimiter: str = ",", only=None
         raise DataError(f"{path} is empty; expected a header row of column names", key)
     header = [h.strip() for h in rows[0][1]]
     body = [(line, row) for line, row in rows[1:] if row and (len(row) > 1 or row[0].strip())]
+    while body and not any(cell.strip() for cell in body[-1][1]):  # ",,": a spreadsheet's trailing empty rows
+        body.pop()
     if len(set(header)) != len(header):
         raise DataError(f"{path}: repeated column name in the header", key)
     read = [j for j, name in enumerate(header) if only is None or name in only]
@@ -131,7 +133,9 @@ def load_npz(path: Path, key: tuple = ("path",), names=None) -> dict[str, np.nda
     rows it indexes, and processes on one machine share the pages (a data-parallel run:
     docs/distributed.md). Compressed ones (``np.savez_compressed``) are read whole. Every member's header is
     checked against what the member holds before anything is allocated: the archive may come from anyone."""
-    if not zipfile.is_zipfile(path):  # np.load would read an .npy, or guess at pickled data
+    with open(path, "rb") as f:  # np.load's own test (it would read an .npy, or guess at pickled data)
+        zipped = f.read(4) == b"PK\x03\x04"
+    if not zipped or not zipfile.is_zipfile(path):
         raise DataError(f"cannot read {path} as .npz: not a zip archive of .npy arrays (np.savez writes one)", key)
     try:
         with np.load(path, allow_pickle=False) as archive:

@@ -192,6 +192,11 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
             )
         elif node.dtype.kind in "iu" and arr.size and arr.min() < 0:  # ids: numpy would count from the end
             problem = f"data field '{name}' holds the negative id {arr.min():g}; ids count from 0"
+        elif node.dtype.kind in "iu" and arr.size and arr.max() >= id_bound(model, node):
+            problem = (
+                f"data field '{name}' holds the id {arr.max():g}; the table it indexes has {id_bound(model, node)} "
+                "rows (ids count from 0)"
+            )
         else:
             problem = None
         if problem:
@@ -201,6 +206,19 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
     if errors:
         raise spec.error(errors)
     return fields
+
+
+def id_bound(model, node) -> float:
+    """The rows of the smallest table (an embedding's) the integer input ``node`` indexes directly; inf when
+    it indexes none."""
+    from specgrad.engine.ir import ancestors
+
+    rows = [
+        n.inputs[0].shape[n.attrs.get("axis", 0)]
+        for n in ancestors([model.loss, model.eval.prediction])
+        if n.op == "take" and n.inputs[1].id == node.id and isinstance(n.inputs[0].shape[n.attrs.get("axis", 0)], int)
+    ]
+    return min(rows, default=float("inf"))
 
 
 def _target_problem(values: np.ndarray, target, name: str) -> str | None:

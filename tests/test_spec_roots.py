@@ -110,8 +110,9 @@ def test_include_chain_is_named_innermost_first(inside):
 # --- 11.6 -----------------------------------------------------------------------------------------------------------
 
 
-def test_a_data_path_resolves_against_the_file_that_declares_it(inside):
-    write(inside, "data/d.csv", "a,b\n" + "".join(f"{i / 10},{i}\n" for i in range(10)))
+def csv_base(inside: Path, header: str) -> None:
+    """data/d.csv with ``header`` over ten rows, and _base.yaml reading its columns a and b."""
+    write(inside, "data/d.csv", f"{header}\n" + "".join(f"{i / 10},{i}\n" for i in range(10)))
     write(
         inside,
         "_base.yaml",
@@ -120,6 +121,10 @@ def test_a_data_path_resolves_against_the_file_that_declares_it(inside):
             "data: {source: csv, path: data/d.csv, columns: {x: a, y: b}}",
         ),
     )
+
+
+def test_a_data_path_resolves_against_the_file_that_declares_it(inside):
+    csv_base(inside, "a,b")
     child = write(inside, "exp/deep/child.yaml", "extends: ../../_base.yaml\nname: child\n")
     spec = load_spec(child)
     assert spec.data["data"]["path"] == os.path.join("..", "..", "data", "d.csv")
@@ -131,15 +136,7 @@ def test_a_data_path_resolves_against_the_file_that_declares_it(inside):
 def test_a_data_error_found_in_training_names_the_spec_and_chain(inside):
     """Errors found once the data is read (a missing column) read as validation's: the spec being trained,
     then the base's place, then how the spec reached the base."""
-    write(inside, "data/d.csv", "a,c\n" + "".join(f"{i / 10},{i}\n" for i in range(10)))
-    write(
-        inside,
-        "_base.yaml",
-        BASE.replace(", momentum: 0.9", "").replace(
-            "data: {source: synthetic, function: sin(3*x), n: 20}",
-            "data: {source: csv, path: data/d.csv, columns: {x: a, y: b}}",
-        ),
-    )
+    csv_base(inside, "a,c")
     write(inside, "exp/child.yaml", "extends: ../_base.yaml\nname: child\n")
     result = run_cli("train", "exp/child.yaml", "--run-dir", inside / "run", cwd=inside)
     assert result.returncode == 1

@@ -114,10 +114,14 @@ def select_columns(table: dict[str, np.ndarray], columns: dict, where: str, head
 )
 def csv_(path, columns, delimiter=",", base_dir="."):
     """a csv file with a header row; fields are columns chosen by name"""
-    full = resolve(path, base_dir, ("path",))
+    return read_columns(resolve(path, base_dir, ("path",)), columns, path, delimiter)
+
+
+def read_columns(path: Path, columns: dict, where: str, delimiter: str = ",") -> dict[str, np.ndarray]:
+    """``select_columns`` of a csv file, reading only the columns ``columns`` names."""
     wanted = {n for names in columns.values() for n in ([names] if isinstance(names, str) else names)}
-    table = read_csv(full, ("path",), delimiter, only=wanted)
-    return select_columns(table, columns, path, csv_header(full, ("path",), delimiter))
+    table = read_csv(path, ("path",), delimiter, only=wanted)
+    return select_columns(table, columns, where, csv_header(path, ("path",), delimiter))
 
 
 # A compressed member expanding to more than this, at more than BOMB_RATIO times its compressed size, is

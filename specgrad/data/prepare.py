@@ -192,11 +192,9 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
             )
         elif node.dtype.kind in "iu" and arr.size and arr.min() < 0:  # ids: numpy would count from the end
             problem = f"data field '{name}' holds the negative id {arr.min():g}; ids count from 0"
-        elif node.dtype.kind in "iu" and arr.size and arr.max() >= id_bound(model, node):
-            problem = (
-                f"data field '{name}' holds the id {arr.max():g}; the table it indexes has {id_bound(model, node)} "
-                "rows (ids count from 0)"
-            )
+        elif node.dtype.kind in "iu" and arr.size and arr.max() >= (rows := id_bound(model, node)):
+            problem = f"data field '{name}' holds the id {arr.max():g}; the table it indexes has {rows} rows"
+            problem += " (ids count from 0)"
         else:
             problem = None
         if problem:

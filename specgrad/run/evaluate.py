@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from specgrad.base.fileio import write_npz
-from specgrad.data.files import csv_header, load_npz, npz_names, read_csv, select_columns
+from specgrad.data.files import csv_header, load_npz, npz_names, read_columns, read_csv
 from specgrad.data.prepare import (
     Standardizer,
     conform,
@@ -208,9 +208,7 @@ def read_inputs(spec: Spec, path: Path) -> dict[str, np.ndarray]:
         if path.suffix == ".csv":  # only the columns the model reads are read: the others may hold anything
             data = spec.data["data"]
             if data["source"] == "csv":
-                columns = {name: data["columns"][name] for name in inputs}
-                wanted = {n for names in columns.values() for n in ([names] if isinstance(names, str) else names)}
-                return select_columns(read_csv(path, only=wanted), columns, str(path), csv_header(path))
+                return read_columns(path, {name: data["columns"][name] for name in inputs}, str(path))
             if all(name in csv_header(path) for name in inputs):  # columns named after the inputs
                 table = read_csv(path, only=set(inputs))
                 return {name: table[name] for name in inputs}

@@ -145,7 +145,8 @@ def test_the_estimate_is_close_to_what_training_really_takes(tmp_path):
         return result.peak_kib << 10
 
     measured = peak_rss(big, tmp_path / "big") - peak_rss(["train.steps=2"], tmp_path / "small")
-    assert 0.5 * total < measured < 2 * total, (total, measured)  # "within a small factor" (docs)
+    # the training plan keeps its full-batch phi while the final evaluation computes its own: both are counted
+    assert 0.75 * total < measured < 1.33 * total, (total, measured)
 
 
 @pytest.mark.slow

@@ -8,9 +8,11 @@ The estimate adds up what a training process holds at its peak:
 * the parameters and the model state, their gradients, and the optimizer's state (its slots, counted by
   building the optimizer over one-element stand-ins and measuring what it allocates per parameter element);
 * the data set, where its number of rows is known from the spec (synthetic sources' ``n``);
-* the activations: the largest of a training step (forward and backward graph, at the batch size) and of an
-  evaluation (forward graph over a whole split, as ``evaluate`` does), each the peak of the tensors alive at
-  once when the graph runs in order and every tensor is freed after its last use.
+* the activations of a training step (forward and backward graph, at the batch size) and of an evaluation
+  (forward graph over a whole split, as ``evaluate`` does), each the peak of the tensors alive at once when
+  the graph runs in order and every tensor is freed after its last use. The two are added, not the larger
+  taken: the training plan keeps its buffers and its work on the data alone (``powers(x, 5)`` of a
+  full batch) between steps, so an evaluation's activations come on top of them.
 
 It is an estimate, within a small factor: numpy's temporaries inside one op and Python's own overhead are
 not counted. The budget defaults to a fraction of the machine's memory (physical RAM, or the cgroup limit
@@ -225,19 +227,15 @@ def estimate(spec: dict, model, loc: Where) -> tuple[int, list[Tensor], str]:
         ]
         tensors += data_tensors
         parts[f"data ({rows} rows)"] = sum(t.nbytes for t in data_tensors)
-    peaks = []
     if batch is not None:
         outputs = [model.loss, *model.grads, *model.state_updates.values()]
         peak, nodes = peak_activations(outputs, batch, "activation")
-        peaks.append((peak, f"activations of a training step at batch {batch}"))
+        parts[f"activations of a training step at batch {batch}"] = peak
         tensors += nodes
     if rows is not None:
         peak, nodes = peak_activations([model.eval.loss, model.eval.prediction], rows, "evaluation")
-        peaks.append((peak, f"activations of an evaluation over {rows} rows"))
+        parts[f"activations of an evaluation over {rows} rows"] = peak
         tensors += nodes
-    if peaks:
-        peak, what = max(peaks)
-        parts[what] = peak
     total = sum(parts.values())
     breakdown = ", ".join(f"{what} {human(n)}" for what, n in parts.items())
     return total, tensors, breakdown

@@ -85,18 +85,21 @@ train: {steps: 300}
 
 
 @pytest.mark.slow
-def test_a_csv_spec_predicts_from_columns_by_name(tmp_path):
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_a_csv_spec_predicts_from_columns_by_name(tmp_path, sep):
+    """New rows come laid out as the training file: the spec's column names (any order), its delimiter."""
     rng = np.random.default_rng(0)
     ab = rng.normal(5, 3, (40, 2))
     (tmp_path / "data").mkdir()
-    lines = ["a,target,b"] + [f"{a},{2 * a - b + 1},{b}" for a, b in ab.tolist()]
+    lines = [f"a{sep}target{sep}b"] + [f"{a}{sep}{2 * a - b + 1}{sep}{b}" for a, b in ab.tolist()]
     (tmp_path / "data" / "points.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "spec.yaml").write_text(CSV_SPEC)
+    layout = "" if sep == "," else f", delimiter: '{sep}'"
+    (tmp_path / "spec.yaml").write_text(CSV_SPEC.replace("standardize: [x]", "standardize: [x]" + layout))
     run = trained(tmp_path, tmp_path / "spec.yaml")
-    (tmp_path / "new.csv").write_text("b,a\n1.0,2.0\n0.0,-1.0\n")  # any column order, no target
+    (tmp_path / "new.csv").write_text(f"b{sep}a\n1.0{sep}2.0\n0.0{sep}-1.0\n")  # any column order, no target
     result = run_cli("predict", run, tmp_path / "new.csv", "-o", tmp_path / "pred.csv")
     assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader(open(tmp_path / "pred.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "pred.csv")))  # the output is plain csv either way
     np.testing.assert_allclose([float(r["y_hat"]) for r in rows], [2 * 2.0 - 1.0 + 1, 2 * -1.0 - 0.0 + 1], atol=1e-3)
     # the run's own spec.yaml trains again as it is: its relative data path resolves where the run recorded,
     # a folder that must lie where the spec may read (here outside the working directory: a --root)

@@ -207,8 +207,9 @@ def read_inputs(spec: Spec, path: Path) -> dict[str, np.ndarray]:
             return {name: arrays[name] for name in inputs}
         if path.suffix == ".csv":  # only the columns the model reads are read: the others may hold anything
             data = spec.data["data"]
-            if data["source"] == "csv":
-                return read_columns(path, {name: data["columns"][name] for name in inputs}, str(path))
+            if data["source"] == "csv":  # laid out as the training file: its columns, its delimiter
+                layout = {key: data[key] for key in ("delimiter",) if key in data}
+                return read_columns(path, {name: data["columns"][name] for name in inputs}, str(path), **layout)
             if all(name in csv_header(path) for name in inputs):  # columns named after the inputs
                 table = read_csv(path, only=set(inputs))
                 return {name: table[name] for name in inputs}

@@ -124,18 +124,20 @@ def test_config_text_and_flag_errors(monkeypatch):
     assert "expected --set KEY=VALUE" in error.message
 
 
-def test_a_batch_of_other_shapes_than_declared_is_refused_not_broadcast(tmp_path):
+def test_a_batch_of_other_shapes_than_declared_is_refused_not_broadcast(tmp_path, monkeypatch):
     """A [5] target against a [5, 1] prediction would broadcast into [5, 5]: a wrong loss, silently. Every
     way of feeding a compiled model checks the declared shapes (the batch dim one size across fields)."""
     import numpy as np
 
     from specgrad.engine.ops import ShapeError
 
+    monkeypatch.chdir(tmp_path)
+    np.savez("d.npz", x=np.ones((8, 3)), y=np.ones((8, 1)))  # the data the spec declares, though unused here
     spec = specgrad.load(
         {
             "specgrad": 1,
             "name": "shapes",
-            "data": {"source": "synthetic", "function": "x", "n": 8},
+            "data": {"source": "npz", "path": "d.npz"},
             "model": {
                 "inputs": {"x": [3]},
                 "nodes": [{"o": {"layer": "linear", "input": "x", "units": 1}}],

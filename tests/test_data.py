@@ -187,29 +187,44 @@ def test_metrics_must_fit_the_loss(tmp_path):
 
 
 KIND = {"f": "float", "i": "int"}
+DECLARING = [  # a case of every source that declares its fields, with settings that change what it declares
+    {"source": "synthetic", "function": "x", "n": 5},
+    {"source": "spirals", "n": 6},
+    {"source": "moons", "n": 6},
+    {"source": "blobs", "n": 6},
+    {"source": "blobs", "n": 6, "features": 3},
+    {"source": "adding", "n": 5, "length": 3},
+    *({"source": "dataset", "name": name} for name in ("iris", "wine", "breast_cancer", "digits", "diabetes")),
+    {"source": "csv", "path": "t.csv", "columns": {"x": ["a", "b", "c"], "y": "label", "w": "a"}},
+]
 
 
 @pytest.mark.parametrize(
-    "settings",
-    [
-        {"source": "synthetic", "function": "x", "n": 5},
-        {"source": "spirals", "n": 6},
-        {"source": "moons", "n": 6},
-        {"source": "blobs", "n": 6},
-        {"source": "adding", "n": 5, "length": 3},
-        {"source": "dataset", "name": "iris"},
-        {"source": "dataset", "name": "diabetes"},
-    ],
-    ids=lambda s: s.get("name", s["source"]),
+    "settings", DECLARING, ids=lambda s: "-".join(str(v) for v in s.values() if not isinstance(v, dict))
 )
-def test_declared_fields_are_the_loaded_ones(settings):
-    """Validation reads a source's declared fields (names and kinds) without loading it: they must not drift."""
+def test_declared_fields_are_the_loaded_ones(settings, tmp_path):
+    """Validation reads a source's declared fields (names, kinds, per-sample shapes) without loading it: they
+    must not drift from what loading makes. A kind or shape of None is one only the file knows."""
+    from specgrad.data.registry import declared_fields
+
+    (tmp_path / "t.csv").write_text("a,b,c,label\n1,2,3,0\n4,5,6,1\n")
+    declared = declared_fields(settings)
+    loaded = load_data(settings, 0, tmp_path)
+    assert set(declared) == set(loaded)
+    for name, field in declared.items():
+        assert field.shape is None or field.shape == loaded[name].shape[1:], name
+        assert field.kind is None or field.kind == KIND[loaded[name].dtype.kind], name
+
+
+def test_every_source_is_covered_or_declares_nothing():
     from specgrad.data.sources import SOURCES
 
-    declared = SOURCES[settings["source"]].meta["fields"]
-    declared = declared(settings) if callable(declared) else declared
-    loaded = load_data(settings, 0)
-    assert declared == {name: KIND[a.dtype.kind] for name, a in loaded.items()}
+    covered = {s["source"] for s in DECLARING}
+    declaring = {name for name in SOURCES.names() if "fields" in SOURCES[name].meta}
+    assert declaring == covered, "add a case of the new source to DECLARING"
+    from specgrad.data.datasets import DATASETS
+
+    assert {s["name"] for s in DECLARING if s["source"] == "dataset"} == set(DATASETS)
 
 
 def test_float_data_is_not_truncated_into_an_integer_input(tmp_path):

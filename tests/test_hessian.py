@@ -41,7 +41,7 @@ def test_op_hvp_matches_finite_differences_of_its_gradient(name, inputs, attrs):
 
 # ---------------------------------------------------------------------------------------- composed models
 HEADER = (
-    "specgrad: 1\nname: m\ndata: {source: synthetic, function: sin(3*x), x: {low: -1, high: 1}, n: 20}\n"
+    "specgrad: 1\nname: m\ndata: {source: npz, path: data.npz}\n"  # the test's own data (model_and_point)
     "optimizer: {type: sgd, lr: 0.1}\ntrain: {steps: 1}\n"
 )
 
@@ -77,10 +77,7 @@ def mlp_torch(x, y):
 
 
 SOFTMAX = (
-    HEADER.replace(
-        "source: synthetic, function: sin(3*x), x: {low: -1, high: 1}, n: 20",
-        "source: blobs, n: 20, classes: 3, features: 4",
-    )
+    HEADER.replace("source: npz, path: data.npz", "source: blobs, n: 20, classes: 3, features: 4")
     + """
 model:
   inputs: {x: [4]}
@@ -128,6 +125,8 @@ def poly_torch(x, y):
 
 
 def model_and_point(tmp_path, text, fields, seed=0):
+    """The model of spec ``text`` whose data is ``fields``, parameters and a direction drawn from ``seed``."""
+    np.savez(tmp_path / "data.npz", **fields)
     path = tmp_path / "spec.yaml"
     path.write_text(text)
     model = load_spec(path).model

@@ -101,7 +101,7 @@ def test_cli_trains_a_layer_spec(spec_file, tmp_path):
 BAD = """\
 specgrad: 1
 name: bad
-data: {{source: synthetic, function: x, n: 10}}
+data: {{source: npz, path: d.npz}}
 loss: mse
 optimizer: {{type: sgd, lr: 0.1}}
 train: {{steps: 1}}
@@ -114,6 +114,7 @@ model:
 
 def spec_errors(tmp_path, nodes: str, inputs="{x: [4]}") -> list[str]:
     """'line:col: message' of each error in a spec with these nodes (line 11 is the first node)."""
+    np.savez(tmp_path / "d.npz", x=np.zeros((10, 4)), y=np.zeros(10))
     path = tmp_path / "bad.yaml"
     path.write_text(BAD.format(inputs=inputs, nodes=textwrap.indent(textwrap.dedent(nodes), "    ")))
     try:

@@ -208,6 +208,29 @@ def test_child_of_poly_gets_the_error_at_its_own_line(tmp_path):
     ]
 
 
+def test_a_shape_mismatch_names_where_each_shape_was_written(tmp_path):
+    """A parameter's or an input's shape changed by a child or by --set: the mismatch cites that place, not
+    the base's definition of the parameter."""
+    child = write(
+        tmp_path,
+        "child.yaml",
+        f"""\
+        extends: {MODELS / "poly.yaml"}
+        model:
+          params: {{k: {{shape: [7]}}}}
+        """,
+    )
+    poly = MODELS / "poly.yaml"
+    (message,) = messages(child)
+    assert f"('phi' is [B, 6], from {poly}:23:12; 'k' is [7], from {child}:3:23)" in message
+    (message,) = messages(poly, ["model.params.k.shape=[7]"])
+    assert message.endswith(
+        f"('phi' is [B, 6], from {poly}:23:12; 'k' is [7], from --set model.params.k.shape=[7]:1:22)"
+    )
+    found = messages(poly, ["model.inputs.x=[2]", "model.nodes.1.y_hat=x * k"])  # an input's shape too
+    assert any("'x' is [B, 2], from --set model.inputs.x=[2]:1:16" in message for message in found), found
+
+
 def test_poly_adam_is_poly_with_differences():
     doc = compose(MODELS / "poly_adam.yaml")
     poly = compose(MODELS / "poly.yaml").data

@@ -176,3 +176,74 @@ def test_a_classifiers_output_cannot_take_a_name_predict_writes_beside_it():
     spec["model"]["output"] = "label"
     with pytest.raises(specgrad.SpecError, match="a classifier's output cannot be named 'label'"):
         specgrad.load(spec)
+
+
+@pytest.mark.parametrize(
+    "spec, overrides, expected",
+    [
+        (
+            "poly.yaml",
+            ["model.inputs.x=[3]"],
+            [
+                "--set model.inputs.x=[3]:1:16: error: data field 'x' has per-sample shape [], the model expects [3]",
+                "models/poly.yaml:27:7: error: data field 'y' has per-sample shape [], the model expects [3]",
+            ],
+        ),
+        (
+            "mlp_digits.yaml",
+            ["model.inputs.x=[1, 8, 8]"],
+            [
+                "--set model.inputs.x=[1, 8, 8]:1:16: error: data field 'x' has per-sample shape [64], the model "
+                "expects [1, 8, 8]",
+                "models/mlp_digits.yaml:26:3: error: data field 'y' has per-sample shape [], the model expects [1, 8]",
+            ],
+        ),
+        (
+            "cnn_digits.yaml",
+            ["data.reshape.x=[1, 8, 7]"],
+            [
+                "--set data.reshape.x=[1, 8, 7]:1:16: error: data: field 'x' has per-sample shape [64], which cannot "
+                "be reshaped to [1, 8, 7]"
+            ],
+        ),
+        (
+            "cnn_digits.yaml",
+            ["data.reshape.z=[1, 8, 8]"],
+            [
+                "--set data.reshape.z=[1, 8, 8]:1:16: error: data source 'dataset' has no field 'z' to reshape "
+                "(it has x, y)"
+            ],
+        ),
+        (  # blobs' x has `features` values a sample: 2 unless set
+            "mlp_moons.yaml",
+            ["data={source: blobs, n: 50, classes: 2, features: 3}"],
+            ["models/mlp_moons.yaml:20:8: error: data field 'x' has per-sample shape [3], the model expects [2]"],
+        ),
+    ],
+    ids=["scalar-input", "flat-images", "reshape-count", "reshape-unknown", "default-filled"],
+)
+def test_data_shapes_the_source_declares_are_checked_at_validate(spec, overrides, expected, monkeypatch):
+    """What `train` finds after loading the data (the same words), `validate` finds from the source's
+    declaration: per-sample shapes after `reshape`, against the model's inputs and the loss's target."""
+    monkeypatch.chdir(ROOT)
+    ok, diags = check_spec(f"models/{spec}", overrides)
+    assert not ok and [str(d).split(" (overrides")[0] for d in diags] == expected
+    assert check_spec(f"models/{spec}")[0]
+
+
+def test_a_csv_source_declares_shapes_but_not_kinds(tmp_path):
+    """A column list is a field of that many values, checked at validate; whether a column holds class
+    labels only the file says, so a classification loss is not refused before reading it."""
+    (tmp_path / "t.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "specgrad: 1\nname: csv_cls\ndata: {source: csv, path: t.csv, columns: {x: [a, b], y: label}}\n"
+        "model: {inputs: {x: [3]}, params: {w: {shape: [3, 2]}}, nodes: [{z: x @ w}], output: z}\n"
+        "loss: cross_entropy\noptimizer: {type: sgd, lr: 0.1}\ntrain: {steps: 1}\n"
+    )
+    ok, diags = check_spec(spec)
+    assert not ok and [str(d) for d in diags] == [
+        f"{spec}:4:21: error: data field 'x' has per-sample shape [2], the model expects [3]"
+    ]
+    spec.write_text(spec.read_text().replace("[3]", "[2]").replace("[3, 2]", "[2, 2]"))
+    assert check_spec(spec) == (True, [])

@@ -16,7 +16,7 @@ import numpy as np
 from specgrad.base.components import NAME
 from specgrad.base.diagnostics import did_you_mean, excerpt
 from specgrad.base.fileio import not_regular
-from specgrad.data.registry import SOURCES, DataError
+from specgrad.data.registry import SOURCES, DataError, Field
 
 PATH = {"type": "string", "minLength": 1, "description": "file path, relative to the spec file"}
 COLUMNS = {
@@ -111,6 +111,11 @@ def select_columns(table: dict[str, np.ndarray], columns: dict, where: str, head
     "csv",
     {"path": PATH, "columns": COLUMNS, "delimiter": {"type": "string", "minLength": 1, "maxLength": 1}},
     required=["path", "columns"],
+    # a column's values may be read as class labels or real values: only the file says which
+    fields=lambda settings: {
+        field: Field(None, () if isinstance(names, str) else (len(names),))
+        for field, names in settings["columns"].items()
+    },
 )
 def csv_(path, columns, delimiter=",", base_dir="."):
     """a csv file with a header row; fields are columns chosen by name"""

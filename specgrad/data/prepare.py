@@ -161,19 +161,14 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
         is_target = name == model.target
         if is_target and not with_target:
             continue
-        path = ("model", "inputs", name) if name in spec.data["model"]["inputs"] else ("loss",)
+        path = field_path(name, spec.data)
         if name not in raw:
             errors.append(Diagnostic(f"data has no field '{name}' (it has {', '.join(sorted(raw))})", doc.loc(path)))
             continue
         arr = np.asarray(raw[name])
-        if tuple(arr.shape[1:]) != tuple(node.shape[1:]):
-            errors.append(
-                Diagnostic(
-                    f"data field '{name}' has per-sample shape {list(arr.shape[1:])}, "
-                    f"the model expects {list(node.shape[1:])}",
-                    doc.loc(path),
-                )
-            )
+        mismatch = shape_mismatch(name, arr.shape[1:], node)
+        if mismatch:
+            errors.append(Diagnostic(mismatch, doc.loc(path)))
             continue
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             row = int(np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)))[0, 0])
@@ -204,6 +199,18 @@ def conform(raw: dict[str, np.ndarray], spec, with_target: bool = True) -> dict[
     if errors:
         raise spec.error(errors)
     return fields
+
+
+def field_path(name: str, spec: dict) -> tuple:
+    """Where a spec says what a data field must be: its model input, or the loss for the target."""
+    return ("model", "inputs", name) if name in spec["model"]["inputs"] else ("loss",)
+
+
+def shape_mismatch(name: str, have, node) -> str | None:
+    """Why data field ``name``, of per-sample shape ``have``, cannot feed the model's input ``node``; None if it can."""
+    if tuple(have) == tuple(node.shape[1:]):
+        return None
+    return f"data field '{name}' has per-sample shape {list(have)}, the model expects {list(node.shape[1:])}"
 
 
 def id_bound(model, node) -> float:

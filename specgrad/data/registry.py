@@ -7,7 +7,10 @@ against the model) is the same for every source and lives in ``prepare.py``.
 
 from __future__ import annotations
 
-from specgrad.base.components import FRACTION, NAME, Registry
+import inspect
+from dataclasses import dataclass
+
+from specgrad.base.components import FRACTION, NAME, Registry, normalize
 
 SHAPE = {"type": "array", "items": {"type": "integer", "minimum": 1}}
 
@@ -37,6 +40,41 @@ SOURCES = Registry(
         },
     },
 )
+
+
+@dataclass(frozen=True)
+class Field:
+    """What a source says of one field before loading anything, for ``validate`` to check: the kind of its
+    values (``"float"``, ``"int"`` for class labels, None when only the file knows) and its per-sample shape
+    (None when only the file knows). A source declares them with ``fields=``, a mapping or a function of its
+    settings (given with the source's defaults filled in: ``settings_with_defaults``)."""
+
+    kind: str | None
+    shape: tuple[int, ...] | None = ()
+
+
+def points(x: tuple[int, ...] = (), labels: bool = True) -> dict[str, Field]:
+    """``x`` and ``y`` as most sources make them: ``x`` of per-sample shape ``x``, ``y`` one class label or,
+    without ``labels``, one real value."""
+    return {"x": Field("float", x), "y": Field("int" if labels else "float")}
+
+
+def declared_fields(settings: dict) -> dict[str, Field] | None:
+    """The fields a ``data`` section's source declares it makes; None when it declares nothing."""
+    source = SOURCES[settings["source"]]
+    fields = source.meta.get("fields")
+    return fields(settings_with_defaults(settings)) if callable(fields) else fields
+
+
+def settings_with_defaults(settings: dict) -> dict:
+    """A source's settings with the defaults of its function's arguments filled in (they live only there)."""
+    source = SOURCES[settings["source"]]
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(source.factory).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    return {**defaults, **normalize(settings, "source")}
 
 
 class DataError(ValueError):

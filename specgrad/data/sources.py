@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,16 @@ def load_data(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[str
 
 def reshape_rows(array: np.ndarray, shape, name: str, key: tuple = ()) -> np.ndarray:
     """``array`` with each row given the per-sample ``shape`` (same number of values)."""
-    shape = tuple(shape)
-    if int(np.prod(array.shape[1:], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
-        raise DataError(
-            f"field '{name}' has per-sample shape {list(array.shape[1:])}, which cannot be reshaped to {list(shape)}",
-            key,
-        )
+    check_reshape(name, array.shape[1:], shape, key)
     return array.reshape((len(array), *shape))
+
+
+def check_reshape(name: str, have, to, key: tuple = ()) -> None:
+    """DataError unless a sample of per-sample shape ``have`` holds as many values as one of shape ``to``."""
+    if math.prod(have) != math.prod(to):
+        raise DataError(
+            f"field '{name}' has per-sample shape {list(have)}, which cannot be reshaped to {list(to)}", key
+        )
 
 
 def load_splits(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[str, dict[str, np.ndarray]]:

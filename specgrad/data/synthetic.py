@@ -9,15 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from specgrad.base.components import NON_NEGATIVE, POSITIVE
-from specgrad.data.registry import SOURCES, DataError
+from specgrad.data.registry import SOURCES, DataError, points
 from specgrad.engine.ir import Graph
 from specgrad.engine.plan import Plan
 from specgrad.model.formula import FormulaError, build_formula
 
 N = {"type": "integer", "minimum": 1, "description": "number of samples"}
 CLASSES = {"type": "integer", "minimum": 2, "description": "number of classes"}
-# the fields each source makes and their kinds, declared for validation (checked against the loss's target)
-REAL, LABELLED = {"x": "float", "y": "float"}, {"x": "float", "y": "int"}
 
 
 def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
@@ -63,7 +61,7 @@ def check_synthetic(settings: dict) -> list[tuple[tuple, str]]:
         "noise": NON_NEGATIVE,
     },
     required=["function", "n"],
-    fields=REAL,
+    fields=points(labels=False),
     check=check_synthetic,
 )
 def synthetic(function, n, x=None, noise=0.0, seed=0):
@@ -87,7 +85,10 @@ def _labels(sizes: list[int]) -> np.ndarray:
 
 
 @SOURCES.register(
-    "spirals", {"n": N, "classes": CLASSES, "turns": POSITIVE, "noise": NON_NEGATIVE}, required=["n"], fields=LABELLED
+    "spirals",
+    {"n": N, "classes": CLASSES, "turns": POSITIVE, "noise": NON_NEGATIVE},
+    required=["n"],
+    fields=points((2,)),
 )
 def spirals(n, classes=3, turns=0.75, noise=0.2, seed=0):
     """interleaved 2-d spiral arms, one per class: not separable by any linear model"""
@@ -101,7 +102,7 @@ def spirals(n, classes=3, turns=0.75, noise=0.2, seed=0):
     return {"x": np.concatenate(xs), "y": _labels(sizes)}
 
 
-@SOURCES.register("moons", {"n": N, "noise": NON_NEGATIVE}, required=["n"], fields=LABELLED)
+@SOURCES.register("moons", {"n": N, "noise": NON_NEGATIVE}, required=["n"], fields=points((2,)))
 def moons(n, noise=0.1, seed=0):
     """two interleaving half circles in 2-d, plus Gaussian noise (two classes)"""
     rng = np.random.default_rng(seed)
@@ -117,7 +118,7 @@ def moons(n, noise=0.1, seed=0):
     "blobs",
     {"n": N, "classes": CLASSES, "features": {"type": "integer", "minimum": 1}, "spread": POSITIVE, "box": POSITIVE},
     required=["n"],
-    fields=LABELLED,
+    fields=lambda settings: points((settings["features"],)),
 )
 def blobs(n, classes=3, features=2, spread=1.0, box=10.0, seed=0):
     """Gaussian clusters (std ``spread``) around centres drawn uniformly in [-box, box]^features"""
@@ -129,7 +130,10 @@ def blobs(n, classes=3, features=2, spread=1.0, box=10.0, seed=0):
 
 
 @SOURCES.register(
-    "adding", {"n": N, "length": {"type": "integer", "minimum": 2}}, required=["n", "length"], fields=REAL
+    "adding",
+    {"n": N, "length": {"type": "integer", "minimum": 2}},
+    required=["n", "length"],
+    fields=lambda settings: points((settings["length"], 2), labels=False),
 )
 def adding(n, length, seed=0):
     """the adding problem (Hochreiter & Schmidhuber, 1997): x[t] = (value ~ U(0, 1), marker); two steps are

@@ -257,7 +257,7 @@ class _Builder:
                 if isinstance(declared, list)  # {shape, dtype}: integer ids
                 else (declared["shape"], declared.get("dtype"))
             )
-            with graph.at(where(("model", "inputs", name))):
+            with graph.at(where(("model", "inputs", name, "shape"))):  # where its shape is written, or [...] itself
                 scope[name] = graph.input(name, (BATCH, *shape), dtype)
         broken: set[str] = set()  # names whose definition failed: their uses are not reported again
         for name, p in (m.get("params") or {}).items():
@@ -265,13 +265,16 @@ class _Builder:
                 errors.append(Diagnostic(f"'{name}' is already defined as an input", where(("model", "params", name))))
                 continue
             problem = init_problem(normalize(p.get("init", "zeros")), p["shape"])
+            at = where(("model", "params", name, "init"))
             if math.prod(p["shape"]) >= MAX_ENTRIES:  # numpy could not even describe it (the memory check is later)
                 problem = f"{math.prod(p['shape'])} entries, more than an array can hold ({MAX_ENTRIES})"
+                at = where(("model", "params", name, "shape"))
             if problem:
-                errors.append(Diagnostic(f"parameter '{name}': {problem}", where(("model", "params", name, "init"))))
+                errors.append(Diagnostic(f"parameter '{name}': {problem}", at))
                 broken.add(name)
                 continue
-            with graph.at(where(("model", "params", name))):
+            # located at its shape: what a shape mismatch or the memory check names, wherever it was written
+            with graph.at(where(("model", "params", name, "shape"))):
                 scope[name] = graph.param(name, tuple(p["shape"]))
             self.collected.inits[name] = ParamInit(normalize(p.get("init", "zeros")), fans_of(p["shape"]))
         first = next(iter(scope.values())) if len(m["inputs"]) == 1 else None
@@ -323,7 +326,8 @@ class _Builder:
             reaching = {n.id for n in ancestors([loss])}
             for name, p in graph.params.items():
                 if p.id not in reaching:
-                    self.warnings.append(Diagnostic(f"parameter '{name}' does not affect the loss", p.loc, "warning"))
+                    at = where(("model", "params", name)) if name in (m.get("params") or {}) else p.loc  # or a layer's
+                    self.warnings.append(Diagnostic(f"parameter '{name}' does not affect the loss", at, "warning"))
         if errors or prediction is None or loss is None:  # (a broken output or loss was reported already)
             return None
         c = self.collected

@@ -19,7 +19,9 @@ from specgrad.base.diagnostics import (
     did_you_mean,
     excerpt,
 )
-from specgrad.data.sources import SOURCES
+from specgrad.data.prepare import field_path, shape_mismatch
+from specgrad.data.registry import DataError, declared_fields
+from specgrad.data.sources import SOURCES, check_reshape
 from specgrad.model.build import build_model
 from specgrad.model.losses import DEFAULT_TARGET, LOSSES
 from specgrad.spec.checks import train_diagnostics
@@ -283,16 +285,18 @@ def semantic_checks(
         ], None
     if stand_in:
         return diags, None
+    if "data" not in broken:
+        diags += data_shape_checks(doc, model)
     diags += train_diagnostics(data, model, doc.loc, broken)
     return diags + model.warnings, model
 
 
 def data_field_checks(doc: Document) -> list[Diagnostic]:
-    """The fields the model, the loss and standardization read exist in the data, with the dtype the loss needs.
+    """The fields the model, the loss and standardization read exist in the data, with the kind the loss needs.
 
-    Data sources may declare the fields they make (``fields={"x": "float", ...}``, or a function of their
-    settings) and losses the dtype of their target (``target={"dtype": "int"}`` for class labels); a check
-    runs only where both sides declared it.
+    Data sources may declare the fields they make (``fields=points((2,))``, or a function of their settings;
+    data/registry.py, ``Field``) and losses the dtype of their target (``target={"dtype": "int"}`` for class
+    labels); a check runs only where both sides declared it.
     """
 
     data = doc.data
@@ -302,11 +306,9 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
         Diagnostic(f"data: {message}", doc.loc(("data", *key)))
         for key, message in source.meta.get("check", lambda settings: [])(data["data"])
     ]
-    fields = source.meta.get("fields")
+    fields = declared_fields(data["data"])
     if fields is None:
         return out
-    if callable(fields):
-        fields = fields(data["data"])
     have = ", ".join(sorted(fields))
     for name in data["model"]["inputs"]:
         if name not in fields:
@@ -316,15 +318,16 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
                     doc.key_loc(("model", "inputs", name)),
                 )
             )
-    for i, name in enumerate(data["data"].get("standardize", [])):
-        if name not in fields:
-            out.append(
-                Diagnostic(
-                    f"data source '{source.name}' has no field '{name}' to standardize (it has {have})"
-                    f"{did_you_mean(name, fields)}",
-                    doc.loc(("data", "standardize", i)),
+    for key in ("standardize", "reshape"):
+        for i, name in enumerate(data["data"].get(key, ())):
+            if name not in fields:
+                out.append(
+                    Diagnostic(
+                        f"data source '{source.name}' has no field '{name}' to {key} (it has {have})"
+                        f"{did_you_mean(name, fields)}",
+                        doc.loc(("data", key, i)) if key == "standardize" else doc.key_loc(("data", key, name)),
+                    )
                 )
-            )
     loss = normalize(data["loss"])
     target = loss.get("target", DEFAULT_TARGET)
     if target not in fields:
@@ -337,16 +340,41 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
         )
         return out
     wanted = LOSSES[loss["type"]].meta.get("target", {}).get("dtype")
-    if wanted is not None and fields[target] != wanted:
+    kind = fields[target].kind
+    if wanted is not None and kind is not None and kind != wanted:
         kinds = {"int": "integer class labels", "float": "real values"}
         out.append(
             Diagnostic(
                 f"loss '{loss['type']}' needs {kinds.get(wanted, wanted)} as its target, but "
-                f"field '{target}' of data source '{source.name}' holds "
-                f"{kinds.get(fields[target], fields[target])}",
+                f"field '{target}' of data source '{source.name}' holds {kinds.get(kind, kind)}",
                 doc.loc(("loss",)),
             )
         )
+    return out
+
+
+def data_shape_checks(doc: Document, model) -> list[Diagnostic]:
+    """The per-sample shapes a source declares, after ``reshape``, against what the model and the loss read:
+    the mismatch ``train`` would report after loading the data, reported by ``validate`` with the same words."""
+    settings = doc.data["data"]
+    fields = declared_fields(settings) or {}
+    reshape = settings.get("reshape") or {}
+    out = []
+    for name, node in model.inputs.items():
+        field = fields.get(name)
+        if field is None or field.shape is None:
+            continue  # not made by the source (reported above), or only the file knows
+        have = field.shape
+        if name in reshape:
+            try:
+                check_reshape(name, have, reshape[name], ("reshape", name))
+            except DataError as e:
+                out.append(Diagnostic(f"data: {e}", doc.loc(("data", *e.key))))
+                continue
+            have = tuple(reshape[name])
+        mismatch = shape_mismatch(name, have, node)
+        if mismatch:
+            out.append(Diagnostic(mismatch, doc.loc(field_path(name, doc.data))))
     return out
 
 

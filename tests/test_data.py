@@ -244,6 +244,20 @@ def test_a_synthetic_formula_is_checked_before_any_data_is_drawn():
     assert not ok and [d.message for d in diags] == ["data: function: undefined name 'z'"]
 
 
+def test_a_synthetic_formula_gives_one_real_value_per_x():
+    """y is real, as the source declares, even from a constant; a formula of several values per x is a
+    located error at validate (it crashed validate with numpy's broadcast error)."""
+    from conftest import MODELS
+
+    from specgrad.spec import check_spec
+
+    assert load_data({"source": "synthetic", "function": "1", "n": 3}, 0)["y"].dtype == np.float64
+    for formula in ("one_hot(1, 3)", "stack(x, x)"):
+        ok, diags = check_spec(MODELS / "poly.yaml", [f"data.function={formula}"])
+        assert not ok and len(diags) == 1 and "not one value per x" in diags[0].message
+        assert diags[0].location.file == f"--set data.function={formula}"
+
+
 def test_data_with_nan_is_a_located_error(tmp_path):
     from conftest import MODELS
 

@@ -247,3 +247,9 @@ def test_a_csv_source_declares_shapes_but_not_kinds(tmp_path):
     ]
     spec.write_text(spec.read_text().replace("[3]", "[2]").replace("[3, 2]", "[2, 2]"))
     assert check_spec(spec) == (True, [])
+    # a reshape is checked even of a field the model does not read: train would refuse it all the same
+    spec.write_text(spec.read_text().replace("y: label}", "y: label, w: a}, reshape: {w: [2]}"))
+    ok, diags = check_spec(spec)
+    assert not ok and [d.message for d in diags] == [
+        "data: field 'w' has per-sample shape [], which cannot be reshaped to [2]"
+    ]

@@ -53,6 +53,12 @@ def check_reshape(name: str, have, to, key: tuple = ()) -> None:
         )
 
 
+def split_sizes(n: int, split: dict) -> dict[str, int]:
+    """Rows of each split of ``n`` rows (``train`` 0 when ``split`` leaves none)."""
+    n_val, n_test = int(round(split.get("val", 0) * n)), int(round(split.get("test", 0) * n))
+    return {"train": max(n - n_val - n_test, 0), "val": n_val, "test": n_test}
+
+
 def load_splits(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[str, dict[str, np.ndarray]]:
     """``{"train": fields, "val": fields, "test": fields}``; val and test only when ``split`` asks for them.
     Rows are assigned by a permutation drawn from the data seed, so the split is reproducible."""
@@ -62,8 +68,9 @@ def load_splits(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[s
         return {"train": fields}
     n = len(next(iter(fields.values())))
     order = stream(settings.get("seed", seed), SPLIT).permutation(n)
-    n_val, n_test = int(round(split.get("val", 0) * n)), int(round(split.get("test", 0) * n))
-    if n_val + n_test >= n:
+    sizes = split_sizes(n, split)
+    n_val, n_test = sizes["val"], sizes["test"]
+    if not sizes["train"]:
         raise DataError(f"split leaves no training rows ({n} rows, {n_val} val, {n_test} test)", ("split",))
     parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
     return {

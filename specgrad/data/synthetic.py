@@ -28,9 +28,12 @@ def evaluate_formula(text: str, **arrays: np.ndarray) -> np.ndarray:
         out = build_formula(text, graph, scope)
     except FormulaError as e:
         raise DataError(f"function: {e}", ("function",)) from None
+    shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    if np.broadcast_shapes(out.shape, shape) != shape:  # one_hot(1, 3): several values for each x
+        raise DataError(f"function: gives values of shape {list(out.shape)}, not one value per x", ("function",))
     with np.errstate(all="ignore"):
         (value,) = Plan([out], list(scope.values()))(*arrays.values())
-    return np.broadcast_to(value, np.broadcast_shapes(*(a.shape for a in arrays.values()))).copy()
+    return np.broadcast_to(value, shape).astype(np.float64)  # real values, as declared: "1" is 1.0, not 1
 
 
 def check_synthetic(settings: dict) -> list[tuple[tuple, str]]:

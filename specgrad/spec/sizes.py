@@ -8,11 +8,11 @@ The estimate adds up what a training process holds at its peak:
 * the parameters and the model state, their gradients, and the optimizer's state (its slots, counted by
   building the optimizer over one-element stand-ins and measuring what it allocates per parameter element);
 * the data set, where its number of rows is known from the spec (synthetic sources' ``n``);
-* the activations of a training step (forward and backward graph, at the batch size) and of an evaluation
-  (forward graph over a whole split, as ``evaluate`` does), each the peak of the tensors alive at once when
-  the graph runs in order and every tensor is freed after its last use. The two are added, not the larger
-  taken: the training plan keeps its buffers and its work on the data alone (``powers(x, 5)`` of a
-  full batch) between steps, so an evaluation's activations come on top of them.
+* the activations of a training step (forward and backward graph, at the batch size; a ``full`` batch is the
+  training split) and of an evaluation (forward graph over the largest split, as ``evaluate`` does), each the
+  peak of the tensors alive at once when the graph runs in order and every tensor is freed after its last
+  use. The two are added, not the larger taken: the training plan keeps its buffers and its work on the
+  data alone (``powers(x, 5)`` of a full batch) between steps, so an evaluation's activations come on top.
 
 It is an estimate, within a small factor: numpy's temporaries inside one op and Python's own overhead are
 not counted. The budget defaults to a fraction of the machine's memory (physical RAM, or the cgroup limit
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from specgrad.base.diagnostics import Diagnostic, Location
+from specgrad.data.sources import split_sizes
 from specgrad.engine.ir import ancestors
 from specgrad.optim.optimizers import make_optimizer
 
@@ -206,8 +207,10 @@ def data_rows(data: dict) -> int | None:
 def estimate(spec: dict, model, loc: Where) -> tuple[int, list[Tensor], str]:
     """Estimated peak bytes of training ``spec``, every tensor that makes it up, and a breakdown in words."""
     rows = data_rows(spec["data"])
+    splits = split_sizes(rows, spec["data"].get("split") or {}) if rows is not None else None
+    train_rows = splits["train"] if splits else None  # a full batch is the training split, not all rows
     batch_size = spec["train"].get("batch_size", "full")
-    batch = rows if batch_size == "full" else (min(batch_size, rows) if rows else batch_size)
+    batch = train_rows if batch_size == "full" else (min(batch_size, train_rows) if train_rows else batch_size)
     tensors = [_describe(node, 1, "parameter") for node in model.params.values()]
     tensors += [_describe(node, 1, "model state") for node in model.state.values()]
     param_bytes = sum(t.nbytes for t in tensors)
@@ -232,9 +235,10 @@ def estimate(spec: dict, model, loc: Where) -> tuple[int, list[Tensor], str]:
         peak, nodes = peak_activations(outputs, batch, "activation")
         parts[f"activations of a training step at batch {batch}"] = peak
         tensors += nodes
-    if rows is not None:
-        peak, nodes = peak_activations([model.eval.loss, model.eval.prediction], rows, "evaluation")
-        parts[f"activations of an evaluation over {rows} rows"] = peak
+    if splits is not None:
+        largest = max(splits.values())  # each split is evaluated whole, one at a time
+        peak, nodes = peak_activations([model.eval.loss, model.eval.prediction], largest, "evaluation")
+        parts[f"activations of an evaluation over {largest} rows"] = peak
         tensors += nodes
     total = sum(parts.values())
     breakdown = ", ".join(f"{what} {human(n)}" for what, n in parts.items())

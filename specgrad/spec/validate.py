@@ -357,22 +357,20 @@ def data_shape_checks(doc: Document, model) -> list[Diagnostic]:
     """The per-sample shapes a source declares, after ``reshape``, against what the model and the loss read:
     the mismatch ``train`` would report after loading the data, reported by ``validate`` with the same words."""
     settings = doc.data["data"]
-    fields = declared_fields(settings) or {}
-    reshape = settings.get("reshape") or {}
+    shapes = {name: field.shape for name, field in (declared_fields(settings) or {}).items()}
     out = []
+    for name, to in (settings.get("reshape") or {}).items():
+        if shapes.get(name) is None:
+            continue  # not made by the source (reported above), or only the file knows its shape
+        try:
+            check_reshape(name, shapes[name], to, ("reshape", name))
+            shapes[name] = tuple(to)
+        except DataError as e:
+            out.append(Diagnostic(f"data: {e}", doc.loc(("data", *e.key))))
+            shapes[name] = None  # reported: not compared with the model too
     for name, node in model.inputs.items():
-        field = fields.get(name)
-        if field is None or field.shape is None:
-            continue  # not made by the source (reported above), or only the file knows
-        have = field.shape
-        if name in reshape:
-            try:
-                check_reshape(name, have, reshape[name], ("reshape", name))
-            except DataError as e:
-                out.append(Diagnostic(f"data: {e}", doc.loc(("data", *e.key))))
-                continue
-            have = tuple(reshape[name])
-        mismatch = shape_mismatch(name, have, node)
+        have = shapes.get(name)
+        mismatch = shape_mismatch(name, have, node) if have is not None else None
         if mismatch:
             out.append(Diagnostic(mismatch, doc.loc(field_path(name, doc.data))))
     return out

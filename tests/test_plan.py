@@ -225,6 +225,31 @@ def test_values_of_the_data_alone_are_computed_once_while_the_same_read_only_dat
     assert len(calls) == 5
 
 
+def test_an_output_of_the_data_alone_is_fresh_on_every_call():
+    """An output computed from data alone (a loss no parameter reaches; the gradient of a loss linear in a
+    parameter) comes back on every call as a fresh array (or the caller's own, written again): the third
+    call of full-batch training returned None for it."""
+    g = Graph()
+    x, k = g.input("x", ("B",)), g.param("k", (3,))
+    total = g.apply("sum", g.apply("sin", x))  # no parameter reaches it
+    (gk,) = gradients(g.apply("sum", g.apply("expand_dims", x, axis=-1) * k), [k])  # linear in k: data alone
+    xv = np.linspace(0.5, 2, 8)
+    xv.flags.writeable = False
+    for into in (None, np.empty(3)):
+        plan = Plan([total, gk], [x, k], data=[x])
+        if into is not None:
+            plan.write_outputs_into({1: into})
+        seen: list = []
+        for _ in range(4):  # interpreted, specialized, then the data steps are skipped
+            got = plan(xv, np.ones(3))
+            assert got[0] == np.sum(np.sin(xv)) and np.array_equal(got[1], np.full(3, np.sum(xv)))
+            assert not any(a is b for a in got for b in seen if b is not into)
+            seen += got
+            for a in got:
+                if isinstance(a, np.ndarray):
+                    a[...] = 99.0  # the caller owns what it got: changing it changes no later result
+
+
 def test_outputs_written_into_the_callers_arrays_are_the_same_bits():
     g = Graph()
     x, w1, w2 = g.input("x", ("B", 5)), g.param("w1", (5, 4)), g.param("w2", (4, 3))

@@ -485,3 +485,13 @@ def test_resume_finds_the_newest_run_or_the_run_of_the_given_spec(tmp_path):
     run = tmp_path / "poly" / "20261128-091528-2"
     (run / "checkpoints").mkdir()
     assert resume_dir(run / "spec.yaml", "poly") == run
+
+
+def test_a_loss_no_parameter_reaches_trains_full_batch_to_the_end(tmp_path):
+    """Valid with a warning at validate, so it must train: the loss, computed from the data alone, was
+    dropped from the third full-batch step on (a TypeError in the trainer)."""
+    spec = load_spec(MODELS / "poly.yaml", ["model.output=x", "train.steps=4"])
+    summary = Trainer(spec, tmp_path).run()
+    assert summary["steps"] == 4
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(set(losses)) == 1 and math.isfinite(losses[0])

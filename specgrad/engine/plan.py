@@ -88,12 +88,13 @@ class Plan:
         self.outputs = [slot[n.id] for n in outputs]
         self.n_slots = len(slot)
 
-        # steps that read data feeds (and constants) only, and the values of theirs that other steps read
+        # steps that read data feeds (and constants) only, and the values of theirs that other steps read. A
+        # step making an output always runs: results are fresh arrays, and may be written into the caller's
         self.data_slots = [slot[n.id] for n in data if n.id in slot]
         fixed = {*self.data_slots, *(slot[nid] for nid in self.constants if nid in slot)}
         self.data_steps = []
         for i, st in enumerate(self.steps):
-            if self.data_slots and all(a in fixed for a in st.args):
+            if self.data_slots and all(a in fixed for a in st.args) and st.out not in self.outputs:
                 fixed.add(st.out)
                 self.data_steps.append(i)
         derived = {self.steps[i].out for i in self.data_steps}

@@ -176,11 +176,16 @@ def test_data_errors_point_at_the_data_setting(tmp_path):
         prepare_data(load_spec(path))
 
 
-def test_metrics_must_fit_the_loss(tmp_path):
-    path = write(tmp_path, CLASSIFIER.replace("metrics: [accuracy]", "metrics: [accuracy, r2]"), DATA="blobs, n: 20")
+@pytest.mark.parametrize("metric", ["r2", "mse", "mae"])
+def test_metrics_must_fit_the_loss(tmp_path, metric):
+    """Regression metrics of a classifier compare logits with labels: refused before training (mse and mae
+    were accepted, and the end-of-run summary crashed on [n, 3] logits against [n] labels)."""
+    path = write(
+        tmp_path, CLASSIFIER.replace("metrics: [accuracy]", f"metrics: [accuracy, {metric}]"), DATA="blobs, n: 20"
+    )
     with pytest.raises(
         SpecError,
-        match=r"spec.yaml:11:21: error: metric 'r2' does not apply to this loss, "
+        match=rf"spec.yaml:11:21: error: metric '{metric}' does not apply to this loss, "
         r"whose targets are class labels",
     ):
         prepare_data(load_spec(path))

@@ -23,7 +23,7 @@ CLASSIFICATION = ("labels", "probabilities")  # target kinds of the classificati
 @dataclass(frozen=True)
 class Metric:
     compute: Callable  # (prediction, target) arrays -> float
-    targets: tuple = ("real", "labels", "probabilities")  # loss target kinds it makes sense for
+    targets: tuple  # the loss target kinds it makes sense for: "real", "labels", "probabilities"
 
 
 def _multiclass(pred: np.ndarray, target: np.ndarray) -> bool:
@@ -37,14 +37,14 @@ def _outputs(values: np.ndarray) -> np.ndarray:
 
 @METRICS.register("mse")
 def mse():
-    """mean squared error"""
-    return Metric(lambda pred, target: float(np.mean((pred - target) ** 2)))
+    """mean squared error (of real values: a classifier's logits are not its targets' values)"""
+    return Metric(lambda pred, target: float(np.mean((pred - target) ** 2)), ("real",))
 
 
 @METRICS.register("mae")
 def mae():
-    """mean absolute error"""
-    return Metric(lambda pred, target: float(np.mean(np.abs(pred - target))))
+    """mean absolute error (of real values)"""
+    return Metric(lambda pred, target: float(np.mean(np.abs(pred - target))), ("real",))
 
 
 @METRICS.register("r2")

@@ -253,3 +253,22 @@ def test_a_csv_source_declares_shapes_but_not_kinds(tmp_path):
     assert not ok and [d.message for d in diags] == [
         "data: field 'w' has per-sample shape [], which cannot be reshaped to [2]"
     ]
+
+
+@pytest.mark.parametrize(
+    "overrides, shape",
+    [
+        (["model.params={k: {shape: []}}", "model.nodes=[{y_hat: k + 0}]"], "[]"),
+        (["model.output=k"], "[6]"),
+        (["model.nodes.1.y_hat=transpose(phi)"], "[6, B]"),
+    ],
+)
+def test_an_output_without_the_batch_dimension_first_is_refused(overrides, shape, monkeypatch):
+    """The loss compares a prediction with its targets row by row: an output with no batch dimension
+    was valid, and train failed on the target's shape after loading the data."""
+    monkeypatch.chdir(ROOT)
+    ok, diags = check_spec("models/poly.yaml", overrides)
+    assert not ok and [d.message for d in diags] == [
+        f"output '{'k' if 'model.output=k' in overrides else 'y_hat'}' is {shape}: a prediction has one row per "
+        "sample, the batch dimension B first (an output made of parameters alone has none)"
+    ]

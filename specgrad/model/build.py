@@ -290,6 +290,15 @@ class _Builder:
                     f"output '{out_name}' is not defined{did_you_mean(out_name, scope)}", where(("model", "output"))
                 )
             )
+        elif not scope[out_name].shape or scope[out_name].shape[0] != BATCH:  # the loss compares it row by row
+            shape = fmt_shape(scope[out_name].shape)
+            errors.append(
+                Diagnostic(
+                    f"output '{out_name}' is {shape}: a prediction has one row per sample, the batch dimension B "
+                    "first (an output made of parameters alone has none)",
+                    where(("model", "output")),
+                )
+            )
         else:
             prediction = scope[out_name]
 

@@ -124,6 +124,22 @@ def test_trajectory_equals_torch_on_poly_through_the_trainer(tmp_path):
     np.testing.assert_allclose(trainer.params["k"], k.detach().numpy(), rtol=1e-9, atol=0)
 
 
+@pytest.mark.parametrize("line_search", ["strong_wolfe", None])
+def test_a_learning_rate_of_zero_moves_nothing(tmp_path, line_search):
+    """A warmup from 0 gives L-BFGS lr = 0 on the first step: that step evaluates once and moves nothing (the
+    line search divided by the zero-length bracket: a ZeroDivisionError after validate said valid); the
+    next steps train as usual."""
+    warm = ["schedule={type: constant, warmup: {steps: 2}}", f"optimizer.line_search_fn={line_search or 'null'}"]
+    first = Trainer(load_spec(POLY_LBFGS, [*warm, "train.steps=1"]), tmp_path / "one")
+    first.run()
+    assert not first.params["k"].any()  # still the zeros it started from
+    trainer = Trainer(load_spec(POLY_LBFGS, [*warm, "train.steps=4"]), tmp_path / "four")
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "four" / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["evals"] == 1 and records[1]["loss"] == records[0]["loss"]
+    assert records[-1]["loss"] < records[1]["loss"]
+
+
 def test_poly_lbfgs_reaches_polyfit_within_50_iterations(tmp_path):
     spec = load_spec(POLY_LBFGS)
     settings = spec.data["optimizer"]

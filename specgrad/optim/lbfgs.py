@@ -118,6 +118,8 @@ class LBFGS(Optimizer):
         self.func_evals += 1
         if not flat_grad.size or np.abs(flat_grad).max() <= self.tolerance_grad:
             return evals
+        if lr == 0:  # a schedule's zero (warmup from 0): no move, and no line search along a step of 0
+            return evals
         d, t = self.d, float(self.step_size)
         for n_iter in range(1, self.max_iter + 1):
             self.n_iter += 1

@@ -83,6 +83,17 @@ def test_each_checkpoint_adds_a_histogram_of_every_parameter(tmp_path):
     assert (h.sum, h.sum_squares) == (pytest.approx(k.sum()), pytest.approx((k**2).sum()))
 
 
+def test_a_parameter_beyond_the_histograms_range_is_left_out_not_a_crash(tmp_path):
+    """lr 1e10 drives k to about 1e37, finite (the run completes and checkpoints): TensorBoard's buckets end
+    at 1e20, and tensorboardX raised 'The histogram is empty' at the final checkpoint."""
+    run = tmp_path / "run"
+    settings = ["train.tensorboard=true", "optimizer.lr=1.0e+10", "train.steps=3"]
+    result = run_cli("train", MODELS / "poly.yaml", *[a for s in settings for a in ("--set", s)], "--run-dir", run)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and histograms(run) == {}
+    assert [step for step, _ in scalars(run)["train/loss"]] == [1, 2, 3]
+
+
 @pytest.mark.slow
 def test_a_resumed_run_rewrites_the_steps_past_its_checkpoint_once(tmp_path):
     run = tmp_path / "run"

@@ -18,6 +18,9 @@ from specgrad.base.fileio import own_dir
 EXTRA = "train.tensorboard needs tensorboardX: pip install 'specgrad[tensorboard]'"
 
 
+HISTOGRAM_LIMIT = 1e20  # where tensorboardX's default buckets end
+
+
 class TensorBoardLog:
     def __init__(self, log_dir: Path, resume_step: int | None = None):
         from tensorboardX import SummaryWriter
@@ -42,7 +45,9 @@ class TensorBoardLog:
 
     def parameters(self, step: int, params: dict) -> None:
         for name, value in params.items():
-            if np.isfinite(value).all():  # a diverged step's are refused by the checkpoint too
+            # TensorBoard's buckets end at 1e20: beyond, a histogram would be empty (tensorboardX's error). A
+            # parameter that large, or not finite (a diverged step's, refused by the checkpoint too), is left out
+            if np.all(np.abs(value) <= HISTOGRAM_LIMIT):
                 self.writer.add_histogram(f"params/{name}", value, step)
 
     def flush(self) -> None:

@@ -195,9 +195,10 @@ KIND = {"f": "float", "i": "int"}
 DECLARING = [  # a case of every source that declares its fields, with settings that change what it declares
     {"source": "synthetic", "function": "x", "n": 5},
     {"source": "spirals", "n": 6},
+    {"source": "spirals", "n": 6, "classes": 5},
     {"source": "moons", "n": 6},
     {"source": "blobs", "n": 6},
-    {"source": "blobs", "n": 6, "features": 3},
+    {"source": "blobs", "n": 6, "features": 3, "classes": 6},
     {"source": "adding", "n": 5, "length": 3},
     *({"source": "dataset", "name": name} for name in ("iris", "wine", "breast_cancer", "digits", "diabetes")),
     {"source": "csv", "path": "t.csv", "columns": {"x": ["a", "b", "c"], "y": "label", "w": "a"}},
@@ -208,8 +209,8 @@ DECLARING = [  # a case of every source that declares its fields, with settings 
     "settings", DECLARING, ids=lambda s: "-".join(str(v) for v in s.values() if not isinstance(v, dict))
 )
 def test_declared_fields_are_the_loaded_ones(settings, tmp_path):
-    """Validation reads a source's declared fields (names, kinds, per-sample shapes) without loading it: they
-    must not drift from what loading makes. A kind or shape of None is one only the file knows."""
+    """Validation reads a source's declared fields (names, kinds, per-sample shapes, classes) without loading
+    it: they must not drift from what loading makes. A kind or shape of None is one only the file knows."""
     from specgrad.data.registry import declared_fields
 
     (tmp_path / "t.csv").write_text("a,b,c,label\n1,2,3,0\n4,5,6,1\n")
@@ -219,6 +220,7 @@ def test_declared_fields_are_the_loaded_ones(settings, tmp_path):
     for name, field in declared.items():
         assert field.shape is None or field.shape == loaded[name].shape[1:], name
         assert field.kind is None or field.kind == KIND[loaded[name].dtype.kind], name
+        assert field.classes is None or np.array_equal(np.unique(loaded[name]), np.arange(field.classes)), name
 
 
 def test_every_source_is_covered_or_declares_nothing():

@@ -219,8 +219,43 @@ def test_a_classifiers_output_cannot_take_a_name_predict_writes_beside_it():
             ["data={source: blobs, n: 50, classes: 2, features: 3}"],
             ["models/mlp_moons.yaml:20:8: error: data field 'x' has per-sample shape [3], the model expects [2]"],
         ),
+        (  # spirals make 3 classes unless set
+            "residual_mlp.yaml",
+            ["model.nodes.4.logits.units=2"],
+            [
+                "models/residual_mlp.yaml:35:7: error: data source 'spirals' makes labels 0 to 2 in field 'y', "
+                "outside [0, 2) for a prediction with 2 classes"
+            ],
+        ),
+        (
+            "mlp_moons.yaml",
+            ["data={source: spirals, n: 60}", "loss=binary_cross_entropy", "model.nodes.6.logits.units=1"],
+            [
+                "--set loss=binary_cross_entropy:1:6: error: data field 'y' has per-sample shape [], the model "
+                "expects [1]",
+                "--set loss=binary_cross_entropy:1:6: error: data source 'spirals' makes labels 0 to 2 in field "
+                "'y', outside [0, 2) for this loss's 0/1 targets",
+            ],
+        ),
+        (
+            "mlp_moons.yaml",
+            ["data={source: blobs, n: 2, classes: 2}", "data.n=1"],
+            [
+                "--set data={source: blobs, n: 2, classes: 2}:1:6: error: data: 2 classes need at least as many "
+                "samples, got n: 1"
+            ],
+        ),
     ],
-    ids=["scalar-input", "flat-images", "reshape-count", "reshape-unknown", "default-filled"],
+    ids=[
+        "scalar-input",
+        "flat-images",
+        "reshape-count",
+        "reshape-unknown",
+        "default-filled",
+        "classes",
+        "binary",
+        "classes-beyond-n",
+    ],
 )
 def test_data_shapes_the_source_declares_are_checked_at_validate(spec, overrides, expected, monkeypatch):
     """What `train` finds after loading the data (the same words), `validate` finds from the source's

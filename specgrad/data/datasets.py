@@ -7,13 +7,13 @@ import numpy as np
 
 from specgrad.data.registry import SOURCES, DataError, points
 
-# name -> (scikit-learn loader, per-sample shape of x, whether y holds class labels)
+# name -> (scikit-learn loader, per-sample shape of x, classes of y's labels or None for real values)
 DATASETS = {
-    "iris": ("load_iris", (4,), True),  # 150 flowers, 4 measurements, 3 species
-    "wine": ("load_wine", (13,), True),  # 178 wines, 13 chemical measurements, 3 cultivars
-    "breast_cancer": ("load_breast_cancer", (30,), True),  # 569 tumours, 30 features, malignant (0) / benign (1)
-    "digits": ("load_digits", (64,), True),  # 1797 handwritten digits as 8x8 images (64 values 0..16)
-    "diabetes": ("load_diabetes", (10,), False),  # 442 patients, 10 features, disease progression after a year
+    "iris": ("load_iris", (4,), 3),  # 150 flowers, 4 measurements, 3 species
+    "wine": ("load_wine", (13,), 3),  # 178 wines, 13 chemical measurements, 3 cultivars
+    "breast_cancer": ("load_breast_cancer", (30,), 2),  # 569 tumours, 30 features, malignant (0) / benign (1)
+    "digits": ("load_digits", (64,), 10),  # 1797 handwritten digits as 8x8 images (64 values 0..16)
+    "diabetes": ("load_diabetes", (10,), None),  # 442 patients, 10 features, disease progression after a year
 }
 
 
@@ -33,7 +33,7 @@ def dataset(name):
             "install it with: pip install 'specgrad[datasets]'  (or: pip install scikit-learn)",
             ("name",),
         ) from None
-    loader, _, labels = DATASETS[name]
+    loader, _, classes = DATASETS[name]
     bunch = getattr(sklearn.datasets, loader)()
     y = np.asarray(bunch.target)
-    return {"x": np.asarray(bunch.data, dtype=np.float64), "y": y.astype(np.int64 if labels else np.float64)}
+    return {"x": np.asarray(bunch.data, dtype=np.float64), "y": y.astype(np.float64 if classes is None else np.int64)}

@@ -45,18 +45,20 @@ SOURCES = Registry(
 @dataclass(frozen=True)
 class Field:
     """What a source says of one field before loading anything, for ``validate`` to check: the kind of its
-    values (``"float"``, ``"int"`` for class labels, None when only the file knows) and its per-sample shape
-    (None when only the file knows). A source declares them with ``fields=``, a mapping or a function of its
-    settings (given with the source's defaults filled in: ``settings_with_defaults``)."""
+    values (``"float"``, ``"int"`` for class labels, None when only the file knows), its per-sample shape
+    (None when only the file knows) and, for labels, how many classes. A source declares them with
+    ``fields=``, a mapping or a function of its settings (given with the source's defaults filled in:
+    ``settings_with_defaults``)."""
 
     kind: str | None
     shape: tuple[int, ...] | None = ()
+    classes: int | None = None  # labels: 0 .. classes - 1, each present
 
 
-def points(x: tuple[int, ...] = (), labels: bool = True) -> dict[str, Field]:
-    """``x`` and ``y`` as most sources make them: ``x`` of per-sample shape ``x``, ``y`` one class label or,
-    without ``labels``, one real value."""
-    return {"x": Field("float", x), "y": Field("int" if labels else "float")}
+def points(x: tuple[int, ...] = (), classes: int | None = None) -> dict[str, Field]:
+    """``x`` and ``y`` as most sources make them: ``x`` of per-sample shape ``x``; ``y`` one class label of
+    ``classes``, or one real value when ``classes`` is None."""
+    return {"x": Field("float", x), "y": Field("float") if classes is None else Field("int", (), classes)}
 
 
 def declared_fields(settings: dict) -> dict[str, Field] | None:

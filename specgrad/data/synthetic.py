@@ -64,7 +64,7 @@ def check_synthetic(settings: dict) -> list[tuple[tuple, str]]:
         "noise": NON_NEGATIVE,
     },
     required=["function", "n"],
-    fields=points(labels=False),
+    fields=points(),
     check=check_synthetic,
 )
 def synthetic(function, n, x=None, noise=0.0, seed=0):
@@ -76,6 +76,13 @@ def synthetic(function, n, x=None, noise=0.0, seed=0):
     if noise:
         y = y + noise * rng.standard_normal(n)
     return {"x": xs, "y": y}
+
+
+def check_classes(settings: dict) -> list[tuple[tuple, str]]:
+    """Every class has a sample: ``classes`` at most ``n`` (its default counted)."""
+    if settings["classes"] > settings["n"]:
+        return [(("classes",), f"{settings['classes']} classes need at least as many samples, got n: {settings['n']}")]
+    return []
 
 
 def _class_sizes(n: int, classes: int) -> list[int]:
@@ -91,7 +98,8 @@ def _labels(sizes: list[int]) -> np.ndarray:
     "spirals",
     {"n": N, "classes": CLASSES, "turns": POSITIVE, "noise": NON_NEGATIVE},
     required=["n"],
-    fields=points((2,)),
+    fields=lambda settings: points((2,), settings["classes"]),
+    check=check_classes,
 )
 def spirals(n, classes=3, turns=0.75, noise=0.2, seed=0):
     """interleaved 2-d spiral arms, one per class: not separable by any linear model"""
@@ -105,7 +113,7 @@ def spirals(n, classes=3, turns=0.75, noise=0.2, seed=0):
     return {"x": np.concatenate(xs), "y": _labels(sizes)}
 
 
-@SOURCES.register("moons", {"n": N, "noise": NON_NEGATIVE}, required=["n"], fields=points((2,)))
+@SOURCES.register("moons", {"n": N, "noise": NON_NEGATIVE}, required=["n"], fields=points((2,), 2))
 def moons(n, noise=0.1, seed=0):
     """two interleaving half circles in 2-d, plus Gaussian noise (two classes)"""
     rng = np.random.default_rng(seed)
@@ -121,7 +129,8 @@ def moons(n, noise=0.1, seed=0):
     "blobs",
     {"n": N, "classes": CLASSES, "features": {"type": "integer", "minimum": 1}, "spread": POSITIVE, "box": POSITIVE},
     required=["n"],
-    fields=lambda settings: points((settings["features"],)),
+    fields=lambda settings: points((settings["features"],), settings["classes"]),
+    check=check_classes,
 )
 def blobs(n, classes=3, features=2, spread=1.0, box=10.0, seed=0):
     """Gaussian clusters (std ``spread``) around centres drawn uniformly in [-box, box]^features"""
@@ -136,7 +145,7 @@ def blobs(n, classes=3, features=2, spread=1.0, box=10.0, seed=0):
     "adding",
     {"n": N, "length": {"type": "integer", "minimum": 2}},
     required=["n", "length"],
-    fields=lambda settings: points((settings["length"], 2), labels=False),
+    fields=lambda settings: points((settings["length"], 2)),
 )
 def adding(n, length, seed=0):
     """the adding problem (Hochreiter & Schmidhuber, 1997): x[t] = (value ~ U(0, 1), marker); two steps are

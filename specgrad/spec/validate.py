@@ -20,10 +20,10 @@ from specgrad.base.diagnostics import (
     excerpt,
 )
 from specgrad.data.prepare import field_path, shape_mismatch
-from specgrad.data.registry import DataError, declared_fields
+from specgrad.data.registry import DataError, declared_fields, settings_with_defaults
 from specgrad.data.sources import SOURCES, check_reshape
 from specgrad.model.build import build_model
-from specgrad.model.losses import DEFAULT_TARGET, LOSSES
+from specgrad.model.losses import DEFAULT_TARGET, LOSSES, make_loss
 from specgrad.spec.checks import train_diagnostics
 from specgrad.spec.compose import check_version
 from specgrad.spec.load import Document
@@ -286,7 +286,7 @@ def semantic_checks(
     if stand_in:
         return diags, None
     if "data" not in broken:
-        diags += data_shape_checks(doc, model)
+        diags += data_model_checks(doc, model)
     diags += train_diagnostics(data, model, doc.loc, broken)
     return diags + model.warnings, model
 
@@ -304,7 +304,7 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
     # a source's own static checks (a synthetic source's formula), located at the setting they blame
     out = [
         Diagnostic(f"data: {message}", doc.loc(("data", *key)))
-        for key, message in source.meta.get("check", lambda settings: [])(data["data"])
+        for key, message in source.meta.get("check", lambda settings: [])(settings_with_defaults(data["data"]))
     ]
     fields = declared_fields(data["data"])
     if fields is None:
@@ -353,11 +353,13 @@ def data_field_checks(doc: Document) -> list[Diagnostic]:
     return out
 
 
-def data_shape_checks(doc: Document, model) -> list[Diagnostic]:
-    """The per-sample shapes a source declares, after ``reshape``, against what the model and the loss read:
-    the mismatch ``train`` would report after loading the data, reported by ``validate`` with the same words."""
+def data_model_checks(doc: Document, model) -> list[Diagnostic]:
+    """The per-sample shapes a source declares, after ``reshape``, against what the model and the loss read,
+    and its classes against the prediction's: what ``train`` would report after loading the data, reported
+    by ``validate``."""
     settings = doc.data["data"]
-    shapes = {name: field.shape for name, field in (declared_fields(settings) or {}).items()}
+    fields = declared_fields(settings) or {}
+    shapes = {name: field.shape for name, field in fields.items()}
     out = []
     for name, to in (settings.get("reshape") or {}).items():
         if shapes.get(name) is None:
@@ -373,6 +375,20 @@ def data_shape_checks(doc: Document, model) -> list[Diagnostic]:
         mismatch = shape_mismatch(name, have, node) if have is not None else None
         if mismatch:
             out.append(Diagnostic(mismatch, doc.loc(field_path(name, doc.data))))
+    labels = fields.get(model.target)
+    if labels is not None and labels.classes is not None:
+        target = make_loss(doc.data["loss"]).target_of(model.prediction)
+        takes = {"labels": target.classes, "probabilities": 2}.get(target.kind)
+        if takes is not None and labels.classes > takes:
+            source = settings["source"]
+            out.append(
+                Diagnostic(
+                    f"data source '{source}' makes labels 0 to {labels.classes - 1} in field '{model.target}', "
+                    f"outside [0, {takes}) for "
+                    + (f"a prediction with {takes} classes" if target.kind == "labels" else "this loss's 0/1 targets"),
+                    doc.loc(("loss",)),
+                )
+            )
     return out
 
 

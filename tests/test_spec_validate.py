@@ -307,3 +307,49 @@ def test_an_output_without_the_batch_dimension_first_is_refused(overrides, shape
         f"output '{'k' if 'model.output=k' in overrides else 'y_hat'}' is {shape}: a prediction has one row per "
         "sample, the batch dimension B first (an output made of parameters alone has none)"
     ]
+
+
+def test_a_standardized_field_cannot_feed_integer_ids(monkeypatch):
+    """Standardizing makes real values of any field: one read as int64 ids failed in train, after the
+    data loaded. Located at the standardize entry, here in the shared fragment the spec includes."""
+    monkeypatch.chdir(ROOT)
+    ok, diags = check_spec("models/mlp_digits.yaml", ["model.inputs.x={shape: [64], dtype: int64}"])
+    assert not ok and [(d.message, d.location.file, d.location.line) for d in diags] == [
+        (
+            "data field 'x' is standardized, to real values, but the model reads it as int64 (ids): leave it "
+            "out of data.standardize",
+            "models/_data/sklearn.yaml",
+            11,
+        )
+    ]
+    assert check_spec("models/mlp_digits.yaml", ["model.inputs.x={shape: [64], dtype: int64}", "data.standardize=[]"])[
+        0
+    ]
+
+
+@pytest.mark.parametrize(
+    "spec, overrides, message",
+    [
+        (
+            "mlp_moons.yaml",
+            ["data.split={val: 0.6, test: 0.5}"],
+            "data.split leaves no training rows: val and test take 1.1 of them",
+        ),
+        (
+            "poly.yaml",
+            ["data.n=2", "data.split={val: 0.3, test: 0.3}"],
+            "data: split leaves no training rows (2 rows, 1 val, 1 test)",
+        ),
+        (
+            "poly_early_stop.yaml",
+            ["data.split={val: 0.002}"],
+            "data.split.val leaves no rows for validation out of the data's 100",
+        ),
+    ],
+)
+def test_a_split_that_leaves_no_rows_is_refused_at_validate(spec, overrides, message, monkeypatch):
+    """Whatever the data when val and test take it all; from data.n where the spec gives it, with the words
+    train used when the data loaded."""
+    monkeypatch.chdir(ROOT)
+    ok, diags = check_spec(f"models/{spec}", overrides)
+    assert not ok and [d.message for d in diags] == [message]

@@ -37,13 +37,13 @@ def _outputs(values: np.ndarray) -> np.ndarray:
 
 @METRICS.register("mse")
 def mse():
-    """mean squared error (of real values: a classifier's logits are not its targets' values)"""
+    """mean squared error (regression: a classifier's logits are not its labels)"""
     return Metric(lambda pred, target: float(np.mean((pred - target) ** 2)), ("real",))
 
 
 @METRICS.register("mae")
 def mae():
-    """mean absolute error (of real values)"""
+    """mean absolute error (regression)"""
     return Metric(lambda pred, target: float(np.mean(np.abs(pred - target))), ("real",))
 
 

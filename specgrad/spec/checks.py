@@ -11,12 +11,13 @@ from typing import cast
 
 from specgrad.base.components import normalize
 from specgrad.base.diagnostics import Diagnostic, Location
+from specgrad.data.sources import split_sizes
 from specgrad.model.losses import DECODED, make_loss
 from specgrad.model.metrics import check_metrics, metric_name
 from specgrad.optim.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from specgrad.optim.schedules import make_schedule
 from specgrad.spec.settings import Train, parse
-from specgrad.spec.sizes import memory_diagnostics, stand_in_params
+from specgrad.spec.sizes import data_rows, memory_diagnostics, stand_in_params
 
 Where = Callable[[tuple], Location]
 
@@ -128,6 +129,30 @@ def _validation(data: dict, model, loc: Where) -> list[Diagnostic]:
     return errors
 
 
+def _split(data: dict, model, loc: Where) -> list[Diagnostic]:
+    """A split that leaves no training rows, or no validation rows where ``train.validation`` needs them:
+    whatever the data when val and test take all of it, and from ``n`` where the spec gives it."""
+    split = data["data"].get("split") or {}
+    share = split.get("val", 0) + split.get("test", 0)
+    if share >= 1:
+        return [
+            Diagnostic(
+                f"data.split leaves no training rows: val and test take {share:g} of them", loc(("data", "split"))
+            )
+        ]
+    rows = data_rows(data["data"])
+    if rows is None or not split:
+        return []
+    sizes = split_sizes(rows, split)
+    if not sizes["train"]:  # the words of the check when the data loads (data/sources.py)
+        message = f"split leaves no training rows ({rows} rows, {sizes['val']} val, {sizes['test']} test)"
+        return [Diagnostic(f"data: {message}", loc(("data", "split")))]
+    if data["train"].get("validation") is not None and split.get("val") and not sizes["val"]:
+        message = f"data.split.val leaves no rows for validation out of the data's {rows}"
+        return [Diagnostic(message, loc(("data", "split", "val")))]
+    return []
+
+
 def _memory(data: dict, model, loc: Where) -> list[Diagnostic]:
     return memory_diagnostics(data, model, loc)
 
@@ -156,5 +181,6 @@ CHECKS = [
     ({"metrics"}, _metrics),
     ({"data"}, _standardize),
     ({"train", "data", "metrics"}, _validation),
+    ({"train", "data"}, _split),
     ({"train", "data", "optimizer"}, _memory),
 ]

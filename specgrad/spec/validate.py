@@ -375,6 +375,16 @@ def data_model_checks(doc: Document, model) -> list[Diagnostic]:
         mismatch = shape_mismatch(name, have, node) if have is not None else None
         if mismatch:
             out.append(Diagnostic(mismatch, doc.loc(field_path(name, doc.data))))
+    for i, name in enumerate(settings.get("standardize", ())):
+        node = model.inputs.get(name)
+        if node is not None and node.dtype.kind in "iu":
+            out.append(
+                Diagnostic(
+                    f"data field '{name}' is standardized, to real values, but the model reads it as {node.dtype} "
+                    f"(ids): leave it out of data.standardize",
+                    doc.loc(("data", "standardize", i)),
+                )
+            )
     labels = fields.get(model.target)
     if labels is not None and labels.classes is not None:
         target = make_loss(doc.data["loss"]).target_of(model.prediction)

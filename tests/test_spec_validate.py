@@ -353,3 +353,13 @@ def test_a_split_that_leaves_no_rows_is_refused_at_validate(spec, overrides, mes
     monkeypatch.chdir(ROOT)
     ok, diags = check_spec(f"models/{spec}", overrides)
     assert not ok and [d.message for d in diags] == [message]
+
+
+def test_a_metric_listed_twice_is_refused(monkeypatch):
+    """summary.json keeps results by metric name: top_k_accuracy with k 1 and with k 2 kept one, silently."""
+    monkeypatch.chdir(ROOT)
+    twice = "metrics=[accuracy, {type: top_k_accuracy, k: 1}, {type: top_k_accuracy, k: 2}]"
+    ok, diags = check_spec("models/mlp_digits.yaml", [twice])
+    assert not ok and [d.message for d in diags] == [
+        "metric 'top_k_accuracy' is listed twice: results are kept by name, so one would hide the other"
+    ]

@@ -86,8 +86,19 @@ def _full_batch(data: dict, model, loc: Where) -> list[Diagnostic]:
 
 
 def _metrics(data: dict, model, loc: Where) -> list[Diagnostic]:
+    declared = data.get("metrics", [])
     kind = make_loss(data["loss"]).target_of(model.prediction).kind
-    return [Diagnostic(message, loc(("metrics", i))) for i, message in check_metrics(data.get("metrics", []), kind)]
+    out = [Diagnostic(message, loc(("metrics", i))) for i, message in check_metrics(declared, kind)]
+    names = [metric_name(m) for m in declared]
+    out += [  # summary.json and train.validation.metric know a metric by its name
+        Diagnostic(
+            f"metric '{name}' is listed twice: results are kept by name, so one would hide the other",
+            loc(("metrics", i)),
+        )
+        for i, name in enumerate(names)
+        if name in names[:i]
+    ]
+    return out
 
 
 def _standardize(data: dict, model, loc: Where) -> list[Diagnostic]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from specgrad import _API as PUBLIC_NAMES
 from specgrad.base.diagnostics import Diagnostic, Location, SpecError
-from specgrad.base.fileio import parse_json, read_small_text
+from specgrad.base.fileio import json_text, parse_json, read_small_text  # noqa: F401  (json_text: for the CLI)
 from specgrad.base.rng import INIT, stream
 from specgrad.data.prepare import prepare_data
 from specgrad.model.build import TrainStep, init_params

@@ -291,7 +291,7 @@ def eval_(
 
     with _reported():
         result = api.evaluate(run_dir, split.value if split else None, warn=lambda m: _err(f"warning: {m}"), roots=root)
-    typer.echo(json.dumps(result, indent=2))
+    typer.echo(api.json_text(result, indent=2))
 
 
 @app.command()

@@ -495,3 +495,19 @@ def test_a_loss_no_parameter_reaches_trains_full_batch_to_the_end(tmp_path):
     assert summary["steps"] == 4
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(set(losses)) == 1 and math.isfinite(losses[0])
+
+
+def test_run_files_are_strict_json_when_values_are_not_finite(tmp_path):
+    """A loss that overflows (lr 1e200, steps skipped) was written to summary.json as Infinity, which jq and
+    browsers refuse: not-finite values are null in every JSON file a run writes."""
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in {text!r}"))
+
+    spec = load_spec(MODELS / "poly.yaml", ["optimizer.lr=1.0e+200", "train.on_divergence=skip", "train.steps=3"])
+    Trainer(spec, tmp_path).run()
+    summary = strict((tmp_path / "summary.json").read_text())
+    assert summary["skipped_steps"] == 2 and summary["train"]["loss"] is None
+    assert [strict(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][1:] == [None, None]
+    result = run_cli("eval", tmp_path)
+    assert result.returncode == 0 and strict(result.stdout)["loss"] is None

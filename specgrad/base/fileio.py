@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import stat
 import zipfile
@@ -177,6 +178,22 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as strict JSON, what any reader (jq, a browser) parses: a float that is not finite (a
+    diverged evaluation's loss) is written as null, where Python's json would write NaN or Infinity."""
+
+    def finite(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: finite(item) for k, item in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(item) for item in v]
+        return v
+
+    return json.dumps(finite(value), indent=indent, allow_nan=False)
 
 
 def parse_json(text: str | bytes) -> Any:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError, printable
-from specgrad.base.fileio import parse_json, read_small_text
+from specgrad.base.fileio import json_text, parse_json, read_small_text
 from specgrad.run.checkpoint import CHECKPOINTS_DIR
 from specgrad.run.plot import PlotError, read_metrics, save_figure
 from specgrad.run.runlog import metrics_lines
@@ -97,7 +97,7 @@ def _spec(run_dir: Path) -> object:
 
 def format_rows(rows: list[dict], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return json_text(rows, indent=2)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     if fmt == "csv":
         out = io.StringIO()

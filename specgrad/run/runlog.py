@@ -8,7 +8,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from specgrad.base.fileio import WriteError, open_regular, parse_json, write_atomic, write_error
+from specgrad.base.fileio import WriteError, json_text, open_regular, parse_json, write_atomic, write_error
 from specgrad.spec.render import spec_yaml
 
 
@@ -48,7 +48,7 @@ def write_spec(run_dir: Path, data: dict, version: str) -> None:
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
-    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(run_dir / "summary.json", json_text(summary, indent=2) + "\n")
 
 
 class MetricsLog:
@@ -73,7 +73,7 @@ class MetricsLog:
 
     def write(self, record: dict) -> None:
         with self._named():
-            self.file.write(json.dumps(record) + "\n")
+            self.file.write(json_text(record) + "\n")
 
     def parameters(self, step: int, params: dict) -> None:
         """The parameters at a checkpoint: kept by the checkpoint itself, not by metrics.jsonl (TensorBoard's

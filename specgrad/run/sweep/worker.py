@@ -6,7 +6,6 @@ machines, each machine's ``specgrad sweep`` starts its own workers on the same s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import socket
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 from specgrad.base.diagnostics import SpecError
-from specgrad.base.fileio import own_dir, parse_json, read_small_text, write_atomic
+from specgrad.base.fileio import json_text, own_dir, parse_json, read_small_text, write_atomic
 from specgrad.run import threads
 from specgrad.run.checkpoint import checkpoints_dir, list_checkpoints
 from specgrad.run.runlog import metrics_lines, spec_hash
@@ -249,7 +248,7 @@ def _write_trial(run_dir: Path, sweep: Sweep, trial, assignment: dict) -> None:
         "params": assignment,
         "objective": {"metric": sweep.metric, "mode": sweep.mode},
     }
-    write_atomic(run_dir / "trial.json", json.dumps(record, indent=2) + "\n")
+    write_atomic(run_dir / "trial.json", json_text(record, indent=2) + "\n")
 
 
 def main(argv=None) -> int:

@@ -363,3 +363,20 @@ def test_a_metric_listed_twice_is_refused(monkeypatch):
     assert not ok and [d.message for d in diags] == [
         "metric 'top_k_accuracy' is listed twice: results are kept by name, so one would hide the other"
     ]
+
+
+def test_accumulating_more_batches_than_an_epoch_holds_is_a_warning(monkeypatch):
+    """A full batch accumulated 5 times reads the same rows 5 times a step, and `epochs: 3` then trains 5."""
+    monkeypatch.chdir(ROOT)
+    ok, diags = check_spec("models/poly.yaml", ["train.accumulate=5"])
+    assert ok and [(d.severity, d.message) for d in diags] == [
+        (
+            "warning",
+            "train.accumulate: 5 batches a step, but an epoch holds 1: each step reads batches again and "
+            "spans 5 epochs",
+        )
+    ]
+    ok, diags = check_spec("models/mlp_moons.yaml", ["train.accumulate=14"])  # 700 training rows in 14 batches
+    assert ok and diags == []
+    ok, diags = check_spec("models/mlp_moons.yaml", ["train.accumulate=15"])
+    assert ok and "an epoch holds 14" in diags[0].message

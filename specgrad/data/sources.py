@@ -53,6 +53,12 @@ def check_reshape(name: str, have, to, key: tuple = ()) -> None:
         )
 
 
+def batches_per_epoch(n: int, batch_size: int | str, drop_last: bool) -> int:
+    """Batches in an epoch of ``n`` rows: ``full`` is one; the last, smaller batch counts unless dropped."""
+    size = n if batch_size == "full" else min(int(batch_size), n)
+    return n // size if drop_last else math.ceil(n / size)
+
+
 def split_sizes(n: int, split: dict) -> dict[str, int]:
     """Rows of each split of ``n`` rows (``train`` 0 when ``split`` leaves none)."""
     n_val, n_test = int(round(split.get("val", 0) * n)), int(round(split.get("test", 0) * n))

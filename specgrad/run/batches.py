@@ -4,11 +4,12 @@ which rows it holds. The order of the current epoch and the RNG state are all a 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from specgrad.data.sources import batches_per_epoch
 
 
 class Batches:
@@ -23,7 +24,7 @@ class Batches:
         self.fields = list(fields.values())
         self.n = len(self.fields[0])
         self.size = self.n if batch_size == "full" else min(int(batch_size), self.n)
-        self.per_epoch = self.n // self.size if drop_last else math.ceil(self.n / self.size)
+        self.per_epoch = batches_per_epoch(self.n, batch_size, drop_last)
         # a single batch holding every row in order needs no indexing (and no copy); fed read-only, the same
         # arrays at every step, so that the plan computes what depends on the data alone once (engine/plan.py)
         self.whole = self.size == self.n and not drop_last

@@ -11,7 +11,7 @@ from typing import cast
 
 from specgrad.base.components import normalize
 from specgrad.base.diagnostics import Diagnostic, Location
-from specgrad.data.sources import split_sizes
+from specgrad.data.sources import batches_per_epoch, split_sizes
 from specgrad.model.losses import DECODED, make_loss
 from specgrad.model.metrics import check_metrics, metric_name
 from specgrad.optim.optimizers import OPTIMIZERS, Optimizer, make_optimizer
@@ -164,6 +164,27 @@ def _split(data: dict, model, loc: Where) -> list[Diagnostic]:
     return []
 
 
+def _accumulate(data: dict, model, loc: Where) -> list[Diagnostic]:
+    """More batches a step than an epoch holds: each step reads some batches again (a full batch: the same rows
+    k times) and spans several epochs. Known where the batch is full, or the rows are in the spec."""
+    t = parse(Train, data["train"])
+    rows = data_rows(data["data"])
+    if t.accumulate == 1 or (rows is None and t.batch_size != "full"):
+        return []
+    train_rows = split_sizes(rows, data["data"].get("split") or {})["train"] if rows is not None else 1
+    per_epoch = batches_per_epoch(train_rows, t.batch_size, t.drop_last) if train_rows else 1
+    if t.accumulate <= per_epoch:
+        return []
+    return [
+        Diagnostic(
+            f"train.accumulate: {t.accumulate} batches a step, but an epoch holds {per_epoch}: each step reads "
+            f"batches again and spans {t.accumulate / per_epoch:g} epochs",
+            loc(("train", "accumulate")),
+            "warning",
+        )
+    ]
+
+
 def _memory(data: dict, model, loc: Where) -> list[Diagnostic]:
     return memory_diagnostics(data, model, loc)
 
@@ -193,5 +214,6 @@ CHECKS = [
     ({"data"}, _standardize),
     ({"train", "data", "metrics"}, _validation),
     ({"train", "data"}, _split),
+    ({"train", "data"}, _accumulate),
     ({"train", "data", "optimizer"}, _memory),
 ]

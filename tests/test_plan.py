@@ -233,16 +233,18 @@ def test_an_output_of_the_data_alone_is_fresh_on_every_call():
     x, k = g.input("x", ("B",)), g.param("k", (3,))
     total = g.apply("sum", g.apply("sin", x))  # no parameter reaches it
     (gk,) = gradients(g.apply("sum", g.apply("expand_dims", x, axis=-1) * k), [k])  # linear in k: data alone
+    shown = g.apply("expand_dims", g.apply("cos", x), axis=-1)  # a view of a value of the data alone
     xv = np.linspace(0.5, 2, 8)
     xv.flags.writeable = False
     for into in (None, np.empty(3)):
-        plan = Plan([total, gk], [x, k], data=[x])
+        plan = Plan([total, gk, shown], [x, k], data=[x])
         if into is not None:
             plan.write_outputs_into({1: into})
         seen: list = []
         for _ in range(4):  # interpreted, specialized, then the data steps are skipped
             got = plan(xv, np.ones(3))
             assert got[0] == np.sum(np.sin(xv)) and np.array_equal(got[1], np.full(3, np.sum(xv)))
+            assert np.array_equal(got[2], np.cos(xv)[:, None])
             assert not any(a is b for a in got for b in seen if b is not into)
             seen += got
             for a in got:

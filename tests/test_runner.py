@@ -142,7 +142,9 @@ def test_retention_rules():
     assert to_keep(saved, 1, 1, "max") == {60}
     assert to_keep(saved, None, 0, "min") == set(saved)
     assert to_keep({20: float("nan")}, None, 1, "min") == {20}  # NaN is never best, but keep_last is all
+    assert to_keep({10: float("inf"), 20: 1.0, 30: float("nan")}, 1, 1, "min") == {20, 30}
     assert not improved(float("nan"), None, "min") and not improved(0.3, 0.3, "min")
+    assert not improved(float("inf"), None, "min") and not improved(float("-inf"), None, "max")  # no model to keep
     assert improved(0.29, 0.3, "min") and not improved(0.295, 0.3, "min", min_delta=0.01)
 
 

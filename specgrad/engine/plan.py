@@ -89,12 +89,17 @@ class Plan:
         self.n_slots = len(slot)
 
         # steps that read data feeds (and constants) only, and the values of theirs that other steps read. A
-        # step making an output always runs: results are fresh arrays, and may be written into the caller's
+        # step making an output, or a value an output may view (through reshape, transpose...), always runs:
+        # results are fresh arrays the caller owns, and may be written into the caller's
         self.data_slots = [slot[n.id] for n in data if n.id in slot]
         fixed = {*self.data_slots, *(slot[nid] for nid in self.constants if nid in slot)}
+        shown = set(self.outputs)
+        for n, st in zip(reversed(nodes), reversed(self.steps)):
+            if st.out in shown and REGISTRY[n.op].view:
+                shown.update(st.args)
         self.data_steps = []
         for i, st in enumerate(self.steps):
-            if self.data_slots and all(a in fixed for a in st.args) and st.out not in self.outputs:
+            if self.data_slots and all(a in fixed for a in st.args) and st.out not in shown:
                 fixed.add(st.out)
                 self.data_steps.append(i)
         derived = {self.steps[i].out for i in self.data_steps}

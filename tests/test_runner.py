@@ -378,6 +378,11 @@ def test_resume_with_a_changed_spec_shows_the_difference(tmp_path):
     )
     assert summary["steps"] == 30 and "train.steps: 20 -> 30" in warnings[0]
     assert "steps: 30" in (tmp_path / "spec.yaml").read_text()
+    # fewer steps than the checkpoint's: refused before the run's spec.yaml is touched (it said 10 steps of a
+    # run that completed 30)
+    with pytest.raises(RunError, match="is at step 30, past the 10 steps this spec trains"):
+        train(tmp_path, "train.steps=10", resume=True, allow_spec_change=True)
+    assert "steps: 30" in (tmp_path / "spec.yaml").read_text()
 
 
 @pytest.mark.slow

@@ -385,6 +385,11 @@ class Trainer:
             raise RunError(str(e)) from None
         if ckpt is None:
             raise RunError(f"nothing to resume: {self.run_dir} has no checkpoint")
+        if ckpt.step > self.total_steps:  # a changed spec with fewer steps: its run would claim what it is not
+            raise RunError(
+                f"{ckpt.path} is at step {ckpt.step}, past the {self.total_steps} steps this spec trains: a run is "
+                "not shortened (resume with at least as many steps, or train into a new run directory)"
+            )
         if ckpt.state.get("spec_hash") != self.hash:
             diff = spec_diff(ckpt.state.get("spec", {}), self.resolved)
             shown = "\n".join(f"  {line}" for line in diff) or "  (the checkpoint does not record its spec)"

@@ -133,11 +133,13 @@ def test_bad_runs_and_inputs_are_clear_errors(tmp_path):
     np.savez(tmp_path / "text.npz", x=np.array(["a", "b"]))
     (tmp_path / "in.csv").write_text("x\n0.5\n")
     (tmp_path / "two.csv").write_text("a,w\n0.5,1\n")  # no column named x: all columns, in order
+    np.savez(tmp_path / "nan.npz", x=np.array([0.5, np.nan]))
     for args, message in [
+        ((tmp_path / "nan.npz",), "nan.npz: data field 'x' holds NaN or infinite values (the first at row 1)"),
         ((tmp_path / "nope.csv",), "input file"),
         ((run / "spec.yaml",), "the input must be a .csv or .npz file"),
         ((tmp_path / "wrong.npz",), "has no array 'x' (the model reads x; the file has 'z')"),
-        ((tmp_path / "text.npz",), "input: field 'x' holds <U1 values, not real numbers"),
+        ((tmp_path / "text.npz",), "text.npz: field 'x' holds <U1 values, not real numbers"),
         ((tmp_path / "in.csv", tmp_path / "out.txt"), "the output must be a .csv or .npz file"),
         ((tmp_path / "two.csv",), "field 'x' has per-sample shape [2]"),
     ]:
@@ -258,7 +260,7 @@ def test_ids_out_of_an_embeddings_range_are_refused(tmp_path):
         ([[1, -1, 2]], "negative id -1"),
     ]:
         np.savez(tmp_path / "in.npz", tokens=np.array(ids))
-        with pytest.raises(SpecError, match=message):
+        with pytest.raises(RunFileError, match=f"in.npz: data field 'tokens' .*{message}"):  # the input named
             predict_file(run, tmp_path / "in.npz")
     # an id beyond the table in the data, even in a held-out split only: a located error before training
     tokens = rng.integers(0, 10, (20, 3))

@@ -35,7 +35,7 @@ from specgrad.run.checkpoint import (
     latest_checkpoint,
 )
 from specgrad.run.runlog import spec_hash
-from specgrad.spec import Spec, load_spec
+from specgrad.spec import Spec, SpecError, load_spec
 
 SPLITS = ("train", "val", "test")
 
@@ -139,7 +139,7 @@ def predict_file(
     fields = read_inputs(run.spec, Path(input_path))
     if not fields or any(np.ndim(values) == 0 or len(values) == 0 for values in fields.values()):
         raise RunFileError(f"{input_path} holds no samples")
-    outputs = predict(run, fields)
+    outputs = predict(run, fields, str(input_path))
     if output_path is None:
         return to_csv(outputs)
     output_path = Path(output_path)
@@ -152,36 +152,40 @@ def predict_file(
     return None
 
 
-def predict(run: TrainedRun, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def predict(run: TrainedRun, fields: dict[str, np.ndarray], source: str = "input") -> dict[str, np.ndarray]:
     """The model's output for raw input fields (reshaped, standardized and checked as in training), named
-    after the model's output node, and for classifiers the predicted label and class probabilities."""
+    after the model's output node, and for classifiers the predicted label and class probabilities. An error
+    (RunFileError) names ``source``, where the fields came from: the input file, not the run's spec."""
     spec, model = run.spec, run.spec.model
     inputs = [name for name in model.inputs if name != model.target]
     missing = [name for name in inputs if name not in fields]
     if missing:
         raise RunFileError(
-            f"input: no field '{missing[0]}' (the model reads {', '.join(inputs)}; "
+            f"{source}: no field '{missing[0]}' (the model reads {', '.join(inputs)}; "
             f"given: {', '.join(sorted(fields)) or 'none'})"
         )
     raw = {}
     for name in inputs:
         values = np.asarray(fields[name])
         if values.ndim == 0 or len(values) == 0:
-            raise RunFileError(f"input: field '{name}' holds no samples (one row per sample)")
+            raise RunFileError(f"{source}: field '{name}' holds no samples (one row per sample)")
         if values.dtype.kind not in "biuf":  # complex, text, objects
-            raise RunFileError(f"input: field '{name}' holds {values.dtype} values, not real numbers")
+            raise RunFileError(f"{source}: field '{name}' holds {values.dtype} values, not real numbers")
         # ids stay integers (a float64 would round 2**60 + 1); real values are read as float64, as in training
         raw[name] = values if model.inputs[name].dtype.kind in "iu" else values.astype(np.float64, copy=False)
     try:
         fields = {name: reshape_rows(raw[name], model.inputs[name].shape[1:], name) for name in inputs}
     except DataError as e:
-        raise RunFileError(f"input: {e}") from None
-    fields = conform(run.standardizer.apply(fields), spec, with_target=False)
+        raise RunFileError(f"{source}: {e}") from None
+    try:
+        fields = conform(run.standardizer.apply(fields), spec, with_target=False)
+    except SpecError as e:  # the checks of training data, here about the input's values
+        raise RunFileError(f"{source}: " + "; ".join(d.message for d in e.diagnostics)) from None
     forward = model.eval  # no dropout; batchnorm uses its running statistics
     try:
         (pred,) = forward.plan([forward.prediction])(*forward.feed(fields, run.params, run.state))
     except IndexError as e:  # an id beyond an embedding's rows
-        raise RunFileError(f"input: {e}") from None
+        raise RunFileError(f"{source}: {e}") from None
     pred = np.asarray(pred)
     decode = make_loss(spec.data["loss"]).decode
     return {spec.data["model"]["output"]: pred, **(decode(pred) if decode else {})}

@@ -13,6 +13,7 @@ import time
 import pytest
 from conftest import MODELS, run_cli
 
+from specgrad.run.checkpoint import latest_checkpoint
 from specgrad.run.lock import LOCK_FILE, RunLock, RunLocked
 
 POLY = MODELS / "poly.yaml"
@@ -78,7 +79,10 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_sigkilled_holder_res
         first.wait()
     assert first.returncode == -signal.SIGKILL
     # the kernel released the lock with the dead holder: its own resume is not blocked
-    shorter = ["train.steps=4000", *SLOW[1:]]  # to end the test in seconds (hence --allow-spec-change)
+    # to end the test in seconds: a few steps past the holder's last checkpoint (hence --allow-spec-change;
+    # a run is never shortened below its checkpoint)
+    reached = latest_checkpoint(tmp_path / "checkpoints").step
+    shorter = [f"train.steps={reached + 10}", *SLOW[1:]]
     resumed = run_cli(
         "train", POLY, *sets(shorter), "--run-dir", tmp_path, "--resume", "--allow-spec-change", "--quiet"
     )

@@ -389,7 +389,7 @@ def data_model_checks(doc: Document, model) -> list[Diagnostic]:
     if labels is not None and labels.classes is not None:
         target = make_loss(doc.data["loss"]).target_of(model.prediction)
         takes = {"labels": target.classes, "probabilities": 2}.get(target.kind)
-        if takes is not None and labels.classes > takes:
+        if isinstance(takes, int) and labels.classes > takes:  # (a class axis of the batch's size: not known)
             source = settings["source"]
             out.append(
                 Diagnostic(

@@ -193,7 +193,10 @@ def json_text(value: Any, indent: int | None = None) -> str:
             return [finite(item) for item in v]
         return v
 
-    return json.dumps(finite(value), indent=indent, allow_nan=False)
+    try:  # the common case, a value with nothing to replace (a metrics line each step): one pass
+        return json.dumps(value, indent=indent, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(value), indent=indent, allow_nan=False)
 
 
 def parse_json(text: str | bytes) -> Any:

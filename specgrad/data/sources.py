@@ -53,9 +53,14 @@ def check_reshape(name: str, have, to, key: tuple = ()) -> None:
         )
 
 
+def batch_rows(n: int, batch_size: int | str) -> int:
+    """Rows of a batch of ``n`` rows of data: ``full`` is all of them, a size is at most them."""
+    return n if batch_size == "full" else min(int(batch_size), n)
+
+
 def batches_per_epoch(n: int, batch_size: int | str, drop_last: bool) -> int:
     """Batches in an epoch of ``n`` rows: ``full`` is one; the last, smaller batch counts unless dropped."""
-    size = n if batch_size == "full" else min(int(batch_size), n)
+    size = batch_rows(n, batch_size)
     return n // size if drop_last else math.ceil(n / size)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from specgrad.data.sources import batches_per_epoch
+from specgrad.data.sources import batch_rows, batches_per_epoch
 
 
 class Batches:
@@ -23,7 +23,7 @@ class Batches:
     ):
         self.fields = list(fields.values())
         self.n = len(self.fields[0])
-        self.size = self.n if batch_size == "full" else min(int(batch_size), self.n)
+        self.size = batch_rows(self.n, batch_size)
         self.per_epoch = batches_per_epoch(self.n, batch_size, drop_last)
         # a single batch holding every row in order needs no indexing (and no copy); fed read-only, the same
         # arrays at every step, so that the plan computes what depends on the data alone once (engine/plan.py)

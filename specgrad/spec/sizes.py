@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from specgrad.base.diagnostics import Diagnostic, Location
-from specgrad.data.sources import split_sizes
+from specgrad.data.sources import batch_rows, split_sizes
 from specgrad.engine.ir import ancestors
 from specgrad.optim.optimizers import make_optimizer
 
@@ -210,7 +210,7 @@ def estimate(spec: dict, model, loc: Where) -> tuple[int, list[Tensor], str]:
     splits = split_sizes(rows, spec["data"].get("split") or {}) if rows is not None else None
     train_rows = splits["train"] if splits else None  # a full batch is the training split, not all rows
     batch_size = spec["train"].get("batch_size", "full")
-    batch = train_rows if batch_size == "full" else (min(batch_size, train_rows) if train_rows else batch_size)
+    batch = batch_rows(train_rows, batch_size) if train_rows else (None if batch_size == "full" else batch_size)
     tensors = [_describe(node, 1, "parameter") for node in model.params.values()]
     tensors += [_describe(node, 1, "model state") for node in model.state.values()]
     param_bytes = sum(t.nbytes for t in tensors)

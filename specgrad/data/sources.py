@@ -70,6 +70,16 @@ def split_sizes(n: int, split: dict) -> dict[str, int]:
     return {"train": max(n - n_val - n_test, 0), "val": n_val, "test": n_test}
 
 
+def no_training_rows(n: int, sizes: dict[str, int]) -> str:
+    """What a split that leaves no training rows (``split_sizes``) is told, at load or at validate."""
+    return f"split leaves no training rows ({n} rows, {sizes['val']} val, {sizes['test']} test)"
+
+
+def no_validation_rows(n: int) -> str:
+    """What a split without validation rows is told where ``train.validation`` needs them."""
+    return f"data.split.val leaves no rows for validation out of the data's {n}"
+
+
 def load_splits(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[str, dict[str, np.ndarray]]:
     """``{"train": fields, "val": fields, "test": fields}``; val and test only when ``split`` asks for them.
     Rows are assigned by a permutation drawn from the data seed, so the split is reproducible."""
@@ -82,7 +92,7 @@ def load_splits(settings: dict, seed: int, base_dir: Path | str = ".") -> dict[s
     sizes = split_sizes(n, split)
     n_val, n_test = sizes["val"], sizes["test"]
     if not sizes["train"]:
-        raise DataError(f"split leaves no training rows ({n} rows, {n_val} val, {n_test} test)", ("split",))
+        raise DataError(no_training_rows(n, sizes), ("split",))
     parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
     return {
         name: {k: v[np.sort(idx)] for k, v in fields.items()}

@@ -23,6 +23,7 @@ from specgrad.base.diagnostics import SpecError
 from specgrad.base.rng import INIT, SHUFFLE, stream
 from specgrad.base.version import __version__
 from specgrad.data.prepare import prepare_data
+from specgrad.data.sources import no_validation_rows
 from specgrad.engine.ops.collective import summing_over
 from specgrad.model.build import BATCH, TrainStep, init_params
 from specgrad.model.losses import is_mean
@@ -233,7 +234,7 @@ class Trainer:
             rows = sum(len(next(iter(fields.values()))) for fields in self.splits.values())
             raise SpecError.at(
                 self.spec.doc.loc(("data", "split", "val")),
-                f"data.split.val leaves no rows for validation out of the data's {rows}",
+                no_validation_rows(rows),
             )
         return v
 

@@ -11,7 +11,7 @@ from typing import cast
 
 from specgrad.base.components import normalize
 from specgrad.base.diagnostics import Diagnostic, Location
-from specgrad.data.sources import batches_per_epoch, split_sizes
+from specgrad.data.sources import batches_per_epoch, no_training_rows, no_validation_rows, split_sizes
 from specgrad.model.losses import DECODED, make_loss
 from specgrad.model.metrics import check_metrics, metric_name
 from specgrad.optim.optimizers import OPTIMIZERS, Optimizer, make_optimizer
@@ -155,12 +155,10 @@ def _split(data: dict, model, loc: Where) -> list[Diagnostic]:
     if rows is None or not split:
         return []
     sizes = split_sizes(rows, split)
-    if not sizes["train"]:  # the words of the check when the data loads (data/sources.py)
-        message = f"split leaves no training rows ({rows} rows, {sizes['val']} val, {sizes['test']} test)"
-        return [Diagnostic(f"data: {message}", loc(("data", "split")))]
+    if not sizes["train"]:  # the words of the checks when the data loads
+        return [Diagnostic(f"data: {no_training_rows(rows, sizes)}", loc(("data", "split")))]
     if data["train"].get("validation") is not None and split.get("val") and not sizes["val"]:
-        message = f"data.split.val leaves no rows for validation out of the data's {rows}"
-        return [Diagnostic(message, loc(("data", "split", "val")))]
+        return [Diagnostic(no_validation_rows(rows), loc(("data", "split", "val")))]
     return []
 
 
